@@ -1,1 +1,3 @@
-
+pub mod frames;
+pub mod names;
+pub mod token;

@@ -1,0 +1,370 @@
+//! WebSocket frames of protocol v1 (proto/PROTOCOL.md section 3): decoding client frames and
+//! encoding server frames, error codes and close codes.
+//!
+//! Decoding rules ([`parse_client_frame`]):
+//! * the text must be a JSON object with a string `type` among `connect`, `subscribe`,
+//!   `unsubscribe`, `ping`, `pong`; anything else is a bad frame (`bad_request`);
+//! * `id`, when present, must be an integer in 0 ..= 2^53-1 (`1.0`, `"1"`, `-1` and `null` are
+//!   wrong types); it is read first so that the error for a bad frame can echo it;
+//! * a present field of a known name with the wrong JSON type (including `null`) is a bad frame;
+//!   unknown fields are ignored (forward compatibility);
+//! * `subscribe`/`unsubscribe` need `event`, a valid pattern (`names::validate_pattern`);
+//! * `connect` takes at most one of `token` and `resume` (both strings); neither means anonymous.
+//!
+//! Encoders write compact JSON with the field order of the tables in PROTOCOL.md and of
+//! `proto/vectors/frames.json` (`server` cases are byte-exact), omitting `id` when it is `None`.
+//! The JSON Schemas are `proto/schema/client-frame.schema.json` and `server-frame.schema.json`.
+
+use std::fmt::Write as _;
+
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::names;
+
+/// Largest `id` a client may send: 2^53-1, the largest integer a JavaScript number holds exactly.
+pub const MAX_ID: u64 = (1 << 53) - 1;
+
+/// A decoded client frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientFrame {
+    /// `token` and `resume` are never both `Some`; both `None` asks for anonymous access.
+    Connect { id: Option<u64>, token: Option<String>, resume: Option<String> },
+    /// `event` is a valid pattern.
+    Subscribe { id: Option<u64>, event: String },
+    /// `event` is a valid pattern.
+    Unsubscribe { id: Option<u64>, event: String },
+    Ping { id: Option<u64> },
+    Pong,
+}
+
+impl ClientFrame {
+    /// The request id, for echoing in the reply (`Pong` has none).
+    pub fn id(&self) -> Option<u64> {
+        match self {
+            ClientFrame::Connect { id, .. }
+            | ClientFrame::Subscribe { id, .. }
+            | ClientFrame::Unsubscribe { id, .. }
+            | ClientFrame::Ping { id } => *id,
+            ClientFrame::Pong => None,
+        }
+    }
+}
+
+/// A bad client frame: answer `error` `bad_request` (see [`FrameError::encode`]) and count it.
+/// `id` is the frame's id when it could be read; `message` is a short fixed text that never
+/// repeats client input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameError {
+    pub id: Option<u64>,
+    pub message: String,
+}
+
+impl FrameError {
+    fn new(id: Option<u64>, message: impl Into<String>) -> Self {
+        FrameError { id, message: message.into() }
+    }
+
+    /// The `error` frame (code `bad_request`) that answers this bad frame.
+    pub fn encode(&self) -> String {
+        encode_error(self.id, ErrorCode::BadRequest, &self.message)
+    }
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// Reads the optional field `key` as a string; present with another type is an error.
+fn opt_str(obj: &mut Map<String, Value>, key: &str, id: Option<u64>) -> Result<Option<String>, FrameError> {
+    match obj.remove(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(FrameError::new(id, format!("field '{key}' must be a string"))),
+    }
+}
+
+/// Reads the required `event` field: a string holding a valid pattern.
+fn event_pattern(obj: &mut Map<String, Value>, id: Option<u64>) -> Result<String, FrameError> {
+    let event = opt_str(obj, "event", id)?.ok_or_else(|| FrameError::new(id, "field 'event' is required"))?;
+    names::validate_pattern(&event).map_err(|e| FrameError::new(id, format!("invalid event: {e}")))?;
+    Ok(event)
+}
+
+/// Decodes one client text frame. Never panics.
+pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
+    let mut obj = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(obj)) => obj,
+        Ok(_) => return Err(FrameError::new(None, "frame must be a JSON object")),
+        Err(_) => return Err(FrameError::new(None, "frame is not valid JSON")),
+    };
+    let id = match obj.remove("id") {
+        None => None,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(v) if v <= MAX_ID => Some(v),
+            _ => return Err(FrameError::new(None, "field 'id' must be an integer from 0 to 2^53-1")),
+        },
+        Some(_) => return Err(FrameError::new(None, "field 'id' must be an integer from 0 to 2^53-1")),
+    };
+    let kind = match obj.remove("type") {
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(FrameError::new(id, "field 'type' must be a string")),
+        None => return Err(FrameError::new(id, "field 'type' is required")),
+    };
+    match kind.as_str() {
+        "connect" => {
+            let token = opt_str(&mut obj, "token", id)?;
+            let resume = opt_str(&mut obj, "resume", id)?;
+            if token.is_some() && resume.is_some() {
+                return Err(FrameError::new(id, "connect takes 'token' or 'resume', not both"));
+            }
+            Ok(ClientFrame::Connect { id, token, resume })
+        }
+        "subscribe" => Ok(ClientFrame::Subscribe { id, event: event_pattern(&mut obj, id)? }),
+        "unsubscribe" => Ok(ClientFrame::Unsubscribe { id, event: event_pattern(&mut obj, id)? }),
+        "ping" => Ok(ClientFrame::Ping { id }),
+        "pong" => Ok(ClientFrame::Pong),
+        _ => Err(FrameError::new(id, "unknown frame type")),
+    }
+}
+
+/// Error codes of `error` frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// Malformed frame, invalid name or pattern, second `connect`.
+    BadRequest,
+    /// Bad, expired, used or revoked token (followed by close 4001).
+    Unauthorized,
+    /// Pattern outside the token's `allow`.
+    Forbidden,
+    /// `subscribe`/`unsubscribe` before `connected`.
+    NotConnected,
+    /// Too many subscriptions or connections.
+    LimitExceeded,
+    /// The gateway could not do it now (e.g. NATS down); retry later.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotConnected => "not_connected",
+            ErrorCode::LimitExceeded => "limit_exceeded",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// WebSocket close codes (PROTOCOL.md section 3, "Close codes").
+pub mod close {
+    /// Normal, e.g. heartbeat timeout: reconnect with backoff.
+    pub const NORMAL: u16 = 1000;
+    /// Protocol violation (too many bad frames).
+    pub const PROTOCOL: u16 = 1008;
+    /// Frame too big.
+    pub const TOO_BIG: u16 = 1009;
+    /// Node restarting (drain): reconnect at once.
+    pub const RESTART: u16 = 1012;
+    /// Connect timeout, bad/expired/used token.
+    pub const UNAUTHORIZED: u16 = 4001;
+    /// Forbidden / revoked: stop.
+    pub const FORBIDDEN: u16 = 4003;
+    /// Outbound queue full.
+    pub const TOO_SLOW: u16 = 4008;
+    /// Rate limited.
+    pub const RATE_LIMITED: u16 = 4029;
+}
+
+/// Appends `s` as a JSON string literal. Strings without characters that need escaping (all
+/// names, patterns, codes, tokens) are copied as they are; others go through serde_json.
+fn push_json_str(buf: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        buf.push('"');
+        buf.push_str(s);
+        buf.push('"');
+    } else {
+        // Serialising a &str cannot fail.
+        buf.push_str(&serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\"")));
+    }
+}
+
+/// Starts a frame: `{"type":"<kind>"` then `,"id":N` when `id` is set.
+fn start(kind: &str, id: Option<u64>, extra: usize) -> String {
+    let mut buf = String::with_capacity(32 + kind.len() + extra);
+    buf.push_str("{\"type\":\"");
+    buf.push_str(kind);
+    buf.push('"');
+    if let Some(id) = id {
+        push_num_field(&mut buf, "id", id);
+    }
+    buf
+}
+
+/// Appends `,"key":` followed by the JSON string `value`.
+fn push_str_field(buf: &mut String, key: &str, value: &str) {
+    buf.push_str(",\"");
+    buf.push_str(key);
+    buf.push_str("\":");
+    push_json_str(buf, value);
+}
+
+/// Appends `,"key":N`.
+fn push_num_field(buf: &mut String, key: &str, value: u64) {
+    buf.push_str(",\"");
+    buf.push_str(key);
+    buf.push_str("\":");
+    // Writing to a String cannot fail.
+    let _ = write!(buf, "{value}");
+}
+
+/// `{"type":"connected","id":..,"session":..,"node":..,"heartbeat":..,"resume":..,"resume_expires_in":..}`;
+/// `resume` is `(token, expires_in seconds)`; both resume fields are omitted when it is `None`.
+pub fn encode_connected(id: Option<u64>, session: &str, node: &str, heartbeat: u64, resume: Option<(&str, u64)>) -> String {
+    let extra = session.len() + node.len() + resume.map_or(0, |(t, _)| t.len()) + 80;
+    let mut buf = start("connected", id, extra);
+    push_str_field(&mut buf, "session", session);
+    push_str_field(&mut buf, "node", node);
+    push_num_field(&mut buf, "heartbeat", heartbeat);
+    if let Some((token, expires_in)) = resume {
+        push_str_field(&mut buf, "resume", token);
+        push_num_field(&mut buf, "resume_expires_in", expires_in);
+    }
+    buf.push('}');
+    buf
+}
+
+/// Shared shape of `subscribed` and `unsubscribed`.
+fn encode_sub_reply(kind: &str, id: Option<u64>, event: &str) -> String {
+    let mut buf = start(kind, id, event.len() + 12);
+    push_str_field(&mut buf, "event", event);
+    buf.push('}');
+    buf
+}
+
+/// `{"type":"subscribed","id":..,"event":..}`
+pub fn encode_subscribed(id: Option<u64>, event: &str) -> String {
+    encode_sub_reply("subscribed", id, event)
+}
+
+/// `{"type":"unsubscribed","id":..,"event":..}`
+pub fn encode_unsubscribed(id: Option<u64>, event: &str) -> String {
+    encode_sub_reply("unsubscribed", id, event)
+}
+
+/// `{"type":"event","sub":..,"name":..,"data":<data verbatim>}`. Hot path: one allocation.
+pub fn encode_event(sub: &str, name: &str, data: &RawValue) -> String {
+    let data = data.get();
+    let mut buf = String::with_capacity(44 + sub.len() + name.len() + data.len());
+    buf.push_str("{\"type\":\"event\"");
+    push_str_field(&mut buf, "sub", sub);
+    push_str_field(&mut buf, "name", name);
+    buf.push_str(",\"data\":");
+    buf.push_str(data);
+    buf.push('}');
+    buf
+}
+
+/// `{"type":"pong","id":..}`
+pub fn encode_pong(id: Option<u64>) -> String {
+    let mut buf = start("pong", id, 0);
+    buf.push('}');
+    buf
+}
+
+/// `{"type":"ping"}`
+pub fn encode_ping() -> String {
+    String::from("{\"type\":\"ping\"}")
+}
+
+/// `{"type":"error","id":..,"code":..,"message":..}`. `message` must be short and free of secrets.
+pub fn encode_error(id: Option<u64>, code: ErrorCode, message: &str) -> String {
+    let mut buf = start("error", id, message.len() + 40);
+    push_str_field(&mut buf, "code", code.as_str());
+    push_str_field(&mut buf, "message", message);
+    buf.push('}');
+    buf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(s: &str) -> Value {
+        serde_json::from_str(s).expect("encoder output must be JSON")
+    }
+
+    #[test]
+    fn connected_field_order_and_optional_resume() {
+        assert_eq!(
+            encode_connected(Some(1), "s-1", "gw-1", 25, Some(("tg1r.a.b", 900))),
+            r#"{"type":"connected","id":1,"session":"s-1","node":"gw-1","heartbeat":25,"resume":"tg1r.a.b","resume_expires_in":900}"#
+        );
+        assert_eq!(
+            encode_connected(None, "s", "n", 5, None),
+            r#"{"type":"connected","session":"s","node":"n","heartbeat":5}"#
+        );
+    }
+
+    #[test]
+    fn strings_are_escaped() {
+        let out = encode_error(None, ErrorCode::Internal, "a \"quoted\"\n\\ message\u{1}");
+        assert_eq!(json(&out)["message"], "a \"quoted\"\n\\ message\u{1}");
+        let out = encode_connected(None, "é\"", "n\t", 1, None);
+        assert_eq!(json(&out)["session"], "é\"");
+        assert_eq!(json(&out)["node"], "n\t");
+    }
+
+    #[test]
+    fn event_embeds_data_verbatim() {
+        let raw = RawValue::from_string("[1, 2.50, {\"x\" : null}]".into()).unwrap();
+        let out = encode_event("a.>", "a.b", &raw);
+        assert_eq!(out, r#"{"type":"event","sub":"a.>","name":"a.b","data":[1, 2.50, {"x" : null}]}"#);
+    }
+
+    #[test]
+    fn unsubscribed_and_pong_without_id() {
+        assert_eq!(encode_unsubscribed(None, "a"), r#"{"type":"unsubscribed","event":"a"}"#);
+        assert_eq!(encode_pong(None), r#"{"type":"pong"}"#);
+    }
+
+    #[test]
+    fn error_echoes_readable_id() {
+        let err = parse_client_frame(r#"{"type":"nope","id":7}"#).unwrap_err();
+        assert_eq!(err.id, Some(7));
+        assert_eq!(json(&err.encode())["code"], "bad_request");
+        assert_eq!(json(&err.encode())["id"], 7);
+        let err = parse_client_frame(r#"{"type":"subscribe","id":7,"event":"a..b"}"#).unwrap_err();
+        assert_eq!(err.id, Some(7));
+        let err = parse_client_frame(r#"{"type":"subscribe","id":"7","event":"a"}"#).unwrap_err();
+        assert_eq!(err.id, None);
+    }
+
+    #[test]
+    fn connect_rejects_token_and_resume_together_and_nulls() {
+        assert!(parse_client_frame(r#"{"type":"connect","token":"a","resume":"b"}"#).is_err());
+        assert!(parse_client_frame(r#"{"type":"connect","token":null}"#).is_err());
+        assert!(parse_client_frame(r#"{"type":"ping","id":null}"#).is_err());
+        assert!(parse_client_frame(r#"{"type":"ping","id":1.0}"#).is_err());
+    }
+
+    #[test]
+    fn error_messages_do_not_repeat_input() {
+        for text in [r#"{"type":"secretX"}"#, r#"{"type":"subscribe","event":"secretX y"}"#, "secretX"] {
+            let err = parse_client_frame(text).unwrap_err();
+            assert!(!err.message.contains("secretX"), "{text}: {}", err.message);
+        }
+    }
+}
