@@ -1,0 +1,238 @@
+//! Every case of every file in proto/vectors/ (the shared contract of PROTOCOL.md), checked
+//! against the Rust modules. A vector file this test does not know fails the test, so new
+//! vectors cannot be skipped silently.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use telegraphy::frames::{self, ClientFrame, ErrorCode};
+use telegraphy::names;
+use telegraphy::token::{Claims, Keyring, TokenKind};
+
+fn vectors_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("proto").join("vectors")
+}
+
+fn load(name: &str) -> Value {
+    let path = vectors_dir().join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn arr<'a>(v: &'a Value, key: &str) -> &'a Vec<Value> {
+    v[key].as_array().unwrap_or_else(|| panic!("vector field {key:?} must be an array"))
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or_else(|| panic!("vector field {key:?} must be a string in {v}"))
+}
+
+fn opt_id(v: &Value) -> Option<u64> {
+    v.get("id").map(|id| id.as_u64().expect("vector id must be an unsigned integer"))
+}
+
+/// Runs `check` on every case and returns how many there were.
+fn each(cases: &[Value], mut check: impl FnMut(&Value)) -> usize {
+    cases.iter().for_each(&mut check);
+    cases.len()
+}
+
+fn check_names() -> usize {
+    let v = load("names.json");
+    let mut n = 0;
+    n += each(arr(&v, "valid_names"), |c| {
+        let name = c.as_str().unwrap();
+        assert_eq!(names::validate_name(name), Ok(()), "valid name {name:?}");
+        assert_eq!(names::validate_pattern(name), Ok(()), "a name is a pattern: {name:?}");
+    });
+    n += each(arr(&v, "invalid_names"), |c| {
+        let name = c.as_str().unwrap();
+        assert!(names::validate_name(name).is_err(), "invalid name accepted: {name:?}");
+    });
+    n += each(arr(&v, "valid_patterns"), |c| {
+        let p = c.as_str().unwrap();
+        assert_eq!(names::validate_pattern(p), Ok(()), "valid pattern {p:?}");
+    });
+    n += each(arr(&v, "invalid_patterns"), |c| {
+        let p = c.as_str().unwrap();
+        assert!(names::validate_pattern(p).is_err(), "invalid pattern accepted: {p:?}");
+    });
+    n
+}
+
+fn check_match() -> usize {
+    let v = load("match.json");
+    each(arr(&v, "cases"), |c| {
+        let (p, name) = (s(c, "pattern"), s(c, "name"));
+        assert_eq!(names::validate_pattern(p), Ok(()), "vector pattern must be valid: {p:?}");
+        assert_eq!(names::validate_name(name), Ok(()), "vector name must be valid: {name:?}");
+        assert_eq!(names::matches(p, name), c["match"].as_bool().unwrap(), "matches({p:?}, {name:?})");
+    })
+}
+
+fn check_contains() -> usize {
+    let v = load("contains.json");
+    each(arr(&v, "cases"), |c| {
+        let (outer, inner) = (s(c, "outer"), s(c, "inner"));
+        assert_eq!(names::validate_pattern(outer), Ok(()));
+        assert_eq!(names::validate_pattern(inner), Ok(()));
+        assert_eq!(names::contains(outer, inner), c["contains"].as_bool().unwrap(), "contains({outer:?}, {inner:?})");
+    })
+}
+
+fn check_keys() -> usize {
+    let v = load("keys.json");
+    each(arr(&v, "cases"), |c| {
+        let (key, token) = (s(c, "key"), s(c, "token"));
+        assert_eq!(names::key_token(key), token, "key_token({key:?})");
+        assert_eq!(names::validate_name(token), Ok(()), "key token must be a valid name token: {token:?}");
+    })
+}
+
+/// The canonical JSON form of a parsed frame, as written in `vectors/frames.json`.
+fn frame_to_json(f: &ClientFrame) -> Value {
+    let mut obj = serde_json::Map::new();
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            obj.insert(k.to_owned(), v);
+        }
+    };
+    let (kind, id) = match f {
+        ClientFrame::Connect { id, token, resume } => {
+            put("token", token.clone().map(Value::from));
+            put("resume", resume.clone().map(Value::from));
+            ("connect", *id)
+        }
+        ClientFrame::Subscribe { id, event } => {
+            put("event", Some(event.clone().into()));
+            ("subscribe", *id)
+        }
+        ClientFrame::Unsubscribe { id, event } => {
+            put("event", Some(event.clone().into()));
+            ("unsubscribe", *id)
+        }
+        ClientFrame::Ping { id } => ("ping", *id),
+        ClientFrame::Pong => ("pong", None),
+    };
+    put("type", Some(kind.into()));
+    put("id", id.map(Value::from));
+    Value::Object(obj)
+}
+
+fn error_code(name: &str) -> ErrorCode {
+    use ErrorCode::*;
+    [BadRequest, Unauthorized, Forbidden, NotConnected, LimitExceeded, Internal]
+        .into_iter()
+        .find(|c| c.as_str() == name)
+        .unwrap_or_else(|| panic!("unknown error code {name:?}"))
+}
+
+fn encode_server(c: &Value) -> String {
+    let id = opt_id(c);
+    match s(c, "frame") {
+        "ping" => frames::encode_ping(),
+        "pong" => frames::encode_pong(id),
+        "subscribed" => frames::encode_subscribed(id, s(c, "event")),
+        "unsubscribed" => frames::encode_unsubscribed(id, s(c, "event")),
+        "event" => {
+            let data = RawValue::from_string(s(c, "data").to_owned()).expect("vector data must be JSON");
+            frames::encode_event(s(c, "sub"), s(c, "name"), &data)
+        }
+        "error" => frames::encode_error(id, error_code(s(c, "code")), s(c, "message")),
+        "connected" => {
+            let resume = c.get("resume").map(|r| (r.as_str().unwrap(), c["resume_expires_in"].as_u64().unwrap()));
+            frames::encode_connected(id, s(c, "session"), s(c, "node"), c["heartbeat"].as_u64().unwrap(), resume)
+        }
+        other => panic!("server frame kind {other:?} has no encoder in this test"),
+    }
+}
+
+fn check_frames() -> usize {
+    let v = load("frames.json");
+    let mut n = each(arr(&v, "client"), |c| {
+        let text = s(c, "text");
+        match (c.get("frame"), c.get("error")) {
+            (Some(expected), None) => {
+                let frame = frames::parse_client_frame(text).unwrap_or_else(|e| panic!("{text:?} rejected: {}", e.message));
+                assert_eq!(&frame_to_json(&frame), expected, "parse of {text:?}");
+            }
+            (None, Some(code)) => {
+                assert_eq!(code, "bad_request", "client decode errors are bad_request");
+                let err = frames::parse_client_frame(text).expect_err(text);
+                assert!(!err.message.is_empty() && err.message.len() <= 80, "short message for {text:?}");
+                let reply: Value = serde_json::from_str(&err.encode()).unwrap();
+                assert_eq!(reply["code"], "bad_request");
+            }
+            _ => panic!("client case needs exactly one of frame/error: {c}"),
+        }
+    });
+    n += each(arr(&v, "server"), |c| {
+        let text = encode_server(c);
+        assert_eq!(text, s(c, "text"), "encoding of {c}");
+        // The encoding is also the JSON the vector describes.
+        let parsed: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["type"], json!(s(c, "frame")));
+    });
+    n
+}
+
+fn check_tokens() -> usize {
+    let v = load("tokens.json");
+    let secret = s(&v, "secret").to_owned();
+    let secret2 = s(&v, "secret2").to_owned();
+    let now = v["now"].as_i64().unwrap();
+    let first = Keyring::new(std::slice::from_ref(&secret)).unwrap();
+    let second = Keyring::new(std::slice::from_ref(&secret2)).unwrap();
+    let both = Keyring::new(&[secret.clone(), secret2.clone()]).unwrap();
+    let mut n = each(arr(&v, "valid"), |c| {
+        let what = s(c, "what");
+        let kind = match s(c, "prefix") {
+            "tg1" => TokenKind::Connect,
+            "tg1r" => TokenKind::Resume,
+            p => panic!("unknown prefix {p:?}"),
+        };
+        let claims: Claims = serde_json::from_value(c["claims"].clone()).unwrap();
+        let token = s(c, "token");
+        let signer = if what.contains("rotated") { &second } else { &first };
+        assert_eq!(signer.sign(kind, &claims), token, "minting {what:?}");
+        let (got_kind, got) = both.verify(token, now).unwrap_or_else(|e| panic!("{what:?}: {e}"));
+        assert_eq!(got_kind, kind, "{what:?}");
+        assert_eq!(got, claims, "{what:?}");
+        // Claims serialise back to the vector's JSON (same fields, sid only when present).
+        assert_eq!(serde_json::to_value(&got).unwrap(), c["claims"], "{what:?}");
+    });
+    n += each(arr(&v, "invalid"), |c| {
+        let what = s(c, "what");
+        let err = both.verify(s(c, "token"), now).expect_err(what);
+        assert_eq!(err.category(), s(c, "error"), "{what:?}: got {err}");
+    });
+    n
+}
+
+#[test]
+fn every_vector_file_and_case_passes() {
+    let mut files: Vec<String> = std::fs::read_dir(vectors_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|f| f.ends_with(".json"))
+        .collect();
+    files.sort();
+    let mut total = 0;
+    for file in &files {
+        let count = match file.as_str() {
+            "names.json" => check_names(),
+            "match.json" => check_match(),
+            "contains.json" => check_contains(),
+            "keys.json" => check_keys(),
+            "frames.json" => check_frames(),
+            "tokens.json" => check_tokens(),
+            other => panic!("proto/vectors/{other} is not checked by tests/vectors.rs"),
+        };
+        assert!(count > 0, "{file} has no cases");
+        eprintln!("{file}: {count} cases");
+        total += count;
+    }
+    assert!(files.len() >= 6, "expected the six vector files, found {files:?}");
+    eprintln!("total: {total} cases");
+}
