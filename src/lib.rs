@@ -1,3 +1,35 @@
+//! Telegraphy gateway: real-time events from NATS to browsers over WebSocket, protocol v1.
+//!
+//! Map of the crate (one concern per module; proto/PROTOCOL.md is the normative contract):
+//! - [`config`]: settings from defaults, a TOML file and `TELEGRAPHY_<SECTION>__<KEY>` variables.
+//! - [`server`]: start-up ([`server::Application`]: bind, build shared state once, run, drain) and the
+//!   [`server::Gateway`] state shared by all actix workers; `/healthz`, `/readyz`, `/metrics`.
+//! - [`session`]: one WebSocket connection: reader (frames, connect, subscriptions, heartbeat) and writer task.
+//! - [`outbox`]: a connection's bounded outbound queue and close switch (4008 when full).
+//! - [`connections`]: the node's live connections (limit, drain, revocation lookup).
+//! - [`hub`]: fan-out: one NATS subscription per distinct pattern per node, frame encoded once per message.
+//! - [`nats`]: the NATS connection (reconnect forever, state and slow-consumer tracking) and KV buckets.
+//! - [`auth`]: connect step: token checks, single-use consumption in KV, resume tokens, revocation watch, minting.
+//! - [`api`]: HTTP API for backends: mint tokens, publish events.
+//! - [`names`]: event names and patterns: validation, matching, containment, model key escaping.
+//! - [`frames`]: client frame parsing, server frame encoding, error and close codes.
+//! - [`token`]: the `tg1`/`tg1r` token format: signing and verification.
+//! - [`metrics`]: Prometheus metrics of the node.
+//! - [`shutdown`]: signals and graceful drain.
+//! - [`telemetry`]: logging setup.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod connections;
 pub mod frames;
+pub mod hub;
+pub mod metrics;
 pub mod names;
+pub mod nats;
+pub mod outbox;
+pub mod server;
+pub mod session;
+pub mod shutdown;
+pub mod telemetry;
 pub mod token;

@@ -1,1 +1,102 @@
-fn main() {}
+//! `telegraphy-gateway`: runs a gateway node, or mints/revokes tokens for scripts and other backends.
+//! Thin on purpose: parsing arguments, loading settings and mapping errors to exit codes; the rest is the
+//! `telegraphy` library. Exit status 2 = bad configuration or arguments, 1 = runtime failure.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use telegraphy::{auth, config::Settings, nats, server::Application, shutdown, telemetry};
+
+#[derive(Parser)]
+#[command(name = "telegraphy-gateway", version, about = "Telegraphy WebSocket gateway (protocol v1)")]
+struct Cli {
+    /// TOML configuration file (environment TELEGRAPHY_<SECTION>__<KEY> overrides it).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Serve,
+    /// Mint a single-use connect token, register it in NATS KV and print it.
+    Token {
+        /// User id ("" = anonymous).
+        #[arg(long, default_value = "")]
+        user: String,
+        /// Pattern the token may subscribe to (repeat for several).
+        #[arg(long = "allow", value_name = "PATTERN")]
+        allow: Vec<String>,
+        /// Lifetime in seconds (default auth.token_ttl).
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+    /// Revoke a user or a session on every gateway: live sockets close with 4003, older tokens are refused.
+    Revoke {
+        #[arg(long, conflicts_with = "session", required_unless_present = "session")]
+        user: Option<String>,
+        #[arg(long)]
+        session: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("telegraphy-gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Token { user, allow, ttl } => mint(settings, user, allow, ttl).await,
+        Command::Revoke { user, session } => revoke(settings, user, session).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("telegraphy-gateway: {e:#}");
+            let config_error = e.chain().any(|c| c.downcast_ref::<telegraphy::config::ConfigError>().is_some());
+            ExitCode::from(if config_error { 2 } else { 1 })
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    telemetry::init(&settings.log);
+    settings.secrets()?;
+    let app = Application::build(settings).await?;
+    app.run_until(shutdown::signal()).await.context("HTTP server failed")
+}
+
+async fn mint(settings: Settings, user: String, allow: Vec<String>, ttl: Option<u64>) -> anyhow::Result<()> {
+    let client = nats::connect_once(&settings.nats.url).await?;
+    let auth = auth::Auth::new(&settings, client.clone())?;
+    let ttl = ttl.unwrap_or(settings.auth.token_ttl);
+    let token = tokio::time::timeout(Duration::from_secs(10), auth.mint(&user, &allow, ttl))
+        .await
+        .context("timed out registering the token in NATS KV")??;
+    client.flush().await.context("flushing NATS")?;
+    println!("{token}");
+    Ok(())
+}
+
+async fn revoke(settings: Settings, user: Option<String>, session: Option<String>) -> anyhow::Result<()> {
+    let client = nats::connect_once(&settings.nats.url).await?;
+    let key = match (user, session) {
+        (Some(user), _) => auth::user_key(&user),
+        (None, Some(session)) => auth::session_key(&session),
+        (None, None) => unreachable!("clap requires --user or --session"),
+    };
+    tokio::time::timeout(Duration::from_secs(10), auth::revoke(&client, &settings.auth.revocations_bucket, &key))
+        .await
+        .context("timed out writing the revocation")??;
+    println!("revoked {key}");
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! HTTP API for backends without a NATS client or a token library (proto/PROTOCOL.md section 5):
+//! `POST /api/v1/tokens` mints a connect token, `POST /api/v1/publish` publishes an event.
+//! Both need `Authorization: Bearer <http.api_key>`; with no key configured the routes answer 404.
+
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::{auth::MintError, names, server::Gateway};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            .app_data(web::JsonConfig::default().limit(1 << 20).error_handler(|err, _| {
+                let message = err.to_string();
+                actix_web::error::InternalError::from_response(err, bad_request(&message)).into()
+            }))
+            .route("/tokens", web::post().to(tokens))
+            .route("/publish", web::post().to(publish)),
+    );
+}
+
+fn bad_request(message: &str) -> HttpResponse {
+    HttpResponse::BadRequest().json(serde_json::json!({ "error": "bad_request", "message": message }))
+}
+
+/// None when the request may proceed, else the response to send.
+fn guard(req: &HttpRequest, gw: &Gateway) -> Option<HttpResponse> {
+    let key = &gw.settings.http.api_key;
+    if key.is_empty() {
+        return Some(HttpResponse::NotFound().finish());
+    }
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if constant_time_eq(presented.as_bytes(), key.as_bytes()) {
+        None
+    } else {
+        Some(
+            HttpResponse::Unauthorized()
+                .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+                .json(serde_json::json!({ "error": "unauthorized" })),
+        )
+    }
+}
+
+/// Compares without leaking where the first difference is (the length is not secret).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    #[serde(default)]
+    user: String,
+    allow: Vec<String>,
+    ttl: Option<u64>,
+}
+
+async fn tokens(req: HttpRequest, gw: web::Data<Gateway>, body: web::Json<TokenRequest>) -> HttpResponse {
+    if let Some(refusal) = guard(&req, &gw) {
+        return refusal;
+    }
+    let ttl = body.ttl.unwrap_or(gw.settings.auth.token_ttl);
+    match gw.auth.mint(&body.user, &body.allow, ttl).await {
+        Ok(token) => HttpResponse::Ok().json(serde_json::json!({ "token": token, "expires_in": ttl })),
+        Err(MintError::Nats(e)) => {
+            tracing::warn!(error = %e, "token mint failed");
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({ "error": "unavailable" }))
+        }
+        Err(MintError::Register(e)) => {
+            tracing::warn!(error = %e, "token registration failed");
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({ "error": "unavailable" }))
+        }
+        Err(e) => bad_request(&e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishRequest {
+    event: String,
+    data: Box<RawValue>,
+}
+
+async fn publish(req: HttpRequest, gw: web::Data<Gateway>, body: web::Json<PublishRequest>) -> HttpResponse {
+    if let Some(refusal) = guard(&req, &gw) {
+        return refusal;
+    }
+    if let Err(e) = names::validate_name(&body.event) {
+        return bad_request(&format!("invalid event name: {e}"));
+    }
+    let subject = format!("{}.{}", gw.settings.nats.subject_prefix, body.event);
+    let payload = bytes::Bytes::copy_from_slice(body.data.get().as_bytes());
+    if payload.len() > gw.settings.limits.max_event_bytes {
+        return bad_request("data too big");
+    }
+    let sent = async {
+        gw.nats.publish(subject, payload).await?;
+        gw.nats.flush().await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), sent).await {
+        Ok(Ok(())) => {
+            gw.metrics.published_http.increment(1);
+            HttpResponse::Accepted().json(serde_json::json!({ "published": body.event }))
+        }
+        _ => HttpResponse::ServiceUnavailable().json(serde_json::json!({ "error": "unavailable" })),
+    }
+}

@@ -1,0 +1,284 @@
+//! The connect step: who a socket is and what it may subscribe to (proto/PROTOCOL.md section 4).
+//!
+//! Token format and signatures live in [`crate::token`]; this module adds what needs NATS:
+//! - single use: a connect token's `jti` is consumed in the JetStream KV bucket `auth.tokens_bucket` by a
+//!   compare-and-swap (`"1"` -> `"used"` at the read revision), so exactly one connect wins across replicas;
+//! - revocation: every node watches `auth.revocations_bucket` and keeps the latest revocation time per
+//!   user/session in memory; [`Auth::watch_revocations`] also tells the caller so it can close live sockets;
+//! - minting (CLI and HTTP API) registers the `jti` with a create-only write.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use crate::{
+    config::{ConfigError, Settings, REVOCATIONS_BUCKET_MAX_AGE, TOKENS_BUCKET_MAX_AGE},
+    names,
+    nats::{self, NatsError},
+    token::{self, Claims, Keyring, TokenKind},
+};
+
+/// An authenticated connection's identity.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub sub: String,
+    pub allow: Vec<String>,
+    /// Session id: new on a fresh connect, kept across resumes (so a session can be revoked).
+    pub session: String,
+}
+
+impl Identity {
+    /// May this identity subscribe to `pattern`? (one of `allow` contains it)
+    pub fn permits(&self, pattern: &str) -> bool {
+        self.allow.iter().any(|a| names::contains(a, pattern))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The client's fault; the reason goes to the log only.
+    #[error("unauthorized: {0}")]
+    Rejected(&'static str),
+    /// NATS/KV could not answer; the token was not consumed and may be retried.
+    #[error("token store unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    #[error("invalid allow pattern {0:?}")]
+    BadPattern(String),
+    #[error("ttl must be 1..{max} seconds")]
+    BadTtl { max: u64 },
+    #[error("too many allow patterns (max {0})")]
+    TooManyPatterns(usize),
+    #[error("user id too long (max 255 bytes)")]
+    BadUser,
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    #[error("could not register the token: {0}")]
+    Register(String),
+}
+
+/// A revocation seen in the bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Revoked {
+    User(String),
+    Session(String),
+}
+
+pub struct Auth {
+    keyring: Keyring,
+    client: async_nats::Client,
+    single_use: bool,
+    tokens_bucket: String,
+    revocations_bucket: String,
+    resume_ttl: u64,
+    anonymous_allow: Vec<String>,
+    tokens: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
+    /// KV key (`user.<b64>` / `session.<sid>`) -> revoked at (unix seconds).
+    revoked: RwLock<HashMap<String, i64>>,
+}
+
+/// KV key of a user's revocation.
+pub fn user_key(sub: &str) -> String {
+    format!("user.{}", URL_SAFE_NO_PAD.encode(sub.as_bytes()))
+}
+
+/// KV key of a session's revocation.
+pub fn session_key(sid: &str) -> String {
+    format!("session.{sid}")
+}
+
+impl Auth {
+    pub fn new(settings: &Settings, client: async_nats::Client) -> Result<Self, ConfigError> {
+        let secrets = settings.secrets()?;
+        let keyring = Keyring::new(&secrets).map_err(|e| ConfigError::Invalid { key: "auth.secret", problem: e.to_string() })?;
+        Ok(Auth {
+            keyring,
+            client,
+            single_use: settings.auth.single_use,
+            tokens_bucket: settings.auth.tokens_bucket.clone(),
+            revocations_bucket: settings.auth.revocations_bucket.clone(),
+            resume_ttl: settings.auth.resume_ttl,
+            anonymous_allow: settings.auth.anonymous_allow.clone(),
+            tokens: tokio::sync::OnceCell::new(),
+            revoked: RwLock::new(HashMap::new()),
+        })
+    }
+
+    async fn tokens_kv(&self) -> Result<&async_nats::jetstream::kv::Store, NatsError> {
+        self.tokens
+            .get_or_try_init(|| nats::key_value(&self.client, &self.tokens_bucket, TOKENS_BUCKET_MAX_AGE))
+            .await
+    }
+
+    /// Checks a `connect` frame's credentials. `session` is the id for a fresh (non-resumed) session.
+    pub async fn connect(
+        &self,
+        token: Option<&str>,
+        resume: Option<&str>,
+        session: String,
+    ) -> Result<Identity, AuthError> {
+        let now = token::now_unix();
+        let (presented, expected) = match (token, resume) {
+            (Some(t), None) => (t, TokenKind::Connect),
+            (None, Some(r)) => (r, TokenKind::Resume),
+            (None, None) if !self.anonymous_allow.is_empty() => {
+                return Ok(Identity { sub: String::new(), allow: self.anonymous_allow.clone(), session });
+            }
+            (None, None) => return Err(AuthError::Rejected("no token")),
+            (Some(_), Some(_)) => return Err(AuthError::Rejected("both token and resume")),
+        };
+        let (kind, claims) = self.keyring.verify(presented, now).map_err(|e| AuthError::Rejected(reason(&e)))?;
+        if kind != expected {
+            return Err(AuthError::Rejected("wrong token kind"));
+        }
+        let session = match kind {
+            TokenKind::Resume => claims.sid.clone().ok_or(AuthError::Rejected("resume token without sid"))?,
+            TokenKind::Connect => session,
+        };
+        if self.is_revoked(&claims.sub, Some(&session), claims.iat) {
+            return Err(AuthError::Rejected("revoked"));
+        }
+        if kind == TokenKind::Connect && self.single_use {
+            self.consume(&claims.jti).await?;
+        }
+        Ok(Identity { sub: claims.sub, allow: claims.allow, session })
+    }
+
+    /// Marks a connect token used; exactly one caller per `jti` succeeds, on any node.
+    async fn consume(&self, jti: &str) -> Result<(), AuthError> {
+        let kv = self.tokens_kv().await.map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        let entry = kv.entry(jti).await.map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        let Some(entry) = entry else {
+            return Err(AuthError::Rejected("token not registered"));
+        };
+        if entry.operation != async_nats::jetstream::kv::Operation::Put || entry.value.as_ref() != b"1" {
+            return Err(AuthError::Rejected("token already used"));
+        }
+        match kv.update(jti, Bytes::from_static(b"used"), entry.revision).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == async_nats::jetstream::kv::UpdateErrorKind::WrongLastRevision => {
+                Err(AuthError::Rejected("token already used"))
+            }
+            Err(e) => Err(AuthError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// A fresh resume token for `identity`, and its lifetime in seconds.
+    pub fn resume_token(&self, identity: &Identity) -> (String, u64) {
+        let now = token::now_unix();
+        let claims = Claims {
+            jti: token::new_jti(),
+            sub: identity.sub.clone(),
+            allow: identity.allow.clone(),
+            iat: now,
+            exp: now + self.resume_ttl as i64,
+            sid: Some(identity.session.clone()),
+        };
+        (self.keyring.sign(TokenKind::Resume, &claims), self.resume_ttl)
+    }
+
+    /// Mints a connect token and registers its `jti` (create-only) so it can be used once.
+    pub async fn mint(&self, sub: &str, allow: &[String], ttl: u64) -> Result<String, MintError> {
+        let max = TOKENS_BUCKET_MAX_AGE.as_secs();
+        if ttl == 0 || ttl > max {
+            return Err(MintError::BadTtl { max });
+        }
+        if sub.len() > 255 {
+            return Err(MintError::BadUser);
+        }
+        if allow.len() > token::MAX_ALLOW {
+            return Err(MintError::TooManyPatterns(token::MAX_ALLOW));
+        }
+        if let Some(bad) = allow.iter().find(|p| names::validate_pattern(p).is_err()) {
+            return Err(MintError::BadPattern(bad.clone()));
+        }
+        let now = token::now_unix();
+        let claims = Claims {
+            jti: token::new_jti(),
+            sub: sub.to_string(),
+            allow: allow.to_vec(),
+            iat: now,
+            exp: now + ttl as i64,
+            sid: None,
+        };
+        let kv = self.tokens_kv().await?;
+        kv.create(&claims.jti, Bytes::from_static(b"1")).await.map_err(|e| MintError::Register(e.to_string()))?;
+        Ok(self.keyring.sign(TokenKind::Connect, &claims))
+    }
+
+    /// Was this user or session revoked at or after `iat`?
+    pub fn is_revoked(&self, sub: &str, session: Option<&str>, iat: i64) -> bool {
+        let revoked = self.revoked.read().expect("revoked lock");
+        let hit = |key: String| revoked.get(&key).is_some_and(|at| iat <= *at);
+        (!sub.is_empty() && hit(user_key(sub))) || session.is_some_and(|s| hit(session_key(s)))
+    }
+
+    /// Watches the revocations bucket for ever (re-subscribing after failures) and calls `on_revoke` for every
+    /// revocation, including those already stored when the watch starts.
+    pub async fn watch_revocations(self: Arc<Self>, on_revoke: impl Fn(Revoked) + Send + Sync + 'static) {
+        loop {
+            match self.watch_once(&on_revoke).await {
+                Ok(()) => tracing::warn!("revocation watch ended; restarting"),
+                Err(e) => tracing::warn!(error = %e, "revocation watch failed; retrying"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn watch_once(&self, on_revoke: &(impl Fn(Revoked) + Send + Sync)) -> Result<(), String> {
+        let kv = nats::key_value(&self.client, &self.revocations_bucket, REVOCATIONS_BUCKET_MAX_AGE)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut watch = kv.watch_with_history(">").await.map_err(|e| e.to_string())?;
+        while let Some(entry) = watch.next().await {
+            let entry = entry.map_err(|e| e.to_string())?;
+            if entry.operation != async_nats::jetstream::kv::Operation::Put {
+                continue;
+            }
+            let Some(at) = std::str::from_utf8(&entry.value).ok().and_then(|v| v.trim().parse::<i64>().ok()) else {
+                tracing::warn!(key = %entry.key, "ignoring revocation with a value that is not unix seconds");
+                continue;
+            };
+            let revoked = if let Some(b64) = entry.key.strip_prefix("user.") {
+                match URL_SAFE_NO_PAD.decode(b64).ok().and_then(|b| String::from_utf8(b).ok()) {
+                    Some(sub) => Revoked::User(sub),
+                    None => continue,
+                }
+            } else if let Some(sid) = entry.key.strip_prefix("session.") {
+                Revoked::Session(sid.to_string())
+            } else {
+                continue;
+            };
+            self.revoked.write().expect("revoked lock").insert(entry.key.clone(), at);
+            on_revoke(revoked);
+        }
+        Ok(())
+    }
+}
+
+/// Records a revocation (used by the CLI and tests; backends can write the same key themselves).
+pub async fn revoke(client: &async_nats::Client, bucket: &str, key: &str) -> Result<(), NatsError> {
+    let kv = nats::key_value(client, bucket, REVOCATIONS_BUCKET_MAX_AGE).await?;
+    let now = token::now_unix().to_string();
+    kv.put(key, Bytes::from(now))
+        .await
+        .map(|_| ())
+        .map_err(|e| NatsError::Bucket { bucket: bucket.to_string(), message: e.to_string() })
+}
+
+fn reason(e: &token::TokenError) -> &'static str {
+    match e.category() {
+        "expired" => "token expired",
+        "bad_signature" => "bad signature",
+        _ => "malformed token",
+    }
+}

@@ -1,0 +1,264 @@
+//! Configuration: built-in defaults < TOML file (`--config FILE`) < environment `TELEGRAPHY_<SECTION>__<KEY>`.
+//!
+//! Every key has a default except `auth.secret`. [`Settings::load`] returns a [`ConfigError`] whose
+//! message names the offending key; the binary prints it as one line and exits with status 2.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use serde::Deserialize;
+
+use crate::names;
+
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: &[&str] = &["http.allowed_origins", "auth.previous_secrets", "auth.anonymous_allow"];
+
+/// Longest token lifetime the KV bucket keeps entries for (its `max_age`); see proto/PROTOCOL.md section 4.
+pub const TOKENS_BUCKET_MAX_AGE: Duration = Duration::from_secs(3600);
+/// Revocations outlive every resume token.
+pub const REVOCATIONS_BUCKET_MAX_AGE: Duration = Duration::from_secs(86_400);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration key `{key}`: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, problem: problem.into() }
+}
+
+// No deny_unknown_fields at the top level: other tools' TELEGRAPHY_* variables (e.g. TELEGRAPHY_GATEWAY_BIN)
+// land there. Inside a section an unknown key is an error, so typos in a file or variable are caught.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Settings {
+    pub node: NodeSettings,
+    pub http: HttpSettings,
+    pub nats: NatsSettings,
+    pub auth: AuthSettings,
+    pub limits: Limits,
+    pub log: LogSettings,
+    /// Seconds between server pings; a connection silent for two intervals is closed.
+    pub heartbeat: u64,
+    /// Seconds a SIGTERM/SIGINT drain may take before the process exits anyway.
+    pub shutdown_timeout: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSettings {
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// host:port; port 0 picks a free port (the bound address is logged).
+    pub bind: String,
+    /// Origins allowed to open `/ws` (empty = any).
+    pub allowed_origins: Vec<String>,
+    /// Bearer key for `/api/v1/*`; empty = the API is off.
+    pub api_key: String,
+    /// actix worker threads; 0 = one per core.
+    pub workers: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSettings {
+    pub url: String,
+    pub subject_prefix: String,
+    /// Messages async-nats buffers per node subscription before it reports a slow consumer.
+    pub subscription_capacity: usize,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Signs and verifies tokens; at least 32 bytes. Never logged.
+    pub secret: String,
+    /// Older secrets that still verify (rotation).
+    pub previous_secrets: Vec<String>,
+    /// Default lifetime of tokens minted by the CLI and the HTTP API, seconds.
+    pub token_ttl: u64,
+    pub resume_ttl: u64,
+    pub connect_timeout: u64,
+    pub single_use: bool,
+    pub tokens_bucket: String,
+    pub revocations_bucket: String,
+    pub anonymous_allow: Vec<String>,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("secret", &"<redacted>")
+            .field("previous_secrets", &format_args!("<{} redacted>", self.previous_secrets.len()))
+            .field("token_ttl", &self.token_ttl)
+            .field("resume_ttl", &self.resume_ttl)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("single_use", &self.single_use)
+            .field("tokens_bucket", &self.tokens_bucket)
+            .field("revocations_bucket", &self.revocations_bucket)
+            .field("anonymous_allow", &self.anonymous_allow)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_subscriptions: usize,
+    pub max_frame_bytes: usize,
+    pub max_bad_frames: u32,
+    /// Frames queued per connection before it is closed as too slow (4008).
+    pub outbound_queue: usize,
+    pub max_event_bytes: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// "text" or "json".
+    pub format: String,
+    /// A tracing filter such as "info" or "telegraphy=debug".
+    pub level: String,
+}
+
+const DEFAULTS: &str = r#"
+heartbeat = 25
+shutdown_timeout = 10
+[node]
+name = "gw-1"
+[http]
+bind = "127.0.0.1:8080"
+allowed_origins = []
+api_key = ""
+workers = 0
+[nats]
+url = "nats://127.0.0.1:4222"
+subject_prefix = "telegraphy"
+subscription_capacity = 65536
+[auth]
+secret = ""
+previous_secrets = []
+token_ttl = 60
+resume_ttl = 900
+connect_timeout = 10
+single_use = true
+tokens_bucket = "telegraphy_tokens"
+revocations_bucket = "telegraphy_revocations"
+anonymous_allow = []
+[limits]
+max_connections = 10000
+max_subscriptions = 128
+max_frame_bytes = 65536
+max_bad_frames = 10
+outbound_queue = 1024
+max_event_bytes = 1048576
+[log]
+format = "text"
+level = "info"
+"#;
+
+impl Settings {
+    /// Defaults, then `file` (if any), then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, None)
+    }
+
+    /// Like [`Settings::load`] but reads the environment from `env` when given (tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml).required(true));
+        }
+        let mut environment = config::Environment::with_prefix("TELEGRAPHY")
+            .prefix_separator("_")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",");
+        for key in LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
+        if let Some(env) = env {
+            environment = environment.source(Some(env.into_iter().collect()));
+        }
+        let settings: Settings = builder.add_source(environment).build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks that do not need the secret (the secret is checked where it is used, see [`Settings::secrets`]).
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.http_bind()?;
+        if names::validate_name(&self.nats.subject_prefix).is_err() {
+            return Err(invalid("nats.subject_prefix", "must be a valid event name without wildcards, e.g. \"telegraphy\""));
+        }
+        if !(self.nats.url.starts_with("nats://") || self.nats.url.starts_with("tls://")) {
+            return Err(invalid("nats.url", "must start with nats:// or tls://"));
+        }
+        if self.node.name.is_empty() || self.node.name.len() > 64 {
+            return Err(invalid("node.name", "must be 1..64 characters"));
+        }
+        if self.heartbeat == 0 {
+            return Err(invalid("heartbeat", "must be at least 1 second"));
+        }
+        if self.limits.outbound_queue == 0 {
+            return Err(invalid("limits.outbound_queue", "must be at least 1"));
+        }
+        if self.limits.max_frame_bytes < 256 {
+            return Err(invalid("limits.max_frame_bytes", "must be at least 256"));
+        }
+        if self.auth.token_ttl == 0 || self.auth.token_ttl > TOKENS_BUCKET_MAX_AGE.as_secs() {
+            return Err(invalid("auth.token_ttl", format!("must be 1..{}", TOKENS_BUCKET_MAX_AGE.as_secs())));
+        }
+        if self.auth.resume_ttl == 0 || self.auth.resume_ttl > REVOCATIONS_BUCKET_MAX_AGE.as_secs() {
+            return Err(invalid("auth.resume_ttl", format!("must be 1..{}", REVOCATIONS_BUCKET_MAX_AGE.as_secs())));
+        }
+        for p in &self.auth.anonymous_allow {
+            if names::validate_pattern(p).is_err() {
+                return Err(invalid("auth.anonymous_allow", format!("{p:?} is not a valid pattern")));
+            }
+        }
+        match self.log.format.as_str() {
+            "text" | "json" => {}
+            _ => return Err(invalid("log.format", "must be \"text\" or \"json\"")),
+        }
+        Ok(())
+    }
+
+    pub fn http_bind(&self) -> Result<SocketAddr, ConfigError> {
+        use std::net::ToSocketAddrs;
+        self.http
+            .bind
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| invalid("http.bind", format!("{:?} is not host:port", self.http.bind)))
+    }
+
+    /// The signing secret first, then the verify-only ones; each at least 32 bytes.
+    pub fn secrets(&self) -> Result<Vec<String>, ConfigError> {
+        if self.auth.secret.is_empty() {
+            return Err(invalid("auth.secret", "missing: set TELEGRAPHY_AUTH__SECRET (at least 32 bytes)"));
+        }
+        if self.auth.secret.len() < 32 {
+            return Err(invalid("auth.secret", "must be at least 32 bytes"));
+        }
+        if self.auth.previous_secrets.iter().any(|s| s.len() < 32) {
+            return Err(invalid("auth.previous_secrets", "each must be at least 32 bytes"));
+        }
+        Ok(std::iter::once(self.auth.secret.clone()).chain(self.auth.previous_secrets.iter().cloned()).collect())
+    }
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_secs(self.heartbeat)
+    }
+}

@@ -1,0 +1,111 @@
+//! Prometheus metrics of one gateway node, served at `GET /metrics`.
+//!
+//! Each [`Metrics`] owns its own Prometheus recorder (no process-global state, so several gateways can run in
+//! one test process) and registers every handle once: the hot path only does atomic adds on stored handles.
+
+use metrics::{Counter, Gauge, Key, Label, Metadata, Recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    /// Open WebSocket connections.
+    pub connections: Gauge,
+    /// WebSocket upgrades accepted since start.
+    pub connections_total: Counter,
+    /// Upgrades refused (full, draining, origin).
+    pub connections_refused: Counter,
+    /// Client subscriptions (one per connection and pattern).
+    pub subscriptions: Gauge,
+    /// Core NATS subscriptions this node holds (one per distinct pattern).
+    pub nats_subscriptions: Gauge,
+    /// 1 while the NATS connection is up.
+    pub nats_connected: Gauge,
+    /// async-nats reported a full subscription channel (messages were lost).
+    pub nats_slow_consumers: Counter,
+    /// NATS messages received on node subscriptions.
+    pub events_in: Counter,
+    pub events_dropped_not_json: Counter,
+    pub events_dropped_too_big: Counter,
+    pub events_dropped_bad_name: Counter,
+    /// Event frames queued to connections.
+    pub frames_out: Counter,
+    /// Connections closed with 4008 because their queue was full.
+    pub slow_disconnects: Counter,
+    pub bad_frames: Counter,
+    pub connects_ok: Counter,
+    pub connects_failed: Counter,
+    pub revoked_disconnects: Counter,
+    pub published_http: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let meta = Metadata::new(module_path!(), metrics::Level::INFO, None);
+        let c = |name: &'static str| recorder.register_counter(&Key::from_static_name(name), &meta);
+        let cl = |name: &'static str, k: &'static str, v: &'static str| {
+            recorder.register_counter(&Key::from_parts(name, vec![Label::new(k, v)]), &meta)
+        };
+        let g = |name: &'static str| recorder.register_gauge(&Key::from_static_name(name), &meta);
+        let m = Metrics {
+            connections: g("telegraphy_connections"),
+            connections_total: c("telegraphy_connections_total"),
+            connections_refused: c("telegraphy_connections_refused_total"),
+            subscriptions: g("telegraphy_subscriptions"),
+            nats_subscriptions: g("telegraphy_nats_subscriptions"),
+            nats_connected: g("telegraphy_nats_connected"),
+            nats_slow_consumers: c("telegraphy_nats_slow_consumers_total"),
+            events_in: c("telegraphy_events_in_total"),
+            events_dropped_not_json: cl("telegraphy_events_dropped_total", "reason", "not_json"),
+            events_dropped_too_big: cl("telegraphy_events_dropped_total", "reason", "too_big"),
+            events_dropped_bad_name: cl("telegraphy_events_dropped_total", "reason", "bad_name"),
+            frames_out: c("telegraphy_frames_out_total"),
+            slow_disconnects: c("telegraphy_slow_disconnects_total"),
+            bad_frames: c("telegraphy_bad_frames_total"),
+            connects_ok: cl("telegraphy_connects_total", "result", "ok"),
+            connects_failed: cl("telegraphy_connects_total", "result", "failed"),
+            revoked_disconnects: c("telegraphy_revoked_disconnects_total"),
+            published_http: c("telegraphy_http_published_total"),
+            recorder,
+            handle,
+        };
+        // Gauges and counters appear in the output from the start, at zero.
+        m.connections.set(0.0);
+        m.subscriptions.set(0.0);
+        m.nats_subscriptions.set(0.0);
+        m.nats_connected.set(0.0);
+        for counter in [
+            &m.connections_total,
+            &m.connections_refused,
+            &m.nats_slow_consumers,
+            &m.events_in,
+            &m.events_dropped_not_json,
+            &m.events_dropped_too_big,
+            &m.events_dropped_bad_name,
+            &m.frames_out,
+            &m.slow_disconnects,
+            &m.bad_frames,
+            &m.connects_ok,
+            &m.connects_failed,
+            &m.revoked_disconnects,
+            &m.published_http,
+        ] {
+            counter.increment(0);
+        }
+        m
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let _ = &self.recorder;
+        self.handle.render()
+    }
+}

@@ -1,0 +1,96 @@
+//! The node's one NATS connection: built once at start-up (never per actix worker), reconnecting forever.
+//!
+//! State changes are logged and mirrored into the `telegraphy_nats_connected` gauge; async-nats'
+//! `SlowConsumer` events (a node subscription's channel overflowed and messages were lost) are counted.
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::{jetstream, Client, ConnectOptions, Event};
+
+use crate::{config::Settings, metrics::Metrics};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    #[error("cannot connect to NATS at {url}: {source}")]
+    Connect { url: String, source: async_nats::ConnectError },
+    #[error("JetStream key-value bucket {bucket}: {message}")]
+    Bucket { bucket: String, message: String },
+}
+
+/// Connects for a long-running gateway: returns at once and keeps retrying in the background, so the gateway
+/// starts (not ready) while NATS is down.
+pub async fn connect(settings: &Settings, metrics: Arc<Metrics>) -> Result<Client, NatsError> {
+    let url = settings.nats.url.clone();
+    let node = settings.node.name.clone();
+    let options = ConnectOptions::new()
+        .name(format!("telegraphy-gateway {node}"))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .subscription_capacity(settings.nats.subscription_capacity)
+        .event_callback(move |event| {
+            let metrics = metrics.clone();
+            async move {
+                match event {
+                    Event::Connected => {
+                        metrics.nats_connected.set(1.0);
+                        tracing::info!("NATS connected");
+                    }
+                    Event::Disconnected => {
+                        metrics.nats_connected.set(0.0);
+                        tracing::warn!("NATS disconnected; reconnecting");
+                    }
+                    Event::SlowConsumer(sid) => {
+                        metrics.nats_slow_consumers.increment(1);
+                        tracing::warn!(sid, "NATS slow consumer: a node subscription lost messages");
+                    }
+                    Event::Closed => {
+                        metrics.nats_connected.set(0.0);
+                        tracing::warn!("NATS connection closed");
+                    }
+                    other => tracing::info!(event = %other, "NATS event"),
+                }
+            }
+        });
+    options.connect(&url).await.map_err(|source| NatsError::Connect { url, source })
+}
+
+/// Connects once for a short command (token minting): fails fast instead of retrying.
+pub async fn connect_once(url: &str) -> Result<Client, NatsError> {
+    ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .map_err(|source| NatsError::Connect { url: url.to_string(), source })
+}
+
+pub fn is_connected(client: &Client) -> bool {
+    client.connection_state() == async_nats::connection::State::Connected
+}
+
+/// Returns the bucket, creating it with `max_age` and history 1 when it does not exist yet.
+pub async fn key_value(
+    client: &Client,
+    bucket: &str,
+    max_age: Duration,
+) -> Result<jetstream::kv::Store, NatsError> {
+    let js = jetstream::new(client.clone());
+    let err = |e: &dyn std::fmt::Display| NatsError::Bucket { bucket: bucket.to_string(), message: e.to_string() };
+    match js.get_key_value(bucket).await {
+        Ok(store) => Ok(store),
+        Err(get_err) => {
+            let created = js
+                .create_key_value(jetstream::kv::Config {
+                    bucket: bucket.to_string(),
+                    history: 1,
+                    max_age,
+                    ..Default::default()
+                })
+                .await;
+            match created {
+                Ok(store) => Ok(store),
+                // Another node or the backend created it in between.
+                Err(_) => js.get_key_value(bucket).await.map_err(|_| err(&get_err)),
+            }
+        }
+    }
+}

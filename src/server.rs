@@ -1,0 +1,192 @@
+//! Start-up: builds the node's shared state once ([`Gateway`]: NATS client, hub, auth, metrics), binds the
+//! listener (port 0 allowed), and runs actix-web until a shutdown future resolves, then drains.
+//!
+//! The NATS client is created here, outside `HttpServer::new`, because actix runs the app factory once per
+//! worker; every worker gets the same `web::Data<Gateway>`.
+
+use std::{
+    future::Future,
+    net::{SocketAddr, TcpListener},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+
+use crate::{
+    api,
+    auth::{Auth, Revoked},
+    config::{ConfigError, Settings},
+    connections::Connections,
+    frames::close,
+    hub::Hub,
+    metrics::Metrics,
+    nats::{self, NatsError},
+    session, shutdown,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    #[error("cannot listen on {bind}: {source}")]
+    Bind { bind: String, source: std::io::Error },
+}
+
+/// The node's shared state, one per process, handed to every actix worker.
+pub struct Gateway {
+    pub settings: Settings,
+    pub nats: async_nats::Client,
+    pub hub: Hub,
+    pub auth: Arc<Auth>,
+    pub metrics: Arc<Metrics>,
+    pub connections: Connections,
+    draining: AtomicBool,
+}
+
+impl Gateway {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Marks the node not ready and refuses new upgrades from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        !self.is_draining() && nats::is_connected(&self.nats)
+    }
+
+    fn on_revoked(&self, revoked: Revoked) {
+        let closed = match &revoked {
+            Revoked::User(user) => {
+                self.connections.close_where(|sub, _| sub == Some(user.as_str()), close::FORBIDDEN, "revoked")
+            }
+            Revoked::Session(sid) => {
+                self.connections.close_where(|_, s| s == Some(sid.as_str()), close::FORBIDDEN, "revoked")
+            }
+        };
+        if closed > 0 {
+            self.metrics.revoked_disconnects.increment(closed as u64);
+            tracing::info!(closed, "closed revoked connections");
+        }
+    }
+}
+
+pub struct Application {
+    addr: SocketAddr,
+    server: actix_web::dev::Server,
+    gateway: Arc<Gateway>,
+}
+
+impl Application {
+    /// Connects to NATS (in the background if it is down), binds `http.bind` and prepares the server.
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let metrics = Arc::new(Metrics::new());
+        let client = nats::connect(&settings, metrics.clone()).await?;
+        let auth = Arc::new(Auth::new(&settings, client.clone())?);
+        let hub = Hub::new(
+            client.clone(),
+            &settings.nats.subject_prefix,
+            metrics.clone(),
+            tokio::runtime::Handle::current(),
+            settings.limits.max_event_bytes,
+        );
+        let bind = settings.http_bind()?;
+        let listener = TcpListener::bind(bind).map_err(|source| StartError::Bind { bind: settings.http.bind.clone(), source })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind { bind: settings.http.bind.clone(), source })?;
+        let workers = match settings.http.workers {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            n => n,
+        };
+        let shutdown_timeout = settings.shutdown_timeout;
+        let gateway = Arc::new(Gateway {
+            settings,
+            nats: client,
+            hub,
+            auth: auth.clone(),
+            metrics,
+            connections: Connections::default(),
+            draining: AtomicBool::new(false),
+        });
+        let weak = Arc::downgrade(&gateway);
+        tokio::spawn(auth.watch_revocations(move |revoked| {
+            if let Some(gateway) = weak.upgrade() {
+                gateway.on_revoked(revoked);
+            }
+        }));
+
+        let data = web::Data::from(gateway.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .route("/ws", web::get().to(session::ws))
+                .route("/healthz", web::get().to(healthz))
+                .route("/readyz", web::get().to(readyz))
+                .route("/metrics", web::get().to(metrics_text))
+                .configure(api::configure)
+        })
+        .workers(workers)
+        .backlog(4096)
+        .disable_signals()
+        .shutdown_timeout(shutdown_timeout)
+        .listen(listener)
+        .map_err(|source| StartError::Bind { bind: addr.to_string(), source })?
+        .run();
+        tracing::info!(node = %gateway.settings.node.name, "listening on http://{addr}");
+        Ok(Application { addr, server, gateway })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.gateway.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then drains: not ready, sockets closed with 1012, exit within
+    /// `shutdown_timeout`.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        tokio::select! {
+            result = &mut server => return result.map_err(std::io::Error::other)?,
+            _ = shutdown => {}
+        }
+        let timeout = Duration::from_secs(self.gateway.settings.shutdown_timeout);
+        shutdown::drain(&self.gateway, handle, timeout).await;
+        match tokio::time::timeout(timeout, server).await {
+            Ok(result) => result.map_err(std::io::Error::other)?,
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}
+
+async fn readyz(gw: web::Data<Gateway>) -> HttpResponse {
+    if gw.is_ready() {
+        HttpResponse::Ok().content_type("text/plain").body("ready\n")
+    } else if gw.is_draining() {
+        HttpResponse::ServiceUnavailable().content_type("text/plain").body("draining\n")
+    } else {
+        HttpResponse::ServiceUnavailable().content_type("text/plain").body("NATS not connected\n")
+    }
+}
+
+async fn metrics_text(gw: web::Data<Gateway>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(gw.metrics.render())
+}

@@ -1,0 +1,304 @@
+//! One WebSocket connection speaking protocol v1 (proto/PROTOCOL.md section 3).
+//!
+//! Two tasks per connection, both on the accepting actix worker:
+//! - the **reader** ([`Connection::run`]) owns the `!Send` `MessageStream`: it parses client frames, runs the
+//!   connect step, keeps the connection's subscriptions in the hub, sends heartbeats and decides when to close;
+//! - the **writer** ([`writer`]) is the only task that awaits the socket: it drains the bounded [`Outbox`]
+//!   queue. A client that stops reading blocks only its own writer; its queue fills and the hub closes it with
+//!   4008 (see [`crate::outbox`]).
+//! Everything the reader sends also goes through the queue, so replies and events keep their order.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session};
+use bytestring::ByteString;
+use tokio::{sync::mpsc, time::Instant};
+
+use crate::{
+    auth::{AuthError, Identity},
+    frames::{self, close, ClientFrame, ErrorCode},
+    hub::ConnId,
+    outbox::{Control, Frame, Outbox, Push},
+    server::Gateway,
+    token,
+};
+
+/// How long the writer may spend flushing queued frames and the close frame after a close was decided.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Close code when the token store (NATS) cannot answer: the token was not consumed, retry later.
+const TRY_AGAIN_LATER: u16 = 1013;
+
+/// `GET /ws`: checks origin, drain state and the connection limit, then upgrades.
+pub async fn ws(req: HttpRequest, body: web::Payload, gw: web::Data<Gateway>) -> actix_web::Result<HttpResponse> {
+    if gw.is_draining() {
+        gw.metrics.connections_refused.increment(1);
+        return Ok(HttpResponse::ServiceUnavailable().body("draining"));
+    }
+    if !origin_allowed(&req, &gw.settings.http.allowed_origins) {
+        gw.metrics.connections_refused.increment(1);
+        return Ok(HttpResponse::Forbidden().body("origin not allowed"));
+    }
+    let limits = &gw.settings.limits;
+    let (outbox, queue, ctl) = Outbox::new(limits.outbound_queue);
+    let Some(id) = gw.connections.try_register(ctl.clone(), limits.max_connections) else {
+        gw.metrics.connections_refused.increment(1);
+        return Ok(HttpResponse::ServiceUnavailable().body("too many connections"));
+    };
+    let (response, session, stream) = match actix_ws::handle(&req, body) {
+        Ok(parts) => parts,
+        Err(e) => {
+            gw.connections.remove(id);
+            return Err(e);
+        }
+    };
+    let stream = stream
+        .max_frame_size(limits.max_frame_bytes)
+        .aggregate_continuations()
+        .max_continuation_size(limits.max_frame_bytes);
+    gw.metrics.connections.increment(1.0);
+    gw.metrics.connections_total.increment(1);
+    actix_web::rt::spawn(writer(session, queue, ctl.clone()));
+    let gw = gw.into_inner();
+    let connection = Connection {
+        id,
+        outbox,
+        ctl,
+        identity: None,
+        subscriptions: HashSet::new(),
+        bad_frames: 0,
+        gw,
+    };
+    actix_web::rt::spawn(connection.run(stream));
+    Ok(response)
+}
+
+fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let origin = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok());
+    origin.is_some_and(|o| allowed.iter().any(|a| a == o))
+}
+
+/// Sends queued frames until the connection is closed, then the close frame. The only task awaiting the socket.
+pub async fn writer(mut session: Session, mut queue: mpsc::Receiver<Frame>, ctl: Arc<Control>) {
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = ctl.closed() => break,
+            frame = queue.recv() => match frame {
+                Some(frame) => frame,
+                None => break,
+            },
+        };
+        tokio::select! {
+            biased;
+            _ = ctl.closed() => break,
+            sent = send(&mut session, frame) => if sent.is_err() {
+                ctl.close(close::NORMAL, "client gone");
+                return;
+            },
+        }
+    }
+    let (code, reason) = ctl.closing().unwrap_or((close::NORMAL, "closing"));
+    // A slow client gets no more queued frames; any other close first flushes what was queued (e.g. the
+    // `error` frame explaining a 4001), within the grace period.
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        if code != close::TOO_SLOW {
+            while let Ok(frame) = queue.try_recv() {
+                if send(&mut session, frame).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let reason = CloseReason { code: CloseCode::from(code), description: Some(reason.to_string()) };
+        let _ = session.close(Some(reason)).await;
+    })
+    .await;
+}
+
+async fn send(session: &mut Session, frame: Frame) -> Result<(), actix_ws::Closed> {
+    match frame {
+        Frame::Text(text) => session.text(text).await,
+        Frame::Pong(payload) => session.pong(&payload).await,
+    }
+}
+
+struct Connection {
+    id: ConnId,
+    outbox: Outbox,
+    ctl: Arc<Control>,
+    identity: Option<Identity>,
+    subscriptions: HashSet<String>,
+    bad_frames: u32,
+    gw: Arc<Gateway>,
+}
+
+impl Connection {
+    async fn run(mut self, mut stream: AggregatedMessageStream) {
+        let heartbeat = self.gw.settings.heartbeat_interval();
+        let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+        let connect_deadline = tokio::time::sleep(Duration::from_secs(self.gw.settings.auth.connect_timeout));
+        tokio::pin!(connect_deadline);
+        let mut last_seen = Instant::now();
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.ctl.closed() => break,
+                _ = &mut connect_deadline, if self.identity.is_none() => {
+                    self.reply(frames::encode_error(None, ErrorCode::Unauthorized, "connect timeout"));
+                    self.ctl.close(close::UNAUTHORIZED, "connect timeout");
+                    break;
+                }
+                _ = ticker.tick() => {
+                    if last_seen.elapsed() >= heartbeat * 2 {
+                        self.ctl.close(close::NORMAL, "heartbeat timeout");
+                        break;
+                    }
+                    self.reply(frames::encode_ping());
+                }
+                message = stream.recv() => {
+                    last_seen = Instant::now();
+                    match message {
+                        Some(Ok(AggregatedMessage::Text(text))) => self.on_text(&text).await,
+                        Some(Ok(AggregatedMessage::Binary(_))) => {
+                            self.bad_frame(None, ErrorCode::BadRequest, "binary frames are not supported")
+                        }
+                        Some(Ok(AggregatedMessage::Ping(payload))) => {
+                            self.outbox.push_frame(Frame::Pong(payload));
+                        }
+                        Some(Ok(AggregatedMessage::Pong(_))) => {}
+                        Some(Ok(AggregatedMessage::Close(_))) | None => {
+                            self.ctl.close(close::NORMAL, "bye");
+                        }
+                        Some(Err(ProtocolError::Overflow)) => {
+                            self.ctl.close(close::TOO_BIG, "frame too big");
+                        }
+                        Some(Err(e)) => {
+                            tracing::debug!(conn = self.id, error = %e, "WebSocket protocol error");
+                            self.ctl.close(close::PROTOCOL, "protocol error");
+                        }
+                    }
+                }
+            }
+        }
+        self.cleanup().await;
+    }
+
+    /// Queues a reply; a full queue closes the connection as too slow.
+    fn reply(&self, text: String) {
+        if self.outbox.push(ByteString::from(text)) == Push::TooSlow {
+            self.gw.metrics.slow_disconnects.increment(1);
+        }
+    }
+
+    fn bad_frame(&mut self, id: Option<u64>, code: ErrorCode, message: &str) {
+        self.gw.metrics.bad_frames.increment(1);
+        self.bad_frames += 1;
+        self.reply(frames::encode_error(id, code, message));
+        if self.bad_frames >= self.gw.settings.limits.max_bad_frames {
+            self.ctl.close(close::PROTOCOL, "too many bad frames");
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) {
+        let frame = match frames::parse_client_frame(text) {
+            Ok(frame) => frame,
+            Err(e) => return self.bad_frame(e.id, ErrorCode::BadRequest, &e.message),
+        };
+        match frame {
+            ClientFrame::Connect { id, token, resume } => self.on_connect(id, token, resume).await,
+            ClientFrame::Subscribe { id, event } => self.on_subscribe(id, event).await,
+            ClientFrame::Unsubscribe { id, event } => self.on_unsubscribe(id, event).await,
+            ClientFrame::Ping { id } => self.reply(frames::encode_pong(id)),
+            ClientFrame::Pong => {}
+        }
+    }
+
+    async fn on_connect(&mut self, id: Option<u64>, token: Option<String>, resume: Option<String>) {
+        if self.identity.is_some() {
+            return self.bad_frame(id, ErrorCode::BadRequest, "already connected");
+        }
+        let gw = self.gw.clone();
+        match gw.auth.connect(token.as_deref(), resume.as_deref(), token::new_jti()).await {
+            Ok(identity) => {
+                gw.connections.identify(self.id, &identity.sub, &identity.session);
+                let (resume, expires_in) = gw.auth.resume_token(&identity);
+                self.reply(frames::encode_connected(
+                    id,
+                    &identity.session,
+                    &gw.settings.node.name,
+                    gw.settings.heartbeat,
+                    Some((&resume, expires_in)),
+                ));
+                gw.metrics.connects_ok.increment(1);
+                tracing::debug!(conn = self.id, session = %identity.session, "connected");
+                self.identity = Some(identity);
+            }
+            Err(AuthError::Rejected(reason)) => {
+                gw.metrics.connects_failed.increment(1);
+                tracing::info!(conn = self.id, reason, "connect refused");
+                self.reply(frames::encode_error(id, ErrorCode::Unauthorized, "unauthorized"));
+                self.ctl.close(close::UNAUTHORIZED, "unauthorized");
+            }
+            Err(AuthError::Unavailable(e)) => {
+                gw.metrics.connects_failed.increment(1);
+                tracing::warn!(conn = self.id, error = %e, "connect failed: token store unavailable");
+                self.reply(frames::encode_error(id, ErrorCode::Internal, "try again later"));
+                self.ctl.close(TRY_AGAIN_LATER, "try again later");
+            }
+        }
+    }
+
+    async fn on_subscribe(&mut self, id: Option<u64>, event: String) {
+        let Some(identity) = &self.identity else {
+            return self.bad_frame(id, ErrorCode::NotConnected, "connect first");
+        };
+        if !identity.permits(&event) {
+            return self.reply(frames::encode_error(id, ErrorCode::Forbidden, "pattern not allowed"));
+        }
+        if self.subscriptions.contains(&event) {
+            return self.reply(frames::encode_subscribed(id, &event));
+        }
+        if self.subscriptions.len() >= self.gw.settings.limits.max_subscriptions {
+            return self.reply(frames::encode_error(id, ErrorCode::LimitExceeded, "too many subscriptions"));
+        }
+        // `subscribed` is queued before the hub can queue the first event of this subscription.
+        self.reply(frames::encode_subscribed(id, &event));
+        match self.gw.hub.subscribe(&event, self.id, &self.outbox).await {
+            Ok(()) => {
+                self.gw.metrics.subscriptions.increment(1.0);
+                self.subscriptions.insert(event);
+            }
+            Err(e) => {
+                tracing::warn!(conn = self.id, error = %e, "subscribe failed");
+                self.reply(frames::encode_error(id, ErrorCode::Internal, "subscribe failed, try again"));
+            }
+        }
+    }
+
+    async fn on_unsubscribe(&mut self, id: Option<u64>, event: String) {
+        if self.identity.is_none() {
+            return self.bad_frame(id, ErrorCode::NotConnected, "connect first");
+        }
+        if self.subscriptions.remove(&event) {
+            self.gw.hub.unsubscribe(&event, self.id).await;
+            self.gw.metrics.subscriptions.decrement(1.0);
+        }
+        self.reply(frames::encode_unsubscribed(id, &event));
+    }
+
+    async fn cleanup(&mut self) {
+        for pattern in self.subscriptions.drain() {
+            self.gw.hub.unsubscribe(&pattern, self.id).await;
+            self.gw.metrics.subscriptions.decrement(1.0);
+        }
+        self.gw.connections.remove(self.id);
+        self.gw.metrics.connections.decrement(1.0);
+        if let Some((code, reason)) = self.ctl.closing() {
+            tracing::debug!(conn = self.id, code, reason, "connection closed");
+        }
+    }
+}
