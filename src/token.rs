@@ -261,7 +261,7 @@ mod tests {
         assert_eq!(Keyring::new(&[]).unwrap_err(), TokenError::NoSecret);
         assert_eq!(Keyring::new(&["k".repeat(31)]).unwrap_err(), TokenError::WeakSecret);
         let secret = "s3cr3t-".repeat(6);
-        let kr = Keyring::new(&[secret.clone()]).unwrap();
+        let kr = Keyring::new(std::slice::from_ref(&secret)).unwrap();
         let dbg = format!("{kr:?}");
         assert!(!dbg.contains("s3cr3t"), "{dbg}");
     }
