@@ -1,0 +1,141 @@
+// Type declarations for telegraphy-client (telegraphy.js). Protocol v1: proto/PROTOCOL.md.
+
+export type ConnectionState = "connecting" | "connected" | "reconnecting" | "disconnected" | "unauthorized";
+
+export interface TelegraphyEvent<T = unknown> {
+  /** The event name, e.g. "shop.order.created.42". */
+  name: string;
+  /** The JSON payload the publisher sent. */
+  data: T;
+  /** The subscribed pattern that matched (the frame's `sub`). */
+  sub: string;
+}
+
+/** A model event `<app>.<model>.<created|updated|deleted>.<key>`, as given to onCreate/onUpdate/onDelete. */
+export interface ModelEvent<T = Record<string, unknown>> extends TelegraphyEvent<T> {
+  app: string;
+  model: string;
+  action: "created" | "updated" | "deleted";
+  /** str(pk) of the object (the name's key token, unescaped). */
+  key: string;
+}
+
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: any) => any) | null;
+  onmessage: ((ev: { data: any }) => any) | null;
+  onclose: ((ev: { code: number; reason: string }) => any) | null;
+  onerror: ((ev: any) => any) | null;
+}
+
+export interface TelegraphyOptions {
+  /** Gateway WebSocket URL (ws:, wss:, http:, https: or relative to the page), e.g. "wss://rt.example.com/ws". */
+  url: string;
+  /** A single-use connect token ("tg1..."); omit for anonymous access. */
+  token?: string | null;
+  /** Called when a new connect token is needed (first connect without `token`, or the resume token was refused). Return null to give up (state "unauthorized"). */
+  getToken?: () => string | null | undefined | Promise<string | null | undefined>;
+  /** Used when getToken is absent: GET this URL (same-origin credentials), expecting {"token": "..."}; 401/403 = no token. */
+  tokenUrl?: string;
+  /** WebSocket implementation; defaults to globalThis.WebSocket. */
+  WebSocket?: new (url: string) => WebSocketLike;
+  /** Connect on construction (in a microtask). Default true. */
+  autoConnect?: boolean;
+  /** Reconnect backoff bounds in milliseconds. Defaults 500 and 20000. */
+  minDelay?: number;
+  maxDelay?: number;
+  /** Give up on a socket that has not received `connected` after this many ms. Default 10000. */
+  connectTimeout?: number;
+  /** For tests: timer functions, random source, clock. */
+  timers?: { setTimeout(fn: () => void, ms: number): any; clearTimeout(handle: any): void };
+  random?: () => number;
+  now?: () => number;
+}
+
+export interface SubscribeOptions {
+  /** Called with the gateway's error for this subscription (forbidden, bad_request, limit_exceeded, internal). */
+  onError?: (error: TelegraphyError) => void;
+}
+
+export type EventHandler<T = unknown> = (event: TelegraphyEvent<T>) => void;
+
+export declare class TelegraphyError extends Error {
+  /** Gateway error code (bad_request, unauthorized, forbidden, not_connected, limit_exceeded, internal) or a client one (revoked, protocol_violation, frame_too_big, bad_frame, token, handler, bad_url, closed). */
+  code: string;
+  /** Request id of the failed request, if any. */
+  id?: number;
+  /** The pattern concerned, if any. */
+  event?: string;
+  /** WebSocket close code that caused it, if any. */
+  closeCode?: number;
+  constructor(code: string, message: string, details?: { id?: number; event?: string; closeCode?: number; cause?: unknown });
+}
+
+export declare class Subscription<T = unknown> {
+  readonly pattern: string;
+  readonly state: "pending" | "active" | "failed" | "closed";
+  onCreate(fn: (event: ModelEvent<T extends Record<string, unknown> ? T : Record<string, unknown>>) => void): this;
+  onUpdate(fn: (event: ModelEvent<T extends Record<string, unknown> ? T : Record<string, unknown>>) => void): this;
+  onDelete(fn: (event: ModelEvent<T extends Record<string, unknown> ? T : Record<string, unknown>>) => void): this;
+  onError(fn: (error: TelegraphyError) => void): this;
+  /** Resolves once the gateway confirmed the subscription; rejects if it refused it. */
+  ready(): Promise<void>;
+  /** Stops delivery at once; resolves when the gateway confirmed (or at once when offline). */
+  unsubscribe(): Promise<void>;
+}
+
+export declare class Telegraphy {
+  constructor(options: TelegraphyOptions);
+  /** The WebSocket URL in use. */
+  readonly url: string;
+  readonly state: ConnectionState;
+  /** Session id and node name from the last `connected` frame. */
+  readonly session: string | null;
+  readonly node: string | null;
+
+  /** An instance configured by <script id="telegraphy-config" type="application/json">{"url":..., "token":...}</script>. */
+  static fromPage(options?: Partial<TelegraphyOptions>): Telegraphy;
+  /** The page's shared instance (fromPage), created on first use. */
+  static page(): Telegraphy;
+  /** Compatibility with the original API: subscribe the page instance. */
+  static register<T = unknown>(eventName: string, callback: EventHandler<T>): Subscription<T>;
+
+  static validateName: typeof validateName;
+  static validatePattern: typeof validatePattern;
+  static matches: typeof matches;
+  static contains: typeof contains;
+  static encodeKey: typeof encodeKey;
+  static decodeKey: typeof decodeKey;
+  static backoffDelay: typeof backoffDelay;
+  static Subscription: typeof Subscription;
+  static TelegraphyError: typeof TelegraphyError;
+
+  subscribe<T = unknown>(pattern: string, handler?: EventHandler<T> | null, options?: SubscribeOptions): Subscription<T>;
+  subscribe<T = unknown>(pattern: string, options: SubscribeOptions): Subscription<T>;
+
+  on(type: "state", fn: (state: ConnectionState) => void): () => void;
+  on(type: "error", fn: (error: TelegraphyError) => void): () => void;
+  off(type: "state" | "error", fn: (...args: any[]) => void): void;
+
+  /** Start (or restart after close()) connecting. Called automatically unless autoConnect is false. */
+  connect(): this;
+  /** Close the connection and stop reconnecting (state "disconnected"); subscriptions are kept for connect(). */
+  close(): void;
+}
+
+/** True when `name` is a valid event name (PROTOCOL.md section 1). */
+export declare function validateName(name: string): boolean;
+/** True when `pattern` is a valid pattern. */
+export declare function validatePattern(pattern: string): boolean;
+/** True when the (valid) pattern matches the (valid) name. */
+export declare function matches(pattern: string, name: string): boolean;
+/** True when every name `inner` matches, `outer` matches too. */
+export declare function contains(outer: string, inner: string): boolean;
+/** A primary key as a name token (PROTOCOL.md section 2, model events). */
+export declare function encodeKey(pk: string | number): string;
+/** The str(pk) a key token stands for. */
+export declare function decodeKey(token: string): string;
+/** Reconnect delay in ms for attempt n (0-based): min + jitter over min*2^n, capped at max. */
+export declare function backoffDelay(attempt: number, random?: () => number, min?: number, max?: number): number;

@@ -1,0 +1,96 @@
+// In-process fakes for unit tests of the client's state machine: a manual clock and a WebSocket
+// class whose "server side" the test drives. Integration tests use the real gateway instead.
+
+/** Let pending promise callbacks (and the client's queueMicrotask start) run. */
+export const flush = () => new Promise((resolve) => setImmediate(resolve));
+
+export class FakeClock {
+  constructor() {
+    this.t = 0;
+    this.timers = new Map();
+    this.seq = 0;
+    this.now = () => this.t;
+    this.setTimeout = (fn, ms) => {
+      const id = ++this.seq;
+      this.timers.set(id, { at: this.t + Math.max(0, ms), fn });
+      return id;
+    };
+    this.clearTimeout = (id) => void this.timers.delete(id);
+  }
+
+  /** Milliseconds until the earliest pending timer, or null. */
+  nextDelay() {
+    let best = null;
+    for (const { at } of this.timers.values()) if (best === null || at < best) best = at;
+    return best === null ? null : best - this.t;
+  }
+
+  /** Advance time by ms, running due timers in order (and the promise work they start). */
+  async advance(ms) {
+    const end = this.t + ms;
+    for (;;) {
+      let next = null;
+      for (const [id, timer] of this.timers) if (timer.at <= end && (next === null || timer.at < next[1].at)) next = [id, timer];
+      if (!next) break;
+      this.timers.delete(next[0]);
+      this.t = next[1].at;
+      next[1].fn();
+      await flush();
+    }
+    this.t = end;
+    await flush();
+  }
+}
+
+/** A WebSocket class recording every socket the client opens; the test plays the gateway. */
+export function fakeWebSocket() {
+  const sockets = [];
+  class FakeSocket {
+    constructor(url) {
+      this.url = url;
+      this.readyState = 0;
+      this.sent = [];
+      this.closedWith = null;
+      this.onopen = this.onmessage = this.onclose = this.onerror = null;
+      sockets.push(this);
+    }
+
+    send(text) {
+      if (this.readyState !== 1) throw new Error("send() on a socket that is not open");
+      this.sent.push(JSON.parse(text));
+    }
+
+    close(code, reason) {
+      this.closedWith = { code, reason };
+      if (this.readyState === 3) return;
+      this.readyState = 3;
+      queueMicrotask(() => this.onclose?.({ code: 1005, reason: "" }));
+    }
+
+    // ---- the gateway's side ----
+    accept() {
+      this.readyState = 1;
+      this.onopen?.({});
+    }
+
+    receive(frame) {
+      this.onmessage?.({ data: typeof frame === "string" ? frame : JSON.stringify(frame) });
+    }
+
+    serverClose(code, reason = "") {
+      this.readyState = 3;
+      this.onclose?.({ code, reason });
+    }
+
+    refuse() {
+      this.readyState = 3;
+      this.onerror?.({});
+      this.onclose?.({ code: 1006, reason: "" });
+    }
+
+    frames(type) {
+      return this.sent.filter((f) => f.type === type);
+    }
+  }
+  return { FakeSocket, sockets, last: () => sockets[sockets.length - 1] };
+}
