@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+from django.utils.module_loading import autodiscover_modules
+
+
+class TelegraphyConfig(AppConfig):
+    name = "telegraphy"
+    verbose_name = "Telegraphy"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the system checks)
+
+        # Imports <app>.events of every installed app. A missing module is fine; an events module that
+        # fails to import raises here (autodiscover_modules re-raises when the submodule exists).
+        autodiscover_modules("events")

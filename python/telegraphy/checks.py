@@ -1,0 +1,124 @@
+"""Django system checks for the TELEGRAPHY settings (``manage.py check``)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.checks import Error, Tags, Warning, register
+
+from . import names
+from .conf import DEFAULTS, user_settings
+from .tokens import MAX_TTL, MIN_SECRET_BYTES
+
+NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+GATEWAY_SCHEMES = ("ws", "wss")
+HINT = "Set it in the TELEGRAPHY settings dict (see telegraphy.conf for the documented defaults)."
+
+
+def _url_ok(url: Any, schemes: tuple[str, ...]) -> bool:
+    if not isinstance(url, str) or not url or any(c.isspace() for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    return parts.scheme in schemes and bool(parts.hostname)
+
+
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
+    raw = user_settings()
+    if not isinstance(raw, dict):
+        return [Error("TELEGRAPHY must be a dict.", hint=HINT, id="telegraphy.E000")]
+    conf = {**DEFAULTS, **raw}
+    errors: list = []
+
+    secret = conf["SECRET"]
+    if not isinstance(secret, str) or len(secret.encode("utf-8")) < MIN_SECRET_BYTES:
+        errors.append(
+            Error(
+                f'TELEGRAPHY["SECRET"] is missing or shorter than {MIN_SECRET_BYTES} bytes.',
+                hint="Use a random string of at least 32 bytes shared with the gateway (auth.secret), e.g. "
+                "python -c 'import secrets; print(secrets.token_urlsafe(48))'.",
+                id="telegraphy.E001",
+            )
+        )
+
+    servers = conf["NATS_URL"]
+    servers = [s.strip() for s in servers.split(",")] if isinstance(servers, str) else servers
+    if not isinstance(servers, (list, tuple)) or not servers or not all(_url_ok(s, NATS_SCHEMES) for s in servers):
+        errors.append(
+            Error(
+                f'TELEGRAPHY["NATS_URL"] is not a NATS URL: {conf["NATS_URL"]!r}.',
+                hint="Expected e.g. nats://127.0.0.1:4222 (schemes nats, tls, ws, wss; a list or a comma-separated "
+                "string for a cluster).",
+                id="telegraphy.E002",
+            )
+        )
+
+    if not _url_ok(conf["GATEWAY_URL"], GATEWAY_SCHEMES):
+        errors.append(
+            Error(
+                f'TELEGRAPHY["GATEWAY_URL"] is not a WebSocket URL: {conf["GATEWAY_URL"]!r}.',
+                hint="Expected the gateway's URL as browsers reach it, e.g. ws://127.0.0.1:8080/ws or "
+                "wss://example.com/ws.",
+                id="telegraphy.E003",
+            )
+        )
+
+    prefix = conf["SUBJECT_PREFIX"]
+    if not names.is_valid_name(prefix):
+        errors.append(
+            Error(
+                f'TELEGRAPHY["SUBJECT_PREFIX"] is not a valid name without wildcards: {prefix!r}.',
+                hint="Tokens of [A-Za-z0-9_-] joined by '.', like the gateway's nats.subject_prefix.",
+                id="telegraphy.E004",
+            )
+        )
+
+    ttl = conf["TOKEN_TTL"]
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL:
+        errors.append(
+            Error(
+                f'TELEGRAPHY["TOKEN_TTL"] must be an integer in 1..{MAX_TTL} seconds, got {ttl!r}.',
+                id="telegraphy.E005",
+            )
+        )
+
+    buffer = conf["PUBLISH_BUFFER"]
+    if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
+        errors.append(
+            Error(f'TELEGRAPHY["PUBLISH_BUFFER"] must be a positive integer, got {buffer!r}.', id="telegraphy.E006")
+        )
+
+    for key in ("PUBLISH_TIMEOUT", "TOKEN_TIMEOUT", "RECONNECT_WAIT"):
+        if not _positive_number(conf[key]):
+            errors.append(
+                Error(f'TELEGRAPHY["{key}"] must be a positive number of seconds, got {conf[key]!r}.', id="telegraphy.E007")
+            )
+
+    http_url = conf["GATEWAY_HTTP_URL"]
+    if http_url is not None and not _url_ok(http_url, ("http", "https")):
+        errors.append(
+            Error(f'TELEGRAPHY["GATEWAY_HTTP_URL"] is not an http(s) URL: {http_url!r}.', id="telegraphy.E008")
+        )
+
+    if not isinstance(conf["NATS_OPTIONS"], dict) or not isinstance(conf["GATEWAY_ENV"], dict):
+        errors.append(Error('TELEGRAPHY["NATS_OPTIONS"] and ["GATEWAY_ENV"] must be dicts.', id="telegraphy.E009"))
+
+    unknown = sorted(set(raw) - set(DEFAULTS))
+    if unknown:
+        errors.append(
+            Warning(
+                f"Unknown TELEGRAPHY setting(s): {', '.join(unknown)}.",
+                hint=f"Known settings: {', '.join(DEFAULTS)}.",
+                id="telegraphy.W001",
+            )
+        )
+    return errors

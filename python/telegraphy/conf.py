@@ -1,0 +1,127 @@
+"""Settings: one dict ``TELEGRAPHY`` in Django settings, read through ``telegraphy_settings``.
+
+Every key is optional except ``SECRET``::
+
+    TELEGRAPHY = {
+        "NATS_URL": "nats://127.0.0.1:4222",   # str or list of str (nats://, tls://, ws://, wss://)
+        "NATS_OPTIONS": {},                     # extra keyword arguments for nats.connect (user, password, tls...)
+        "SUBJECT_PREFIX": "telegraphy",         # events go to NATS subject "<prefix>.<event name>"
+        "GATEWAY_URL": "ws://127.0.0.1:8080/ws",  # the gateway's WebSocket URL as browsers reach it
+        "GATEWAY_HTTP_URL": None,               # base URL for /readyz; default: derived from GATEWAY_URL
+        "SECRET": None,                         # required, >= 32 bytes, shared with the gateway (auth.secret)
+        "TOKEN_TTL": 60,                        # seconds, 1..3600
+        "REGISTER_TOKENS": True,                # store each token id in KV (gateway auth.single_use)
+        "TOKENS_BUCKET": "telegraphy_tokens",   # gateway auth.tokens_bucket
+        "PUBLISH_BUFFER": 10000,                # events kept while NATS is unreachable; more are dropped
+        "PUBLISH_TIMEOUT": 5.0,                 # seconds: acknowledged publishes, flush(), mint()
+        "TOKEN_TIMEOUT": 2.0,                   # seconds a page render waits for token registration
+        "RECONNECT_WAIT": 1.0,                  # seconds between NATS reconnect attempts
+        "GATEWAY_BINARY": None,                 # run_telegraph: path; else $TELEGRAPHY_GATEWAY_BIN or PATH
+        "GATEWAY_BIND": None,                   # run_telegraph: TELEGRAPHY_HTTP__BIND (None: gateway default)
+        "GATEWAY_ENV": {},                      # run_telegraph: extra environment for the gateway
+    }
+
+Outside a configured Django project (a plain script), the defaults apply, overridden by the environment
+variables ``TELEGRAPHY_NATS_URL``, ``TELEGRAPHY_SUBJECT_PREFIX`` and ``TELEGRAPHY_SECRET``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "NATS_URL": "nats://127.0.0.1:4222",
+    "NATS_OPTIONS": {},
+    "SUBJECT_PREFIX": "telegraphy",
+    "GATEWAY_URL": "ws://127.0.0.1:8080/ws",
+    "GATEWAY_HTTP_URL": None,
+    "SECRET": None,
+    "TOKEN_TTL": 60,
+    "REGISTER_TOKENS": True,
+    "TOKENS_BUCKET": "telegraphy_tokens",
+    "PUBLISH_BUFFER": 10000,
+    "PUBLISH_TIMEOUT": 5.0,
+    "TOKEN_TIMEOUT": 2.0,
+    "RECONNECT_WAIT": 1.0,
+    "GATEWAY_BINARY": None,
+    "GATEWAY_BIND": None,
+    "GATEWAY_ENV": {},
+}
+
+_ENV_FALLBACK = ("NATS_URL", "SUBJECT_PREFIX", "SECRET")
+
+
+def user_settings() -> Any:
+    """The raw ``TELEGRAPHY`` value from Django settings (``{}`` when unset or Django is not configured)."""
+    from django.conf import settings
+
+    if not settings.configured:
+        return {k: os.environ[f"TELEGRAPHY_{k}"] for k in _ENV_FALLBACK if f"TELEGRAPHY_{k}" in os.environ}
+    return getattr(settings, "TELEGRAPHY", {})
+
+
+class TelegraphySettings:
+    """Attribute access to the merged settings (``telegraphy_settings.NATS_URL``...), cached until Django's
+    ``setting_changed`` signal says ``TELEGRAPHY`` changed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._merged: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        merged = self._merged
+        if merged is None:
+            raw = user_settings()
+            merged = dict(DEFAULTS)
+            if isinstance(raw, dict):
+                merged.update(raw)
+            with self._lock:
+                self._merged = merged
+        return merged
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_") or key not in DEFAULTS:
+            raise AttributeError(f"no telegraphy setting {key!r}")
+        return self.as_dict()[key]
+
+    @property
+    def secret_bytes(self) -> bytes:
+        secret = self.as_dict()["SECRET"]
+        if not secret:
+            from django.core.exceptions import ImproperlyConfigured
+
+            raise ImproperlyConfigured('TELEGRAPHY["SECRET"] is not set (see the telegraphy.E001 check)')
+        return secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+
+    @property
+    def nats_servers(self) -> list[str]:
+        url = self.as_dict()["NATS_URL"]
+        if isinstance(url, str):
+            return [u.strip() for u in url.split(",") if u.strip()]
+        return list(url)
+
+    def reload(self) -> None:
+        with self._lock:
+            self._merged = None
+
+
+telegraphy_settings = TelegraphySettings()
+
+
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "TELEGRAPHY":
+        telegraphy_settings.reload()
+        from .publisher import reset_publisher
+
+        reset_publisher()
+
+
+def connect_signals() -> None:
+    from django.core.signals import setting_changed
+
+    setting_changed.connect(_on_setting_changed, dispatch_uid="telegraphy-settings-changed")
+
+
+connect_signals()

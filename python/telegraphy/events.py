@@ -1,0 +1,266 @@
+"""Event classes: custom events (``BaseEvent``) and model events (``BaseEventModel``).
+
+Declare them in ``<app>/events.py``; the telegraphy app imports that module of every installed app in
+``AppConfig.ready()``. Each class is registered once; its ``allow_patterns(user)`` says which of its events a
+user's token may subscribe to, and ``telegraphy.tokens.mint(user)`` grants the union over all classes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from functools import partial
+from typing import Any, ClassVar, Iterable
+
+from . import names
+from .publisher import apublish, encode_data, get_publisher, publish, subject_for
+
+logger = logging.getLogger("telegraphy")
+
+__all__ = ["BaseEvent", "BaseEventModel", "registered", "allow_patterns", "EventTemplate"]
+
+ACTIONS = {"create": "created", "update": "updated", "delete": "deleted"}
+
+_registry_lock = threading.Lock()
+_registry: dict[str, Any] = {}  # "module.QualName" -> event class instance
+
+
+def registered() -> list[Any]:
+    """The registered event class instances, in registration order."""
+    with _registry_lock:
+        return list(_registry.values())
+
+
+def allow_patterns(user: Any) -> list[str]:
+    """Union (in registration order, without duplicates) of what every event class grants ``user``."""
+    result: list[str] = []
+    for event in registered():
+        for pattern in event.allow_patterns(user):
+            names.validate_pattern(pattern)
+            if pattern not in result:
+                result.append(pattern)
+    return result
+
+
+def _register(instance: Any) -> None:
+    """Register (or replace, when a module is imported again) an event class instance."""
+    key = f"{type(instance).__module__}.{type(instance).__qualname__}"
+    with _registry_lock:
+        old = _registry.get(key)
+        _registry[key] = instance
+        if old is not None and hasattr(old, "_disconnect"):
+            old._disconnect()
+        if hasattr(instance, "_connect"):
+            instance._connect()
+
+
+class EventTemplate:
+    """A dotted name whose tokens are literals or whole-token ``{parameter}`` placeholders."""
+
+    def __init__(self, template: str):
+        if not isinstance(template, str) or not template:
+            raise ValueError(f"event name template must be a non-empty string, got {template!r}")
+        self.template = template
+        self.tokens: list[tuple[bool, str]] = []  # (is_param, text)
+        for token in template.split("."):
+            if token.startswith("{") and token.endswith("}") and names.is_valid_token(token[1:-1]):
+                self.tokens.append((True, token[1:-1]))
+            elif names.is_valid_token(token):
+                self.tokens.append((False, token))
+            else:
+                raise ValueError(
+                    f"invalid event name template {template!r}: each dotted part must be a token of "
+                    f"[A-Za-z0-9_-] or a whole '{{param}}'"
+                )
+        self.params = [text for is_param, text in self.tokens if is_param]
+
+    def render(self, values: dict[str, Any], *, escape: bool = False) -> str:
+        missing = [p for p in self.params if p not in values]
+        if missing:
+            raise ValueError(f"event {self.template!r} needs parameter(s) {', '.join(missing)}")
+        parts = []
+        for is_param, text in self.tokens:
+            if not is_param:
+                parts.append(text)
+                continue
+            value = values[text]
+            if escape:
+                parts.append(names.key_token(value))
+            else:
+                parts.append(names.validate_token(str(value), f"value for {{{text}}} in {self.template!r}"))
+        return names.validate_name(".".join(parts))
+
+    def pattern(self) -> str:
+        """The template with every parameter replaced by ``*``."""
+        return ".".join("*" if is_param else text for is_param, text in self.tokens)
+
+
+def _user_flag(user: Any, flag: str) -> bool:
+    return bool(user is not None and getattr(user, "is_authenticated", False) and getattr(user, flag, False))
+
+
+class BaseEvent:
+    """A custom event. Subclass with ``name = "chat.{room}.message"`` and send with
+    ``ChatMessage.send(data, room="lobby")`` (parameters must be valid tokens).
+
+    ``allowed(user)`` (default: authenticated users) decides whether ``allow_patterns(user)`` grants the
+    name with every parameter as ``*``; override ``allow_patterns`` for finer grants (e.g. one room).
+    """
+
+    name: ClassVar[str] = ""
+    abstract: ClassVar[bool] = True
+    _template: ClassVar[EventTemplate]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("abstract", False):
+            return
+        cls.abstract = False
+        if not cls.name:
+            raise TypeError(f"{cls.__qualname__} needs a name, e.g. name = \"chat.{{room}}.message\"")
+        cls._template = EventTemplate(cls.name)
+        _register(cls())
+
+    @classmethod
+    def event_name(cls, **params: Any) -> str:
+        return cls._template.render(params)
+
+    @classmethod
+    def send(cls, data: Any = None, **params: Any) -> Any:
+        """Publish ``data`` under the name rendered with ``params``. See :func:`telegraphy.publish`."""
+        ack = params.pop("ack", False)
+        return publish(cls.event_name(**params), data, ack=ack)
+
+    @classmethod
+    async def asend(cls, data: Any = None, **params: Any) -> Any:
+        ack = params.pop("ack", False)
+        return await apublish(cls.event_name(**params), data, ack=ack)
+
+    def allowed(self, user: Any) -> bool:
+        return bool(user is not None and getattr(user, "is_authenticated", False))
+
+    def allow_patterns(self, user: Any) -> list[str]:
+        return [self._template.pattern()] if self.allowed(user) else []
+
+
+class BaseEventModel:
+    """Model events: ``<name>.<created|updated|deleted>.<key_token(pk)>`` with ``name`` defaulting to
+    ``<app_label>.<model_name>``.
+
+    ``name`` may use ``{attribute}`` placeholders filled (escaped like keys) from the instance, e.g.
+    ``name = "shop.mine.{owner_id}"``. Events are published after the transaction commits; raw (fixture)
+    saves are ignored. ``allowed(user)`` defaults to active staff users (model rows can be sensitive).
+    """
+
+    model: ClassVar[Any] = None
+    fields: ClassVar[Iterable[str] | None] = None
+    exclude: ClassVar[Iterable[str]] = ()
+    operations: ClassVar[Iterable[str]] = ("create", "update", "delete")
+    name: ClassVar[str | None] = None
+    abstract: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("abstract", False) or cls.model is None:
+            return
+        cls.abstract = False
+        _register(cls())
+
+    def __init__(self) -> None:
+        from django.apps import apps
+
+        model = self.model
+        if isinstance(model, str):
+            model = apps.get_model(model)
+            type(self).model = model
+        self.opts = model._meta
+        unknown = [op for op in self.operations if op not in ACTIONS]
+        if unknown:
+            raise ValueError(f"{type(self).__qualname__}.operations: unknown {unknown}; use {tuple(ACTIONS)}")
+        self.template = EventTemplate(self.name or f"{self.opts.app_label}.{self.opts.model_name}")
+        self._uid = f"telegraphy:{type(self).__module__}.{type(self).__qualname__}"
+
+    # -- signals
+
+    def _connect(self) -> None:
+        from django.db.models.signals import post_delete, post_save
+
+        post_save.connect(self._on_save, sender=self.model, weak=False, dispatch_uid=self._uid)
+        post_delete.connect(self._on_delete, sender=self.model, weak=False, dispatch_uid=self._uid)
+
+    def _disconnect(self) -> None:
+        from django.db.models.signals import post_delete, post_save
+
+        post_save.disconnect(sender=self.model, dispatch_uid=self._uid)
+        post_delete.disconnect(sender=self.model, dispatch_uid=self._uid)
+
+    def _on_save(self, sender: Any, instance: Any, created: bool, raw: bool = False, using: str | None = None, **kw: Any) -> None:
+        if raw:
+            return
+        self.emit(instance, "create" if created else "update", using=using)
+
+    def _on_delete(self, sender: Any, instance: Any, using: str | None = None, **kw: Any) -> None:
+        self.emit(instance, "delete", using=using)
+
+    def emit(self, instance: Any, operation: str, using: str | None = None) -> None:
+        """Serialise now (a deleted row loses its pk later), publish when the transaction commits."""
+        from django.db import transaction
+
+        if operation not in self.operations:
+            return
+        try:
+            event = self.event_name(instance, operation)
+            subject = subject_for(event)
+            payload = encode_data(self.to_dict(instance))
+        except ValueError:
+            logger.exception("telegraphy: %s event for %r not published", operation, instance)
+            return
+        transaction.on_commit(partial(_publish_subject, subject, payload), using=using)
+
+    # -- naming, payload, permissions (override freely)
+
+    def event_name(self, instance: Any, operation: str) -> str:
+        values = {p: getattr(instance, p) for p in self.template.params}
+        base = self.template.render(values, escape=True)
+        return names.validate_name(f"{base}.{ACTIONS[operation]}.{names.key_token(instance.pk)}")
+
+    def get_fields(self) -> list[Any]:
+        selected = None if self.fields in (None, "__all__") else set(self.fields)
+        excluded = set(self.exclude or ())
+        return [
+            f
+            for f in self.opts.concrete_fields
+            if (selected is None or f.name in selected or f.attname in selected)
+            and f.name not in excluded
+            and f.attname not in excluded
+        ]
+
+    def serialize_field(self, field: Any, instance: Any) -> Any:
+        from django.db.models import FileField
+
+        if isinstance(field, FileField):
+            file = getattr(instance, field.attname)
+            if not file:
+                return None
+            try:
+                return file.url
+            except (ValueError, NotImplementedError):
+                return file.name
+        return field.value_from_object(instance)  # a foreign key gives the related pk
+
+    def to_dict(self, instance: Any) -> dict[str, Any]:
+        """The payload: selected concrete fields by name, plus ``pk``. JSON-encoded with Django's rules."""
+        data: dict[str, Any] = {"pk": instance.pk}
+        for field in self.get_fields():
+            data[field.name] = self.serialize_field(field, instance)
+        return data
+
+    def allowed(self, user: Any) -> bool:
+        return _user_flag(user, "is_staff") and bool(getattr(user, "is_active", True))
+
+    def allow_patterns(self, user: Any) -> list[str]:
+        return [f"{self.template.pattern()}.>"] if self.allowed(user) else []
+
+
+def _publish_subject(subject: str, payload: bytes) -> None:
+    get_publisher().publish_raw(subject, payload)

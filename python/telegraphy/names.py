@@ -1,0 +1,137 @@
+"""Event names and patterns: the single Python implementation of proto/PROTOCOL.md section 1 and of the
+model-event key escaping of section 2.
+
+Names are 1..16 tokens of ``[A-Za-z0-9_-]+`` joined by ``.``, at most 255 bytes. Patterns may use ``*`` for
+any single token and ``>`` as the last token for one or more tokens (the NATS wildcards).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+
+__all__ = [
+    "MAX_TOKENS",
+    "MAX_BYTES",
+    "is_valid_token",
+    "is_valid_name",
+    "is_valid_pattern",
+    "validate_name",
+    "validate_pattern",
+    "validate_token",
+    "matches",
+    "contains",
+    "key_token",
+]
+
+MAX_TOKENS = 16
+MAX_BYTES = 255
+MAX_PLAIN_KEY = 64
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
+
+
+def is_valid_token(token: object) -> bool:
+    """A single literal token: one or more of ``[A-Za-z0-9_-]``."""
+    return isinstance(token, str) and _TOKEN.fullmatch(token) is not None
+
+
+def _split(value: object) -> list[str] | None:
+    if not isinstance(value, str) or not value:
+        return None
+    if len(value.encode("utf-8")) > MAX_BYTES:
+        return None
+    tokens = value.split(".")
+    if len(tokens) > MAX_TOKENS:
+        return None
+    return tokens
+
+
+def is_valid_name(name: object) -> bool:
+    """An event name: literal tokens only."""
+    tokens = _split(name)
+    return tokens is not None and all(_TOKEN.fullmatch(t) for t in tokens)
+
+
+def is_valid_pattern(pattern: object) -> bool:
+    """A name in which any token may be ``*`` and the last one may be ``>``."""
+    tokens = _split(pattern)
+    if tokens is None:
+        return False
+    last = len(tokens) - 1
+    for i, t in enumerate(tokens):
+        if t == "*" or (t == ">" and i == last):
+            continue
+        if not _TOKEN.fullmatch(t):
+            return False
+    return True
+
+
+def validate_token(token: object, what: str = "token") -> str:
+    if not is_valid_token(token):
+        raise ValueError(f"invalid {what} {token!r}: expected one or more of [A-Za-z0-9_-]")
+    return token  # type: ignore[return-value]
+
+
+def validate_name(name: object) -> str:
+    """Return ``name`` or raise ``ValueError`` when it is not a valid event name."""
+    if not is_valid_name(name):
+        raise ValueError(
+            f"invalid event name {name!r}: expected 1..{MAX_TOKENS} tokens of [A-Za-z0-9_-] "
+            f"joined by '.', at most {MAX_BYTES} bytes, no wildcards"
+        )
+    return name  # type: ignore[return-value]
+
+
+def validate_pattern(pattern: object) -> str:
+    """Return ``pattern`` or raise ``ValueError`` when it is not a valid pattern."""
+    if not is_valid_pattern(pattern):
+        raise ValueError(
+            f"invalid event pattern {pattern!r}: expected 1..{MAX_TOKENS} tokens of [A-Za-z0-9_-], '*' "
+            f"or a final '>', joined by '.', at most {MAX_BYTES} bytes"
+        )
+    return pattern  # type: ignore[return-value]
+
+
+def matches(pattern: str, name: str) -> bool:
+    """True when ``pattern`` matches the event name ``name`` (both assumed valid)."""
+    p = pattern.split(".")
+    n = name.split(".")
+    for i, pt in enumerate(p):
+        if pt == ">":
+            return len(n) > i
+        if i >= len(n):
+            return False
+        if pt != "*" and pt != n[i]:
+            return False
+    return len(p) == len(n)
+
+
+def contains(outer: str, inner: str) -> bool:
+    """True when every name that pattern ``inner`` matches, pattern ``outer`` matches too."""
+    a = outer.split(".")
+    b = inner.split(".")
+    for i, bt in enumerate(b):
+        if i >= len(a):
+            return False
+        at = a[i]
+        if at == ">":
+            return True
+        if bt == ">":
+            return False
+        if at != "*" and at != bt:
+            return False
+    return len(a) == len(b)
+
+
+def key_token(pk: object) -> str:
+    """Encode a primary key as one name token (proto section 2, injective).
+
+    ``str(pk)`` is used as is when it is 1..64 characters of ``[A-Za-z0-9_-]`` not starting with ``-``;
+    otherwise the token is ``-`` followed by base64url (no padding) of its UTF-8 bytes.
+    """
+    text = str(pk)
+    if _PLAIN_KEY.fullmatch(text):
+        return text
+    return "-" + base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")

@@ -1,0 +1,73 @@
+"""``{% load telegraphy %}``: the JS client, its config (gateway URL + a fresh token for the request's user).
+
+    {% telegraphy_scripts %}   <script src=".../telegraphy.js"> and
+                               <script id="telegraphy-config" type="application/json">{"url": ..., "token": ...}</script>
+    {% telegraphy_token %}     the token alone (empty when it could not be minted)
+    {% telegraphy_ws_url %}    the gateway WebSocket URL
+
+When NATS is unreachable the page still renders: the token is null, a warning is logged and the client shows
+itself disconnected. The wait for the token's KV registration is bounded by ``TOKEN_TIMEOUT`` (2 s).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django import template
+from django.templatetags.static import static
+from django.utils.html import format_html, json_script
+
+from ..conf import telegraphy_settings
+from ..tokens import TokenRegistrationError, mint
+
+register = template.Library()
+logger = logging.getLogger("telegraphy")
+
+CONFIG_ELEMENT_ID = "telegraphy-config"
+SCRIPT_PATH = "telegraphy/telegraphy.js"
+_CACHE_ATTR = "_telegraphy_token"
+
+
+def _context_user(context: Any) -> Any:
+    request = context.get("request")
+    user = getattr(request, "user", None) if request is not None else None
+    return user if user is not None else context.get("user")
+
+
+def token_for_context(context: Any) -> str | None:
+    """A fresh token for the context's user (one per request), or None when it cannot be registered now."""
+    request = context.get("request")
+    if request is not None and hasattr(request, _CACHE_ATTR):
+        return getattr(request, _CACHE_ATTR)
+    try:
+        token: str | None = mint(_context_user(context), timeout=telegraphy_settings.TOKEN_TIMEOUT)
+    except TokenRegistrationError as exc:
+        logger.warning("telegraphy: no token for this page, the client will show disconnected: %s", exc)
+        token = None
+    if request is not None:
+        setattr(request, _CACHE_ATTR, token)
+    return token
+
+
+def client_config(context: Any) -> dict[str, Any]:
+    return {"url": telegraphy_settings.GATEWAY_URL, "token": token_for_context(context)}
+
+
+@register.simple_tag(takes_context=True)
+def telegraphy_scripts(context: Any) -> str:
+    return format_html(
+        '<script src="{}"></script>\n{}',
+        static(SCRIPT_PATH),
+        json_script(client_config(context), CONFIG_ELEMENT_ID),
+    )
+
+
+@register.simple_tag(takes_context=True)
+def telegraphy_token(context: Any) -> str:
+    return token_for_context(context) or ""
+
+
+@register.simple_tag
+def telegraphy_ws_url() -> str:
+    return telegraphy_settings.GATEWAY_URL

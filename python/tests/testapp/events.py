@@ -1,0 +1,32 @@
+from telegraphy import BaseEvent, BaseEventModel
+from telegraphy.names import key_token
+
+from .models import Book, Note
+
+
+class BookEvents(BaseEventModel):
+    model = Book
+    exclude = ["secret_note"]
+
+
+class TagEvents(BaseEventModel):
+    model = "testapp.Tag"
+    operations = ("create", "delete")
+
+
+class NoteEvents(BaseEventModel):
+    """Per-owner stream: notes.<owner_id>.<action>.<pk>, each user may read only their own."""
+
+    model = Note
+    name = "notes.{owner_id}"
+    fields = ["text"]
+
+    def allow_patterns(self, user):
+        if user is None or not user.is_authenticated:
+            return []
+        return [f"notes.{key_token(user.pk)}.>"]
+
+
+class ChatMessage(BaseEvent):
+    name = "chat.{room}.message"
+

@@ -1,0 +1,9 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("page/", views.page),
+    path("create-book/", views.create_book),
+    path("async-create-book/", views.async_create_book),
+]
