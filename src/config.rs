@@ -38,6 +38,7 @@ pub struct Settings {
     pub nats: NatsSettings,
     pub auth: AuthSettings,
     pub limits: Limits,
+    pub history: HistorySettings,
     pub log: LogSettings,
     /// Seconds between server pings; a connection silent for two intervals is closed.
     pub heartbeat: u64,
@@ -118,6 +119,36 @@ pub struct Limits {
     pub max_event_bytes: usize,
 }
 
+/// Event history in a JetStream stream, for recovery after reconnects (proto/PROTOCOL.md section 7).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistorySettings {
+    /// Off: live delivery from core NATS subjects, no `seq`/`epoch`, no `since`.
+    pub enabled: bool,
+    /// JetStream stream capturing `<subject_prefix>.>`, created by the gateway when missing.
+    pub stream: String,
+    /// Seconds events are kept (the recovery window).
+    pub max_age: u64,
+    pub max_msgs: i64,
+    /// Stream replicas: 1, or 3 on a 3-node NATS cluster.
+    pub replicas: usize,
+    /// Most events replayed for one `subscribe` with `since`; more missed = `recovered: false`.
+    pub max_replay: usize,
+    /// Subject space the stream re-publishes stored events to (with their sequence);
+    /// empty = `<subject_prefix>_live`.
+    pub live_prefix: String,
+}
+
+impl HistorySettings {
+    pub fn live_prefix(&self, subject_prefix: &str) -> String {
+        if self.live_prefix.is_empty() {
+            format!("{subject_prefix}_live")
+        } else {
+            self.live_prefix.clone()
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSettings {
@@ -158,6 +189,14 @@ max_frame_bytes = 65536
 max_bad_frames = 10
 outbound_queue = 1024
 max_event_bytes = 1048576
+[history]
+enabled = true
+stream = "TELEGRAPHY"
+max_age = 300
+max_msgs = 1000000
+replicas = 1
+max_replay = 1000
+live_prefix = ""
 [log]
 format = "text"
 level = "info"
@@ -225,6 +264,24 @@ impl Settings {
         for p in &self.auth.anonymous_allow {
             if names::validate_pattern(p).is_err() {
                 return Err(invalid("auth.anonymous_allow", format!("{p:?} is not a valid pattern")));
+            }
+        }
+        if self.history.enabled {
+            let live = self.history.live_prefix(&self.nats.subject_prefix);
+            if names::validate_name(&live).is_err() || live == self.nats.subject_prefix {
+                return Err(invalid("history.live_prefix", "must be a valid name other than nats.subject_prefix"));
+            }
+            if live.starts_with(&format!("{}.", self.nats.subject_prefix)) {
+                return Err(invalid("history.live_prefix", "must not be inside nats.subject_prefix (the stream would capture its own re-publishes)"));
+            }
+            if !matches!(self.history.replicas, 1..=5) {
+                return Err(invalid("history.replicas", "must be 1..5"));
+            }
+            if self.history.max_age == 0 {
+                return Err(invalid("history.max_age", "must be at least 1 second"));
+            }
+            if self.history.stream.is_empty() || !self.history.stream.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                return Err(invalid("history.stream", "must be a stream name of [A-Za-z0-9_-]"));
             }
         }
         match self.log.format.as_str() {

@@ -34,6 +34,8 @@ enum Command {
         #[arg(long)]
         ttl: Option<u64>,
     },
+    /// Check the configuration (defaults < --config file < environment) and exit: 0 if valid, 2 if not.
+    CheckConfig,
     /// Revoke a user or a session on every gateway: live sockets close with 4003, older tokens are refused.
     Revoke {
         #[arg(long, conflicts_with = "session", required_unless_present = "session")]
@@ -57,6 +59,7 @@ async fn main() -> ExitCode {
         Command::Serve => serve(settings).await,
         Command::Token { user, allow, ttl } => mint(settings, user, allow, ttl).await,
         Command::Revoke { user, session } => revoke(settings, user, session).await,
+        Command::CheckConfig => settings.secrets().map(|_| println!("configuration ok")).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
