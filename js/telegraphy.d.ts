@@ -33,7 +33,7 @@ export interface WebSocketLike {
 export interface TelegraphyOptions {
   /** Gateway WebSocket URL (ws:, wss:, http:, https: or relative to the page), e.g. "wss://rt.example.com/ws". */
   url: string;
-  /** A single-use connect token ("tg1..."); omit for anonymous access. */
+  /** A single-use connect token ("tg1..."). Omit it for anonymous access; null or "" means the page got none (state "disconnected", error "no_token", unless getToken/tokenUrl can fetch one). */
   token?: string | null;
   /** Called when a new connect token is needed (first connect without `token`, or the resume token was refused). Return null to give up (state "unauthorized"). */
   getToken?: () => string | null | undefined | Promise<string | null | undefined>;
@@ -62,7 +62,7 @@ export interface SubscribeOptions {
 export type EventHandler<T = unknown> = (event: TelegraphyEvent<T>) => void;
 
 export declare class TelegraphyError extends Error {
-  /** Gateway error code (bad_request, unauthorized, forbidden, not_connected, limit_exceeded, internal) or a client one (revoked, protocol_violation, frame_too_big, bad_frame, token, handler, bad_url, closed). */
+  /** Gateway error code (bad_request, unauthorized, forbidden, not_connected, limit_exceeded, internal) or a client one (revoked, protocol_violation, frame_too_big, bad_frame, no_token, token, handler, bad_url, closed). */
   code: string;
   /** Request id of the failed request, if any. */
   id?: number;

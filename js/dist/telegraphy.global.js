@@ -242,7 +242,8 @@ let pageInstance = null;
 
 class Telegraphy {
   /**
-   * options: url (ws:, wss:, http(s): or relative), token (single-use connect token), getToken
+   * options: url (ws:, wss:, http(s): or relative), token (single-use connect token; absent =
+   * anonymous, null or "" = none could be had: state "disconnected", error "no_token"), getToken
    * (async () => new token | null), tokenUrl (GET -> {"token": ...}, used when getToken is absent),
    * WebSocket (implementation), autoConnect (default true), minDelay/maxDelay (ms),
    * connectTimeout (ms), timers {setTimeout, clearTimeout}, random, now (for tests).
@@ -256,7 +257,10 @@ class Telegraphy {
     }
     this._token = options.token || null;
     this._getToken = options.getToken || (options.tokenUrl ? fetchToken(options.tokenUrl) : null);
-    this._anonymous = !this._token && !this._getToken;
+    // No `token` option at all: anonymous. `token: null` or "": the page could not get one (e.g. the
+    // server could not mint it) and there is nothing to connect with.
+    this._anonymous = options.token === undefined && !this._getToken;
+    this._noToken = !this._token && !this._getToken && !this._anonymous;
     const timers = options.timers || {};
     this._setTimeout = timers.setTimeout || ((fn, ms) => setTimeout(fn, ms));
     this._clearTimeout = timers.clearTimeout || ((handle) => clearTimeout(handle));
@@ -440,6 +444,9 @@ class Telegraphy {
       return;
     }
     if (gen !== this._gen || this._stopped) return;
+    if (cred === null && this._noToken) {
+      return this._stop("disconnected", new TelegraphyError("no_token", "no token to connect with (the page got none)"));
+    }
     if (cred === null) return this._stop("unauthorized");
     let ws;
     try {

@@ -501,6 +501,21 @@ test("anonymous: no token and no getToken sends a bare connect", async () => {
   assert.deepEqual(Object.keys(ctx.ws.last().sent[0]).sort(), ["id", "type"]);
 });
 
+test("token null or empty (the page got none): disconnected with no_token, no socket", async () => {
+  for (const token of [null, ""]) {
+    const ctx = setup({ token });
+    await flush();
+    assert.equal(ctx.tg.state, "disconnected");
+    assert.equal(ctx.errors[0].code, "no_token");
+    assert.equal(ctx.ws.sockets.length, 0);
+  }
+  // ... unless the app can fetch one
+  const ctx = setup({ token: null, getToken: () => "tg1.fetched" });
+  await flush();
+  ctx.ws.last().accept();
+  assert.equal(ctx.ws.last().sent[0].token, "tg1.fetched");
+});
+
 test("bad arguments are refused", () => {
   const { tg } = setup({ autoConnect: false });
   assert.throws(() => tg.subscribe("a..b", () => {}), TypeError);

@@ -2,6 +2,7 @@
 // Fails (does not skip) when a binary is missing: see testkit/stack.mjs for the env variables.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import http from "node:http";
 import { Telegraphy } from "../telegraphy.js";
 import { NatsServer, NatsPublisher, Gateway, Inbox, recordingWebSocket, waitState, within } from "../testkit/stack.mjs";
 
@@ -169,4 +170,33 @@ test("a used connect token is refused (4001): without getToken the client stops 
   const third = client(t, gw, token, { getToken: () => gw.token({ allow: ["u.>"] }) });
   await waitState(third.tg, "connected", 10000);
   assert.equal(third.log.sockets.length, 2);
+});
+
+test("tokenUrl: the client fetches connect tokens from an HTTP endpoint (401 = unauthorized)", async (t) => {
+  const gw = await gateway(t);
+  let served = 0;
+  let allowed = true;
+  const server = http.createServer(async (req, res) => {
+    if (!allowed) return res.writeHead(401).end();
+    served++;
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(JSON.stringify({ token: await gw.token({ allow: ["t.>"] }) }));
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.after(() => server.close());
+  const tokenUrl = `http://127.0.0.1:${server.address().port}/telegraphy/token`;
+
+  const { tg, log } = client(t, gw, null, { tokenUrl });
+  const inbox = new Inbox();
+  const sub = tg.subscribe("t.>", inbox.push);
+  await within(10000, sub.ready(), "subscribed with a fetched token");
+  assert.equal(served, 1);
+  assert.match(frames(log.sent, "connect")[0].frame.token, /^tg1\./);
+  await pub.publish("t.x", 1);
+  assert.equal((await inbox.next(2000, "event")).data, 1);
+
+  allowed = false;
+  const denied = client(t, gw, null, { tokenUrl });
+  await waitState(denied.tg, "unauthorized", 5000);
+  assert.equal(denied.log.sockets.length, 0);
 });
