@@ -25,13 +25,20 @@ use crate::names;
 /// Largest `id` a client may send: 2^53-1, the largest integer a JavaScript number holds exactly.
 pub const MAX_ID: u64 = (1 << 53) - 1;
 
+/// A history position: the stream's `epoch` and the last `seq` the client has seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Since {
+    pub epoch: String,
+    pub seq: u64,
+}
+
 /// A decoded client frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientFrame {
     /// `token` and `resume` are never both `Some`; both `None` asks for anonymous access.
     Connect { id: Option<u64>, token: Option<String>, resume: Option<String> },
-    /// `event` is a valid pattern.
-    Subscribe { id: Option<u64>, event: String },
+    /// `event` is a valid pattern; `since` asks for recovery (PROTOCOL.md section 7).
+    Subscribe { id: Option<u64>, event: String, since: Option<Since> },
     /// `event` is a valid pattern.
     Unsubscribe { id: Option<u64>, event: String },
     Ping { id: Option<u64> },
@@ -95,6 +102,25 @@ fn event_pattern(obj: &mut Map<String, Value>, id: Option<u64>) -> Result<String
     Ok(event)
 }
 
+/// Reads the optional `since` object: `{"epoch": string (1..64 chars), "seq": integer 0..2^53-1}`.
+fn since(obj: &mut Map<String, Value>, id: Option<u64>) -> Result<Option<Since>, FrameError> {
+    const BAD: &str = "field 'since' must be {\"epoch\": string, \"seq\": integer}";
+    let mut since = match obj.remove("since") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(since)) => since,
+        Some(_) => return Err(FrameError::new(id, BAD)),
+    };
+    let epoch = match since.remove("epoch") {
+        Some(Value::String(e)) if !e.is_empty() && e.len() <= 64 => e,
+        _ => return Err(FrameError::new(id, BAD)),
+    };
+    let seq = match since.remove("seq").and_then(|v| v.as_u64()) {
+        Some(seq) if seq <= MAX_ID => seq,
+        _ => return Err(FrameError::new(id, BAD)),
+    };
+    Ok(Some(Since { epoch, seq }))
+}
+
 /// Decodes one client text frame. Never panics.
 pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
     let mut obj = match serde_json::from_str::<Value>(text) {
@@ -124,7 +150,11 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
             }
             Ok(ClientFrame::Connect { id, token, resume })
         }
-        "subscribe" => Ok(ClientFrame::Subscribe { id, event: event_pattern(&mut obj, id)? }),
+        "subscribe" => {
+            let event = event_pattern(&mut obj, id)?;
+            let since = since(&mut obj, id)?;
+            Ok(ClientFrame::Subscribe { id, event, since })
+        }
         "unsubscribe" => Ok(ClientFrame::Unsubscribe { id, event: event_pattern(&mut obj, id)? }),
         "ping" => Ok(ClientFrame::Ping { id }),
         "pong" => Ok(ClientFrame::Pong),
@@ -186,6 +216,8 @@ pub mod close {
     pub const TOO_SLOW: u16 = 4008;
     /// Rate limited.
     pub const RATE_LIMITED: u16 = 4029;
+    /// The token store (NATS) could not answer; the token was not consumed: retry later.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 /// Appends `s` as a JSON string literal. Strings without characters that need escaping (all
@@ -273,6 +305,41 @@ pub fn encode_event(sub: &str, name: &str, data: &RawValue) -> String {
     push_str_field(&mut buf, "name", name);
     buf.push_str(",\"data\":");
     buf.push_str(data);
+    buf.push('}');
+    buf
+}
+
+/// An event frame with its history position: `...,"data":..,"seq":N,"epoch":".."}` (PROTOCOL.md section 7).
+pub fn encode_event_at(sub: &str, name: &str, data: &RawValue, seq: u64, epoch: &str) -> String {
+    let mut buf = encode_event(sub, name, data);
+    buf.pop();
+    push_num_field(&mut buf, "seq", seq);
+    push_str_field(&mut buf, "epoch", epoch);
+    buf.push('}');
+    buf
+}
+
+/// What a `subscribed` reply says about history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubscribedAt<'a> {
+    /// Only for a `subscribe` with `since`: were all missed events replayed?
+    pub recovered: Option<bool>,
+    /// `(epoch, seq)`: the stream position the subscription is live from (the next `since` may use it);
+    /// None when history is off or unavailable.
+    pub position: Option<(&'a str, u64)>,
+}
+
+/// `{"type":"subscribed","id":..,"event":..,"recovered":..,"epoch":..,"seq":..}`
+pub fn encode_subscribed_at(id: Option<u64>, event: &str, at: &SubscribedAt) -> String {
+    let mut buf = encode_subscribed(id, event);
+    buf.pop();
+    if let Some(recovered) = at.recovered {
+        buf.push_str(if recovered { ",\"recovered\":true" } else { ",\"recovered\":false" });
+    }
+    if let Some((epoch, seq)) = at.position {
+        push_str_field(&mut buf, "epoch", epoch);
+        push_num_field(&mut buf, "seq", seq);
+    }
     buf.push('}');
     buf
 }

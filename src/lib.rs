@@ -8,6 +8,7 @@
 //! - [`outbox`]: a connection's bounded outbound queue and close switch (4008 when full).
 //! - [`connections`]: the node's live connections (limit, drain, revocation lookup).
 //! - [`hub`]: fan-out: one NATS subscription per distinct pattern per node, frame encoded once per message.
+//! - [`history`]: the JetStream stream behind `seq`/`epoch` and the replay of a `subscribe` with `since`.
 //! - [`nats`]: the NATS connection (reconnect forever, state and slow-consumer tracking) and KV buckets.
 //! - [`auth`]: connect step: token checks, single-use consumption in KV, resume tokens, revocation watch, minting.
 //! - [`api`]: HTTP API for backends: mint tokens, publish events.
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod config;
 pub mod connections;
 pub mod frames;
+pub mod history;
 pub mod hub;
 pub mod metrics;
 pub mod names;

@@ -91,6 +91,25 @@ impl Outbox {
         }
     }
 
+    /// Queues a text frame, waiting up to `limit` for room (only for the connection's own task, e.g. a history
+    /// replay larger than the queue); still full after that = too slow.
+    pub async fn push_wait(&self, frame: ByteString, limit: std::time::Duration) -> Push {
+        if self.ctl.closing().is_some() {
+            return Push::Gone;
+        }
+        match self.tx.send_timeout(Frame::Text(frame), limit).await {
+            Ok(()) => Push::Queued,
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                if self.ctl.close(close::TOO_SLOW, "too slow") {
+                    Push::TooSlow
+                } else {
+                    Push::Gone
+                }
+            }
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => Push::Gone,
+        }
+    }
+
     pub fn control(&self) -> &Arc<Control> {
         &self.ctl
     }

@@ -22,7 +22,8 @@ use crate::{
     config::{ConfigError, Settings},
     connections::Connections,
     frames::close,
-    hub::Hub,
+    history::History,
+    hub::{Hub, HubConfig},
     metrics::Metrics,
     nats::{self, NatsError},
     session, shutdown,
@@ -43,6 +44,8 @@ pub struct Gateway {
     pub settings: Settings,
     pub nats: async_nats::Client,
     pub hub: Hub,
+    /// Present when `history.enabled`.
+    pub history: Option<Arc<History>>,
     pub auth: Arc<Auth>,
     pub metrics: Arc<Metrics>,
     pub connections: Connections,
@@ -59,8 +62,11 @@ impl Gateway {
         self.draining.store(true, Ordering::SeqCst);
     }
 
+    /// Ready: not draining, NATS connected, and (with history) the stream reached at least once.
     pub fn is_ready(&self) -> bool {
-        !self.is_draining() && nats::is_connected(&self.nats)
+        !self.is_draining()
+            && nats::is_connected(&self.nats)
+            && self.history.as_ref().is_none_or(|h| h.epoch().is_some())
     }
 
     fn on_revoked(&self, revoked: Revoked) {
@@ -91,12 +97,24 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let client = nats::connect(&settings, metrics.clone()).await?;
         let auth = Arc::new(Auth::new(&settings, client.clone())?);
+        let history = settings.history.enabled.then(|| Arc::new(History::new(client.clone(), &settings)));
+        if let Some(history) = &history {
+            tokio::spawn(history.clone().maintain(Duration::from_secs(5)));
+        }
+        let subscribe_prefix = match &history {
+            Some(_) => settings.history.live_prefix(&settings.nats.subject_prefix),
+            None => settings.nats.subject_prefix.clone(),
+        };
         let hub = Hub::new(
             client.clone(),
-            &settings.nats.subject_prefix,
+            HubConfig {
+                subscribe_prefix,
+                max_event_bytes: settings.limits.max_event_bytes,
+                history: history.clone(),
+                max_pending: settings.limits.outbound_queue.max(settings.history.max_replay) * 4,
+            },
             metrics.clone(),
             tokio::runtime::Handle::current(),
-            settings.limits.max_event_bytes,
         );
         let bind = settings.http_bind()?;
         let listener = TcpListener::bind(bind).map_err(|source| StartError::Bind { bind: settings.http.bind.clone(), source })?;
@@ -110,6 +128,7 @@ impl Application {
             settings,
             nats: client,
             hub,
+            history,
             auth: auth.clone(),
             metrics,
             connections: Connections::default(),
@@ -182,8 +201,10 @@ async fn readyz(gw: web::Data<Gateway>) -> HttpResponse {
         HttpResponse::Ok().content_type("text/plain").body("ready\n")
     } else if gw.is_draining() {
         HttpResponse::ServiceUnavailable().content_type("text/plain").body("draining\n")
-    } else {
+    } else if !nats::is_connected(&gw.nats) {
         HttpResponse::ServiceUnavailable().content_type("text/plain").body("NATS not connected\n")
+    } else {
+        HttpResponse::ServiceUnavailable().content_type("text/plain").body("history stream not available\n")
     }
 }
 

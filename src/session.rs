@@ -15,20 +15,24 @@ use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReaso
 use bytestring::ByteString;
 use tokio::{sync::mpsc, time::Instant};
 
+use serde_json::value::RawValue;
+
 use crate::{
     auth::{AuthError, Identity},
-    frames::{self, close, ClientFrame, ErrorCode},
+    frames::{self, close, ClientFrame, ErrorCode, Since, SubscribedAt},
+    history::{Recovery, Stored},
     hub::ConnId,
     outbox::{Control, Frame, Outbox, Push},
     server::Gateway,
     token,
 };
 
+/// Bound on waiting for NATS/JetStream or queue room while recovering history.
+const HISTORY_WAIT: Duration = Duration::from_secs(5);
+
 /// How long the writer may spend flushing queued frames and the close frame after a close was decided.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// Close code when the token store (NATS) cannot answer: the token was not consumed, retry later.
-const TRY_AGAIN_LATER: u16 = 1013;
 
 /// `GET /ws`: checks origin, drain state and the connection limit, then upgrades.
 pub async fn ws(req: HttpRequest, body: web::Payload, gw: web::Data<Gateway>) -> actix_web::Result<HttpResponse> {
@@ -210,7 +214,7 @@ impl Connection {
         };
         match frame {
             ClientFrame::Connect { id, token, resume } => self.on_connect(id, token, resume).await,
-            ClientFrame::Subscribe { id, event } => self.on_subscribe(id, event).await,
+            ClientFrame::Subscribe { id, event, since } => self.on_subscribe(id, event, since).await,
             ClientFrame::Unsubscribe { id, event } => self.on_unsubscribe(id, event).await,
             ClientFrame::Ping { id } => self.reply(frames::encode_pong(id)),
             ClientFrame::Pong => {}
@@ -247,12 +251,12 @@ impl Connection {
                 gw.metrics.connects_failed.increment(1);
                 tracing::warn!(conn = self.id, error = %e, "connect failed: token store unavailable");
                 self.reply(frames::encode_error(id, ErrorCode::Internal, "try again later"));
-                self.ctl.close(TRY_AGAIN_LATER, "try again later");
+                self.ctl.close(close::TRY_AGAIN_LATER, "try again later");
             }
         }
     }
 
-    async fn on_subscribe(&mut self, id: Option<u64>, event: String) {
+    async fn on_subscribe(&mut self, id: Option<u64>, event: String, since: Option<Since>) {
         let Some(identity) = &self.identity else {
             return self.bad_frame(id, ErrorCode::NotConnected, "connect first");
         };
@@ -265,16 +269,76 @@ impl Connection {
         if self.subscriptions.len() >= self.gw.settings.limits.max_subscriptions {
             return self.reply(frames::encode_error(id, ErrorCode::LimitExceeded, "too many subscriptions"));
         }
-        // `subscribed` is queued before the hub can queue the first event of this subscription.
-        self.reply(frames::encode_subscribed(id, &event));
-        match self.gw.hub.subscribe(&event, self.id, &self.outbox).await {
+        let gw = self.gw.clone();
+        let Some(history) = &gw.history else {
+            // `subscribed` is queued before the hub can queue the first event of this subscription.
+            let at = SubscribedAt { recovered: since.as_ref().map(|_| false), position: None };
+            self.reply(frames::encode_subscribed_at(id, &event, &at));
+            self.register(id, event, false).await;
+            return;
+        };
+        // Hold live frames while the position is read and history replayed; then release them without
+        // duplicates (Hub::go_live).
+        if !self.register(id, event.clone(), true).await {
+            return;
+        }
+        if tokio::time::timeout(HISTORY_WAIT, gw.nats.flush()).await.is_err() {
+            tracing::debug!(conn = self.id, "NATS flush before history read timed out");
+        }
+        let mut replayed_through = None;
+        match since {
+            None => {
+                let position = history.position().await.ok();
+                let at = SubscribedAt { recovered: None, position: position.as_ref().map(|p| (&*p.epoch, p.last_seq)) };
+                self.reply(frames::encode_subscribed_at(id, &event, &at));
+            }
+            Some(since) => match history.recover(&event, &since.epoch, since.seq).await {
+                Ok((Recovery::Complete(events), position)) => {
+                    let at = SubscribedAt { recovered: Some(true), position: Some((&position.epoch, position.last_seq)) };
+                    self.reply(frames::encode_subscribed_at(id, &event, &at));
+                    replayed_through = Some(events.last().map_or(since.seq, |e| e.seq.max(since.seq)));
+                    self.replay(&event, &position.epoch, events).await;
+                }
+                Ok((Recovery::Lost(why), position)) => {
+                    tracing::debug!(conn = self.id, why, "history not recovered");
+                    let at = SubscribedAt { recovered: Some(false), position: Some((&position.epoch, position.last_seq)) };
+                    self.reply(frames::encode_subscribed_at(id, &event, &at));
+                }
+                Err(e) => {
+                    tracing::warn!(conn = self.id, error = %e, "history unavailable for recovery");
+                    let at = SubscribedAt { recovered: Some(false), position: None };
+                    self.reply(frames::encode_subscribed_at(id, &event, &at));
+                }
+            },
+        }
+        gw.hub.go_live(&event, self.id, replayed_through).await;
+    }
+
+    /// Adds the subscription to the hub; false (with an `error` reply) if that failed.
+    async fn register(&mut self, id: Option<u64>, event: String, hold: bool) -> bool {
+        match self.gw.hub.subscribe(&event, self.id, &self.outbox, hold).await {
             Ok(()) => {
                 self.gw.metrics.subscriptions.increment(1.0);
                 self.subscriptions.insert(event);
+                true
             }
             Err(e) => {
                 tracing::warn!(conn = self.id, error = %e, "subscribe failed");
                 self.reply(frames::encode_error(id, ErrorCode::Internal, "subscribe failed, try again"));
+                false
+            }
+        }
+    }
+
+    /// Queues replayed events in order, waiting for room in the queue (bounded) rather than failing at once.
+    async fn replay(&self, sub: &str, epoch: &str, events: Vec<Stored>) {
+        for event in events {
+            let Ok(data) = serde_json::from_slice::<&RawValue>(&event.payload) else {
+                continue; // the live path would have dropped it too
+            };
+            let frame = frames::encode_event_at(sub, &event.name, data, event.seq, epoch);
+            if self.outbox.push_wait(ByteString::from(frame), HISTORY_WAIT).await != Push::Queued {
+                return;
             }
         }
     }

@@ -571,3 +571,27 @@ async fn hammer_10k_bad_tokens_none_accepted() {
     eventually("all hammer sockets released", || async { a.gateway.connections.len() + b.gateway.connections.len() <= 2 })
         .await;
 }
+
+/// The watcher replays the bucket when it (re)starts: a user revoked in the past must not lose the sockets
+/// opened with tokens issued after that revocation when the watch restarts (NATS restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_revocation_watch_does_not_close_sockets_authorised_after_the_revocation() {
+    let mut nats = NatsServer::start();
+    let app = spawn_app(&nats.url()).await;
+    let nc = publisher(&nats.url()).await;
+    wait_revocation_watchers(&nc, &[&app]).await;
+    auth::revoke(&nc, REVOCATIONS, &auth::user_key("erin")).await.unwrap();
+    eventually("revocation seen", || async { app.gateway.auth.is_revoked("erin", None, 0) }).await;
+
+    let now = token::now_unix();
+    let fresh = signed_registered(&nc, TokenKind::Connect, &claims("erin", &["e.>"], now + 2, now + 60)).await;
+    let (mut erin, _) = connect_ok(&app, &fresh).await;
+
+    nats.restart();
+    app.wait_ready().await;
+    let nc = publisher(&nats.url()).await;
+    // The probe is written after the restart, so once it is seen the watch has replayed the whole bucket.
+    wait_revocation_watchers(&nc, &[&app]).await;
+    assert_open(&mut erin, "erin's socket authorised after her revocation").await;
+    assert_eq!(app.metric("telegraphy_revoked_disconnects_total").await, 0.0);
+}

@@ -205,7 +205,7 @@ fn valid_client_frame() -> impl Strategy<Value = ClientFrame> {
     prop_oneof![
         (id.clone(), prop::option::of(s)).prop_map(|(id, token)| ClientFrame::Connect { id, token, resume: None }),
         (id.clone(), prop::option::of(s)).prop_map(|(id, resume)| ClientFrame::Connect { id, token: None, resume }),
-        (id.clone(), valid_pattern()).prop_map(|(id, event)| ClientFrame::Subscribe { id, event }),
+        (id.clone(), valid_pattern()).prop_map(|(id, event)| ClientFrame::Subscribe { id, event, since: None }),
         (id.clone(), valid_pattern()).prop_map(|(id, event)| ClientFrame::Unsubscribe { id, event }),
         id.prop_map(|id| ClientFrame::Ping { id }),
         Just(ClientFrame::Pong),

@@ -104,8 +104,9 @@ fn frame_to_json(f: &ClientFrame) -> Value {
             put("resume", resume.clone().map(Value::from));
             ("connect", *id)
         }
-        ClientFrame::Subscribe { id, event } => {
+        ClientFrame::Subscribe { id, event, since } => {
             put("event", Some(event.clone().into()));
+            put("since", since.as_ref().map(|s| serde_json::json!({"epoch": s.epoch, "seq": s.seq})));
             ("subscribe", *id)
         }
         ClientFrame::Unsubscribe { id, event } => {

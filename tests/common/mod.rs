@@ -402,11 +402,20 @@ impl WsClient {
         }
     }
 
-    /// Subscribes and waits for `subscribed`.
-    pub async fn subscribe(&mut self, pattern: &str) {
+    /// Subscribes and waits for `subscribed`; returns the reply (with `epoch`/`seq` when history is on).
+    pub async fn subscribe(&mut self, pattern: &str) -> Value {
         self.send(json!({"type": "subscribe", "id": 2, "event": pattern})).await;
         let reply = self.recv().await;
-        assert_eq!(reply, json!({"type": "subscribed", "id": 2, "event": pattern}));
+        assert_eq!((&reply["type"], &reply["id"], &reply["event"]), (&json!("subscribed"), &json!(2), &json!(pattern)), "{reply}");
+        reply
+    }
+
+    /// Subscribes with `since` and returns the `subscribed` reply.
+    pub async fn subscribe_since(&mut self, pattern: &str, epoch: &str, seq: u64) -> Value {
+        self.send(json!({"type": "subscribe", "id": 3, "event": pattern, "since": {"epoch": epoch, "seq": seq}})).await;
+        let reply = self.recv().await;
+        assert_eq!((&reply["type"], &reply["event"]), (&json!("subscribed"), &json!(pattern)), "{reply}");
+        reply
     }
 
     /// Next `event` frame.

@@ -1,0 +1,229 @@
+//! Event history and recovery (proto/PROTOCOL.md section 7).
+//!
+//! A JetStream stream (`history.stream`) captures every event published on `<prefix>.>` and RePublishes each
+//! stored message to `<live_prefix>.<name>` with its stream sequence in the `Nats-Sequence` header. Gateways
+//! subscribe to the live subjects (still one core subscription per pattern and node), so every live frame
+//! carries `seq`; `epoch` identifies the stream's life (its creation time), so a recreated stream is noticed.
+//!
+//! A `subscribe` with `since` replays stored events after `since.seq` matching the pattern from an ephemeral
+//! filtered consumer, while the hub buffers live frames for that subscription; the session then sends the
+//! replay and switches to live, dropping buffered frames already replayed (see [`crate::hub::Hub::go_live`]).
+
+use std::{
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use async_nats::jetstream::{self, consumer, stream};
+use futures_util::StreamExt;
+
+use crate::config::Settings;
+
+/// How long one JetStream request of the recovery path may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("history stream unavailable: {0}")]
+    Unavailable(String),
+    #[error("history request timed out")]
+    Timeout,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> HistoryError {
+    HistoryError::Unavailable(e.to_string())
+}
+
+/// Where the stream is now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub epoch: String,
+    /// Lowest sequence still stored (0 when empty).
+    pub first_seq: u64,
+    /// Last sequence assigned.
+    pub last_seq: u64,
+}
+
+/// A stored event to replay.
+#[derive(Debug)]
+pub struct Stored {
+    pub seq: u64,
+    pub name: String,
+    pub payload: bytes::Bytes,
+}
+
+/// The answer to a `since` request.
+#[derive(Debug)]
+pub enum Recovery {
+    /// Every matching event after `since` (possibly none), in order.
+    Complete(Vec<Stored>),
+    /// The range is gone (other epoch, aged out) or larger than `max_replay`.
+    Lost(&'static str),
+}
+
+pub struct History {
+    js: jetstream::Context,
+    config: stream::Config,
+    subject_prefix: String,
+    max_replay: usize,
+    epoch: RwLock<Option<Arc<str>>>,
+}
+
+impl History {
+    pub fn new(client: async_nats::Client, settings: &Settings) -> Self {
+        let prefix = &settings.nats.subject_prefix;
+        let h = &settings.history;
+        let live = h.live_prefix(prefix);
+        let config = stream::Config {
+            name: h.stream.clone(),
+            subjects: vec![format!("{prefix}.>")],
+            max_age: Duration::from_secs(h.max_age),
+            max_messages: h.max_msgs,
+            num_replicas: h.replicas,
+            storage: stream::StorageType::File,
+            discard: stream::DiscardPolicy::Old,
+            allow_direct: true,
+            republish: Some(stream::Republish {
+                source: format!("{prefix}.>"),
+                destination: format!("{live}.>"),
+                headers_only: false,
+            }),
+            ..Default::default()
+        };
+        History {
+            js: jetstream::new(client),
+            config,
+            subject_prefix: prefix.clone(),
+            max_replay: h.max_replay,
+            epoch: RwLock::new(None),
+        }
+    }
+
+    /// The epoch last seen, if the stream has been reached at least once.
+    pub fn epoch(&self) -> Option<Arc<str>> {
+        self.epoch.read().expect("epoch lock").clone()
+    }
+
+    /// Keeps the stream present and the epoch fresh: at start, then every `every` (a recreated stream is noticed
+    /// within that time; live frames also notice it at once through [`History::position`] calls).
+    pub async fn maintain(self: Arc<Self>, every: Duration) {
+        loop {
+            match self.ensure().await {
+                Ok(position) => tracing::debug!(epoch = %position.epoch, last_seq = position.last_seq, "history stream ok"),
+                Err(e) => tracing::warn!(error = %e, stream = %self.config.name, "history stream not available"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Gets the stream, creating it when missing, and refreshes the epoch.
+    pub async fn ensure(&self) -> Result<Position, HistoryError> {
+        let stream = match timeout(self.js.get_stream(&self.config.name)).await? {
+            Ok(stream) => stream,
+            Err(_) => timeout(self.js.get_or_create_stream(self.config.clone())).await?.map_err(unavailable)?,
+        };
+        let info = stream.cached_info();
+        if info.config.republish != self.config.republish {
+            tracing::warn!(stream = %self.config.name, "history stream exists with another RePublish setting; live frames may not flow");
+        }
+        let position = self.position_from(info);
+        Ok(position)
+    }
+
+    /// Current position (one JetStream API request).
+    pub async fn position(&self) -> Result<Position, HistoryError> {
+        let stream = timeout(self.js.get_stream(&self.config.name)).await?.map_err(unavailable)?;
+        Ok(self.position_from(stream.cached_info()))
+    }
+
+    fn position_from(&self, info: &stream::Info) -> Position {
+        let epoch = format!("{:x}", info.created.unix_timestamp_nanos());
+        let mut current = self.epoch.write().expect("epoch lock");
+        if current.as_deref() != Some(epoch.as_str()) {
+            if current.is_some() {
+                tracing::warn!(%epoch, "history stream was recreated: new epoch");
+            }
+            *current = Some(Arc::from(epoch.as_str()));
+        }
+        Position { epoch, first_seq: info.state.first_sequence, last_seq: info.state.last_sequence }
+    }
+
+    /// Stored events matching `pattern` after `seq` in `epoch`, bounded by `history.max_replay`.
+    /// Events stored after this call starts reach the caller through the live path instead.
+    pub async fn recover(&self, pattern: &str, epoch: &str, seq: u64) -> Result<(Recovery, Position), HistoryError> {
+        let position = self.position().await?;
+        if epoch != position.epoch {
+            return Ok((Recovery::Lost("other epoch"), position));
+        }
+        if seq >= position.last_seq {
+            return Ok((Recovery::Complete(Vec::new()), position));
+        }
+        if seq + 1 < position.first_seq {
+            return Ok((Recovery::Lost("aged out"), position));
+        }
+        let stream = timeout(self.js.get_stream_no_info(&self.config.name)).await?.map_err(unavailable)?;
+        let mut consumer: consumer::PullConsumer = timeout(stream.create_consumer(consumer::pull::Config {
+            filter_subject: format!("{}.{}", self.subject_prefix, pattern),
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: seq + 1 },
+            ack_policy: consumer::AckPolicy::None,
+            inactive_threshold: Duration::from_secs(10),
+            memory_storage: true,
+            num_replicas: 1,
+            ..Default::default()
+        }))
+        .await?
+        .map_err(unavailable)?;
+        // Anything after `seq` that aged out before the consumer started would be a silent gap.
+        let after = self.position().await?;
+        let pending = consumer.cached_info().num_pending as usize;
+        let recovery = if after.epoch != position.epoch {
+            Recovery::Lost("other epoch")
+        } else if seq + 1 < after.first_seq {
+            Recovery::Lost("aged out")
+        } else if pending > self.max_replay {
+            Recovery::Lost("too many missed events")
+        } else {
+            let events = self.fetch(&mut consumer, pending).await?;
+            if events.len() < pending {
+                Recovery::Lost("aged out")
+            } else {
+                Recovery::Complete(events)
+            }
+        };
+        let name = consumer.cached_info().name.clone();
+        let _ = timeout(stream.delete_consumer(&name)).await;
+        Ok((recovery, after))
+    }
+
+    async fn fetch(&self, consumer: &mut consumer::PullConsumer, count: usize) -> Result<Vec<Stored>, HistoryError> {
+        let mut events = Vec::with_capacity(count);
+        let prefix_len = self.subject_prefix.len() + 1;
+        while events.len() < count {
+            let mut batch = timeout(
+                consumer.fetch().max_messages(count - events.len()).expires(Duration::from_secs(2)).messages(),
+            )
+            .await?
+            .map_err(unavailable)?;
+            let before = events.len();
+            while let Some(message) = timeout(batch.next()).await? {
+                let message = message.map_err(unavailable)?;
+                let seq = message.info().map_err(unavailable)?.stream_sequence;
+                let name = message.subject.as_str().get(prefix_len..).unwrap_or_default().to_string();
+                events.push(Stored { seq, name, payload: message.payload.clone() });
+            }
+            if events.len() == before {
+                break; // nothing more arrived within `expires`: the rest was deleted meanwhile
+            }
+        }
+        Ok(events)
+    }
+}
+
+async fn timeout<F: std::future::Future>(f: F) -> Result<F::Output, HistoryError> {
+    tokio::time::timeout(REQUEST_TIMEOUT, f).await.map_err(|_| HistoryError::Timeout)
+}
+
+/// Reads the stream sequence of a re-published message.
+pub fn sequence_of(message: &async_nats::Message) -> Option<u64> {
+    message.headers.as_ref()?.get("Nats-Sequence")?.as_str().parse().ok()
+}
