@@ -17,7 +17,7 @@ from .publisher import apublish, encode_data, get_publisher, publish, subject_fo
 
 logger = logging.getLogger("telegraphy")
 
-__all__ = ["BaseEvent", "BaseEventModel", "registered", "allow_patterns", "EventTemplate"]
+__all__ = ["BaseEvent", "BaseEventModel", "registered", "unregister", "allow_patterns", "EventTemplate"]
 
 ACTIONS = {"create": "created", "update": "updated", "delete": "deleted"}
 
@@ -40,6 +40,15 @@ def allow_patterns(user: Any) -> list[str]:
             if pattern not in result:
                 result.append(pattern)
     return result
+
+
+def unregister(event_class: type) -> None:
+    """Forget an event class (its model signals are disconnected). Mostly for tests."""
+    key = f"{event_class.__module__}.{event_class.__qualname__}"
+    with _registry_lock:
+        old = _registry.pop(key, None)
+        if old is not None and hasattr(old, "_disconnect"):
+            old._disconnect()
 
 
 def _register(instance: Any) -> None:

@@ -162,6 +162,11 @@ class Publisher:
             logger.exception("telegraphy publisher thread crashed")
         finally:
             try:
+                pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    loop.run_until_complete(asyncio.wait(pending, timeout=1))
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
                 loop.close()
@@ -178,14 +183,20 @@ class Publisher:
             return
 
         async def stop() -> None:
+            task = self._main_task
+            # nats-py's connect loop swallows a cancellation now and then (it waits on its own futures under
+            # `except CancelledError: pass`), so cancel until the task is really done, bounded.
+            for _ in range(int(timeout / 0.05)):
+                if task is None or task.done():
+                    break
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.05)
             nc = self._nc
-            if nc is not None:
+            if nc is not None and (nc.is_connected or nc.is_reconnecting):
                 try:
                     await asyncio.wait_for(nc.close(), timeout)
                 except Exception:
                     pass
-            if self._main_task is not None:
-                self._main_task.cancel()
 
         try:
             asyncio.run_coroutine_threadsafe(stop(), loop)
@@ -301,6 +312,7 @@ class Publisher:
     async def _main(self) -> None:
         import nats
 
+        self._link_generation = 0
         self._pending = asyncio.Event()
         self._attempt_done = asyncio.Event()
         self._up = asyncio.Event()
@@ -308,6 +320,7 @@ class Publisher:
         self._errors_logged = 0.0
 
         async def disconnected_cb() -> None:
+            self._link_generation += 1
             self._up.clear()
             self._down.set()
             if self._nc is not None and not self._nc.is_closed:
@@ -446,12 +459,29 @@ class Publisher:
             self._settle(batch, delivered)
 
     async def _send(self, nc: Any, batch: list[_Item]) -> bool:
+        """Publish a batch and confirm that NATS has it; False means "send it again after a reconnect".
+
+        nats-py's ``flush()`` is not proof on its own: its PING is written straight to the socket, ahead of
+        publishes still in the client's pending buffer, and while the read loop is down (link lost, not yet
+        reconnected) it returns at once without any round trip. So: two round trips (the second PING leaves
+        after the publishes), and the link must not have dropped in between.
+        """
+        generation = self._link_generation
         try:
             for item in batch:
                 await nc.publish(item.subject, item.payload)
+            for _ in range(2):
+                if not await self._round_trip(nc):
+                    break
+            else:
+                if generation == self._link_generation and nc.is_connected:
+                    return True
         except Exception as exc:
             logger.debug("telegraphy: publish failed, will retry: %s", exc)
-            return False
+        logger.debug("telegraphy: batch of %d not confirmed, will resend after reconnect", len(batch))
+        return False
+
+    async def _round_trip(self, nc: Any) -> bool:
         flush = asyncio.ensure_future(nc.flush(self.timeout))
         lost = asyncio.ensure_future(self._down.wait())
         try:
@@ -463,7 +493,6 @@ class Publisher:
         flush.cancel()
         if flush.done() and not flush.cancelled():
             flush.exception()  # retrieved: no "exception never retrieved" noise
-        logger.debug("telegraphy: batch of %d not confirmed, will resend after reconnect", len(batch))
         return False
 
     async def _send_acked(self, nc: Any, item: _Item) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import urllib.error
 import urllib.request
 from typing import Any
@@ -76,7 +77,7 @@ class Command(BaseCommand):
                     report(response.status == 200, f"gateway ready ({url} -> {response.status})")
             except urllib.error.HTTPError as exc:
                 report(False, f"gateway not ready ({url} -> {exc.code})")
-            except (urllib.error.URLError, OSError) as exc:
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
                 report(False, f"gateway not reachable at {url}: {getattr(exc, 'reason', exc)}")
 
         if failures:

@@ -1,0 +1,90 @@
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from telegraphy.checks import check_settings
+from telegraphy.conf import DEFAULTS, telegraphy_settings
+
+GOOD = {"SECRET": "x" * 32}
+
+
+def ids(settings, **telegraphy):
+    settings.TELEGRAPHY = telegraphy
+    return sorted(m.id for m in check_settings())
+
+
+def test_defaults_with_a_secret_pass(settings):
+    assert ids(settings, **GOOD) == []
+
+
+def test_defaults_are_documented_values(settings):
+    settings.TELEGRAPHY = GOOD
+    assert telegraphy_settings.NATS_URL == "nats://127.0.0.1:4222"
+    assert telegraphy_settings.SUBJECT_PREFIX == "telegraphy"
+    assert telegraphy_settings.GATEWAY_URL == "ws://127.0.0.1:8080/ws"
+    assert telegraphy_settings.TOKEN_TTL == 60
+    assert telegraphy_settings.REGISTER_TOKENS is True
+    assert telegraphy_settings.PUBLISH_BUFFER == 10000
+    assert set(telegraphy_settings.as_dict()) == set(DEFAULTS)
+
+
+def test_settings_follow_override(settings):
+    settings.TELEGRAPHY = {**GOOD, "SUBJECT_PREFIX": "one"}
+    assert telegraphy_settings.SUBJECT_PREFIX == "one"
+    settings.TELEGRAPHY = {**GOOD, "SUBJECT_PREFIX": "two"}
+    assert telegraphy_settings.SUBJECT_PREFIX == "two"
+    with pytest.raises(AttributeError):
+        telegraphy_settings.NO_SUCH_SETTING
+
+
+@pytest.mark.parametrize("secret", [None, "", "short", "x" * 31, b"x" * 40])
+def test_missing_or_short_secret_is_E001(settings, secret):
+    assert ids(settings, SECRET=secret) == ["telegraphy.E001"]
+
+
+def test_secret_length_counts_utf8_bytes(settings):
+    assert ids(settings, SECRET="é" * 16) == []  # 32 bytes
+
+
+@pytest.mark.parametrize("url", ["http://x:4222", "127.0.0.1:4222", "nats://", "nats://host:99999", "", 42, []])
+def test_bad_nats_url_is_E002(settings, url):
+    assert ids(settings, **GOOD, NATS_URL=url) == ["telegraphy.E002"]
+
+
+@pytest.mark.parametrize("url", ["nats://a:4222,nats://b:4222", ["nats://a", "tls://b:4443"], "wss://nats.example"])
+def test_good_nats_urls(settings, url):
+    assert ids(settings, **GOOD, NATS_URL=url) == []
+
+
+@pytest.mark.parametrize("url", ["http://x/ws", "x/ws", "ws://", None])
+def test_bad_gateway_url_is_E003(settings, url):
+    assert ids(settings, **GOOD, GATEWAY_URL=url) == ["telegraphy.E003"]
+
+
+@pytest.mark.parametrize("prefix", ["", "a.*", "a.>", "a..b", "a b", None])
+def test_bad_prefix_is_E004(settings, prefix):
+    assert ids(settings, **GOOD, SUBJECT_PREFIX=prefix) == ["telegraphy.E004"]
+
+
+@pytest.mark.parametrize("ttl", [0, 3601, "60", 1.5])
+def test_bad_ttl_is_E005(settings, ttl):
+    assert ids(settings, **GOOD, TOKEN_TTL=ttl) == ["telegraphy.E005"]
+
+
+def test_other_checks(settings):
+    assert ids(settings, **GOOD, PUBLISH_BUFFER=0) == ["telegraphy.E006"]
+    assert ids(settings, **GOOD, PUBLISH_TIMEOUT=0) == ["telegraphy.E007"]
+    assert ids(settings, **GOOD, GATEWAY_HTTP_URL="ws://x") == ["telegraphy.E008"]
+    assert ids(settings, **GOOD, NATS_OPTIONS=[]) == ["telegraphy.E009"]
+    assert ids(settings, **GOOD, NATS_ULR="typo") == ["telegraphy.W001"]
+
+
+def test_not_a_dict_is_E000(settings):
+    settings.TELEGRAPHY = "nats://x"
+    assert [m.id for m in check_settings()] == ["telegraphy.E000"]
+
+
+def test_manage_py_check_reports_the_missing_secret(settings):
+    settings.TELEGRAPHY = {}
+    with pytest.raises(SystemCheckError, match="telegraphy.E001"):
+        call_command("check")
