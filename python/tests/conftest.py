@@ -15,6 +15,18 @@ def nats_server(tmp_path_factory):
 
 
 @pytest.fixture
+def fresh_nats(settings, tmp_path):
+    """A nats-server of the test's own (no streams left by other tests or a gateway), TELEGRAPHY pointed at it."""
+    server = NatsServer(tmp_path / "nats-store").start()
+    settings.TELEGRAPHY = {**settings.TELEGRAPHY, "NATS_URL": server.url}
+    client = NatsClient(server.url)
+    yield server, client
+    client.close()
+    reset_publisher()
+    server.stop()
+
+
+@pytest.fixture
 def nats_settings(settings, nats_server):
     """Point TELEGRAPHY at the session's nats-server (the publisher is recreated for it)."""
     settings.TELEGRAPHY = {**settings.TELEGRAPHY, "NATS_URL": nats_server.url}

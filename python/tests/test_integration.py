@@ -92,21 +92,19 @@ def test_amint_from_async_code(nats_settings, nats_client):
     assert nats_client.run(kv.get(jti)).value == b"1"
 
 
-def test_acknowledged_publish(nats_settings, nats_client):
+def test_acknowledged_publish(fresh_nats):
     import asyncio
 
+    _, nats_client = fresh_nats
     with pytest.raises(PublishError, match="no JetStream stream captures"):
         telegraphy.publish("acked.nostream.x", {"a": 1}, ack=True, timeout=3)
     nats_client.run(nats_client.js.add_stream(name="ACKED", subjects=["telegraphy.acked.>"]))
-    try:
-        ack = telegraphy.publish("acked.yes.x", {"a": 1}, ack=True)
-        assert ack.stream == "ACKED" and ack.seq == 1
-        ack2 = asyncio.run(telegraphy.apublish("acked.yes.y", [1, 2], ack=True))
-        assert ack2.seq == 2
-        msg = nats_client.run(nats_client.js.get_msg("ACKED", 2))
-        assert json.loads(msg.data) == [1, 2]
-    finally:
-        nats_client.run(nats_client.js.delete_stream("ACKED"))
+    ack = telegraphy.publish("acked.yes.x", {"a": 1}, ack=True)
+    assert ack.stream == "ACKED" and ack.seq == 1
+    ack2 = asyncio.run(telegraphy.apublish("acked.yes.y", [1, 2], ack=True))
+    assert ack2.seq == 2
+    msg = nats_client.run(nats_client.js.get_msg("ACKED", 2))
+    assert json.loads(msg.data) == [1, 2]
 
 
 def test_acknowledged_publish_with_nats_down_raises_in_bounded_time():

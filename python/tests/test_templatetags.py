@@ -28,7 +28,7 @@ def test_page_renders_with_nats_down(client, caplog):
     assert response.status_code == 200
     html = response.content.decode()
     assert '<script src="/static/telegraphy/telegraphy.js"></script>' in html
-    assert config_of(html) == {"url": "ws://127.0.0.1:8080/ws", "token": None}
+    assert config_of(html) == {"url": "ws://127.0.0.1:8080/ws", "token": None, "tokenUrl": "/rt/token/"}
     assert '<p id=t></p>' in html, "telegraphy_token renders empty without a token"
     assert '<p id=u>ws://127.0.0.1:8080/ws</p>' in html
     assert elapsed < 3.0, "the wait for token registration is bounded"
@@ -64,3 +64,34 @@ def test_tags_without_request_use_context_user(settings):
     user = User(pk=5, username="svc")
     html = Template("{% load telegraphy %}{% telegraphy_token %}").render(Context({"user": user}))
     assert tokens.verify(html, [SECRET])["sub"] == "5"
+
+
+def test_token_endpoint(client, nats_settings):
+    alice = User.objects.create_user("alice")
+    client.force_login(alice)
+    response = client.get("/rt/token/")
+    assert response.status_code == 200 and "no-cache" in response["Cache-Control"]
+    body = response.json()
+    assert tokens.verify(body["token"], [SECRET])["sub"] == str(alice.pk) and body["expires_in"] == 60
+    assert client.post("/rt/token/").status_code == 405
+
+
+def test_token_endpoint_with_nats_down(client):
+    response = client.get("/rt/token/")
+    assert response.status_code == 503 and response.json()["token"] is None
+
+
+def test_static_client_is_the_js_build():
+    """The package ships a copy of js/dist/telegraphy.global.js; it must not drift from the build."""
+    from pathlib import Path
+
+    from .helpers import REPO
+
+    shipped = Path(__file__).resolve().parents[1] / "telegraphy" / "static" / "telegraphy" / "telegraphy.js"
+    built = REPO / "js" / "dist" / "telegraphy.global.js"
+    assert shipped.is_file(), "python/telegraphy/static/telegraphy/telegraphy.js is missing"
+    if built.is_file():
+        assert shipped.read_bytes() == built.read_bytes(), (
+            "copy js/dist/telegraphy.global.js to python/telegraphy/static/telegraphy/telegraphy.js"
+        )
+    assert b"Telegraphy" in shipped.read_bytes()

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -6,4 +6,5 @@ urlpatterns = [
     path("page/", views.page),
     path("create-book/", views.create_book),
     path("async-create-book/", views.async_create_book),
+    path("rt/", include("telegraphy.urls")),
 ]

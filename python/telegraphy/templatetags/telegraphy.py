@@ -2,6 +2,8 @@
 
     {% telegraphy_scripts %}   <script src=".../telegraphy.js"> and
                                <script id="telegraphy-config" type="application/json">{"url": ..., "token": ...}</script>
+                               (+ "tokenUrl" when telegraphy.urls is included); in the page:
+                               const tg = Telegraphy.page();
     {% telegraphy_token %}     the token alone (empty when it could not be minted)
     {% telegraphy_ws_url %}    the gateway WebSocket URL
 
@@ -16,6 +18,7 @@ from typing import Any
 
 from django import template
 from django.templatetags.static import static
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, json_script
 
 from ..conf import telegraphy_settings
@@ -51,7 +54,12 @@ def token_for_context(context: Any) -> str | None:
 
 
 def client_config(context: Any) -> dict[str, Any]:
-    return {"url": telegraphy_settings.GATEWAY_URL, "token": token_for_context(context)}
+    config: dict[str, Any] = {"url": telegraphy_settings.GATEWAY_URL, "token": token_for_context(context)}
+    try:
+        config["tokenUrl"] = reverse("telegraphy-token")  # when telegraphy.urls is included
+    except NoReverseMatch:
+        pass
+    return config
 
 
 @register.simple_tag(takes_context=True)

@@ -1,0 +1,167 @@
+"""End to end through the real gateway binary (started by `manage.py run_telegraph`): Django model saves and
+custom events reach a WebSocket client holding a token minted by telegraphy.tokens.mint."""
+
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+
+from telegraphy import tokens
+
+from .helpers import GATEWAY_BIN, Process
+from .testapp.events import ChatMessage
+from .testapp.models import Author, Book, Note
+
+db = pytest.mark.django_db(transaction=True)
+PYTHON_DIR = Path(__file__).resolve().parents[1]
+
+
+def wait_ready(base_url: str, timeout: float = 15.0) -> None:
+    """Poll GET /readyz (PROTOCOL.md section 5: 200 once NATS is connected), bounded."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(base_url + "/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError) as exc:
+            last = exc
+        time.sleep(0.02)
+    raise AssertionError(f"gateway not ready within {timeout}s: {last}")
+
+
+@pytest.fixture(scope="module")
+def gateway(nats_server):
+    if not os.access(GATEWAY_BIN, os.X_OK):
+        pytest.fail(
+            f"gateway binary not found at {GATEWAY_BIN}: build it with `cargo build --bin telegraphy-gateway` "
+            "or set TELEGRAPHY_GATEWAY_BIN"
+        )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "PYTHONPATH": str(PYTHON_DIR),
+        "TELEGRAPHY_GATEWAY_BIN": GATEWAY_BIN,
+        "TEST_TELEGRAPHY_NATS_URL": nats_server.url,
+        "TEST_TELEGRAPHY_GATEWAY_BIND": "127.0.0.1:0",
+    }
+    proc = Process([sys.executable, "-m", "django", "run_telegraph"], env=env)
+    try:
+        addr = proc.wait_for(r"listening on http://(\S+)", timeout=20).group(1)
+        wait_ready(f"http://{addr}")
+        yield {"ws": f"ws://{addr}/ws", "http": f"http://{addr}"}
+    finally:
+        proc.stop()
+
+
+class Client:
+    def __init__(self, url: str, token: str):
+        from websockets.sync.client import connect
+
+        self.ws = connect(url, open_timeout=5, close_timeout=2).__enter__()  # plain connection, any version
+        self.send({"type": "connect", "id": 1, "token": token})
+        self.connected = self.recv()
+
+    def send(self, frame: dict) -> None:
+        self.ws.send(json.dumps(frame))
+
+    def recv(self, timeout: float = 5.0) -> dict:
+        while True:
+            frame = json.loads(self.ws.recv(timeout=timeout))
+            if frame.get("type") == "ping":
+                self.send({"type": "pong"})
+                continue
+            return frame
+
+    def subscribe(self, pattern: str, id: int = 2) -> dict:
+        self.send({"type": "subscribe", "id": id, "event": pattern})
+        return self.recv()
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+@pytest.fixture
+def connect(gateway, nats_settings):
+    clients = []
+
+    def make(user, **mint_kwargs) -> Client:
+        client = Client(gateway["ws"], tokens.mint(user, **mint_kwargs))
+        clients.append(client)
+        assert client.connected["type"] == "connected", client.connected
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@db
+def test_model_save_reaches_a_websocket_client(connect):
+    staff = User.objects.create_user("sam", is_staff=True)
+    client = connect(staff)
+    subscribed = client.subscribe("testapp.book.>")
+    assert (subscribed["type"], subscribed["id"], subscribed["event"]) == ("subscribed", 2, "testapp.book.>")
+    author = Author.objects.create(name="Ann")
+    book = Book.objects.create(title="Dune", author=author, price=Decimal("9.50"))
+    frame = client.recv()
+    assert frame["type"] == "event" and frame["sub"] == "testapp.book.>"
+    assert frame["name"] == f"testapp.book.created.{book.pk}"
+    assert frame["data"]["pk"] == book.pk and frame["data"]["price"] == "9.50"
+    assert frame["data"]["author"] == author.pk and "secret_note" not in frame["data"]
+
+
+@db
+def test_permissions_from_allow_patterns(connect):
+    alice = User.objects.create_user("alice")
+    bob = User.objects.create_user("bob")
+    client = connect(alice)
+    denied = client.subscribe("testapp.book.>", id=3)
+    assert (denied["type"], denied["code"], denied["id"]) == ("error", "forbidden", 3)
+    assert client.subscribe(f"notes.{alice.pk}.>", id=4)["type"] == "subscribed"
+    Note.objects.create(owner=bob, text="not for alice")
+    mine = Note.objects.create(owner=alice, text="for alice")
+    frame = client.recv()
+    assert (frame["name"], frame["data"]) == (f"notes.{alice.pk}.created.{mine.pk}", {"pk": mine.pk, "text": "for alice"})
+
+
+@db
+def test_custom_event_reaches_a_websocket_client(connect):
+    client = connect(User.objects.create_user("carol"))
+    assert client.subscribe("chat.lobby.*")["code"] == "forbidden", "allow is chat.*.message only"
+    assert client.subscribe("chat.lobby.message", id=3)["type"] == "subscribed"
+    ChatMessage.send({"text": "hello"}, room="lobby")
+    frame = client.recv()
+    assert (frame["sub"], frame["name"], frame["data"]) == ("chat.lobby.message", "chat.lobby.message", {"text": "hello"})
+
+
+@db
+def test_minted_tokens_are_single_use_at_the_gateway(gateway, nats_settings):
+    from websockets.exceptions import ConnectionClosed
+
+    token = tokens.mint("dave", allow=["chat.>"])
+    first = Client(gateway["ws"], token)
+    assert first.connected["type"] == "connected"
+    second = Client(gateway["ws"], token)
+    assert (second.connected["type"], second.connected["code"]) == ("error", "unauthorized")
+    with pytest.raises(ConnectionClosed) as closed:
+        second.recv()
+    assert closed.value.rcvd.code == 4001
+    first.close()
+
+
+def test_telegraphy_check_sees_the_ready_gateway(gateway, nats_settings, settings, capsys):
+    from django.core.management import call_command
+
+    settings.TELEGRAPHY = {**settings.TELEGRAPHY, "GATEWAY_URL": gateway["ws"]}
+    tokens.mint("erin", allow=["a"])  # the bucket exists once something minted
+    call_command("telegraphy_check")
+    assert "ok   gateway ready" in capsys.readouterr().out
