@@ -6,13 +6,18 @@
 //!   `unsubscribe`, `ping`, `pong`; anything else is a bad frame (`bad_request`);
 //! * `id`, when present, must be an integer in 0 ..= 2^53-1 (`1.0`, `"1"`, `-1` and `null` are
 //!   wrong types); it is read first so that the error for a bad frame can echo it;
-//! * a present field of a known name with the wrong JSON type (including `null`) is a bad frame;
+//! * a present field of a known name with the wrong JSON type (including `null`) is a bad frame,
+//!   except `since`, where `null` is the same as absent (as `vectors/frames.json` fixes);
 //!   unknown fields are ignored (forward compatibility);
 //! * `subscribe`/`unsubscribe` need `event`, a valid pattern (`names::validate_pattern`);
+//!   `subscribe` may carry `since: {"epoch": string of 1..64 chars, "seq": integer 0..2^53-1}`
+//!   to recover missed events (PROTOCOL.md section 7);
 //! * `connect` takes at most one of `token` and `resume` (both strings); neither means anonymous.
 //!
-//! Encoders write compact JSON with the field order of the tables in PROTOCOL.md and of
-//! `proto/vectors/frames.json` (`server` cases are byte-exact), omitting `id` when it is `None`.
+//! Encoders write compact JSON with the field order of the tables in PROTOCOL.md (sections 3 and 7)
+//! and of `proto/vectors/frames.json` (`server` cases are byte-exact), omitting `id` when it is
+//! `None`. [`encode_event`] / [`encode_event_at`] are the hot path: one allocation each, `data`
+//! copied verbatim.
 //! The JSON Schemas are `proto/schema/client-frame.schema.json` and `server-frame.schema.json`.
 
 use std::fmt::Write as _;
@@ -298,21 +303,26 @@ pub fn encode_unsubscribed(id: Option<u64>, event: &str) -> String {
 
 /// `{"type":"event","sub":..,"name":..,"data":<data verbatim>}`. Hot path: one allocation.
 pub fn encode_event(sub: &str, name: &str, data: &RawValue) -> String {
+    let mut buf = event_without_brace(sub, name, data, 0);
+    buf.push('}');
+    buf
+}
+
+/// `{"type":"event","sub":..,"name":..,"data":..` with room for `extra` more bytes.
+fn event_without_brace(sub: &str, name: &str, data: &RawValue, extra: usize) -> String {
     let data = data.get();
-    let mut buf = String::with_capacity(44 + sub.len() + name.len() + data.len());
+    let mut buf = String::with_capacity(44 + sub.len() + name.len() + data.len() + extra);
     buf.push_str("{\"type\":\"event\"");
     push_str_field(&mut buf, "sub", sub);
     push_str_field(&mut buf, "name", name);
     buf.push_str(",\"data\":");
     buf.push_str(data);
-    buf.push('}');
     buf
 }
 
 /// An event frame with its history position: `...,"data":..,"seq":N,"epoch":".."}` (PROTOCOL.md section 7).
 pub fn encode_event_at(sub: &str, name: &str, data: &RawValue, seq: u64, epoch: &str) -> String {
-    let mut buf = encode_event(sub, name, data);
-    buf.pop();
+    let mut buf = event_without_brace(sub, name, data, 40 + epoch.len());
     push_num_field(&mut buf, "seq", seq);
     push_str_field(&mut buf, "epoch", epoch);
     buf.push('}');
@@ -399,6 +409,40 @@ mod tests {
         let raw = RawValue::from_string("[1, 2.50, {\"x\" : null}]".into()).unwrap();
         let out = encode_event("a.>", "a.b", &raw);
         assert_eq!(out, r#"{"type":"event","sub":"a.>","name":"a.b","data":[1, 2.50, {"x" : null}]}"#);
+    }
+
+    #[test]
+    fn history_positions_follow_the_base_frames() {
+        let raw = RawValue::from_string("{\"pk\":1}".into()).unwrap();
+        assert_eq!(
+            encode_event_at("a.>", "a.b", &raw, 57, "18a6f"),
+            r#"{"type":"event","sub":"a.>","name":"a.b","data":{"pk":1},"seq":57,"epoch":"18a6f"}"#
+        );
+        let at = SubscribedAt { recovered: Some(true), position: Some(("18a6f", 41)) };
+        assert_eq!(
+            encode_subscribed_at(Some(2), "shop.>", &at),
+            r#"{"type":"subscribed","id":2,"event":"shop.>","recovered":true,"epoch":"18a6f","seq":41}"#
+        );
+        let at = SubscribedAt { recovered: Some(false), position: None };
+        assert_eq!(encode_subscribed_at(None, "a", &at), r#"{"type":"subscribed","event":"a","recovered":false}"#);
+        let at = SubscribedAt { recovered: None, position: None };
+        assert_eq!(encode_subscribed_at(None, "a", &at), encode_subscribed(None, "a"));
+    }
+
+    #[test]
+    fn since_is_checked() {
+        let f = parse_client_frame(r#"{"type":"subscribe","event":"a","since":{"epoch":"e","seq":9007199254740991}}"#);
+        assert_eq!(f.unwrap(), ClientFrame::Subscribe { id: None, event: "a".into(), since: Some(Since { epoch: "e".into(), seq: MAX_ID }) });
+        for bad in [
+            r#"{"type":"subscribe","event":"a","since":{"epoch":"e","seq":9007199254740992}}"#,
+            r#"{"type":"subscribe","event":"a","since":{"epoch":"e","seq":1.0}}"#,
+            r#"{"type":"subscribe","event":"a","since":{"epoch":7,"seq":1}}"#,
+            r#"{"type":"subscribe","event":"a","since":[]}"#,
+        ] {
+            assert!(parse_client_frame(bad).is_err(), "{bad}");
+        }
+        let long = format!(r#"{{"type":"subscribe","event":"a","since":{{"epoch":"{}","seq":1}}}}"#, "e".repeat(65));
+        assert!(parse_client_frame(&long).is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::{json, Value};
-use telegraphy::frames::{parse_client_frame, ClientFrame, MAX_ID};
+use telegraphy::frames::{parse_client_frame, ClientFrame, Since, MAX_ID};
 use telegraphy::names::{self, contains, key_token, matches, validate_name, validate_pattern, MAX_TOKENS};
 use telegraphy::token::{Claims, Keyring, TokenKind};
 
@@ -187,10 +187,15 @@ fn frame_like() -> impl Strategy<Value = String> {
         json_value(),
     ];
     let field = || prop::option::of(json_value());
-    (kind, field(), field(), field(), field(), field()).prop_map(|(k, id, ev, tok, res, extra)| {
+    let since = prop::option::of(prop_oneof![
+        json_value(),
+        (json_value(), json_value()).prop_map(|(epoch, seq)| json!({"epoch": epoch, "seq": seq})),
+        ("[a-f0-9]{0,70}", any::<u64>()).prop_map(|(epoch, seq)| json!({"epoch": epoch, "seq": seq})),
+    ]);
+    (kind, field(), field(), field(), field(), since, field()).prop_map(|(k, id, ev, tok, res, since, extra)| {
         let mut obj = serde_json::Map::new();
         obj.insert("type".into(), k);
-        for (name, v) in [("id", id), ("event", ev), ("token", tok), ("resume", res), ("x", extra)] {
+        for (name, v) in [("id", id), ("event", ev), ("token", tok), ("resume", res), ("since", since), ("x", extra)] {
             if let Some(v) = v {
                 obj.insert(name.into(), v);
             }
@@ -205,17 +210,24 @@ fn valid_client_frame() -> impl Strategy<Value = ClientFrame> {
     prop_oneof![
         (id.clone(), prop::option::of(s)).prop_map(|(id, token)| ClientFrame::Connect { id, token, resume: None }),
         (id.clone(), prop::option::of(s)).prop_map(|(id, resume)| ClientFrame::Connect { id, token: None, resume }),
-        (id.clone(), valid_pattern()).prop_map(|(id, event)| ClientFrame::Subscribe { id, event, since: None }),
+        (id.clone(), valid_pattern(), prop::option::of(since())).prop_map(|(id, event, since)| ClientFrame::Subscribe { id, event, since }),
         (id.clone(), valid_pattern()).prop_map(|(id, event)| ClientFrame::Unsubscribe { id, event }),
         id.prop_map(|id| ClientFrame::Ping { id }),
         Just(ClientFrame::Pong),
     ]
 }
 
+fn since() -> impl Strategy<Value = Since> {
+    ("[ -~]{1,64}", 0..=MAX_ID).prop_map(|(epoch, seq)| Since { epoch, seq })
+}
+
 fn client_frame_json(f: &ClientFrame) -> String {
     let mut v = match f {
         ClientFrame::Connect { token, resume, .. } => json!({"type": "connect", "token": token, "resume": resume}),
-        ClientFrame::Subscribe { event, .. } => json!({"type": "subscribe", "event": event}),
+        ClientFrame::Subscribe { event, since, .. } => {
+            let since = since.as_ref().map(|s| json!({"epoch": s.epoch, "seq": s.seq}));
+            json!({"type": "subscribe", "event": event, "since": since})
+        }
         ClientFrame::Unsubscribe { event, .. } => json!({"type": "unsubscribe", "event": event}),
         ClientFrame::Ping { .. } => json!({"type": "ping"}),
         ClientFrame::Pong => json!({"type": "pong"}),
@@ -240,9 +252,13 @@ proptest! {
             Ok(f) => {
                 prop_assert!(f.id().is_none_or(|id| id <= MAX_ID));
                 match &f {
-                    ClientFrame::Subscribe { event, .. } | ClientFrame::Unsubscribe { event, .. } => {
+                    ClientFrame::Subscribe { event, since, .. } => {
                         prop_assert_eq!(validate_pattern(event), Ok(()));
+                        if let Some(s) = since {
+                            prop_assert!(!s.epoch.is_empty() && s.epoch.len() <= 64 && s.seq <= MAX_ID);
+                        }
                     }
+                    ClientFrame::Unsubscribe { event, .. } => prop_assert_eq!(validate_pattern(event), Ok(())),
                     ClientFrame::Connect { token, resume, .. } => prop_assert!(token.is_none() || resume.is_none()),
                     _ => {}
                 }

@@ -134,11 +134,18 @@ fn encode_server(c: &Value) -> String {
     match s(c, "frame") {
         "ping" => frames::encode_ping(),
         "pong" => frames::encode_pong(id),
-        "subscribed" => frames::encode_subscribed(id, s(c, "event")),
+        "subscribed" => {
+            let position = c.get("epoch").map(|e| (e.as_str().unwrap(), c["seq"].as_u64().unwrap()));
+            let at = frames::SubscribedAt { recovered: c.get("recovered").map(|r| r.as_bool().unwrap()), position };
+            frames::encode_subscribed_at(id, s(c, "event"), &at)
+        }
         "unsubscribed" => frames::encode_unsubscribed(id, s(c, "event")),
         "event" => {
             let data = RawValue::from_string(s(c, "data").to_owned()).expect("vector data must be JSON");
-            frames::encode_event(s(c, "sub"), s(c, "name"), &data)
+            match c.get("seq") {
+                None => frames::encode_event(s(c, "sub"), s(c, "name"), &data),
+                Some(seq) => frames::encode_event_at(s(c, "sub"), s(c, "name"), &data, seq.as_u64().unwrap(), s(c, "epoch")),
+            }
         }
         "error" => frames::encode_error(id, error_code(s(c, "code")), s(c, "message")),
         "connected" => {

@@ -12,9 +12,11 @@ fuzz_target!(|data: &[u8]| {
         Ok(frame) => {
             assert!(frame.id().is_none_or(|id| id <= MAX_ID));
             match &frame {
-                ClientFrame::Subscribe { event, .. } | ClientFrame::Unsubscribe { event, .. } => {
+                ClientFrame::Subscribe { event, since, .. } => {
                     assert!(validate_pattern(event).is_ok());
+                    assert!(since.as_ref().is_none_or(|s| !s.epoch.is_empty() && s.epoch.len() <= 64 && s.seq <= MAX_ID));
                 }
+                ClientFrame::Unsubscribe { event, .. } => assert!(validate_pattern(event).is_ok()),
                 ClientFrame::Connect { token, resume, .. } => assert!(token.is_none() || resume.is_none()),
                 ClientFrame::Ping { .. } | ClientFrame::Pong => {}
             }
