@@ -1,0 +1,36 @@
+"""What the demo publishes, and who may receive it (the patterns end up in each user's token)."""
+
+from telegraphy import BaseEvent, BaseEventModel
+from telegraphy.names import key_token
+
+from .models import Item
+
+
+class ItemEvents(BaseEventModel):
+    """demo.item.<created|updated|deleted>.<pk>: every item, for staff only (the default allowed())."""
+
+    model = Item
+    fields = ["name", "description", "price", "owner", "updated_at"]
+
+    def to_dict(self, instance):
+        data = super().to_dict(instance)
+        data["owner_name"] = instance.owner.get_username()
+        return data
+
+
+class MyItemEvents(ItemEvents):
+    """demo.mine.<owner_id>.<action>.<pk>: the same items, keyed by owner, so that a user's token can allow
+    exactly their own: demo.mine.<their id>.>"""
+
+    name = "demo.mine.{owner_id}"
+
+    def allow_patterns(self, user):
+        if user is None or not user.is_authenticated:
+            return []
+        return [f"demo.mine.{key_token(user.pk)}.>"]
+
+
+class ChatMessage(BaseEvent):
+    """demo.chat.<room>.message, for any signed-in user (the default allowed())."""
+
+    name = "demo.chat.{room}.message"

@@ -1,0 +1,13 @@
+from django import forms
+
+from .models import Item
+
+
+class ItemForm(forms.ModelForm):
+    class Meta:
+        model = Item
+        fields = ["name", "description", "price"]
+
+
+class ChatForm(forms.Form):
+    text = forms.CharField(max_length=500)

@@ -1,0 +1,112 @@
+"""Demo checks (``python examples/demo/manage.py test demo``); they need no NATS: a page renders without one."""
+
+import json
+import re
+from decimal import Decimal
+
+from django.contrib.auth.models import User
+from django.test import TestCase, override_settings
+
+from telegraphy import tokens
+from telegraphy.names import contains
+
+from .models import Item
+
+NO_KV = override_settings(
+    TELEGRAPHY={"SECRET": "demo-tests-secret-0123456789abcdef0123", "REGISTER_TOKENS": False}
+)
+
+
+def json_script(html, element_id):
+    match = re.search(rf'<script id="{element_id}" type="application/json">(.*?)</script>', html, re.S)
+    assert match, f"no #{element_id} in the page"
+    return json.loads(match.group(1))
+
+
+class DemoTests(TestCase):
+    @classmethod
+    def setUpTestData(cls):
+        cls.admin = User.objects.get(username="admin")  # created by migration 0002
+        cls.alice = User.objects.get(username="alice")
+        cls.bob = User.objects.create_user("bob", password="bob")
+        cls.bobs = Item.objects.create(name="Bob's bike", price=Decimal("99.00"), owner=cls.bob)
+
+    def page(self, user, url):
+        self.client.force_login(user)
+        response = self.client.get(url)
+        self.assertEqual(response.status_code, 200)
+        html = response.content.decode()
+        return html, json_script(html, "telegraphy-config"), json_script(html, "page-config")
+
+    def test_demo_users_exist_with_their_passwords(self):
+        self.assertTrue(self.client.login(username="admin", password="admin"))
+        self.assertTrue(self.admin.is_staff)
+        self.assertTrue(self.client.login(username="alice", password="alice"))
+        self.assertFalse(self.alice.is_staff)
+
+    def test_pages_need_a_login(self):
+        self.assertRedirects(self.client.get("/"), "/accounts/login/?next=/")
+
+    @NO_KV
+    def test_staff_tracker_sees_everything_and_may_subscribe_to_it(self):
+        html, config, page = self.page(self.admin, "/")
+        self.assertEqual(page["pattern"], "demo.item.>")
+        self.assertIn(f'data-pk="{self.bobs.pk}"', html)
+        self.assertIn('id="tg-state"', html)
+        allow = tokens.verify(config["token"], ["demo-tests-secret-0123456789abcdef0123"])["allow"]
+        self.assertTrue(any(contains(a, page["pattern"]) for a in allow), allow)
+
+    @NO_KV
+    def test_alice_sees_and_may_receive_only_her_own_items(self):
+        html, config, page = self.page(self.alice, "/")
+        self.assertEqual(page["pattern"], f"demo.mine.{self.alice.pk}.>")
+        self.assertNotIn(f'data-pk="{self.bobs.pk}"', html)
+        for item in Item.objects.filter(owner=self.alice):
+            self.assertIn(f'data-pk="{item.pk}"', html)
+        allow = tokens.verify(config["token"], ["demo-tests-secret-0123456789abcdef0123"])["allow"]
+        self.assertTrue(any(contains(a, page["pattern"]) for a in allow), allow)
+        self.assertFalse(any(contains(a, "demo.item.>") for a in allow), "alice may not receive all items")
+        self.assertFalse(any(contains(a, f"demo.mine.{self.bob.pk}.>") for a in allow))
+        self.assertEqual(self.client.get(f"/items/{self.bobs.pk}/").status_code, 404)
+
+    @NO_KV
+    def test_item_page_subscribes_to_one_object(self):
+        mine = Item.objects.filter(owner=self.alice).first()
+        _, config, page = self.page(self.alice, f"/items/{mine.pk}/")
+        self.assertEqual(page["pattern"], f"demo.mine.{self.alice.pk}.*.{mine.pk}")
+        allow = tokens.verify(config["token"], ["demo-tests-secret-0123456789abcdef0123"])["allow"]
+        self.assertTrue(any(contains(a, page["pattern"]) for a in allow))
+        _, _, page = self.page(self.admin, f"/items/{mine.pk}/")
+        self.assertEqual(page["pattern"], f"demo.item.*.{mine.pk}")
+
+    def test_saving_an_item_publishes_both_streams_after_commit(self):
+        self.client.force_login(self.alice)
+        with self.captureOnCommitCallbacks() as callbacks:
+            response = self.client.post("/items/new/", {"name": "Kettle", "description": "", "price": "20.00"})
+        self.assertRedirects(response, "/")
+        item = Item.objects.get(name="Kettle")
+        subjects = sorted(cb.args[0] for cb in callbacks)
+        self.assertEqual(
+            subjects,
+            [f"telegraphy.demo.item.created.{item.pk}", f"telegraphy.demo.mine.{self.alice.pk}.created.{item.pk}"],
+        )
+        payload = json.loads(callbacks[0].args[1])
+        self.assertEqual((payload["name"], payload["price"], payload["owner_name"]), ("Kettle", "20.00", "alice"))
+
+    def test_pages_render_when_nats_is_down(self):
+        html, config, _ = self.page(self.alice, "/chat/lobby/")
+        self.assertIsNone(config["token"])
+        self.assertEqual(config["tokenUrl"], "/rt/token/")
+
+    def test_chat_send_is_an_async_view_that_never_fails_on_nats(self):
+        self.client.force_login(self.alice)
+        response = self.client.post("/chat/lobby/send/", {"text": "hello"})
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(self.client.post("/chat/lobby/send/", {}).status_code, 400)
+        self.assertEqual(self.client.get("/chat/bad room/").status_code, 404)
+        self.client.logout()
+        self.assertEqual(self.client.post("/chat/lobby/send/", {"text": "x"}).status_code, 403)
+
+    def test_static_client_is_served(self):
+        response = self.client.get("/static/telegraphy/telegraphy.js")
+        self.assertEqual(response.status_code, 200)

@@ -1,0 +1,83 @@
+from asgiref.sync import sync_to_async
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponseBadRequest, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from telegraphy.names import is_valid_token, key_token
+
+from .events import ChatMessage
+from .forms import ChatForm, ItemForm
+from .models import Item
+
+
+def visible_items(user):
+    """Staff see every item, other users their own (exactly what their token allows them to receive)."""
+    return Item.objects.all() if user.is_staff else Item.objects.filter(owner=user)
+
+
+def item_pattern(user, pk=None):
+    """The pattern a page subscribes to; it must be inside the user's allow patterns (see events.py)."""
+    key = "*" if pk is None else key_token(pk)
+    if user.is_staff:
+        return "demo.item.>" if pk is None else f"demo.item.*.{key}"
+    mine = f"demo.mine.{key_token(user.pk)}"
+    return f"{mine}.>" if pk is None else f"{mine}.*.{key}"
+
+
+@login_required
+def tracker(request):
+    items = visible_items(request.user).select_related("owner")
+    return render(request, "demo/tracker.html", {"items": items, "page": {"pattern": item_pattern(request.user)}})
+
+
+@login_required
+def item_detail(request, pk):
+    item = get_object_or_404(visible_items(request.user), pk=pk)
+    return render(request, "demo/item_detail.html", {"item": item, "page": {"pattern": item_pattern(request.user, pk)}})
+
+
+@login_required
+def item_edit(request, pk=None):
+    item = get_object_or_404(visible_items(request.user), pk=pk) if pk is not None else None
+    form = ItemForm(request.POST or None, instance=item)
+    if request.method == "POST" and form.is_valid():
+        item = form.save(commit=False)
+        if item.owner_id is None:
+            item.owner = request.user
+        item.save()
+        return redirect("tracker")
+    return render(request, "demo/item_form.html", {"form": form, "item": item})
+
+
+@login_required
+@require_POST
+def item_delete(request, pk):
+    get_object_or_404(visible_items(request.user), pk=pk).delete()
+    return redirect("tracker")
+
+
+def _check_room(room):
+    if not is_valid_token(room):
+        raise Http404("room names are one token of [A-Za-z0-9_-]")
+
+
+@login_required
+def chat(request, room):
+    _check_room(room)
+    return render(request, "demo/chat.html", {"room": room, "page": {"pattern": f"demo.chat.{room}.message"}})
+
+
+async def chat_send(request, room):
+    """An async view: publishing from async code is `await ChatMessage.asend(...)`."""
+    user = await request.auser() if hasattr(request, "auser") else await sync_to_async(lambda: request.user)()
+    if not user.is_authenticated:
+        return JsonResponse({"error": "sign in first"}, status=403)
+    if request.method != "POST":
+        return JsonResponse({"error": "POST only"}, status=405)
+    _check_room(room)
+    form = ChatForm(request.POST)
+    if not form.is_valid():
+        return HttpResponseBadRequest("text is required")
+    queued = await ChatMessage.asend({"user": user.get_username(), "text": form.cleaned_data["text"]}, room=room)
+    return JsonResponse({"queued": queued})
