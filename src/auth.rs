@@ -31,6 +31,9 @@ pub struct Identity {
     pub allow: Vec<String>,
     /// Session id: new on a fresh connect, kept across resumes (so a session can be revoked).
     pub session: String,
+    /// When the session was first authenticated (unix seconds): the `iat` of the connect token, kept as the
+    /// `iat` of every resume token of the session, so a revocation covers all of them (see [`Auth::resume_token`]).
+    pub auth_time: i64,
 }
 
 impl Identity {
@@ -84,7 +87,13 @@ pub struct Auth {
     tokens: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
     /// KV key (`user.<b64>` / `session.<sid>`) -> revoked at (unix seconds).
     revoked: RwLock<HashMap<String, i64>>,
+    /// Becomes true once the watch has replayed the revocations stored at start-up.
+    loaded: tokio::sync::watch::Sender<bool>,
 }
+
+/// How long a token connect waits for the revocation watch's first replay (only right after start-up): until
+/// then a revoked user's older tokens could not be told apart.
+const REVOCATIONS_LOAD_WAIT: Duration = Duration::from_secs(5);
 
 /// KV key of a user's revocation.
 pub fn user_key(sub: &str) -> String {
@@ -110,6 +119,7 @@ impl Auth {
             anonymous_allow: settings.auth.anonymous_allow.clone(),
             tokens: tokio::sync::OnceCell::new(),
             revoked: RwLock::new(HashMap::new()),
+            loaded: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -131,7 +141,7 @@ impl Auth {
             (Some(t), None) => (t, TokenKind::Connect),
             (None, Some(r)) => (r, TokenKind::Resume),
             (None, None) if !self.anonymous_allow.is_empty() => {
-                return Ok(Identity { sub: String::new(), allow: self.anonymous_allow.clone(), session });
+                return Ok(Identity { sub: String::new(), allow: self.anonymous_allow.clone(), session, auth_time: now });
             }
             (None, None) => return Err(AuthError::Rejected("no token")),
             (Some(_), Some(_)) => return Err(AuthError::Rejected("both token and resume")),
@@ -144,13 +154,14 @@ impl Auth {
             TokenKind::Resume => claims.sid.clone().ok_or(AuthError::Rejected("resume token without sid"))?,
             TokenKind::Connect => session,
         };
+        self.revocations_loaded_within(REVOCATIONS_LOAD_WAIT).await?;
         if self.is_revoked(&claims.sub, Some(&session), claims.iat) {
             return Err(AuthError::Rejected("revoked"));
         }
         if kind == TokenKind::Connect && self.single_use {
             self.consume(&claims.jti).await?;
         }
-        Ok(Identity { sub: claims.sub, allow: claims.allow, session })
+        Ok(Identity { sub: claims.sub, allow: claims.allow, session, auth_time: claims.iat })
     }
 
     /// Marks a connect token used; exactly one caller per `jti` succeeds, on any node.
@@ -173,13 +184,18 @@ impl Auth {
     }
 
     /// A fresh resume token for `identity`, and its lifetime in seconds.
+    ///
+    /// Its `iat` is the session's [`Identity::auth_time`], not now: a replica that has not yet seen a
+    /// revocation (the watch lags by milliseconds) may still resume a revoked session, but the token it hands
+    /// out then is older than the revocation and is refused everywhere once the revocation has arrived. With
+    /// `iat = now` such a token would postdate the revocation and could be refreshed for ever.
     pub fn resume_token(&self, identity: &Identity) -> (String, u64) {
         let now = token::now_unix();
         let claims = Claims {
             jti: token::new_jti(),
             sub: identity.sub.clone(),
             allow: identity.allow.clone(),
-            iat: now,
+            iat: identity.auth_time.min(now),
             exp: now + self.resume_ttl as i64,
             sid: Some(identity.session.clone()),
         };
@@ -223,7 +239,8 @@ impl Auth {
     }
 
     /// Watches the revocations bucket for ever (re-subscribing after failures) and calls `on_revoke` for every
-    /// revocation, including those already stored when the watch starts.
+    /// revocation new to this node: those stored when the node starts, then each new one. A re-subscription
+    /// replays the bucket; a key it already knew (at the same or a later time) is not reported again.
     pub async fn watch_revocations(self: Arc<Self>, on_revoke: impl Fn(Revoked) + Send + Sync + 'static) {
         loop {
             match self.watch_once(&on_revoke).await {
@@ -239,30 +256,71 @@ impl Auth {
             .await
             .map_err(|e| e.to_string())?;
         let mut watch = kv.watch_with_history(">").await.map_err(|e| e.to_string())?;
+        // The replay of what is stored ends with the entry that has nothing pending; an empty bucket has none.
+        if kv.status().await.map_err(|e| e.to_string())?.values() == 0 {
+            self.loaded.send_replace(true);
+        }
         while let Some(entry) = watch.next().await {
             let entry = entry.map_err(|e| e.to_string())?;
-            if entry.operation != async_nats::jetstream::kv::Operation::Put {
-                continue;
-            }
-            let Some(at) = std::str::from_utf8(&entry.value).ok().and_then(|v| v.trim().parse::<i64>().ok()) else {
-                tracing::warn!(key = %entry.key, "ignoring revocation with a value that is not unix seconds");
-                continue;
-            };
-            let revoked = if let Some(b64) = entry.key.strip_prefix("user.") {
-                match URL_SAFE_NO_PAD.decode(b64).ok().and_then(|b| String::from_utf8(b).ok()) {
-                    Some(sub) => Revoked::User(sub),
-                    None => continue,
+            if let Some((revoked, at)) = parse_revocation(&entry) {
+                // Every (re)start of the watch replays the whole bucket: act only on a revocation this node did
+                // not know yet (or a later one for the same key), so a replay does not close sockets that were
+                // authorised after the stored revocation.
+                let fresh = {
+                    let mut known = self.revoked.write().expect("revoked lock");
+                    match known.get(&entry.key) {
+                        Some(&previous) if previous >= at => false,
+                        _ => {
+                            known.insert(entry.key.clone(), at);
+                            true
+                        }
+                    }
+                };
+                if fresh {
+                    on_revoke(revoked);
                 }
-            } else if let Some(sid) = entry.key.strip_prefix("session.") {
-                Revoked::Session(sid.to_string())
-            } else {
-                continue;
-            };
-            self.revoked.write().expect("revoked lock").insert(entry.key.clone(), at);
-            on_revoke(revoked);
+            }
+            if entry.delta == 0 {
+                self.loaded.send_replace(true);
+            }
         }
         Ok(())
     }
+
+    /// True once the revocations stored when the node started have been loaded (until then a token connect
+    /// waits, see [`Auth::connect`]); a readiness check can use it.
+    pub fn revocations_loaded(&self) -> bool {
+        *self.loaded.borrow()
+    }
+
+    async fn revocations_loaded_within(&self, limit: Duration) -> Result<(), AuthError> {
+        let mut loaded = self.loaded.subscribe();
+        let loaded = tokio::time::timeout(limit, async { loaded.wait_for(|loaded| *loaded).await.is_ok() }).await;
+        if loaded == Ok(true) {
+            Ok(())
+        } else {
+            Err(AuthError::Unavailable("revocations not loaded yet".to_string()))
+        }
+    }
+}
+
+/// A put in the revocations bucket: who, and since when (unix seconds). Other entries are skipped.
+fn parse_revocation(entry: &async_nats::jetstream::kv::Entry) -> Option<(Revoked, i64)> {
+    if entry.operation != async_nats::jetstream::kv::Operation::Put {
+        return None;
+    }
+    let Some(at) = std::str::from_utf8(&entry.value).ok().and_then(|v| v.trim().parse::<i64>().ok()) else {
+        tracing::warn!(key = %entry.key, "ignoring revocation with a value that is not unix seconds");
+        return None;
+    };
+    let revoked = if let Some(b64) = entry.key.strip_prefix("user.") {
+        Revoked::User(URL_SAFE_NO_PAD.decode(b64).ok().and_then(|b| String::from_utf8(b).ok())?)
+    } else if let Some(sid) = entry.key.strip_prefix("session.") {
+        Revoked::Session(sid.to_string())
+    } else {
+        return None;
+    };
+    Some((revoked, at))
 }
 
 /// Records a revocation (used by the CLI and tests; backends can write the same key themselves).
