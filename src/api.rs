@@ -24,6 +24,27 @@ fn bad_request(message: &str) -> HttpResponse {
     HttpResponse::BadRequest().json(serde_json::json!({ "error": "bad_request", "message": message }))
 }
 
+/// Admits a request only with the right bearer key (404 when the API is off, else 401). Handlers take it as
+/// their FIRST argument: actix resolves extractors in order and stops at the first error, so a refused caller
+/// never gets its body read or parsed (a 400 would tell them the endpoint is on, and parse errors echo input).
+struct ApiKey;
+
+impl actix_web::FromRequest for ApiKey {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let refusal = match req.app_data::<web::Data<Gateway>>() {
+            Some(gw) => guard(req, gw),
+            None => Some(HttpResponse::InternalServerError().finish()),
+        };
+        std::future::ready(match refusal {
+            None => Ok(ApiKey),
+            Some(response) => Err(actix_web::error::InternalError::from_response("refused", response).into()),
+        })
+    }
+}
+
 /// None when the request may proceed, else the response to send.
 fn guard(req: &HttpRequest, gw: &Gateway) -> Option<HttpResponse> {
     let key = &gw.settings.http.api_key;
@@ -61,10 +82,7 @@ struct TokenRequest {
     ttl: Option<u64>,
 }
 
-async fn tokens(req: HttpRequest, gw: web::Data<Gateway>, body: web::Json<TokenRequest>) -> HttpResponse {
-    if let Some(refusal) = guard(&req, &gw) {
-        return refusal;
-    }
+async fn tokens(_: ApiKey, gw: web::Data<Gateway>, body: web::Json<TokenRequest>) -> HttpResponse {
     let ttl = body.ttl.unwrap_or(gw.settings.auth.token_ttl);
     match gw.auth.mint(&body.user, &body.allow, ttl).await {
         Ok(token) => HttpResponse::Ok().json(serde_json::json!({ "token": token, "expires_in": ttl })),
@@ -87,10 +105,7 @@ struct PublishRequest {
     data: Box<RawValue>,
 }
 
-async fn publish(req: HttpRequest, gw: web::Data<Gateway>, body: web::Json<PublishRequest>) -> HttpResponse {
-    if let Some(refusal) = guard(&req, &gw) {
-        return refusal;
-    }
+async fn publish(_: ApiKey, gw: web::Data<Gateway>, body: web::Json<PublishRequest>) -> HttpResponse {
     if let Err(e) = names::validate_name(&body.event) {
         return bad_request(&format!("invalid event name: {e}"));
     }
