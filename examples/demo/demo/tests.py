@@ -53,6 +53,8 @@ class DemoTests(TestCase):
         self.assertEqual(page["pattern"], "demo.item.>")
         self.assertIn(f'data-pk="{self.bobs.pk}"', html)
         self.assertIn('id="tg-state"', html)
+        self.assertEqual(html.count('id="telegraphy-config"'), 1, "the client config is rendered once")
+        self.assertIn("const tg = Telegraphy.page();", html)
         allow = tokens.verify(config["token"], ["demo-tests-secret-0123456789abcdef0123"])["allow"]
         self.assertTrue(any(contains(a, page["pattern"]) for a in allow), allow)
 
