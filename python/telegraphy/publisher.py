@@ -578,16 +578,33 @@ def reset_publisher() -> None:
         old.close()
 
 
-def publish(event: str, data: Any = None, *, ack: bool = False, timeout: float | None = None) -> Any:
+def publish(
+    event: str,
+    data: Any = None,
+    *,
+    ack: bool = False,
+    timeout: float | None = None,
+    on_commit: bool = False,
+    using: str | None = None,
+) -> Any:
     """Publish ``data`` (JSON-serialisable) as event ``event`` on ``<prefix>.<event>``.
 
     Without ``ack`` this only enqueues (never blocks, never raises because NATS is down) and returns True,
     or False when the buffer was full and the event was dropped. With ``ack=True`` it waits (bounded by
     ``timeout``) for a JetStream acknowledgement and returns it, raising :class:`PublishError` on failure.
+    ``on_commit=True`` defers the (non-acknowledged) publish until the current transaction of database
+    ``using`` commits (nothing is sent on rollback) and returns None.
     Raises ``ValueError`` for an invalid name or data JSON cannot represent, before anything is queued.
     """
     subject = subject_for(event)
     payload = encode_data(data)
+    if on_commit:
+        if ack:
+            raise ValueError("ack=True cannot wait for a commit that has not happened: use one or the other")
+        from django.db import transaction
+
+        transaction.on_commit(lambda: get_publisher().publish_raw(subject, payload), using=using)
+        return None
     pub = get_publisher()
     if ack:
         return pub.publish_acked(subject, payload, timeout)

@@ -213,3 +213,17 @@ def test_autodiscovery_does_not_swallow_import_errors(settings):
 def test_autodiscovery_registered_the_test_apps_events():
     classes = {type(e) for e in events.registered()}
     assert BookEvents in classes and ChatMessage in classes
+
+
+def test_publish_on_commit(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        with pytest.raises(RuntimeError):
+            with transaction.atomic():
+                telegraphy.publish("chat.lobby.message", {"n": 1}, on_commit=True)
+                raise RuntimeError("roll back")
+        assert telegraphy.publish("chat.lobby.message", {"n": 2}, on_commit=True) is None
+        assert get_publisher().stats()["buffered"] == 0, "nothing before the commit"
+    assert len(callbacks) == 1
+    assert get_publisher().stats()["buffered"] == 1, "queued once committed"
+    with pytest.raises(ValueError):
+        telegraphy.publish("chat.lobby.message", {}, on_commit=True, ack=True)

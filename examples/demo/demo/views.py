@@ -68,9 +68,15 @@ def chat(request, room):
     return render(request, "demo/chat.html", {"room": room, "page": {"pattern": f"demo.chat.{room}.message"}})
 
 
+def _load_user(request):
+    request.user.is_authenticated  # evaluates the lazy user (a database query) here, in a thread
+    return request.user
+
+
 async def chat_send(request, room):
     """An async view: publishing from async code is `await ChatMessage.asend(...)`."""
-    user = await request.auser() if hasattr(request, "auser") else await sync_to_async(lambda: request.user)()
+    # request.auser() exists from Django 5.0 on; 4.2 needs the thread.
+    user = await request.auser() if hasattr(request, "auser") else await sync_to_async(_load_user)(request)
     if not user.is_authenticated:
         return JsonResponse({"error": "sign in first"}, status=403)
     if request.method != "POST":
