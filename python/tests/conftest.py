@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import pytest
 
 from telegraphy.publisher import reset_publisher
 
-from .helpers import NatsClient, NatsServer
+from .helpers import GATEWAY_BIN, NatsClient, NatsServer, Process, wait_ready
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +51,27 @@ def _fresh_publisher():
     reset_publisher()
     yield
     reset_publisher()
+
+
+@pytest.fixture(scope="session")
+def gateway(nats_server):
+    if not os.access(GATEWAY_BIN, os.X_OK):
+        pytest.fail(
+            f"gateway binary not found at {GATEWAY_BIN}: build it with `cargo build --bin telegraphy-gateway` "
+            "or set TELEGRAPHY_GATEWAY_BIN"
+        )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "TELEGRAPHY_GATEWAY_BIN": GATEWAY_BIN,
+        "TEST_TELEGRAPHY_NATS_URL": nats_server.url,
+        "TEST_TELEGRAPHY_GATEWAY_BIND": "127.0.0.1:0",
+    }
+    proc = Process([sys.executable, "-m", "django", "run_telegraph"], env=env)
+    try:
+        addr = proc.wait_for(r"listening on http://(\S+)", timeout=20).group(1)
+        wait_ready(f"http://{addr}")
+        yield {"ws": f"ws://{addr}/ws", "http": f"http://{addr}"}
+    finally:
+        proc.stop()

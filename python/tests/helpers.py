@@ -11,6 +11,9 @@ import signal
 import socket
 import subprocess
 import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +63,6 @@ class Process:
     def wait_for(self, pattern: str, timeout: float = 10.0) -> re.Match:
         """Block until a line matches ``pattern`` (bounded); fail with the output so far."""
         regex = re.compile(pattern)
-        import time
-
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -160,3 +161,47 @@ def next_message(received: "queue.Queue[Any]", timeout: float = 5.0) -> Any:
         return received.get(timeout=timeout)
     except queue.Empty:
         raise AssertionError(f"no NATS message within {timeout}s") from None
+
+
+def wait_ready(base_url: str, timeout: float = 15.0) -> None:
+    """Poll GET /readyz (PROTOCOL.md section 5: 200 once NATS is connected), bounded."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(base_url + "/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError) as exc:
+            last = exc
+        time.sleep(0.02)
+    raise AssertionError(f"gateway not ready within {timeout}s: {last}")
+
+
+class WsClient:
+    """A protocol v1 WebSocket client (websockets' sync API) that connects with a token."""
+
+    def __init__(self, url: str, token: str):
+        from websockets.sync.client import connect
+
+        self.ws = connect(url, open_timeout=5, close_timeout=2).__enter__()  # plain connection, any version
+        self.send({"type": "connect", "id": 1, "token": token})
+        self.connected = self.recv()
+
+    def send(self, frame: dict) -> None:
+        self.ws.send(json.dumps(frame))
+
+    def recv(self, timeout: float = 5.0) -> dict:
+        while True:
+            frame = json.loads(self.ws.recv(timeout=timeout))
+            if frame.get("type") == "ping":
+                self.send({"type": "pong"})
+                continue
+            return frame
+
+    def subscribe(self, pattern: str, id: int = 2) -> dict:
+        self.send({"type": "subscribe", "id": id, "event": pattern})
+        return self.recv()
+
+    def close(self) -> None:
+        self.ws.close()

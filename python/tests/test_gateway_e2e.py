@@ -1,92 +1,18 @@
 """End to end through the real gateway binary (started by `manage.py run_telegraph`): Django model saves and
 custom events reach a WebSocket client holding a token minted by telegraphy.tokens.mint."""
 
-import json
-import os
-import sys
-import time
-import urllib.error
-import urllib.request
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
 
 from telegraphy import tokens
 
-from .helpers import GATEWAY_BIN, Process
+from .helpers import WsClient as Client
 from .testapp.events import ChatMessage
 from .testapp.models import Author, Book, Note
 
 db = pytest.mark.django_db(transaction=True)
-PYTHON_DIR = Path(__file__).resolve().parents[1]
-
-
-def wait_ready(base_url: str, timeout: float = 15.0) -> None:
-    """Poll GET /readyz (PROTOCOL.md section 5: 200 once NATS is connected), bounded."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(base_url + "/readyz", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError) as exc:
-            last = exc
-        time.sleep(0.02)
-    raise AssertionError(f"gateway not ready within {timeout}s: {last}")
-
-
-@pytest.fixture(scope="module")
-def gateway(nats_server):
-    if not os.access(GATEWAY_BIN, os.X_OK):
-        pytest.fail(
-            f"gateway binary not found at {GATEWAY_BIN}: build it with `cargo build --bin telegraphy-gateway` "
-            "or set TELEGRAPHY_GATEWAY_BIN"
-        )
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "PYTHONPATH": str(PYTHON_DIR),
-        "TELEGRAPHY_GATEWAY_BIN": GATEWAY_BIN,
-        "TEST_TELEGRAPHY_NATS_URL": nats_server.url,
-        "TEST_TELEGRAPHY_GATEWAY_BIND": "127.0.0.1:0",
-    }
-    proc = Process([sys.executable, "-m", "django", "run_telegraph"], env=env)
-    try:
-        addr = proc.wait_for(r"listening on http://(\S+)", timeout=20).group(1)
-        wait_ready(f"http://{addr}")
-        yield {"ws": f"ws://{addr}/ws", "http": f"http://{addr}"}
-    finally:
-        proc.stop()
-
-
-class Client:
-    def __init__(self, url: str, token: str):
-        from websockets.sync.client import connect
-
-        self.ws = connect(url, open_timeout=5, close_timeout=2).__enter__()  # plain connection, any version
-        self.send({"type": "connect", "id": 1, "token": token})
-        self.connected = self.recv()
-
-    def send(self, frame: dict) -> None:
-        self.ws.send(json.dumps(frame))
-
-    def recv(self, timeout: float = 5.0) -> dict:
-        while True:
-            frame = json.loads(self.ws.recv(timeout=timeout))
-            if frame.get("type") == "ping":
-                self.send({"type": "pong"})
-                continue
-            return frame
-
-    def subscribe(self, pattern: str, id: int = 2) -> dict:
-        self.send({"type": "subscribe", "id": id, "event": pattern})
-        return self.recv()
-
-    def close(self) -> None:
-        self.ws.close()
 
 
 @pytest.fixture
