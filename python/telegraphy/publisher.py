@@ -2,10 +2,11 @@
 
 One background thread per process owns an asyncio loop and the nats-py client. ``publish()`` validates,
 serialises and appends to a bounded in-memory buffer, then returns; the thread sends the buffer in batches
-and confirms each batch with a PING/PONG flush. A batch that is not confirmed (the link dropped) goes back to
-the front of the buffer and is sent again after the reconnect, so delivery across NATS restarts is
+and confirms each batch with PING/PONG round trips. A batch that is not confirmed (the link dropped) goes back
+to the front of the buffer and is sent again after the reconnect, so delivery across NATS restarts is
 at-least-once for what fits in the buffer (``PUBLISH_BUFFER``); beyond that, new events are dropped, counted
-and logged. The thread is started lazily and again after ``fork()`` (gunicorn/uwsgi workers).
+and logged. Each event carries a ``Nats-Msg-Id`` header, so a JetStream stream capturing it (the gateway's
+history stream) stores a resent event once. The thread is started lazily and again after ``fork()`` (gunicorn/uwsgi workers).
 
 Why a thread and not ``async_to_sync``/``asyncio.run``: a nats-py client bound to a short-lived loop stays
 "connected" after a NATS restart while its publishes are silently lost; its reconnect logic only runs while
@@ -18,6 +19,7 @@ import asyncio
 import atexit
 import collections
 import concurrent.futures
+import itertools
 import json
 import logging
 import os
@@ -78,13 +80,25 @@ def subject_for(event: str, prefix: str | None = None) -> str:
     return f"{prefix}.{event}"
 
 
+_ID_PREFIX = os.urandom(6).hex()
+_ids = itertools.count(1)
+
+
+def _message_id() -> str:
+    # Unique per event (process-random prefix + counter), the same across resends of that event.
+    return f"{_ID_PREFIX}-{os.getpid()}-{next(_ids)}"
+
+
 class _Item:
-    __slots__ = ("subject", "payload", "future")
+    __slots__ = ("subject", "payload", "future", "headers")
 
     def __init__(self, subject: str, payload: bytes, future: concurrent.futures.Future | None = None):
         self.subject = subject
         self.payload = payload
         self.future = future
+        # A JetStream stream that captures the subject (the gateway's history stream) drops a resent copy
+        # with the same Nats-Msg-Id within its duplicate window: resends after a lost link do not duplicate.
+        self.headers = {"Nats-Msg-Id": _message_id()}
 
 
 class Publisher:
@@ -469,7 +483,7 @@ class Publisher:
         generation = self._link_generation
         try:
             for item in batch:
-                await nc.publish(item.subject, item.payload)
+                await nc.publish(item.subject, item.payload, headers=item.headers)
             for _ in range(2):
                 if not await self._round_trip(nc):
                     break
@@ -503,7 +517,9 @@ class Publisher:
         if not future.set_running_or_notify_cancel():
             return  # the caller gave up waiting
         try:
-            ack = await nc.jetstream(timeout=self.timeout).publish(item.subject, item.payload, timeout=self.timeout)
+            ack = await nc.jetstream(timeout=self.timeout).publish(
+                item.subject, item.payload, timeout=self.timeout, headers=item.headers
+            )
         except NoStreamResponseError:
             future.set_exception(
                 PublishError(f"no JetStream stream captures subject {item.subject!r}: acknowledged publishing "
