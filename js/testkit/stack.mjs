@@ -45,7 +45,7 @@ function requireBinary(path, what, hint) {
 }
 
 /** Spawn a process, keep its output, resolve with the first match of `ready` in stdout/stderr. */
-function start(bin, args, env, ready, what, ms = 15000) {
+export function start(bin, args, env, ready, what, ms = 15000) {
   const child = spawn(bin, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   children.add(child);
   let output = "";
@@ -88,10 +88,17 @@ export class NatsServer {
   }
 }
 
-/** A gateway node; `restart()` brings it back on the same address. */
+/**
+ * A gateway node; `restart()` brings it back on the same address. options: secret, node, env, and
+ * `command` + `bindEnv` to launch it another way (e.g. Django's `manage.py run_telegraph`, which takes
+ * its bind address from TELEGRAPHY_GATEWAY_BIND).
+ */
 export class Gateway {
   constructor(nats, options = {}) {
+    this.command = options.command || [GATEWAY_BIN];
+    this.bindEnv = ["TELEGRAPHY_HTTP__BIND", ...(options.bindEnv || [])];
     this.env = {
+      TELEGRAPHY_GATEWAY_BIN: GATEWAY_BIN,
       TELEGRAPHY_NATS__URL: nats.url,
       TELEGRAPHY_AUTH__SECRET: options.secret || randomBytes(24).toString("hex"),
       TELEGRAPHY_NODE__NAME: options.node || "gw-js",
@@ -119,8 +126,9 @@ export class Gateway {
 
   /** Start the process (port 0 the first time, then the same address), wait until /readyz is 200. */
   async restart() {
-    const bind = this.addr || "127.0.0.1:0";
-    this.proc = start(GATEWAY_BIN, [], { ...this.env, TELEGRAPHY_HTTP__BIND: bind }, /listening on http:\/\/(\S+)/, "telegraphy-gateway");
+    const bind = Object.fromEntries(this.bindEnv.map((name) => [name, this.addr || "127.0.0.1:0"]));
+    const [bin, ...args] = this.command;
+    this.proc = start(bin, args, { ...this.env, ...bind }, /listening on http:\/\/(\S+)/, "telegraphy-gateway");
     const m = await this.proc.result;
     this.addr = m[1];
     await within(15000, this.#ready(), `gateway ${this.addr} /readyz`);

@@ -1,0 +1,131 @@
+// End to end through the Django demo (examples/demo) in a real browser: a model saved through a Django
+// view travels Django -> NATS -> gateway (started by `manage.py run_telegraph`) -> the client served by
+// `{% telegraphy_scripts %}`, reaching two tabs within 1 s; permissions in the token keep alice's page
+// to her own items.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { statSync } from "node:fs";
+import { NatsServer, within } from "../testkit/stack.mjs";
+import { DjangoDemo, startDemoGateway } from "../testkit/demo.mjs";
+import { launchBrowser, screenshot, pageProblems } from "../testkit/browser.mjs";
+
+let nats;
+let gw;
+let demo;
+let browser;
+
+before(async () => {
+  const secret = randomBytes(24).toString("hex");
+  nats = await NatsServer.start();
+  gw = await startDemoGateway(nats, secret);
+  demo = await DjangoDemo.start({ nats, secret, gatewayUrl: gw.wsUrl });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await demo?.stop();
+  await gw?.stop("SIGKILL");
+  await nats?.stop();
+});
+
+async function signIn(context, user) {
+  const tab = await context.newPage();
+  await tab.goto(`${demo.url}/accounts/login/`);
+  await tab.fill("#id_username", user);
+  await tab.fill("#id_password", user);
+  await Promise.all([tab.waitForURL(`${demo.url}/`, { timeout: 10000 }), tab.click("#login-form button[type=submit]")]);
+  return tab;
+}
+
+/** Wait until the page's client is connected and the page's own subscription is confirmed. */
+async function live(tab) {
+  await tab.waitForSelector('#tg-state[data-state="connected"]', { timeout: 10000 });
+  await within(
+    5000,
+    tab.evaluate(() => {
+      const { pattern } = JSON.parse(document.getElementById("page-config").textContent);
+      return Telegraphy.page().subscribe(pattern).ready(); // same pattern: the page's subscription
+    }),
+    "the page's subscription",
+  );
+}
+
+/** Start recording (page clock) when a tracker row named `name` appears / disappears. */
+function watchRow(tab, name, key, present = true) {
+  return tab.evaluate(
+    ([name, key, present]) => {
+      window[key] = new Promise((resolve) => {
+        const test = () => [...document.querySelectorAll("#tracker li .name")].some((a) => a.textContent === name) === present;
+        if (test()) return resolve(Date.now());
+        new MutationObserver((_, obs) => {
+          if (test()) {
+            obs.disconnect();
+            resolve(Date.now());
+          }
+        }).observe(document.getElementById("tracker"), { subtree: true, childList: true, characterData: true });
+      });
+    },
+    [name, key, present],
+  );
+}
+
+const seen = (tab, key, ms, what) => within(ms, tab.evaluate((key) => window[key], key), what);
+
+async function createItem(editor, name, price) {
+  await editor.goto(`${demo.url}/items/new/`);
+  await editor.fill("#id_name", name);
+  await editor.fill("#id_price", price);
+  const t0 = Date.now();
+  await Promise.all([editor.waitForURL(`${demo.url}/`, { timeout: 10000 }), editor.click("#item-form button[type=submit]")]);
+  return t0;
+}
+
+test("Django demo: an item saved through Django reaches two tabs within 1 s; delete removes it; alice sees only hers", async (t) => {
+  const admin = await browser.newContext({ viewport: { width: 900, height: 700 } });
+  const alice = await browser.newContext({ viewport: { width: 900, height: 700 } });
+  try {
+    const tab1 = await signIn(admin, "admin");
+    const tab2 = await admin.newPage();
+    await tab2.goto(`${demo.url}/`);
+    const aliceTab = await signIn(alice, "alice");
+    const problems = [tab1, tab2, aliceTab].map(pageProblems);
+    for (const tab of [tab1, tab2, aliceTab]) await live(tab);
+
+    const name = `Lamp ${randomBytes(3).toString("hex")}`;
+    for (const tab of [tab1, tab2]) await watchRow(tab, name, "created");
+    const t0 = await createItem(await admin.newPage(), name, "7.25");
+    for (const [i, tab] of [tab1, tab2].entries()) {
+      const at = await seen(tab, "created", 2000, `tab ${i + 1} shows ${name}`);
+      assert.ok(at - t0 < 1000, `tab ${i + 1}: ${at - t0} ms from submit to row`);
+      t.diagnostic(`tab ${i + 1}: ${at - t0} ms from form submit to the row on screen`);
+    }
+    const row = tab2.locator("#tracker li", { hasText: name });
+    assert.equal(await row.locator(".price").textContent(), "7.25");
+    assert.equal(await row.locator(".owner").textContent(), "admin");
+    const pk = await row.getAttribute("data-pk");
+    assert.match(pk, /^\d+$/);
+    assert.ok(statSync(await screenshot(tab2, "django-demo-tracker")).size > 1000);
+
+    // alice's token allows only demo.mine.<her id>.>: her own item arrives, the admin's never did
+    const hers = `Notebook ${randomBytes(3).toString("hex")}`;
+    for (const tab of [aliceTab, tab1]) await watchRow(tab, hers, "hers");
+    await createItem(await alice.newPage(), hers, "1.00");
+    await seen(aliceTab, "hers", 2000, "alice's page shows her item");
+    await seen(tab1, "hers", 2000, "the admin's page shows alice's item");
+    assert.equal(await aliceTab.locator("#tracker li", { hasText: name }).count(), 0, "alice never received the admin's item");
+    assert.match(await aliceTab.textContent("#events"), /^demo\.mine\.\d+\.created\.\d+$/);
+
+    // delete through Django: the row vanishes from both tabs
+    for (const tab of [tab1, tab2]) await watchRow(tab, name, "deleted", false);
+    const editor = await admin.newPage();
+    await editor.goto(`${demo.url}/items/${pk}/`);
+    await Promise.all([editor.waitForURL(`${demo.url}/`, { timeout: 10000 }), editor.click("form[action$='/delete/'] button")]);
+    for (const [i, tab] of [tab1, tab2].entries()) await seen(tab, "deleted", 2000, `tab ${i + 1} drops ${name}`);
+    assert.deepEqual(problems, [[], [], []]);
+  } finally {
+    await admin.close();
+    await alice.close();
+  }
+});
