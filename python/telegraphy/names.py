@@ -68,30 +68,35 @@ def is_valid_pattern(pattern: object) -> bool:
     return True
 
 
+def _checked(ok: bool, value: object, what: str, expected: str) -> str:
+    if not ok:
+        raise ValueError(f"invalid {what} {value!r}: expected {expected}")
+    return value  # type: ignore[return-value]
+
+
 def validate_token(token: object, what: str = "token") -> str:
-    if not is_valid_token(token):
-        raise ValueError(f"invalid {what} {token!r}: expected one or more of [A-Za-z0-9_-]")
-    return token  # type: ignore[return-value]
+    """Return ``token`` or raise ``ValueError`` when it is not one literal token."""
+    return _checked(is_valid_token(token), token, what, "one or more of [A-Za-z0-9_-]")
 
 
 def validate_name(name: object) -> str:
     """Return ``name`` or raise ``ValueError`` when it is not a valid event name."""
-    if not is_valid_name(name):
-        raise ValueError(
-            f"invalid event name {name!r}: expected 1..{MAX_TOKENS} tokens of [A-Za-z0-9_-] "
-            f"joined by '.', at most {MAX_BYTES} bytes, no wildcards"
-        )
-    return name  # type: ignore[return-value]
+    return _checked(
+        is_valid_name(name),
+        name,
+        "event name",
+        f"1..{MAX_TOKENS} tokens of [A-Za-z0-9_-] joined by '.', at most {MAX_BYTES} bytes, no wildcards",
+    )
 
 
 def validate_pattern(pattern: object) -> str:
     """Return ``pattern`` or raise ``ValueError`` when it is not a valid pattern."""
-    if not is_valid_pattern(pattern):
-        raise ValueError(
-            f"invalid event pattern {pattern!r}: expected 1..{MAX_TOKENS} tokens of [A-Za-z0-9_-], '*' "
-            f"or a final '>', joined by '.', at most {MAX_BYTES} bytes"
-        )
-    return pattern  # type: ignore[return-value]
+    return _checked(
+        is_valid_pattern(pattern),
+        pattern,
+        "event pattern",
+        f"1..{MAX_TOKENS} tokens of [A-Za-z0-9_-], '*' or a final '>', joined by '.', at most {MAX_BYTES} bytes",
+    )
 
 
 def matches(pattern: str, name: str) -> bool:

@@ -533,29 +533,34 @@ class Publisher:
             future.set_result(ack)
 
 
+def _failure(exc: BaseException, future: concurrent.futures.Future, timeout: float, message: str, error: type) -> BaseException:
+    """The exception a caller of an awaited publisher operation sees for ``exc``."""
+    if isinstance(exc, (concurrent.futures.TimeoutError, asyncio.TimeoutError)):
+        future.cancel()
+        return error(f"{message} within {timeout:g}s (is NATS reachable?)")
+    if isinstance(exc, (PublishError, error)):
+        return exc
+    return error(f"{message}: {exc}")
+
+
 def _result(future: concurrent.futures.Future, timeout: float, message: str, error: type = PublishError) -> Any:
     try:
         return future.result(timeout)
-    except concurrent.futures.TimeoutError:
-        future.cancel()
-        raise error(f"{message} within {timeout:g}s (is NATS reachable?)") from None
-    except (PublishError, error):
-        raise
     except Exception as exc:
-        raise error(f"{message}: {exc}") from exc
+        failure = _failure(exc, future, timeout, message, error)
+        if failure is exc:
+            raise
+        raise failure from exc
 
 
 async def _aresult(future: concurrent.futures.Future, timeout: float, message: str, error: type = PublishError) -> Any:
-    wrapped = asyncio.wrap_future(future)
     try:
-        return await asyncio.wait_for(wrapped, timeout)
-    except asyncio.TimeoutError:
-        future.cancel()
-        raise error(f"{message} within {timeout:g}s (is NATS reachable?)") from None
-    except (PublishError, error):
-        raise
+        return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
     except Exception as exc:
-        raise error(f"{message}: {exc}") from exc
+        failure = _failure(exc, future, timeout, message, error)
+        if failure is exc:
+            raise
+        raise failure from exc
 
 
 # --------------------------------------------------------------------- process-wide publisher
