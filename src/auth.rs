@@ -204,19 +204,7 @@ impl Auth {
 
     /// Mints a connect token and registers its `jti` (create-only) so it can be used once.
     pub async fn mint(&self, sub: &str, allow: &[String], ttl: u64) -> Result<String, MintError> {
-        let max = TOKENS_BUCKET_MAX_AGE.as_secs();
-        if ttl == 0 || ttl > max {
-            return Err(MintError::BadTtl { max });
-        }
-        if sub.len() > 255 {
-            return Err(MintError::BadUser);
-        }
-        if allow.len() > token::MAX_ALLOW {
-            return Err(MintError::TooManyPatterns(token::MAX_ALLOW));
-        }
-        if let Some(bad) = allow.iter().find(|p| names::validate_pattern(p).is_err()) {
-            return Err(MintError::BadPattern(bad.clone()));
-        }
+        check_mint_request(sub, allow, ttl)?;
         let now = token::now_unix();
         let claims = Claims {
             jti: token::new_jti(),
@@ -321,6 +309,24 @@ fn parse_revocation(entry: &async_nats::jetstream::kv::Entry) -> Option<(Revoked
         return None;
     };
     Some((revoked, at))
+}
+
+/// The checks [`Auth::mint`] makes on its arguments, without NATS (the CLI can refuse bad arguments first).
+pub fn check_mint_request(sub: &str, allow: &[String], ttl: u64) -> Result<(), MintError> {
+    let max = TOKENS_BUCKET_MAX_AGE.as_secs();
+    if ttl == 0 || ttl > max {
+        return Err(MintError::BadTtl { max });
+    }
+    if sub.len() > 255 {
+        return Err(MintError::BadUser);
+    }
+    if allow.len() > token::MAX_ALLOW {
+        return Err(MintError::TooManyPatterns(token::MAX_ALLOW));
+    }
+    if let Some(bad) = allow.iter().find(|p| names::validate_pattern(p).is_err()) {
+        return Err(MintError::BadPattern(bad.clone()));
+    }
+    Ok(())
 }
 
 /// Records a revocation (used by the CLI and tests; backends can write the same key themselves).
