@@ -160,7 +160,9 @@ async fn token_subcommand_prints_a_token_that_connects_once() {
 async fn bad_configuration_exits_2_with_one_line_naming_the_key_and_no_secret() {
     let nats = NatsServer::start();
     const WEAK: &str = "weak-SECRET-value";
-    let cases: &[(&str, &[(&str, &str)], &str, Option<&str>)] = &[
+    /// (subcommand, extra environment, key the message must name, auth.secret or None for unset)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, Option<&'a str>);
+    let cases: &[Case] = &[
         ("serve", &[("TELEGRAPHY_LIMITS__MAX_CONNECTIONS", "abc")], "max_connections", Some(CLI_SECRET)),
         ("token", &[("TELEGRAPHY_LIMITS__MAX_CONNECTIONS", "abc")], "max_connections", Some(CLI_SECRET)),
         ("serve", &[], "auth.secret", None),
