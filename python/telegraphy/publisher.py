@@ -650,6 +650,12 @@ def flush(timeout: float | None = None) -> bool:
 
 @atexit.register
 def _flush_at_exit() -> None:
+    """Scripts and workers exit right after publishing: give the buffer a bounded chance to reach NATS
+    (wait for the first connect attempt if it is still running; never wait on a NATS known to be down)."""
     pub = _publisher
-    if pub is not None and pub._pid == os.getpid() and pub.connected:
-        pub.flush(min(pub.timeout, 5.0))
+    if pub is None or pub._pid != os.getpid() or pub._thread is None or not pub.stats()["buffered"]:
+        return
+    deadline = time.monotonic() + min(pub.timeout, 5.0)
+    pub._attempted.wait(max(deadline - time.monotonic(), 0))
+    if pub.connected:
+        pub.flush(max(deadline - time.monotonic(), 0))

@@ -219,3 +219,19 @@ def test_telegraphy_check_with_nats_down(capsys):
     with pytest.raises(CommandError):
         call_command("telegraphy_check", "--skip-gateway", "--timeout", "1")
     assert "FAIL NATS not reachable" in capsys.readouterr().out
+
+
+def test_plain_script_without_django_settings_delivers_at_exit(nats_client, nats_server):
+    """A script (Celery task, Flask app...) without Django settings: env configuration, and what it published
+    reaches NATS before the interpreter exits (bounded atexit flush)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    received = nats_client.subscribe("telegraphy.script.>")
+    env = {**os.environ, "TELEGRAPHY_NATS_URL": nats_server.url, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    code = "import telegraphy, decimal; telegraphy.publish('script.done.x', {'total': decimal.Decimal('1.50')})"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+    msg = next_message(received)
+    assert (msg.subject, json.loads(msg.data)) == ("telegraphy.script.done.x", {"total": "1.50"})
