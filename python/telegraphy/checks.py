@@ -12,7 +12,7 @@ from .conf import DEFAULTS, user_settings
 from .tokens import MAX_TTL, MIN_SECRET_BYTES
 
 NATS_SCHEMES = ("nats", "tls", "ws", "wss")
-GATEWAY_SCHEMES = ("ws", "wss")
+GATEWAY_SCHEMES = ("ws", "wss", "http", "https")
 HINT = "Set it in the TELEGRAPHY settings dict (see telegraphy.conf for the documented defaults)."
 
 
@@ -62,12 +62,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
             )
         )
 
-    if not _url_ok(conf["GATEWAY_URL"], GATEWAY_SCHEMES):
+    gateway_url = conf["GATEWAY_URL"]
+    same_origin_path = (
+        isinstance(gateway_url, str) and gateway_url.startswith("/") and not gateway_url.startswith("//")
+        and not any(c.isspace() for c in gateway_url)
+    )
+    if not (same_origin_path or _url_ok(gateway_url, GATEWAY_SCHEMES)):
         errors.append(
             Error(
-                f'TELEGRAPHY["GATEWAY_URL"] is not a WebSocket URL: {conf["GATEWAY_URL"]!r}.',
-                hint="Expected the gateway's URL as browsers reach it, e.g. ws://127.0.0.1:8080/ws or "
-                "wss://example.com/ws.",
+                f'TELEGRAPHY["GATEWAY_URL"] is not a WebSocket URL: {gateway_url!r}.',
+                hint="Expected the gateway's URL as browsers reach it, e.g. ws://127.0.0.1:8080/ws, "
+                "wss://example.com/ws, or a path such as /ws when a proxy serves it on the site's origin.",
                 id="telegraphy.E003",
             )
         )

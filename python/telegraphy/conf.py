@@ -6,7 +6,7 @@ Every key is optional except ``SECRET``::
         "NATS_URL": "nats://127.0.0.1:4222",   # str or list of str (nats://, tls://, ws://, wss://)
         "NATS_OPTIONS": {},                     # extra keyword arguments for nats.connect (user, password, tls...)
         "SUBJECT_PREFIX": "telegraphy",         # events go to NATS subject "<prefix>.<event name>"
-        "GATEWAY_URL": "ws://127.0.0.1:8080/ws",  # the gateway's WebSocket URL as browsers reach it
+        "GATEWAY_URL": "ws://127.0.0.1:8080/ws",  # as browsers reach the gateway: ws(s)://, http(s):// or /path
         "GATEWAY_HTTP_URL": None,               # base URL for /readyz; default: derived from GATEWAY_URL
         "SECRET": None,                         # required, >= 32 bytes, shared with the gateway (auth.secret)
         "TOKEN_TTL": 60,                        # seconds, 1..3600

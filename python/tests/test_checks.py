@@ -56,7 +56,7 @@ def test_good_nats_urls(settings, url):
     assert ids(settings, **GOOD, NATS_URL=url) == []
 
 
-@pytest.mark.parametrize("url", ["http://x/ws", "x/ws", "ws://", None])
+@pytest.mark.parametrize("url", ["ftp://x/ws", "x/ws", "ws://", "//x/ws", "/w s", None])
 def test_bad_gateway_url_is_E003(settings, url):
     assert ids(settings, **GOOD, GATEWAY_URL=url) == ["telegraphy.E003"]
 
@@ -69,6 +69,11 @@ def test_bad_prefix_is_E004(settings, prefix):
 @pytest.mark.parametrize("ttl", [0, 3601, "60", 1.5])
 def test_bad_ttl_is_E005(settings, ttl):
     assert ids(settings, **GOOD, TOKEN_TTL=ttl) == ["telegraphy.E005"]
+
+
+@pytest.mark.parametrize("url", ["wss://rt.example.com/ws", "https://rt.example.com/ws", "/ws"])
+def test_good_gateway_urls(settings, url):
+    assert ids(settings, **GOOD, GATEWAY_URL=url) == []
 
 
 def test_other_checks(settings):

@@ -80,3 +80,5 @@ def test_gateway_http_url(settings):
     assert gateway_http_url() == "https://rt.example.com"
     settings.TELEGRAPHY = {**settings.TELEGRAPHY, "GATEWAY_HTTP_URL": "http://10.0.0.5:8080/"}
     assert gateway_http_url() == "http://10.0.0.5:8080"
+    settings.TELEGRAPHY = {**settings.TELEGRAPHY, "GATEWAY_URL": "/ws", "GATEWAY_HTTP_URL": None}
+    assert gateway_http_url() is None

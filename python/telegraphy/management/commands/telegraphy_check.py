@@ -15,11 +15,14 @@ from ...publisher import PublishError, get_publisher
 from ...tokens import MAX_TTL
 
 
-def gateway_http_url() -> str:
-    """The gateway's HTTP base URL: GATEWAY_HTTP_URL, else GATEWAY_URL with ws->http, wss->https, no path."""
+def gateway_http_url() -> str | None:
+    """The gateway's HTTP base URL: GATEWAY_HTTP_URL, else GATEWAY_URL with ws->http, wss->https, no path
+    (None when GATEWAY_URL is a same-origin path: then only GATEWAY_HTTP_URL can say where the gateway is)."""
     if ts.GATEWAY_HTTP_URL:
         return str(ts.GATEWAY_HTTP_URL).rstrip("/")
     parts = urlsplit(ts.GATEWAY_URL)
+    if not parts.netloc:
+        return None
     scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
     return urlunsplit((scheme, parts.netloc, "", "", ""))
 
@@ -70,8 +73,11 @@ class Command(BaseCommand):
         except (PublishError, ConnectionError) as exc:
             report(False, f"NATS not reachable at {ts.NATS_URL}: {exc}")
 
-        if not options["skip_gateway"]:
-            url = gateway_http_url() + "/readyz"
+        base = gateway_http_url()
+        if not options["skip_gateway"] and base is None:
+            report(False, 'gateway: GATEWAY_URL is a path; set TELEGRAPHY["GATEWAY_HTTP_URL"] to check /readyz')
+        elif not options["skip_gateway"]:
+            url = base + "/readyz"
             try:
                 with urllib.request.urlopen(url, timeout=timeout) as response:
                     report(response.status == 200, f"gateway ready ({url} -> {response.status})")
