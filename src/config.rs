@@ -240,8 +240,11 @@ impl Settings {
         if names::validate_name(&self.nats.subject_prefix).is_err() {
             return Err(invalid("nats.subject_prefix", "must be a valid event name without wildcards, e.g. \"telegraphy\""));
         }
-        if !(self.nats.url.starts_with("nats://") || self.nats.url.starts_with("tls://")) {
-            return Err(invalid("nats.url", "must start with nats:// or tls://"));
+        if !self.nats.url.split(',').all(|u| {
+            let u = u.trim();
+            (u.starts_with("nats://") || u.starts_with("tls://")) && u.parse::<async_nats::ServerAddr>().is_ok()
+        }) {
+            return Err(invalid("nats.url", "must be nats://host:port or tls://host:port (several: comma-separated)"));
         }
         if self.node.name.is_empty() || self.node.name.len() > 64 {
             return Err(invalid("node.name", "must be 1..64 characters"));

@@ -99,6 +99,16 @@ impl History {
         }
     }
 
+    /// Most events one client subscription may replay (`history.max_replay`).
+    pub fn max_replay(&self) -> usize {
+        self.max_replay
+    }
+
+    /// Most events a node subscription replays to heal a gap after a NATS reconnect.
+    pub fn max_heal(&self) -> usize {
+        self.max_replay.saturating_mul(10).max(10_000)
+    }
+
     /// The epoch last seen, if the stream has been reached at least once.
     pub fn epoch(&self) -> Option<Arc<str>> {
         self.epoch.read().expect("epoch lock").clone()
@@ -107,12 +117,25 @@ impl History {
     /// Keeps the stream present and the epoch fresh: at start, then every `every` (a recreated stream is noticed
     /// within that time; live frames also notice it at once through [`History::position`] calls).
     pub async fn maintain(self: Arc<Self>, every: Duration) {
+        let mut failures = 0u32;
         loop {
             match self.ensure().await {
-                Ok(position) => tracing::debug!(epoch = %position.epoch, last_seq = position.last_seq, "history stream ok"),
-                Err(e) => tracing::warn!(error = %e, stream = %self.config.name, "history stream not available"),
+                Ok(position) => {
+                    if failures > 0 {
+                        tracing::info!(epoch = %position.epoch, "history stream available");
+                    }
+                    failures = 0;
+                    tokio::time::sleep(every).await;
+                }
+                Err(e) => {
+                    // Retry soon: a new JetStream cluster needs a few seconds to elect its leaders.
+                    failures += 1;
+                    if failures == 1 || failures % 20 == 0 {
+                        tracing::warn!(error = %e, stream = %self.config.name, "history stream not available yet");
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
             }
-            tokio::time::sleep(every).await;
         }
     }
 
@@ -150,7 +173,13 @@ impl History {
 
     /// Stored events matching `pattern` after `seq` in `epoch`, bounded by `history.max_replay`.
     /// Events stored after this call starts reach the caller through the live path instead.
-    pub async fn recover(&self, pattern: &str, epoch: &str, seq: u64) -> Result<(Recovery, Position), HistoryError> {
+    pub async fn recover(
+        &self,
+        pattern: &str,
+        epoch: &str,
+        seq: u64,
+        max_replay: usize,
+    ) -> Result<(Recovery, Position), HistoryError> {
         let position = self.position().await?;
         if epoch != position.epoch {
             return Ok((Recovery::Lost("other epoch"), position));
@@ -180,7 +209,7 @@ impl History {
             Recovery::Lost("other epoch")
         } else if seq + 1 < after.first_seq {
             Recovery::Lost("aged out")
-        } else if pending > self.max_replay {
+        } else if pending > max_replay {
             Recovery::Lost("too many missed events")
         } else {
             let events = self.fetch(&mut consumer, pending).await?;

@@ -13,13 +13,21 @@ use crate::{config::Settings, metrics::Metrics};
 pub enum NatsError {
     #[error("cannot connect to NATS at {url}: {source}")]
     Connect { url: String, source: async_nats::ConnectError },
+    #[error("bad NATS url {url:?}: {message}")]
+    Url { url: String, message: String },
     #[error("JetStream key-value bucket {bucket}: {message}")]
     Bucket { bucket: String, message: String },
 }
 
 /// Connects for a long-running gateway: returns at once and keeps retrying in the background, so the gateway
 /// starts (not ready) while NATS is down.
-pub async fn connect(settings: &Settings, metrics: Arc<Metrics>) -> Result<Client, NatsError> {
+/// `reconnects` is bumped on every (re)connect and on every slow-consumer report: either may mean that core
+/// messages were lost, which node subscriptions then heal from history.
+pub async fn connect(
+    settings: &Settings,
+    metrics: Arc<Metrics>,
+    reconnects: Arc<tokio::sync::watch::Sender<u64>>,
+) -> Result<Client, NatsError> {
     let url = settings.nats.url.clone();
     let node = settings.node.name.clone();
     let options = ConnectOptions::new()
@@ -29,11 +37,13 @@ pub async fn connect(settings: &Settings, metrics: Arc<Metrics>) -> Result<Clien
         .subscription_capacity(settings.nats.subscription_capacity)
         .event_callback(move |event| {
             let metrics = metrics.clone();
+            let reconnects = reconnects.clone();
             async move {
                 match event {
                     Event::Connected => {
                         metrics.nats_connected.set(1.0);
                         tracing::info!("NATS connected");
+                        reconnects.send_modify(|n| *n += 1);
                     }
                     Event::Disconnected => {
                         metrics.nats_connected.set(0.0);
@@ -41,7 +51,8 @@ pub async fn connect(settings: &Settings, metrics: Arc<Metrics>) -> Result<Clien
                     }
                     Event::SlowConsumer(sid) => {
                         metrics.nats_slow_consumers.increment(1);
-                        tracing::warn!(sid, "NATS slow consumer: a node subscription lost messages");
+                        tracing::warn!(sid, "NATS slow consumer: a node subscription lost messages; healing from history");
+                        reconnects.send_modify(|n| *n += 1);
                     }
                     Event::Closed => {
                         metrics.nats_connected.set(0.0);
@@ -51,14 +62,22 @@ pub async fn connect(settings: &Settings, metrics: Arc<Metrics>) -> Result<Clien
                 }
             }
         });
-    options.connect(&url).await.map_err(|source| NatsError::Connect { url, source })
+    options.connect(server_addrs(&url)?).await.map_err(|source| NatsError::Connect { url, source })
+}
+
+/// `nats.url` may list several servers separated by commas.
+fn server_addrs(url: &str) -> Result<Vec<async_nats::ServerAddr>, NatsError> {
+    url.split(',')
+        .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| NatsError::Url { url: url.to_string(), message: e.to_string() })
 }
 
 /// Connects once for a short command (token minting): fails fast instead of retrying.
 pub async fn connect_once(url: &str) -> Result<Client, NatsError> {
     ConnectOptions::new()
         .connection_timeout(Duration::from_secs(5))
-        .connect(url)
+        .connect(server_addrs(url)?)
         .await
         .map_err(|source| NatsError::Connect { url: url.to_string(), source })
 }

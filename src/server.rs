@@ -62,10 +62,12 @@ impl Gateway {
         self.draining.store(true, Ordering::SeqCst);
     }
 
-    /// Ready: not draining, NATS connected, and (with history) the stream reached at least once.
+    /// Ready: not draining, NATS connected, the stored revocations loaded (token connects wait for them), and
+    /// (with history) the stream reached at least once.
     pub fn is_ready(&self) -> bool {
         !self.is_draining()
             && nats::is_connected(&self.nats)
+            && self.auth.revocations_loaded()
             && self.history.as_ref().is_none_or(|h| h.epoch().is_some())
     }
 
@@ -95,7 +97,8 @@ impl Application {
     /// Connects to NATS (in the background if it is down), binds `http.bind` and prepares the server.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new());
-        let client = nats::connect(&settings, metrics.clone()).await?;
+        let (reconnects, reconnects_rx) = tokio::sync::watch::channel(0u64);
+        let client = nats::connect(&settings, metrics.clone(), Arc::new(reconnects)).await?;
         let auth = Arc::new(Auth::new(&settings, client.clone())?);
         let history = settings.history.enabled.then(|| Arc::new(History::new(client.clone(), &settings)));
         if let Some(history) = &history {
@@ -112,6 +115,7 @@ impl Application {
                 max_event_bytes: settings.limits.max_event_bytes,
                 history: history.clone(),
                 max_pending: settings.limits.outbound_queue.max(settings.history.max_replay) * 4,
+                reconnects: reconnects_rx,
             },
             metrics.clone(),
             tokio::runtime::Handle::current(),
@@ -203,6 +207,8 @@ async fn readyz(gw: web::Data<Gateway>) -> HttpResponse {
         HttpResponse::ServiceUnavailable().content_type("text/plain").body("draining\n")
     } else if !nats::is_connected(&gw.nats) {
         HttpResponse::ServiceUnavailable().content_type("text/plain").body("NATS not connected\n")
+    } else if !gw.auth.revocations_loaded() {
+        HttpResponse::ServiceUnavailable().content_type("text/plain").body("revocations not loaded\n")
     } else {
         HttpResponse::ServiceUnavailable().content_type("text/plain").body("history stream not available\n")
     }

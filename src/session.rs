@@ -63,6 +63,7 @@ pub async fn ws(req: HttpRequest, body: web::Payload, gw: web::Data<Gateway>) ->
         .max_continuation_size(limits.max_frame_bytes);
     gw.metrics.connections.increment(1.0);
     gw.metrics.connections_total.increment(1);
+    tracing::debug!(conn = id, "WebSocket upgraded");
     actix_web::rt::spawn(writer(session, queue, ctl.clone()));
     let gw = gw.into_inner();
     let connection = Connection {
@@ -147,6 +148,7 @@ impl Connection {
         let connect_deadline = tokio::time::sleep(Duration::from_secs(self.gw.settings.auth.connect_timeout));
         tokio::pin!(connect_deadline);
         let mut last_seen = Instant::now();
+        tracing::trace!(conn = self.id, "reader started");
         loop {
             tokio::select! {
                 biased;
@@ -166,7 +168,12 @@ impl Connection {
                 message = stream.recv() => {
                     last_seen = Instant::now();
                     match message {
-                        Some(Ok(AggregatedMessage::Text(text))) => self.on_text(&text).await,
+                        Some(Ok(AggregatedMessage::Text(text))) => {
+                            tracing::trace!(conn = self.id, len = text.len(), "frame in");
+                            self.on_text(&text).await;
+                            // Time spent serving the frame (e.g. a history replay) is not the client's silence.
+                            last_seen = Instant::now();
+                        }
                         Some(Ok(AggregatedMessage::Binary(_))) => {
                             self.bad_frame(None, ErrorCode::BadRequest, "binary frames are not supported")
                         }
@@ -292,7 +299,12 @@ impl Connection {
                 let at = SubscribedAt { recovered: None, position: position.as_ref().map(|p| (&*p.epoch, p.last_seq)) };
                 self.reply(frames::encode_subscribed_at(id, &event, &at));
             }
-            Some(since) => match history.recover(&event, &since.epoch, since.seq).await {
+            Some(since) => match {
+                let started = Instant::now();
+                let result = history.recover(&event, &since.epoch, since.seq, history.max_replay()).await;
+                tracing::debug!(conn = self.id, took = ?started.elapsed(), "history recovery");
+                result
+            } {
                 Ok((Recovery::Complete(events), position)) => {
                     let at = SubscribedAt { recovered: Some(true), position: Some((&position.epoch, position.last_seq)) };
                     self.reply(frames::encode_subscribed_at(id, &event, &at));
