@@ -1,0 +1,422 @@
+//! Client worker processes. The coordinator (the process the user started) spreads connections over `--workers`
+//! copies of itself (`telegraphy-bench __worker`), because one process may hold at most ~20000 sockets here.
+//! The worker protocol is one JSON object per line: the [`Job`] first, then [`Cmd`]s on stdin, each answered
+//! by one [`Reply`] on stdout. A worker exits on `Stop`, when stdin closes (its coordinator died), or at its
+//! deadline, so no run outlives its bound.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use futures_util::{stream, SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    sync::watch,
+};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{
+    client::{self, Dial, Ws, PONG},
+    stats::{new_hist, Errors, Hist, WireHist},
+    target::Endpoint,
+    tokens::Minter,
+};
+
+/// Close code of a connection the gateway found too slow (outbound queue full).
+pub const CLOSE_TOO_SLOW: u16 = 4008;
+
+/// Which patterns connections subscribe to (and which events the publisher sends).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Patterns {
+    /// Every connection subscribes to `<prefix>.fan.>`; each event reaches all of them.
+    One,
+    /// Connection i subscribes to `<prefix>.obj.<i>`; each event reaches one connection.
+    PerObject,
+}
+
+impl Patterns {
+    pub fn name(self) -> &'static str {
+        match self {
+            Patterns::One => "one",
+            Patterns::PerObject => "per-object",
+        }
+    }
+
+    pub fn pattern(self, event_prefix: &str, i: usize) -> String {
+        match self {
+            Patterns::One => format!("{event_prefix}.fan.>"),
+            Patterns::PerObject => format!("{event_prefix}.obj.{i}"),
+        }
+    }
+
+    /// The name of the `n`th event published for `connections` subscribers.
+    pub fn event(self, event_prefix: &str, n: u64, connections: usize) -> String {
+        match self {
+            Patterns::One => format!("{event_prefix}.fan.tick"),
+            Patterns::PerObject => format!("{event_prefix}.obj.{}", n % connections.max(1) as u64),
+        }
+    }
+
+    /// How many connections receive each event.
+    pub fn receivers(self, connections: usize) -> u64 {
+        match self {
+            Patterns::One => connections as u64,
+            Patterns::PerObject => 1,
+        }
+    }
+}
+
+/// What a worker is for; sent once as the first line.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Job {
+    pub url: String,
+    pub nats: String,
+    pub tokens_bucket: String,
+    pub event_prefix: String,
+    /// Connections opened at once.
+    pub concurrency: usize,
+    pub token_ttl: u64,
+    /// The worker exits after this many seconds whatever happens.
+    pub deadline_secs: u64,
+    /// A slow client: tiny receive buffer, and it never reads after `subscribed`.
+    pub slow: bool,
+    pub read_buffer: usize,
+    pub slow_rcvbuf: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Cmd {
+    /// Mint tokens, then open connections `first..first+count`, each authenticated with one subscription.
+    Open { first: usize, count: usize, patterns: Patterns },
+    /// Events of `step` received so far.
+    Progress { step: u32 },
+    /// Statistics of `step` (and close/error counts since the last report).
+    Report { step: u32 },
+    /// Mint tokens for a later `Connect` (minting is not part of the measured connect).
+    Mint { first: usize, count: usize },
+    /// Connect with every minted token, `concurrency` at a time; close each at once unless `hold`.
+    Connect { hold: bool, subscribe: Option<Patterns> },
+    Stop,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Opened {
+    pub ok: u64,
+    pub errors: Errors,
+    /// Time from dial to `subscribed`, microseconds.
+    pub setup: WireHist,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StepReport {
+    pub delivered: u64,
+    pub latency: WireHist,
+    /// Connections the gateway closed with 4008 (too slow).
+    pub closed_slow: u64,
+    /// Connections closed for any other reason.
+    pub closed_other: u64,
+    pub errors: Errors,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ConnectReport {
+    pub ok: u64,
+    pub errors: Errors,
+    /// Time from dial to `connected` (or `subscribed`), microseconds.
+    pub latency: WireHist,
+    /// Wall clock (ns) of the first dial and of the last completed connect.
+    pub first_ns: u64,
+    pub last_ns: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Opened(Opened),
+    Progress { delivered: u64 },
+    Report(StepReport),
+    Minted { count: usize },
+    Connected(ConnectReport),
+    Stopped,
+    Failed { message: String },
+}
+
+/// Events and closes seen by this worker's connections. Sharded so that connections on different threads
+/// rarely contend for a lock.
+struct Shared {
+    shards: Vec<Mutex<HashMap<u32, StepStats>>>,
+    closed_slow: AtomicU64,
+    closed_other: AtomicU64,
+    errors: Mutex<Errors>,
+}
+
+struct StepStats {
+    delivered: u64,
+    latency: Hist,
+}
+
+const SHARDS: usize = 16;
+
+impl Shared {
+    fn new() -> Self {
+        Shared {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            closed_slow: AtomicU64::new(0),
+            closed_other: AtomicU64::new(0),
+            errors: Mutex::new(Errors::default()),
+        }
+    }
+
+    fn record(&self, conn: usize, sent_ns: u64, step: u32) {
+        let latency_us = client::now_ns().saturating_sub(sent_ns) / 1000;
+        let mut shard = self.shards[conn % SHARDS].lock().expect("shard lock");
+        let stats = shard.entry(step).or_insert_with(|| StepStats { delivered: 0, latency: new_hist() });
+        stats.delivered += 1;
+        stats.latency.saturating_record(latency_us.max(1));
+    }
+
+    fn delivered(&self, step: u32) -> u64 {
+        self.shards.iter().map(|s| s.lock().expect("shard lock").get(&step).map_or(0, |s| s.delivered)).sum()
+    }
+
+    fn report(&self, step: u32) -> StepReport {
+        let mut latency = new_hist();
+        let mut delivered = 0;
+        for shard in &self.shards {
+            if let Some(stats) = shard.lock().expect("shard lock").remove(&step) {
+                delivered += stats.delivered;
+                let _ = latency.add(&stats.latency);
+            }
+        }
+        StepReport {
+            delivered,
+            latency: WireHist::from(&latency),
+            closed_slow: self.closed_slow.swap(0, Ordering::Relaxed),
+            closed_other: self.closed_other.swap(0, Ordering::Relaxed),
+            errors: std::mem::take(&mut *self.errors.lock().expect("errors lock")),
+        }
+    }
+
+    fn closed(&self, code: Option<u16>) {
+        let counter = if code == Some(CLOSE_TOO_SLOW) { &self.closed_slow } else { &self.closed_other };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+struct Worker {
+    job: Job,
+    endpoint: Endpoint,
+    minter: Option<Minter>,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    /// Tokens minted for `Connect`.
+    tokens: Vec<String>,
+    /// Connections kept open by `Connect { hold: true }`.
+    held: Arc<Mutex<Vec<Ws>>>,
+}
+
+/// Runs a worker process: reads the job and commands on stdin until `Stop`, EOF or the deadline.
+pub async fn run() -> anyhow::Result<()> {
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let first = lines.next_line().await?.context("worker: no job on stdin")?;
+    let job: Job = serde_json::from_str(&first).context("worker: bad job")?;
+    let deadline = tokio::time::sleep(Duration::from_secs(job.deadline_secs));
+    tokio::pin!(deadline);
+    let mut worker = Worker {
+        endpoint: Endpoint::parse(&job.url)?,
+        job,
+        minter: None,
+        shared: Arc::new(Shared::new()),
+        stop: watch::channel(false).0,
+        tokens: Vec::new(),
+        held: Arc::new(Mutex::new(Vec::new())),
+    };
+    let mut stdout = tokio::io::stdout();
+    loop {
+        let line = tokio::select! {
+            line = lines.next_line() => line?,
+            _ = &mut deadline => anyhow::bail!("worker: deadline of {} s reached", worker.job.deadline_secs),
+        };
+        let Some(line) = line else { return Ok(()) };
+        let cmd: Cmd = serde_json::from_str(&line).context("worker: bad command")?;
+        let stop = matches!(cmd, Cmd::Stop);
+        let reply = tokio::select! {
+            reply = worker.handle(cmd) => reply.unwrap_or_else(|e| Reply::Failed { message: format!("{e:#}") }),
+            _ = &mut deadline => anyhow::bail!("worker: deadline of {} s reached", worker.job.deadline_secs),
+        };
+        let mut out = serde_json::to_vec(&reply)?;
+        out.push(b'\n');
+        stdout.write_all(&out).await?;
+        stdout.flush().await?;
+        if stop {
+            return Ok(());
+        }
+    }
+}
+
+impl Worker {
+    async fn minter(&mut self) -> anyhow::Result<&Minter> {
+        if self.minter.is_none() {
+            self.minter = Some(Minter::new(&self.job.nats, &self.job.tokens_bucket, self.job.token_ttl).await?);
+        }
+        Ok(self.minter.as_ref().expect("just set"))
+    }
+
+    async fn mint(&mut self, first: usize, count: usize) -> anyhow::Result<Vec<String>> {
+        let allow = format!("{}.>", self.job.event_prefix);
+        let parallel = self.job.concurrency * 4;
+        self.minter().await?.mint("bench-", first, count, &allow, parallel).await
+    }
+
+    fn dial(&self) -> Dial {
+        Dial { read_buffer: self.job.read_buffer, rcvbuf: self.job.slow.then_some(self.job.slow_rcvbuf) }
+    }
+
+    async fn handle(&mut self, cmd: Cmd) -> anyhow::Result<Reply> {
+        Ok(match cmd {
+            Cmd::Open { first, count, patterns } => Reply::Opened(self.open(first, count, patterns).await?),
+            Cmd::Progress { step } => Reply::Progress { delivered: self.shared.delivered(step) },
+            Cmd::Report { step } => Reply::Report(self.shared.report(step)),
+            Cmd::Mint { first, count } => {
+                self.tokens = self.mint(first, count).await?;
+                Reply::Minted { count: self.tokens.len() }
+            }
+            Cmd::Connect { hold, subscribe } => Reply::Connected(self.connect(hold, subscribe).await),
+            Cmd::Stop => {
+                let _ = self.stop.send(true);
+                Reply::Stopped
+            }
+        })
+    }
+
+    /// Opens and keeps `count` subscribed connections; each then reads events until the worker stops.
+    async fn open(&mut self, first: usize, count: usize, patterns: Patterns) -> anyhow::Result<Opened> {
+        let tokens = self.mint(first, count).await?;
+        let dial = self.dial();
+        let endpoint = &self.endpoint;
+        let prefix = &self.job.event_prefix;
+        let results: Vec<_> = stream::iter(tokens.into_iter().enumerate())
+            .map(|(k, token)| async move {
+                let i = first + k;
+                let start = Instant::now();
+                let ws = open_one(endpoint, dial, &token, Some(&patterns.pattern(prefix, i))).await;
+                (i, ws, start.elapsed())
+            })
+            .buffer_unordered(self.job.concurrency.max(1))
+            .collect()
+            .await;
+        let mut opened = Opened::default();
+        let mut setup = new_hist();
+        for (i, ws, took) in results {
+            match ws {
+                Ok(ws) => {
+                    opened.ok += 1;
+                    setup.saturating_record(took.as_micros() as u64);
+                    let stop = self.stop.subscribe();
+                    if self.job.slow {
+                        tokio::spawn(hold_unread(ws, stop));
+                    } else {
+                        tokio::spawn(serve(ws, i, self.shared.clone(), stop));
+                    }
+                }
+                Err(e) => opened.errors.add(format!("{e:#}")),
+            }
+        }
+        opened.setup = WireHist::from(&setup);
+        Ok(opened)
+    }
+
+    /// Connects with every minted token, `concurrency` at a time, and times each connect.
+    async fn connect(&mut self, hold: bool, subscribe: Option<Patterns>) -> ConnectReport {
+        let tokens = std::mem::take(&mut self.tokens);
+        let next = AtomicUsize::new(0);
+        let report = Mutex::new((ConnectReport { first_ns: client::now_ns(), ..Default::default() }, new_hist()));
+        let dial = self.dial();
+        let (endpoint, prefix, held) = (&self.endpoint, &self.job.event_prefix, &self.held);
+        let lane = || async {
+            while let Some(token) = tokens.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let start = Instant::now();
+                let pattern = subscribe.map(|p| p.pattern(prefix, 0));
+                let result = open_one(endpoint, dial, token, pattern.as_deref()).await;
+                let took = start.elapsed();
+                let ws = {
+                    let mut report = report.lock().expect("report lock");
+                    match result {
+                        Ok(ws) => {
+                            report.0.ok += 1;
+                            report.0.last_ns = client::now_ns();
+                            report.1.saturating_record(took.as_micros() as u64);
+                            ws
+                        }
+                        Err(e) => {
+                            report.0.errors.add(format!("{e:#}"));
+                            continue;
+                        }
+                    }
+                };
+                if hold {
+                    held.lock().expect("held lock").push(ws);
+                } else {
+                    let mut ws = ws;
+                    let _ = ws.close(None).await;
+                }
+            }
+        };
+        futures_util::future::join_all((0..self.job.concurrency.max(1)).map(|_| lane())).await;
+        let (mut report, latency) = report.into_inner().expect("report lock");
+        report.latency = WireHist::from(&latency);
+        report
+    }
+}
+
+/// Dials, authenticates and (optionally) subscribes one connection.
+async fn open_one(endpoint: &Endpoint, dial: Dial, token: &str, pattern: Option<&str>) -> anyhow::Result<Ws> {
+    let mut ws = client::dial(endpoint, dial).await?;
+    client::authenticate(&mut ws, token).await?;
+    if let Some(pattern) = pattern {
+        client::subscribe(&mut ws, pattern).await?;
+    }
+    Ok(ws)
+}
+
+/// A fast client: reads every frame, records bench events, answers heartbeats.
+async fn serve(mut ws: Ws, conn: usize, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let message = tokio::select! {
+            _ = stop.changed() => return,
+            message = ws.next() => message,
+        };
+        match message {
+            Some(Ok(Message::Text(text))) => {
+                if let Some((sent_ns, step)) = client::event_stamp(text.as_str()) {
+                    shared.record(conn, sent_ns, step);
+                } else if text.as_str().contains(r#""type":"ping""#) && ws.send(Message::text(PONG)).await.is_err() {
+                    shared.closed(None);
+                    return;
+                }
+            }
+            Some(Ok(Message::Close(frame))) => return shared.closed(frame.map(|f| u16::from(f.code))),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                shared.errors.lock().expect("errors lock").add(client::short_ws_error(&e));
+                return shared.closed(None);
+            }
+            None => return shared.closed(None),
+        }
+    }
+}
+
+/// The slow client: keeps the socket open and never reads it again.
+async fn hold_unread(ws: Ws, mut stop: watch::Receiver<bool>) {
+    let _ = stop.changed().await;
+    drop(ws);
+}

