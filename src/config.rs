@@ -52,7 +52,7 @@ pub struct NodeSettings {
     pub name: String,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     /// host:port; port 0 picks a free port (the bound address is logged).
@@ -63,6 +63,17 @@ pub struct HttpSettings {
     pub api_key: String,
     /// actix worker threads; 0 = one per core.
     pub workers: usize,
+}
+
+impl std::fmt::Debug for HttpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSettings")
+            .field("bind", &self.bind)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("api_key", &if self.api_key.is_empty() { "<none>" } else { "<redacted>" })
+            .field("workers", &self.workers)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -236,6 +236,13 @@ impl Connection {
         match gw.auth.connect(token.as_deref(), resume.as_deref(), token::new_jti()).await {
             Ok(identity) => {
                 gw.connections.identify(self.id, &identity.sub, &identity.session);
+                // A revocation that arrived while the token was being checked found no identified socket to close.
+                if gw.auth.is_revoked(&identity.sub, Some(&identity.session), identity.auth_time) {
+                    gw.metrics.connects_failed.increment(1);
+                    self.reply(frames::encode_error(id, ErrorCode::Unauthorized, "unauthorized"));
+                    self.ctl.close(close::UNAUTHORIZED, "unauthorized");
+                    return;
+                }
                 let (resume, expires_in) = gw.auth.resume_token(&identity);
                 self.reply(frames::encode_connected(
                     id,

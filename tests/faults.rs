@@ -88,8 +88,10 @@ impl GatewayProc {
         }
     }
 
+    /// A JetStream cluster that lost its nodes needs a while to elect leaders again: allow 30 s.
     async fn wait_ready(&self) {
-        eventually(&format!("{} ready", self.name), || async { self.readyz().await == 200 }).await;
+        let what = format!("{} ready", self.name);
+        eventually_within(&what, Duration::from_secs(30), || async { self.readyz().await == 200 }).await;
     }
 
     fn kill9(&mut self) {

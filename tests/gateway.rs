@@ -138,10 +138,23 @@ async fn silent_connections_are_closed_after_two_heartbeats() {
     quiet.auto_pong = false;
     let mut alive = app.client(&["a.>"]).await;
     let started = tokio::time::Instant::now();
-    // `alive` answers pings (auto_pong) while waiting; `quiet` never sends anything.
+    // `alive` keeps reading (and answering pings) while `quiet` never sends anything.
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let keep_alive = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return alive,
+                frame = alive.recv_or_close(WAIT) => panic!("alive got {frame:?}"),
+            }
+        }
+    });
     let closed = quiet.expect_close().await;
     assert_eq!(closed, 1000);
     assert!(started.elapsed() >= Duration::from_millis(1500), "closed too early: {:?}", started.elapsed());
+    // Past two more intervals, `alive` is still open.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stop.send(()).unwrap();
+    let mut alive = keep_alive.await.unwrap();
     alive.send(json!({"type":"ping","id":9})).await;
     assert_eq!(alive.recv().await, json!({"type":"pong","id":9}));
 }

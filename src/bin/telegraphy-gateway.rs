@@ -65,7 +65,14 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("telegraphy-gateway: {e:#}");
-            let config_error = e.chain().any(|c| c.downcast_ref::<telegraphy::config::ConfigError>().is_some());
+            // Bad configuration or arguments exit 2; runtime failures (NATS unreachable...) exit 1.
+            let config_error = e.chain().any(|c| {
+                c.downcast_ref::<telegraphy::config::ConfigError>().is_some()
+                    || matches!(
+                        c.downcast_ref::<auth::MintError>(),
+                        Some(m) if !matches!(m, auth::MintError::Nats(_) | auth::MintError::Register(_))
+                    )
+            });
             ExitCode::from(if config_error { 2 } else { 1 })
         }
     }
@@ -79,9 +86,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn mint(settings: Settings, user: String, allow: Vec<String>, ttl: Option<u64>) -> anyhow::Result<()> {
+    settings.secrets()?;
+    let ttl = ttl.unwrap_or(settings.auth.token_ttl);
+    auth::check_mint_request(&user, &allow, ttl)?;
     let client = nats::connect_once(&settings.nats.url).await?;
     let auth = auth::Auth::new(&settings, client.clone())?;
-    let ttl = ttl.unwrap_or(settings.auth.token_ttl);
     let token = tokio::time::timeout(Duration::from_secs(10), auth.mint(&user, &allow, ttl))
         .await
         .context("timed out registering the token in NATS KV")??;
