@@ -7,9 +7,37 @@ export interface TelegraphyEvent<T = unknown> {
   name: string;
   /** The JSON payload the publisher sent. */
   data: T;
-  /** The subscribed pattern that matched (the frame's `sub`). */
+  /** The name of the subscription that matched (the frame's `sub`): its pattern unless it was named or filtered. */
   sub: string;
 }
+
+/** A stream position (PROTOCOL.md section 7): `seq` within the history stream's life `epoch`. */
+export interface Position {
+  epoch: string;
+  seq: number;
+}
+
+/**
+ * What a subscription learns after it was re-subscribed following a lost connection (or after a
+ * subscribe with `since`). `recovered: true`: every missed event is delivered, once and in order,
+ * right after this. `recovered: false`: events may have been missed (too many, aged out, another
+ * history epoch, or no history): reload the data by other means.
+ */
+export interface RecoveryInfo {
+  recovered: boolean;
+  /** The position the subscription is live from, when the gateway gave one. */
+  epoch: string | null;
+  seq: number | null;
+  /** The subscription's name and pattern. */
+  sub: string;
+  event: string;
+}
+
+/**
+ * Django-style conditions evaluated by the gateway on each event's `data` (PROTOCOL.md section 8):
+ * `{"customer__id": 7, "total__gte": 100, "status__in": ["new", "paid"]}`. All must hold (AND).
+ */
+export type Conditions = Record<string, unknown>;
 
 /** A model event `<app>.<model>.<created|updated|deleted>.<key>`, as given to onCreate/onUpdate/onDelete. */
 export interface ModelEvent<T = Record<string, unknown>> extends TelegraphyEvent<T> {
@@ -31,8 +59,12 @@ export interface WebSocketLike {
 }
 
 export interface TelegraphyOptions {
-  /** Gateway WebSocket URL (ws:, wss:, http:, https: or relative to the page), e.g. "wss://rt.example.com/ws". */
-  url: string;
+  /**
+   * Gateway WebSocket URL (ws:, wss:, http:, https: or relative to the page), e.g. "wss://rt.example.com/ws";
+   * or several gateways (no load balancer): the first socket goes to a random one, each new socket to the
+   * next; or a function asked before each socket for the URL to use.
+   */
+  url: string | string[] | ((info: { attempt: number; previous: string | null }) => string | Promise<string>);
   /** A single-use connect token ("tg1..."). Omit it for anonymous access; null or "" means the page got none (state "disconnected", error "no_token", unless getToken/tokenUrl can fetch one). */
   token?: string | null;
   /** Called when a new connect token is needed (first connect without `token`, or the resume token was refused). Return null to give up (state "unauthorized"). */
@@ -55,14 +87,28 @@ export interface TelegraphyOptions {
 }
 
 export interface SubscribeOptions {
-  /** Called with the gateway's error for this subscription (forbidden, bad_request, limit_exceeded, internal). */
+  /** Called with the gateway's error for this subscription (forbidden, bad_request, limit_exceeded, internal, unsupported). */
   onError?: (error: TelegraphyError) => void;
+  /** Called after each re-subscription following a lost connection: see RecoveryInfo. */
+  onRecover?: (info: RecoveryInfo) => void;
+  /** Only events whose data satisfy all these conditions (evaluated by the gateway). */
+  filter?: Conditions;
+  /** Drop events whose data satisfy all these conditions. */
+  exclude?: Conditions;
+  /**
+   * The subscription's name on the gateway (1..64 of [A-Za-z0-9_.:*>-]); events carry it in `sub`.
+   * Default: the pattern, or a generated name when that is taken by a subscription with other filters.
+   * Handles subscribed with the same name share one gateway subscription (same pattern and filters required).
+   */
+  name?: string;
+  /** Recover from a position saved earlier (Subscription.position), e.g. across a page load. */
+  since?: Position;
 }
 
 export type EventHandler<T = unknown> = (event: TelegraphyEvent<T>) => void;
 
 export declare class TelegraphyError extends Error {
-  /** Gateway error code (bad_request, unauthorized, forbidden, not_connected, limit_exceeded, internal) or a client one (revoked, protocol_violation, frame_too_big, bad_frame, no_token, token, handler, bad_url, closed). */
+  /** Gateway error code (bad_request, unauthorized, forbidden, not_connected, limit_exceeded, internal) or a client one (revoked, protocol_violation, frame_too_big, bad_frame, no_token, token, handler, bad_url, closed, unsupported: the gateway ignored a name or filter). */
   code: string;
   /** Request id of the failed request, if any. */
   id?: number;
@@ -75,11 +121,29 @@ export declare class TelegraphyError extends Error {
 
 export declare class Subscription<T = unknown> {
   readonly pattern: string;
+  /** The name on the gateway: what this subscription's events carry in `sub`. */
+  readonly name: string;
+  /** The conditions sent with it (null when none). */
+  readonly filters: { filter: Conditions | null; exclude: Conditions | null };
+  /** Where it would resume after a reconnect (last event or confirmed position); null without history. */
+  readonly position: Position | null;
   readonly state: "pending" | "active" | "failed" | "closed";
   onCreate(fn: (event: ModelEvent<T extends Record<string, unknown> ? T : Record<string, unknown>>) => void): this;
   onUpdate(fn: (event: ModelEvent<T extends Record<string, unknown> ? T : Record<string, unknown>>) => void): this;
   onDelete(fn: (event: ModelEvent<T extends Record<string, unknown> ? T : Record<string, unknown>>) => void): this;
   onError(fn: (error: TelegraphyError) => void): this;
+  /** fn after each re-subscription following a lost connection; recovered false = reload your data. */
+  onRecover(fn: (info: RecoveryInfo) => void): this;
+  on(type: "recovered", fn: (info: RecoveryInfo) => void): this;
+  on(type: "error", fn: (error: TelegraphyError) => void): this;
+  /**
+   * More conditions, merged into the filter (a key given again replaces its value), re-sent to the
+   * gateway: the subscription is replaced under its name (ready() waits for the new answer). A handle
+   * sharing an unnamed subscription with others moves to a subscription of its own.
+   */
+  filter(conditions: Conditions): this;
+  /** The same for the exclude conditions. */
+  exclude(conditions: Conditions): this;
   /** Resolves once the gateway confirmed the subscription; rejects if it refused it. */
   ready(): Promise<void>;
   /** Stops delivery at once; resolves when the gateway confirmed (or at once when offline). */
@@ -88,8 +152,8 @@ export declare class Subscription<T = unknown> {
 
 export declare class Telegraphy {
   constructor(options: TelegraphyOptions);
-  /** The WebSocket URL in use. */
-  readonly url: string;
+  /** The WebSocket URL of the current (or last) socket; null before the first with a url function. */
+  readonly url: string | null;
   readonly state: ConnectionState;
   /** Session id and node name from the last `connected` frame. */
   readonly session: string | null;
@@ -109,6 +173,8 @@ export declare class Telegraphy {
   static encodeKey: typeof encodeKey;
   static decodeKey: typeof decodeKey;
   static backoffDelay: typeof backoffDelay;
+  static validateSubName: typeof validateSubName;
+  static checkConditions: typeof checkConditions;
   static Subscription: typeof Subscription;
   static TelegraphyError: typeof TelegraphyError;
 
@@ -117,7 +183,9 @@ export declare class Telegraphy {
 
   on(type: "state", fn: (state: ConnectionState) => void): () => void;
   on(type: "error", fn: (error: TelegraphyError) => void): () => void;
-  off(type: "state" | "error", fn: (...args: any[]) => void): void;
+  /** Every subscription's RecoveryInfo after a reconnect (also given to its onRecover). */
+  on(type: "recovered", fn: (info: RecoveryInfo) => void): () => void;
+  off(type: "state" | "error" | "recovered", fn: (...args: any[]) => void): void;
 
   /** Start (or restart after close()) connecting. Called automatically unless autoConnect is false. */
   connect(): this;
@@ -137,5 +205,9 @@ export declare function contains(outer: string, inner: string): boolean;
 export declare function encodeKey(pk: string | number): string;
 /** The str(pk) a key token stands for. */
 export declare function decodeKey(token: string): string;
+/** True when `name` may name a subscription (PROTOCOL.md section 8). */
+export declare function validateSubName(name: string): boolean;
+/** Throws a TypeError when `conditions` is not a well-shaped filter/exclude; null when absent or empty. */
+export declare function checkConditions(conditions: Conditions | null | undefined, what?: string): Conditions | null;
 /** Reconnect delay in ms for attempt n (0-based): min + jitter over min*2^n, capped at max. */
 export declare function backoffDelay(attempt: number, random?: () => number, min?: number, max?: number): number;

@@ -96,6 +96,64 @@ function modelEvent(name) {
   return { app: t[0], model: t[1], action: t[2], key };
 }
 
+// ---- Section 8: subscription names and filter shapes ----
+
+const SUB_NAME = /^[A-Za-z0-9_.:*>-]{1,64}$/;
+
+/** True when `name` may name a subscription (`sub`, section 8). */
+function validateSubName(name) {
+  return typeof name === "string" && SUB_NAME.test(name);
+}
+
+const LOOKUPS = new Set([
+  "exact", "iexact", "contains", "icontains", "in", "gt", "gte", "lt", "lte", "range",
+  "startswith", "istartswith", "endswith", "iendswith", "isnull", "regex", "iregex",
+]);
+
+// The value shapes section 8 names as errors. The gateway evaluates filters and checks everything
+// else (regex syntax, sizes, counts); this only catches a wrong shape before it is sent.
+const SHAPES = {
+  in: [(v) => Array.isArray(v), "a list"],
+  range: [(v) => Array.isArray(v) && v.length === 2, "a list of two values [low, high]"],
+  isnull: [(v) => typeof v === "boolean", "true or false"],
+  regex: [(v) => typeof v === "string", "a string"],
+  iregex: [(v) => typeof v === "string", "a string"],
+};
+
+/**
+ * Throws a TypeError when `conditions` is not a well-shaped filter/exclude object
+ * ({"field__lookup": value}); returns null for an absent or empty one, else the object.
+ */
+function checkConditions(conditions, what = "filter") {
+  if (conditions === undefined || conditions === null) return null;
+  if (typeof conditions !== "object" || Array.isArray(conditions)) {
+    throw new TypeError(`Telegraphy: ${what} must be an object of "field__lookup": value`);
+  }
+  const keys = Object.keys(conditions);
+  for (const key of keys) {
+    const value = conditions[key];
+    if (key === "" || key.split("__").some((part) => part === "")) {
+      throw new TypeError(`Telegraphy: ${what} key ${JSON.stringify(key)} has an empty field`);
+    }
+    if (value === undefined || typeof value === "function" || typeof value === "symbol" || typeof value === "bigint") {
+      throw new TypeError(`Telegraphy: ${what} ${JSON.stringify(key)} needs a JSON value`);
+    }
+    const lookup = key.slice(key.lastIndexOf("__") + 2);
+    const shape = key.includes("__") && LOOKUPS.has(lookup) ? SHAPES[lookup] : undefined;
+    if (shape && !shape[0](value)) throw new TypeError(`Telegraphy: ${what} ${JSON.stringify(key)} needs ${shape[1]}`);
+  }
+  return keys.length ? conditions : null;
+}
+
+// JSON with object keys sorted: equal filters give equal text.
+function canonical(value) {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value && typeof value === "object") {
+    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
 // ---- Reconnect backoff ----
 
 /**
@@ -142,18 +200,40 @@ function fetchToken(tokenUrl) {
   };
 }
 
-/** One pattern held on the gateway; the Subscriptions of the page that share it. */
+/**
+ * One subscription held on the gateway: a name (section 8; by default the pattern) with its pattern
+ * and filters, the page's Subscription handles that share it, and its stream position (section 7).
+ */
 class Entry {
-  constructor(key, pattern) {
-    this.key = key; // what event frames carry in `sub` (the pattern in v1)
+  constructor(key, pattern, spec, explicit) {
+    this.key = key; // the name: what event frames carry in `sub`
     this.pattern = pattern;
+    this.filter = spec.filter;
+    this.exclude = spec.exclude;
+    this.explicit = explicit; // named by the app
     this.subs = new Set();
     this.state = "pending"; // pending | active | failed
     this.error = null;
-    this.reqId = null;
+    this.reqId = null; // the subscribe request whose answer counts
+    this.queued = false; // a subscribe frame is due (sent in a microtask: a chain sends one frame)
+    this.sent = false; // subscribed (or asked) on the current socket
+    this.confirmed = false; // `subscribed` received on the current socket
+    this.recovering = false; // it was live when the connection was lost: the next answer tells the app
     this.retries = 0;
     this.retryTimer = null;
     this.waiters = [];
+    this.position = null; // {epoch, seq}: where the next `since` resumes from
+    this.last = null; // {epoch, seq} of the last event delivered: an event not above it is a duplicate
+  }
+
+  /** Canonical text of the filters, to compare subscriptions. */
+  get spec() {
+    return canonical({ filter: this.filter, exclude: this.exclude });
+  }
+
+  /** Frames name it with `sub` (and then expect the gateway to echo it) unless it is a plain pattern. */
+  get named() {
+    return this.explicit || this.key !== this.pattern || this.filter !== null || this.exclude !== null;
   }
 
   settle(error) {
@@ -163,6 +243,22 @@ class Entry {
   }
 }
 
+const sameEpoch = (a, b) => a !== null && b !== null && a.epoch === b.epoch;
+
+function checkSince(since) {
+  if (
+    !since ||
+    typeof since.epoch !== "string" ||
+    since.epoch.length === 0 ||
+    since.epoch.length > 64 ||
+    !Number.isSafeInteger(since.seq) ||
+    since.seq < 0
+  ) {
+    throw new TypeError('Telegraphy: since must be {"epoch": string, "seq": integer >= 0} (a subscription\'s position)');
+  }
+  return { epoch: since.epoch, seq: since.seq };
+}
+
 class Subscription {
   constructor(client, entry, handler, options) {
     this._client = client;
@@ -170,11 +266,28 @@ class Subscription {
     this._handler = handler || null;
     this._actions = null;
     this._errorHandlers = options.onError ? [options.onError] : [];
+    this._recoverHandlers = options.onRecover ? [options.onRecover] : [];
     this._closed = false;
   }
 
   get pattern() {
     return this._entry.pattern;
+  }
+
+  /** The subscription's name on the gateway: what its events carry in `sub`. */
+  get name() {
+    return this._entry.key;
+  }
+
+  /** The filters sent with it: {filter, exclude} (null when none). */
+  get filters() {
+    return { filter: this._entry.filter, exclude: this._entry.exclude };
+  }
+
+  /** {epoch, seq} the subscription would resume from after a reconnect, or null (no history). */
+  get position() {
+    const p = this._entry.position;
+    return p && { epoch: p.epoch, seq: p.seq };
   }
 
   /** pending (asked, not confirmed) | active | failed (refused by the gateway) | closed */
@@ -199,6 +312,32 @@ class Subscription {
     return this;
   }
 
+  /**
+   * fn({recovered, epoch, seq, sub, event}) after each re-subscription following a lost connection:
+   * recovered false = events may have been missed, reload the data by other means.
+   */
+  onRecover(fn) {
+    this._recoverHandlers.push(fn);
+    return this;
+  }
+
+  /** on("recovered", fn) = onRecover(fn); on("error", fn) = onError(fn). */
+  on(type, fn) {
+    if (type === "recovered") return this.onRecover(fn);
+    if (type === "error") return this.onError(fn);
+    throw new TypeError(`Telegraphy: a subscription has no ${JSON.stringify(type)} event (recovered, error)`);
+  }
+
+  /** Narrow with more conditions (merged into the filter); re-sent to the gateway. */
+  filter(conditions) {
+    return this._narrow("filter", conditions);
+  }
+
+  /** Drop events for which all these conditions hold (merged into the exclude); re-sent to the gateway. */
+  exclude(conditions) {
+    return this._narrow("exclude", conditions);
+  }
+
   /** Resolves once the gateway confirmed the subscription; rejects if it refused it. */
   ready() {
     if (this._closed) return Promise.reject(new TelegraphyError("closed", "subscription closed"));
@@ -211,10 +350,24 @@ class Subscription {
   unsubscribe() {
     if (this._closed) return Promise.resolve();
     this._closed = true;
+    for (const w of this._takeWaiters()) w.reject(new TelegraphyError("closed", "subscription closed"));
+    return this._client._release(this);
+  }
+
+  _takeWaiters() {
     const mine = this._entry.waiters.filter((w) => w.sub === this);
     this._entry.waiters = this._entry.waiters.filter((w) => w.sub !== this);
-    for (const w of mine) w.reject(new TelegraphyError("closed", "subscription closed"));
-    return this._client._release(this);
+    return mine;
+  }
+
+  _narrow(kind, conditions) {
+    const more = checkConditions(conditions, kind);
+    if (this._closed || !more) return this;
+    const entry = this._entry;
+    const spec = { filter: entry.filter, exclude: entry.exclude };
+    spec[kind] = { ...entry[kind], ...more };
+    this._client._respec(this, spec);
+    return this;
   }
 
   _onAction(action, fn) {
@@ -236,21 +389,27 @@ class Subscription {
   _fail(error) {
     for (const fn of this._errorHandlers) this._client._call(fn, error);
   }
+
+  _recovered(info) {
+    if (this._closed) return;
+    for (const fn of this._recoverHandlers) this._client._call(fn, { ...info });
+  }
 }
 
 let pageInstance = null;
 
 class Telegraphy {
   /**
-   * options: url (ws:, wss:, http(s): or relative), token (single-use connect token; absent =
-   * anonymous, null or "" = none could be had: state "disconnected", error "no_token"), getToken
-   * (async () => new token | null), tokenUrl (GET -> {"token": ...}, used when getToken is absent),
-   * WebSocket (implementation), autoConnect (default true), minDelay/maxDelay (ms),
-   * connectTimeout (ms), timers {setTimeout, clearTimeout}, random, now (for tests).
+   * options: url (ws:, wss:, http(s): or relative; or a list of them, tried in turn from a random
+   * start; or a function returning the next one, possibly as a promise), token (single-use connect
+   * token; absent = anonymous, null or "" = none could be had: state "disconnected", error
+   * "no_token"), getToken (async () => new token | null), tokenUrl (GET -> {"token": ...}, used when
+   * getToken is absent), WebSocket (implementation), autoConnect (default true), minDelay/maxDelay
+   * (ms), connectTimeout (ms), timers {setTimeout, clearTimeout}, random, now (for tests).
    */
   constructor(options = {}) {
-    if (!options.url) throw new TypeError("Telegraphy: options.url is required");
-    this.url = toWebSocketUrl(options.url);
+    const url = options.url;
+    if (!url || (Array.isArray(url) && url.length === 0)) throw new TypeError("Telegraphy: options.url is required");
     this._WebSocket = options.WebSocket || globalThis.WebSocket;
     if (typeof this._WebSocket !== "function") {
       throw new TypeError("Telegraphy: no WebSocket implementation; pass options.WebSocket");
@@ -269,18 +428,29 @@ class Telegraphy {
     this._minDelay = options.minDelay ?? 500;
     this._maxDelay = options.maxDelay ?? 20000;
     this._connectTimeout = options.connectTimeout ?? 10000;
+    if (typeof url === "function") {
+      this._urlSource = url;
+      this.url = null;
+    } else {
+      this._urls = [].concat(url).map(toWebSocketUrl);
+      // Several gateways and no load balancer: spread the pages over them, then go round.
+      this._urlIndex = Math.floor(this._random() * this._urls.length) % this._urls.length;
+      this.url = this._urls[this._urlIndex];
+    }
 
     this.state = "disconnected";
     this.session = null;
     this.node = null;
     this._listeners = new Map();
-    this._entries = new Map();
+    this._entries = new Map(); // name -> Entry
     this._pending = new Map();
     this._nextId = 1;
+    this._names = 0;
     this._ws = null;
     this._live = false; // `connected` received on the current socket
     this._sent = null; // credential sent on the current socket
-    this._gen = 0; // bumps to cancel an _open waiting for a token
+    this._gen = 0; // bumps to cancel an _open waiting for a token or a URL
+    this._opened = 0; // sockets opened so far
     this._stopped = true;
     this._timer = null;
     this._connectTimer = null;
@@ -290,6 +460,8 @@ class Telegraphy {
     this._authFailures = 0;
     this._resume = null;
     this._resumeExpiresAt = 0;
+    this._flushQueued = false;
+    this._candidates = []; // positions to adopt once everything before them has arrived (_barrier)
     this._auto = options.autoConnect !== false;
     // Start after the caller's synchronous setup, so `on("state")` sees "connecting".
     if (this._auto) queueMicrotask(() => this._auto && this.connect());
@@ -345,26 +517,32 @@ class Telegraphy {
   }
 
   /**
-   * Subscribe to `pattern`; handler(event) with event = {name, data, sub}. options: onError(fn).
-   * (Reserved for later protocol versions: filter, exclude.)
+   * Subscribe to `pattern`; handler(event) with event = {name, data, sub}. options: onError(fn),
+   * onRecover(fn), filter and exclude (section 8 conditions), name (the subscription's name on the
+   * gateway), since ({epoch, seq}: recover from a position saved earlier).
    */
   subscribe(pattern, handler, options) {
     if (handler && typeof handler === "object") [handler, options] = [undefined, handler];
     options = options || {};
     if (!validatePattern(pattern)) throw new TypeError(`Telegraphy: invalid pattern ${JSON.stringify(pattern)}`);
     if (handler != null && typeof handler !== "function") throw new TypeError("Telegraphy: handler must be a function");
-    if (options.filter !== undefined || options.exclude !== undefined) {
-      throw new TypeError("Telegraphy: filter/exclude are not part of protocol v1 yet");
+    const spec = { filter: checkConditions(options.filter, "filter"), exclude: checkConditions(options.exclude, "exclude") };
+    const since = options.since == null ? null : checkSince(options.since);
+    const name = options.name;
+    let entry;
+    if (name !== undefined) {
+      if (!validateSubName(name)) throw new TypeError(`Telegraphy: invalid subscription name ${JSON.stringify(name)}`);
+      entry = this._entries.get(name);
+      if (entry && (entry.pattern !== pattern || entry.spec !== canonical(spec))) {
+        throw new TypeError(`Telegraphy: subscription name ${JSON.stringify(name)} is in use with another pattern or filter`);
+      }
+      entry ||= this._add(name, pattern, spec, true);
+    } else {
+      entry = this._find(pattern, canonical(spec)) || this._add(this._freeName(pattern, spec), pattern, spec, false);
     }
-    let entry = this._entries.get(pattern);
-    const fresh = !entry;
-    if (fresh) {
-      entry = new Entry(pattern, pattern);
-      this._entries.set(entry.key, entry);
-    }
+    if (since && !entry.position) entry.position = since;
     const sub = new Subscription(this, entry, handler, options);
     entry.subs.add(sub);
-    if (fresh && this._live) this._sendSubscribe(entry);
     return sub;
   }
 
@@ -417,6 +595,70 @@ class Telegraphy {
     return true;
   }
 
+  // An unnamed subscription shares the gateway subscription of the same pattern and filters.
+  _find(pattern, spec) {
+    for (const entry of this._entries.values()) {
+      if (!entry.explicit && entry.pattern === pattern && entry.spec === spec) return entry;
+    }
+    return null;
+  }
+
+  // The pattern itself while it is free (and, when the name must be sent, a valid name), else
+  // "<pattern>:<n>" or "tg:<n>".
+  _freeName(pattern, spec) {
+    const plain = spec.filter === null && spec.exclude === null;
+    if (!this._entries.has(pattern) && (plain || validateSubName(pattern))) return pattern;
+    for (;;) {
+      const n = ++this._names;
+      const name = validateSubName(`${pattern}:${n}`) ? `${pattern}:${n}` : `tg:${n}`;
+      if (!this._entries.has(name)) return name;
+    }
+  }
+
+  _add(key, pattern, spec, explicit) {
+    const entry = new Entry(key, pattern, spec, explicit);
+    this._entries.set(key, entry);
+    this._queue(entry);
+    return entry;
+  }
+
+  // Subscribe frames go out in a microtask, so `subscribe(...).filter(...).exclude(...)` sends one.
+  _queue(entry) {
+    entry.queued = true;
+    if (this._flushQueued) return;
+    this._flushQueued = true;
+    queueMicrotask(() => {
+      this._flushQueued = false;
+      if (!this._live) return; // `connected` sends them all
+      for (const e of this._entries.values()) if (e.queued) this._sendSubscribe(e);
+    });
+  }
+
+  // New filters for a handle (Subscription.filter/exclude). A named subscription, or one this handle
+  // holds alone, is replaced under its name (section 8); a shared one is left to the other handles.
+  _respec(sub, spec) {
+    const entry = sub._entry;
+    const text = canonical(spec);
+    if (text === entry.spec) return;
+    const alone = entry.explicit || (entry.subs.size === 1 && validateSubName(entry.key));
+    const target = entry.explicit ? null : this._find(entry.pattern, text);
+    if (!target && alone) {
+      entry.filter = spec.filter;
+      entry.exclude = spec.exclude;
+      entry.state = "pending";
+      entry.error = null;
+      this._queue(entry);
+      return;
+    }
+    const moved = target || this._add(this._freeName(entry.pattern, spec), entry.pattern, spec, false);
+    const waiters = sub._takeWaiters();
+    this._release(sub);
+    sub._entry = moved;
+    moved.subs.add(sub);
+    moved.waiters.push(...waiters);
+    if (moved.state !== "pending") moved.settle(moved.state === "failed" ? moved.error : null);
+  }
+
   // The credential for the next connect: resume > unused connect token > getToken > anonymous.
   _credential() {
     if (this._resume && this._now() < this._resumeExpiresAt - RESUME_MARGIN_MS) return { resume: this._resume };
@@ -432,27 +674,37 @@ class Telegraphy {
     return this._anonymous ? {} : null;
   }
 
+  // The gateway for the next socket: the next one of the list (the first time: the random start),
+  // or whatever the url function answers.
+  async _nextUrl() {
+    if (!this._urlSource) {
+      if (this._opened > 0) this._urlIndex = (this._urlIndex + 1) % this._urls.length;
+      return this._urls[this._urlIndex];
+    }
+    const url = await this._urlSource({ attempt: this._attempt, previous: this.url });
+    if (!url) throw new Error("the url function returned no URL");
+    return toWebSocketUrl(url);
+  }
+
   async _open() {
     const gen = ++this._gen;
-    let cred;
-    try {
-      cred = await this._credential();
-    } catch (err) {
-      if (gen !== this._gen || this._stopped) return;
-      this._emitError(new TelegraphyError("token", "getToken failed", { cause: err }));
-      this._scheduleReconnect(false);
-      return;
-    }
-    if (gen !== this._gen || this._stopped) return;
+    const got = await this._step(gen, () => this._credential(), "token", "getToken failed");
+    if (!got) return;
+    const cred = got.value;
     if (cred === null && this._noToken) {
       return this._stop("disconnected", new TelegraphyError("no_token", "no token to connect with (the page got none)"));
     }
     if (cred === null) return this._stop("unauthorized");
+    const next = await this._step(gen, () => this._nextUrl(), "bad_url", "the url function failed");
+    if (!next) return;
+    const url = next.value;
+    this.url = url;
+    this._opened++;
     let ws;
     try {
-      ws = new this._WebSocket(this.url);
+      ws = new this._WebSocket(url);
     } catch (err) {
-      return this._stop("disconnected", new TelegraphyError("bad_url", `cannot open ${this.url}`, { cause: err }));
+      return this._stop("disconnected", new TelegraphyError("bad_url", `cannot open ${url}`, { cause: err }));
     }
     this._ws = ws;
     this._sent = null;
@@ -465,6 +717,22 @@ class Telegraphy {
     ws.onclose = (e) => this._ws === ws && this._lost(e.code, e.reason);
     ws.onerror = noop; // a close event follows
     this._connectTimer = this._setTimeout(() => this._drop("connect timeout"), this._connectTimeout);
+  }
+
+  // One awaited step of _open: {value}, or null when the attempt was cancelled meanwhile or the step
+  // failed (reported, and the next attempt scheduled with backoff).
+  async _step(gen, fn, code, message) {
+    const current = () => gen === this._gen && !this._stopped;
+    try {
+      const value = await fn();
+      return current() ? { value } : null;
+    } catch (err) {
+      if (current()) {
+        this._emitError(new TelegraphyError(code, message, { cause: err }));
+        this._scheduleReconnect(false);
+      }
+      return null;
+    }
   }
 
   // Forget the current socket: handlers, timers, in-flight requests.
@@ -481,8 +749,11 @@ class Telegraphy {
     for (const entry of this._entries.values()) {
       if (entry.retryTimer !== null) this._clearTimeout(entry.retryTimer);
       entry.retryTimer = null;
+      if (entry.confirmed) entry.recovering = true;
+      entry.confirmed = entry.sent = false;
       if (entry.state === "active") entry.state = "pending";
     }
+    this._candidates = [];
     const pending = [...this._pending.values()];
     this._pending.clear();
     for (const p of pending) if (p.resolve) p.resolve(); // unsubscribes: nothing left to wait for
@@ -565,13 +836,15 @@ class Telegraphy {
         return this._onEvent(frame);
       case "ping":
         return void this._send({ type: "pong" });
+      case "pong":
+        return this._onPong(frame);
       case "subscribed":
         return this._onSubscribed(frame);
       case "unsubscribed":
         return this._onUnsubscribed(frame);
       case "error":
         return this._onError(frame);
-      default: // pong, and frame types of later protocol versions
+      default: // frame types of later protocol versions
     }
   }
 
@@ -593,17 +866,22 @@ class Telegraphy {
     this._setState("connected");
   }
 
-  // The one place a subscribe frame is built (later: since/filter go here).
-  _subscribeFrame(entry, id) {
-    return { type: "subscribe", id, event: entry.pattern };
-  }
-
+  // The one place a subscribe frame is built: the name when it must be sent, the filters, and
+  // `since` when the subscription has a position and is not live on this socket (section 7).
   _sendSubscribe(entry) {
     const id = this._id();
     entry.reqId = id;
+    entry.queued = false;
+    entry.sent = true;
     if (entry.state !== "failed") entry.state = "pending";
-    this._pending.set(id, { entry });
-    this._send(this._subscribeFrame(entry, id));
+    const frame = { type: "subscribe", id, event: entry.pattern };
+    if (entry.named) frame.sub = entry.key;
+    if (entry.filter) frame.filter = entry.filter;
+    if (entry.exclude) frame.exclude = entry.exclude;
+    const since = !entry.confirmed && entry.position ? { ...entry.position } : null;
+    if (since) frame.since = since;
+    this._pending.set(id, { entry, since, named: entry.named });
+    this._send(frame);
   }
 
   _current(entry, id) {
@@ -615,10 +893,72 @@ class Telegraphy {
     this._pending.delete(frame.id);
     const entry = this._current(p?.entry, frame.id);
     if (!entry) return;
+    if (p.named && frame.sub !== entry.key) {
+      // A gateway without section 8 ignores `sub` and filters: its events would not be this subscription's.
+      const error = new TelegraphyError("unsupported", "the gateway does not support named or filtered subscriptions", {
+        id: frame.id,
+        event: entry.pattern,
+      });
+      const plain = this._entries.get(entry.pattern); // an unnamed subscription the old gateway serves as well
+      if (!plain || plain === entry) this._send({ type: "unsubscribe", id: this._id(), event: entry.pattern });
+      return this._refuse(entry, error);
+    }
     entry.state = "active";
+    entry.confirmed = true;
     entry.error = null;
     entry.retries = 0;
+    const info = this._track(entry, frame, p.since);
     entry.settle(null);
+    if (!info) return;
+    for (const sub of [...entry.subs]) sub._recovered(info);
+    this._emit("recovered", info);
+  }
+
+  // Section 7 bookkeeping for a `subscribed` answer. Returns what to tell the app when the answer
+  // follows a lost connection or a `since`, else null.
+  _track(entry, frame, since) {
+    const at = typeof frame.epoch === "string" && Number.isSafeInteger(frame.seq) ? { epoch: frame.epoch, seq: frame.seq } : null;
+    const told = since !== null || entry.recovering;
+    entry.recovering = false;
+    const recovered = since !== null && frame.recovered === true;
+    if (recovered) {
+      // The missed events (seq <= at.seq) follow this answer: nothing at or below `since` is new, and
+      // the position moves to `at` once all of them have arrived.
+      if (!sameEpoch(entry.last, since) || entry.last.seq < since.seq) entry.last = since;
+      if (at && at.epoch === since.epoch && at.seq > since.seq) this._barrier(entry, at);
+    } else if (since !== null || (at && !sameEpoch(entry.position, at))) {
+      // Not recovered (the app reloads), or a first position, or a new epoch: start over from `at`.
+      entry.position = at;
+      if (!sameEpoch(entry.last, at)) entry.last = null;
+    } else if (at && at.seq > entry.position.seq) {
+      this._barrier(entry, at); // frames held before the answer may still be at or below `at`
+    }
+    return told ? { recovered, epoch: at && at.epoch, seq: at && at.seq, sub: entry.key, event: entry.pattern } : null;
+  }
+
+  // Adopt `at` as the entry's position once every frame the gateway queued before its answer has
+  // arrived: the gateway answers requests in order, so the `pong` to a ping sent now comes after them.
+  _barrier(entry, at) {
+    this._candidates.push({ entry, at });
+    if (this._candidates.length > 1) return;
+    queueMicrotask(() => {
+      const adopt = this._candidates;
+      this._candidates = [];
+      if (!adopt.length || !this._live) return;
+      const id = this._id();
+      this._pending.set(id, { adopt });
+      this._send({ type: "ping", id });
+    });
+  }
+
+  _onPong(frame) {
+    const p = this._pending.get(frame.id);
+    if (!p?.adopt) return;
+    this._pending.delete(frame.id);
+    for (const { entry, at } of p.adopt) {
+      const pos = entry.position;
+      if (this._entries.get(entry.key) === entry && sameEpoch(pos, at) && pos.seq < at.seq) entry.position = at;
+    }
   }
 
   _onUnsubscribed(frame) {
@@ -634,16 +974,19 @@ class Telegraphy {
     const error = new TelegraphyError(code, frame.message || code, { id: frame.id, event: p?.entry?.pattern });
     if (p?.resolve) p.resolve();
     const entry = this._current(p?.entry, frame.id);
-    if (entry) {
-      if (code === "internal") {
-        this._retrySubscribe(entry); // the gateway could not do it now
-      } else {
-        entry.state = "failed";
-        entry.error = error;
-        entry.settle(error);
-      }
-      for (const sub of [...entry.subs]) sub._fail(error);
-    }
+    if (!entry) return this._emitError(error);
+    if (code !== "internal") return this._refuse(entry, error);
+    this._retrySubscribe(entry); // the gateway could not do it now
+    for (const sub of [...entry.subs]) sub._fail(error);
+    this._emitError(error);
+  }
+
+  // The gateway refused the subscription: it stays failed until the next reconnect or new filters.
+  _refuse(entry, error) {
+    entry.state = "failed";
+    entry.error = error;
+    entry.settle(error);
+    for (const sub of [...entry.subs]) sub._fail(error);
     this._emitError(error);
   }
 
@@ -662,12 +1005,24 @@ class Telegraphy {
       const entry = this._entries.get(frame.sub);
       entries = entry ? [entry] : [];
     } else {
-      entries = this._entries.values(); // a gateway that does not say which pattern matched
+      entries = this._entries.values(); // a gateway that does not say which subscription matched
     }
     for (const entry of entries) {
-      if (!matches(entry.pattern, frame.name)) continue;
+      if (!matches(entry.pattern, frame.name) || !this._fresh(entry, frame)) continue;
       for (const sub of [...entry.subs]) sub._deliver(frame);
     }
+  }
+
+  // Section 7 defence in depth: an event not above the last one delivered (same epoch) is a
+  // duplicate; another epoch starts over. Events without a position (no history) always pass.
+  _fresh(entry, frame) {
+    const { epoch, seq } = frame;
+    if (typeof epoch !== "string" || !Number.isSafeInteger(seq)) return true;
+    const at = { epoch, seq };
+    if (sameEpoch(entry.last, at) && seq <= entry.last.seq) return false;
+    entry.last = at;
+    if (!sameEpoch(entry.position, at) || seq > entry.position.seq) entry.position = at;
+    return true;
   }
 
   _release(sub) {
@@ -677,11 +1032,12 @@ class Telegraphy {
     this._entries.delete(entry.key);
     if (entry.retryTimer !== null) this._clearTimeout(entry.retryTimer);
     entry.retryTimer = null;
-    if (!this._live) return Promise.resolve();
+    if (!this._live || !entry.sent) return Promise.resolve();
     const id = this._id();
+    const frame = entry.named ? { type: "unsubscribe", id, sub: entry.key } : { type: "unsubscribe", id, event: entry.pattern };
     return new Promise((resolve) => {
       this._pending.set(id, { resolve });
-      this._send({ type: "unsubscribe", id, event: entry.pattern });
+      this._send(frame);
     });
   }
 }
@@ -701,6 +1057,8 @@ Telegraphy.contains = contains;
 Telegraphy.encodeKey = encodeKey;
 Telegraphy.decodeKey = decodeKey;
 Telegraphy.backoffDelay = backoffDelay;
+Telegraphy.validateSubName = validateSubName;
+Telegraphy.checkConditions = checkConditions;
 Telegraphy.Subscription = Subscription;
 Telegraphy.TelegraphyError = TelegraphyError;
   global.Telegraphy = Telegraphy;

@@ -3,54 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Telegraphy, TelegraphyError, backoffDelay } from "../telegraphy.js";
-import { FakeClock, fakeWebSocket, flush } from "../testkit/fakes.mjs";
-
-function setup(options = {}) {
-  const clock = new FakeClock();
-  const ws = fakeWebSocket();
-  const states = [];
-  const errors = [];
-  const tg = new Telegraphy({
-    url: "ws://gateway.test/ws",
-    token: "tg1.first",
-    WebSocket: ws.FakeSocket,
-    timers: clock,
-    now: clock.now,
-    random: () => 0.5,
-    ...options,
-  });
-  tg.on("state", (s) => states.push(s));
-  tg.on("error", (e) => errors.push(e));
-  return { clock, ws, tg, states, errors };
-}
-
-let session = 0;
-function connected(socket, extra = {}) {
-  session++;
-  socket.receive({
-    type: "connected",
-    id: socket.frames("connect")[0].id,
-    session: `s${session}`,
-    node: "gw-1",
-    heartbeat: 25,
-    resume: `tg1r.resume${session}`,
-    resume_expires_in: 900,
-    ...extra,
-  });
-}
-
-/** Open the first socket and accept its connect. */
-async function online(ctx, extra) {
-  await flush();
-  const socket = ctx.ws.last();
-  socket.accept();
-  connected(socket, extra);
-  return socket;
-}
-
-function answerSubscribes(socket) {
-  for (const f of socket.frames("subscribe")) socket.receive({ type: "subscribed", id: f.id, event: f.event });
-}
+import { fakeWebSocket, flush, setup, connected, online, answerSubscribes } from "../testkit/fakes.mjs";
 
 test("connect is the first frame, with the token; subscriptions follow `connected`", async () => {
   const ctx = setup();
@@ -79,6 +32,8 @@ test("one subscribe frame per pattern; each handler gets {name, data, sub}", asy
   const b = [];
   const s1 = ctx.tg.subscribe("shop.order.>", (e) => a.push(e));
   const s2 = ctx.tg.subscribe("shop.order.>", (e) => b.push(e));
+  assert.equal(socket.frames("subscribe").length, 0, "sent in a microtask (a chain sends one frame)");
+  await flush();
   assert.equal(socket.frames("subscribe").length, 1);
   assert.equal(s1.state, "pending");
   answerSubscribes(socket);
@@ -96,6 +51,7 @@ test("events are routed by `sub`, and only when the name matches it", async () =
   const narrow = [];
   ctx.tg.subscribe("shop.>", (e) => wide.push(e.name));
   ctx.tg.subscribe("shop.order.*.42", (e) => narrow.push(e.name));
+  await flush();
   answerSubscribes(socket);
   // the gateway sends one frame per matching subscription
   socket.receive({ type: "event", sub: "shop.>", name: "shop.order.created.42", data: {} });
@@ -120,6 +76,7 @@ test("onCreate/onUpdate/onDelete receive model events with app, model, action an
     .onUpdate((e) => seen.push(["u", e.key]))
     .onDelete((e) => seen.push(["d", e.key, e.action]));
   assert.equal(sub.pattern, "shop.order.>");
+  await flush();
   answerSubscribes(socket);
   const send = (name, data = {}) => socket.receive({ type: "event", sub: "shop.order.>", name, data });
   send("shop.order.created.42", { pk: 42 });
@@ -142,6 +99,7 @@ test("a throwing handler is reported as an error and does not stop delivery", as
     throw new Error("boom");
   });
   ctx.tg.subscribe("a.>", (e) => got.push(e.name));
+  await flush();
   answerSubscribes(socket);
   socket.receive({ type: "event", sub: "a.>", name: "a.b", data: 1 });
   assert.deepEqual(got, ["a.b"]);
@@ -157,6 +115,7 @@ test("unsubscribe stops delivery at once and resolves on `unsubscribed`", async 
   const b = [];
   const s1 = ctx.tg.subscribe("x.>", (e) => a.push(e.name));
   const s2 = ctx.tg.subscribe("x.>", (e) => b.push(e.name));
+  await flush();
   answerSubscribes(socket);
   await s1.unsubscribe(); // another subscription still holds the pattern: no frame
   assert.equal(socket.frames("unsubscribe").length, 0);
@@ -185,13 +144,23 @@ test("unsubscribe stops delivery at once and resolves on `unsubscribed`", async 
   assert.equal(next.frames("subscribe").length, 0);
 });
 
+test("subscribe then unsubscribe in the same tick sends nothing", async () => {
+  const ctx = setup();
+  const socket = await online(ctx);
+  await ctx.tg.subscribe("a.*", () => {}).unsubscribe();
+  await flush();
+  assert.deepEqual(socket.sent.map((f) => f.type), ["connect"]);
+});
+
 test("subscribe -> unsubscribe -> subscribe again on the same pattern keeps the new one live", async () => {
   const ctx = setup();
   const socket = await online(ctx);
   const got = [];
   const first = ctx.tg.subscribe("a.*", () => {});
+  await flush();
   const unsub = first.unsubscribe();
   const second = ctx.tg.subscribe("a.*", (e) => got.push(e.name));
+  await flush();
   const [s1, s2] = socket.frames("subscribe");
   const [u] = socket.frames("unsubscribe");
   assert.ok(s1.id < u.id && u.id < s2.id);
@@ -243,7 +212,7 @@ test("a lost connection reconnects with `resume` and re-subscribes everything", 
   const next = ctx.ws.last();
   assert.notEqual(next, socket);
   next.accept();
-  assert.deepEqual(next.sent[0], { type: "connect", id: next.sent[0].id, resume: "tg1r.resume" + session });
+  assert.deepEqual(next.sent[0], { type: "connect", id: next.sent[0].id, resume: socket.connectedFrame.resume });
   assert.equal(next.frames("subscribe").length, 0, "nothing before connected");
   connected(next);
   assert.deepEqual(next.frames("subscribe").map((f) => f.event).sort(), ["a.>", "b.*"]);
@@ -426,6 +395,7 @@ test("error frames: forbidden fails the subscription (onError, ready() rejects);
   const subErrors = [];
   const bad = ctx.tg.subscribe("admin.>", () => {}, { onError: (e) => subErrors.push(e.code) });
   const good = ctx.tg.subscribe("shop.>", () => {});
+  await flush();
   const [fb, fg] = socket.frames("subscribe");
   socket.receive({ type: "error", id: fb.id, code: "forbidden", message: "pattern not allowed" });
   socket.receive({ type: "subscribed", id: fg.id, event: "shop.>" });
@@ -441,6 +411,7 @@ test("error `internal` on subscribe: retried after a backoff delay", async () =>
   const ctx = setup();
   const socket = await online(ctx);
   const sub = ctx.tg.subscribe("a.>", () => {}).onError(() => {});
+  await flush();
   socket.receive({ type: "error", id: socket.frames("subscribe")[0].id, code: "internal", message: "try later" });
   assert.equal(sub.state, "pending");
   await ctx.clock.advance(ctx.clock.nextDelay());
@@ -521,7 +492,12 @@ test("bad arguments are refused", () => {
   assert.throws(() => tg.subscribe("a..b", () => {}), TypeError);
   assert.throws(() => tg.subscribe("a.>.b"), TypeError);
   assert.throws(() => tg.subscribe("a", 42), TypeError);
-  assert.throws(() => tg.subscribe("a", () => {}, { filter: { pk: 1 } }), /filter/);
+  assert.throws(() => tg.subscribe("a", () => {}, { filter: [1] }), /filter must be an object/);
+  assert.throws(() => tg.subscribe("a", () => {}, { exclude: "pk=1" }), /exclude must be an object/);
+  assert.throws(() => tg.subscribe("a", () => {}, { name: "has space" }), /invalid subscription name/);
+  assert.throws(() => tg.subscribe("a", () => {}, { name: "x".repeat(65) }), /invalid subscription name/);
+  assert.throws(() => tg.subscribe("a", () => {}, { since: { epoch: "e", seq: -1 } }), /since/);
+  assert.throws(() => tg.subscribe("a", () => {}, { since: { seq: 1 } }), /since/);
   assert.throws(() => new Telegraphy({ WebSocket: class {} }), /url/);
   assert.throws(() => new Telegraphy({ url: "ws://x/ws", WebSocket: null }), /WebSocket/);
 });

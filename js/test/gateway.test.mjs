@@ -1,26 +1,15 @@
 // The client in Node against a real nats-server and the real telegraphy-gateway binary.
 // Fails (does not skip) when a binary is missing: see testkit/stack.mjs for the env variables.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import { Telegraphy } from "../telegraphy.js";
-import { NatsServer, NatsPublisher, Gateway, Inbox, recordingWebSocket, waitState, within } from "../testkit/stack.mjs";
+import { natsForFile, Gateway, Inbox, recordingWebSocket, waitState, within } from "../testkit/stack.mjs";
 
-let nats;
-let pub;
-
-before(async () => {
-  nats = await NatsServer.start();
-  pub = await NatsPublisher.connect(nats.port);
-});
-
-after(async () => {
-  pub?.close();
-  await nats?.stop();
-});
+const shared = natsForFile();
 
 async function gateway(t, options) {
-  const gw = await Gateway.start(nats, options);
+  const gw = await Gateway.start(shared.nats, options);
   t.after(() => gw.stop("SIGKILL"));
   return gw;
 }
@@ -52,7 +41,7 @@ test("subscribe, receive, model helpers, forbidden, unsubscribe", async (t) => {
   assert.equal(tg.node, "gw-js");
   assert.match(frames(log.sent, "connect")[0].frame.token, /^tg1\./);
 
-  await pub.publish("x.order.created.-YSBi", { pk: "a b", total: "9.50" });
+  await shared.pub.publish("x.order.created.-YSBi", { pk: "a b", total: "9.50" });
   assert.deepEqual(await all.next(2000, "event on x.>"), {
     name: "x.order.created.-YSBi",
     data: { pk: "a b", total: "9.50" },
@@ -72,8 +61,8 @@ test("subscribe, receive, model helpers, forbidden, unsubscribe", async (t) => {
   await within(5000, sub.unsubscribe(), "unsubscribed");
   const cut = log.received.findIndex((e) => e.frame.type === "unsubscribed");
   assert.ok(cut >= 0, "the gateway answered unsubscribed");
-  await pub.publish("x.after.1", { n: 1 });
-  await pub.publish("x.marker", { n: 2 });
+  await shared.pub.publish("x.after.1", { n: 1 });
+  await shared.pub.publish("x.marker", { n: 2 });
   assert.deepEqual((await marker.next(2000, "marker event")).data, { n: 2 });
   const late = log.received.slice(cut).filter((e) => e.frame.type === "event" && e.frame.sub === "x.>");
   assert.deepEqual(late, [], "no event for x.> after unsubscribed");
@@ -86,7 +75,7 @@ test("gateway restart (SIGTERM, 1012) on the same port: the client comes back by
   const inbox = new Inbox();
   const sub = tg.subscribe("r.>", inbox.push);
   await within(5000, sub.ready(), "subscribed");
-  await pub.publish("r.one", 1);
+  await shared.pub.publish("r.one", 1);
   assert.equal((await inbox.next(2000, "first event")).data, 1);
   const firstSession = tg.session;
 
@@ -98,7 +87,7 @@ test("gateway restart (SIGTERM, 1012) on the same port: the client comes back by
   await states.until((s) => s === "connected", 25000, "connected again");
   await within(5000, sub.ready(), "re-subscribed");
 
-  await pub.publish("r.two", 2);
+  await shared.pub.publish("r.two", 2);
   assert.deepEqual(await inbox.next(2000, "event after restart"), { name: "r.two", data: 2, sub: "r.>" });
   const connects = frames(log.sent, "connect").map((e) => e.frame);
   assert.ok(connects.length >= 2);
@@ -133,7 +122,7 @@ test("gateway killed (SIGKILL): backoff never hammers, then the client comes bac
   await gw.restart();
   await states.until((s) => s === "connected", 25000, "connected again");
   await within(5000, sub.ready(), "re-subscribed");
-  await pub.publish("k.back", { ok: true });
+  await shared.pub.publish("k.back", { ok: true });
   assert.deepEqual((await inbox.next(2000, "event after restart")).data, { ok: true });
 });
 
@@ -152,7 +141,7 @@ test("a frozen gateway (SIGSTOP) is detected after 2 heartbeats; the client reco
   gw.proc.child.kill("SIGCONT");
   await states.until((s) => s === "connected", 25000, "connected again");
   await within(5000, sub.ready(), "re-subscribed");
-  await pub.publish("h.back", 7);
+  await shared.pub.publish("h.back", 7);
   assert.equal((await inbox.next(2000, "event after thaw")).data, 7);
 });
 
@@ -192,7 +181,7 @@ test("tokenUrl: the client fetches connect tokens from an HTTP endpoint (401 = u
   await within(10000, sub.ready(), "subscribed with a fetched token");
   assert.equal(served, 1);
   assert.match(frames(log.sent, "connect")[0].frame.token, /^tg1\./);
-  await pub.publish("t.x", 1);
+  await shared.pub.publish("t.x", 1);
   assert.equal((await inbox.next(2000, "event")).data, 1);
 
   allowed = false;

@@ -1,5 +1,7 @@
 // In-process fakes for unit tests of the client's state machine: a manual clock and a WebSocket
-// class whose "server side" the test drives. Integration tests use the real gateway instead.
+// class whose "server side" the test drives, and a client wired to both. Integration tests use the
+// real gateway instead.
+import { Telegraphy } from "../telegraphy.js";
 
 /** Let pending promise callbacks (and the client's queueMicrotask start) run. */
 export const flush = () => new Promise((resolve) => setImmediate(resolve));
@@ -93,4 +95,56 @@ export function fakeWebSocket() {
     }
   }
   return { FakeSocket, sockets, last: () => sockets[sockets.length - 1] };
+}
+
+/** A client on a fake socket and clock; records its states and errors. */
+export function setup(options = {}) {
+  const clock = new FakeClock();
+  const ws = fakeWebSocket();
+  const states = [];
+  const errors = [];
+  const tg = new Telegraphy({
+    url: "ws://gateway.test/ws",
+    token: "tg1.first",
+    WebSocket: ws.FakeSocket,
+    timers: clock,
+    now: clock.now,
+    random: () => 0.5,
+    ...options,
+  });
+  tg.on("state", (s) => states.push(s));
+  tg.on("error", (e) => errors.push(e));
+  return { clock, ws, tg, states, errors };
+}
+
+let session = 0;
+
+/** The gateway accepts the socket's connect (the frame is kept as socket.connectedFrame). */
+export function connected(socket, extra = {}) {
+  session++;
+  socket.connectedFrame = {
+    type: "connected",
+    id: socket.frames("connect")[0].id,
+    session: `s${session}`,
+    node: "gw-1",
+    heartbeat: 25,
+    resume: `tg1r.resume${session}`,
+    resume_expires_in: 900,
+    ...extra,
+  };
+  socket.receive(socket.connectedFrame);
+}
+
+/** Open the first socket and accept its connect. */
+export async function online(ctx, extra) {
+  await flush();
+  const socket = ctx.ws.last();
+  socket.accept();
+  connected(socket, extra);
+  return socket;
+}
+
+/** Answer every subscribe frame the socket has sent with `subscribed` (plus `extra` fields). */
+export function answerSubscribes(socket, extra = {}) {
+  for (const f of socket.frames("subscribe")) socket.receive({ type: "subscribed", id: f.id, event: f.event, ...extra });
 }

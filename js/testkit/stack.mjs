@@ -8,6 +8,7 @@ import { join } from "node:path";
 import net from "node:net";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
+import { before, after } from "node:test";
 import WebSocket from "ws";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
@@ -86,6 +87,20 @@ export class NatsServer {
     await within(10000, this.proc.exited, "nats-server to exit");
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** One nats-server and publisher for the tests of a file: `shared.nats`, `shared.pub` (test hooks). */
+export function natsForFile() {
+  const shared = { nats: null, pub: null };
+  before(async () => {
+    shared.nats = await NatsServer.start();
+    shared.pub = await NatsPublisher.connect(shared.nats.port);
+  });
+  after(async () => {
+    shared.pub?.close();
+    await shared.nats?.stop();
+  });
+  return shared;
 }
 
 /**
