@@ -1,0 +1,311 @@
+// Named and filtered subscriptions (PROTOCOL.md section 8) in the client, against the fake socket:
+// the frames it sends, routing by name, the chain API, replace semantics, unsubscribe by name.
+// The gateway evaluates filters; the client only checks their shape. The same paths run against the
+// real gateway in filters-gateway.test.mjs.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import { checkConditions, validateSubName } from "../telegraphy.js";
+import { flush, setup, online, connected } from "../testkit/fakes.mjs";
+
+/** The gateway's answer to a subscribe frame (echoing `sub` as section 8 says). */
+function answer(socket, frame, extra = {}) {
+  socket.receive({ type: "subscribed", id: frame.id, event: frame.event, ...(frame.sub ? { sub: frame.sub } : {}), ...extra });
+}
+
+test("filter, exclude and name go in the subscribe frame; events are routed by the name", async () => {
+  const ctx = setup();
+  const socket = await online(ctx);
+  const big = [];
+  const all = [];
+  const sub = ctx.tg.subscribe("shop.order.>", (e) => big.push(e), {
+    filter: { customer__id: 7, total__gte: 100 },
+    exclude: { status__in: ["cancelled", "refunded"] },
+    name: "big-orders",
+  });
+  ctx.tg.subscribe("shop.order.>", (e) => all.push(e.name));
+  assert.equal(sub.name, "big-orders");
+  await flush();
+  const [named, plain] = socket.frames("subscribe");
+  assert.deepEqual(named, {
+    type: "subscribe",
+    id: named.id,
+    event: "shop.order.>",
+    sub: "big-orders",
+    filter: { customer__id: 7, total__gte: 100 },
+    exclude: { status__in: ["cancelled", "refunded"] },
+  });
+  assert.deepEqual(plain, { type: "subscribe", id: plain.id, event: "shop.order.>" }, "a plain pattern is not named");
+  answer(socket, named);
+  answer(socket, plain);
+  assert.equal(sub.state, "active");
+  socket.receive({ type: "event", sub: "big-orders", name: "shop.order.created.1", data: { total: 500 } });
+  socket.receive({ type: "event", sub: "shop.order.>", name: "shop.order.created.1", data: { total: 500 } });
+  socket.receive({ type: "event", sub: "shop.order.>", name: "shop.order.created.2", data: { total: 5 } });
+  assert.deepEqual(big, [{ name: "shop.order.created.1", data: { total: 500 }, sub: "big-orders" }]);
+  assert.deepEqual(all, ["shop.order.created.1", "shop.order.created.2"]);
+});
+
+test("the chain subscribe().filter().exclude() in one tick sends one frame with the merged conditions", async () => {
+  const ctx = setup();
+  const socket = await online(ctx);
+  const sub = ctx.tg
+    .subscribe("shop.order.>", () => {})
+    .filter({ customer__id: 7 })
+    .filter({ total__gte: 100 })
+    .exclude({ status: "cancelled" });
+  await flush();
+  const frames = socket.frames("subscribe");
+  assert.equal(frames.length, 1);
+  assert.deepEqual(frames[0], {
+    type: "subscribe",
+    id: frames[0].id,
+    event: "shop.order.>",
+    sub: "shop.order.>",
+    filter: { customer__id: 7, total__gte: 100 },
+    exclude: { status: "cancelled" },
+  });
+  assert.deepEqual(sub.filters, { filter: { customer__id: 7, total__gte: 100 }, exclude: { status: "cancelled" } });
+});
+
+test("filter() later re-sends under the same name (replace); ready() waits for the new answer", async () => {
+  const ctx = setup();
+  const socket = await online(ctx);
+  const got = [];
+  const sub = ctx.tg.subscribe("a.>", (e) => got.push(e.data), { filter: { x: 1 }, name: "mine" });
+  await flush();
+  answer(socket, socket.frames("subscribe")[0], { epoch: "e", seq: 4 });
+  await sub.ready();
+  sub.filter({ x: 2, y__lt: 3 });
+  assert.equal(sub.state, "pending");
+  let ready = false;
+  const p = sub.ready().then(() => (ready = true));
+  await flush();
+  const second = socket.frames("subscribe")[1];
+  assert.deepEqual(second, { type: "subscribe", id: second.id, event: "a.>", sub: "mine", filter: { x: 2, y__lt: 3 } });
+  assert.equal(second.since, undefined, "a replace on a live subscription needs no recovery");
+  socket.receive({ type: "event", sub: "mine", name: "a.b", data: "old filter, still live" });
+  assert.equal(ready, false);
+  answer(socket, second, { epoch: "e", seq: 9 });
+  await p;
+  assert.deepEqual(got, ["old filter, still live"]);
+  sub.filter({ x: 2 }); // no change: nothing sent
+  sub.filter({});
+  await flush();
+  assert.equal(socket.frames("subscribe").length, 2);
+  assert.equal(socket.frames("unsubscribe").length, 0);
+});
+
+test("same pattern, different filters, no names: one subscription each, distinct names, separate events", async () => {
+  const ctx = setup();
+  const socket = await online(ctx);
+  const seven = [];
+  const eight = [];
+  const s7 = ctx.tg.subscribe("shop.order.>", (e) => seven.push(e.data.pk), { filter: { customer__id: 7 } });
+  const s8 = ctx.tg.subscribe("shop.order.>", (e) => eight.push(e.data.pk), { filter: { customer__id: 8 } });
+  const again = ctx.tg.subscribe("shop.order.>", () => {}, { filter: { customer__id: 7 } });
+  assert.equal(s7.name, "shop.order.>");
+  assert.match(s8.name, /^shop\.order\.>:\d+$/);
+  assert.equal(again.name, s7.name, "same pattern and filters share one");
+  await flush();
+  const frames = socket.frames("subscribe");
+  assert.deepEqual(frames.map((f) => [f.sub, f.filter]), [
+    [s7.name, { customer__id: 7 }],
+    [s8.name, { customer__id: 8 }],
+  ]);
+  for (const f of frames) answer(socket, f);
+  socket.receive({ type: "event", sub: s8.name, name: "shop.order.created.2", data: { pk: 2 } });
+  socket.receive({ type: "event", sub: s7.name, name: "shop.order.created.1", data: { pk: 1 } });
+  assert.deepEqual(seven, [1]);
+  assert.deepEqual(eight, [2]);
+});
+
+test("filter() on a handle sharing an unnamed subscription moves it to its own; the others keep theirs", async () => {
+  const ctx = setup();
+  const socket = await online(ctx);
+  const a = [];
+  const b = [];
+  const sa = ctx.tg.subscribe("x.>", (e) => a.push(e.name));
+  const sb = ctx.tg.subscribe("x.>", (e) => b.push(e.name));
+  await flush();
+  answer(socket, socket.frames("subscribe")[0]);
+  sb.filter({ n__gt: 1 });
+  assert.notEqual(sb.name, sa.name);
+  assert.equal(sa.name, "x.>");
+  assert.equal(sb.state, "pending");
+  await flush();
+  const moved = socket.frames("subscribe")[1];
+  assert.deepEqual(moved, { type: "subscribe", id: moved.id, event: "x.>", sub: sb.name, filter: { n__gt: 1 } });
+  assert.equal(socket.frames("unsubscribe").length, 0, "x.> still has a handle");
+  answer(socket, moved);
+  await sb.ready();
+  socket.receive({ type: "event", sub: "x.>", name: "x.1", data: { n: 1 } });
+  socket.receive({ type: "event", sub: sb.name, name: "x.2", data: { n: 2 } });
+  assert.deepEqual(a, ["x.1"]);
+  assert.deepEqual(b, ["x.2"]);
+  // the last handle of x.> narrows too: it keeps its name, replaced in place
+  sa.filter({ n: 1 });
+  await flush();
+  assert.deepEqual(socket.frames("subscribe")[2].sub, "x.>");
+  assert.equal(socket.frames("unsubscribe").length, 0);
+});
+
+test("unsubscribe: a named subscription by `sub`, a plain pattern by `event`", async () => {
+  const ctx = setup();
+  const socket = await online(ctx);
+  const named = ctx.tg.subscribe("a.>", () => {}, { filter: { k: 1 }, name: "n1" });
+  const plain = ctx.tg.subscribe("a.>", () => {});
+  await flush();
+  for (const f of socket.frames("subscribe")) answer(socket, f);
+  const p1 = named.unsubscribe();
+  const p2 = plain.unsubscribe();
+  const [u1, u2] = socket.frames("unsubscribe");
+  assert.deepEqual(u1, { type: "unsubscribe", id: u1.id, sub: "n1" });
+  assert.deepEqual(u2, { type: "unsubscribe", id: u2.id, event: "a.>" });
+  socket.receive({ type: "unsubscribed", id: u1.id, sub: "n1" });
+  socket.receive({ type: "unsubscribed", id: u2.id, event: "a.>" });
+  await Promise.all([p1, p2]);
+  socket.receive({ type: "event", sub: "n1", name: "a.b", data: { k: 1 } }); // late: no handler left, no error
+  assert.deepEqual(ctx.errors, []);
+});
+
+test("names: the same name shares with the same pattern and filters, and is refused otherwise", async () => {
+  const ctx = setup({ autoConnect: false });
+  const s1 = ctx.tg.subscribe("a.>", () => {}, { name: "n", filter: { x: 1, y: [1, { b: 2, a: 1 }] } });
+  const s2 = ctx.tg.subscribe("a.>", () => {}, { name: "n", filter: { y: [1, { a: 1, b: 2 }], x: 1 } });
+  assert.equal(s1.name, s2.name);
+  assert.throws(() => ctx.tg.subscribe("b.>", () => {}, { name: "n", filter: { x: 1, y: [1, { a: 1, b: 2 }] } }), /in use/);
+  assert.throws(() => ctx.tg.subscribe("a.>", () => {}, { name: "n", filter: { x: 2 } }), /in use/);
+  // a long pattern cannot be its own name once it must be sent: a generated one
+  const long = `${"x".repeat(70)}.>`;
+  const s3 = ctx.tg.subscribe(long, () => {}, { filter: { x: 1 } });
+  assert.match(s3.name, /^tg:\d+$/);
+  assert.equal(ctx.tg.subscribe(long, () => {}).name, long, "a plain long pattern is never sent as a name");
+});
+
+test("reconnect: filters are sent again with the name and since", async () => {
+  const ctx = setup();
+  const socket = await online(ctx);
+  ctx.tg.subscribe("a.>", () => {}, { filter: { k: 1 }, name: "n" });
+  await flush();
+  answer(socket, socket.frames("subscribe")[0], { epoch: "e", seq: 3 });
+  socket.receive({ type: "event", sub: "n", name: "a.b", data: { k: 1 }, epoch: "e", seq: 5 });
+  socket.serverClose(1006);
+  await ctx.clock.advance(ctx.clock.nextDelay());
+  const next = ctx.ws.last();
+  next.accept();
+  connected(next);
+  const [frame] = next.frames("subscribe");
+  assert.deepEqual(frame, { type: "subscribe", id: frame.id, event: "a.>", sub: "n", filter: { k: 1 }, since: { epoch: "e", seq: 5 } });
+});
+
+test("a gateway that does not echo the name (before section 8) fails the subscription: unsupported", async () => {
+  const ctx = setup();
+  const socket = await online(ctx);
+  const codes = [];
+  const sub = ctx.tg.subscribe("a.>", () => {}, { filter: { k: 1 }, onError: (e) => codes.push(e.code) });
+  await flush();
+  const [frame] = socket.frames("subscribe");
+  socket.receive({ type: "subscribed", id: frame.id, event: "a.>" }); // ignored sub and filter
+  assert.equal(sub.state, "failed");
+  assert.deepEqual(codes, ["unsupported"]);
+  await assert.rejects(sub.ready(), (e) => e.code === "unsupported");
+  const [undo] = socket.frames("unsubscribe");
+  assert.deepEqual(undo, { type: "unsubscribe", id: undo.id, event: "a.>" }, "drop what the old gateway subscribed");
+});
+
+test("a filter refused by the gateway (bad_request) fails that subscription only", async () => {
+  const ctx = setup();
+  const socket = await online(ctx);
+  const bad = ctx.tg.subscribe("a.>", () => {}, { filter: { name__regex: "(" } });
+  await flush();
+  socket.receive({ type: "error", id: socket.frames("subscribe")[0].id, code: "bad_request", message: "bad regex" });
+  await assert.rejects(bad.ready(), (e) => e.code === "bad_request");
+  bad.filter({ name__regex: "^a" }); // a fix re-sends it
+  assert.equal(bad.state, "pending");
+  await flush();
+  const [, again] = socket.frames("subscribe");
+  assert.deepEqual(again.filter, { name__regex: "^a" });
+  answer(socket, again);
+  await bad.ready();
+});
+
+test("shape checks: what section 8 names as a wrong shape throws before anything is sent", () => {
+  const ok = [
+    { customer__id: 7 },
+    { status__in: [] },
+    { total__range: [1, "9.50"] },
+    { deleted__isnull: false },
+    { name__iregex: "^a" },
+    { in: 5 }, // a field called "in"
+    { data__exact: { nested: [1] } },
+    { price: null },
+  ];
+  for (const c of ok) assert.equal(checkConditions(c), c, JSON.stringify(c));
+  assert.equal(checkConditions({}), null);
+  assert.equal(checkConditions(undefined), null);
+  const bad = [
+    [[], /must be an object/],
+    ["x=1", /must be an object/],
+    [{ status__in: "new" }, /a list/],
+    [{ total__range: [1] }, /two values/],
+    [{ deleted__isnull: "yes" }, /true or false/],
+    [{ name__regex: 5 }, /a string/],
+    [{ "": 1 }, /empty field/],
+    [{ a____b: 1 }, /empty field/],
+    [{ a__: 1 }, /empty field/],
+    [{ a: undefined }, /JSON value/],
+    [{ a: () => 1 }, /JSON value/],
+  ];
+  for (const [c, why] of bad) assert.throws(() => checkConditions(c, "filter"), why, JSON.stringify(c));
+  const { tg } = setup({ autoConnect: false });
+  assert.throws(() => tg.subscribe("a.>", () => {}).filter({ x__in: 1 }), /a list/);
+  assert.throws(() => tg.subscribe("a.>", () => {}).exclude(null).exclude([]), /exclude must be an object/);
+});
+
+test("subscription names: 1..64 characters of [A-Za-z0-9_.:*>-]", () => {
+  for (const n of ["big-orders", "shop.order.>", "a:1", "*", "x".repeat(64)]) assert.equal(validateSubName(n), true, n);
+  for (const n of ["", "x".repeat(65), "a b", "é", "a/b", 7, null]) assert.equal(validateSubName(n), false, String(n));
+});
+
+// proto/vectors/filters.json (shared with the gateway): the conditions it says the gateway refuses
+// for their shape must be refused by the client too, and none it accepts may be refused here.
+const VECTORS = new URL("../../proto/vectors/filters.json", import.meta.url);
+test("filter vectors: the client's shape checks agree with the gateway's", { skip: !existsSync(VECTORS) && "proto/vectors/filters.json not written yet" }, () => {
+  const vectors = JSON.parse(readFileSync(VECTORS, "utf8"));
+  const cases = vectorCases(vectors);
+  assert.ok(cases.valid.length > 0 || cases.invalid.length > 0, "found cases in filters.json");
+  for (const c of cases.valid) assert.doesNotThrow(() => checkConditions(c), JSON.stringify(c));
+  for (const c of cases.invalid) {
+    let refused = false;
+    try {
+      checkConditions(c);
+    } catch {
+      refused = true;
+    }
+    // the client checks shapes only: a condition it lets through must be one the gateway evaluates
+    // (regex syntax, sizes, counts), never a list/boolean/pair shape error
+    if (!refused) assert.ok(!shapeError(c), `not refused: ${JSON.stringify(c)}`);
+  }
+});
+
+// Reads the vector file's layout: {valid|invalid|cases: [...]} with the conditions under `filter`.
+function vectorCases(vectors) {
+  const valid = [];
+  const invalid = [];
+  for (const c of vectors.cases || vectors.vectors || []) {
+    const cond = c.filter ?? c.conditions;
+    if (cond === undefined) continue;
+    (c.error || c.valid === false ? invalid : valid).push(cond);
+  }
+  for (const c of vectors.invalid || []) invalid.push(c.filter ?? c.conditions ?? c);
+  return { valid, invalid };
+}
+
+function shapeError(c) {
+  if (c === null || typeof c !== "object" || Array.isArray(c)) return true;
+  return Object.entries(c).some(([k, v]) => {
+    const lookup = k.includes("__") ? k.slice(k.lastIndexOf("__") + 2) : "exact";
+    return (lookup === "in" && !Array.isArray(v)) || (lookup === "range" && !(Array.isArray(v) && v.length === 2)) || (lookup === "isnull" && typeof v !== "boolean");
+  });
+}
