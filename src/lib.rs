@@ -14,6 +14,7 @@
 //! - [`api`]: HTTP API for backends: mint tokens, publish events.
 //! - [`names`]: event names and patterns: validation, matching, containment, model key escaping.
 //! - [`frames`]: client frame parsing, server frame encoding, error and close codes.
+//! - [`filter`]: server-side filters: Django-style lookups on event data.
 //! - [`token`]: the `tg1`/`tg1r` token format: signing and verification.
 //! - [`metrics`]: Prometheus metrics of the node.
 //! - [`shutdown`]: signals and graceful drain.
@@ -23,6 +24,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod connections;
+pub mod filter;
 pub mod frames;
 pub mod history;
 pub mod hub;

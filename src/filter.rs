@@ -1,0 +1,917 @@
+//! Server-side filters (proto/PROTOCOL.md section 8): Django-style lookups on an event's `data`.
+//!
+//! A `subscribe` frame may carry `filter` and `exclude`, two JSON objects of `field__lookup: value`
+//! conditions. [`Filter::parse`] checks and compiles them once; [`Filter::matches`] then decides
+//! for each event whether it passes: every `filter` condition holds, and not every `exclude`
+//! condition holds (Django's `exclude(a=1, b=2)` is NOT (a AND b)). [`Filter::canonical`] is a text
+//! that is equal for filters that mean the same, so the hub can evaluate each distinct filter once
+//! per message.
+//!
+//! The shared vectors are `proto/vectors/filters.json` (the JS client reads the same file);
+//! `tests/filters.rs` checks every case and the properties below.
+//!
+//! # Semantics (decisions where PROTOCOL.md leaves room; the vectors pin each one)
+//! * **Keys.** A key is split on `__` (left to right, as `str.split("__")` in Python and JS). No
+//!   part may be empty (`a____b`, `a__`, `__a`, `""` are errors). The last part is the lookup when
+//!   it is one of [`LOOKUPS`] and at least one part precedes it; otherwise every part is a field
+//!   and the lookup is `exact` (so `{"in": 1}` reads the field `in`, and an unknown name such as
+//!   `total__year` reads the field `year` of `total`, as Django's `JSONField` key transforms do).
+//! * **Paths.** Each field part reads a key of an object; on a list, a part that is a canonical
+//!   non-negative integer (`0` or `[1-9][0-9]*`) reads that element. Anything else (a scalar or
+//!   `null` on the way, a missing key, an index out of range, `-1`, `01`) makes the field missing.
+//!   Non-object data has no fields.
+//! * **Missing and null.** A condition on a missing field is false, except `isnull: true`. `exact`
+//!   and `iexact` with `null` mean `isnull: true` (missing or null), as in Django. `null` is an
+//!   error for every other lookup. A `null` element of an `in` list also means "missing or null"
+//!   (so `x__in=[v]` always equals `x=v`; Django would drop the `None`, a deliberate difference).
+//! * **Numbers.** A *decimal string* is a JSON string matching
+//!   `-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?` with an exponent of at most 999999999 in magnitude
+//!   (what `str(Decimal)` writes, including `1E+2`; no `+`, spaces, `NaN`, `Infinity`, `.5`). A
+//!   JSON number is the decimal of its shortest round-trip form (what JS `String(n)` and Python
+//!   `repr(float)` print), integers exactly. Comparisons of numbers and decimal strings are
+//!   **exact decimal** comparisons (no rounding through `f64`: `"0.30000000000000000001" > 0.3`).
+//! * **Equality** (`exact`, `in`): JSON equality, recursively, where two numbers are equal when
+//!   numerically equal (`1 == 1.0`) and a number equals a decimal string of the same value
+//!   (`120 == "120.00"`), but two strings are equal only when identical (`"120" != "120.00"`:
+//!   the gateway cannot tell a `DecimalField` from a `CharField`; give a number to match any
+//!   spelling).
+//! * **Order** (`gt`, `gte`, `lt`, `lte`, `range`): a number or decimal string against a number
+//!   or decimal string compares numerically; two strings otherwise compare by Unicode code points
+//!   (so ISO 8601 dates order correctly); any other pair (bool, null, list, object, a number
+//!   against a non-decimal string) is false. The bounds must be numbers or strings. `range` is
+//!   `gte low AND lte high`.
+//! * **Text** (`iexact`, `contains`, `icontains`, `startswith`, `istartswith`, `endswith`,
+//!   `iendswith`): the value must be a string; the field must be a string (a number field never
+//!   matches). `i*` lookups map every code point to its Unicode simple lowercase (the first code
+//!   point of its full lowercase: `İ` -> `i`, no final-sigma rule) on both sides.
+//! * **Regex** (`regex`, `iregex`): RE2 syntax as the `regex` crate reads it (linear time),
+//!   unanchored search (Python's `re.search`), Unicode classes; `iregex` is the crate's case
+//!   insensitive mode (simple case folding). At most [`FilterLimits::max_regex_bytes`] bytes of
+//!   pattern and [`REGEX_SIZE_LIMIT`] bytes of compiled program.
+//! * **Limits.** At most `max_conditions` conditions in `filter` and `exclude` together; at most
+//!   `max_bytes` bytes of compact JSON (`filter` plus `exclude`, as `JSON.stringify` writes them);
+//!   at most `max_in_values` values in an `in` list.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::fmt;
+use std::io::Write as _;
+
+use regex::{Regex, RegexBuilder};
+use serde_json::{Map, Number, Value};
+
+use crate::frames::ErrorCode;
+
+/// The lookup names, in PROTOCOL.md order.
+pub const LOOKUPS: [&str; 17] = [
+    "exact",
+    "iexact",
+    "contains",
+    "icontains",
+    "in",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "range",
+    "startswith",
+    "istartswith",
+    "endswith",
+    "iendswith",
+    "isnull",
+    "regex",
+    "iregex",
+];
+
+/// Most bytes of compiled program per regex (`RegexBuilder::size_limit` and `dfa_size_limit`;
+/// the crate's default is 10 MiB). Simple patterns need under a KiB (`^ord`), Unicode classes
+/// more (`\w+@\w+\.\w+` about 150 KiB, `^[\p{L}\p{N}_-]+$` 48 KiB); counted repetitions of
+/// Unicode classes grow fastest (`\w{20}` about 1 MiB; `\w{1,64}` 3 MiB is refused, while
+/// `(?-u:\w){1,64}` or `\w+` are fine).
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Largest exponent magnitude of a decimal string; beyond it the string is not a decimal.
+const MAX_EXPONENT: i64 = 999_999_999;
+
+/// Longest part of a client's key repeated in an error message.
+const SHOWN_KEY_BYTES: usize = 40;
+
+/// Bounds on one subscription's filter (PROTOCOL.md section 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilterLimits {
+    /// Conditions in `filter` and `exclude` together (`limits.max_filter_conditions`).
+    pub max_conditions: usize,
+    /// Bytes of compact JSON of `filter` plus `exclude`.
+    pub max_bytes: usize,
+    /// Bytes of one `regex`/`iregex` pattern.
+    pub max_regex_bytes: usize,
+    /// Values in one `in` list.
+    pub max_in_values: usize,
+}
+
+impl Default for FilterLimits {
+    fn default() -> Self {
+        FilterLimits { max_conditions: 16, max_bytes: 4096, max_regex_bytes: 256, max_in_values: 100 }
+    }
+}
+
+/// Which of the two objects a condition or error belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clause {
+    Filter,
+    Exclude,
+}
+
+impl fmt::Display for Clause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Clause::Filter => "filter",
+            Clause::Exclude => "exclude",
+        })
+    }
+}
+
+/// Why a `filter`/`exclude` was refused. Every one is an `error` `bad_request` ([`Self::code`]).
+/// Messages are short; they repeat at most the first 40 bytes of a client's key (escaped) and
+/// never a value or a regex.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    #[error("{0} must be a JSON object")]
+    NotObject(Clause),
+    #[error("filter and exclude are larger than {0} bytes")]
+    TooBig(usize),
+    #[error("more than {0} filter conditions")]
+    TooManyConditions(usize),
+    #[error("{clause} key {key:?}: empty field name")]
+    BadKey { clause: Clause, key: String },
+    #[error("{clause} key {key:?}: {lookup} takes {expected}")]
+    BadValue { clause: Clause, key: String, lookup: &'static str, expected: &'static str },
+    #[error("{clause} key {key:?}: in takes at most {limit} values")]
+    TooManyValues { clause: Clause, key: String, limit: usize },
+    #[error("{clause} key {key:?}: regex longer than {limit} bytes")]
+    RegexTooLong { clause: Clause, key: String, limit: usize },
+    #[error("{clause} key {key:?}: regex too complex")]
+    RegexTooComplex { clause: Clause, key: String },
+    #[error("{clause} key {key:?}: invalid regex")]
+    BadRegex { clause: Clause, key: String },
+}
+
+impl FilterError {
+    /// The frame error code: always `bad_request`.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::BadRequest
+    }
+
+    /// A stable name of the reason (the `kind` of the error vectors).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FilterError::NotObject(_) => "not_object",
+            FilterError::TooBig(_) => "too_big",
+            FilterError::TooManyConditions(_) => "too_many_conditions",
+            FilterError::BadKey { .. } => "bad_key",
+            FilterError::BadValue { .. } => "bad_value",
+            FilterError::TooManyValues { .. } => "too_many_values",
+            FilterError::RegexTooLong { .. } => "regex_too_long",
+            FilterError::RegexTooComplex { .. } => "regex_too_complex",
+            FilterError::BadRegex { .. } => "bad_regex",
+        }
+    }
+}
+
+/// At most [`SHOWN_KEY_BYTES`] bytes of a client's key, cut at a character boundary.
+fn shown(key: &str) -> String {
+    if key.len() <= SHOWN_KEY_BYTES {
+        return key.to_owned();
+    }
+    let mut end = SHOWN_KEY_BYTES;
+    while !key.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &key[..end])
+}
+
+/// Parsed `filter` + `exclude` of one subscription. Cheap to evaluate; `Send + Sync`.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    filter: Vec<Condition>,
+    exclude: Vec<Condition>,
+    canonical: String,
+}
+
+impl Filter {
+    /// From the frame's optional `filter` and `exclude` JSON values (absent = `None`; a present
+    /// `null` is not an object and is refused). An empty result (no conditions) is allowed.
+    pub fn parse(
+        filter: Option<&Value>,
+        exclude: Option<&Value>,
+        limits: &FilterLimits,
+    ) -> Result<Filter, FilterError> {
+        let f = object(filter, Clause::Filter)?;
+        let x = object(exclude, Clause::Exclude)?;
+        if json_len(filter, limits.max_bytes) + json_len(exclude, limits.max_bytes) > limits.max_bytes {
+            return Err(FilterError::TooBig(limits.max_bytes));
+        }
+        if f.map_or(0, Map::len) + x.map_or(0, Map::len) > limits.max_conditions {
+            return Err(FilterError::TooManyConditions(limits.max_conditions));
+        }
+        let filter = conditions(f, Clause::Filter, limits)?;
+        let exclude = conditions(x, Clause::Exclude, limits)?;
+        let mut canonical = String::new();
+        for (name, conds) in [("filter", &filter), ("exclude", &exclude)] {
+            if conds.is_empty() {
+                continue;
+            }
+            canonical.push_str(if canonical.is_empty() { "{\"" } else { ",\"" });
+            canonical.push_str(name);
+            canonical.push_str("\":[");
+            for (i, c) in conds.iter().enumerate() {
+                if i > 0 {
+                    canonical.push(',');
+                }
+                canonical.push_str(&c.canonical);
+            }
+            canonical.push(']');
+        }
+        if !canonical.is_empty() {
+            canonical.push('}');
+        }
+        Ok(Filter { filter, exclude, canonical })
+    }
+
+    /// No conditions at all: every event passes.
+    pub fn is_empty(&self) -> bool {
+        self.filter.is_empty() && self.exclude.is_empty()
+    }
+
+    /// Canonical text, equal for filters that mean the same (the grouping key): `""` for an
+    /// empty filter, else compact JSON `{"filter":[[key,value],...],"exclude":[...]}` (a side
+    /// without conditions left out) with every key spelled `path__lookup` (`field` ==
+    /// `field__exact`, `exact: null` == `isnull: true`), pairs sorted and deduplicated, numbers
+    /// normalised (`1.0` == `1`), `i*` values case-folded, `in` values sorted and deduplicated.
+    pub fn canonical(&self) -> &str {
+        &self.canonical
+    }
+
+    /// Does the event's data pass? `data` is the parsed event payload (any JSON; non-objects have
+    /// no fields).
+    pub fn matches(&self, data: &Value) -> bool {
+        self.filter.iter().all(|c| c.holds(data))
+            && (self.exclude.is_empty() || !self.exclude.iter().all(|c| c.holds(data)))
+    }
+}
+
+fn object(v: Option<&Value>, clause: Clause) -> Result<Option<&Map<String, Value>>, FilterError> {
+    match v {
+        None => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(_) => Err(FilterError::NotObject(clause)),
+    }
+}
+
+/// Length of `v` as compact JSON, counted up to just past `cap` (the rest is not written).
+fn json_len(v: Option<&Value>, cap: usize) -> usize {
+    struct Count(usize, usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            if self.0 > self.1 {
+                return Err(std::io::Error::other("over the limit"));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let Some(v) = v else { return 0 };
+    let mut count = Count(0, cap);
+    let _ = serde_json::to_writer(&mut count, v);
+    count.0
+}
+
+fn conditions(
+    map: Option<&Map<String, Value>>,
+    clause: Clause,
+    limits: &FilterLimits,
+) -> Result<Vec<Condition>, FilterError> {
+    let mut out = Vec::new();
+    for (key, value) in map.into_iter().flatten() {
+        out.push(Condition::parse(key, value, clause, limits)?);
+    }
+    out.sort_by(|a, b| a.canonical.cmp(&b.canonical));
+    out.dedup_by(|a, b| a.canonical == b.canonical);
+    Ok(out)
+}
+
+/// One step of a field path: an object key, or (on a list) an index.
+#[derive(Debug, Clone)]
+struct Step {
+    key: Box<str>,
+    index: Option<usize>,
+}
+
+impl Step {
+    fn new(part: &str) -> Step {
+        let canonical_int = part == "0" || (!part.starts_with('0') && part.bytes().all(|b| b.is_ascii_digit()));
+        Step { key: part.into(), index: if canonical_int { part.parse().ok() } else { None } }
+    }
+}
+
+/// Reads a field; `None` when it is missing.
+fn get<'a>(data: &'a Value, path: &[Step]) -> Option<&'a Value> {
+    path.iter().try_fold(data, |cur, step| match cur {
+        Value::Object(m) => m.get(&*step.key),
+        Value::Array(a) => step.index.and_then(|i| a.get(i)),
+        _ => None,
+    })
+}
+
+#[derive(Debug, Clone)]
+struct Condition {
+    path: Vec<Step>,
+    test: Test,
+    /// `["path__lookup",value]` in canonical form.
+    canonical: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Text {
+    Contains,
+    StartsWith,
+    EndsWith,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmp {
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+}
+
+#[derive(Debug, Clone)]
+enum Test {
+    IsNull(bool),
+    Exact(Operand),
+    /// Case-folded value.
+    IExact(String),
+    /// Value case-folded when `fold`.
+    Text { how: Text, fold: bool, value: String },
+    /// Non-null values; `null` is whether the list held a `null`.
+    In { values: Vec<Operand>, null: bool },
+    Cmp(Cmp, Operand),
+    Range(Operand, Operand),
+    Regex(Regex),
+}
+
+impl Condition {
+    fn parse(key: &str, value: &Value, clause: Clause, limits: &FilterLimits) -> Result<Condition, FilterError> {
+        let parts: Vec<&str> = key.split("__").collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(FilterError::BadKey { clause, key: shown(key) });
+        }
+        let (fields, lookup) = match parts.split_last() {
+            Some((last, rest)) if !rest.is_empty() && LOOKUPS.contains(last) => (rest, *last),
+            _ => (&parts[..], "exact"),
+        };
+        let lookup = LOOKUPS.iter().copied().find(|l| *l == lookup).unwrap_or("exact");
+        let bad = |expected: &'static str| FilterError::BadValue { clause, key: shown(key), lookup, expected };
+        let string = || value.as_str().ok_or_else(|| bad("a string"));
+        let (test, lookup, canon_value) = match lookup {
+            "exact" | "iexact" if value.is_null() => (Test::IsNull(true), "isnull", "true".to_owned()),
+            "exact" => {
+                let op = Operand::new(value);
+                let c = canon(value);
+                (Test::Exact(op), lookup, c)
+            }
+            "iexact" => {
+                let v = fold(string()?).into_owned();
+                let c = canon_str(&v);
+                (Test::IExact(v), lookup, c)
+            }
+            "isnull" => {
+                let b = value.as_bool().ok_or_else(|| bad("true or false"))?;
+                (Test::IsNull(b), lookup, b.to_string())
+            }
+            "contains" | "icontains" | "startswith" | "istartswith" | "endswith" | "iendswith" => {
+                let fold_case = lookup.starts_with('i');
+                let how = match lookup.trim_start_matches('i') {
+                    "contains" => Text::Contains,
+                    "startswith" => Text::StartsWith,
+                    _ => Text::EndsWith,
+                };
+                let s = string()?;
+                let v = if fold_case { fold(s).into_owned() } else { s.to_owned() };
+                let c = canon_str(&v);
+                (Test::Text { how, fold: fold_case, value: v }, lookup, c)
+            }
+            "in" => {
+                let list = value.as_array().ok_or_else(|| bad("a list"))?;
+                if list.len() > limits.max_in_values {
+                    return Err(FilterError::TooManyValues { clause, key: shown(key), limit: limits.max_in_values });
+                }
+                let mut texts: Vec<String> = list.iter().map(canon).collect();
+                texts.sort();
+                texts.dedup();
+                let values = list.iter().filter(|v| !v.is_null()).map(Operand::new).collect();
+                let test = Test::In { values, null: list.iter().any(Value::is_null) };
+                (test, lookup, format!("[{}]", texts.join(",")))
+            }
+            "gt" | "gte" | "lt" | "lte" => {
+                let op = ordered(value).ok_or_else(|| bad("a number or a string"))?;
+                let cmp = match lookup {
+                    "gt" => Cmp::Gt,
+                    "gte" => Cmp::Gte,
+                    "lt" => Cmp::Lt,
+                    _ => Cmp::Lte,
+                };
+                (Test::Cmp(cmp, op), lookup, canon(value))
+            }
+            "range" => {
+                let pair = match value.as_array().map(Vec::as_slice) {
+                    Some([lo, hi]) => ordered(lo).zip(ordered(hi)),
+                    _ => None,
+                };
+                let (lo, hi) = pair.ok_or_else(|| bad("[low, high] of numbers or strings"))?;
+                (Test::Range(lo, hi), lookup, canon(value))
+            }
+            _ => {
+                // regex, iregex
+                let pattern = string()?;
+                if pattern.len() > limits.max_regex_bytes {
+                    return Err(FilterError::RegexTooLong { clause, key: shown(key), limit: limits.max_regex_bytes });
+                }
+                let re = RegexBuilder::new(pattern)
+                    .case_insensitive(lookup == "iregex")
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .dfa_size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| match e {
+                        regex::Error::CompiledTooBig(_) => FilterError::RegexTooComplex { clause, key: shown(key) },
+                        _ => FilterError::BadRegex { clause, key: shown(key) },
+                    })?;
+                (Test::Regex(re), lookup, canon_str(pattern))
+            }
+        };
+        let canonical_key = format!("{}__{}", fields.join("__"), lookup);
+        let canonical = format!("[{},{}]", canon_str(&canonical_key), canon_value);
+        Ok(Condition { path: fields.iter().map(|p| Step::new(p)).collect(), test, canonical })
+    }
+
+    fn holds(&self, data: &Value) -> bool {
+        let field = get(data, &self.path);
+        let Some(v) = field.filter(|v| !v.is_null()) else {
+            return match self.test {
+                Test::IsNull(want) => want,
+                Test::In { null, .. } => null,
+                _ => false,
+            };
+        };
+        match &self.test {
+            Test::IsNull(want) => !want,
+            Test::Exact(op) => op.equals(v),
+            Test::IExact(want) => v.as_str().is_some_and(|s| fold(s) == want.as_str()),
+            Test::Text { how, fold: fold_case, value } => v.as_str().is_some_and(|s| {
+                let s = if *fold_case { fold(s) } else { Cow::Borrowed(s) };
+                match how {
+                    Text::Contains => s.contains(value.as_str()),
+                    Text::StartsWith => s.starts_with(value.as_str()),
+                    Text::EndsWith => s.ends_with(value.as_str()),
+                }
+            }),
+            Test::In { values, .. } => values.iter().any(|op| op.equals(v)),
+            Test::Cmp(cmp, op) => op.compare(v).is_some_and(|o| match cmp {
+                Cmp::Gt => o == Ordering::Greater,
+                Cmp::Gte => o != Ordering::Less,
+                Cmp::Lt => o == Ordering::Less,
+                Cmp::Lte => o != Ordering::Greater,
+            }),
+            Test::Range(lo, hi) => {
+                lo.compare(v).is_some_and(|o| o != Ordering::Less)
+                    && hi.compare(v).is_some_and(|o| o != Ordering::Greater)
+            }
+            Test::Regex(re) => v.as_str().is_some_and(|s| re.is_match(s)),
+        }
+    }
+}
+
+/// Unicode simple lowercase of every code point (the first code point of the full lowercase).
+pub fn fold(s: &str) -> Cow<'_, str> {
+    fn lower(c: char) -> char {
+        if c.is_ascii() {
+            c.to_ascii_lowercase()
+        } else {
+            c.to_lowercase().next().unwrap_or(c)
+        }
+    }
+    if s.chars().all(|c| lower(c) == c) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(s.chars().map(lower).collect())
+    }
+}
+
+/// A filter's value with its decimal, when it is a number or a decimal string.
+#[derive(Debug, Clone)]
+struct Operand {
+    value: Value,
+    dec: Option<Dec>,
+}
+
+impl Operand {
+    fn new(value: &Value) -> Operand {
+        let dec = match value {
+            Value::Number(n) => Some(num_dec(n, Dec::from_view)),
+            Value::String(s) => DecView::parse(s).map(Dec::from_view),
+            _ => None,
+        };
+        Operand { value: value.clone(), dec }
+    }
+
+    /// Equality of a (non-null) field with this value.
+    fn equals(&self, field: &Value) -> bool {
+        match (field, &self.value, &self.dec) {
+            (Value::Number(a), Value::Number(b), _) => num_cmp(a, b) == Ordering::Equal,
+            (Value::String(s), Value::Number(_), Some(d)) => {
+                DecView::parse(s).is_some_and(|f| f.cmp(&d.view()) == Ordering::Equal)
+            }
+            (Value::Number(n), Value::String(_), Some(d)) => num_dec(n, |f| f.cmp(&d.view())) == Ordering::Equal,
+            _ => json_eq(field, &self.value),
+        }
+    }
+
+    /// Order of a (non-null) field against this value; `None` when they do not compare.
+    fn compare(&self, field: &Value) -> Option<Ordering> {
+        match (field, &self.value) {
+            (Value::Number(a), Value::Number(b)) => Some(num_cmp(a, b)),
+            (Value::String(s), Value::String(t)) => match (DecView::parse(s), &self.dec) {
+                (Some(f), Some(d)) => Some(f.cmp(&d.view())),
+                _ => Some(s.as_str().cmp(t.as_str())),
+            },
+            (Value::String(s), Value::Number(_)) => {
+                let d = self.dec.as_ref()?;
+                DecView::parse(s).map(|f| f.cmp(&d.view()))
+            }
+            (Value::Number(n), Value::String(_)) => {
+                let d = self.dec.as_ref()?;
+                Some(num_dec(n, |f| f.cmp(&d.view())))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// An operand for `gt`..`range`: numbers and strings only.
+fn ordered(v: &Value) -> Option<Operand> {
+    (v.is_number() || v.is_string()).then(|| Operand::new(v))
+}
+
+/// JSON equality where numbers and decimal strings are equal by value (a string and a string
+/// only when identical).
+fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Null, Value::Null) => true,
+        (Value::Bool(x), Value::Bool(y)) => x == y,
+        (Value::Number(x), Value::Number(y)) => num_cmp(x, y) == Ordering::Equal,
+        (Value::String(x), Value::String(y)) => x == y,
+        (Value::Number(n), Value::String(s)) | (Value::String(s), Value::Number(n)) => {
+            DecView::parse(s).is_some_and(|d| num_dec(n, |nd| nd.cmp(&d)) == Ordering::Equal)
+        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
+        _ => false,
+    }
+}
+
+fn int_of(n: &Number) -> Option<i128> {
+    n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from))
+}
+
+/// Numeric order of two JSON numbers (exact: integers as integers, two floats as floats, a mix
+/// through decimals).
+fn num_cmp(a: &Number, b: &Number) -> Ordering {
+    if let (Some(x), Some(y)) = (int_of(a), int_of(b)) {
+        return x.cmp(&y);
+    }
+    if a.is_f64() && b.is_f64() {
+        if let (Some(x), Some(y)) = (a.as_f64(), b.as_f64()) {
+            return x.partial_cmp(&y).unwrap_or(Ordering::Equal);
+        }
+    }
+    num_dec(a, |x| num_dec(b, |y| x.cmp(&y)))
+}
+
+/// Calls `f` with the decimal of a JSON number (integers exactly; a float as its shortest
+/// round-trip form).
+fn num_dec<R>(n: &Number, f: impl FnOnce(DecView<'_>) -> R) -> R {
+    let mut buf = [0u8; 48];
+    let mut cur = std::io::Cursor::new(&mut buf[..]);
+    let _ = match int_of(n) {
+        Some(i) => write!(cur, "{i}"),
+        None => write!(cur, "{:e}", n.as_f64().unwrap_or(0.0)),
+    };
+    let len = cur.position() as usize;
+    let view = std::str::from_utf8(&buf[..len]).ok().and_then(DecView::parse);
+    f(view.unwrap_or(DecView::ZERO))
+}
+
+/// A decimal number `±0.d1d2d3... × 10^adj` whose significant digits are `head` then `tail`
+/// (`head` starts with a non-zero digit; trailing zeros may remain). Zero has no digits.
+#[derive(Debug, Clone, Copy)]
+struct DecView<'a> {
+    neg: bool,
+    adj: i64,
+    head: &'a [u8],
+    tail: &'a [u8],
+}
+
+impl<'a> DecView<'a> {
+    const ZERO: DecView<'static> = DecView { neg: false, adj: 0, head: &[], tail: &[] };
+
+    /// A decimal string: `-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?`, exponent at most
+    /// [`MAX_EXPONENT`] in magnitude.
+    fn parse(s: &'a str) -> Option<DecView<'a>> {
+        let s = s.as_bytes();
+        let digits = |from: usize| from + s[from..].iter().take_while(|b| b.is_ascii_digit()).count();
+        let neg = s.first() == Some(&b'-');
+        let start = usize::from(neg);
+        let mut i = digits(start);
+        let int = &s[start..i];
+        if int.is_empty() {
+            return None;
+        }
+        let mut frac: &[u8] = &[];
+        if s.get(i) == Some(&b'.') {
+            let end = digits(i + 1);
+            frac = &s[i + 1..end];
+            if frac.is_empty() {
+                return None;
+            }
+            i = end;
+        }
+        let mut exp: i64 = 0;
+        if matches!(s.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            let eneg = s.get(i) == Some(&b'-');
+            if matches!(s.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let end = digits(i);
+            if end == i {
+                return None;
+            }
+            for &d in &s[i..end] {
+                exp = exp * 10 + i64::from(d - b'0');
+                if exp > MAX_EXPONENT {
+                    return None;
+                }
+            }
+            if eneg {
+                exp = -exp;
+            }
+            i = end;
+        }
+        if i != s.len() {
+            return None;
+        }
+        let lead = int.iter().take_while(|&&d| d == b'0').count();
+        if lead < int.len() {
+            return Some(DecView { neg, adj: (int.len() - lead) as i64 + exp, head: &int[lead..], tail: frac });
+        }
+        let lead = frac.iter().take_while(|&&d| d == b'0').count();
+        if lead == frac.len() {
+            return Some(DecView::ZERO);
+        }
+        Some(DecView { neg, adj: exp - lead as i64, head: &frac[lead..], tail: &[] })
+    }
+
+    fn is_zero(&self) -> bool {
+        self.head.is_empty()
+    }
+
+    fn digits(&self) -> impl Iterator<Item = u8> + 'a {
+        self.head.iter().chain(self.tail).copied()
+    }
+
+    fn cmp(&self, other: &DecView<'_>) -> Ordering {
+        let sign = |d: &DecView<'_>| if d.is_zero() { 0 } else if d.neg { -1 } else { 1 };
+        let (sa, sb) = (sign(self), sign(other));
+        if sa != sb || sa == 0 {
+            return sa.cmp(&sb);
+        }
+        let magnitude = self.adj.cmp(&other.adj).then_with(|| {
+            let (mut a, mut b) = (self.digits(), other.digits());
+            loop {
+                match (a.next(), b.next()) {
+                    (None, None) => return Ordering::Equal,
+                    (x, y) => match x.unwrap_or(b'0').cmp(&y.unwrap_or(b'0')) {
+                        Ordering::Equal => continue,
+                        o => return o,
+                    },
+                }
+            }
+        });
+        if sa < 0 {
+            magnitude.reverse()
+        } else {
+            magnitude
+        }
+    }
+}
+
+/// An owned, normalised decimal (no trailing zeros; zero has no digits and no sign).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Dec {
+    neg: bool,
+    adj: i64,
+    digits: Box<[u8]>,
+}
+
+impl Dec {
+    fn from_view(v: DecView<'_>) -> Dec {
+        let mut digits: Vec<u8> = v.digits().collect();
+        while digits.last() == Some(&b'0') {
+            digits.pop();
+        }
+        if digits.is_empty() {
+            return Dec { neg: false, adj: 0, digits: Box::new([]) };
+        }
+        Dec { neg: v.neg, adj: v.adj, digits: digits.into() }
+    }
+
+    fn view(&self) -> DecView<'_> {
+        DecView { neg: self.neg, adj: self.adj, head: &self.digits, tail: &[] }
+    }
+}
+
+/// A JSON number text for a decimal: plain when the point is near, else `d.ddde±x`.
+impl fmt::Display for Dec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = std::str::from_utf8(&self.digits).map_err(|_| fmt::Error)?;
+        if d.is_empty() {
+            return f.write_str("0");
+        }
+        if self.neg {
+            f.write_str("-")?;
+        }
+        let (n, adj) = (d.len() as i64, self.adj);
+        if (1..=21).contains(&adj) {
+            if n <= adj {
+                write!(f, "{d}{}", "0".repeat((adj - n) as usize))
+            } else {
+                write!(f, "{}.{}", &d[..adj as usize], &d[adj as usize..])
+            }
+        } else if (-5..=0).contains(&adj) {
+            write!(f, "0.{}{d}", "0".repeat((-adj) as usize))
+        } else {
+            let (first, rest) = d.split_at(1);
+            let dot = if rest.is_empty() { "" } else { "." };
+            write!(f, "{first}{dot}{rest}e{}", adj - 1)
+        }
+    }
+}
+
+fn canon_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// Canonical JSON of a value: object keys sorted, numbers normalised.
+fn canon(v: &Value) -> String {
+    fn write(out: &mut String, v: &Value) {
+        match v {
+            Value::Number(n) => out.push_str(&num_dec(n, Dec::from_view).to_string()),
+            Value::String(s) => out.push_str(&canon_str(s)),
+            Value::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(out, x);
+                }
+                out.push(']');
+            }
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&canon_str(k));
+                    out.push(':');
+                    write(out, &m[k]);
+                }
+                out.push('}');
+            }
+            _ => out.push_str(&v.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(&mut out, v);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dec(s: &str) -> Dec {
+        Dec::from_view(DecView::parse(s).unwrap_or_else(|| panic!("{s:?} is a decimal")))
+    }
+
+    #[test]
+    fn decimal_strings_parse_by_the_grammar() {
+        for s in ["0", "-0", "7", "007", "120.00", "-5.5", "1E+2", "1e-8", "0E-8", "12.5e3", "1e999999999"] {
+            assert!(DecView::parse(s).is_some(), "{s:?}");
+        }
+        let not_decimal = ["", "-", "+5", " 5", "5 ", ".5", "5.", "1e", "1e+", "NaN", "Infinity", "0x10", "1_000"];
+        for s in not_decimal.into_iter().chain(["1e1000000000", "--1", "1.2.3", "\u{661}"]) {
+            assert!(DecView::parse(s).is_none(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn decimals_compare_exactly() {
+        let cmp = |a: &str, b: &str| DecView::parse(a).unwrap().cmp(&DecView::parse(b).unwrap());
+        assert_eq!(cmp("9.50", "10"), Ordering::Less);
+        assert_eq!(cmp("120.00", "120"), Ordering::Equal);
+        assert_eq!(cmp("0.00", "-0"), Ordering::Equal);
+        assert_eq!(cmp("-2", "-10"), Ordering::Greater);
+        assert_eq!(cmp("1E+2", "100.0"), Ordering::Equal);
+        assert_eq!(cmp("0.001", "1e-3"), Ordering::Equal);
+        assert_eq!(cmp("0.30000000000000000001", "0.3"), Ordering::Greater);
+        assert_eq!(cmp("-0.5", "0"), Ordering::Less);
+        assert_eq!(cmp("00012.3400", "12.34"), Ordering::Equal);
+    }
+
+    #[test]
+    fn numbers_become_their_shortest_decimal() {
+        let text = |v: Value| num_dec(v.as_number().unwrap(), Dec::from_view).to_string();
+        assert_eq!(text(json!(0.1)), "0.1");
+        assert_eq!(text(json!(1.0)), "1");
+        assert_eq!(text(json!(-0.0)), "0");
+        assert_eq!(text(json!(120)), "120");
+        assert_eq!(text(json!(u64::MAX)), "18446744073709551615");
+        assert_eq!(text(json!(i64::MIN)), "-9223372036854775808");
+        assert_eq!(text(json!(1.5e300)), "1.5e300");
+        assert_eq!(text(json!(2.5e-7)), "2.5e-7");
+        assert_eq!(text(json!(0.000123)), "0.000123");
+        assert_eq!(dec("1E+2").to_string(), "100");
+        assert_eq!(dec("-0.0").to_string(), "0");
+    }
+
+    #[test]
+    fn mixed_integer_and_float_compare_exactly() {
+        let n = |v: Value| v.as_number().unwrap().clone();
+        // 2^53 + 1 is not a double; a float of 2^53 is below it.
+        assert_eq!(num_cmp(&n(json!(9007199254740993u64)), &n(json!(9007199254740992.0))), Ordering::Greater);
+        assert_eq!(num_cmp(&n(json!(3)), &n(json!(3.0))), Ordering::Equal);
+        assert_eq!(num_cmp(&n(json!(-1)), &n(json!(u64::MAX))), Ordering::Less);
+    }
+
+    #[test]
+    fn fold_is_simple_lowercase() {
+        assert_eq!(fold("ABC"), "abc");
+        assert!(matches!(fold("abc"), Cow::Borrowed(_)));
+        assert_eq!(fold("İSTANBUL"), "istanbul");
+        assert_eq!(fold("ΟΔΟΣ"), "οδοσ");
+        assert_eq!(fold("Straße"), "straße");
+    }
+
+    #[test]
+    fn errors_do_not_echo_long_input() {
+        let key = format!("{}__regex", "k".repeat(500));
+        let err = Filter::parse(Some(&json!({ key: "(" })), None, &FilterLimits::default()).unwrap_err();
+        assert_eq!(err.kind(), "bad_regex");
+        assert!(err.to_string().len() < 100, "{err}");
+        let long_value = "v".repeat(300);
+        let err = Filter::parse(Some(&json!({"a__regex": long_value})), None, &FilterLimits::default()).unwrap_err();
+        assert!(!err.to_string().contains("vvv"), "{err}");
+        assert_eq!(shown("é".repeat(30).as_str()).len(), 40 + 3);
+    }
+
+    #[test]
+    fn regex_size_limit_refuses_blow_ups_but_allows_unicode_classes() {
+        let limits = FilterLimits::default();
+        for ok in [r"\w+@\w+\.\w+", r"^[\p{L}\p{N}_-]+$", r"(?-u:\w){1,64}", r"(?i)\bstraße\b"] {
+            for lookup in ["a__regex", "a__iregex"] {
+                assert!(Filter::parse(Some(&json!({ lookup: ok })), None, &limits).is_ok(), "{lookup} {ok}");
+            }
+        }
+        for blow_up in [r"(\w{50}){50}", r"\w{1,64}"] {
+            let err = Filter::parse(Some(&json!({"a__regex": blow_up})), None, &limits).unwrap_err();
+            assert_eq!(err.kind(), "regex_too_complex", "{blow_up}");
+        }
+    }
+
+    #[test]
+    fn filter_is_send_sync() {
+        fn check<T: Send + Sync + 'static>() {}
+        check::<Filter>();
+    }
+}
