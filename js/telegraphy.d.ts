@@ -39,10 +39,17 @@ export interface RecoveryInfo {
  */
 export type Conditions = Record<string, unknown>;
 
-/** A model event `<app>.<model>.<created|updated|deleted>.<key>`, as given to onCreate/onUpdate/onDelete. */
+/**
+ * A model event, as given to onCreate/onUpdate/onDelete: the action and the key are the name's last two
+ * tokens, `<app>.<model>.<created|updated|deleted>.<key>` or an app's own space such as
+ * `demo.mine.<owner>.<action>.<key>`.
+ */
 export interface ModelEvent<T = Record<string, unknown>> extends TelegraphyEvent<T> {
-  app: string;
-  model: string;
+  /** Django's app label and model name, for the standard four-token names; null otherwise. */
+  app: string | null;
+  model: string | null;
+  /** The tokens before the action, e.g. "shop.order" or "demo.mine.7". */
+  scope: string;
   action: "created" | "updated" | "deleted";
   /** str(pk) of the object (the name's key token, unescaped). */
   key: string;

@@ -84,16 +84,20 @@ function decodeKey(token) {
 
 const ACTIONS = { created: "created", updated: "updated", deleted: "deleted" };
 
+// In every model event the action and the key are the last two tokens (section 2): the standard
+// `<app>.<model>.<action>.<key>`, or an application's own space such as `demo.mine.<owner>.<action>.<key>`.
 function modelEvent(name) {
   const t = name.split(".");
-  if (t.length !== 4 || !Object.prototype.hasOwnProperty.call(ACTIONS, t[2])) return null;
+  const n = t.length;
+  if (n < 3 || !Object.prototype.hasOwnProperty.call(ACTIONS, t[n - 2])) return null;
   let key;
   try {
-    key = decodeKey(t[3]);
+    key = decodeKey(t[n - 1]);
   } catch {
     return null;
   }
-  return { app: t[0], model: t[1], action: t[2], key };
+  const standard = n === 4;
+  return { app: standard ? t[0] : null, model: standard ? t[1] : null, scope: t.slice(0, n - 2).join("."), action: t[n - 2], key };
 }
 
 // ---- Section 8: subscription names and filter shapes ----

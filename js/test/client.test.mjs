@@ -83,11 +83,26 @@ test("onCreate/onUpdate/onDelete receive model events with app, model, action an
   send("shop.order.updated.-YSBi");
   send("shop.order.deleted.7");
   send("shop.order.archived.7"); // not a model action
-  send("shop.order.created.7.extra"); // not a model event shape
+  send("shop.order.created.7.extra"); // the action must be the second last token
+  send("shop.order.created.-!"); // not a key token
   assert.deepEqual(seen, [
     ["c", "42", 42, "shop", "order"],
     ["u", "a b"],
     ["d", "7", "deleted"],
+  ]);
+});
+
+test("model events in an app's own name space: action and key are the last two tokens", async () => {
+  const ctx = setup();
+  const socket = await online(ctx);
+  const seen = [];
+  ctx.tg.subscribe("demo.mine.7.>").onUpdate((e) => seen.push(e)).onCreate((e) => seen.push(e));
+  await flush();
+  answerSubscribes(socket);
+  socket.receive({ type: "event", sub: "demo.mine.7.>", name: "demo.mine.7.updated.-YSBi", data: { pk: "a b" } });
+  socket.receive({ type: "event", sub: "demo.mine.7.>", name: "demo.mine.7.created", data: {} }); // no key
+  assert.deepEqual(seen, [
+    { name: "demo.mine.7.updated.-YSBi", data: { pk: "a b" }, sub: "demo.mine.7.>", app: null, model: null, scope: "demo.mine.7", action: "updated", key: "a b" },
   ]);
 });
 
