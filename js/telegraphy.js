@@ -106,20 +106,32 @@ export function validateSubName(name) {
   return typeof name === "string" && SUB_NAME.test(name);
 }
 
-const LOOKUPS = new Set([
-  "exact", "iexact", "contains", "icontains", "in", "gt", "gte", "lt", "lte", "range",
-  "startswith", "istartswith", "endswith", "iendswith", "isnull", "regex", "iregex",
-]);
-
-// The value shapes section 8 names as errors. The gateway evaluates filters and checks everything
-// else (regex syntax, sizes, counts); this only catches a wrong shape before it is sent.
+// The JSON type each lookup's value must have (section 8; the gateway refuses the same with
+// bad_request). The gateway evaluates filters and checks the rest: regex syntax, sizes and counts.
+const isText = (v) => typeof v === "string";
+const isOrdered = (v) => typeof v === "string" || Number.isFinite(v);
+const TEXT = [isText, "a string"];
+const ORDERED = [isOrdered, "a number or a string"];
 const SHAPES = {
+  exact: [() => true, ""],
+  iexact: [(v) => v === null || isText(v), "a string or null"],
+  contains: TEXT,
+  icontains: TEXT,
+  startswith: TEXT,
+  istartswith: TEXT,
+  endswith: TEXT,
+  iendswith: TEXT,
   in: [(v) => Array.isArray(v), "a list"],
-  range: [(v) => Array.isArray(v) && v.length === 2, "a list of two values [low, high]"],
+  gt: ORDERED,
+  gte: ORDERED,
+  lt: ORDERED,
+  lte: ORDERED,
+  range: [(v) => Array.isArray(v) && v.length === 2 && v.every(isOrdered), "[low, high] of numbers or strings"],
   isnull: [(v) => typeof v === "boolean", "true or false"],
-  regex: [(v) => typeof v === "string", "a string"],
-  iregex: [(v) => typeof v === "string", "a string"],
+  regex: TEXT,
+  iregex: TEXT,
 };
+const LOOKUPS = new Set(Object.keys(SHAPES));
 
 /**
  * Throws a TypeError when `conditions` is not a well-shaped filter/exclude object
@@ -139,9 +151,10 @@ export function checkConditions(conditions, what = "filter") {
     if (value === undefined || typeof value === "function" || typeof value === "symbol" || typeof value === "bigint") {
       throw new TypeError(`Telegraphy: ${what} ${JSON.stringify(key)} needs a JSON value`);
     }
-    const lookup = key.slice(key.lastIndexOf("__") + 2);
-    const shape = key.includes("__") && LOOKUPS.has(lookup) ? SHAPES[lookup] : undefined;
-    if (shape && !shape[0](value)) throw new TypeError(`Telegraphy: ${what} ${JSON.stringify(key)} needs ${shape[1]}`);
+    // The last part is the lookup when it is one and something precedes it, else a field (exact).
+    const last = key.slice(key.lastIndexOf("__") + 2);
+    const shape = SHAPES[key.includes("__") && LOOKUPS.has(last) ? last : "exact"];
+    if (!shape[0](value)) throw new TypeError(`Telegraphy: ${what} ${JSON.stringify(key)} needs ${shape[1]}`);
   }
   return keys.length ? conditions : null;
 }

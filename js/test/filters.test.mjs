@@ -240,6 +240,9 @@ test("shape checks: what section 8 names as a wrong shape throws before anything
     { in: 5 }, // a field called "in"
     { data__exact: { nested: [1] } },
     { price: null },
+    { name__iexact: null },
+    { total__lte: "2026-11-26T10:00:00Z" },
+    { total__year: 2026 }, // not a lookup: the field "year" of "total"
   ];
   for (const c of ok) assert.equal(checkConditions(c), c, JSON.stringify(c));
   assert.equal(checkConditions({}), null);
@@ -248,9 +251,16 @@ test("shape checks: what section 8 names as a wrong shape throws before anything
     [[], /must be an object/],
     ["x=1", /must be an object/],
     [{ status__in: "new" }, /a list/],
-    [{ total__range: [1] }, /two values/],
+    [{ total__range: [1] }, /\[low, high\]/],
     [{ deleted__isnull: "yes" }, /true or false/],
     [{ name__regex: 5 }, /a string/],
+    [{ name__icontains: 5 }, /a string/],
+    [{ name__startswith: null }, /a string/],
+    [{ name__iexact: 1 }, /a string or null/],
+    [{ total__gte: null }, /a number or a string/],
+    [{ total__lt: true }, /a number or a string/],
+    [{ total__gt: NaN }, /a number or a string/],
+    [{ total__range: [1, null] }, /numbers or strings/],
     [{ "": 1 }, /empty field/],
     [{ a____b: 1 }, /empty field/],
     [{ a__: 1 }, /empty field/],
