@@ -44,7 +44,7 @@ export type Conditions = Record<string, unknown>;
  * tokens, `<app>.<model>.<created|updated|deleted>.<key>` or an app's own space such as
  * `demo.mine.<owner>.<action>.<key>`.
  */
-export interface ModelEvent<T = Record<string, unknown>> extends TelegraphyEvent<T> {
+export interface ModelEvent<T = unknown> extends TelegraphyEvent<T> {
   /** Django's app label and model name, for the standard four-token names; null otherwise. */
   app: string | null;
   model: string | null;
@@ -135,9 +135,9 @@ export declare class Subscription<T = unknown> {
   /** Where it would resume after a reconnect (last event or confirmed position); null without history. */
   readonly position: Position | null;
   readonly state: "pending" | "active" | "failed" | "closed";
-  onCreate(fn: (event: ModelEvent<T extends Record<string, unknown> ? T : Record<string, unknown>>) => void): this;
-  onUpdate(fn: (event: ModelEvent<T extends Record<string, unknown> ? T : Record<string, unknown>>) => void): this;
-  onDelete(fn: (event: ModelEvent<T extends Record<string, unknown> ? T : Record<string, unknown>>) => void): this;
+  onCreate(fn: (event: ModelEvent<T>) => void): this;
+  onUpdate(fn: (event: ModelEvent<T>) => void): this;
+  onDelete(fn: (event: ModelEvent<T>) => void): this;
   onError(fn: (error: TelegraphyError) => void): this;
   /** fn after each re-subscription following a lost connection; recovered false = reload your data. */
   onRecover(fn: (info: RecoveryInfo) => void): this;

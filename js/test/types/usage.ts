@@ -1,0 +1,41 @@
+// Compiled (not run) by types.test.mjs with tsc --strict: the declarations cover what README.md shows.
+import { Telegraphy, Subscription, TelegraphyError, RecoveryInfo, Position, ModelEvent, checkConditions, validateSubName } from "../../telegraphy.js";
+
+interface Order {
+  pk: number;
+  total: string;
+}
+
+const tg = new Telegraphy({ url: ["wss://a.example/ws", "wss://b.example/ws"], token: "tg1.x", getToken: async () => null });
+new Telegraphy({ url: async ({ attempt, previous }) => `wss://gw${attempt}.example/ws?from=${previous ?? ""}` });
+const url: string | null = tg.url;
+
+const sub: Subscription<Order> = tg
+  .subscribe<Order>("shop.order.>", (e) => console.log(e.name, e.data.total, e.sub), {
+    filter: { customer__id: 7, total__gte: 100 },
+    exclude: { status__in: ["cancelled"] },
+    name: "big",
+    since: { epoch: "18a6f", seq: 41 },
+    onRecover: ({ recovered, epoch, seq }) => console.log(recovered, epoch, seq),
+    onError: (e: TelegraphyError) => console.log(e.code),
+  })
+  .filter({ total__lt: 1000 })
+  .exclude({ status: "refunded" })
+  .onCreate((e: ModelEvent<Order>) => console.log(e.key, e.scope, e.app ?? "", e.data.pk))
+  .onRecover((info: RecoveryInfo) => info.recovered || console.log("reload"))
+  .on("recovered", (info) => console.log(info.sub, info.event))
+  .on("error", (e) => console.log(e.message));
+
+const position: Position | null = sub.position;
+const name: string = sub.name;
+const filters = sub.filters.filter;
+const off = tg.on("recovered", (info: RecoveryInfo) => console.log(info.seq));
+off();
+tg.on("state", (s) => console.log(s));
+const ok: boolean = validateSubName("big") && checkConditions({ a: 1 }) !== null;
+void [url, position, name, filters, ok];
+
+// @ts-expect-error: url is required
+new Telegraphy({});
+// @ts-expect-error: a subscription has only "recovered" and "error" events
+sub.on("message", () => {});
