@@ -128,6 +128,10 @@ pub struct Limits {
     /// Frames queued per connection before it is closed as too slow (4008).
     pub outbound_queue: usize,
     pub max_event_bytes: usize,
+    /// Subscriptions with a `filter`/`exclude` per connection.
+    pub max_filters: usize,
+    /// Conditions in one subscription's `filter` + `exclude`.
+    pub max_filter_conditions: usize,
 }
 
 /// Event history in a JetStream stream, for recovery after reconnects (proto/PROTOCOL.md section 7).
@@ -200,6 +204,8 @@ max_frame_bytes = 65536
 max_bad_frames = 10
 outbound_queue = 1024
 max_event_bytes = 1048576
+max_filters = 32
+max_filter_conditions = 16
 [history]
 enabled = true
 stream = "TELEGRAPHY"

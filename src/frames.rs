@@ -43,9 +43,19 @@ pub enum ClientFrame {
     /// `token` and `resume` are never both `Some`; both `None` asks for anonymous access.
     Connect { id: Option<u64>, token: Option<String>, resume: Option<String> },
     /// `event` is a valid pattern; `since` asks for recovery (PROTOCOL.md section 7).
-    Subscribe { id: Option<u64>, event: String, since: Option<Since> },
+    /// `sub` names the subscription (default: the pattern); `filter`/`exclude` are JSON objects of Django-style
+    /// lookups (section 8), checked further by [`crate::filter::Filter::parse`].
+    Subscribe {
+        id: Option<u64>,
+        event: String,
+        since: Option<Since>,
+        sub: Option<String>,
+        filter: Option<Value>,
+        exclude: Option<Value>,
+    },
     /// `event` is a valid pattern.
-    Unsubscribe { id: Option<u64>, event: String },
+    /// Names the subscription by `sub`, or by `event` (the name a subscription gets by default); at least one.
+    Unsubscribe { id: Option<u64>, event: Option<String>, sub: Option<String> },
     Ping { id: Option<u64> },
     Pong,
 }
@@ -107,6 +117,31 @@ fn event_pattern(obj: &mut Map<String, Value>, id: Option<u64>) -> Result<String
     Ok(event)
 }
 
+/// Is `name` a valid subscription name: 1..64 characters of `[A-Za-z0-9_.:*>-]`?
+pub fn valid_sub_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'*' | b'>' | b'-'))
+}
+
+/// Reads the optional `sub` (subscription name).
+fn sub_name(obj: &mut Map<String, Value>, id: Option<u64>) -> Result<Option<String>, FrameError> {
+    match opt_str(obj, "sub", id)? {
+        Some(name) if !valid_sub_name(&name) => {
+            Err(FrameError::new(id, "field 'sub' must be 1..64 characters of [A-Za-z0-9_.:*>-]"))
+        }
+        name => Ok(name),
+    }
+}
+
+/// Reads the optional `filter`/`exclude`: a JSON object (its lookups are checked by the filter module).
+fn lookups(obj: &mut Map<String, Value>, key: &'static str, id: Option<u64>) -> Result<Option<Value>, FrameError> {
+    match obj.remove(key) {
+        None => Ok(None),
+        Some(v @ Value::Object(_)) => Ok(Some(v)),
+        Some(_) => Err(FrameError::new(id, format!("field '{key}' must be an object of lookups"))),
+    }
+}
+
 /// Reads the optional `since` object: `{"epoch": string (1..64 chars), "seq": integer 0..2^53-1}`.
 fn since(obj: &mut Map<String, Value>, id: Option<u64>) -> Result<Option<Since>, FrameError> {
     const BAD: &str = "field 'since' must be {\"epoch\": string, \"seq\": integer}";
@@ -158,9 +193,16 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
         "subscribe" => {
             let event = event_pattern(&mut obj, id)?;
             let since = since(&mut obj, id)?;
-            Ok(ClientFrame::Subscribe { id, event, since })
+            let sub = sub_name(&mut obj, id)?;
+            let filter = lookups(&mut obj, "filter", id)?;
+            let exclude = lookups(&mut obj, "exclude", id)?;
+            Ok(ClientFrame::Subscribe { id, event, since, sub, filter, exclude })
         }
-        "unsubscribe" => Ok(ClientFrame::Unsubscribe { id, event: event_pattern(&mut obj, id)? }),
+        "unsubscribe" => {
+            let sub = sub_name(&mut obj, id)?;
+            let event = if obj.contains_key("event") || sub.is_none() { Some(event_pattern(&mut obj, id)?) } else { None };
+            Ok(ClientFrame::Unsubscribe { id, event, sub })
+        }
         "ping" => Ok(ClientFrame::Ping { id }),
         "pong" => Ok(ClientFrame::Pong),
         _ => Err(FrameError::new(id, "unknown frame type")),
@@ -301,6 +343,18 @@ pub fn encode_unsubscribed(id: Option<u64>, event: &str) -> String {
     encode_sub_reply("unsubscribed", id, event)
 }
 
+/// `{"type":"unsubscribed","id":..,"event":..,"sub":..}`: `event` is the pattern of the removed subscription
+/// (or the one asked for), `sub` its name when the client named it.
+pub fn encode_unsubscribed_named(id: Option<u64>, event: &str, sub: Option<&str>) -> String {
+    let mut buf = encode_unsubscribed(id, event);
+    if let Some(sub) = sub {
+        buf.pop();
+        push_str_field(&mut buf, "sub", sub);
+        buf.push('}');
+    }
+    buf
+}
+
 /// `{"type":"event","sub":..,"name":..,"data":<data verbatim>}`. Hot path: one allocation.
 pub fn encode_event(sub: &str, name: &str, data: &RawValue) -> String {
     let mut buf = event_without_brace(sub, name, data, 0);
@@ -337,12 +391,17 @@ pub struct SubscribedAt<'a> {
     /// `(epoch, seq)`: the stream position the subscription is live from (the next `since` may use it);
     /// None when history is off or unavailable.
     pub position: Option<(&'a str, u64)>,
+    /// The subscription's name when the client gave one (`sub`), echoed.
+    pub sub: Option<&'a str>,
 }
 
 /// `{"type":"subscribed","id":..,"event":..,"recovered":..,"epoch":..,"seq":..}`
 pub fn encode_subscribed_at(id: Option<u64>, event: &str, at: &SubscribedAt) -> String {
     let mut buf = encode_subscribed(id, event);
     buf.pop();
+    if let Some(sub) = at.sub {
+        push_str_field(&mut buf, "sub", sub);
+    }
     if let Some(recovered) = at.recovered {
         buf.push_str(if recovered { ",\"recovered\":true" } else { ",\"recovered\":false" });
     }
@@ -432,7 +491,17 @@ mod tests {
     #[test]
     fn since_is_checked() {
         let f = parse_client_frame(r#"{"type":"subscribe","event":"a","since":{"epoch":"e","seq":9007199254740991}}"#);
-        assert_eq!(f.unwrap(), ClientFrame::Subscribe { id: None, event: "a".into(), since: Some(Since { epoch: "e".into(), seq: MAX_ID }) });
+        assert_eq!(
+            f.unwrap(),
+            ClientFrame::Subscribe {
+                id: None,
+                event: "a".into(),
+                since: Some(Since { epoch: "e".into(), seq: MAX_ID }),
+                sub: None,
+                filter: None,
+                exclude: None
+            }
+        );
         for bad in [
             r#"{"type":"subscribe","event":"a","since":{"epoch":"e","seq":9007199254740992}}"#,
             r#"{"type":"subscribe","event":"a","since":{"epoch":"e","seq":1.0}}"#,

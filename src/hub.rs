@@ -3,8 +3,9 @@
 //! The first connection subscribing to a pattern makes the node subscribe to `<prefix>.<pattern>`; the last
 //! one leaving drops that subscription (reference counting by the receiver list). Each node subscription
 //! has its own task on the multi-thread runtime. The hot path, per NATS message:
-//! check the payload once -> encode the event frame once -> clone the `ByteString` (a refcount) into each
-//! receiver's bounded [`Outbox`]. It never awaits a socket and takes no global lock: only the pattern's own
+//! check the payload once -> (parse its JSON once, only when some receiver filters) -> per group of receivers
+//! sharing a subscription name and filter: evaluate the filter once, encode the event frame once -> clone the
+//! `ByteString` (a refcount) into each receiver's bounded [`Outbox`]. It never awaits a socket and takes no global lock: only the pattern's own
 //! read lock while pushing. With history on, node subscriptions use the stream's re-publish subjects, so frames
 //! carry `seq` and `epoch`; a subscription recovering history holds its frames until [`Hub::go_live`]. After a
 //! NATS reconnect each node subscription heals its own gap from the stream (core NATS drops what was in flight),
@@ -21,6 +22,7 @@ use serde_json::value::RawValue;
 use tokio::{runtime::Handle, sync::watch, task::JoinHandle};
 
 use crate::{
+    filter::Filter,
     frames::{self, close},
     history::{self, History, Recovery},
     names,
@@ -36,18 +38,42 @@ pub enum HubError {
     Subscribe(#[from] async_nats::SubscribeError),
 }
 
-/// A connection receiving a pattern's frames. While `pending` is set (the subscription is recovering
-/// history), frames are held there with their sequence instead of being queued; see [`Hub::go_live`].
+/// A connection receiving a pattern's frames under one subscription name. While `pending` is set (the
+/// subscription is recovering history), frames are held there with their sequence instead of being queued;
+/// see [`Hub::go_live`].
 struct Receiver {
     conn: ConnId,
     outbox: Outbox,
     pending: Option<Mutex<Vec<(u64, ByteString)>>>,
 }
 
-type Receivers = RwLock<Vec<Receiver>>;
+/// The receivers of a pattern that get the very same frames: same subscription name (the frame's `sub`) and
+/// the same filter (by canonical text).
+struct Group {
+    name: Arc<str>,
+    filter: Option<Arc<Filter>>,
+    canonical: String,
+    receivers: Vec<Receiver>,
+}
+
+impl Group {
+    fn is(&self, name: &str, canonical: &str) -> bool {
+        &*self.name == name && self.canonical == canonical
+    }
+}
+
+type Groups = RwLock<Vec<Group>>;
+
+/// Who subscribes: a connection's named subscription, with its optional filter.
+pub struct Subscription<'a> {
+    pub conn: ConnId,
+    pub name: &'a str,
+    pub filter: Option<Arc<Filter>>,
+    pub outbox: &'a Outbox,
+}
 
 struct PatternEntry {
-    receivers: Arc<Receivers>,
+    groups: Arc<Groups>,
     task: JoinHandle<()>,
 }
 
@@ -100,22 +126,25 @@ impl Hub {
         }
     }
 
-    /// Adds `conn` as a receiver of `pattern` (idempotent per connection and pattern). With `hold`, frames are
-    /// held until [`Hub::go_live`] (used while history is replayed).
-    pub async fn subscribe(&self, pattern: &str, conn: ConnId, outbox: &Outbox, hold: bool) -> Result<(), HubError> {
-        let receiver = || Receiver { conn, outbox: outbox.clone(), pending: hold.then(|| Mutex::new(Vec::new())) };
+    /// Adds a connection's named subscription to `pattern` (replacing one of the same connection and name).
+    /// With `hold`, frames are held until [`Hub::go_live`] (used while history is replayed).
+    pub async fn subscribe(&self, pattern: &str, who: Subscription<'_>, hold: bool) -> Result<(), HubError> {
+        let filter = who.filter.filter(|f| !f.is_empty());
+        let canonical = filter.as_ref().map(|f| f.canonical().to_string()).unwrap_or_default();
+        let receiver = Receiver { conn: who.conn, outbox: who.outbox.clone(), pending: hold.then(|| Mutex::new(Vec::new())) };
         let mut patterns = self.patterns.lock().await;
         if let Some(entry) = patterns.get(pattern) {
-            let mut receivers = entry.receivers.write().expect("receivers lock");
-            match receivers.iter_mut().find(|r| r.conn == conn) {
-                Some(existing) if hold => *existing = receiver(),
-                Some(_) => {}
-                None => receivers.push(receiver()),
+            let mut groups = entry.groups.write().expect("groups lock");
+            remove_receiver(&mut groups, who.conn, who.name);
+            match groups.iter_mut().find(|g| g.is(who.name, &canonical)) {
+                Some(group) => group.receivers.push(receiver),
+                None => groups.push(Group { name: Arc::from(who.name), filter, canonical, receivers: vec![receiver] }),
             }
             return Ok(());
         }
         let subscriber = self.client.subscribe(format!("{}{}", self.prefix, pattern)).await?;
-        let receivers: Arc<Receivers> = Arc::new(RwLock::new(vec![receiver()]));
+        let groups: Arc<Groups> =
+            Arc::new(RwLock::new(vec![Group { name: Arc::from(who.name), filter, canonical, receivers: vec![receiver] }]));
         let mut reconnects = self.reconnects.clone();
         reconnects.borrow_and_update(); // only reconnects from now on matter to this subscription
         let task = self.runtime.spawn(fan_out(
@@ -123,7 +152,7 @@ impl Hub {
             FanOut {
                 pattern: Arc::from(pattern),
                 prefix_len: self.prefix.len(),
-                receivers: receivers.clone(),
+                groups: groups.clone(),
                 metrics: self.metrics.clone(),
                 max_event_bytes: self.max_event_bytes,
                 history: self.history.clone(),
@@ -132,20 +161,20 @@ impl Hub {
             },
             reconnects,
         ));
-        patterns.insert(pattern.to_string(), PatternEntry { receivers, task });
+        patterns.insert(pattern.to_string(), PatternEntry { groups, task });
         self.metrics.nats_subscriptions.set(patterns.len() as f64);
         tracing::debug!(pattern, "node subscribed");
         Ok(())
     }
 
-    /// Removes `conn` from `pattern`; the last receiver leaving unsubscribes the node.
-    pub async fn unsubscribe(&self, pattern: &str, conn: ConnId) {
+    /// Removes a connection's named subscription from `pattern`; the last one leaving unsubscribes the node.
+    pub async fn unsubscribe(&self, pattern: &str, conn: ConnId, name: &str) {
         let mut patterns = self.patterns.lock().await;
         let now_empty = match patterns.get(pattern) {
             Some(entry) => {
-                let mut receivers = entry.receivers.write().expect("receivers lock");
-                receivers.retain(|r| r.conn != conn);
-                receivers.is_empty()
+                let mut groups = entry.groups.write().expect("groups lock");
+                remove_receiver(&mut groups, conn, name);
+                groups.is_empty()
             }
             None => false,
         };
@@ -164,11 +193,18 @@ impl Hub {
     /// Ends the hold of `conn` on `pattern`: queues the held frames whose sequence is above `replayed_through`
     /// (those at or below it were part of the replay), then lets frames flow straight to the outbox. Atomic with
     /// respect to the fan-out (done under the pattern's write lock): nothing is lost or sent twice.
-    pub async fn go_live(&self, pattern: &str, conn: ConnId, replayed_through: Option<u64>) {
+    pub async fn go_live(&self, pattern: &str, conn: ConnId, name: &str, replayed_through: Option<u64>) {
         let patterns = self.patterns.lock().await;
         let Some(entry) = patterns.get(pattern) else { return };
-        let mut receivers = entry.receivers.write().expect("receivers lock");
-        let Some(receiver) = receivers.iter_mut().find(|r| r.conn == conn) else { return };
+        let mut groups = entry.groups.write().expect("groups lock");
+        let Some(receiver) = groups
+            .iter_mut()
+            .filter(|g| &*g.name == name)
+            .flat_map(|g| g.receivers.iter_mut())
+            .find(|r| r.conn == conn)
+        else {
+            return;
+        };
         let Some(pending) = receiver.pending.take() else { return };
         let held = pending.into_inner().unwrap_or_else(|p| p.into_inner());
         let mut queued = 0;
@@ -189,11 +225,19 @@ impl Hub {
     }
 }
 
+/// Takes the receiver (conn, name) out of whichever group holds it; drops groups left empty.
+fn remove_receiver(groups: &mut Vec<Group>, conn: ConnId, name: &str) {
+    for group in groups.iter_mut().filter(|g| &*g.name == name) {
+        group.receivers.retain(|r| r.conn != conn);
+    }
+    groups.retain(|g| !g.receivers.is_empty());
+}
+
 /// What one node subscription's task needs.
 struct FanOut {
     pattern: Arc<str>,
     prefix_len: usize,
-    receivers: Arc<Receivers>,
+    groups: Arc<Groups>,
     metrics: Arc<Metrics>,
     max_event_bytes: usize,
     history: Option<Arc<History>>,
@@ -243,9 +287,7 @@ async fn fan_out(mut subscriber: async_nats::Subscriber, ctx: FanOut, mut reconn
                     continue; // already delivered when healing
                 }
                 let name = message.subject.as_str().get(ctx.prefix_len..).unwrap_or_default();
-                if let Some(frame) = encode(&ctx, name, &message.payload, seq) {
-                    ctx.deliver(seq.unwrap_or(0), frame);
-                }
+                ctx.deliver(name, &message.payload, seq);
                 if let Some(seq) = seq {
                     track.seen(ctx.history.as_ref().and_then(|h| h.epoch()), seq);
                 }
@@ -264,26 +306,43 @@ const HEAL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 const HEAL_TRIES: u32 = 10;
 
 impl FanOut {
-    /// Queues one frame to every receiver (or holds it for a recovering one).
-    fn deliver(&self, seq: u64, frame: ByteString) {
+    /// Checks one event, then per group: filter, encode once, queue to every receiver (or hold the frame for a
+    /// recovering one).
+    fn deliver(&self, name: &str, payload: &[u8], seq: Option<u64>) {
+        let Some(data) = check(&self.metrics, name, payload, self.max_event_bytes) else { return };
+        let epoch = self.history.as_ref().and_then(|h| h.epoch());
+        let position = seq.zip(epoch);
         let mut queued = 0u64;
         let mut too_slow = 0u64;
         {
-            let receivers = self.receivers.read().expect("receivers lock");
-            for receiver in receivers.iter() {
-                if let Some(pending) = &receiver.pending {
-                    let mut pending = pending.lock().expect("pending lock");
-                    if pending.len() < self.max_pending {
-                        pending.push((seq, frame.clone()));
-                    } else if receiver.outbox.control().close(close::TOO_SLOW, "too slow") {
-                        too_slow += 1;
+            let groups = self.groups.read().expect("groups lock");
+            // The event's JSON is parsed once, and only when some group filters.
+            let parsed = groups.iter().any(|g| g.filter.is_some()).then(|| parse_data(data));
+            for group in groups.iter() {
+                if let (Some(filter), Some(parsed)) = (&group.filter, &parsed) {
+                    if !filter.matches(parsed) {
+                        continue;
                     }
-                    continue;
                 }
-                match receiver.outbox.push(frame.clone()) {
-                    Push::Queued => queued += 1,
-                    Push::TooSlow => too_slow += 1,
-                    Push::Gone => {}
+                let frame = ByteString::from(match &position {
+                    Some((seq, epoch)) => frames::encode_event_at(&group.name, name, data, *seq, epoch),
+                    None => frames::encode_event(&group.name, name, data),
+                });
+                for receiver in &group.receivers {
+                    if let Some(pending) = &receiver.pending {
+                        let mut pending = pending.lock().expect("pending lock");
+                        if pending.len() < self.max_pending {
+                            pending.push((seq.unwrap_or(0), frame.clone()));
+                        } else if receiver.outbox.control().close(close::TOO_SLOW, "too slow") {
+                            too_slow += 1;
+                        }
+                        continue;
+                    }
+                    match receiver.outbox.push(frame.clone()) {
+                        Push::Queued => queued += 1,
+                        Push::TooSlow => too_slow += 1,
+                        Push::Gone => {}
+                    }
                 }
             }
         }
@@ -307,9 +366,7 @@ impl FanOut {
                         tracing::info!(pattern = %self.pattern, events = events.len(), "healed a gap after NATS reconnect");
                     }
                     for event in events {
-                        if let Some(frame) = encode(self, &event.name, &event.payload, Some(event.seq)) {
-                            self.deliver(event.seq, frame);
-                        }
+                        self.deliver(&event.name, &event.payload, Some(event.seq));
                         track.skip_through = track.skip_through.max(event.seq);
                         track.seen(Some(epoch.clone()), event.seq);
                     }
@@ -333,38 +390,39 @@ impl FanOut {
     }
 
     fn close_all(&self, reason: &'static str) {
-        for receiver in self.receivers.read().expect("receivers lock").iter() {
-            receiver.outbox.control().close(close::RESTART, reason);
+        for group in self.groups.read().expect("groups lock").iter() {
+            for receiver in &group.receivers {
+                receiver.outbox.control().close(close::RESTART, reason);
+            }
         }
     }
 }
 
-/// Checks one event and encodes its frame (with `seq`/`epoch` when known), or counts why it is dropped.
-fn encode(ctx: &FanOut, name: &str, payload: &[u8], seq: Option<u64>) -> Option<ByteString> {
-    let metrics = &ctx.metrics;
+/// Checks one event's name, size and JSON, or counts why it is dropped. Returns its data, borrowed.
+pub fn check<'a>(metrics: &Metrics, name: &str, payload: &'a [u8], max_event_bytes: usize) -> Option<&'a RawValue> {
     if names::validate_name(name).is_err() {
         metrics.events_dropped_bad_name.increment(1);
         log_dropped("bad name", name);
         return None;
     }
-    if payload.len() > ctx.max_event_bytes {
+    if payload.len() > max_event_bytes {
         metrics.events_dropped_too_big.increment(1);
         log_dropped("payload too big", name);
         return None;
     }
-    let data: &RawValue = match serde_json::from_slice(payload) {
-        Ok(data) => data,
+    match serde_json::from_slice(payload) {
+        Ok(data) => Some(data),
         Err(_) => {
             metrics.events_dropped_not_json.increment(1);
             log_dropped("payload is not JSON", name);
-            return None;
+            None
         }
-    };
-    let epoch = ctx.history.as_ref().and_then(|h| h.epoch());
-    Some(match (seq, epoch) {
-        (Some(seq), Some(epoch)) => ByteString::from(frames::encode_event_at(&ctx.pattern, name, data, seq, &epoch)),
-        _ => ByteString::from(frames::encode_event(&ctx.pattern, name, data)),
-    })
+    }
+}
+
+/// The event's data as a JSON value for filters (valid JSON already: only nesting beyond serde's limit fails).
+pub fn parse_data(data: &RawValue) -> serde_json::Value {
+    serde_json::from_str(data.get()).unwrap_or(serde_json::Value::Null)
 }
 
 /// Logs a dropped event at most about once a second per process, so a bad publisher cannot flood the log.

@@ -80,13 +80,7 @@ impl Outbox {
         }
         match self.tx.try_send(frame) {
             Ok(()) => Push::Queued,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if self.ctl.close(close::TOO_SLOW, "too slow") {
-                    Push::TooSlow
-                } else {
-                    Push::Gone
-                }
-            }
+            Err(mpsc::error::TrySendError::Full(_)) => self.too_slow(),
             Err(mpsc::error::TrySendError::Closed(_)) => Push::Gone,
         }
     }
@@ -99,14 +93,17 @@ impl Outbox {
         }
         match self.tx.send_timeout(Frame::Text(frame), limit).await {
             Ok(()) => Push::Queued,
-            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
-                if self.ctl.close(close::TOO_SLOW, "too slow") {
-                    Push::TooSlow
-                } else {
-                    Push::Gone
-                }
-            }
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => self.too_slow(),
             Err(mpsc::error::SendTimeoutError::Closed(_)) => Push::Gone,
+        }
+    }
+
+    /// The queue stayed full: close with 4008 (the first to notice reports `TooSlow`, to count it once).
+    fn too_slow(&self) -> Push {
+        if self.ctl.close(close::TOO_SLOW, "too slow") {
+            Push::TooSlow
+        } else {
+            Push::Gone
         }
     }
 

@@ -8,20 +8,19 @@
 //!   4008 (see [`crate::outbox`]).
 //! Everything the reader sends also goes through the queue, so replies and events keep their order.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session};
 use bytestring::ByteString;
 use tokio::{sync::mpsc, time::Instant};
 
-use serde_json::value::RawValue;
-
 use crate::{
     auth::{AuthError, Identity},
     frames::{self, close, ClientFrame, ErrorCode, Since, SubscribedAt},
     history::{Recovery, Stored},
-    hub::ConnId,
+    filter::{Filter, FilterLimits},
+    hub::{self, ConnId, Subscription},
     outbox::{Control, Frame, Outbox, Push},
     server::Gateway,
     token,
@@ -71,7 +70,7 @@ pub async fn ws(req: HttpRequest, body: web::Payload, gw: web::Data<Gateway>) ->
         outbox,
         ctl,
         identity: None,
-        subscriptions: HashSet::new(),
+        subscriptions: HashMap::new(),
         bad_frames: 0,
         gw,
     };
@@ -131,12 +130,30 @@ async fn send(session: &mut Session, frame: Frame) -> Result<(), actix_ws::Close
     }
 }
 
+/// A `subscribe` frame's content.
+struct SubscribeRequest {
+    event: String,
+    since: Option<Since>,
+    sub: Option<String>,
+    filter: Option<serde_json::Value>,
+    exclude: Option<serde_json::Value>,
+}
+
+/// A subscription the connection holds, by name.
+struct Held {
+    pattern: String,
+    /// The filter's canonical text ("" = none): same name + pattern + canonical = the same subscription.
+    canonical: String,
+    filter: Option<Arc<Filter>>,
+}
+
 struct Connection {
     id: ConnId,
     outbox: Outbox,
     ctl: Arc<Control>,
     identity: Option<Identity>,
-    subscriptions: HashSet<String>,
+    /// By subscription name (default: the pattern).
+    subscriptions: HashMap<String, Held>,
     bad_frames: u32,
     gw: Arc<Gateway>,
 }
@@ -221,8 +238,10 @@ impl Connection {
         };
         match frame {
             ClientFrame::Connect { id, token, resume } => self.on_connect(id, token, resume).await,
-            ClientFrame::Subscribe { id, event, since } => self.on_subscribe(id, event, since).await,
-            ClientFrame::Unsubscribe { id, event } => self.on_unsubscribe(id, event).await,
+            ClientFrame::Subscribe { id, event, since, sub, filter, exclude } => {
+                self.on_subscribe(id, SubscribeRequest { event, since, sub, filter, exclude }).await
+            }
+            ClientFrame::Unsubscribe { id, event, sub } => self.on_unsubscribe(id, event, sub).await,
             ClientFrame::Ping { id } => self.reply(frames::encode_pong(id)),
             ClientFrame::Pong => {}
         }
@@ -270,30 +289,53 @@ impl Connection {
         }
     }
 
-    async fn on_subscribe(&mut self, id: Option<u64>, event: String, since: Option<Since>) {
+    async fn on_subscribe(&mut self, id: Option<u64>, request: SubscribeRequest) {
+        let SubscribeRequest { event, since, sub, filter, exclude } = request;
         let Some(identity) = &self.identity else {
             return self.bad_frame(id, ErrorCode::NotConnected, "connect first");
         };
         if !identity.permits(&event) {
             return self.reply(frames::encode_error(id, ErrorCode::Forbidden, "pattern not allowed"));
         }
-        if self.subscriptions.contains(&event) {
-            return self.reply(frames::encode_subscribed(id, &event));
-        }
-        if self.subscriptions.len() >= self.gw.settings.limits.max_subscriptions {
+        let limits = &self.gw.settings.limits;
+        let filter_limits = FilterLimits { max_conditions: limits.max_filter_conditions, ..FilterLimits::default() };
+        let filter = match Filter::parse(filter.as_ref(), exclude.as_ref(), &filter_limits) {
+            Ok(filter) if filter.is_empty() => None,
+            Ok(filter) => Some(Arc::new(filter)),
+            Err(e) => return self.bad_frame(id, ErrorCode::BadRequest, &e.to_string()),
+        };
+        let name = sub.clone().unwrap_or_else(|| event.clone());
+        let canonical = filter.as_ref().map(|f| f.canonical().to_string()).unwrap_or_default();
+        let replacing = match self.subscriptions.get(&name) {
+            Some(held) if held.pattern == event && held.canonical == canonical && since.is_none() => {
+                let at = SubscribedAt { recovered: None, position: None, sub: sub.as_deref() };
+                return self.reply(frames::encode_subscribed_at(id, &event, &at));
+            }
+            Some(_) => true,
+            None => false,
+        };
+        if !replacing && self.subscriptions.len() >= limits.max_subscriptions {
             return self.reply(frames::encode_error(id, ErrorCode::LimitExceeded, "too many subscriptions"));
         }
+        let filtered = self.subscriptions.iter().filter(|(n, h)| **n != name && !h.canonical.is_empty()).count();
+        if filter.is_some() && filtered >= limits.max_filters {
+            return self.reply(frames::encode_error(id, ErrorCode::LimitExceeded, "too many filtered subscriptions"));
+        }
+        if replacing {
+            self.drop_subscription(&name).await;
+        }
         let gw = self.gw.clone();
+        let held = Held { pattern: event.clone(), canonical, filter: filter.clone() };
         let Some(history) = &gw.history else {
             // `subscribed` is queued before the hub can queue the first event of this subscription.
-            let at = SubscribedAt { recovered: since.as_ref().map(|_| false), position: None };
+            let at = SubscribedAt { recovered: since.as_ref().map(|_| false), position: None, sub: sub.as_deref() };
             self.reply(frames::encode_subscribed_at(id, &event, &at));
-            self.register(id, event, false).await;
+            self.register(id, &name, held, false).await;
             return;
         };
         // Hold live frames while the position is read and history replayed; then release them without
         // duplicates (Hub::go_live).
-        if !self.register(id, event.clone(), true).await {
+        if !self.register(id, &name, held, true).await {
             return;
         }
         if tokio::time::timeout(HISTORY_WAIT, gw.nats.flush()).await.is_err() {
@@ -303,7 +345,11 @@ impl Connection {
         match since {
             None => {
                 let position = history.position().await.ok();
-                let at = SubscribedAt { recovered: None, position: position.as_ref().map(|p| (&*p.epoch, p.last_seq)) };
+                let at = SubscribedAt {
+                    recovered: None,
+                    position: position.as_ref().map(|p| (&*p.epoch, p.last_seq)),
+                    sub: sub.as_deref(),
+                };
                 self.reply(frames::encode_subscribed_at(id, &event, &at));
             }
             Some(since) => match {
@@ -313,32 +359,41 @@ impl Connection {
                 result
             } {
                 Ok((Recovery::Complete(events), position)) => {
-                    let at = SubscribedAt { recovered: Some(true), position: Some((&position.epoch, position.last_seq)) };
+                    let at = SubscribedAt {
+                        recovered: Some(true),
+                        position: Some((&position.epoch, position.last_seq)),
+                        sub: sub.as_deref(),
+                    };
                     self.reply(frames::encode_subscribed_at(id, &event, &at));
                     replayed_through = Some(events.last().map_or(since.seq, |e| e.seq.max(since.seq)));
-                    self.replay(&event, &position.epoch, events).await;
+                    self.replay(&name, filter.as_deref(), &position.epoch, events).await;
                 }
                 Ok((Recovery::Lost(why), position)) => {
                     tracing::debug!(conn = self.id, why, "history not recovered");
-                    let at = SubscribedAt { recovered: Some(false), position: Some((&position.epoch, position.last_seq)) };
+                    let at = SubscribedAt {
+                        recovered: Some(false),
+                        position: Some((&position.epoch, position.last_seq)),
+                        sub: sub.as_deref(),
+                    };
                     self.reply(frames::encode_subscribed_at(id, &event, &at));
                 }
                 Err(e) => {
                     tracing::warn!(conn = self.id, error = %e, "history unavailable for recovery");
-                    let at = SubscribedAt { recovered: Some(false), position: None };
+                    let at = SubscribedAt { recovered: Some(false), position: None, sub: sub.as_deref() };
                     self.reply(frames::encode_subscribed_at(id, &event, &at));
                 }
             },
         }
-        gw.hub.go_live(&event, self.id, replayed_through).await;
+        gw.hub.go_live(&event, self.id, &name, replayed_through).await;
     }
 
     /// Adds the subscription to the hub; false (with an `error` reply) if that failed.
-    async fn register(&mut self, id: Option<u64>, event: String, hold: bool) -> bool {
-        match self.gw.hub.subscribe(&event, self.id, &self.outbox, hold).await {
+    async fn register(&mut self, id: Option<u64>, name: &str, held: Held, hold: bool) -> bool {
+        let who = Subscription { conn: self.id, name, filter: held.filter.clone(), outbox: &self.outbox };
+        match self.gw.hub.subscribe(&held.pattern, who, hold).await {
             Ok(()) => {
                 self.gw.metrics.subscriptions.increment(1.0);
-                self.subscriptions.insert(event);
+                self.subscriptions.insert(name.to_string(), held);
                 true
             }
             Err(e) => {
@@ -349,12 +404,17 @@ impl Connection {
         }
     }
 
-    /// Queues replayed events in order, waiting for room in the queue (bounded) rather than failing at once.
-    async fn replay(&self, sub: &str, epoch: &str, events: Vec<Stored>) {
+    /// Queues replayed events in order (those passing the subscription's filter), waiting for room in the queue
+    /// (bounded) rather than failing at once.
+    async fn replay(&self, sub: &str, filter: Option<&Filter>, epoch: &str, events: Vec<Stored>) {
         for event in events {
-            let Ok(data) = serde_json::from_slice::<&RawValue>(&event.payload) else {
-                continue; // the live path would have dropped it too
+            let Some(data) = hub::check(&self.gw.metrics, &event.name, &event.payload, self.gw.settings.limits.max_event_bytes)
+            else {
+                continue; // the live path drops it too
             };
+            if filter.is_some_and(|f| !f.matches(&hub::parse_data(data))) {
+                continue;
+            }
             let frame = frames::encode_event_at(sub, &event.name, data, event.seq, epoch);
             if self.outbox.push_wait(ByteString::from(frame), HISTORY_WAIT).await != Push::Queued {
                 return;
@@ -362,20 +422,28 @@ impl Connection {
         }
     }
 
-    async fn on_unsubscribe(&mut self, id: Option<u64>, event: String) {
+    async fn on_unsubscribe(&mut self, id: Option<u64>, event: Option<String>, sub: Option<String>) {
         if self.identity.is_none() {
             return self.bad_frame(id, ErrorCode::NotConnected, "connect first");
         }
-        if self.subscriptions.remove(&event) {
-            self.gw.hub.unsubscribe(&event, self.id).await;
-            self.gw.metrics.subscriptions.decrement(1.0);
-        }
-        self.reply(frames::encode_unsubscribed(id, &event));
+        let Some(name) = sub.clone().or_else(|| event.clone()) else {
+            return self.bad_frame(id, ErrorCode::BadRequest, "unsubscribe needs 'sub' or 'event'");
+        };
+        let pattern = self.drop_subscription(&name).await.or(event).unwrap_or_else(|| name.clone());
+        self.reply(frames::encode_unsubscribed_named(id, &pattern, sub.as_deref()));
+    }
+
+    /// Removes the named subscription from the hub; returns its pattern if it existed.
+    async fn drop_subscription(&mut self, name: &str) -> Option<String> {
+        let held = self.subscriptions.remove(name)?;
+        self.gw.hub.unsubscribe(&held.pattern, self.id, name).await;
+        self.gw.metrics.subscriptions.decrement(1.0);
+        Some(held.pattern)
     }
 
     async fn cleanup(&mut self) {
-        for pattern in self.subscriptions.drain() {
-            self.gw.hub.unsubscribe(&pattern, self.id).await;
+        for (name, held) in std::mem::take(&mut self.subscriptions) {
+            self.gw.hub.unsubscribe(&held.pattern, self.id, &name).await;
             self.gw.metrics.subscriptions.decrement(1.0);
         }
         self.gw.connections.remove(self.id);

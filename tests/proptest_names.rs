@@ -210,8 +210,8 @@ fn valid_client_frame() -> impl Strategy<Value = ClientFrame> {
     prop_oneof![
         (id.clone(), prop::option::of(s)).prop_map(|(id, token)| ClientFrame::Connect { id, token, resume: None }),
         (id.clone(), prop::option::of(s)).prop_map(|(id, resume)| ClientFrame::Connect { id, token: None, resume }),
-        (id.clone(), valid_pattern(), prop::option::of(since())).prop_map(|(id, event, since)| ClientFrame::Subscribe { id, event, since }),
-        (id.clone(), valid_pattern()).prop_map(|(id, event)| ClientFrame::Unsubscribe { id, event }),
+        (id.clone(), valid_pattern(), prop::option::of(since())).prop_map(|(id, event, since)| ClientFrame::Subscribe { id, event, since, sub: None, filter: None, exclude: None }),
+        (id.clone(), valid_pattern()).prop_map(|(id, event)| ClientFrame::Unsubscribe { id, event: Some(event), sub: None }),
         id.prop_map(|id| ClientFrame::Ping { id }),
         Just(ClientFrame::Pong),
     ]
@@ -228,7 +228,7 @@ fn client_frame_json(f: &ClientFrame) -> String {
             let since = since.as_ref().map(|s| json!({"epoch": s.epoch, "seq": s.seq}));
             json!({"type": "subscribe", "event": event, "since": since})
         }
-        ClientFrame::Unsubscribe { event, .. } => json!({"type": "unsubscribe", "event": event}),
+        ClientFrame::Unsubscribe { event, sub, .. } => json!({"type": "unsubscribe", "event": event, "sub": sub}),
         ClientFrame::Ping { .. } => json!({"type": "ping"}),
         ClientFrame::Pong => json!({"type": "pong"}),
     };
@@ -258,7 +258,12 @@ proptest! {
                             prop_assert!(!s.epoch.is_empty() && s.epoch.len() <= 64 && s.seq <= MAX_ID);
                         }
                     }
-                    ClientFrame::Unsubscribe { event, .. } => prop_assert_eq!(validate_pattern(event), Ok(())),
+                    ClientFrame::Unsubscribe { event, sub, .. } => {
+                        prop_assert!(event.is_some() || sub.is_some());
+                        if let Some(event) = event {
+                            prop_assert_eq!(validate_pattern(event), Ok(()));
+                        }
+                    }
                     ClientFrame::Connect { token, resume, .. } => prop_assert!(token.is_none() || resume.is_none()),
                     _ => {}
                 }

@@ -104,13 +104,17 @@ fn frame_to_json(f: &ClientFrame) -> Value {
             put("resume", resume.clone().map(Value::from));
             ("connect", *id)
         }
-        ClientFrame::Subscribe { id, event, since } => {
+        ClientFrame::Subscribe { id, event, since, sub, filter, exclude } => {
             put("event", Some(event.clone().into()));
             put("since", since.as_ref().map(|s| serde_json::json!({"epoch": s.epoch, "seq": s.seq})));
+            put("sub", sub.clone().map(Value::from));
+            put("filter", filter.clone());
+            put("exclude", exclude.clone());
             ("subscribe", *id)
         }
-        ClientFrame::Unsubscribe { id, event } => {
-            put("event", Some(event.clone().into()));
+        ClientFrame::Unsubscribe { id, event, sub } => {
+            put("event", event.clone().map(Value::from));
+            put("sub", sub.clone().map(Value::from));
             ("unsubscribe", *id)
         }
         ClientFrame::Ping { id } => ("ping", *id),
@@ -136,10 +140,14 @@ fn encode_server(c: &Value) -> String {
         "pong" => frames::encode_pong(id),
         "subscribed" => {
             let position = c.get("epoch").map(|e| (e.as_str().unwrap(), c["seq"].as_u64().unwrap()));
-            let at = frames::SubscribedAt { recovered: c.get("recovered").map(|r| r.as_bool().unwrap()), position };
+            let at = frames::SubscribedAt {
+                recovered: c.get("recovered").map(|r| r.as_bool().unwrap()),
+                position,
+                sub: c.get("sub").map(|v| v.as_str().unwrap()),
+            };
             frames::encode_subscribed_at(id, s(c, "event"), &at)
         }
-        "unsubscribed" => frames::encode_unsubscribed(id, s(c, "event")),
+        "unsubscribed" => frames::encode_unsubscribed_named(id, s(c, "event"), c.get("sub").map(|v| v.as_str().unwrap())),
         "event" => {
             let data = RawValue::from_string(s(c, "data").to_owned()).expect("vector data must be JSON");
             match c.get("seq") {
@@ -235,6 +243,10 @@ fn every_vector_file_and_case_passes() {
             "keys.json" => check_keys(),
             "frames.json" => check_frames(),
             "tokens.json" => check_tokens(),
+            "filters.json" => {
+                eprintln!("filters.json: checked by tests/filters.rs");
+                continue;
+            }
             other => panic!("proto/vectors/{other} is not checked by tests/vectors.rs"),
         };
         assert!(count > 0, "{file} has no cases");

@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
                     assert!(validate_pattern(event).is_ok());
                     assert!(since.as_ref().is_none_or(|s| !s.epoch.is_empty() && s.epoch.len() <= 64 && s.seq <= MAX_ID));
                 }
-                ClientFrame::Unsubscribe { event, .. } => assert!(validate_pattern(event).is_ok()),
+                ClientFrame::Unsubscribe { event, sub, .. } => {
+                    assert!(event.is_some() || sub.is_some());
+                    assert!(event.as_deref().is_none_or(|e| validate_pattern(e).is_ok()));
+                }
                 ClientFrame::Connect { token, resume, .. } => assert!(token.is_none() || resume.is_none()),
                 ClientFrame::Ping { .. } | ClientFrame::Pong => {}
             }
