@@ -477,14 +477,14 @@ mod tests {
             encode_event_at("a.>", "a.b", &raw, 57, "18a6f"),
             r#"{"type":"event","sub":"a.>","name":"a.b","data":{"pk":1},"seq":57,"epoch":"18a6f"}"#
         );
-        let at = SubscribedAt { recovered: Some(true), position: Some(("18a6f", 41)) };
+        let at = SubscribedAt { recovered: Some(true), position: Some(("18a6f", 41)), sub: None };
         assert_eq!(
             encode_subscribed_at(Some(2), "shop.>", &at),
             r#"{"type":"subscribed","id":2,"event":"shop.>","recovered":true,"epoch":"18a6f","seq":41}"#
         );
-        let at = SubscribedAt { recovered: Some(false), position: None };
+        let at = SubscribedAt { recovered: Some(false), position: None, sub: None };
         assert_eq!(encode_subscribed_at(None, "a", &at), r#"{"type":"subscribed","event":"a","recovered":false}"#);
-        let at = SubscribedAt { recovered: None, position: None };
+        let at = SubscribedAt { recovered: None, position: None, sub: None };
         assert_eq!(encode_subscribed_at(None, "a", &at), encode_subscribed(None, "a"));
     }
 

@@ -130,7 +130,7 @@ impl History {
                 Err(e) => {
                     // Retry soon: a new JetStream cluster needs a few seconds to elect its leaders.
                     failures += 1;
-                    if failures == 1 || failures % 20 == 0 {
+                    if failures == 1 || failures.is_multiple_of(20) {
                         tracing::warn!(error = %e, stream = %self.config.name, "history stream not available yet");
                     }
                     tokio::time::sleep(Duration::from_millis(250)).await;

@@ -6,6 +6,7 @@
 //! - the **writer** ([`writer`]) is the only task that awaits the socket: it drains the bounded [`Outbox`]
 //!   queue. A client that stops reading blocks only its own writer; its queue fills and the hub closes it with
 //!   4008 (see [`crate::outbox`]).
+//!
 //! Everything the reader sends also goes through the queue, so replies and events keep their order.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -18,7 +19,7 @@ use tokio::{sync::mpsc, time::Instant};
 use crate::{
     auth::{AuthError, Identity},
     frames::{self, close, ClientFrame, ErrorCode, Since, SubscribedAt},
-    history::{Recovery, Stored},
+    history::{History, HistoryError, Position, Recovery, Stored},
     filter::{Filter, FilterLimits},
     hub::{self, ConnId, Subscription},
     outbox::{Control, Frame, Outbox, Push},
@@ -352,12 +353,7 @@ impl Connection {
                 };
                 self.reply(frames::encode_subscribed_at(id, &event, &at));
             }
-            Some(since) => match {
-                let started = Instant::now();
-                let result = history.recover(&event, &since.epoch, since.seq, history.max_replay()).await;
-                tracing::debug!(conn = self.id, took = ?started.elapsed(), "history recovery");
-                result
-            } {
+            Some(since) => match self.recover(history, &event, &since).await {
                 Ok((Recovery::Complete(events), position)) => {
                     let at = SubscribedAt {
                         recovered: Some(true),
@@ -385,6 +381,13 @@ impl Connection {
             },
         }
         gw.hub.go_live(&event, self.id, &name, replayed_through).await;
+    }
+
+    async fn recover(&self, history: &History, pattern: &str, since: &Since) -> Result<(Recovery, Position), HistoryError> {
+        let started = Instant::now();
+        let result = history.recover(pattern, &since.epoch, since.seq, history.max_replay()).await;
+        tracing::debug!(conn = self.id, took = ?started.elapsed(), "history recovery");
+        result
     }
 
     /// Adds the subscription to the hub; false (with an `error` reply) if that failed.

@@ -140,12 +140,11 @@ async fn silent_connections_are_closed_after_two_heartbeats() {
     let started = tokio::time::Instant::now();
     // `alive` keeps reading (and answering pings) while `quiet` never sends anything.
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    // recv_or_close answers pings and returns only on another frame or a close: neither may happen.
     let keep_alive = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = &mut stopped => return alive,
-                frame = alive.recv_or_close(WAIT) => panic!("alive got {frame:?}"),
-            }
+        tokio::select! {
+            _ = &mut stopped => alive,
+            frame = alive.recv_or_close(WAIT) => panic!("alive got {frame:?}"),
         }
     });
     let closed = quiet.expect_close().await;
