@@ -8,6 +8,7 @@
 #   deploy/local-cluster.sh stop      SIGTERM (gateways drain), then SIGKILL what is left; no process remains
 #   deploy/local-cluster.sh status    one line per process; exit 0 when all run and are ready
 #   deploy/local-cluster.sh env       shell assignments for scripts: eval "$(deploy/local-cluster.sh env)"
+#   deploy/local-cluster.sh nginx-conf DIR P1 P2 P3 LB   print deploy/nginx.conf rewritten for loopback
 #   deploy/local-cluster.sh token ARGS...   mint a connect token with gw-1's settings, e.g.
 #                                     token --user alice --allow 'chat.>'
 #
@@ -248,6 +249,16 @@ wait_until() {
   done
 }
 
+# nginx_conf DIR GW1_PORT GW2_PORT GW3_PORT LB_PORT: deploy/nginx.conf for loopback: the gateways' and the
+# demo's addresses, the listen port, and /tmp/ paths moved into DIR.
+nginx_conf() {
+  local dir=$1
+  sed -e "s#gw-1:8080#127.0.0.1:$2#; s#gw-2:8080#127.0.0.1:$3#; s#gw-3:8080#127.0.0.1:$4#" \
+      -e "s#demo:8000#127.0.0.1:${LOCAL_CLUSTER_DEMO_PORT:-8000}#" \
+      -e "s#^\([[:space:]]*listen\) 8080;#\1 127.0.0.1:$5;#" \
+      -e "s#/tmp/#$dir/#g" "$DEPLOY/nginx.conf"
+}
+
 start_failed() {
   local status=$?
   [ $status -eq 0 ] && return
@@ -329,10 +340,7 @@ cmd_start() {
   done
   if [ "$lb" = 1 ]; then
     mkdir -p "$RUN/nginx"
-    sed -e "s#gw-1:8080#127.0.0.1:${gw[0]}#; s#gw-2:8080#127.0.0.1:${gw[1]}#; s#gw-3:8080#127.0.0.1:${gw[2]}#" \
-        -e "s#demo:8000#127.0.0.1:${LOCAL_CLUSTER_DEMO_PORT:-8000}#" \
-        -e "s#^\([[:space:]]*listen\) 8080;#\1 127.0.0.1:$lb_port;#" \
-        -e "s#/tmp/#$RUN/nginx/#g" "$DEPLOY/nginx.conf" > "$RUN/nginx.conf"
+    nginx_conf "$RUN/nginx" "${gw[@]}" "$lb_port" > "$RUN/nginx.conf"
     # One -g only (nginx keeps the last). As root, the workers would run as "nobody", which cannot enter a
     # private run dir: keep them root here.
     local globals="daemon off;"
@@ -431,5 +439,7 @@ case "${1:-}" in
   env) load_env; cat "$RUN/cluster.env"
        for n in $(all_names); do alive "$n" && echo "$(echo "${n^^}" | tr - _)_PID=$(pid_of "$n")"; done; true ;;
   token) shift; load_env; ( run_gateway 1 token "$@" ) ;;
+  nginx-conf) [ $# -eq 6 ] || die "usage: nginx-conf DIR GW1_PORT GW2_PORT GW3_PORT LB_PORT"
+              shift; nginx_conf "$@" ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
 esac
