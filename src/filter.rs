@@ -19,7 +19,7 @@
 //! * **Paths.** Each field part reads a key of an object; on a list, a part that is a canonical
 //!   non-negative integer (`0` or `[1-9][0-9]*`) reads that element. Anything else (a scalar or
 //!   `null` on the way, a missing key, an index out of range, `-1`, `01`) makes the field missing.
-//!   Non-object data has no fields.
+//!   Data that is not an object (a list included) has no fields.
 //! * **Missing and null.** A condition on a missing field is false, except `isnull: true`. `exact`
 //!   and `iexact` with `null` mean `isnull: true` (missing or null), as in Django. `null` is an
 //!   error for every other lookup. A `null` element of an `in` list also means "missing or null"
@@ -317,8 +317,12 @@ impl Step {
     }
 }
 
-/// Reads a field; `None` when it is missing.
+/// Reads a field; `None` when it is missing. Only an object has fields (a list at the top does
+/// not: `{"0": 1}` reads nothing from `[1]`).
 fn get<'a>(data: &'a Value, path: &[Step]) -> Option<&'a Value> {
+    if !data.is_object() {
+        return None;
+    }
     path.iter().try_fold(data, |cur, step| match cur {
         Value::Object(m) => m.get(&*step.key),
         Value::Array(a) => step.index.and_then(|i| a.get(i)),
