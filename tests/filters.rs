@@ -94,7 +94,8 @@ fn orm_cases_are_rows_of_the_orm_schema() {
     let fields: Vec<&str> = schema.keys().map(String::as_str).filter(|k| *k != "model").collect();
     let decimal_2dp = |s: &str| {
         let (int, frac) = s.trim_start_matches('-').split_once('.').unwrap_or(("", ""));
-        !int.is_empty() && int.bytes().all(|b| b.is_ascii_digit()) && frac.len() == 2 && frac.bytes().all(|b| b.is_ascii_digit())
+        let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+        !int.is_empty() && digits(int) && frac.len() == 2 && digits(frac)
     };
     let orm: Vec<&Value> = list(&v, "cases").iter().filter(|c| c["orm"] == true).collect();
     assert!(orm.len() >= 10, "only {} orm cases", orm.len());
@@ -123,6 +124,8 @@ fn orm_cases_are_rows_of_the_orm_schema() {
 // ---- properties on random data ----
 
 const KEYS: [&str; 5] = ["a", "b", "c", "0", "1"];
+const DECIMAL_STRINGS: [&str; 10] = ["0", "1", "1.0", "-2", "2.50", "1e1", "10", "9.5", "0.10", "-0"];
+const OTHER_STRINGS: [&str; 13] = ["a", "A", "ab", "Ab", "bA", "ß", "İ", "i", "", "z", "ΟΔΟΣ", "2026-11-26", "0.1 "];
 
 fn leaf() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -130,9 +133,8 @@ fn leaf() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         (-3i64..=12).prop_map(|i| json!(i)),
         prop::sample::select(vec![0.5, -0.0, 1.0, 2.5, -1.5, 1e20, 0.1, 9.5]).prop_map(|f| json!(f)),
-        prop::sample::select(vec!["0", "1", "1.0", "-2", "2.50", "1e1", "10", "9.5", "0.10", "-0"]).prop_map(|s| json!(s)),
-        prop::sample::select(vec!["a", "A", "ab", "Ab", "bA", "ß", "İ", "i", "", "z", "ΟΔΟΣ", "2026-11-26", "0.1 "])
-            .prop_map(|s| json!(s)),
+        prop::sample::select(DECIMAL_STRINGS.to_vec()).prop_map(|s| json!(s)),
+        prop::sample::select(OTHER_STRINGS.to_vec()).prop_map(|s| json!(s)),
     ]
 }
 
@@ -277,8 +279,8 @@ fn respell(filter: &Value) -> Value {
             ("range", Value::Array(vs)) => (key.clone(), Value::Array(vs.iter().map(floats).collect())),
             ("gt" | "gte" | "lt" | "lte", v) => (key.clone(), floats(v)),
             (l, Value::String(s)) if l.starts_with('i') && l != "in" && l != "iregex" => {
-                let swapped: String =
-                    s.chars().map(|c| if c.is_ascii_lowercase() { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() }).collect();
+                let swap = |c: char| if c.is_ascii_lowercase() { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() };
+                let swapped: String = s.chars().map(swap).collect();
                 (key.clone(), json!(swapped))
             }
             (_, v) => (key.clone(), v.clone()),
@@ -359,7 +361,8 @@ proptest! {
     #[test]
     fn range_is_gte_and_lte(p in path(), a in comparable(), b in comparable(), d in data(), w in comparable()) {
         let range = filter_of(Some(&json!({ format!("{p}__range"): [a.clone(), b.clone()] })), None).unwrap();
-        let both = filter_of(Some(&json!({ format!("{p}__gte"): a.clone(), format!("{p}__lte"): b.clone() })), None).unwrap();
+        let both = json!({ format!("{p}__gte"): a.clone(), format!("{p}__lte"): b.clone() });
+        let both = filter_of(Some(&both), None).unwrap();
         let path: Vec<&str> = p.split("__").collect();
         let planted: Vec<Value> = [a, b, w]
             .into_iter()
