@@ -156,6 +156,7 @@ fn main() -> ExitCode {
         };
     }
     let fd_limit = target::raise_fd_limit();
+    let loadavg = report::loadavg();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let (common, run) = match &cli.command {
         Command::Idle(a) => (&a.common, "idle"),
@@ -185,7 +186,7 @@ fn main() -> ExitCode {
     match result {
         Ok(mut outcome) => {
             if let Some(object) = outcome.json.as_object_mut() {
-                object.insert("machine".into(), serde_json::to_value(report::Machine::read(fd_limit)).unwrap_or_default());
+                object.insert("machine".into(), serde_json::to_value(report::Machine::read(fd_limit, loadavg)).unwrap_or_default());
             }
             outcome.print(common.output);
             if outcome.errors > 0 {

@@ -75,10 +75,12 @@ pub struct Machine {
     pub mem_total_mb: u64,
     pub kernel: String,
     pub fd_limit: u64,
+    /// /proc/loadavg when the run started: other work on this shared machine skews the figures.
+    pub loadavg_at_start: String,
 }
 
 impl Machine {
-    pub fn read(fd_limit: u64) -> Self {
+    pub fn read(fd_limit: u64, loadavg_at_start: String) -> Self {
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         let mem_kb: u64 = meminfo
             .lines()
@@ -90,8 +92,13 @@ impl Machine {
             mem_total_mb: mem_kb / 1024,
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
             fd_limit,
+            loadavg_at_start,
         }
     }
+}
+
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
 /// `x` with at most `digits` decimals, as text.
