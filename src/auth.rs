@@ -81,6 +81,8 @@ pub struct Auth {
     client: async_nats::Client,
     single_use: bool,
     tokens_bucket: String,
+    /// Replicas of the KV buckets when this node creates them (`history.replicas`: 3 on a 3-node cluster).
+    kv_replicas: usize,
     revocations_bucket: String,
     resume_ttl: u64,
     anonymous_allow: Vec<String>,
@@ -114,6 +116,7 @@ impl Auth {
             client,
             single_use: settings.auth.single_use,
             tokens_bucket: settings.auth.tokens_bucket.clone(),
+            kv_replicas: settings.history.replicas,
             revocations_bucket: settings.auth.revocations_bucket.clone(),
             resume_ttl: settings.auth.resume_ttl,
             anonymous_allow: settings.auth.anonymous_allow.clone(),
@@ -125,7 +128,7 @@ impl Auth {
 
     async fn tokens_kv(&self) -> Result<&async_nats::jetstream::kv::Store, NatsError> {
         self.tokens
-            .get_or_try_init(|| nats::key_value(&self.client, &self.tokens_bucket, TOKENS_BUCKET_MAX_AGE))
+            .get_or_try_init(|| nats::key_value(&self.client, &self.tokens_bucket, TOKENS_BUCKET_MAX_AGE, self.kv_replicas))
             .await
     }
 
@@ -240,7 +243,7 @@ impl Auth {
     }
 
     async fn watch_once(&self, on_revoke: &(impl Fn(Revoked) + Send + Sync)) -> Result<(), String> {
-        let kv = nats::key_value(&self.client, &self.revocations_bucket, REVOCATIONS_BUCKET_MAX_AGE)
+        let kv = nats::key_value(&self.client, &self.revocations_bucket, REVOCATIONS_BUCKET_MAX_AGE, self.kv_replicas)
             .await
             .map_err(|e| e.to_string())?;
         let mut watch = kv.watch_with_history(">").await.map_err(|e| e.to_string())?;
@@ -331,7 +334,12 @@ pub fn check_mint_request(sub: &str, allow: &[String], ttl: u64) -> Result<(), M
 
 /// Records a revocation (used by the CLI and tests; backends can write the same key themselves).
 pub async fn revoke(client: &async_nats::Client, bucket: &str, key: &str) -> Result<(), NatsError> {
-    let kv = nats::key_value(client, bucket, REVOCATIONS_BUCKET_MAX_AGE).await?;
+    revoke_in(client, bucket, key, 1).await
+}
+
+/// [`revoke`], creating the bucket with `replicas` if it does not exist yet.
+pub async fn revoke_in(client: &async_nats::Client, bucket: &str, key: &str, replicas: usize) -> Result<(), NatsError> {
+    let kv = nats::key_value(client, bucket, REVOCATIONS_BUCKET_MAX_AGE, replicas).await?;
     let now = token::now_unix().to_string();
     kv.put(key, Bytes::from(now))
         .await

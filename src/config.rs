@@ -9,6 +9,25 @@ use serde::Deserialize;
 
 use crate::names;
 
+/// Top-level keys of the configuration (a file may hold only these; the environment may hold others that are
+/// not ours, such as `TELEGRAPHY_GATEWAY_BIN`).
+const TOP_LEVEL: &[&str] = &["node", "http", "nats", "auth", "limits", "history", "log", "heartbeat", "shutdown_timeout"];
+
+/// A misspelt section in a file (`[histroy]`) is an error, not silently ignored.
+fn check_file_sections(path: &Path) -> Result<(), ConfigError> {
+    let file = config::Config::builder()
+        .add_source(config::File::from(path).format(config::FileFormat::Toml).required(true))
+        .build()?;
+    let table: std::collections::HashMap<String, config::Value> = file.try_deserialize()?;
+    match table.keys().find(|k| !TOP_LEVEL.contains(&k.as_str())) {
+        Some(unknown) => Err(ConfigError::Invalid {
+            key: "(file)",
+            problem: format!("unknown section or key {unknown:?} in {} (known: {})", path.display(), TOP_LEVEL.join(", ")),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: &[&str] = &["http.allowed_origins", "auth.previous_secrets", "auth.anonymous_allow"];
 
@@ -233,6 +252,7 @@ impl Settings {
         let mut builder = config::Config::builder()
             .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
         if let Some(path) = file {
+            check_file_sections(path)?;
             builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml).required(true));
         }
         let mut environment = config::Environment::with_prefix("TELEGRAPHY")
@@ -246,7 +266,11 @@ impl Settings {
         if let Some(env) = env {
             environment = environment.source(Some(env.into_iter().collect()));
         }
-        let settings: Settings = builder.add_source(environment).build()?.try_deserialize()?;
+        let mut settings: Settings = builder.add_source(environment).build()?.try_deserialize()?;
+        // `TELEGRAPHY_HTTP__ALLOWED_ORIGINS=` (empty) means "none", not one empty origin.
+        for list in [&mut settings.http.allowed_origins, &mut settings.auth.previous_secrets, &mut settings.auth.anonymous_allow] {
+            list.retain(|item| !item.trim().is_empty());
+        }
         settings.validate()?;
         Ok(settings)
     }
@@ -337,5 +361,56 @@ impl Settings {
 
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_secs(self.heartbeat)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Option<std::collections::HashMap<String, String>> {
+        Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    #[test]
+    fn environment_overrides_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gw.toml");
+        std::fs::write(&file, "heartbeat = 7\n[node]\nname = \"from-file\"\n[limits]\nmax_subscriptions = 5\n").unwrap();
+        let s = Settings::load_from(Some(&file), env(&[("TELEGRAPHY_NODE__NAME", "from-env")])).unwrap();
+        assert_eq!((s.node.name.as_str(), s.heartbeat, s.limits.max_subscriptions), ("from-env", 7, 5));
+        assert_eq!(s.nats.subject_prefix, "telegraphy", "default kept");
+    }
+
+    #[test]
+    fn a_misspelt_section_in_a_file_is_an_error_but_foreign_variables_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gw.toml");
+        std::fs::write(&file, "[histroy]\nenabled = false\n").unwrap();
+        let err = Settings::load_from(Some(&file), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("histroy"), "{err}");
+        assert!(Settings::load_from(None, env(&[("TELEGRAPHY_GATEWAY_BIN", "/x")])).is_ok());
+    }
+
+    #[test]
+    fn empty_list_variables_mean_empty_lists() {
+        let s = Settings::load_from(
+            None,
+            env(&[("TELEGRAPHY_HTTP__ALLOWED_ORIGINS", ""), ("TELEGRAPHY_AUTH__ANONYMOUS_ALLOW", "public.>,")]),
+        )
+        .unwrap();
+        assert!(s.http.allowed_origins.is_empty());
+        assert_eq!(s.auth.anonymous_allow, ["public.>"]);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_never_print_secrets() {
+        let err = Settings::load_from(None, env(&[("TELEGRAPHY_LIMITS__MAX_CONNECTIONS", "lots")])).unwrap_err();
+        assert!(err.to_string().contains("limits.max_connections"), "{err}");
+        let s = Settings::load_from(None, env(&[("TELEGRAPHY_AUTH__SECRET", "short-secret-value")])).unwrap();
+        let err = s.secrets().unwrap_err().to_string();
+        assert!(err.contains("auth.secret") && !err.contains("short-secret-value"), "{err}");
+        let debug = format!("{:?}", Settings::load_from(None, env(&[("TELEGRAPHY_HTTP__API_KEY", "k3y-value")])).unwrap());
+        assert!(!debug.contains("k3y-value"), "api key redacted in Debug");
     }
 }

@@ -86,11 +86,12 @@ pub fn is_connected(client: &Client) -> bool {
     client.connection_state() == async_nats::connection::State::Connected
 }
 
-/// Returns the bucket, creating it with `max_age` and history 1 when it does not exist yet.
+/// Returns the bucket, creating it with `max_age`, history 1 and `replicas` when it does not exist yet.
 pub async fn key_value(
     client: &Client,
     bucket: &str,
     max_age: Duration,
+    replicas: usize,
 ) -> Result<jetstream::kv::Store, NatsError> {
     let js = jetstream::new(client.clone());
     let err = |e: &dyn std::fmt::Display| NatsError::Bucket { bucket: bucket.to_string(), message: e.to_string() };
@@ -102,6 +103,7 @@ pub async fn key_value(
                     bucket: bucket.to_string(),
                     history: 1,
                     max_age,
+                    num_replicas: replicas,
                     ..Default::default()
                 })
                 .await;

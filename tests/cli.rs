@@ -68,7 +68,17 @@ struct GatewayProcess {
 }
 
 impl GatewayProcess {
-    async fn start(mut cmd: Command) -> Self {
+    async fn start(cmd: Command) -> Self {
+        let process = Self::launch(cmd).await;
+        eventually("binary gateway ready", || async {
+            reqwest::get(format!("http://{}/readyz", process.addr)).await.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+        process
+    }
+
+    /// Starts and waits until it listens (not until it is ready).
+    async fn launch(mut cmd: Command) -> Self {
         cmd.env("TELEGRAPHY_HTTP__BIND", "127.0.0.1:0");
         let mut child = cmd.spawn().expect("spawn gateway");
         let log = Arc::new(Mutex::new(String::new()));
@@ -90,12 +100,7 @@ impl GatewayProcess {
             .await
             .expect("no `listening on http://ADDR` within 10 s")
             .expect("gateway exited before listening");
-        let process = GatewayProcess { child, addr, log };
-        eventually("binary gateway ready", || async {
-            reqwest::get(format!("http://{}/readyz", process.addr)).await.is_ok_and(|r| r.status() == 200)
-        })
-        .await;
-        process
+        GatewayProcess { child, addr, log }
     }
 
     fn ws_url(&self) -> String {
@@ -253,6 +258,20 @@ async fn sigterm_drains_with_1012_and_exits_0_within_the_shutdown_timeout() {
     assert_eq!(gateway.wait_exit(Duration::from_secs(5 + 2)).await, 0, "log:\n{}", gateway.log().await);
     assert!(started.elapsed() < Duration::from_secs(6), "exited within shutdown_timeout: {:?}", started.elapsed());
     assert!(gateway.log().await.contains("SIGTERM"), "the drain is logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_even_when_nats_was_never_reached() {
+    let closed_port = free_port();
+    let mut cmd = gateway_cmd(&format!("nats://127.0.0.1:{closed_port}"), CLI_SECRET);
+    cmd.env("TELEGRAPHY_SHUTDOWN_TIMEOUT", "3");
+    let mut gateway = GatewayProcess::launch(cmd).await;
+    let status = reqwest::get(format!("http://{}/readyz", gateway.addr)).await.unwrap().status();
+    assert_eq!(status, 503, "not ready without NATS");
+    let started = tokio::time::Instant::now();
+    gateway.sigterm();
+    assert_eq!(gateway.wait_exit(Duration::from_secs(3 + 3)).await, 0, "log:\n{}", gateway.log().await);
+    assert!(started.elapsed() < Duration::from_secs(5), "exited within shutdown_timeout: {:?}", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
