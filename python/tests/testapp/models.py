@@ -29,3 +29,13 @@ class Note(models.Model):
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     text = models.CharField(max_length=200)
+
+
+class FilterRow(models.Model):
+    """One row of `orm_schema` in proto/vectors/filters.json: the ORM cross-check of the filter vectors."""
+
+    id = models.IntegerField(primary_key=True)
+    qty = models.IntegerField()
+    total = models.DecimalField(max_digits=10, decimal_places=2)
+    status = models.CharField(max_length=32)
+    name = models.CharField(max_length=64)
