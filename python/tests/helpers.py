@@ -199,8 +199,9 @@ class WsClient:
                 continue
             return frame
 
-    def subscribe(self, pattern: str, id: int = 2) -> dict:
-        self.send({"type": "subscribe", "id": id, "event": pattern})
+    def subscribe(self, pattern: str, id: int = 2, **fields: object) -> dict:
+        """Subscribe and return the answer; ``fields`` adds sub, filter, exclude... (PROTOCOL section 8)."""
+        self.send({"type": "subscribe", "id": id, "event": pattern, **fields})
         return self.recv()
 
     def close(self) -> None:

@@ -157,6 +157,7 @@ def test_allow_patterns_per_user():
         "testapp.tag.>",
         f"notes.{staff.pk}.>",
         "chat.*.message",
+        "testapp.filterrow.>",
     ]
     assert telegraphy.allow_patterns(alice) == [f"notes.{alice.pk}.>", "chat.*.message"]
     assert telegraphy.allow_patterns(AnonymousUser()) == []

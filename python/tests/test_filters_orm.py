@@ -28,13 +28,16 @@ def case_id(case: dict) -> str:
     return " ".join(parts) + f" on id={case['data']['id']}"
 
 
-def django_passes(case: dict) -> bool:
-    """Is the case's row in Model.objects.filter(**filter).exclude(**exclude)? (The table holds only it.)"""
-    row = FilterRow.objects.create(**case["data"])
-    rows = FilterRow.objects.filter(**case.get("filter", {}))
-    if case.get("exclude"):  # an empty exclude drops nothing (and Django's exclude() needs a condition)
-        rows = rows.exclude(**case["exclude"])
+def orm_passes(row: FilterRow, filter: dict | None = None, exclude: dict | None = None) -> bool:
+    """Is the row in FilterRow.objects.filter(**filter).exclude(**exclude)?"""
+    rows = FilterRow.objects.filter(**(filter or {}))
+    if exclude:  # an empty exclude drops nothing (and Django's exclude() needs a condition)
+        rows = rows.exclude(**exclude)
     return rows.filter(pk=row.pk).exists()
+
+
+def django_passes(case: dict) -> bool:
+    return orm_passes(FilterRow.objects.create(**case["data"]), case.get("filter"), case.get("exclude"))
 
 
 def test_the_model_is_the_vectors_orm_schema():

@@ -9,8 +9,9 @@ from django.contrib.auth.models import User
 from telegraphy import tokens
 
 from .helpers import WsClient as Client
+from .test_filters_orm import ORM_CASES, orm_passes
 from .testapp.events import ChatMessage
-from .testapp.models import Author, Book, Note
+from .testapp.models import Author, Book, FilterRow, Note
 
 db = pytest.mark.django_db(transaction=True)
 
@@ -91,3 +92,38 @@ def test_telegraphy_check_sees_the_ready_gateway(gateway, nats_settings, setting
     tokens.mint("erin", allow=["a"])  # the bucket exists once something minted
     call_command("telegraphy_check")
     assert "ok   gateway ready" in capsys.readouterr().out
+
+
+@db
+def test_the_gateway_filters_model_saves_as_the_orm_selects_rows(connect):
+    """Every ORM filter of the vectors, on every row of their data, through the real pipeline: FilterRow saves
+    (Django -> NATS -> gateway) reach the subscription with that filter exactly when the ORM selects the row."""
+    client = connect(User.objects.create_user("fay", is_staff=True))
+    for i, case in enumerate(ORM_CASES):
+        sides = {what: case[what] for what in ("filter", "exclude") if what in case}
+        reply = client.subscribe("testapp.filterrow.>", id=10 + i, sub=f"case{i}", **sides)
+        assert (reply["type"], reply.get("sub")) == ("subscribed", f"case{i}"), reply
+    assert client.subscribe("testapp.filterrow.>", id=9, sub="all")["type"] == "subscribed"
+    fields = {f.name: f for f in FilterRow._meta.fields}
+    rows = [
+        FilterRow.objects.create(**{key: fields[key].to_python(value) for key, value in data.items()})
+        for data in {case["data"]["id"]: case["data"] for case in ORM_CASES}.values()
+    ]
+    end = FilterRow.objects.create(id=999, qty=0, total=Decimal("0"), status="end", name="end")
+    received = set()
+    while True:  # frames of one pattern come in publish order: the unfiltered "all" sees `end` last
+        frame = client.recv()
+        assert frame["type"] == "event", frame
+        if frame["data"]["pk"] == end.pk:
+            if frame["sub"] == "all":
+                break
+            continue
+        received.add((frame["sub"], frame["data"]["pk"]))
+    expected = {("all", row.pk) for row in rows} | {
+        (f"case{i}", row.pk)
+        for i, case in enumerate(ORM_CASES)
+        for row in rows
+        if orm_passes(row, case.get("filter"), case.get("exclude"))
+    }
+    assert len(expected) > len(rows) + len(ORM_CASES) // 2, "both rows pass some filters and not others"
+    assert received == expected, {"gateway only": received - expected, "ORM only": expected - received}

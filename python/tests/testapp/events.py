@@ -1,7 +1,7 @@
 from telegraphy import BaseEvent, BaseEventModel
 from telegraphy.names import key_token
 
-from .models import Book, Note
+from .models import Book, FilterRow, Note
 
 
 class BookEvents(BaseEventModel):
@@ -30,3 +30,9 @@ class NoteEvents(BaseEventModel):
 class ChatMessage(BaseEvent):
     name = "chat.{room}.message"
 
+
+
+class FilterRowEvents(BaseEventModel):
+    """testapp.filterrow.<action>.<pk>: rows of the filter vectors' orm_schema, for staff."""
+
+    model = FilterRow
