@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs a command against a fresh nats-server (JetStream, temp store) and telegraphy-gateway on free loopback
-# ports, then stops both. The command gets BENCH_URL, BENCH_NATS, BENCH_GATEWAY_PID (read by telegraphy-bench)
+# ports, then stops both. The command gets BENCH_URL, BENCH_NATS, BENCH_GATEWAY_PID, BENCH_NATS_PID (read by telegraphy-bench)
 # and TELEGRAPHY_AUTH__SECRET (the gateway's secret, needed to mint tokens).
 #
 #   bench/with-gateway.sh target/release/telegraphy-bench fanout --connections 1000
@@ -12,6 +12,8 @@
 #                           TELEGRAPHY_AUTH__SINGLE_USE=false); this script sets NATS__URL and HTTP__BIND, and
 #                           LIMITS__MAX_CONNECTIONS=19000 unless given (the default 10000 is below the 15k run)
 #   GATEWAY_WRAP            command prefix for the gateway, e.g. "valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out"
+#                           (BENCH_GATEWAY_PID is then the wrapper's pid: right for valgrind, which runs the program
+#                           in its own process; for heaptrack, find the gateway with pgrep -P)
 #   BENCH_LOGS              directory to keep nats.log and gateway.log in (default: a temp dir, removed)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,9 +31,17 @@ nats_pid=
 gateway_pid=
 cleanup() {
   local status=$?
-  # SIGTERM: the gateway drains (bounded by its shutdown_timeout), then nats-server stops.
-  [ -n "$gateway_pid" ] && kill "$gateway_pid" 2>/dev/null && wait "$gateway_pid" 2>/dev/null
-  [ -n "$nats_pid" ] && kill "$nats_pid" 2>/dev/null && wait "$nats_pid" 2>/dev/null
+  set +e
+  # SIGTERM to the gateway's process group (the gateway and any GATEWAY_WRAP around it): it drains, bounded by
+  # its shutdown_timeout; then nats-server stops.
+  if [ -n "$gateway_pid" ]; then
+    kill -TERM -- "-$gateway_pid" 2>/dev/null
+    wait "$gateway_pid" 2>/dev/null
+  fi
+  if [ -n "$nats_pid" ]; then
+    kill -TERM "$nats_pid" 2>/dev/null
+    wait "$nats_pid" 2>/dev/null
+  fi
   if [ "$status" -ne 0 ] && [ -f "$logs/gateway.log" ]; then
     echo "--- last lines of the gateway log ---" >&2
     tail -n 20 "$logs/gateway.log" >&2
@@ -65,11 +75,13 @@ export TELEGRAPHY_NATS__URL=nats://$nats_addr
 export TELEGRAPHY_HTTP__BIND=127.0.0.1:0
 export TELEGRAPHY_LIMITS__MAX_CONNECTIONS=${TELEGRAPHY_LIMITS__MAX_CONNECTIONS:-19000}
 # shellcheck disable=SC2086 # GATEWAY_WRAP is a command prefix
-${GATEWAY_WRAP:-} "$GATEWAY_BIN" >"$logs/gateway.log" 2>&1 &
+# setsid: the gateway leads its own process group, so cleanup also reaches a process under GATEWAY_WRAP.
+setsid ${GATEWAY_WRAP:-} "$GATEWAY_BIN" >"$logs/gateway.log" 2>&1 &
 gateway_pid=$!
 gateway_addr=$(wait_for "$logs/gateway.log" 'listening on http://[0-9.]+:[0-9]+' 60 | sed 's|.*http://||')
 
 export BENCH_URL=ws://$gateway_addr/ws
 export BENCH_NATS=$TELEGRAPHY_NATS__URL
 export BENCH_GATEWAY_PID=$gateway_pid
+export BENCH_NATS_PID=$nats_pid
 "$@"

@@ -9,7 +9,7 @@ use crate::{
     pool::split,
     report::{num, Outcome, Table},
     stats::{new_hist, Errors, Latency},
-    target::{self, CpuMeter, Scrape},
+    target::{self, percent_cell, Scrape},
     worker::{Cmd, Patterns, Reply},
     Common,
 };
@@ -43,13 +43,10 @@ pub async fn run(args: &ConnectArgs) -> anyhow::Result<Outcome> {
     let mint_secs = mint_start.elapsed().as_secs_f64();
 
     let before = Scrape::take(addr).await?;
-    let mut pids = pool.pids();
-    pids.push(std::process::id());
-    let bench_cpu = CpuMeter::start(pids);
-    let gateway_cpu = common.gateway_pid.map(|p| CpuMeter::start(vec![p]));
+    let cpu = common.cpu_meters(pool.pids());
     let subscribe = args.subscribe.then_some(Patterns::One);
     let replies = pool.call_all(Cmd::Connect { hold: args.hold, subscribe }).await?;
-    let (bench_cpu, gateway_cpu) = (bench_cpu.percent(), gateway_cpu.map(|m| m.percent()));
+    let cpu = cpu.read();
     let after = Scrape::take(addr).await?;
     let gateway_rss = common.gateway_pid.and_then(|p| target::memory(p).ok());
     pool.stop().await;
@@ -78,7 +75,7 @@ pub async fn run(args: &ConnectArgs) -> anyhow::Result<Outcome> {
             if args.subscribe { ", + subscribe" } else { "" },
             if args.hold { ", held open" } else { ", closed after connect" }
         ),
-        vec!["connects", "ok", "errors", "seconds", "connects/s", "p50 ms", "p99 ms", "p999 ms", "max ms", "gw CPU %", "bench CPU %"],
+        vec!["connects", "ok", "errors", "seconds", "connects/s", "p50 ms", "p99 ms", "p999 ms", "max ms", "gw CPU%", "nats CPU%", "bench CPU%"],
     );
     table.row(vec![
         total.to_string(),
@@ -90,16 +87,17 @@ pub async fn run(args: &ConnectArgs) -> anyhow::Result<Outcome> {
         num(latency.p99_ms, 2),
         num(latency.p999_ms, 2),
         num(latency.max_ms, 2),
-        gateway_cpu.map_or("-".into(), |c| num(c, 0)),
-        num(bench_cpu, 0),
+        percent_cell(cpu.gateway),
+        percent_cell(cpu.nats),
+        num(cpu.bench, 0),
     ]);
     let json = json!({
         "scenario": "connect",
         "params": { "connections": total, "workers": common.workers, "concurrency": common.concurrency, "hold": args.hold, "subscribe": args.subscribe },
         "ok": ok, "seconds": secs, "connects_per_s": rate, "latency": latency,
         "mint_seconds": mint_secs,
-        "gateway": { "connects_ok": gw_ok, "connects_failed": gw_failed, "cpu_percent": gateway_cpu, "memory_after": gateway_rss },
-        "bench_cpu_percent": bench_cpu,
+        "gateway": { "connects_ok": gw_ok, "connects_failed": gw_failed, "memory_after": gateway_rss },
+        "cpu_percent": cpu,
         "errors": errors,
     });
     Ok(Outcome {

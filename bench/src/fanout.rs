@@ -22,7 +22,7 @@ use crate::{
     pool::{split, Pool},
     report::{num, Outcome, Table},
     stats::{new_hist, Errors, Latency},
-    target::{self, CpuMeter, Scrape},
+    target::{self, percent_cell, CpuUse, Scrape},
     worker::{Cmd, Patterns, Reply},
     Common,
 };
@@ -103,8 +103,7 @@ struct Step {
     closed_slow: u64,
     closed_other: u64,
     errors: Errors,
-    gateway_cpu_percent: Option<f64>,
-    bench_cpu_percent: f64,
+    cpu_percent: CpuUse,
     gateway_rss_kb: Option<u64>,
     gateway_frames_out: u64,
     gateway_slow_disconnects: u64,
@@ -134,15 +133,16 @@ impl Step {
             num(self.latency.max_ms, 1),
             self.lost.to_string(),
             format!("{}/{}", self.closed_slow, self.gateway_slow_disconnects),
-            self.gateway_cpu_percent.map_or("-".into(), |c| num(c, 0)),
-            num(self.bench_cpu_percent, 0),
+            percent_cell(self.cpu_percent.gateway),
+            percent_cell(self.cpu_percent.nats),
+            num(self.cpu_percent.bench, 0),
             verdict.to_string(),
         ]
     }
 }
 
-const HEADERS: [&str; 13] = [
-    "step", "rate", "pub/s", "deliv/s", "p50 ms", "p99 ms", "p999 ms", "max ms", "lost", "slow cl/gw", "gw CPU%", "bench CPU%", "",
+const HEADERS: [&str; 14] = [
+    "step", "rate", "pub/s", "deliv/s", "p50 ms", "p99 ms", "p999 ms", "max ms", "lost", "slow cl/gw", "gw CPU%", "nats CPU%", "bench CPU%", "",
 ];
 
 /// Open connections plus a publisher.
@@ -202,9 +202,7 @@ impl<'a> Bench<'a> {
         let before = Scrape::take(self.addr).await?;
         let mut pids = self.pool.pids();
         pids.extend(&self.extra_pids);
-        pids.push(std::process::id());
-        let bench_cpu = CpuMeter::start(pids);
-        let gateway_cpu = self.common.gateway_pid.map(|p| CpuMeter::start(vec![p]));
+        let cpu = self.common.cpu_meters(pids);
         let (published, publish_secs, first_slow) = {
             let started = Instant::now();
             let watch = watch_slow_disconnects(self.addr, before.get(SLOW_DISCONNECTS));
@@ -227,7 +225,7 @@ impl<'a> Bench<'a> {
         };
         let expected = published * self.patterns.receivers(self.live as usize);
         self.drain(step, expected).await?;
-        let (bench_cpu, gateway_cpu) = (bench_cpu.percent(), gateway_cpu.map(|m| m.percent()));
+        let cpu_percent = cpu.read();
         let after = Scrape::take(self.addr).await?;
         let mut latency = new_hist();
         let mut out = Step {
@@ -243,8 +241,7 @@ impl<'a> Bench<'a> {
             closed_slow: 0,
             closed_other: 0,
             errors: Errors::default(),
-            gateway_cpu_percent: gateway_cpu,
-            bench_cpu_percent: bench_cpu,
+            cpu_percent,
             gateway_rss_kb: self.common.gateway_pid.and_then(|p| target::memory(p).ok()).map(|m| m.rss_kb),
             gateway_frames_out: after.delta(&before, "telegraphy_frames_out_total"),
             gateway_slow_disconnects: after.delta(&before, SLOW_DISCONNECTS),

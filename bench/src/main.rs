@@ -69,6 +69,9 @@ pub struct Common {
     /// Gateway process id, to read its memory (/proc/<pid>/status) and CPU time. Required by `idle`.
     #[arg(long, env = "BENCH_GATEWAY_PID")]
     pub gateway_pid: Option<u32>,
+    /// nats-server process id, to report its CPU use alongside the gateway's.
+    #[arg(long, env = "BENCH_NATS_PID")]
+    pub nats_pid: Option<u32>,
     /// The gateway's nats.subject_prefix (events are published on <prefix>.<name>).
     #[arg(long, default_value = "telegraphy")]
     pub subject_prefix: String,
@@ -126,6 +129,11 @@ impl Common {
     pub async fn pool(&self) -> anyhow::Result<pool::Pool> {
         target::wait_ready(self.endpoint()?.addr, Duration::from_secs(15)).await?;
         pool::Pool::start(usize::from(self.workers), usize::from(self.worker_threads), &self.job(false, 0)).await
+    }
+
+    /// Starts measuring the CPU use of the gateway, nats-server and the bench (`workers` = worker pids).
+    pub fn cpu_meters(&self, workers: Vec<u32>) -> target::CpuMeters {
+        target::CpuMeters::start(self.gateway_pid, self.nats_pid, workers)
     }
 
     /// Checks the arguments shared by all scenarios.

@@ -147,24 +147,63 @@ pub fn cpu_time(pid: u32) -> Duration {
 }
 
 /// CPU use of a set of processes over a span of wall time, as a percentage of one core.
-pub struct CpuMeter {
+struct CpuMeter {
     pids: Vec<u32>,
     start: Instant,
     used: Duration,
 }
 
 impl CpuMeter {
-    pub fn start(pids: Vec<u32>) -> Self {
+    fn start(pids: Vec<u32>) -> Self {
         let used = pids.iter().map(|p| cpu_time(*p)).sum();
         CpuMeter { pids, start: Instant::now(), used }
     }
 
     /// Percent of one core used since `start` (200 = both cores of this machine).
-    pub fn percent(&self) -> f64 {
+    fn percent(&self) -> f64 {
         let used: Duration = self.pids.iter().map(|p| cpu_time(*p)).sum();
         let wall = self.start.elapsed().as_secs_f64().max(1e-6);
         (used.saturating_sub(self.used).as_secs_f64() / wall * 100.0 * 10.0).round() / 10.0
     }
+}
+
+/// CPU use during a span, in percent of one core: the gateway, nats-server and the bench's own processes.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct CpuUse {
+    pub gateway: Option<f64>,
+    pub nats: Option<f64>,
+    pub bench: f64,
+}
+
+pub struct CpuMeters {
+    gateway: Option<CpuMeter>,
+    nats: Option<CpuMeter>,
+    bench: CpuMeter,
+}
+
+impl CpuMeters {
+    /// `bench` = the worker processes; this process is added.
+    pub fn start(gateway: Option<u32>, nats: Option<u32>, mut bench: Vec<u32>) -> Self {
+        bench.push(std::process::id());
+        CpuMeters {
+            gateway: gateway.map(|p| CpuMeter::start(vec![p])),
+            nats: nats.map(|p| CpuMeter::start(vec![p])),
+            bench: CpuMeter::start(bench),
+        }
+    }
+
+    pub fn read(&self) -> CpuUse {
+        CpuUse {
+            gateway: self.gateway.as_ref().map(CpuMeter::percent),
+            nats: self.nats.as_ref().map(CpuMeter::percent),
+            bench: self.bench.percent(),
+        }
+    }
+}
+
+/// `Some(x)` as text with no decimals, `-` for None.
+pub fn percent_cell(x: Option<f64>) -> String {
+    x.map_or("-".into(), |c| format!("{c:.0}"))
 }
 
 /// Raises this process's open-file limit to its hard limit (inherited by worker processes).
