@@ -5,11 +5,13 @@ import re
 from decimal import Decimal
 
 from django.contrib.auth.models import User
+from django.core.serializers.json import DjangoJSONEncoder
 from django.test import TestCase, override_settings
 
 from telegraphy import tokens
 from telegraphy.names import contains
 
+from .events import ItemEvents
 from .models import Item
 
 NO_KV = override_settings(
@@ -80,6 +82,41 @@ class DemoTests(TestCase):
         self.assertTrue(any(contains(a, page["pattern"]) for a in allow))
         _, _, page = self.page(self.admin, f"/items/{mine.pk}/")
         self.assertEqual(page["pattern"], f"demo.item.*.{mine.pk}")
+
+    @NO_KV
+    def test_tracker_toggle_filters_rows_and_hands_the_page_the_same_lookups(self):
+        html, _, page = self.page(self.admin, "/")
+        self.assertEqual((page["sub"], page["user"], page["filter"]), ("tracker", self.admin.pk, {}))
+        for selector in ('id="filter-all"', 'id="filter-mine"', 'id="filter-over"', 'id="filter-over-value"'):
+            self.assertIn(selector, html)
+        html, _, page = self.page(self.admin, "/?price__gt=12.50")
+        self.assertEqual(page["filter"], {"price__gt": "12.50"}, "a decimal string, as event data carries the price")
+        self.assertIn(f'data-pk="{self.bobs.pk}"', html)  # 99.00
+        teapot = Item.objects.get(name="Teapot")  # 12.50, not over
+        self.assertNotIn(f'data-pk="{teapot.pk}"', html)
+        html, _, page = self.page(self.admin, f"/?owner={self.admin.pk}")
+        self.assertEqual(page["filter"], {"owner": self.admin.pk}, "a number, as event data carries the owner")
+        self.assertIn(f'data-pk="{teapot.pk}"', html)
+        self.assertNotIn(f'data-pk="{self.bobs.pk}"', html)
+
+    def test_item_list_gives_the_filtered_rows_as_event_data(self):
+        self.client.force_login(self.admin)
+        body = self.client.get("/items/", {"price__gt": "12.5"}).json()
+        self.assertEqual(body["filter"], {"price__gt": "12.5"})
+        self.assertEqual([item["pk"] for item in body["items"]], [self.bobs.pk])
+        self.assertEqual(body["items"][0], json.loads(json.dumps(ItemEvents().to_dict(self.bobs), cls=DjangoJSONEncoder)))
+        self.assertEqual(body["items"][0]["price"], "99.00")
+        everything = self.client.get("/items/").json()
+        self.assertEqual((everything["filter"], len(everything["items"])), ({}, Item.objects.count()))
+        self.client.force_login(self.alice)
+        self.assertEqual(self.client.get("/items/", {"owner": self.bob.pk}).json()["items"], [], "only what alice may see")
+
+    def test_bad_filter_values_are_refused(self):
+        self.client.force_login(self.admin)
+        for query in ({"price__gt": "abc"}, {"price__gt": "NaN"}, {"owner": "x"}):
+            self.assertEqual(self.client.get("/items/", query).status_code, 400, query)
+            self.assertEqual(self.client.get("/", query).status_code, 400, query)
+        self.assertEqual(self.client.get("/items/", {"name": "x"}).json()["filter"], {}, "only the toggle's lookups")
 
     def test_saving_an_item_publishes_both_streams_after_commit(self):
         self.client.force_login(self.alice)

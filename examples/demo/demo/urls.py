@@ -4,6 +4,7 @@ from . import views
 
 urlpatterns = [
     path("", views.tracker, name="tracker"),
+    path("items/", views.item_list, name="item-list"),
     path("items/new/", views.item_edit, name="item-create"),
     path("items/<int:pk>/", views.item_detail, name="item-detail"),
     path("items/<int:pk>/edit/", views.item_edit, name="item-edit"),

@@ -1,12 +1,14 @@
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from telegraphy.filters import FilterError, check
 from telegraphy.names import is_valid_token, key_token
 
-from .events import ChatMessage
+from .events import ChatMessage, ItemEvents
 from .forms import ChatForm, ItemForm
 from .models import Item
 
@@ -25,10 +27,47 @@ def item_pattern(user, pk=None):
     return f"{mine}.>" if pk is None else f"{mine}.*.{key}"
 
 
+# The tracker's toggle: query parameter (a Django lookup) -> the model field it reads.
+TRACKER_LOOKUPS = {"owner": "owner", "price__gt": "price"}
+
+
+def tracker_filter(query):
+    """The tracker's filter from the query string (`?owner=7`, `?price__gt=10`): the same lookups select the
+    rows with the ORM and, in the gateway, the live changes the page receives. Raises ValidationError."""
+    lookups = {
+        key: Item._meta.get_field(field).to_python(query[key]) for key, field in TRACKER_LOOKUPS.items() if key in query
+    }
+    try:
+        return check(filter=lookups).get("filter", {})
+    except FilterError as exc:
+        raise ValidationError(str(exc)) from exc
+
+
+def tracked_items(request):
+    """The rows the tracker shows: the user's visible items that pass the filter, and the filter."""
+    lookups = tracker_filter(request.GET)
+    return visible_items(request.user).filter(**lookups).select_related("owner"), lookups
+
+
 @login_required
 def tracker(request):
-    items = visible_items(request.user).select_related("owner")
-    return render(request, "demo/tracker.html", {"items": items, "page": {"pattern": item_pattern(request.user)}})
+    try:
+        items, lookups = tracked_items(request)
+    except ValidationError as exc:
+        return HttpResponseBadRequest(" ".join(exc.messages))
+    page = {"pattern": item_pattern(request.user), "sub": "tracker", "user": request.user.pk, "filter": lookups}
+    return render(request, "demo/tracker.html", {"items": items, "page": page})
+
+
+@login_required
+def item_list(request):
+    """JSON for the tracker after it changed its filter: {"filter": ..., "items": [event data of each row]}."""
+    try:
+        items, lookups = tracked_items(request)
+    except ValidationError as exc:
+        return JsonResponse({"error": " ".join(exc.messages)}, status=400)
+    events = ItemEvents()
+    return JsonResponse({"filter": lookups, "items": [events.to_dict(item) for item in items]})
 
 
 @login_required
