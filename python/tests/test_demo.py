@@ -1,11 +1,14 @@
 """The demo project (examples/demo) passes its own checks and tests, in a subprocess (its own settings)."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 
+from .browser import Chromium
 from .helpers import REPO, SECRET, Process, WsClient, free_port
 
 DEMO = REPO / "examples" / "demo"
@@ -42,7 +45,17 @@ class Browser:
         import urllib.request
 
         self.base = base
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def sign_in(self, user: str) -> "Browser":
+        self.post_form("/accounts/login/", {"username": user, "password": user})
+        assert any(c.name == "sessionid" for c in self.jar), f"{user} is not signed in"
+        return self
+
+    def cookies(self) -> list[dict]:
+        """The session, for a real browser (CDP Storage.setCookies)."""
+        return [{"name": c.name, "value": c.value, "domain": c.domain, "path": c.path} for c in self.jar]
 
     def get(self, path: str) -> str:
         with self.opener.open(self.base + path, timeout=10) as response:
@@ -59,7 +72,6 @@ class Browser:
 
 
 def json_script(html: str, element_id: str):
-    import json
     import re
 
     match = re.search(rf'<script id="{element_id}" type="application/json">(.*?)</script>', html, re.S)
@@ -67,12 +79,24 @@ def json_script(html: str, element_id: str):
     return json.loads(match.group(1))
 
 
+@pytest.fixture(scope="session")
+def migrated_demo_db(tmp_path_factory):
+    """A migrated demo database (the demo users and two items), copied by each test that changes one."""
+    path = tmp_path_factory.mktemp("demo-db") / "demo.sqlite3"
+    migrate = run_demo("migrate", "-v", "0", tmp_path=path.parent)
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    return path
+
+
 @pytest.fixture
-def demo_site(gateway, nats_server, tmp_path):
-    """The demo under runserver, wired to the test's nats-server and gateway (same secret)."""
+def demo_site(gateway, nats_server, tmp_path, migrated_demo_db):
+    """The demo under runserver with a fresh copy of the migrated database, wired to the test's nats-server
+    and gateway (same secret)."""
+    db = tmp_path / "demo.sqlite3"
+    shutil.copyfile(migrated_demo_db, db)
     env = {
         **os.environ,
-        "DEMO_DB": str(tmp_path / "demo.sqlite3"),
+        "DEMO_DB": str(db),
         "TELEGRAPHY_NATS_URL": nats_server.url,
         "TELEGRAPHY_GATEWAY_URL": gateway["ws"],
         "TELEGRAPHY_SECRET": SECRET,
@@ -80,10 +104,8 @@ def demo_site(gateway, nats_server, tmp_path):
         "DJANGO_DEBUG": "0",
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    manage = [sys.executable, str(DEMO / "manage.py")]
-    subprocess.run([*manage, "migrate", "-v", "0"], env=env, check=True, timeout=120)
     port = free_port()
-    web = Process([*manage, "runserver", f"127.0.0.1:{port}", "--noreload"], env=env)
+    web = Process([sys.executable, str(DEMO / "manage.py"), "runserver", f"127.0.0.1:{port}", "--noreload"], env=env)
     try:
         web.wait_for(r"Quit the server with", timeout=30)
         yield f"http://127.0.0.1:{port}"
@@ -112,3 +134,81 @@ def test_demo_live_through_the_gateway(demo_site, gateway):
         assert f'data-pk="{frame["data"]["pk"]}"' in alice.get("/")
     finally:
         client.close()
+
+
+def test_demo_tracker_filters_in_the_gateway(demo_site, gateway):
+    """The tracker's toggle on the wire: the page's filter (?price__gt=10) subscribed under the page's name
+    lets only items over 10 through; subscribing the same name with "only mine" replaces it."""
+    admin, alice = Browser(demo_site).sign_in("admin"), Browser(demo_site).sign_in("alice")
+    html = admin.get("/?price__gt=10")
+    config, page = json_script(html, "telegraphy-config"), json_script(html, "page-config")
+    assert (page["pattern"], page["sub"], page["filter"]) == ("demo.item.>", "tracker", {"price__gt": "10"})
+    client = WsClient(config["url"], config["token"])
+    try:
+        assert client.connected["type"] == "connected", client.connected
+        reply = client.subscribe(page["pattern"], id=2, sub=page["sub"], filter=page["filter"])
+        assert (reply["type"], reply["sub"]) == ("subscribed", "tracker"), reply
+
+        def next_item() -> tuple:
+            frame = client.recv()
+            assert frame["type"] == "event" and frame["sub"] == "tracker", frame
+            return frame["name"].split(".")[-2], frame["data"]["name"], frame["data"]["price"]
+
+        admin.post_form("/items/new/", {"name": "Cheap", "description": "", "price": "5.00"})
+        admin.post_form("/items/new/", {"name": "Ten", "description": "", "price": "10.00"})
+        alice.post_form("/items/new/", {"name": "Big", "description": "", "price": "10.01"})
+        assert next_item() == ("created", "Big", "10.01"), "5.00 and 10.00 are not over 10"
+        cheap = next(item for item in json.loads(admin.get("/items/"))["items"] if item["name"] == "Cheap")
+        admin.post_form(f"/items/{cheap['pk']}/edit/", {"name": "Cheap", "description": "", "price": "50.00"})
+        assert next_item() == ("updated", "Cheap", "50.00"), "an update that passes the filter"
+        reply = client.subscribe(page["pattern"], id=3, sub="tracker", filter={"owner": page["user"]})
+        assert (reply["type"], reply["sub"]) == ("subscribed", "tracker"), reply
+        alice.post_form("/items/new/", {"name": "Alice's vase", "description": "", "price": "80.00"})
+        admin.post_form("/items/new/", {"name": "Admin's cup", "description": "", "price": "1.00"})
+        assert next_item() == ("created", "Admin's cup", "1.00"), "only mine now, whatever the price"
+    finally:
+        client.close()
+
+
+def test_demo_tracker_toggle_in_a_browser(demo_site, gateway):
+    """The tracker page in headless Chromium: each toggle re-subscribes under the same name with its filter,
+    reloads the matching rows, and from then on shows only the live changes that pass it."""
+    admin, alice = Browser(demo_site).sign_in("admin"), Browser(demo_site).sign_in("alice")
+    chromium = Chromium()
+    try:
+        tab = chromium.tab(admin.cookies())
+        tab.goto(demo_site + "/")
+        names = "[...document.querySelectorAll('#tracker li[data-pk] .name')].map((a) => a.textContent)"
+
+        def live(filter: dict) -> list[str]:
+            text = json.dumps(json.dumps(filter, separators=(",", ":")))
+            tab.wait(f"document.querySelector('#tracker[data-state=live]')?.dataset.filter === {text}", f"live {text}")
+            return tab.js(names)
+
+        def shows(name: str) -> None:
+            tab.wait(f"{names}.includes({json.dumps(name)})", f"the row {name}")
+
+        assert live({}) == ["Teapot", "Alice's notebook"]
+        me = tab.js("JSON.parse(document.getElementById('page-config').textContent).user")
+
+        tab.js("document.getElementById('filter-over-value').value = '10'; document.getElementById('filter-over').click()")
+        assert live({"price__gt": "10"}) == ["Teapot"], "12.50 is over 10, 3.20 is not"
+        assert tab.js("location.search") == "?price__gt=10"
+        admin.post_form("/items/new/", {"name": "Cheapo", "description": "", "price": "2.00"})
+        admin.post_form("/items/new/", {"name": "Pricey", "description": "", "price": "20.00"})
+        shows("Pricey")
+        assert "Cheapo" not in tab.js(names), "Cheapo's event came first and was filtered out by the gateway"
+
+        tab.js("document.getElementById('filter-mine').click()")
+        assert live({"owner": me}) == ["Teapot", "Cheapo", "Pricey"]
+        alice.post_form("/items/new/", {"name": "Lamp", "description": "", "price": "99.00"})
+        admin.post_form("/items/new/", {"name": "Pen", "description": "", "price": "1.00"})
+        shows("Pen")
+        assert "Lamp" not in tab.js(names), "alice's item is not mine"
+
+        tab.js("document.getElementById('filter-all').click()")
+        assert live({}) == ["Teapot", "Alice's notebook", "Cheapo", "Pricey", "Lamp", "Pen"]
+        assert tab.js("location.search") == ""
+        assert tab.problems() == []
+    finally:
+        chromium.close()
