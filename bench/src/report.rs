@@ -7,7 +7,9 @@ use serde_json::Value;
 pub enum Output {
     /// Human table, then the JSON line.
     Both,
+    /// Only the human table (and notes).
     Table,
+    /// Only the JSON line.
     Json,
 }
 
