@@ -188,7 +188,10 @@ impl Connection {
                     match message {
                         Some(Ok(AggregatedMessage::Text(text))) => {
                             tracing::trace!(conn = self.id, len = text.len(), "frame in");
-                            self.on_text(&text).await;
+                            // Boxed: the frame handlers' futures (connect with KV, subscribe with history) are large;
+                            // inline they would make every idle connection's task ~9.8 KB instead of ~1.3 KB
+                            // (bench/README.md finding 1).
+                            Box::pin(self.on_text(&text)).await;
                             // Time spent serving the frame (e.g. a history replay) is not the client's silence.
                             last_seen = Instant::now();
                         }
