@@ -17,9 +17,11 @@ bench/with-gateway.sh bash -c '
   set -euo pipefail
   run() { echo "+ telegraphy-bench $*"; "$BENCH" "$@" --timeout 60 --output table; }
   run idle --connections 10,20 --settle 0 --workers 2
+  run idle --connections 10 --patterns per-object --settle 0
   run fanout --connections 20 --rate 50 --duration 2 --drain 5 --strict
   run fanout --connections 20 --patterns per-object --rate 50 --duration 2 --drain 5 --strict
   run fanout --connections 20 --rate 20 --duration 1 --drain 5 --find-max --max-steps 2 --strict
+  run fanout --connections 21 --filter-groups 4 --rate 50 --duration 2 --drain 5 --strict
   run connect --connections 40 --concurrency 8 --workers 2
   run slow --connections 20 --rate 50 --duration 2 --drain 5 --strict
 '

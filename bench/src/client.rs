@@ -61,9 +61,13 @@ pub async fn authenticate(ws: &mut Ws, token: &str) -> anyhow::Result<()> {
     expect(ws, "connected").await
 }
 
-/// Sends `subscribe` to `pattern` and waits for `subscribed`.
-pub async fn subscribe(ws: &mut Ws, pattern: &str) -> anyhow::Result<()> {
-    let frame = serde_json::json!({"type": "subscribe", "id": 2, "event": pattern}).to_string();
+/// Sends `subscribe` to `pattern` (with a server-side `filter` when given) and waits for `subscribed`.
+pub async fn subscribe(ws: &mut Ws, pattern: &str, filter: Option<Value>) -> anyhow::Result<()> {
+    let mut frame = serde_json::json!({"type": "subscribe", "id": 2, "event": pattern});
+    if let Some(filter) = filter {
+        frame["filter"] = filter;
+    }
+    let frame = frame.to_string();
     ws.send(Message::text(frame)).await.context("sending subscribe")?;
     expect(ws, "subscribed").await
 }
@@ -112,10 +116,12 @@ pub fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// The bench payload: `{"t":<publish time ns>,"s":<step>,"n":<number>,"p":"xxx..."}`, padded to `size` bytes
-/// when possible. `t` comes first so clients find it without parsing the whole frame.
-pub fn payload(t: u64, step: u32, n: u64, size: usize) -> Vec<u8> {
-    let mut out = format!(r#"{{"t":{t},"s":{step},"n":{n},"p":""#).into_bytes();
+/// The bench payload: `{"t":<publish time ns>,"s":<step>,"n":<number>[,"g":<group>],"p":"xxx..."}`, padded to
+/// `size` bytes when possible. `t` comes first so clients find it without parsing the whole frame; `g` is what
+/// filtered subscriptions select on.
+pub fn payload(t: u64, step: u32, n: u64, group: Option<u64>, size: usize) -> Vec<u8> {
+    let group = group.map(|g| format!(r#","g":{g}"#)).unwrap_or_default();
+    let mut out = format!(r#"{{"t":{t},"s":{step},"n":{n}{group},"p":""#).into_bytes();
     let pad = size.saturating_sub(out.len() + 2);
     out.resize(out.len() + pad, b'x');
     out.extend_from_slice(b"\"}");
@@ -146,7 +152,7 @@ mod tests {
     #[test]
     fn payload_has_the_asked_size_and_is_json() {
         for size in [0, 10, 64, 256, 4096] {
-            let p = payload(1_700_000_000_123_456_789, 3, 42, size);
+            let p = payload(1_700_000_000_123_456_789, 3, 42, Some(2), size);
             let v: Value = serde_json::from_slice(&p).unwrap();
             assert_eq!(v["t"], 1_700_000_000_123_456_789u64);
             if size >= 60 {
@@ -157,7 +163,7 @@ mod tests {
 
     #[test]
     fn stamps_are_found_in_event_frames_only() {
-        let data = String::from_utf8(payload(123, 7, 1, 100)).unwrap();
+        let data = String::from_utf8(payload(123, 7, 1, None, 100)).unwrap();
         let frame = format!(r#"{{"type":"event","sub":"bench.>","name":"bench.x","data":{data},"seq":5,"epoch":"ab"}}"#);
         assert_eq!(event_stamp(&frame), Some((123, 7)));
         assert_eq!(event_stamp(r#"{"type":"ping"}"#), None);

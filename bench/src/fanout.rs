@@ -60,6 +60,11 @@ pub struct FanoutArgs {
     /// reaches one connection; the gateway holds one NATS subscription per connection).
     #[arg(long, value_enum, default_value_t = Patterns::One)]
     pub patterns: Patterns,
+    /// With one pattern: spread connections over K server-side filter groups (connection i subscribes with
+    /// `"filter":{"g": i % K}`, event n carries `"g": n % K`), so each event reaches about N/K connections and
+    /// the gateway evaluates K distinct filters per event. 0 = no filters.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub filter_groups: u32,
     /// Step the rate to find the highest one whose p99 stays within --p99-budget-ms with nothing lost.
     #[arg(long)]
     pub find_max: bool,
@@ -99,6 +104,8 @@ struct Step {
     delivered: u64,
     delivered_per_s: f64,
     lost: u64,
+    /// Frames beyond the expected count (duplicates, or events a filter should have dropped).
+    unexpected: u64,
     latency: Latency,
     closed_slow: u64,
     closed_other: u64,
@@ -116,6 +123,7 @@ impl Step {
     fn passes(&self, p99_budget_ms: f64) -> bool {
         self.latency.p99_ms <= p99_budget_ms
             && self.lost == 0
+            && self.unexpected == 0
             && self.closed_slow + self.closed_other == 0
             && self.errors.count == 0
             && self.publish_rate >= 0.95 * self.target_rate
@@ -155,15 +163,24 @@ struct Bench<'a> {
     nats: async_nats::Client,
     addr: SocketAddr,
     patterns: Patterns,
+    filter_groups: u32,
     /// Fast connections still open.
     live: u64,
     subjects: Vec<Subject>,
 }
 
 impl<'a> Bench<'a> {
-    async fn setup(common: &'a Common, load: &'a Load, patterns: Patterns) -> anyhow::Result<(Bench<'a>, serde_json::Value)> {
+    async fn setup(
+        common: &'a Common,
+        load: &'a Load,
+        patterns: Patterns,
+        filter_groups: u32,
+    ) -> anyhow::Result<(Bench<'a>, serde_json::Value)> {
         if load.rate <= 0.0 || !load.rate.is_finite() {
             bail!("--rate must be positive");
+        }
+        if filter_groups > 0 && patterns != Patterns::One {
+            bail!("--filter-groups needs --patterns one");
         }
         let connections = load.connections as usize;
         if connections / usize::from(common.workers) > 19_000 {
@@ -172,7 +189,8 @@ impl<'a> Bench<'a> {
         let mut pool = common.pool().await?;
         let nats = async_nats::connect(&common.nats).await.context("connecting to NATS")?;
         let start = Instant::now();
-        let cmds = split(0, connections, pool.len()).into_iter().map(|(first, count)| Cmd::Open { first, count, patterns }).collect();
+        let cmds = split(0, connections, pool.len()).into_iter().map(|(first, count)| Cmd::Open { first, count, patterns, filter_groups })
+            .collect();
         let mut opened = 0;
         let mut errors = Errors::default();
         let mut setup = new_hist();
@@ -194,7 +212,8 @@ impl<'a> Bench<'a> {
             .collect();
         let summary = json!({ "opened": opened, "seconds": start.elapsed().as_secs_f64(), "setup": Latency::of(&setup) });
         let addr = common.endpoint()?.addr;
-        Ok((Bench { common, load, pool, extra_pids: Vec::new(), nats, addr, patterns, live: opened, subjects }, summary))
+        let bench = Bench { common, load, pool, extra_pids: Vec::new(), nats, addr, patterns, filter_groups, live: opened, subjects };
+        Ok((bench, summary))
     }
 
     /// Publishes at `rate` for the step's duration and gathers what the clients saw.
@@ -223,7 +242,7 @@ impl<'a> Bench<'a> {
                 }
             }
         };
-        let expected = published * self.patterns.receivers(self.live as usize);
+        let expected = (0..published).map(|n| self.patterns.receivers(n, self.live as usize, self.filter_groups)).sum();
         self.drain(step, expected).await?;
         let cpu_percent = cpu.read();
         let after = Scrape::take(self.addr).await?;
@@ -237,6 +256,7 @@ impl<'a> Bench<'a> {
             delivered: 0,
             delivered_per_s: 0.0,
             lost: 0,
+            unexpected: 0,
             latency: Latency::default(),
             closed_slow: 0,
             closed_other: 0,
@@ -259,6 +279,7 @@ impl<'a> Bench<'a> {
         out.latency = Latency::of(&latency);
         out.delivered_per_s = out.delivered as f64 / publish_secs;
         out.lost = expected.saturating_sub(out.delivered);
+        out.unexpected = out.delivered.saturating_sub(expected);
         self.live = self.live.saturating_sub(out.closed_slow + out.closed_other);
         Ok(out)
     }
@@ -278,7 +299,8 @@ impl<'a> Bench<'a> {
             let due = ((rate * elapsed.min(duration).as_secs_f64()) as u64).max(sent);
             while sent < due {
                 let subject = self.subjects[(sent % self.subjects.len() as u64) as usize].clone();
-                let data = client::payload(client::now_ns(), step, sent, size);
+                let group = (self.filter_groups > 0).then(|| sent % u64::from(self.filter_groups));
+                let data = client::payload(client::now_ns(), step, sent, group, size);
                 self.nats.publish(subject, data.into()).await.context("publishing to NATS")?;
                 sent += 1;
             }
@@ -329,7 +351,8 @@ async fn watch_slow_disconnects(addr: SocketAddr, base: f64) -> Option<Instant> 
 }
 
 fn strict_errors(load: &Load, steps: &[Step]) -> u64 {
-    let errors: u64 = steps.iter().map(|s| s.errors.count).sum();
+    // More frames than expected is always wrong (duplicates or filtering failures), strict or not.
+    let errors: u64 = steps.iter().map(|s| s.errors.count + s.unexpected).sum();
     let strict: u64 = if load.strict {
         steps.iter().map(|s| s.lost + s.closed_slow + s.closed_other + u64::from(s.delivered == 0)).sum()
     } else {
@@ -340,10 +363,18 @@ fn strict_errors(load: &Load, steps: &[Step]) -> u64 {
 
 pub async fn run(args: &FanoutArgs) -> anyhow::Result<Outcome> {
     let (common, load) = (&args.common, &args.load);
-    let (mut bench, setup) = Bench::setup(common, load, args.patterns).await?;
+    let (mut bench, setup) = Bench::setup(common, load, args.patterns, args.filter_groups).await?;
     let title = format!(
-        "fanout: {} connections, {} pattern(s), {} B events, {} s steps, {} worker(s)",
-        load.connections, args.patterns.name(), load.size, load.duration, common.workers
+        "fanout: {} connections, {} pattern(s){}, {} B events, {} s steps, {} worker(s)",
+        load.connections,
+        args.patterns.name(),
+        match args.filter_groups {
+            0 => String::new(),
+            k => format!(" with {k} filter groups"),
+        },
+        load.size,
+        load.duration,
+        common.workers
     );
     let mut table = Table::new(title, HEADERS.to_vec());
     let mut steps = Vec::new();
@@ -392,7 +423,7 @@ pub async fn run(args: &FanoutArgs) -> anyhow::Result<Outcome> {
     let json = json!({
         "scenario": "fanout",
         "params": {
-            "connections": load.connections, "patterns": args.patterns, "rate": load.rate, "size": load.size,
+            "connections": load.connections, "patterns": args.patterns, "filter_groups": args.filter_groups, "rate": load.rate, "size": load.size,
             "duration_s": load.duration, "workers": common.workers, "find_max": args.find_max, "p99_budget_ms": args.p99_budget_ms,
         },
         "setup": setup,
@@ -406,7 +437,7 @@ pub async fn run(args: &FanoutArgs) -> anyhow::Result<Outcome> {
 
 pub async fn run_slow(args: &SlowArgs) -> anyhow::Result<Outcome> {
     let (common, load) = (&args.common, &args.load);
-    let (mut bench, setup) = Bench::setup(common, load, Patterns::One).await?;
+    let (mut bench, setup) = Bench::setup(common, load, Patterns::One, 0).await?;
     let title = format!(
         "slow: {} fast connections at {} events/s of {} B, {} s per run, without and with one client that never reads",
         load.connections, load.rate, load.size, load.duration
@@ -417,7 +448,8 @@ pub async fn run_slow(args: &SlowArgs) -> anyhow::Result<Outcome> {
 
     let mut slow = Pool::start(1, 1, &common.job(true, args.slow_rcvbuf)).await?;
     let first = load.connections as usize;
-    let [Reply::Opened(opened)] = &slow.call_all(Cmd::Open { first, count: 1, patterns: Patterns::One }).await?[..] else {
+    let open = Cmd::Open { first, count: 1, patterns: Patterns::One, filter_groups: 0 };
+    let [Reply::Opened(opened)] = &slow.call_all(open).await?[..] else {
         bail!("unexpected reply from the slow client's worker");
     };
     if opened.ok != 1 {

@@ -60,7 +60,7 @@ pub async fn run(args: &IdleArgs) -> anyhow::Result<Outcome> {
     let (mut open_total, mut previous) = (0usize, (0usize, before.rss_kb));
     for &level in levels {
         let ranges = split(open_total, level - open_total, pool.len());
-        let cmds = ranges.iter().map(|&(first, count)| Cmd::Open { first, count, patterns: args.patterns }).collect();
+        let cmds = ranges.iter().map(|&(first, count)| Cmd::Open { first, count, patterns: args.patterns, filter_groups: 0 }).collect();
         let start = Instant::now();
         let replies = pool.call_each(cmds).await?;
         let took = start.elapsed();

@@ -65,13 +65,21 @@ impl Patterns {
         }
     }
 
-    /// How many connections receive each event.
-    pub fn receivers(self, connections: usize) -> u64 {
-        match self {
-            Patterns::One => connections as u64,
-            Patterns::PerObject => 1,
+    /// How many of `connections` receive the `n`th event when connection i filters on group `i % groups`
+    /// (`groups` 0 = no filters).
+    pub fn receivers(self, n: u64, connections: usize, groups: u32) -> u64 {
+        let connections = connections as u64;
+        match (self, u64::from(groups)) {
+            (Patterns::PerObject, _) => 1,
+            (Patterns::One, 0) => connections,
+            (Patterns::One, k) => connections / k + u64::from(n % k < connections % k),
         }
     }
+}
+
+/// The server-side filter of connection `i` when connections are spread over `groups` filter groups.
+pub fn group_filter(i: usize, groups: u32) -> Option<serde_json::Value> {
+    (groups > 0).then(|| serde_json::json!({ "g": i as u64 % u64::from(groups) }))
 }
 
 /// What a worker is for; sent once as the first line.
@@ -96,7 +104,14 @@ pub struct Job {
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Cmd {
     /// Mint tokens, then open connections `first..first+count`, each authenticated with one subscription.
-    Open { first: usize, count: usize, patterns: Patterns },
+    /// With `filter_groups` K > 0, connection i subscribes with the filter `{"g": i % K}`.
+    Open {
+        first: usize,
+        count: usize,
+        patterns: Patterns,
+        #[serde(default)]
+        filter_groups: u32,
+    },
     /// Events of `step` received so far.
     Progress { step: u32 },
     /// Statistics of `step` (and close/error counts since the last report).
@@ -283,7 +298,9 @@ impl Worker {
 
     async fn handle(&mut self, cmd: Cmd) -> anyhow::Result<Reply> {
         Ok(match cmd {
-            Cmd::Open { first, count, patterns } => Reply::Opened(self.open(first, count, patterns).await?),
+            Cmd::Open { first, count, patterns, filter_groups } => {
+                Reply::Opened(self.open(first, count, patterns, filter_groups).await?)
+            }
             Cmd::Progress { step } => Reply::Progress { delivered: self.shared.delivered(step) },
             Cmd::Report { step } => Reply::Report(self.shared.report(step)),
             Cmd::Mint { first, count } => {
@@ -299,7 +316,7 @@ impl Worker {
     }
 
     /// Opens and keeps `count` subscribed connections; each then reads events until the worker stops.
-    async fn open(&mut self, first: usize, count: usize, patterns: Patterns) -> anyhow::Result<Opened> {
+    async fn open(&mut self, first: usize, count: usize, patterns: Patterns, groups: u32) -> anyhow::Result<Opened> {
         let tokens = self.mint(first, count).await?;
         let dial = self.dial();
         let endpoint = &self.endpoint;
@@ -308,7 +325,8 @@ impl Worker {
             .map(|(k, token)| async move {
                 let i = first + k;
                 let start = Instant::now();
-                let ws = open_one(endpoint, dial, &token, Some(&patterns.pattern(prefix, i))).await;
+                let subscription = Some((patterns.pattern(prefix, i), group_filter(i, groups)));
+                let ws = open_one(endpoint, dial, &token, subscription).await;
                 (i, ws, start.elapsed())
             })
             .buffer_unordered(self.job.concurrency.max(1))
@@ -345,8 +363,8 @@ impl Worker {
         let lane = || async {
             while let Some(token) = tokens.get(next.fetch_add(1, Ordering::Relaxed)) {
                 let start = Instant::now();
-                let pattern = subscribe.map(|p| p.pattern(prefix, 0));
-                let result = open_one(endpoint, dial, token, pattern.as_deref()).await;
+                let subscription = subscribe.map(|p| (p.pattern(prefix, 0), None));
+                let result = open_one(endpoint, dial, token, subscription).await;
                 let took = start.elapsed();
                 let ws = {
                     let mut report = report.lock().expect("report lock");
@@ -378,12 +396,17 @@ impl Worker {
     }
 }
 
-/// Dials, authenticates and (optionally) subscribes one connection.
-async fn open_one(endpoint: &Endpoint, dial: Dial, token: &str, pattern: Option<&str>) -> anyhow::Result<Ws> {
+/// Dials, authenticates and (optionally) subscribes one connection to a pattern, with an optional filter.
+async fn open_one(
+    endpoint: &Endpoint,
+    dial: Dial,
+    token: &str,
+    subscription: Option<(String, Option<serde_json::Value>)>,
+) -> anyhow::Result<Ws> {
     let mut ws = client::dial(endpoint, dial).await?;
     client::authenticate(&mut ws, token).await?;
-    if let Some(pattern) = pattern {
-        client::subscribe(&mut ws, pattern).await?;
+    if let Some((pattern, filter)) = subscription {
+        client::subscribe(&mut ws, &pattern, filter).await?;
     }
     Ok(ws)
 }
@@ -419,4 +442,20 @@ async fn serve(mut ws: Ws, conn: usize, shared: Arc<Shared>, mut stop: watch::Re
 async fn hold_unread(ws: Ws, mut stop: watch::Receiver<bool>) {
     let _ = stop.changed().await;
     drop(ws);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receivers_match_the_filter_groups() {
+        // 10 connections over 3 groups: groups 0, 1, 2 hold 4, 3, 3 connections.
+        let counted: Vec<u64> = (0..3).map(|n| (0..10).filter(|i| group_filter(*i, 3).unwrap()["g"] == n).count() as u64).collect();
+        assert_eq!(counted, vec![4, 3, 3]);
+        assert_eq!((0..3).map(|n| Patterns::One.receivers(n, 10, 3)).collect::<Vec<_>>(), counted);
+        assert_eq!(Patterns::One.receivers(5, 10, 0), 10);
+        assert_eq!(Patterns::PerObject.receivers(5, 10, 0), 1);
+        assert!(group_filter(1, 0).is_none());
+    }
 }
