@@ -4,11 +4,26 @@ browsers over WebSocket (protocol v1, see proto/PROTOCOL.md).
     import telegraphy
     telegraphy.publish("chat.lobby.message", {"text": "hi"})        # sync, never blocks on NATS
     await telegraphy.apublish("chat.lobby.message", {"text": "hi"})  # async
+    telegraphy.revoke_user(user)                                      # close the user's sockets (4003)
 """
 
 from .events import BaseEvent, BaseEventModel, allow_patterns
 from .publisher import PublishError, apublish, flush, publish
+from .revocations import RevocationError, arevoke_session, arevoke_user, revoke_session, revoke_user
 
 __version__ = "0.1.0"
 
-__all__ = ["BaseEvent", "BaseEventModel", "PublishError", "allow_patterns", "apublish", "flush", "publish"]
+__all__ = [
+    "BaseEvent",
+    "BaseEventModel",
+    "PublishError",
+    "RevocationError",
+    "allow_patterns",
+    "apublish",
+    "arevoke_session",
+    "arevoke_user",
+    "flush",
+    "publish",
+    "revoke_session",
+    "revoke_user",
+]

@@ -117,6 +117,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
     if not isinstance(conf["NATS_OPTIONS"], dict) or not isinstance(conf["GATEWAY_ENV"], dict):
         errors.append(Error('TELEGRAPHY["NATS_OPTIONS"] and ["GATEWAY_ENV"] must be dicts.', id="telegraphy.E009"))
 
+    replicas = conf["KV_REPLICAS"]
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= 5:
+        errors.append(
+            Error(
+                f'TELEGRAPHY["KV_REPLICAS"] must be an integer in 1..5, got {replicas!r}.',
+                hint="1, or 3 on a 3-node NATS cluster (like the gateway's history.replicas).",
+                id="telegraphy.E010",
+            )
+        )
+
     unknown = sorted(set(raw) - set(DEFAULTS))
     if unknown:
         errors.append(

@@ -12,6 +12,8 @@ Every key is optional except ``SECRET``::
         "TOKEN_TTL": 60,                        # seconds, 1..3600
         "REGISTER_TOKENS": True,                # store each token id in KV (gateway auth.single_use)
         "TOKENS_BUCKET": "telegraphy_tokens",   # gateway auth.tokens_bucket
+        "REVOCATIONS_BUCKET": "telegraphy_revocations",  # gateway auth.revocations_bucket
+        "KV_REPLICAS": 1,                       # replicas of a KV bucket created here (gateway history.replicas)
         "PUBLISH_BUFFER": 10000,                # events kept while NATS is unreachable; more are dropped
         "PUBLISH_TIMEOUT": 5.0,                 # seconds: acknowledged publishes, flush(), mint()
         "TOKEN_TIMEOUT": 2.0,                   # seconds a page render waits for token registration
@@ -41,6 +43,8 @@ DEFAULTS: dict[str, Any] = {
     "TOKEN_TTL": 60,
     "REGISTER_TOKENS": True,
     "TOKENS_BUCKET": "telegraphy_tokens",
+    "REVOCATIONS_BUCKET": "telegraphy_revocations",
+    "KV_REPLICAS": 1,
     "PUBLISH_BUFFER": 10000,
     "PUBLISH_TIMEOUT": 5.0,
     "TOKEN_TIMEOUT": 2.0,

@@ -112,6 +112,8 @@ class Publisher:
         timeout: float = 5.0,
         reconnect_wait: float = 1.0,
         tokens_bucket: str = "telegraphy_tokens",
+        revocations_bucket: str = "telegraphy_revocations",
+        kv_replicas: int = 1,
         nats_options: dict[str, Any] | None = None,
     ) -> None:
         self.servers = [servers] if isinstance(servers, str) else list(servers)
@@ -119,6 +121,8 @@ class Publisher:
         self.timeout = float(timeout)
         self.reconnect_wait = float(reconnect_wait)
         self.tokens_bucket = tokens_bucket
+        self.revocations_bucket = revocations_bucket
+        self.kv_replicas = int(kv_replicas)
         self.nats_options = dict(nats_options or {})
         self._reset_state()
 
@@ -138,7 +142,7 @@ class Publisher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._main_task: asyncio.Task | None = None
         self._nc: Any = None
-        self._kv: Any = None
+        self._buckets: dict[str, Any] = {}  # KV bucket name -> nats-py KeyValue (loop side)
         self._closed = False
         self._started = threading.Event()
         self._attempted = threading.Event()  # first connect attempt finished (either way)
@@ -300,6 +304,24 @@ class Publisher:
         future = asyncio.run_coroutine_threadsafe(self._kv_create(jti, limit), loop)
         await _aresult(future, limit + 0.5, "token registration in NATS KV timed out", TokenRegistrationError)
 
+    def revoke_key(self, key: str, timeout: float | None = None) -> int:
+        """Put ``key`` = now (ASCII unix seconds) in the revocations bucket; returns the time written once NATS
+        acknowledged it. See revocations.revoke_user()."""
+        from .revocations import RevocationError
+
+        limit = self.timeout if timeout is None else timeout
+        loop = self._ensure_started()
+        future = asyncio.run_coroutine_threadsafe(self._kv_revoke(key, limit), loop)
+        return _result(future, limit + 0.5, f"revocation {key!r} was not acknowledged", RevocationError)
+
+    async def arevoke_key(self, key: str, timeout: float | None = None) -> int:
+        from .revocations import RevocationError
+
+        limit = self.timeout if timeout is None else timeout
+        loop = self._ensure_started()
+        future = asyncio.run_coroutine_threadsafe(self._kv_revoke(key, limit), loop)
+        return await _aresult(future, limit + 0.5, f"revocation {key!r} was not acknowledged", RevocationError)
+
     def run(self, coro_fn: Any, timeout: float | None = None) -> Any:
         """Run ``await coro_fn(nc)`` on the publisher's loop with its connected client (tools, checks)."""
         limit = self.timeout if timeout is None else timeout
@@ -392,8 +414,26 @@ class Publisher:
                 raise ConnectionError("NATS is not connected")
         return nc
 
+    async def _bucket(self, nc: Any, bucket: str, max_age: int, timeout: float) -> Any:
+        """KV bucket ``bucket`` (cached): get, else create with ``max_age``, history 1 and ``KV_REPLICAS``
+        (PROTOCOL section 4: whoever needs a bucket first creates it; a gateway may win the race)."""
+        from nats.js.errors import BucketNotFoundError
+
+        kv = self._buckets.get(bucket)
+        if kv is None:
+            js = nc.jetstream(timeout=timeout)
+            try:
+                kv = await js.key_value(bucket)
+            except BucketNotFoundError:
+                try:
+                    kv = await js.create_key_value(bucket=bucket, history=1, ttl=max_age, replicas=self.kv_replicas)
+                except Exception:
+                    kv = await js.key_value(bucket)  # created concurrently by someone else
+            self._buckets[bucket] = kv
+        return kv
+
     async def _kv_create(self, jti: str, timeout: float) -> None:
-        from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
+        from nats.js.errors import KeyWrongLastSequenceError
 
         from .tokens import MAX_TTL, TokenRegistrationError
 
@@ -402,25 +442,31 @@ class Publisher:
         except ConnectionError as exc:
             raise TokenRegistrationError(str(exc)) from None
         try:
-            kv = self._kv
-            if kv is None:
-                js = nc.jetstream(timeout=timeout)
-                try:
-                    kv = await js.key_value(self.tokens_bucket)
-                except BucketNotFoundError:
-                    try:
-                        kv = await js.create_key_value(bucket=self.tokens_bucket, history=1, ttl=MAX_TTL)
-                    except Exception:
-                        kv = await js.key_value(self.tokens_bucket)  # created concurrently by someone else
-                self._kv = kv
+            kv = await self._bucket(nc, self.tokens_bucket, MAX_TTL, timeout)
             await kv.create(jti, b"1")
         except KeyWrongLastSequenceError:
             raise TokenRegistrationError("token id already registered") from None
-        except TokenRegistrationError:
-            raise
         except Exception as exc:
-            self._kv = None
+            self._buckets.pop(self.tokens_bucket, None)
             raise TokenRegistrationError(f"could not register the token id in KV: {type(exc).__name__}: {exc}") from exc
+
+    async def _kv_revoke(self, key: str, timeout: float) -> int:
+        from .revocations import REVOCATIONS_MAX_AGE, RevocationError
+
+        try:
+            nc = await self._wait_connected(timeout)
+        except ConnectionError as exc:
+            raise RevocationError(f"could not write revocation {key!r}: {exc}") from None
+        try:
+            kv = await self._bucket(nc, self.revocations_bucket, REVOCATIONS_MAX_AGE, timeout)
+            # Taken once the bucket is at hand, right before the put: covers every token issued until now.
+            revoked_at = int(time.time())
+            await kv.put(key, str(revoked_at).encode("ascii"))
+        except Exception as exc:
+            self._buckets.pop(self.revocations_bucket, None)
+            raise RevocationError(f"could not write revocation {key!r} to KV bucket {self.revocations_bucket!r}: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+        return revoked_at
 
     def _take_batch(self) -> list[_Item]:
         batch: list[_Item] = []
@@ -585,6 +631,8 @@ def get_publisher() -> Publisher:
                 timeout=ts.PUBLISH_TIMEOUT,
                 reconnect_wait=ts.RECONNECT_WAIT,
                 tokens_bucket=ts.TOKENS_BUCKET,
+                revocations_bucket=ts.REVOCATIONS_BUCKET,
+                kv_replicas=ts.KV_REPLICAS,
                 nats_options=ts.NATS_OPTIONS,
             )
         return _publisher

@@ -81,6 +81,8 @@ def test_other_checks(settings):
     assert ids(settings, **GOOD, PUBLISH_TIMEOUT=0) == ["telegraphy.E007"]
     assert ids(settings, **GOOD, GATEWAY_HTTP_URL="ws://x") == ["telegraphy.E008"]
     assert ids(settings, **GOOD, NATS_OPTIONS=[]) == ["telegraphy.E009"]
+    assert ids(settings, **GOOD, KV_REPLICAS=3) == []
+    assert ids(settings, **GOOD, KV_REPLICAS=0) == ids(settings, **GOOD, KV_REPLICAS="3") == ["telegraphy.E010"]
     assert ids(settings, **GOOD, NATS_ULR="typo") == ["telegraphy.W001"]
 
 

@@ -60,7 +60,7 @@ class Command(BaseCommand):
                 results.append((True, f"KV bucket {bucket!r} present"))
             except BucketNotFoundError:
                 if options["create_bucket"]:
-                    await js.create_key_value(bucket=bucket, history=1, ttl=MAX_TTL)
+                    await js.create_key_value(bucket=bucket, history=1, ttl=MAX_TTL, replicas=ts.KV_REPLICAS)
                     results.append((True, f"KV bucket {bucket!r} created"))
                 else:
                     results.append((False, f"KV bucket {bucket!r} missing (the first mint or the gateway creates it; "
