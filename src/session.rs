@@ -163,6 +163,8 @@ impl Connection {
     async fn run(mut self, mut stream: AggregatedMessageStream) {
         let heartbeat = self.gw.settings.heartbeat_interval();
         let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+        // After a long frame handler (a history replay), one ping, not a burst of the missed ones.
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let connect_deadline = tokio::time::sleep(Duration::from_secs(self.gw.settings.auth.connect_timeout));
         tokio::pin!(connect_deadline);
         let mut last_seen = Instant::now();
