@@ -145,12 +145,23 @@ export declare class Subscription<T = unknown> {
   on(type: "error", fn: (error: TelegraphyError) => void): this;
   /**
    * More conditions, merged into the filter (a key given again replaces its value), re-sent to the
-   * gateway: the subscription is replaced under its name (ready() waits for the new answer). A handle
+   * gateway: the subscription is replaced under its name (ready() waits for the new answer; see setFilters
+   * for the events and the position meanwhile). A handle
    * sharing an unnamed subscription with others moves to a subscription of its own.
    */
   filter(conditions: Conditions): this;
   /** The same for the exclude conditions. */
   exclude(conditions: Conditions): this;
+  /**
+   * Replace both the filter and the exclude conditions (an absent or empty one clears it; no argument
+   * clears both) in one subscribe frame under the same name (PROTOCOL.md section 8: replace). Resolves
+   * once the gateway confirmed the new filters, rejects if it refused them (the subscription is then
+   * failed). Until the gateway's answer, events under this name are dropped: they were matched by the
+   * old filters. The position starts over from that answer (nothing is recovered across a swap), so
+   * load the data for the new filters once it resolves. Throws a TypeError for a malformed argument.
+   * A handle sharing an unnamed subscription with others moves to a subscription of its own.
+   */
+  setFilters(filters?: { filter?: Conditions | null; exclude?: Conditions | null }): Promise<void>;
   /** Resolves once the gateway confirmed the subscription; rejects if it refused it. */
   ready(): Promise<void>;
   /** Stops delivery at once; resolves when the gateway confirmed (or at once when offline). */

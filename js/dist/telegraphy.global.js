@@ -236,6 +236,7 @@ class Entry {
     this.sent = false; // subscribed (or asked) on the current socket
     this.confirmed = false; // `subscribed` received on the current socket
     this.recovering = false; // it was live when the connection was lost: the next answer tells the app
+    this.replaced = false; // filters changed since the gateway last confirmed them: its frames are stale
     this.retries = 0;
     this.retryTimer = null;
     this.waiters = [];
@@ -353,6 +354,23 @@ class Subscription {
   /** Drop events for which all these conditions hold (merged into the exclude); re-sent to the gateway. */
   exclude(conditions) {
     return this._narrow("exclude", conditions);
+  }
+
+  /**
+   * Replace both filter and exclude ({} or undefined clears them) and re-send the subscription in one
+   * frame under its name (section 8: replace). Resolves once the gateway confirmed the new filters,
+   * rejects if it refused them. Until then no event of this name reaches the handlers (they were
+   * matched by the old filters), and the position starts over from the gateway's answer.
+   */
+  setFilters(filters) {
+    if (filters === undefined || filters === null) filters = {};
+    if (typeof filters !== "object" || Array.isArray(filters) || Object.keys(filters).some((k) => k !== "filter" && k !== "exclude")) {
+      throw new TypeError("Telegraphy: setFilters takes {filter, exclude}");
+    }
+    const filter = checkConditions(filters.filter, "filter");
+    const exclude = checkConditions(filters.exclude, "exclude");
+    if (!this._closed) this._client._respec(this, { filter: filter && { ...filter }, exclude: exclude && { ...exclude } });
+    return this.ready();
   }
 
   /** Resolves once the gateway confirmed the subscription; rejects if it refused it. */
@@ -664,6 +682,15 @@ class Telegraphy {
       entry.exclude = spec.exclude;
       entry.state = "pending";
       entry.error = null;
+      if (entry.reqId !== null) {
+        // Asked before (a chain in the subscribe tick was not): the gateway may still hold the old
+        // filters under this name and sends their frames until it answers the new subscribe (it
+        // answers in order, and frames of the new filters follow the answer). Those are dropped, and
+        // the position starts over from the answer: the old one is another filter's, nothing to recover.
+        entry.replaced = true;
+        entry.position = entry.last = null;
+        entry.confirmed = entry.recovering = false;
+      }
       this._queue(entry);
       return;
     }
@@ -922,6 +949,7 @@ class Telegraphy {
     }
     entry.state = "active";
     entry.confirmed = true;
+    entry.replaced = false;
     entry.error = null;
     entry.retries = 0;
     const info = this._track(entry, frame, p.since);
@@ -1025,7 +1053,7 @@ class Telegraphy {
       entries = this._entries.values(); // a gateway that does not say which subscription matched
     }
     for (const entry of entries) {
-      if (!matches(entry.pattern, frame.name) || !this._fresh(entry, frame)) continue;
+      if (entry.replaced || !matches(entry.pattern, frame.name) || !this._fresh(entry, frame)) continue;
       for (const sub of [...entry.subs]) sub._deliver(frame);
     }
   }

@@ -39,17 +39,13 @@ async function signIn(context, user) {
   return tab;
 }
 
-/** Wait until the page's client is connected and the page's own subscription is confirmed. */
+/**
+ * Wait until the page's client is connected and the tracker is live: its subscription (named "tracker")
+ * confirmed by the gateway and the rows of its filter loaded (the page sets #tracker[data-state]).
+ */
 async function live(tab) {
   await tab.waitForSelector('#tg-state[data-state="connected"]', { timeout: 10000 });
-  await within(
-    5000,
-    tab.evaluate(() => {
-      const { pattern } = JSON.parse(document.getElementById("page-config").textContent);
-      return Telegraphy.page().subscribe(pattern).ready(); // same pattern: the page's subscription
-    }),
-    "the page's subscription",
-  );
+  await tab.waitForSelector('#tracker[data-state="live"]', { timeout: 10000 });
 }
 
 /** Start recording (page clock) when a tracker row named `name` appears / disappears. */

@@ -129,3 +129,50 @@ test("recovery keeps the filters: after a kill -9 and restart, each subscription
   const wire = log.received.slice(cut).filter((e) => e.frame.type === "event" && e.frame.sub === "c7").map((e) => e.frame.data.pk);
   assert.deepEqual(wire, [1, 2, 9], "the gateway sent c7 only its own events");
 });
+
+test("setFilters swaps filter and exclude in one subscribe frame; frames of the old filter still in flight never reach the handler", async (t) => {
+  const { gw, tg, log, errors } = await connectedClient(t, ["fs.>"]);
+  const got = [];
+  const inbox = new Inbox();
+  const handler = (e) => {
+    got.push(e.data);
+    inbox.push(e.data);
+  };
+  const sub = tg.subscribe("fs.>", handler, { filter: { kind: "old" }, exclude: { n__gte: 1000 }, name: "sw" });
+  await within(5000, sub.ready(), "subscribed");
+  // a second connection sees when the gateway has fanned the whole burst out
+  const { RecordingWebSocket } = recordingWebSocket();
+  const probe = new Telegraphy({ url: gw.wsUrl, token: await gw.token({ allow: ["fs.>"] }), WebSocket: RecordingWebSocket });
+  t.after(() => probe.close());
+  const seen = new Inbox();
+  await within(5000, probe.subscribe("fs.>", (e) => seen.push(e.data)).ready(), "probe subscribed");
+
+  // The client stops reading while a burst for the old filter is queued to it; then it asks for the new
+  // filter and reads again: the whole burst arrives before the gateway's answer.
+  const [{ socket: ws }] = log.sockets;
+  ws.pause();
+  for (let n = 0; n < 200; n++) await shared.pub.publish("fs.x", { kind: "old", n });
+  await seen.until((d) => d.n === 199, 5000, "the probe got the whole burst");
+  const cut = log.sent.length;
+  const swappedAt = log.received.length;
+  const swap = sub.setFilters({ filter: { kind: "new" } });
+  ws.resume();
+  await within(5000, swap, "swapped");
+  await shared.pub.publish("fs.x", { kind: "old", n: 2000 });
+  await shared.pub.publish("fs.x", { kind: "new", n: 1 });
+  await shared.pub.publish("fs.x", { kind: "new", n: 5000 }); // the old exclude is gone too
+  await inbox.until((d) => d.n === 5000, 5000, "the new filter's events");
+
+  const sent = log.sent.slice(cut).map((e) => e.frame);
+  assert.deepEqual(sent.map((f) => f.type), ["subscribe"], "one frame, no unsubscribe");
+  assert.deepEqual(sent[0], { type: "subscribe", id: sent[0].id, event: "fs.>", sub: "sw", filter: { kind: "new" } });
+  assert.deepEqual(got, [{ kind: "new", n: 1 }, { kind: "new", n: 5000 }], "nothing of the old filter after the swap");
+  const answers = log.received.slice(swappedAt).map((e) => e.frame);
+  const reply = answers.findIndex((f) => f.type === "subscribed" && f.id === sent[0].id);
+  assert.equal(answers[reply]?.sub, "sw", "the gateway answered the swap");
+  const stale = answers.slice(0, reply).filter((f) => f.type === "event" && f.sub === "sw");
+  assert.deepEqual(stale.map((f) => f.data.n), [...Array(200).keys()], "the burst came before the answer: all dropped");
+  assert.ok(answers.slice(reply).every((f) => f.type !== "event" || f.data.kind === "new"), "after it, only the new filter's");
+  if (answers[reply].epoch) assert.deepEqual(sub.position?.epoch, answers[reply].epoch, "the position is the new answer's epoch");
+  assert.deepEqual(errors, []);
+});

@@ -88,12 +88,123 @@ test("filter() later re-sends under the same name (replace); ready() waits for t
   assert.equal(ready, false);
   answer(socket, second, { epoch: "e", seq: 9 });
   await p;
-  assert.deepEqual(got, ["old filter, still live"]);
+  socket.receive({ type: "event", sub: "mine", name: "a.b", data: "new filter" });
+  assert.deepEqual(got, ["new filter"], "a frame before the new answer was matched by the old filter: dropped");
   sub.filter({ x: 2 }); // no change: nothing sent
   sub.filter({});
   await flush();
   assert.equal(socket.frames("subscribe").length, 2);
   assert.equal(socket.frames("unsubscribe").length, 0);
+});
+
+test("setFilters replaces filter and exclude in one frame under the name; old-filter frames before the answer are dropped; the position starts over", async () => {
+  const ctx = setup();
+  const socket = await online(ctx);
+  const got = [];
+  const told = [];
+  const sub = ctx.tg.subscribe("shop.order.>", (e) => got.push(e.data.pk), {
+    filter: { customer__id: 7 },
+    exclude: { status: "cancelled" },
+    name: "orders",
+    onRecover: (info) => told.push(info),
+  });
+  await flush();
+  answer(socket, socket.frames("subscribe")[0], { epoch: "e", seq: 4 });
+  socket.receive({ type: "event", sub: "orders", name: "shop.order.created.1", data: { pk: 1 }, epoch: "e", seq: 6 });
+  assert.deepEqual(sub.position, { epoch: "e", seq: 6 });
+
+  const swapped = sub.setFilters({ filter: { total__gte: 100 } });
+  assert.ok(swapped instanceof Promise);
+  assert.deepEqual(sub.filters, { filter: { total__gte: 100 }, exclude: null }, "both replaced, not merged");
+  assert.equal(sub.state, "pending");
+  assert.equal(sub.position, null, "the old filter's position is not this one's");
+  await flush();
+  const frames = socket.frames("subscribe");
+  assert.equal(frames.length, 2);
+  assert.deepEqual(frames[1], { type: "subscribe", id: frames[1].id, event: "shop.order.>", sub: "orders", filter: { total__gte: 100 } });
+  assert.equal(socket.frames("unsubscribe").length, 0, "one frame: no unsubscribe");
+  // queued by the gateway before it replaced the subscription: matched by the old filter
+  socket.receive({ type: "event", sub: "orders", name: "shop.order.created.2", data: { pk: 2 }, epoch: "e", seq: 8 });
+  answer(socket, frames[1], { epoch: "e", seq: 9 });
+  await swapped;
+  assert.equal(sub.state, "active");
+  assert.deepEqual(sub.position, { epoch: "e", seq: 9 }, "from the new answer");
+  // a held live frame of the new filter may be below the answer's position (section 7): delivered
+  socket.receive({ type: "event", sub: "orders", name: "shop.order.created.3", data: { pk: 3 }, epoch: "e", seq: 7 });
+  socket.receive({ type: "event", sub: "orders", name: "shop.order.created.4", data: { pk: 4 }, epoch: "e", seq: 10 });
+  assert.deepEqual(got, [1, 3, 4]);
+  assert.deepEqual(sub.position, { epoch: "e", seq: 10 });
+  assert.deepEqual(told, [], "a replacement is not a recovery");
+
+  // the same filters again: nothing sent, resolves at once; {} (or no argument) clears both
+  await sub.setFilters({ filter: { total__gte: 100 } });
+  await sub.setFilters({ exclude: undefined, filter: { total__gte: 100 } });
+  assert.equal(socket.frames("subscribe").length, 2);
+  const cleared = sub.setFilters();
+  await flush();
+  const last = socket.frames("subscribe")[2];
+  assert.deepEqual(last, { type: "subscribe", id: last.id, event: "shop.order.>", sub: "orders" }, "still under its name");
+  assert.deepEqual(sub.filters, { filter: null, exclude: null });
+  answer(socket, last);
+  await cleared;
+  assert.deepEqual(ctx.errors, []);
+});
+
+test("setFilters: a swap during a swap, a refused swap, a swap while offline, and what it refuses", async () => {
+  const ctx = setup();
+  const socket = await online(ctx);
+  const got = [];
+  const told = [];
+  const sub = ctx.tg.subscribe("a.>", (e) => got.push(e.data), { filter: { k: 1 }, name: "n", onRecover: (i) => told.push(i.recovered) });
+  await flush();
+  answer(socket, socket.frames("subscribe")[0], { epoch: "e", seq: 1 });
+
+  // k=2 then k=3 before the gateway answered: only the answer to the last one counts
+  const two = sub.setFilters({ filter: { k: 2 } });
+  await flush();
+  const three = sub.setFilters({ filter: { k: 3 } });
+  await flush();
+  const [, f2, f3] = socket.frames("subscribe");
+  assert.deepEqual([f2.filter, f3.filter], [{ k: 2 }, { k: 3 }]);
+  answer(socket, f2, { epoch: "e", seq: 2 });
+  socket.receive({ type: "event", sub: "n", name: "a.b", data: "k=2", epoch: "e", seq: 3 });
+  answer(socket, f3, { epoch: "e", seq: 3 });
+  await Promise.all([two, three]);
+  socket.receive({ type: "event", sub: "n", name: "a.b", data: "k=3", epoch: "e", seq: 4 });
+  assert.deepEqual(got, ["k=3"]);
+
+  // refused: ready() rejects, and the old filter's frames (the gateway keeps it) never reach the handler
+  const refused = sub.setFilters({ filter: { name__regex: "(" } });
+  await flush();
+  socket.receive({ type: "error", id: socket.frames("subscribe")[3].id, code: "bad_request", message: "bad regex" });
+  await assert.rejects(refused, (e) => e.code === "bad_request");
+  assert.equal(sub.state, "failed");
+  socket.receive({ type: "event", sub: "n", name: "a.b", data: "k=3 after the refusal", epoch: "e", seq: 5 });
+  assert.deepEqual(got, ["k=3"]);
+
+  // offline: the next connection subscribes the new filters, without since, and tells no recovery
+  socket.serverClose(1006);
+  const offline = sub.setFilters({ filter: { k: 4 } });
+  await ctx.clock.advance(ctx.clock.nextDelay());
+  const next = ctx.ws.last();
+  next.accept();
+  connected(next);
+  const [again] = next.frames("subscribe");
+  assert.deepEqual(again, { type: "subscribe", id: again.id, event: "a.>", sub: "n", filter: { k: 4 } });
+  answer(next, again, { epoch: "e", seq: 9 });
+  await offline;
+  assert.deepEqual(told, []);
+  next.receive({ type: "event", sub: "n", name: "a.b", data: "k=4", epoch: "e", seq: 10 });
+  assert.deepEqual(got, ["k=3", "k=4"]);
+
+  // what it refuses, before sending anything
+  assert.throws(() => sub.setFilters({ k: 5 }), TypeError, "conditions instead of {filter, exclude}");
+  assert.throws(() => sub.setFilters({ filter: { a__in: 1 } }), TypeError);
+  assert.throws(() => sub.setFilters([]), TypeError);
+  await flush();
+  assert.equal(next.frames("subscribe").length, 1);
+  void sub.unsubscribe(); // resolves on the gateway's answer, not needed here
+  await assert.rejects(sub.setFilters({}), (e) => e.code === "closed");
 });
 
 test("same pattern, different filters, no names: one subscription each, distinct names, separate events", async () => {

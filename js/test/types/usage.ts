@@ -29,13 +29,18 @@ const sub: Subscription<Order> = tg
 const position: Position | null = sub.position;
 const name: string = sub.name;
 const filters = sub.filters.filter;
+const swapped: Promise<void> = sub.setFilters({ filter: { customer__id: 8 }, exclude: null });
+void sub.setFilters({});
+void sub.setFilters();
 const off = tg.on("recovered", (info: RecoveryInfo) => console.log(info.seq));
 off();
 tg.on("state", (s) => console.log(s));
 const ok: boolean = validateSubName("big") && checkConditions({ a: 1 }) !== null;
-void [url, position, name, filters, ok];
+void [url, position, name, filters, ok, swapped];
 
 // @ts-expect-error: url is required
 new Telegraphy({});
 // @ts-expect-error: a subscription has only "recovered" and "error" events
 sub.on("message", () => {});
+// @ts-expect-error: setFilters takes {filter, exclude}, not the conditions themselves
+sub.setFilters({ customer__id: 8 });
