@@ -9,7 +9,7 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Write},
     process::{Child, Command, Stdio},
     sync::{mpsc, Arc},
     time::{Duration, Instant},
@@ -336,7 +336,9 @@ where
     reconnects.sort();
     let p99 = reconnects.get((reconnects.len() * 99).div_ceil(100).saturating_sub(1)).copied().unwrap_or_default();
     let not_recovered: usize = reports.iter().map(|r| r.not_recovered).sum();
-    println!(
+    // Written to stderr directly (not println!) so the figures show in the test output even when it is captured.
+    let _ = writeln!(
+        std::io::stderr(),
         "FAULT {name}: clients={CLIENTS} events={events} lost={lost} duplicated={duplicated} reconnects={} reconnect_p99={:?} recovered_false={not_recovered} took={:?}",
         reconnects.len(),
         p99,
