@@ -364,6 +364,7 @@ impl FanOut {
                 Ok((Recovery::Complete(events), _)) => {
                     if !events.is_empty() {
                         tracing::info!(pattern = %self.pattern, events = events.len(), "healed a gap after NATS reconnect");
+                        self.metrics.healed_events.increment(events.len() as u64);
                     }
                     for event in events {
                         self.deliver(&event.name, &event.payload, Some(event.seq));

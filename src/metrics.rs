@@ -23,6 +23,10 @@ pub struct Metrics {
     pub nats_connected: Gauge,
     /// async-nats reported a full subscription channel (messages were lost).
     pub nats_slow_consumers: Counter,
+    /// NATS (re)connections, the first one included.
+    pub nats_connects: Counter,
+    /// Stored events a node subscription delivered after a reconnect to fill the gap core NATS left.
+    pub healed_events: Counter,
     /// NATS messages received on node subscriptions.
     pub events_in: Counter,
     pub events_dropped_not_json: Counter,
@@ -63,6 +67,8 @@ impl Metrics {
             nats_subscriptions: g("telegraphy_nats_subscriptions"),
             nats_connected: g("telegraphy_nats_connected"),
             nats_slow_consumers: c("telegraphy_nats_slow_consumers_total"),
+            nats_connects: c("telegraphy_nats_connects_total"),
+            healed_events: c("telegraphy_healed_events_total"),
             events_in: c("telegraphy_events_in_total"),
             events_dropped_not_json: cl("telegraphy_events_dropped_total", "reason", "not_json"),
             events_dropped_too_big: cl("telegraphy_events_dropped_total", "reason", "too_big"),
@@ -86,6 +92,8 @@ impl Metrics {
             &m.connections_total,
             &m.connections_refused,
             &m.nats_slow_consumers,
+            &m.nats_connects,
+            &m.healed_events,
             &m.events_in,
             &m.events_dropped_not_json,
             &m.events_dropped_too_big,

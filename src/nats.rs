@@ -42,6 +42,7 @@ pub async fn connect(
                 match event {
                     Event::Connected => {
                         metrics.nats_connected.set(1.0);
+                        metrics.nats_connects.increment(1);
                         tracing::info!("NATS connected");
                         reconnects.send_modify(|n| *n += 1);
                     }

@@ -88,6 +88,11 @@ impl GatewayProc {
         }
     }
 
+    async fn metric(&self, series: &str) -> f64 {
+        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.port)).await.unwrap().text().await.unwrap();
+        metric_value(&text, series)
+    }
+
     /// A JetStream cluster that lost its nodes needs a while to elect leaders again: allow 30 s.
     async fn wait_ready(&self) {
         let what = format!("{} ready", self.name);
@@ -263,7 +268,11 @@ impl Cluster {
     async fn start() -> Self {
         let nats = NatsCluster::start(3);
         let url = nats.urls();
-        let gateways: Vec<_> = (1..=3).map(|i| GatewayProc::start(&format!("gw-{i}"), &url)).collect();
+        // gw-1 knows only NATS node 1 (it learns the others from the cluster), so killing node 1 forces at least
+        // one gateway through a reconnect and the healing path.
+        let gateways: Vec<_> = (1..=3)
+            .map(|i| GatewayProc::start(&format!("gw-{i}"), if i == 1 { nats.nodes[0].url() } else { url.clone() }.as_str()))
+            .collect();
         for g in &gateways {
             g.wait_ready().await;
         }
@@ -394,6 +403,14 @@ async fn kill_one_nats_node() {
         for g in &c.gateways {
             g.wait_ready().await;
         }
+        let gw1 = &c.gateways[0];
+        eventually("gw-1 reconnected to another NATS node", || async { gw1.metric("telegraphy_nats_connects_total").await >= 2.0 })
+            .await;
+        let _ = writeln!(
+            std::io::stderr(),
+            "FAULT kill one NATS node: gw-1 healed {} events after its reconnect",
+            gw1.metric("telegraphy_healed_events_total").await
+        );
     })
     .await;
 }
