@@ -110,7 +110,8 @@ pub fn session_key(sid: &str) -> String {
 impl Auth {
     pub fn new(settings: &Settings, client: async_nats::Client) -> Result<Self, ConfigError> {
         let secrets = settings.secrets()?;
-        let keyring = Keyring::new(&secrets).map_err(|e| ConfigError::Invalid { key: "auth.secret", problem: e.to_string() })?;
+        let keyring =
+            Keyring::new(&secrets).map_err(|e| ConfigError::Invalid { key: "auth.secret", problem: e.to_string() })?;
         Ok(Auth {
             keyring,
             client,
@@ -128,7 +129,9 @@ impl Auth {
 
     async fn tokens_kv(&self) -> Result<&async_nats::jetstream::kv::Store, NatsError> {
         self.tokens
-            .get_or_try_init(|| nats::key_value(&self.client, &self.tokens_bucket, TOKENS_BUCKET_MAX_AGE, self.kv_replicas))
+            .get_or_try_init(|| {
+                nats::key_value(&self.client, &self.tokens_bucket, TOKENS_BUCKET_MAX_AGE, self.kv_replicas)
+            })
             .await
     }
 
@@ -144,7 +147,12 @@ impl Auth {
             (Some(t), None) => (t, TokenKind::Connect),
             (None, Some(r)) => (r, TokenKind::Resume),
             (None, None) if !self.anonymous_allow.is_empty() => {
-                return Ok(Identity { sub: String::new(), allow: self.anonymous_allow.clone(), session, auth_time: now });
+                return Ok(Identity {
+                    sub: String::new(),
+                    allow: self.anonymous_allow.clone(),
+                    session,
+                    auth_time: now,
+                });
             }
             (None, None) => return Err(AuthError::Rejected("no token")),
             (Some(_), Some(_)) => return Err(AuthError::Rejected("both token and resume")),

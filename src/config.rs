@@ -11,7 +11,8 @@ use crate::names;
 
 /// Top-level keys of the configuration (a file may hold only these; the environment may hold others that are
 /// not ours, such as `TELEGRAPHY_GATEWAY_BIN`).
-const TOP_LEVEL: &[&str] = &["node", "http", "nats", "auth", "limits", "history", "log", "heartbeat", "shutdown_timeout"];
+const TOP_LEVEL: &[&str] =
+    &["node", "http", "nats", "auth", "limits", "history", "log", "heartbeat", "shutdown_timeout"];
 
 /// A misspelt section in a file (`[histroy]`) is an error, not silently ignored.
 fn check_file_sections(path: &Path) -> Result<(), ConfigError> {
@@ -22,7 +23,11 @@ fn check_file_sections(path: &Path) -> Result<(), ConfigError> {
     match table.keys().find(|k| !TOP_LEVEL.contains(&k.as_str())) {
         Some(unknown) => Err(ConfigError::Invalid {
             key: "(file)",
-            problem: format!("unknown section or key {unknown:?} in {} (known: {})", path.display(), TOP_LEVEL.join(", ")),
+            problem: format!(
+                "unknown section or key {unknown:?} in {} (known: {})",
+                path.display(),
+                TOP_LEVEL.join(", ")
+            ),
         }),
         None => Ok(()),
     }
@@ -249,8 +254,8 @@ impl Settings {
         file: Option<&Path>,
         env: Option<std::collections::HashMap<String, String>>,
     ) -> Result<Self, ConfigError> {
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        let mut builder =
+            config::Config::builder().add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
         if let Some(path) = file {
             check_file_sections(path)?;
             builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml).required(true));
@@ -268,7 +273,11 @@ impl Settings {
         }
         let mut settings: Settings = builder.add_source(environment).build()?.try_deserialize()?;
         // `TELEGRAPHY_HTTP__ALLOWED_ORIGINS=` (empty) means "none", not one empty origin.
-        for list in [&mut settings.http.allowed_origins, &mut settings.auth.previous_secrets, &mut settings.auth.anonymous_allow] {
+        for list in [
+            &mut settings.http.allowed_origins,
+            &mut settings.auth.previous_secrets,
+            &mut settings.auth.anonymous_allow,
+        ] {
             list.retain(|item| !item.trim().is_empty());
         }
         settings.validate()?;
@@ -279,7 +288,10 @@ impl Settings {
     fn validate(&self) -> Result<(), ConfigError> {
         self.http_bind()?;
         if names::validate_name(&self.nats.subject_prefix).is_err() {
-            return Err(invalid("nats.subject_prefix", "must be a valid event name without wildcards, e.g. \"telegraphy\""));
+            return Err(invalid(
+                "nats.subject_prefix",
+                "must be a valid event name without wildcards, e.g. \"telegraphy\"",
+            ));
         }
         if !self.nats.url.split(',').all(|u| {
             let u = u.trim();
@@ -316,7 +328,10 @@ impl Settings {
                 return Err(invalid("history.live_prefix", "must be a valid name other than nats.subject_prefix"));
             }
             if live.starts_with(&format!("{}.", self.nats.subject_prefix)) {
-                return Err(invalid("history.live_prefix", "must not be inside nats.subject_prefix (the stream would capture its own re-publishes)"));
+                return Err(invalid(
+                    "history.live_prefix",
+                    "must not be inside nats.subject_prefix (the stream would capture its own re-publishes)",
+                ));
             }
             if !matches!(self.history.replicas, 1..=5) {
                 return Err(invalid("history.replicas", "must be 1..5"));
@@ -324,7 +339,9 @@ impl Settings {
             if self.history.max_age == 0 {
                 return Err(invalid("history.max_age", "must be at least 1 second"));
             }
-            if self.history.stream.is_empty() || !self.history.stream.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            if self.history.stream.is_empty()
+                || !self.history.stream.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
                 return Err(invalid("history.stream", "must be a stream name of [A-Za-z0-9_-]"));
             }
         }
@@ -376,7 +393,8 @@ mod tests {
     fn environment_overrides_file_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("gw.toml");
-        std::fs::write(&file, "heartbeat = 7\n[node]\nname = \"from-file\"\n[limits]\nmax_subscriptions = 5\n").unwrap();
+        std::fs::write(&file, "heartbeat = 7\n[node]\nname = \"from-file\"\n[limits]\nmax_subscriptions = 5\n")
+            .unwrap();
         let s = Settings::load_from(Some(&file), env(&[("TELEGRAPHY_NODE__NAME", "from-env")])).unwrap();
         assert_eq!((s.node.name.as_str(), s.heartbeat, s.limits.max_subscriptions), ("from-env", 7, 5));
         assert_eq!(s.nats.subject_prefix, "telegraphy", "default kept");
@@ -410,7 +428,8 @@ mod tests {
         let s = Settings::load_from(None, env(&[("TELEGRAPHY_AUTH__SECRET", "short-secret-value")])).unwrap();
         let err = s.secrets().unwrap_err().to_string();
         assert!(err.contains("auth.secret") && !err.contains("short-secret-value"), "{err}");
-        let debug = format!("{:?}", Settings::load_from(None, env(&[("TELEGRAPHY_HTTP__API_KEY", "k3y-value")])).unwrap());
+        let debug =
+            format!("{:?}", Settings::load_from(None, env(&[("TELEGRAPHY_HTTP__API_KEY", "k3y-value")])).unwrap());
         assert!(!debug.contains("k3y-value"), "api key redacted in Debug");
     }
 }

@@ -360,9 +360,16 @@ enum Test {
     /// Case-folded value.
     IExact(String),
     /// Value case-folded when `fold`.
-    Text { how: Text, fold: bool, value: String },
+    Text {
+        how: Text,
+        fold: bool,
+        value: String,
+    },
     /// Non-null values; `null` is whether the list held a `null`.
-    In { values: Vec<Operand>, null: bool },
+    In {
+        values: Vec<Operand>,
+        null: bool,
+    },
     Cmp(Cmp, Operand),
     Range(Operand, Operand),
     Regex(Regex),
@@ -700,7 +707,15 @@ impl<'a> DecView<'a> {
     }
 
     fn cmp(&self, other: &DecView<'_>) -> Ordering {
-        let sign = |d: &DecView<'_>| if d.is_zero() { 0 } else if d.neg { -1 } else { 1 };
+        let sign = |d: &DecView<'_>| {
+            if d.is_zero() {
+                0
+            } else if d.neg {
+                -1
+            } else {
+                1
+            }
+        };
         let (sa, sb) = (sign(self), sign(other));
         if sa != sb || sa == 0 {
             return sa.cmp(&sb);

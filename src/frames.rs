@@ -41,7 +41,11 @@ pub struct Since {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientFrame {
     /// `token` and `resume` are never both `Some`; both `None` asks for anonymous access.
-    Connect { id: Option<u64>, token: Option<String>, resume: Option<String> },
+    Connect {
+        id: Option<u64>,
+        token: Option<String>,
+        resume: Option<String>,
+    },
     /// `event` is a valid pattern; `since` asks for recovery (PROTOCOL.md section 7).
     /// `sub` names the subscription (default: the pattern); `filter`/`exclude` are JSON objects of Django-style
     /// lookups (section 8), checked further by [`crate::filter::Filter::parse`].
@@ -55,8 +59,14 @@ pub enum ClientFrame {
     },
     /// `event` is a valid pattern.
     /// Names the subscription by `sub`, or by `event` (the name a subscription gets by default); at least one.
-    Unsubscribe { id: Option<u64>, event: Option<String>, sub: Option<String> },
-    Ping { id: Option<u64> },
+    Unsubscribe {
+        id: Option<u64>,
+        event: Option<String>,
+        sub: Option<String>,
+    },
+    Ping {
+        id: Option<u64>,
+    },
     Pong,
 }
 
@@ -200,7 +210,8 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
         }
         "unsubscribe" => {
             let sub = sub_name(&mut obj, id)?;
-            let event = if obj.contains_key("event") || sub.is_none() { Some(event_pattern(&mut obj, id)?) } else { None };
+            let event =
+                if obj.contains_key("event") || sub.is_none() { Some(event_pattern(&mut obj, id)?) } else { None };
             Ok(ClientFrame::Unsubscribe { id, event, sub })
         }
         "ping" => Ok(ClientFrame::Ping { id }),
@@ -311,7 +322,13 @@ fn push_num_field(buf: &mut String, key: &str, value: u64) {
 
 /// `{"type":"connected","id":..,"session":..,"node":..,"heartbeat":..,"resume":..,"resume_expires_in":..}`;
 /// `resume` is `(token, expires_in seconds)`; both resume fields are omitted when it is `None`.
-pub fn encode_connected(id: Option<u64>, session: &str, node: &str, heartbeat: u64, resume: Option<(&str, u64)>) -> String {
+pub fn encode_connected(
+    id: Option<u64>,
+    session: &str,
+    node: &str,
+    heartbeat: u64,
+    resume: Option<(&str, u64)>,
+) -> String {
     let extra = session.len() + node.len() + resume.map_or(0, |(t, _)| t.len()) + 80;
     let mut buf = start("connected", id, extra);
     push_str_field(&mut buf, "session", session);

@@ -228,11 +228,10 @@ impl History {
         let mut events = Vec::with_capacity(count);
         let prefix_len = self.subject_prefix.len() + 1;
         while events.len() < count {
-            let mut batch = timeout(
-                consumer.fetch().max_messages(count - events.len()).expires(Duration::from_secs(2)).messages(),
-            )
-            .await?
-            .map_err(unavailable)?;
+            let mut batch =
+                timeout(consumer.fetch().max_messages(count - events.len()).expires(Duration::from_secs(2)).messages())
+                    .await?
+                    .map_err(unavailable)?;
             let before = events.len();
             while let Some(message) = timeout(batch.next()).await? {
                 let message = message.map_err(unavailable)?;

@@ -25,8 +25,8 @@ use crate::{
     filter::Filter,
     frames::{self, close},
     history::{self, History, Recovery},
-    names,
     metrics::Metrics,
+    names,
     outbox::{Outbox, Push},
 };
 
@@ -131,7 +131,8 @@ impl Hub {
     pub async fn subscribe(&self, pattern: &str, who: Subscription<'_>, hold: bool) -> Result<(), HubError> {
         let filter = who.filter.filter(|f| !f.is_empty());
         let canonical = filter.as_ref().map(|f| f.canonical().to_string()).unwrap_or_default();
-        let receiver = Receiver { conn: who.conn, outbox: who.outbox.clone(), pending: hold.then(|| Mutex::new(Vec::new())) };
+        let receiver =
+            Receiver { conn: who.conn, outbox: who.outbox.clone(), pending: hold.then(|| Mutex::new(Vec::new())) };
         let mut patterns = self.patterns.lock().await;
         if let Some(entry) = patterns.get(pattern) {
             let mut groups = entry.groups.write().expect("groups lock");
@@ -143,8 +144,12 @@ impl Hub {
             return Ok(());
         }
         let subscriber = self.client.subscribe(format!("{}{}", self.prefix, pattern)).await?;
-        let groups: Arc<Groups> =
-            Arc::new(RwLock::new(vec![Group { name: Arc::from(who.name), filter, canonical, receivers: vec![receiver] }]));
+        let groups: Arc<Groups> = Arc::new(RwLock::new(vec![Group {
+            name: Arc::from(who.name),
+            filter,
+            canonical,
+            receivers: vec![receiver],
+        }]));
         let mut reconnects = self.reconnects.clone();
         reconnects.borrow_and_update(); // only reconnects from now on matter to this subscription
         let task = self.runtime.spawn(fan_out(
@@ -430,10 +435,8 @@ pub fn parse_data(data: &RawValue) -> serde_json::Value {
 fn log_dropped(why: &str, name: &str) {
     use std::sync::atomic::{AtomicU64, Ordering};
     static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
     if LAST.swap(now, Ordering::Relaxed) != now {
         tracing::warn!(event = %name.chars().take(255).collect::<String>(), "event dropped: {why} (further drops this second not logged)");
     }

@@ -52,7 +52,10 @@ pub async fn connect(
                     }
                     Event::SlowConsumer(sid) => {
                         metrics.nats_slow_consumers.increment(1);
-                        tracing::warn!(sid, "NATS slow consumer: a node subscription lost messages; healing from history");
+                        tracing::warn!(
+                            sid,
+                            "NATS slow consumer: a node subscription lost messages; healing from history"
+                        );
                         reconnects.send_modify(|n| *n += 1);
                     }
                     Event::Closed => {

@@ -134,8 +134,10 @@ impl Application {
             tokio::runtime::Handle::current(),
         );
         let bind = settings.http_bind()?;
-        let listener = listen(bind, BACKLOG).map_err(|source| StartError::Bind { bind: settings.http.bind.clone(), source })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind { bind: settings.http.bind.clone(), source })?;
+        let listener =
+            listen(bind, BACKLOG).map_err(|source| StartError::Bind { bind: settings.http.bind.clone(), source })?;
+        let addr =
+            listener.local_addr().map_err(|source| StartError::Bind { bind: settings.http.bind.clone(), source })?;
         let workers = match settings.http.workers {
             0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             n => n,

@@ -18,9 +18,9 @@ use tokio::{sync::mpsc, time::Instant};
 
 use crate::{
     auth::{AuthError, Identity},
+    filter::{Filter, FilterLimits},
     frames::{self, close, ClientFrame, ErrorCode, Since, SubscribedAt},
     history::{History, HistoryError, Position, Recovery, Stored},
-    filter::{Filter, FilterLimits},
     hub::{self, ConnId, Subscription},
     outbox::{Control, Frame, Outbox, Push},
     server::Gateway,
@@ -32,7 +32,6 @@ const HISTORY_WAIT: Duration = Duration::from_secs(5);
 
 /// How long the writer may spend flushing queued frames and the close frame after a close was decided.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-
 
 /// `GET /ws`: checks origin, drain state and the connection limit, then upgrades.
 pub async fn ws(req: HttpRequest, body: web::Payload, gw: web::Data<Gateway>) -> actix_web::Result<HttpResponse> {
@@ -66,15 +65,7 @@ pub async fn ws(req: HttpRequest, body: web::Payload, gw: web::Data<Gateway>) ->
     tracing::debug!(conn = id, "WebSocket upgraded");
     actix_web::rt::spawn(writer(session, queue, ctl.clone()));
     let gw = gw.into_inner();
-    let connection = Connection {
-        id,
-        outbox,
-        ctl,
-        identity: None,
-        subscriptions: HashMap::new(),
-        bad_frames: 0,
-        gw,
-    };
+    let connection = Connection { id, outbox, ctl, identity: None, subscriptions: HashMap::new(), bad_frames: 0, gw };
     actix_web::rt::spawn(connection.run(stream));
     Ok(response)
 }
@@ -388,7 +379,12 @@ impl Connection {
         gw.hub.go_live(&event, self.id, &name, replayed_through).await;
     }
 
-    async fn recover(&self, history: &History, pattern: &str, since: &Since) -> Result<(Recovery, Position), HistoryError> {
+    async fn recover(
+        &self,
+        history: &History,
+        pattern: &str,
+        since: &Since,
+    ) -> Result<(Recovery, Position), HistoryError> {
         let started = Instant::now();
         let result = history.recover(pattern, &since.epoch, since.seq, history.max_replay()).await;
         tracing::debug!(conn = self.id, took = ?started.elapsed(), "history recovery");
@@ -416,7 +412,8 @@ impl Connection {
     /// (bounded) rather than failing at once.
     async fn replay(&self, sub: &str, filter: Option<&Filter>, epoch: &str, events: Vec<Stored>) {
         for event in events {
-            let Some(data) = hub::check(&self.gw.metrics, &event.name, &event.payload, self.gw.settings.limits.max_event_bytes)
+            let Some(data) =
+                hub::check(&self.gw.metrics, &event.name, &event.payload, self.gw.settings.limits.max_event_bytes)
             else {
                 continue; // the live path drops it too
             };

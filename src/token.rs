@@ -177,7 +177,8 @@ impl Keyring {
             return Err(Malformed("too large"));
         }
         let mut parts = token.split('.');
-        let (Some(prefix), Some(claims_b64), Some(sig_b64), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(prefix), Some(claims_b64), Some(sig_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(Malformed("expected three parts"));
         };

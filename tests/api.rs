@@ -73,7 +73,8 @@ async fn a_wrong_or_missing_bearer_key_gets_401_before_the_body_is_looked_at() {
     let wrong_key = format!("{API_KEY}x");
     for path in ["/api/v1/tokens", "/api/v1/publish"] {
         for body in [valid.as_str(), "not json", "{}"] {
-            for bearer in [None, Some(""), Some("wrong"), Some(wrong_key.as_str()), Some(&API_KEY[..API_KEY.len() - 1])] {
+            for bearer in [None, Some(""), Some("wrong"), Some(wrong_key.as_str()), Some(&API_KEY[..API_KEY.len() - 1])]
+            {
                 let (status, text) = post(&app, path, bearer, body).await;
                 assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} {body} {bearer:?}: {text}");
                 assert!(!text.contains(API_KEY), "the key is never echoed");
@@ -102,7 +103,10 @@ async fn minted_tokens_work_once_over_websocket() {
     let token = reply["token"].as_str().unwrap().to_string();
     assert!(token.starts_with("tg1."));
     let (_, claims) = Keyring::new(&[SECRET.to_string()]).unwrap().verify(&token, token::now_unix()).unwrap();
-    assert_eq!((claims.sub.as_str(), claims.allow.clone(), claims.exp - claims.iat), ("u", vec!["x.>".to_string()], 30));
+    assert_eq!(
+        (claims.sub.as_str(), claims.allow.clone(), claims.exp - claims.iat),
+        ("u", vec!["x.>".to_string()], 30)
+    );
 
     let mut client = WsClient::connect(&app.ws_url()).await;
     let connected = client.connect_with(json!({"type":"connect","id":1,"token":token})).await;
@@ -119,8 +123,10 @@ async fn minted_tokens_work_once_over_websocket() {
     // Defaults: anonymous user, auth.token_ttl.
     let (status, reply) = post_json(&app, "/api/v1/tokens", json!({"allow":[]})).await;
     assert_eq!((status, reply["expires_in"].as_u64()), (StatusCode::OK, Some(60)), "{reply}");
-    let (_, claims) =
-        Keyring::new(&[SECRET.to_string()]).unwrap().verify(reply["token"].as_str().unwrap(), token::now_unix()).unwrap();
+    let (_, claims) = Keyring::new(&[SECRET.to_string()])
+        .unwrap()
+        .verify(reply["token"].as_str().unwrap(), token::now_unix())
+        .unwrap();
     assert_eq!(claims.sub, "");
 }
 
@@ -169,12 +175,14 @@ async fn published_events_reach_subscribed_websocket_clients() {
     let (status, reply) = post_json(&app, "/api/v1/publish", json!({"event":"chat.lobby.message","data":data})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
     let event = client.next_event().await;
-    assert_eq!((&event["sub"], &event["name"], &event["data"]), (&json!("chat.lobby.*"), &json!("chat.lobby.message"), &data));
+    assert_eq!(
+        (&event["sub"], &event["name"], &event["data"]),
+        (&json!("chat.lobby.*"), &json!("chat.lobby.message"), &data)
+    );
     assert_eq!(app.metric("telegraphy_http_published_total").await, 1.0);
 
     for event in ["chat.*.message", "chat.>", "chat..message", "", "chat.lobby message"] {
-        let message =
-            assert_bad_request(&app, "/api/v1/publish", &json!({"event":event,"data":{}}).to_string()).await;
+        let message = assert_bad_request(&app, "/api/v1/publish", &json!({"event":event,"data":{}}).to_string()).await;
         assert!(message.contains("event"), "{event:?}: {message}");
     }
     assert_bad_request(&app, "/api/v1/publish", r#"{"event":"chat.lobby.message"}"#).await;

@@ -182,7 +182,8 @@ async fn each_bad_token_is_refused_with_4001_and_the_gateway_is_unharmed() {
     let bad_allow = signed_registered(&nc, TokenKind::Connect, &claims("alice", &["shop..x"], now, now + 60)).await;
     let bad_allow_wildcard =
         signed_registered(&nc, TokenKind::Connect, &claims("alice", &["shop.>.x"], now, now + 60)).await;
-    let oversized = signed_registered(&nc, TokenKind::Connect, &claims(&"x".repeat(4000), &["shop.>"], now, now + 60)).await;
+    let oversized =
+        signed_registered(&nc, TokenKind::Connect, &claims(&"x".repeat(4000), &["shop.>"], now, now + 60)).await;
     assert!(oversized.len() > 4096);
     let unregistered = keyring(SECRET).sign(TokenKind::Connect, &claims("alice", &["shop.>"], now, now + 60));
 
@@ -296,7 +297,8 @@ async fn request_order_and_permissions() {
     let second = client.connect_with(json!({"type":"connect","id":4,"token":token})).await;
     assert_eq!((second["id"].as_i64(), second["code"].as_str()), (Some(4), Some("bad_request")), "{second}");
 
-    for (i, refused) in ["other.x", ">", "shop", "chat.>", "chat.lobby.a.b", "chat.*.x", "*.lobby.x"].iter().enumerate() {
+    for (i, refused) in ["other.x", ">", "shop", "chat.>", "chat.lobby.a.b", "chat.*.x", "*.lobby.x"].iter().enumerate()
+    {
         let id = 10 + i as u64;
         client.send(json!({"type":"subscribe","id":id,"event":refused})).await;
         let reply = client.recv().await;
@@ -309,7 +311,10 @@ async fn request_order_and_permissions() {
     app.flush().await;
     publish(&nc, "shop.order.created.42", r#"{"pk":42}"#).await;
     let event = client.next_event().await;
-    assert_eq!((event["sub"].as_str(), event["name"].as_str()), (Some("shop.order.*.42"), Some("shop.order.created.42")));
+    assert_eq!(
+        (event["sub"].as_str(), event["name"].as_str()),
+        (Some("shop.order.*.42"), Some("shop.order.created.42"))
+    );
     assert_eq!(app.gateway.hub.node_subscriptions().await, 3, "forbidden patterns never reached NATS");
 
     // `shop.order.>` is NOT contained in `shop.order.created.*`.
@@ -414,7 +419,8 @@ async fn revoking_a_session_closes_that_session_only() {
     let (_nats, a, b, nc) = replicas_watching_revocations().await;
 
     let (mut s1_a, connected) = connect_ok(&a, &a.token("carol", &["c.>"]).await).await;
-    let (s1, s1_resume) = (connected["session"].as_str().unwrap().to_string(), connected["resume"].as_str().unwrap().to_string());
+    let (s1, s1_resume) =
+        (connected["session"].as_str().unwrap().to_string(), connected["resume"].as_str().unwrap().to_string());
     let (mut s1_b, _) = resume_ok(&b, &s1_resume).await;
     let (mut s2_b, connected) = connect_ok(&b, &b.token("carol", &["c.>"]).await).await;
     let s2_resume = connected["resume"].as_str().unwrap().to_string();
@@ -598,14 +604,22 @@ async fn hammer_10k_bad_tokens_none_accepted() {
                     Err(Closed::Code(code, _)) => Some(code),
                     _ => None,
                 };
-                (reply.and_then(|r| r["code"].as_str().map(str::to_string).or(r["type"].as_str().map(str::to_string))), code)
+                (
+                    reply.and_then(|r| {
+                        r["code"].as_str().map(str::to_string).or(r["type"].as_str().map(str::to_string))
+                    }),
+                    code,
+                )
             }
         })
         .buffer_unordered(IN_FLIGHT)
         .collect()
         .await;
     let elapsed = started.elapsed();
-    println!("hammer: {TOTAL} bad tokens over WebSocket in {elapsed:?} ({:.0}/s)", TOTAL as f64 / elapsed.as_secs_f64());
+    println!(
+        "hammer: {TOTAL} bad tokens over WebSocket in {elapsed:?} ({:.0}/s)",
+        TOTAL as f64 / elapsed.as_secs_f64()
+    );
 
     let accepted = outcomes.iter().filter(|(r, _)| r.as_deref() == Some("connected")).count();
     assert_eq!(accepted, 0, "no bad token accepted");
@@ -618,8 +632,10 @@ async fn hammer_10k_bad_tokens_none_accepted() {
     assert_eq!(failed, TOTAL as f64, "every bad token counted as a failed connect");
     assert_serves(&a, &nc).await;
     assert_serves(&b, &nc).await;
-    eventually("all hammer sockets released", || async { a.gateway.connections.len() + b.gateway.connections.len() <= 2 })
-        .await;
+    eventually("all hammer sockets released", || async {
+        a.gateway.connections.len() + b.gateway.connections.len() <= 2
+    })
+    .await;
 }
 
 /// The revocation watch replays the whole bucket whenever it (re)starts. A replay must not close sockets that

@@ -115,7 +115,8 @@ impl GatewayProcess {
 
     /// Waits (bounded) for the exit and returns the exit code.
     async fn wait_exit(&mut self, limit: Duration) -> i32 {
-        let status = tokio::time::timeout(limit, self.child.wait()).await.expect("gateway did not exit in time").unwrap();
+        let status =
+            tokio::time::timeout(limit, self.child.wait()).await.expect("gateway did not exit in time").unwrap();
         status.code().expect("exited normally, not by a signal")
     }
 
@@ -128,7 +129,9 @@ impl GatewayProcess {
 async fn token_subcommand_prints_a_token_that_connects_once() {
     let nats = NatsServer::start();
     let app = spawn_app(&nats.url()).await;
-    let token = mint_cli(&nats.url(), &["--user", "alice", "--allow", "shop.>", "--allow", "chat.lobby.*", "--ttl", "30"]).await;
+    let token =
+        mint_cli(&nats.url(), &["--user", "alice", "--allow", "shop.>", "--allow", "chat.lobby.*", "--ttl", "30"])
+            .await;
     let (_, claims) = Keyring::new(&[SECRET.to_string()]).unwrap().verify(&token, token::now_unix()).unwrap();
     assert_eq!((claims.sub.as_str(), claims.exp - claims.iat), ("alice", 30));
     assert_eq!(claims.allow, ["shop.>", "chat.lobby.*"]);
@@ -151,7 +154,8 @@ async fn token_subcommand_prints_a_token_that_connects_once() {
     assert_eq!(anon.connect_with(json!({"type":"connect","token":anonymous})).await["type"], "connected");
 
     // Bad arguments are refused without minting.
-    for args in [&["--allow", "shop..x"][..], &["--allow", "x.>", "--ttl", "0"], &["--allow", "x.>", "--ttl", "99999"]] {
+    for args in [&["--allow", "shop..x"][..], &["--allow", "x.>", "--ttl", "0"], &["--allow", "x.>", "--ttl", "99999"]]
+    {
         let mut cmd = gateway_cmd(&nats.url(), SECRET);
         cmd.arg("token").args(args);
         let (code, stdout, stderr) = run(cmd).await;
@@ -291,7 +295,9 @@ async fn secrets_and_tokens_never_reach_the_log() {
     let good = minter.mint("alice", &["x.>".into()], 60).await.unwrap();
     let (claims_part, _) = good.rsplit_once('.').unwrap();
     presented.push(format!("{claims_part}.{}", "A".repeat(43))); // forged signature
-    presented.push(keyring.sign(token::TokenKind::Connect, &token::Claims::new("alice", vec!["x.>".into()], now - 100, 10, None)));
+    presented.push(
+        keyring.sign(token::TokenKind::Connect, &token::Claims::new("alice", vec!["x.>".into()], now - 100, 10, None)),
+    );
     presented.push(good.clone()); // accepted
     presented.push(good.clone()); // replayed
     presented.push("tg1.garbage".into());
@@ -311,16 +317,28 @@ async fn secrets_and_tokens_never_reach_the_log() {
     // The HTTP API: a wrong key and a mint with the right one.
     let http = reqwest::Client::new();
     let api = format!("http://{}/api/v1/tokens", gateway.addr);
-    let wrong = http.post(&api).bearer_auth(format!("{API_KEY}-wrong")).json(&json!({"allow":[]})).send().await.unwrap();
+    let wrong =
+        http.post(&api).bearer_auth(format!("{API_KEY}-wrong")).json(&json!({"allow":[]})).send().await.unwrap();
     assert_eq!(wrong.status(), 401);
-    let minted: serde_json::Value =
-        http.post(&api).bearer_auth(API_KEY).json(&json!({"allow":["x.>"]})).send().await.unwrap().json().await.unwrap();
+    let minted: serde_json::Value = http
+        .post(&api)
+        .bearer_auth(API_KEY)
+        .json(&json!({"allow":["x.>"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     presented.push(minted["token"].as_str().unwrap().to_string());
 
     gateway.sigterm();
     assert_eq!(gateway.wait_exit(Duration::from_secs(15)).await, 0);
     let log = gateway.log().await;
-    assert!(log.matches("connect refused").count() >= 4, "the refusals are logged (else this test proves nothing):\n{log}");
+    assert!(
+        log.matches("connect refused").count() >= 4,
+        "the refusals are logged (else this test proves nothing):\n{log}"
+    );
     for secret in [CLI_SECRET, API_KEY] {
         assert!(!log.contains(secret), "a secret is in the log");
     }

@@ -145,29 +145,30 @@ async fn resilient_client(urls: Vec<String>, first: usize, mut last: watch::Rece
     let mut resume: Option<String> = None;
     let mut position: Option<(String, u64)> = None;
     let mut lost_at: Option<Instant> = None;
-    let done = |report: &Report, last: &watch::Receiver<Option<i64>>| {
-        matches!(*last.borrow(), Some(l) if report.data.last() == Some(&l))
-    };
+    let done = |report: &Report, last: &watch::Receiver<Option<i64>>| matches!(*last.borrow(), Some(l) if report.data.last() == Some(&l));
     'connections: loop {
         if done(&report, &last) {
             return report;
         }
         let url = &urls[index % urls.len()];
-        let ws = match tokio::time::timeout(Duration::from_secs(2), tokio_tungstenite::connect_async(url.as_str())).await {
-            Ok(Ok((ws, _))) => ws,
-            _ => {
-                index += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let ws =
+            match tokio::time::timeout(Duration::from_secs(2), tokio_tungstenite::connect_async(url.as_str())).await {
+                Ok(Ok((ws, _))) => ws,
+                _ => {
+                    index += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
         let (mut tx, mut rx) = ws.split();
         let connect = match &resume {
             Some(r) => json!({"type":"connect","id":1,"resume":r}),
             None => json!({"type":"connect","id":1}),
         };
         let subscribe = match &position {
-            Some((epoch, seq)) => json!({"type":"subscribe","id":2,"event":"fault.>","since":{"epoch":epoch,"seq":seq}}),
+            Some((epoch, seq)) => {
+                json!({"type":"subscribe","id":2,"event":"fault.>","since":{"epoch":epoch,"seq":seq}})
+            }
             None => json!({"type":"subscribe","id":2,"event":"fault.>"}),
         };
         if tx.send(Message::text(connect.to_string())).await.is_err()
@@ -199,7 +200,11 @@ async fn resilient_client(urls: Vec<String>, first: usize, mut last: watch::Rece
                 Ok(Some(Ok(_))) => continue,
             };
             if std::env::var_os("TELEGRAPHY_TEST_LOGS").is_some() && frame["type"] != "event" {
-                eprintln!("[client {first}] {:?} via {url}: {frame} (have {} events)", lost_at.map(|t| t.elapsed()), report.data.len());
+                eprintln!(
+                    "[client {first}] {:?} via {url}: {frame} (have {} events)",
+                    lost_at.map(|t| t.elapsed()),
+                    report.data.len()
+                );
             }
             match frame["type"].as_str() {
                 Some("connected") => resume = frame["resume"].as_str().map(String::from),
@@ -225,7 +230,11 @@ async fn resilient_client(urls: Vec<String>, first: usize, mut last: watch::Rece
                         position = Some((epoch, seq));
                         report.data.push(frame["data"].as_i64().unwrap());
                         if std::env::var_os("TELEGRAPHY_TEST_LOGS").is_some() && report.data.len() % 50 == 0 {
-                            eprintln!("[client {first}] {} events, last data {} seq {seq}", report.data.len(), frame["data"]);
+                            eprintln!(
+                                "[client {first}] {} events, last data {} seq {seq}",
+                                report.data.len(),
+                                frame["data"]
+                            );
                         }
                     }
                     if done(&report, &last) {
@@ -247,7 +256,8 @@ async fn resilient_client(urls: Vec<String>, first: usize, mut last: watch::Rece
 async fn publish_acked(js: &jetstream::Context, i: i64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let publish = jetstream::message::PublishMessage::build().payload(i.to_string().into()).message_id(i.to_string());
+        let publish =
+            jetstream::message::PublishMessage::build().payload(i.to_string().into()).message_id(i.to_string());
         let sent = async { js.send_publish(format!("telegraphy.fault.{}", i % 5), publish).await?.await };
         match tokio::time::timeout(Duration::from_secs(2), sent).await {
             Ok(Ok(_)) => return,
@@ -271,7 +281,9 @@ impl Cluster {
         // gw-1 knows only NATS node 1 (it learns the others from the cluster), so killing node 1 forces at least
         // one gateway through a reconnect and the healing path.
         let gateways: Vec<_> = (1..=3)
-            .map(|i| GatewayProc::start(&format!("gw-{i}"), if i == 1 { nats.nodes[0].url() } else { url.clone() }.as_str()))
+            .map(|i| {
+                GatewayProc::start(&format!("gw-{i}"), if i == 1 { nats.nodes[0].url() } else { url.clone() }.as_str())
+            })
             .collect();
         for g in &gateways {
             g.wait_ready().await;
@@ -404,8 +416,10 @@ async fn kill_one_nats_node() {
             g.wait_ready().await;
         }
         let gw1 = &c.gateways[0];
-        eventually("gw-1 reconnected to another NATS node", || async { gw1.metric("telegraphy_nats_connects_total").await >= 2.0 })
-            .await;
+        eventually("gw-1 reconnected to another NATS node", || async {
+            gw1.metric("telegraphy_nats_connects_total").await >= 2.0
+        })
+        .await;
         let _ = writeln!(
             std::io::stderr(),
             "FAULT kill one NATS node: gw-1 healed {} events after its reconnect",
@@ -429,10 +443,12 @@ async fn nats_down_for_a_few_seconds() {
         tokio::time::sleep(Duration::from_secs(2)).await; // the outage
         let handles: Vec<_> = std::mem::take(&mut c.nats.nodes)
             .into_iter()
-            .map(|mut node| std::thread::spawn(move || {
-                node.restart();
-                node
-            }))
+            .map(|mut node| {
+                std::thread::spawn(move || {
+                    node.restart();
+                    node
+                })
+            })
             .collect();
         c.nats.nodes = handles.into_iter().map(|h| h.join().unwrap()).collect();
         for g in &c.gateways {

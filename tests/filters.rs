@@ -279,7 +279,8 @@ fn respell(filter: &Value) -> Value {
             ("range", Value::Array(vs)) => (key.clone(), Value::Array(vs.iter().map(floats).collect())),
             ("gt" | "gte" | "lt" | "lte", v) => (key.clone(), floats(v)),
             (l, Value::String(s)) if l.starts_with('i') && l != "in" && l != "iregex" => {
-                let swap = |c: char| if c.is_ascii_lowercase() { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() };
+                let swap =
+                    |c: char| if c.is_ascii_lowercase() { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() };
                 let swapped: String = s.chars().map(swap).collect();
                 (key.clone(), json!(swapped))
             }

@@ -21,7 +21,10 @@ async fn subscribe_receive_unsubscribe() {
     let mut event = client.next_event().await;
     let position = event.as_object_mut().unwrap();
     let (seq, epoch) = (position.remove("seq").unwrap(), position.remove("epoch").unwrap());
-    assert!(seq.as_u64().unwrap() >= 1 && epoch.as_str().is_some_and(|e| !e.is_empty()), "history position on live frames");
+    assert!(
+        seq.as_u64().unwrap() >= 1 && epoch.as_str().is_some_and(|e| !e.is_empty()),
+        "history position on live frames"
+    );
     assert_eq!(
         event,
         json!({"type":"event","sub":"shop.order.>","name":"shop.order.created.42","data":{"pk":42,"total":"9.50"}})
@@ -71,7 +74,10 @@ async fn wildcard_and_per_object_patterns_each_get_their_frame() {
     assert_eq!(b.next_event().await["name"], "shop.order.created.7");
     assert_eq!(b.next_event().await["name"], "shop.order.updated.7");
     let only = a.next_event().await;
-    assert_eq!((only["sub"].as_str(), only["name"].as_str()), (Some("shop.order.updated.*"), Some("shop.order.updated.7")));
+    assert_eq!(
+        (only["sub"].as_str(), only["name"].as_str()),
+        (Some("shop.order.updated.*"), Some("shop.order.updated.7"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,7 +279,11 @@ async fn drain_closes_sockets_with_1012_and_refuses_new_ones() {
     assert!(gateway.is_draining());
     let started = tokio::time::Instant::now();
     let task = app.task.take().unwrap();
-    tokio::time::timeout(Duration::from_secs(12), task).await.expect("stopped within shutdown_timeout").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(12), task)
+        .await
+        .expect("stopped within shutdown_timeout")
+        .unwrap()
+        .unwrap();
     assert!(started.elapsed() < Duration::from_secs(11));
 }
 

@@ -62,10 +62,8 @@ fn all_names(max_len: usize) -> Vec<Vec<&'static str>> {
     let mut out: Vec<Vec<&'static str>> = vec![];
     let mut layer: Vec<Vec<&'static str>> = vec![vec![]];
     for _ in 0..max_len {
-        layer = layer
-            .iter()
-            .flat_map(|n| ["a", "b", "c"].iter().map(move |t| [n.as_slice(), &[*t]].concat()))
-            .collect();
+        layer =
+            layer.iter().flat_map(|n| ["a", "b", "c"].iter().map(move |t| [n.as_slice(), &[*t]].concat())).collect();
         out.extend(layer.iter().cloned());
     }
     out
@@ -210,8 +208,14 @@ fn valid_client_frame() -> impl Strategy<Value = ClientFrame> {
     prop_oneof![
         (id.clone(), prop::option::of(s)).prop_map(|(id, token)| ClientFrame::Connect { id, token, resume: None }),
         (id.clone(), prop::option::of(s)).prop_map(|(id, resume)| ClientFrame::Connect { id, token: None, resume }),
-        (id.clone(), valid_pattern(), prop::option::of(since())).prop_map(|(id, event, since)| ClientFrame::Subscribe { id, event, since, sub: None, filter: None, exclude: None }),
-        (id.clone(), valid_pattern()).prop_map(|(id, event)| ClientFrame::Unsubscribe { id, event: Some(event), sub: None }),
+        (id.clone(), valid_pattern(), prop::option::of(since())).prop_map(|(id, event, since)| {
+            ClientFrame::Subscribe { id, event, since, sub: None, filter: None, exclude: None }
+        }),
+        (id.clone(), valid_pattern()).prop_map(|(id, event)| ClientFrame::Unsubscribe {
+            id,
+            event: Some(event),
+            sub: None
+        }),
         id.prop_map(|id| ClientFrame::Ping { id }),
         Just(ClientFrame::Pong),
     ]

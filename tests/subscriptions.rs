@@ -22,17 +22,20 @@ async fn filters_narrow_delivery_and_frames_carry_the_subscription_name() {
     )
     .await;
     assert_eq!((reply["type"].as_str(), reply["sub"].as_str()), (Some("subscribed"), Some("big")), "{reply}");
-    let reply =
-        subscribe_with(&mut client, json!({"type":"subscribe","id":2,"event":"shop.order.>","sub":"mine","filter":{"customer__id":7}})).await;
+    let reply = subscribe_with(
+        &mut client,
+        json!({"type":"subscribe","id":2,"event":"shop.order.>","sub":"mine","filter":{"customer__id":7}}),
+    )
+    .await;
     assert_eq!(reply["sub"], "mine");
     app.flush().await;
 
     for (i, data) in [
-        r#"{"pk":1,"total":"120.00","status":"paid","customer":{"id":3}}"#,      // big only
-        r#"{"pk":2,"total":"99.99","status":"paid","customer":{"id":7}}"#,       // mine only
-        r#"{"pk":3,"total":"150","status":"cancelled","customer":{"id":7}}"#,    // mine only (big excludes cancelled)
-        r#"{"pk":4,"total":"5","status":"paid","customer":{"id":1}}"#,           // nobody
-        r#"{"pk":5,"total":100,"status":"paid","customer":{"id":7}}"#,           // both
+        r#"{"pk":1,"total":"120.00","status":"paid","customer":{"id":3}}"#, // big only
+        r#"{"pk":2,"total":"99.99","status":"paid","customer":{"id":7}}"#,  // mine only
+        r#"{"pk":3,"total":"150","status":"cancelled","customer":{"id":7}}"#, // mine only (big excludes cancelled)
+        r#"{"pk":4,"total":"5","status":"paid","customer":{"id":1}}"#,      // nobody
+        r#"{"pk":5,"total":100,"status":"paid","customer":{"id":7}}"#,      // both
     ]
     .into_iter()
     .enumerate()
@@ -84,11 +87,17 @@ async fn resubscribing_a_name_replaces_its_filter_and_bad_filters_are_refused() 
         (json!({"n__isnull":"yes"}), "isnull needs a boolean"),
         (json!({"s__regex":"("}), "bad regex"),
     ] {
-        let reply = subscribe_with(&mut client, json!({"type":"subscribe","id":8,"event":"t.>","sub":"x","filter":bad})).await;
-        assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("error"), Some("bad_request")), "{why}: {reply}");
+        let reply =
+            subscribe_with(&mut client, json!({"type":"subscribe","id":8,"event":"t.>","sub":"x","filter":bad})).await;
+        assert_eq!(
+            (reply["type"].as_str(), reply["code"].as_str()),
+            (Some("error"), Some("bad_request")),
+            "{why}: {reply}"
+        );
     }
     // Filters only narrow: a pattern outside the token stays forbidden.
-    let reply = subscribe_with(&mut client, json!({"type":"subscribe","id":9,"event":"other.>","filter":{"n":1}})).await;
+    let reply =
+        subscribe_with(&mut client, json!({"type":"subscribe","id":9,"event":"other.>","filter":{"n":1}})).await;
     assert_eq!(reply["code"], "forbidden");
 }
 
@@ -98,7 +107,11 @@ async fn recovery_replays_only_events_passing_the_filter() {
     let app = spawn_app(&nats.url()).await;
     let publisher = publisher(&nats.url()).await;
     let mut client = app.client(&["r.>"]).await;
-    let reply = subscribe_with(&mut client, json!({"type":"subscribe","id":1,"event":"r.>","sub":"odd","filter":{"n__in":[1,3,5,7]}})).await;
+    let reply = subscribe_with(
+        &mut client,
+        json!({"type":"subscribe","id":1,"event":"r.>","sub":"odd","filter":{"n__in":[1,3,5,7]}}),
+    )
+    .await;
     let (epoch, seq) = (reply["epoch"].as_str().unwrap().to_string(), reply["seq"].as_u64().unwrap());
     client.close().await;
     for n in 0..8 {
@@ -135,9 +148,11 @@ async fn a_thousand_subscribers_over_fifty_filters_each_get_exactly_their_events
         let mut client = app.client(&["load.>"]).await;
         for j in 0..PER_CONNECTION {
             let k = (c * PER_CONNECTION + j) % FILTERS;
-            let reply =
-                subscribe_with(&mut client, json!({"type":"subscribe","event":"load.>","sub":format!("f{k}"),"filter":{"bucket":k}}))
-                    .await;
+            let reply = subscribe_with(
+                &mut client,
+                json!({"type":"subscribe","event":"load.>","sub":format!("f{k}"),"filter":{"bucket":k}}),
+            )
+            .await;
             assert_eq!(reply["type"], "subscribed");
         }
         clients.push(client);

@@ -147,12 +147,16 @@ fn encode_server(c: &Value) -> String {
             };
             frames::encode_subscribed_at(id, s(c, "event"), &at)
         }
-        "unsubscribed" => frames::encode_unsubscribed_named(id, s(c, "event"), c.get("sub").map(|v| v.as_str().unwrap())),
+        "unsubscribed" => {
+            frames::encode_unsubscribed_named(id, s(c, "event"), c.get("sub").map(|v| v.as_str().unwrap()))
+        }
         "event" => {
             let data = RawValue::from_string(s(c, "data").to_owned()).expect("vector data must be JSON");
             match c.get("seq") {
                 None => frames::encode_event(s(c, "sub"), s(c, "name"), &data),
-                Some(seq) => frames::encode_event_at(s(c, "sub"), s(c, "name"), &data, seq.as_u64().unwrap(), s(c, "epoch")),
+                Some(seq) => {
+                    frames::encode_event_at(s(c, "sub"), s(c, "name"), &data, seq.as_u64().unwrap(), s(c, "epoch"))
+                }
             }
         }
         "error" => frames::encode_error(id, error_code(s(c, "code")), s(c, "message")),
@@ -170,7 +174,8 @@ fn check_frames() -> usize {
         let text = s(c, "text");
         match (c.get("frame"), c.get("error")) {
             (Some(expected), None) => {
-                let frame = frames::parse_client_frame(text).unwrap_or_else(|e| panic!("{text:?} rejected: {}", e.message));
+                let frame =
+                    frames::parse_client_frame(text).unwrap_or_else(|e| panic!("{text:?} rejected: {}", e.message));
                 assert_eq!(&frame_to_json(&frame), expected, "parse of {text:?}");
             }
             (None, Some(code)) => {

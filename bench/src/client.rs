@@ -164,7 +164,8 @@ mod tests {
     #[test]
     fn stamps_are_found_in_event_frames_only() {
         let data = String::from_utf8(payload(123, 7, 1, None, 100)).unwrap();
-        let frame = format!(r#"{{"type":"event","sub":"bench.>","name":"bench.x","data":{data},"seq":5,"epoch":"ab"}}"#);
+        let frame =
+            format!(r#"{{"type":"event","sub":"bench.>","name":"bench.x","data":{data},"seq":5,"epoch":"ab"}}"#);
         assert_eq!(event_stamp(&frame), Some((123, 7)));
         assert_eq!(event_stamp(r#"{"type":"ping"}"#), None);
         assert_eq!(event_stamp(r#"{"type":"event","sub":"a","name":"a","data":{"x":1}}"#), None);

@@ -75,7 +75,20 @@ pub async fn run(args: &ConnectArgs) -> anyhow::Result<Outcome> {
             if args.subscribe { ", + subscribe" } else { "" },
             if args.hold { ", held open" } else { ", closed after connect" }
         ),
-        vec!["connects", "ok", "errors", "seconds", "connects/s", "p50 ms", "p99 ms", "p999 ms", "max ms", "gw CPU%", "nats CPU%", "bench CPU%"],
+        vec![
+            "connects",
+            "ok",
+            "errors",
+            "seconds",
+            "connects/s",
+            "p50 ms",
+            "p99 ms",
+            "p999 ms",
+            "max ms",
+            "gw CPU%",
+            "nats CPU%",
+            "bench CPU%",
+        ],
     );
     table.row(vec![
         total.to_string(),

@@ -150,7 +150,20 @@ impl Step {
 }
 
 const HEADERS: [&str; 14] = [
-    "step", "rate", "pub/s", "deliv/s", "p50 ms", "p99 ms", "p999 ms", "max ms", "lost", "slow cl/gw", "gw CPU%", "nats CPU%", "bench CPU%", "",
+    "step",
+    "rate",
+    "pub/s",
+    "deliv/s",
+    "p50 ms",
+    "p99 ms",
+    "p999 ms",
+    "max ms",
+    "lost",
+    "slow cl/gw",
+    "gw CPU%",
+    "nats CPU%",
+    "bench CPU%",
+    "",
 ];
 
 /// Open connections plus a publisher.
@@ -189,7 +202,9 @@ impl<'a> Bench<'a> {
         let mut pool = common.pool().await?;
         let nats = async_nats::connect(&common.nats).await.context("connecting to NATS")?;
         let start = Instant::now();
-        let cmds = split(0, connections, pool.len()).into_iter().map(|(first, count)| Cmd::Open { first, count, patterns, filter_groups })
+        let cmds = split(0, connections, pool.len())
+            .into_iter()
+            .map(|(first, count)| Cmd::Open { first, count, patterns, filter_groups })
             .collect();
         let mut opened = 0;
         let mut errors = Errors::default();
@@ -208,11 +223,29 @@ impl<'a> Bench<'a> {
             Patterns::PerObject => connections,
         };
         let subjects = (0..subject_count as u64)
-            .map(|n| Subject::from(format!("{}.{}", common.subject_prefix, patterns.event(&common.event_prefix, n, connections))))
+            .map(|n| {
+                Subject::from(format!(
+                    "{}.{}",
+                    common.subject_prefix,
+                    patterns.event(&common.event_prefix, n, connections)
+                ))
+            })
             .collect();
-        let summary = json!({ "opened": opened, "seconds": start.elapsed().as_secs_f64(), "setup": Latency::of(&setup) });
+        let summary =
+            json!({ "opened": opened, "seconds": start.elapsed().as_secs_f64(), "setup": Latency::of(&setup) });
         let addr = common.endpoint()?.addr;
-        let bench = Bench { common, load, pool, extra_pids: Vec::new(), nats, addr, patterns, filter_groups, live: opened, subjects };
+        let bench = Bench {
+            common,
+            load,
+            pool,
+            extra_pids: Vec::new(),
+            nats,
+            addr,
+            patterns,
+            filter_groups,
+            live: opened,
+            subjects,
+        };
         Ok((bench, summary))
     }
 
@@ -383,7 +416,13 @@ pub async fn run(args: &FanoutArgs) -> anyhow::Result<Outcome> {
     for step in 0..if args.find_max { args.max_steps } else { 1 } {
         let s = bench.step(step, rate).await?;
         let ok = s.passes(args.p99_budget_ms);
-        table.row(s.cells(if !args.find_max { "" } else if ok { "ok" } else { "over" }));
+        table.row(s.cells(if !args.find_max {
+            ""
+        } else if ok {
+            "ok"
+        } else {
+            "over"
+        }));
         let lost_connections = s.closed_slow + s.closed_other > 0;
         steps.push(s);
         if !args.find_max || lost_connections {
@@ -406,7 +445,8 @@ pub async fn run(args: &FanoutArgs) -> anyhow::Result<Outcome> {
     }
     bench.pool.stop().await;
     let errors = strict_errors(load, &steps);
-    let max_ok = best.map(|b| steps.iter().filter(|s| s.target_rate == b).map(|s| s.delivered_per_s).fold(0.0, f64::max));
+    let max_ok =
+        best.map(|b| steps.iter().filter(|s| s.target_rate == b).map(|s| s.delivered_per_s).fold(0.0, f64::max));
     let mut notes = vec![
         "rate = events published/s; deliv/s = frames received by all clients/s; slow cl/gw = clients closed 4008 / gateway slow disconnects.".to_string(),
     ];

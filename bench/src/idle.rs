@@ -36,7 +36,8 @@ const MAX_CONNECTIONS: usize = 60_000;
 
 pub async fn run(args: &IdleArgs) -> anyhow::Result<Outcome> {
     let common = &args.common;
-    let pid = common.gateway_pid.context("idle needs --gateway-pid (or BENCH_GATEWAY_PID) to read the gateway's memory")?;
+    let pid =
+        common.gateway_pid.context("idle needs --gateway-pid (or BENCH_GATEWAY_PID) to read the gateway's memory")?;
     let levels = &args.connections;
     if levels.is_empty() || levels.windows(2).any(|w| w[0] >= w[1]) || levels[0] == 0 {
         bail!("--connections must be increasing positive counts");
@@ -46,21 +47,42 @@ pub async fn run(args: &IdleArgs) -> anyhow::Result<Outcome> {
         bail!("--connections: at most {MAX_CONNECTIONS}");
     }
     if top / usize::from(common.workers) > 19_000 {
-        bail!("--workers {}: a worker would hold more than 19000 sockets (limit 20000 open files); use more workers", common.workers);
+        bail!(
+            "--workers {}: a worker would hold more than 19000 sockets (limit 20000 open files); use more workers",
+            common.workers
+        );
     }
     let addr = common.endpoint()?.addr;
     let mut pool = common.pool().await?;
     let before = target::memory(pid)?;
     let mut table = Table::new(
-        format!("idle: gateway memory per authenticated connection ({} pattern(s), {} worker process(es))", args.patterns.name(), pool.len()),
-        vec!["conns", "open", "errors", "open/s", "setup p99 ms", "gw RSS MB", "RSS/conn KB", "marginal KB", "anon/conn KB", "gw gauge"],
+        format!(
+            "idle: gateway memory per authenticated connection ({} pattern(s), {} worker process(es))",
+            args.patterns.name(),
+            pool.len()
+        ),
+        vec![
+            "conns",
+            "open",
+            "errors",
+            "open/s",
+            "setup p99 ms",
+            "gw RSS MB",
+            "RSS/conn KB",
+            "marginal KB",
+            "anon/conn KB",
+            "gw gauge",
+        ],
     );
     let mut rows = Vec::new();
     let mut errors = Errors::default();
     let (mut open_total, mut previous) = (0usize, (0usize, before.rss_kb));
     for &level in levels {
         let ranges = split(open_total, level - open_total, pool.len());
-        let cmds = ranges.iter().map(|&(first, count)| Cmd::Open { first, count, patterns: args.patterns, filter_groups: 0 }).collect();
+        let cmds = ranges
+            .iter()
+            .map(|&(first, count)| Cmd::Open { first, count, patterns: args.patterns, filter_groups: 0 })
+            .collect();
         let start = Instant::now();
         let replies = pool.call_each(cmds).await?;
         let took = start.elapsed();

@@ -188,13 +188,18 @@ fn main() -> ExitCode {
                 Command::Worker { .. } => unreachable!("handled above"),
             }
         };
-        tokio::time::timeout(limit, scenario).await.unwrap_or_else(|_| anyhow::bail!("{run}: run exceeded --timeout {} s", common.timeout))
+        tokio::time::timeout(limit, scenario)
+            .await
+            .unwrap_or_else(|_| anyhow::bail!("{run}: run exceeded --timeout {} s", common.timeout))
     });
     runtime.shutdown_timeout(Duration::from_secs(2));
     match result {
         Ok(mut outcome) => {
             if let Some(object) = outcome.json.as_object_mut() {
-                object.insert("machine".into(), serde_json::to_value(report::Machine::read(fd_limit, loadavg)).unwrap_or_default());
+                object.insert(
+                    "machine".into(),
+                    serde_json::to_value(report::Machine::read(fd_limit, loadavg)).unwrap_or_default(),
+                );
             }
             outcome.print(common.output);
             if outcome.errors > 0 {

@@ -19,7 +19,8 @@ pub struct Minter {
 impl Minter {
     /// Connects to NATS at `nats` and prepares minting with the secret from [`SECRET_ENV`].
     pub async fn new(nats: &str, tokens_bucket: &str, ttl: u64) -> anyhow::Result<Self> {
-        let secret = std::env::var(SECRET_ENV).with_context(|| format!("{SECRET_ENV} must hold the gateway's auth.secret"))?;
+        let secret =
+            std::env::var(SECRET_ENV).with_context(|| format!("{SECRET_ENV} must hold the gateway's auth.secret"))?;
         let env = HashMap::from([
             (SECRET_ENV.to_string(), secret),
             ("TELEGRAPHY_NATS__URL".to_string(), nats.to_string()),
@@ -31,7 +32,14 @@ impl Minter {
     }
 
     /// `count` tokens for users `<user_prefix><i>` allowed `allow`, minted `parallel` at a time.
-    pub async fn mint(&self, user_prefix: &str, first: usize, count: usize, allow: &str, parallel: usize) -> anyhow::Result<Vec<String>> {
+    pub async fn mint(
+        &self,
+        user_prefix: &str,
+        first: usize,
+        count: usize,
+        allow: &str,
+        parallel: usize,
+    ) -> anyhow::Result<Vec<String>> {
         let allow = vec![allow.to_string()];
         let tokens: Vec<_> = stream::iter(first..first + count)
             .map(|i| {

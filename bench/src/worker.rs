@@ -113,13 +113,23 @@ pub enum Cmd {
         filter_groups: u32,
     },
     /// Events of `step` received so far.
-    Progress { step: u32 },
+    Progress {
+        step: u32,
+    },
     /// Statistics of `step` (and close/error counts since the last report).
-    Report { step: u32 },
+    Report {
+        step: u32,
+    },
     /// Mint tokens for a later `Connect` (minting is not part of the measured connect).
-    Mint { first: usize, count: usize },
+    Mint {
+        first: usize,
+        count: usize,
+    },
     /// Connect with every minted token, `concurrency` at a time; close each at once unless `hold`.
-    Connect { hold: bool, subscribe: Option<Patterns> },
+    Connect {
+        hold: bool,
+        subscribe: Option<Patterns>,
+    },
     Stop,
 }
 
@@ -451,7 +461,8 @@ mod tests {
     #[test]
     fn receivers_match_the_filter_groups() {
         // 10 connections over 3 groups: groups 0, 1, 2 hold 4, 3, 3 connections.
-        let counted: Vec<u64> = (0..3).map(|n| (0..10).filter(|i| group_filter(*i, 3).unwrap()["g"] == n).count() as u64).collect();
+        let counted: Vec<u64> =
+            (0..3).map(|n| (0..10).filter(|i| group_filter(*i, 3).unwrap()["g"] == n).count() as u64).collect();
         assert_eq!(counted, vec![4, 3, 3]);
         assert_eq!((0..3).map(|n| Patterns::One.receivers(n, 10, 3)).collect::<Vec<_>>(), counted);
         assert_eq!(Patterns::One.receivers(5, 10, 0), 10);

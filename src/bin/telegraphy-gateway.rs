@@ -106,9 +106,12 @@ async fn revoke(settings: Settings, user: Option<String>, session: Option<String
         (None, Some(session)) => auth::session_key(&session),
         (None, None) => unreachable!("clap requires --user or --session"),
     };
-    tokio::time::timeout(Duration::from_secs(10), auth::revoke_in(&client, &settings.auth.revocations_bucket, &key, settings.history.replicas))
-        .await
-        .context("timed out writing the revocation")??;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        auth::revoke_in(&client, &settings.auth.revocations_bucket, &key, settings.history.replicas),
+    )
+    .await
+    .context("timed out writing the revocation")??;
     println!("revoked {key}");
     Ok(())
 }

@@ -376,7 +376,8 @@ impl WsClient {
     pub async fn recv_or_close(&mut self, limit: Duration) -> Result<Value, Closed> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let message = tokio::time::timeout_at(deadline, self.ws.next()).await.expect("timed out waiting for a frame");
+            let message =
+                tokio::time::timeout_at(deadline, self.ws.next()).await.expect("timed out waiting for a frame");
             match message {
                 Some(Ok(Message::Text(text))) => {
                     let v: Value = serde_json::from_str(&text).expect("gateway sent JSON");
@@ -415,7 +416,11 @@ impl WsClient {
     pub async fn subscribe(&mut self, pattern: &str) -> Value {
         self.send(json!({"type": "subscribe", "id": 2, "event": pattern})).await;
         let reply = self.recv().await;
-        assert_eq!((&reply["type"], &reply["id"], &reply["event"]), (&json!("subscribed"), &json!(2), &json!(pattern)), "{reply}");
+        assert_eq!(
+            (&reply["type"], &reply["id"], &reply["event"]),
+            (&json!("subscribed"), &json!(2), &json!(pattern)),
+            "{reply}"
+        );
         reply
     }
 
@@ -435,6 +440,7 @@ impl WsClient {
     }
 
     pub async fn close(mut self) {
-        let _ = self.ws.close(Some(tungstenite::protocol::CloseFrame { code: CloseCode::Normal, reason: "".into() })).await;
+        let _ =
+            self.ws.close(Some(tungstenite::protocol::CloseFrame { code: CloseCode::Normal, reason: "".into() })).await;
     }
 }
