@@ -65,10 +65,22 @@ impl Gateway {
     /// Ready: not draining, NATS connected, the stored revocations loaded (token connects wait for them), and
     /// (with history) the stream reached at least once.
     pub fn is_ready(&self) -> bool {
-        !self.is_draining()
-            && nats::is_connected(&self.nats)
-            && self.auth.revocations_loaded()
-            && self.history.as_ref().is_none_or(|h| h.epoch().is_some())
+        self.not_ready_reason().is_none()
+    }
+
+    /// Why the node is not ready, checked in this order; None when it is.
+    pub fn not_ready_reason(&self) -> Option<&'static str> {
+        if self.is_draining() {
+            Some("draining")
+        } else if !nats::is_connected(&self.nats) {
+            Some("NATS not connected")
+        } else if !self.auth.revocations_loaded() {
+            Some("revocations not loaded")
+        } else if self.history.as_ref().is_some_and(|h| h.epoch().is_none()) {
+            Some("history stream not available")
+        } else {
+            None
+        }
     }
 
     fn on_revoked(&self, revoked: Revoked) {
@@ -218,16 +230,9 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(gw: web::Data<Gateway>) -> HttpResponse {
-    if gw.is_ready() {
-        HttpResponse::Ok().content_type("text/plain").body("ready\n")
-    } else if gw.is_draining() {
-        HttpResponse::ServiceUnavailable().content_type("text/plain").body("draining\n")
-    } else if !nats::is_connected(&gw.nats) {
-        HttpResponse::ServiceUnavailable().content_type("text/plain").body("NATS not connected\n")
-    } else if !gw.auth.revocations_loaded() {
-        HttpResponse::ServiceUnavailable().content_type("text/plain").body("revocations not loaded\n")
-    } else {
-        HttpResponse::ServiceUnavailable().content_type("text/plain").body("history stream not available\n")
+    match gw.not_ready_reason() {
+        None => HttpResponse::Ok().content_type("text/plain").body("ready\n"),
+        Some(reason) => HttpResponse::ServiceUnavailable().content_type("text/plain").body(format!("{reason}\n")),
     }
 }
 
