@@ -9,9 +9,9 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::Write,
     process::{Child, Command, Stdio},
-    sync::{mpsc, Arc},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -58,22 +58,8 @@ impl GatewayProc {
             .spawn()
             .expect("spawn gateway");
         let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let name = self.name.clone();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("listening on http://") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(());
-                    }
-                }
-                if std::env::var_os("TELEGRAPHY_TEST_LOGS").is_some() {
-                    eprintln!("[{name}] {line}");
-                }
-            }
-        });
-        rx.recv_timeout(WAIT).expect("gateway did not start listening");
+        let echo = std::env::var_os("TELEGRAPHY_TEST_LOGS").map(|_| self.name.clone());
+        assert!(await_line(stderr, "listening on http://", echo), "gateway did not start listening");
         self.child = Some(child);
     }
 

@@ -3,12 +3,7 @@
 mod common;
 
 use common::*;
-use serde_json::{json, Value};
-
-async fn subscribe_with(client: &mut WsClient, frame: Value) -> Value {
-    client.send(frame).await;
-    client.recv().await
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_narrow_delivery_and_frames_carry_the_subscription_name() {
@@ -16,17 +11,14 @@ async fn filters_narrow_delivery_and_frames_carry_the_subscription_name() {
     let app = spawn_app(&nats.url()).await;
     let publisher = publisher(&nats.url()).await;
     let mut client = app.client(&["shop.>"]).await;
-    let reply = subscribe_with(
-        &mut client,
+    let reply = client.request(
         json!({"type":"subscribe","id":1,"event":"shop.order.>","sub":"big","filter":{"total__gte":100},"exclude":{"status":"cancelled"}}),
     )
     .await;
     assert_eq!((reply["type"].as_str(), reply["sub"].as_str()), (Some("subscribed"), Some("big")), "{reply}");
-    let reply = subscribe_with(
-        &mut client,
-        json!({"type":"subscribe","id":2,"event":"shop.order.>","sub":"mine","filter":{"customer__id":7}}),
-    )
-    .await;
+    let reply = client
+        .request(json!({"type":"subscribe","id":2,"event":"shop.order.>","sub":"mine","filter":{"customer__id":7}}))
+        .await;
     assert_eq!(reply["sub"], "mine");
     app.flush().await;
 
@@ -72,8 +64,8 @@ async fn resubscribing_a_name_replaces_its_filter_and_bad_filters_are_refused() 
     let app = spawn_app(&nats.url()).await;
     let publisher = publisher(&nats.url()).await;
     let mut client = app.client(&["t.>"]).await;
-    subscribe_with(&mut client, json!({"type":"subscribe","event":"t.>","sub":"s","filter":{"n":1}})).await;
-    subscribe_with(&mut client, json!({"type":"subscribe","event":"t.>","sub":"s","filter":{"n":2}})).await;
+    client.request(json!({"type":"subscribe","event":"t.>","sub":"s","filter":{"n":1}})).await;
+    client.request(json!({"type":"subscribe","event":"t.>","sub":"s","filter":{"n":2}})).await;
     assert_eq!(app.metric("telegraphy_subscriptions").await, 1.0, "replaced, not added");
     app.flush().await;
     publish(&publisher, "t.a", r#"{"n":1}"#).await;
@@ -87,8 +79,7 @@ async fn resubscribing_a_name_replaces_its_filter_and_bad_filters_are_refused() 
         (json!({"n__isnull":"yes"}), "isnull needs a boolean"),
         (json!({"s__regex":"("}), "bad regex"),
     ] {
-        let reply =
-            subscribe_with(&mut client, json!({"type":"subscribe","id":8,"event":"t.>","sub":"x","filter":bad})).await;
+        let reply = client.request(json!({"type":"subscribe","id":8,"event":"t.>","sub":"x","filter":bad})).await;
         assert_eq!(
             (reply["type"].as_str(), reply["code"].as_str()),
             (Some("error"), Some("bad_request")),
@@ -96,8 +87,7 @@ async fn resubscribing_a_name_replaces_its_filter_and_bad_filters_are_refused() 
         );
     }
     // Filters only narrow: a pattern outside the token stays forbidden.
-    let reply =
-        subscribe_with(&mut client, json!({"type":"subscribe","id":9,"event":"other.>","filter":{"n":1}})).await;
+    let reply = client.request(json!({"type":"subscribe","id":9,"event":"other.>","filter":{"n":1}})).await;
     assert_eq!(reply["code"], "forbidden");
 }
 
@@ -107,19 +97,15 @@ async fn recovery_replays_only_events_passing_the_filter() {
     let app = spawn_app(&nats.url()).await;
     let publisher = publisher(&nats.url()).await;
     let mut client = app.client(&["r.>"]).await;
-    let reply = subscribe_with(
-        &mut client,
-        json!({"type":"subscribe","id":1,"event":"r.>","sub":"odd","filter":{"n__in":[1,3,5,7]}}),
-    )
-    .await;
+    let reply =
+        client.request(json!({"type":"subscribe","id":1,"event":"r.>","sub":"odd","filter":{"n__in":[1,3,5,7]}})).await;
     let (epoch, seq) = (reply["epoch"].as_str().unwrap().to_string(), reply["seq"].as_u64().unwrap());
     client.close().await;
     for n in 0..8 {
         publish(&publisher, &format!("r.{n}"), &format!(r#"{{"n":{n}}}"#)).await;
     }
     let mut client = app.client(&["r.>"]).await;
-    let reply = subscribe_with(
-        &mut client,
+    let reply = client.request(
         json!({"type":"subscribe","id":2,"event":"r.>","sub":"odd","filter":{"n__in":[1,3,5,7]},"since":{"epoch":epoch,"seq":seq}}),
     )
     .await;
@@ -148,11 +134,9 @@ async fn a_thousand_subscribers_over_fifty_filters_each_get_exactly_their_events
         let mut client = app.client(&["load.>"]).await;
         for j in 0..PER_CONNECTION {
             let k = (c * PER_CONNECTION + j) % FILTERS;
-            let reply = subscribe_with(
-                &mut client,
-                json!({"type":"subscribe","event":"load.>","sub":format!("f{k}"),"filter":{"bucket":k}}),
-            )
-            .await;
+            let reply = client
+                .request(json!({"type":"subscribe","event":"load.>","sub":format!("f{k}"),"filter":{"bucket":k}}))
+                .await;
             assert_eq!(reply["type"], "subscribed");
         }
         clients.push(client);

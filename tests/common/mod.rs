@@ -50,6 +50,27 @@ pub fn nats_server_bin() -> PathBuf {
     path
 }
 
+/// Reads a child's stderr in a thread until a line contains `marker` (at most [`WAIT`]), then keeps draining it
+/// so the child never blocks on a full pipe. Lines are echoed with `echo` as prefix when given. Returns whether
+/// the marker was seen in time.
+pub fn await_line(stderr: std::process::ChildStderr, marker: &'static str, echo: Option<String>) -> bool {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(marker) {
+                if let Some(tx) = seen.take() {
+                    let _ = tx.send(());
+                }
+            }
+            if let Some(prefix) = &echo {
+                eprintln!("[{prefix}] {line}");
+            }
+        }
+    });
+    rx.recv_timeout(WAIT).is_ok()
+}
+
 /// One `nats-server` process with JetStream; killed on drop.
 pub struct NatsServer {
     child: Option<Child>,
@@ -86,20 +107,8 @@ impl NatsServer {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn nats-server");
-        // Wait for the "Server is ready" log line (bounded), then keep draining stderr in the background.
         let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut ready = Some(tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("Server is ready") {
-                    if let Some(tx) = ready.take() {
-                        let _ = tx.send(());
-                    }
-                }
-            }
-        });
-        rx.recv_timeout(WAIT).expect("nats-server did not become ready within 10 s");
+        assert!(await_line(stderr, "Server is ready", None), "nats-server did not become ready within 10 s");
         self.child = Some(child);
     }
 
@@ -359,10 +368,15 @@ impl WsClient {
         self.ws.send(Message::text(text)).await.expect("ws send");
     }
 
-    /// Sends `connect` and returns the reply (`connected` or `error`).
-    pub async fn connect_with(&mut self, frame: Value) -> Value {
+    /// Sends a request frame and returns the reply (the next frame other than a heartbeat ping).
+    pub async fn request(&mut self, frame: Value) -> Value {
         self.send(frame).await;
         self.recv().await
+    }
+
+    /// Sends `connect` and returns the reply (`connected` or `error`).
+    pub async fn connect_with(&mut self, frame: Value) -> Value {
+        self.request(frame).await
     }
 
     /// Next JSON frame other than the gateway's heartbeat `ping` (answered when `auto_pong`). Panics on close.
