@@ -97,6 +97,10 @@ pub struct Auth {
 /// then a revoked user's older tokens could not be told apart.
 const REVOCATIONS_LOAD_WAIT: Duration = Duration::from_secs(5);
 
+/// How long minting keeps retrying the token's registration while the token bucket cannot answer. A JetStream
+/// stream whose leader died elects another within about 10 s (nats-server election timeouts are 4-9 s).
+pub const MINT_RETRY_FOR: Duration = Duration::from_secs(20);
+
 /// KV key of a user's revocation.
 pub fn user_key(sub: &str) -> String {
     format!("user.{}", URL_SAFE_NO_PAD.encode(sub.as_bytes()))
@@ -225,9 +229,46 @@ impl Auth {
             exp: now + ttl as i64,
             sid: None,
         };
-        let kv = self.tokens_kv().await?;
-        kv.create(&claims.jti, Bytes::from_static(b"1")).await.map_err(|e| MintError::Register(e.to_string()))?;
+        self.register(&claims.jti).await?;
         Ok(self.keyring.sign(TokenKind::Connect, &claims))
+    }
+
+    /// Creates `jti` in the tokens bucket, retrying for [`MINT_RETRY_FOR`] while JetStream cannot answer (after
+    /// a NATS node died, the bucket's stream has no leader until its replicas elect one: seconds). A retry that
+    /// finds the key already there means an earlier attempt was stored and only its answer was lost: 128
+    /// random bits do not collide otherwise.
+    async fn register(&self, jti: &str) -> Result<(), MintError> {
+        use async_nats::jetstream::kv::CreateErrorKind;
+        let deadline = tokio::time::Instant::now() + MINT_RETRY_FOR;
+        let mut pause = Duration::from_millis(100);
+        let mut sent = false;
+        loop {
+            // A retry looks the bucket up again: it re-creates a bucket deleted behind the node's back (the
+            // cached handle is only its name).
+            let kv = match sent {
+                false => self.tokens_kv().await.cloned(),
+                true => {
+                    nats::key_value(&self.client, &self.tokens_bucket, TOKENS_BUCKET_MAX_AGE, self.kv_replicas).await
+                }
+            };
+            let error = match kv {
+                Err(e) => MintError::Nats(e),
+                Ok(kv) => match kv.create(jti, Bytes::from_static(b"1")).await {
+                    Ok(_) => return Ok(()),
+                    Err(e) if sent && e.kind() == CreateErrorKind::AlreadyExists => return Ok(()),
+                    Err(e) => {
+                        sent = true;
+                        MintError::Register(e.to_string())
+                    }
+                },
+            };
+            if tokio::time::Instant::now() + pause >= deadline {
+                return Err(error);
+            }
+            tracing::warn!(error = %error, retry_in_ms = pause.as_millis() as u64, "token registration failed; retrying");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
     }
 
     /// Was this user or session revoked at or after `iat`?

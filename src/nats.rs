@@ -91,6 +91,8 @@ pub fn is_connected(client: &Client) -> bool {
 }
 
 /// Returns the bucket, creating it with `max_age`, history 1 and `replicas` when it does not exist yet.
+/// Only a "stream not found" answer leads to a create: a timeout (no JetStream leader during an election) is
+/// returned as it is, for the caller to retry.
 pub async fn key_value(
     client: &Client,
     bucket: &str,
@@ -99,23 +101,33 @@ pub async fn key_value(
 ) -> Result<jetstream::kv::Store, NatsError> {
     let js = jetstream::new(client.clone());
     let err = |e: &dyn std::fmt::Display| NatsError::Bucket { bucket: bucket.to_string(), message: e.to_string() };
-    match js.get_key_value(bucket).await {
+    let get_err = match js.get_key_value(bucket).await {
+        Ok(store) => return Ok(store),
+        Err(e) if is_bucket_missing(&e) => e,
+        Err(e) => return Err(err(&e)),
+    };
+    let created = js
+        .create_key_value(jetstream::kv::Config {
+            bucket: bucket.to_string(),
+            history: 1,
+            max_age,
+            num_replicas: replicas,
+            ..Default::default()
+        })
+        .await;
+    match created {
         Ok(store) => Ok(store),
-        Err(get_err) => {
-            let created = js
-                .create_key_value(jetstream::kv::Config {
-                    bucket: bucket.to_string(),
-                    history: 1,
-                    max_age,
-                    num_replicas: replicas,
-                    ..Default::default()
-                })
-                .await;
-            match created {
-                Ok(store) => Ok(store),
-                // Another node or the backend created it in between.
-                Err(_) => js.get_key_value(bucket).await.map_err(|_| err(&get_err)),
-            }
-        }
+        // Another node or the backend created it in between.
+        Err(_) => js.get_key_value(bucket).await.map_err(|_| err(&get_err)),
     }
+}
+
+/// Did JetStream answer that the bucket's stream does not exist (as opposed to not answering at all)?
+fn is_bucket_missing(e: &jetstream::context::KeyValueError) -> bool {
+    use std::error::Error as _;
+    e.kind() == jetstream::context::KeyValueErrorKind::GetBucket
+        && e.source().and_then(|s| s.downcast_ref::<jetstream::context::GetStreamError>()).is_some_and(|s| {
+            matches!(s.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
+                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+        })
 }

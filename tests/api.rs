@@ -131,6 +131,28 @@ async fn minted_tokens_work_once_over_websocket() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minting_retries_until_the_token_bucket_answers() {
+    // The node caches the bucket; one deleted behind its back (like a stream without a leader during a
+    // JetStream election) fails the create: the mint retries, re-creating the bucket, and answers 200.
+    let nats = NatsServer::start();
+    let app = api_app(&nats).await;
+    let mint = json!({"user":"u","allow":["x.>"]});
+    assert_eq!(post_json(&app, "/api/v1/tokens", mint.clone()).await.0, StatusCode::OK);
+    let js = async_nats::jetstream::new(publisher(&nats.url()).await);
+    js.delete_key_value("telegraphy_tokens").await.expect("delete the token bucket");
+
+    let (status, reply) = post_json(&app, "/api/v1/tokens", mint).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let token = reply["token"].as_str().unwrap().to_string();
+    let jti = Keyring::new(&[SECRET.to_string()]).unwrap().verify(&token, token::now_unix()).unwrap().1.jti;
+    let kv = js.get_key_value("telegraphy_tokens").await.expect("the bucket is back");
+    assert_eq!(kv.get(&jti).await.unwrap().as_deref(), Some(&b"1"[..]));
+    let mut client = WsClient::connect(&app.ws_url()).await;
+    let connected = client.connect_with(json!({"type":"connect","id":1,"token":token})).await;
+    assert_eq!(connected["type"], "connected", "{connected}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_mint_requests_get_400_with_a_message() {
     let nats = NatsServer::start();
     let app = api_app(&nats).await;

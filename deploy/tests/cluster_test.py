@@ -67,9 +67,15 @@ def load_env() -> None:
 
 
 def mint(user: str) -> str:
-    token = cluster("token", "--user", user, "--allow", PATTERN, "--ttl", "120").strip()
+    token = cluster("token", "--user", user, "--allow", PATTERN, "--ttl", "120", timeout=45).strip()
     assert token.startswith("tg1."), "no token printed"
     return token
+
+
+def timed_mint(user: str) -> tuple[str, float]:
+    start = time.monotonic()
+    token = mint(user)
+    return token, time.monotonic() - start
 
 
 def http_status(url: str) -> int:
@@ -228,6 +234,9 @@ async def main() -> int:
         state["victim"] = node
         os.kill(int(ENV[f"NATS_{node}_PID"]), signal.SIGKILL)
         print(f"# killed nats-{node} (history leader {history_leader}, token bucket on {tokens_hosts})", flush=True)
+        # Mint at once, while the streams that lost their leader elect another: the gateway's mint retries
+        # until the token bucket answers (auth::MINT_RETRY_FOR). Checked by the last step.
+        state["mint_after_kill"] = asyncio.get_running_loop().run_in_executor(None, timed_mint, "deploy-test-after-kill")
 
     async def gateways_ready_after_kill():
         urls = [ENV[f"GW_{i}_URL"] + "/readyz" for i in (1, 2, 3)]
@@ -261,9 +270,10 @@ async def main() -> int:
         assert replayed["seq"] == state["seq2"], replayed
 
     async def new_connection_after_kill():
-        # A fresh single-use token needs the token bucket (JetStream KV).
+        # A fresh single-use token needs the token bucket (JetStream KV); it was minted right after the kill.
         try:
-            token = mint("deploy-test-after-kill")
+            token, took = await state["mint_after_kill"]
+            print(f"# token minted {took:.1f}s after the kill", flush=True)
             c = state["gw2"] = Client(ENV["GW_2_WS"])
             connected = await c.open(token=token)
             assert connected["node"] == "gw-2", connected

@@ -433,22 +433,39 @@ class Publisher:
         return kv
 
     async def _kv_create(self, jti: str, timeout: float) -> None:
+        """Create-only write of ``jti``, retried within ``timeout`` while NATS or the bucket's JetStream leader
+        cannot answer (a leader election after a NATS node died). A retry that finds the key means an earlier
+        attempt was stored and only its answer was lost: 128 random bits do not collide otherwise."""
         from nats.js.errors import KeyWrongLastSequenceError
 
         from .tokens import MAX_TTL, TokenRegistrationError
 
-        try:
-            nc = await self._wait_connected(timeout)
-        except ConnectionError as exc:
-            raise TokenRegistrationError(str(exc)) from None
-        try:
-            kv = await self._bucket(nc, self.tokens_bucket, MAX_TTL, timeout)
-            await kv.create(jti, b"1")
-        except KeyWrongLastSequenceError:
-            raise TokenRegistrationError("token id already registered") from None
-        except Exception as exc:
-            self._buckets.pop(self.tokens_bucket, None)
-            raise TokenRegistrationError(f"could not register the token id in KV: {type(exc).__name__}: {exc}") from exc
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pause, creates = 0.05, 0
+        while True:
+            remaining = deadline - loop.time()
+            try:
+                nc = await self._wait_connected(max(remaining, 0.01))
+            except ConnectionError as exc:
+                raise TokenRegistrationError(str(exc)) from None
+            try:
+                kv = await asyncio.wait_for(self._bucket(nc, self.tokens_bucket, MAX_TTL, timeout), remaining)
+                creates += 1
+                await asyncio.wait_for(kv.create(jti, b"1"), max(deadline - loop.time(), 0.01))
+                return
+            except KeyWrongLastSequenceError:
+                if creates > 1:  # an earlier create of ours was stored; its answer was lost
+                    return
+                raise TokenRegistrationError("token id already registered") from None
+            except Exception as exc:
+                self._buckets.pop(self.tokens_bucket, None)
+                if loop.time() + pause >= deadline:
+                    raise TokenRegistrationError(
+                        f"could not register the token id in KV: {type(exc).__name__}: {exc}") from exc
+                logger.warning("token registration failed (%s: %s); retrying", type(exc).__name__, exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
 
     async def _kv_revoke(self, key: str, timeout: float) -> int:
         from .revocations import REVOCATIONS_MAX_AGE, RevocationError

@@ -85,6 +85,19 @@ def test_mint_registers_jti_create_only(nats_settings, nats_client):
         tokens.register(claims["jti"])
 
 
+def test_mint_retries_until_the_bucket_answers(nats_settings, nats_client, caplog):
+    # The publisher caches the bucket; a bucket deleted behind its back (or a stream without a leader during a
+    # JetStream election) makes the create fail: the mint retries within TOKEN_TIMEOUT, re-creating the bucket.
+    tokens.mint("alice", allow=["a.>"])
+    nats_client.run(nats_client.js.delete_key_value("telegraphy_tokens"))
+    with caplog.at_level(logging.WARNING, logger="telegraphy"):
+        token = tokens.mint("alice", allow=["a.>"])
+    jti = tokens.verify(token, [nats_settings["SECRET"]])["jti"]
+    kv = nats_client.run(nats_client.js.key_value("telegraphy_tokens"))
+    assert nats_client.run(kv.get(jti)).value == b"1"
+    assert "token registration failed" in caplog.text and "retrying" in caplog.text
+
+
 def test_amint_from_async_code(nats_settings, nats_client):
     import asyncio
 

@@ -91,7 +91,7 @@ async fn mint(settings: Settings, user: String, allow: Vec<String>, ttl: Option<
     auth::check_mint_request(&user, &allow, ttl)?;
     let client = nats::connect_once(&settings.nats.url).await?;
     let auth = auth::Auth::new(&settings, client.clone())?;
-    let token = tokio::time::timeout(Duration::from_secs(10), auth.mint(&user, &allow, ttl))
+    let token = tokio::time::timeout(auth::MINT_RETRY_FOR + Duration::from_secs(10), auth.mint(&user, &allow, ttl))
         .await
         .context("timed out registering the token in NATS KV")??;
     client.flush().await.context("flushing NATS")?;
