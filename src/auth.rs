@@ -174,25 +174,38 @@ impl Auth {
             return Err(AuthError::Rejected("revoked"));
         }
         if kind == TokenKind::Connect && self.single_use {
-            self.consume(&claims.jti).await?;
+            self.consume(&claims.jti, claims.rev).await?;
         }
         Ok(Identity { sub: claims.sub, allow: claims.allow, session, auth_time: claims.iat })
     }
 
-    /// Marks a connect token used; exactly one caller per `jti` succeeds, on any node.
-    async fn consume(&self, jti: &str) -> Result<(), AuthError> {
+    /// Marks a connect token used; exactly one caller per `jti` succeeds, on any node: `"1"` -> `"used"`,
+    /// guarded by the registration's revision. A token that carries it (`rev`, signed) needs one round trip;
+    /// one without it (minted by an older minter, or whose registration answer was lost) reads the entry first.
+    async fn consume(&self, jti: &str, rev: Option<u64>) -> Result<(), AuthError> {
         let kv = self.tokens_kv().await.map_err(|e| AuthError::Unavailable(e.to_string()))?;
-        let entry = kv.entry(jti).await.map_err(|e| AuthError::Unavailable(e.to_string()))?;
-        let Some(entry) = entry else {
-            return Err(AuthError::Rejected("token not registered"));
+        let revision = match rev {
+            Some(revision) => revision,
+            None => {
+                let entry = kv.entry(jti).await.map_err(|e| AuthError::Unavailable(e.to_string()))?;
+                let Some(entry) = entry else {
+                    return Err(AuthError::Rejected("token not registered"));
+                };
+                if entry.operation != async_nats::jetstream::kv::Operation::Put || entry.value.as_ref() != b"1" {
+                    return Err(AuthError::Rejected("token already used"));
+                }
+                entry.revision
+            }
         };
-        if entry.operation != async_nats::jetstream::kv::Operation::Put || entry.value.as_ref() != b"1" {
-            return Err(AuthError::Rejected("token already used"));
-        }
-        match kv.update(jti, Bytes::from_static(b"used"), entry.revision).await {
+        match kv.update(jti, Bytes::from_static(b"used"), revision).await {
             Ok(_) => Ok(()),
+            // Used already, never registered at that revision, or (with `rev`) not registered at all.
             Err(e) if e.kind() == async_nats::jetstream::kv::UpdateErrorKind::WrongLastRevision => {
-                Err(AuthError::Rejected("token already used"))
+                Err(AuthError::Rejected(if rev.is_some() {
+                    "token used or not registered"
+                } else {
+                    "token already used"
+                }))
             }
             Err(e) => Err(AuthError::Unavailable(e.to_string())),
         }
@@ -212,32 +225,35 @@ impl Auth {
             allow: identity.allow.clone(),
             iat: identity.auth_time.min(now),
             exp: now + self.resume_ttl as i64,
+            rev: None,
             sid: Some(identity.session.clone()),
         };
         (self.keyring.sign(TokenKind::Resume, &claims), self.resume_ttl)
     }
 
-    /// Mints a connect token and registers its `jti` (create-only) so it can be used once.
+    /// Mints a connect token and registers its `jti` (create-only) so it can be used once. The token carries
+    /// the registration's revision (`rev`), so that consuming it is a single revision-guarded write.
     pub async fn mint(&self, sub: &str, allow: &[String], ttl: u64) -> Result<String, MintError> {
         check_mint_request(sub, allow, ttl)?;
         let now = token::now_unix();
-        let claims = Claims {
+        let mut claims = Claims {
             jti: token::new_jti(),
             sub: sub.to_string(),
             allow: allow.to_vec(),
             iat: now,
             exp: now + ttl as i64,
+            rev: None,
             sid: None,
         };
-        self.register(&claims.jti).await?;
+        claims.rev = self.register(&claims.jti).await?;
         Ok(self.keyring.sign(TokenKind::Connect, &claims))
     }
 
     /// Creates `jti` in the tokens bucket, retrying for [`MINT_RETRY_FOR`] while JetStream cannot answer (after
     /// a NATS node died, the bucket's stream has no leader until its replicas elect one: seconds). A retry that
     /// finds the key already there means an earlier attempt was stored and only its answer was lost: 128
-    /// random bits do not collide otherwise.
-    async fn register(&self, jti: &str) -> Result<(), MintError> {
+    /// random bits do not collide otherwise; its revision is then unknown (`None`).
+    async fn register(&self, jti: &str) -> Result<Option<u64>, MintError> {
         use async_nats::jetstream::kv::CreateErrorKind;
         let deadline = tokio::time::Instant::now() + MINT_RETRY_FOR;
         let mut pause = Duration::from_millis(100);
@@ -254,8 +270,8 @@ impl Auth {
             let error = match kv {
                 Err(e) => MintError::Nats(e),
                 Ok(kv) => match kv.create(jti, Bytes::from_static(b"1")).await {
-                    Ok(_) => return Ok(()),
-                    Err(e) if sent && e.kind() == CreateErrorKind::AlreadyExists => return Ok(()),
+                    Ok(revision) => return Ok(Some(revision)),
+                    Err(e) if sent && e.kind() == CreateErrorKind::AlreadyExists => return Ok(None),
                     Err(e) => {
                         sent = true;
                         MintError::Register(e.to_string())

@@ -80,6 +80,11 @@ pub struct Claims {
     pub iat: i64,
     /// Expires at, unix seconds.
     pub exp: i64,
+    /// KV revision at which the token's `jti` was registered (connect tokens minted with single use): the
+    /// gateway consumes the token with one write guarded by this revision. Without it the gateway reads the
+    /// entry first (two round trips).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rev: Option<u64>,
     /// Session id being resumed (resume tokens only).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sid: Option<String>,
@@ -88,7 +93,7 @@ pub struct Claims {
 impl Claims {
     /// Fresh claims with a new random `jti`, `iat = now` and `exp = now + ttl` seconds.
     pub fn new(sub: impl Into<String>, allow: Vec<String>, now: i64, ttl: i64, sid: Option<String>) -> Self {
-        Claims { jti: new_jti(), sub: sub.into(), allow, iat: now, exp: now.saturating_add(ttl), sid }
+        Claims { jti: new_jti(), sub: sub.into(), allow, iat: now, exp: now.saturating_add(ttl), rev: None, sid }
     }
 }
 
@@ -208,6 +213,9 @@ impl Keyring {
         if kind == TokenKind::Resume && claims.sid.as_deref().is_none_or(str::is_empty) {
             return Err(Malformed("resume token without sid"));
         }
+        if claims.rev == Some(0) || (kind == TokenKind::Resume && claims.rev.is_some()) {
+            return Err(Malformed("rev"));
+        }
         if claims.iat > now.saturating_add(CLOCK_SKEW) {
             return Err(Malformed("issued in the future"));
         }
@@ -253,6 +261,7 @@ mod tests {
             allow: vec!["shop.>".into()],
             iat: NOW,
             exp,
+            rev: None,
             sid: sid.map(Into::into),
         }
     }

@@ -43,6 +43,7 @@ fn claims(sub: &str, allow: &[&str], iat: i64, exp: i64) -> Claims {
         allow: allow.iter().map(|s| s.to_string()).collect(),
         iat,
         exp,
+        rev: None,
         sid: None,
     }
 }
@@ -242,13 +243,59 @@ async fn a_token_works_once_on_the_same_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_consumed_at_its_registered_revision_only() {
+    let nats = NatsServer::start();
+    let app = spawn_app(&nats.url()).await;
+    let (_, minted) = keyring(SECRET).verify(&app.token("alice", &["a.>"]).await, token::now_unix()).unwrap();
+    assert!(minted.rev.is_some_and(|r| r >= 1), "a minted token carries its registration's revision: {minted:?}");
+
+    let nc = publisher(&nats.url()).await;
+    let kv = telegraphy::nats::key_value(&nc, TOKENS, TOKENS_BUCKET_MAX_AGE, 1).await.unwrap();
+    let mut c = claims("bob", &["a.>"], token::now_unix(), token::now_unix() + 60);
+    let rev = kv.create(&c.jti, Bytes::from_static(b"1")).await.unwrap();
+    for wrong in [rev + 1, rev - 1] {
+        c.rev = Some(wrong);
+        let token = keyring(SECRET).sign(TokenKind::Connect, &c);
+        assert_refused(
+            &app,
+            json!({"type":"connect","id":1,"token":token}),
+            &format!("rev {wrong}, registered at {rev}"),
+        )
+        .await;
+    }
+    // The refused attempts did not use the token up.
+    c.rev = Some(rev);
+    let token = keyring(SECRET).sign(TokenKind::Connect, &c);
+    let (_client, _) = connect_ok(&app, &token).await;
+    assert_refused(&app, json!({"type":"connect","id":2,"token":token}), "same token again").await;
+    // Never registered at all.
+    let mut unregistered = claims("bob", &["a.>"], token::now_unix(), token::now_unix() + 60);
+    unregistered.rev = Some(rev);
+    let token = keyring(SECRET).sign(TokenKind::Connect, &unregistered);
+    assert_refused(&app, json!({"type":"connect","id":3,"token":token}), "unregistered jti with a rev").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_replays_on_both_replicas_let_exactly_one_connect() {
     let nats = NatsServer::start();
     let (a, b) = replicas(&nats).await;
     const CLIENTS: usize = 20;
+    let nc = publisher(&nats.url()).await;
     for round in 0..3 {
-        // Tokens minted on either node are valid on both (shared secret and KV bucket).
-        let token = if round % 2 == 0 { a.token("alice", &["x.>"]).await } else { b.token("alice", &["x.>"]).await };
+        // Tokens minted on either node are valid on both (shared secret and KV bucket). Minted tokens carry
+        // their registration's revision (one guarded write); the last round's has none (read, then write).
+        let token = match round {
+            0 => a.token("alice", &["x.>"]).await,
+            1 => b.token("alice", &["x.>"]).await,
+            _ => {
+                signed_registered(
+                    &nc,
+                    TokenKind::Connect,
+                    &claims("alice", &["x.>"], token::now_unix(), token::now_unix() + 60),
+                )
+                .await
+            }
+        };
         // Open every socket first, then release all `connect` frames at once for maximum contention.
         let mut sockets = Vec::new();
         for i in 0..CLIENTS {

@@ -303,11 +303,13 @@ fn claims() -> impl Strategy<Value = (TokenKind, Claims)> {
         1i64..=100_000,
         any::<bool>(),
         "[A-Za-z0-9_-]{1,24}",
+        prop::option::of(1u64..),
     )
-        .prop_map(|(jti, sub, allow, iat_off, ttl, resume, sid)| {
+        .prop_map(|(jti, sub, allow, iat_off, ttl, resume, sid, rev)| {
             let kind = if resume { TokenKind::Resume } else { TokenKind::Connect };
             let sid = resume.then_some(sid);
-            (kind, Claims { jti, sub, allow, iat: NOW + iat_off, exp: NOW + ttl, sid })
+            let rev = rev.filter(|_| !resume);
+            (kind, Claims { jti, sub, allow, iat: NOW + iat_off, exp: NOW + ttl, rev, sid })
         })
 }
 

@@ -287,22 +287,23 @@ class Publisher:
         nc = self._nc
         return bool(nc is not None and nc.is_connected and self._pid == os.getpid())
 
-    def register_jti(self, jti: str, timeout: float | None = None) -> None:
-        """Create KV key ``jti`` = ``b"1"`` in the tokens bucket (create-only). See tokens.register()."""
+    def register_jti(self, jti: str, timeout: float | None = None) -> int | None:
+        """Create KV key ``jti`` = ``b"1"`` in the tokens bucket (create-only); returns its revision. See
+        tokens.register()."""
         from .tokens import TokenRegistrationError
 
         limit = self.timeout if timeout is None else timeout
         loop = self._ensure_started()
         future = asyncio.run_coroutine_threadsafe(self._kv_create(jti, limit), loop)
-        _result(future, limit + 0.5, "token registration in NATS KV timed out", TokenRegistrationError)
+        return _result(future, limit + 0.5, "token registration in NATS KV timed out", TokenRegistrationError)
 
-    async def aregister_jti(self, jti: str, timeout: float | None = None) -> None:
+    async def aregister_jti(self, jti: str, timeout: float | None = None) -> int | None:
         from .tokens import TokenRegistrationError
 
         limit = self.timeout if timeout is None else timeout
         loop = self._ensure_started()
         future = asyncio.run_coroutine_threadsafe(self._kv_create(jti, limit), loop)
-        await _aresult(future, limit + 0.5, "token registration in NATS KV timed out", TokenRegistrationError)
+        return await _aresult(future, limit + 0.5, "token registration in NATS KV timed out", TokenRegistrationError)
 
     def revoke_key(self, key: str, timeout: float | None = None) -> int:
         """Put ``key`` = now (ASCII unix seconds) in the revocations bucket; returns the time written once NATS
@@ -432,7 +433,7 @@ class Publisher:
             self._buckets[bucket] = kv
         return kv
 
-    async def _kv_create(self, jti: str, timeout: float) -> None:
+    async def _kv_create(self, jti: str, timeout: float) -> int | None:
         """Create-only write of ``jti``, retried within ``timeout`` while NATS or the bucket's JetStream leader
         cannot answer (a leader election after a NATS node died). A retry that finds the key means an earlier
         attempt was stored and only its answer was lost: 128 random bits do not collide otherwise."""
@@ -452,11 +453,10 @@ class Publisher:
             try:
                 kv = await asyncio.wait_for(self._bucket(nc, self.tokens_bucket, MAX_TTL, timeout), remaining)
                 creates += 1
-                await asyncio.wait_for(kv.create(jti, b"1"), max(deadline - loop.time(), 0.01))
-                return
+                return await asyncio.wait_for(kv.create(jti, b"1"), max(deadline - loop.time(), 0.01))
             except KeyWrongLastSequenceError:
-                if creates > 1:  # an earlier create of ours was stored; its answer was lost
-                    return
+                if creates > 1:  # an earlier create of ours was stored; its answer was lost: revision unknown
+                    return None
                 raise TokenRegistrationError("token id already registered") from None
             except Exception as exc:
                 self._buckets.pop(self.tokens_bucket, None)

@@ -1,7 +1,8 @@
 """Connect tokens (proto/PROTOCOL.md section 4).
 
 ``tg1.<claims>.<sig>`` where ``claims`` is base64url (no padding) of the compact JSON claims in the order
-``jti, sub, allow, iat, exp`` (+ ``sid`` for ``tg1r`` resume tokens) and ``sig`` is base64url of
+``jti, sub, allow, iat, exp`` (+ ``rev``, the KV revision of the token's registration, on connect tokens;
+``sid`` on ``tg1r`` resume tokens) and ``sig`` is base64url of
 HMAC-SHA256(secret, "<prefix>." + claims).
 
 ``mint()`` is what a Django site uses; ``sign()`` and ``verify()`` are the pure functions behind it (the
@@ -163,6 +164,8 @@ def verify(token: object, secrets: Iterable[str | bytes], *, now: int | None = N
         raise TokenError("malformed", "iat and exp must be integers")
     if tprefix == RESUME_PREFIX and not isinstance(claims.get("sid"), str):
         raise TokenError("malformed", "resume tokens carry a sid")
+    if "rev" in claims and (tprefix == RESUME_PREFIX or not _is_int(claims["rev"]) or claims["rev"] < 1):
+        raise TokenError("malformed", "rev must be an integer >= 1, on connect tokens only")
     current = int(time.time()) if now is None else int(now)
     if claims["iat"] > current + CLOCK_SKEW:
         raise TokenError("malformed", "issued in the future")
@@ -182,7 +185,7 @@ def user_sub(user: object) -> str:
     return str(user.pk)
 
 
-def _prepare(user: object, allow: Iterable[str] | None, ttl: int | None) -> tuple[dict, str, bool]:
+def _prepare(user: object, allow: Iterable[str] | None, ttl: int | None) -> tuple[dict, bool]:
     from .conf import telegraphy_settings as ts
 
     if allow is None:
@@ -190,18 +193,29 @@ def _prepare(user: object, allow: Iterable[str] | None, ttl: int | None) -> tupl
 
         allow = allow_patterns(user)
     claims = claims_for(user_sub(user), allow, ts.TOKEN_TTL if ttl is None else ttl)
-    return claims, sign(claims, ts.secret_bytes), bool(ts.REGISTER_TOKENS)
+    return claims, bool(ts.REGISTER_TOKENS)
 
 
-def register(jti: str, timeout: float | None = None) -> None:
-    """Store ``jti`` create-only (value ``b"1"``) in the ``telegraphy_tokens`` KV bucket.
+def _sign_registered(claims: dict, rev: int | None) -> str:
+    """Signs connect-token claims, adding ``rev`` (the registration's KV revision) when known: the gateway then
+    consumes the token with one revision-guarded write instead of a read and a write."""
+    from .conf import telegraphy_settings as ts
+
+    if rev is not None:
+        claims = {**claims, "rev": rev}
+    return sign(claims, ts.secret_bytes)
+
+
+def register(jti: str, timeout: float | None = None) -> int | None:
+    """Store ``jti`` create-only (value ``b"1"``) in the ``telegraphy_tokens`` KV bucket; returns the entry's
+    revision (``None`` in the rare case where a retried write found its own earlier write stored).
 
     Raises :class:`TokenRegistrationError` when NATS is not connected, the wait exceeds ``timeout`` or the
     key exists already.
     """
     from .publisher import get_publisher
 
-    get_publisher().register_jti(jti, timeout)
+    return get_publisher().register_jti(jti, timeout)
 
 
 def mint(user: object, allow: Iterable[str] | None = None, ttl: int | None = None, *, timeout: float | None = None) -> str:
@@ -211,10 +225,9 @@ def mint(user: object, allow: Iterable[str] | None = None, ttl: int | None = Non
     ``TELEGRAPHY["TOKEN_TTL"]`` and must be <= 3600. The token id is registered in JetStream KV unless
     ``REGISTER_TOKENS`` is False; that wait is bounded by ``timeout`` (default ``PUBLISH_TIMEOUT``).
     """
-    claims, token, do_register = _prepare(user, allow, ttl)
-    if do_register:
-        register(claims["jti"], timeout)
-    return token
+    claims, do_register = _prepare(user, allow, ttl)
+    rev = register(claims["jti"], timeout) if do_register else None
+    return _sign_registered(claims, rev)
 
 
 async def amint(user: object, allow: Iterable[str] | None = None, ttl: int | None = None, *, timeout: float | None = None) -> str:
@@ -227,7 +240,6 @@ async def amint(user: object, allow: Iterable[str] | None = None, ttl: int | Non
 
     from .publisher import get_publisher
 
-    claims, token, do_register = await sync_to_async(_prepare)(user, allow, ttl)
-    if do_register:
-        await get_publisher().aregister_jti(claims["jti"], timeout)
-    return token
+    claims, do_register = await sync_to_async(_prepare)(user, allow, ttl)
+    rev = await get_publisher().aregister_jti(claims["jti"], timeout) if do_register else None
+    return _sign_registered(claims, rev)

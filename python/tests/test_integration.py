@@ -78,7 +78,10 @@ def test_mint_registers_jti_create_only(nats_settings, nats_client):
     token = tokens.mint("alice", allow=["chat.lobby.*"])
     claims = tokens.verify(token, [nats_settings["SECRET"]])
     kv = nats_client.run(nats_client.js.key_value("telegraphy_tokens"))
-    assert nats_client.run(kv.get(claims["jti"])).value == b"1"
+    entry = nats_client.run(kv.get(claims["jti"]))
+    assert entry.value == b"1"
+    # The signed rev lets the gateway consume the token with one revision-guarded write.
+    assert claims["rev"] == entry.revision >= 1
     status = nats_client.run(kv.status())
     assert status.history == 1 and status.ttl == 3600
     with pytest.raises(tokens.TokenRegistrationError, match="already"):
