@@ -176,6 +176,9 @@ pub struct HistorySettings {
     /// Subject space the stream re-publishes stored events to (with their sequence);
     /// empty = `<subject_prefix>_live`.
     pub live_prefix: String,
+    /// Seconds between `position` frames that move quiet subscriptions' resume positions forward (so that
+    /// one without matching events for longer than `max_age` still recovers); 0 = off. Below `max_age`.
+    pub position_interval: u64,
 }
 
 impl HistorySettings {
@@ -238,6 +241,7 @@ max_msgs = 1000000
 replicas = 1
 max_replay = 1000
 live_prefix = ""
+position_interval = 60
 [log]
 format = "text"
 level = "info"
@@ -339,6 +343,12 @@ impl Settings {
             if self.history.max_age == 0 {
                 return Err(invalid("history.max_age", "must be at least 1 second"));
             }
+            if self.history.position_interval >= self.history.max_age {
+                return Err(invalid(
+                    "history.position_interval",
+                    "must be below history.max_age (positions must move before they age out), or 0 = off",
+                ));
+            }
             if self.history.stream.is_empty()
                 || !self.history.stream.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             {
@@ -431,5 +441,19 @@ mod tests {
         let debug =
             format!("{:?}", Settings::load_from(None, env(&[("TELEGRAPHY_HTTP__API_KEY", "k3y-value")])).unwrap());
         assert!(!debug.contains("k3y-value"), "api key redacted in Debug");
+    }
+
+    #[test]
+    fn positions_must_move_before_they_age_out() {
+        let interval = |v: &str| {
+            Settings::load_from(
+                None,
+                env(&[("TELEGRAPHY_HISTORY__MAX_AGE", "60"), ("TELEGRAPHY_HISTORY__POSITION_INTERVAL", v)]),
+            )
+        };
+        assert_eq!(interval("59").unwrap().history.position_interval, 59);
+        assert_eq!(interval("0").unwrap().history.position_interval, 0, "0 = off");
+        let err = interval("60").unwrap_err().to_string();
+        assert!(err.contains("history.position_interval") && err.contains("max_age"), "{err}");
     }
 }

@@ -437,6 +437,18 @@ pub fn encode_pong(id: Option<u64>) -> String {
     buf
 }
 
+/// `{"type":"position","sub":..,"epoch":..,"seq":..}`: every event of subscription `sub` up to `seq` of `epoch`
+/// has been sent; a quiet subscription's resume position moves forward (proto/PROTOCOL.md section 7).
+pub fn encode_position(sub: &str, epoch: &str, seq: u64) -> String {
+    let mut buf = String::with_capacity(48 + sub.len() + epoch.len());
+    buf.push_str("{\"type\":\"position\"");
+    push_str_field(&mut buf, "sub", sub);
+    push_str_field(&mut buf, "epoch", epoch);
+    push_num_field(&mut buf, "seq", seq);
+    buf.push('}');
+    buf
+}
+
 /// `{"type":"ping"}`
 pub fn encode_ping() -> String {
     String::from("{\"type\":\"ping\"}")

@@ -224,6 +224,23 @@ impl History {
         Ok((recovery, after))
     }
 
+    /// Sequence of the first stored event matching `pattern` at or after `from`, if any. Asked of the stream
+    /// leader (not a direct get, which a lagging follower may answer), so nothing stored before the call is missed.
+    pub async fn next_stored(&self, pattern: &str, from: u64) -> Result<Option<u64>, HistoryError> {
+        use async_nats::jetstream::stream::RawMessageErrorKind;
+        let stream = timeout(self.js.get_stream_no_info(&self.config.name)).await?.map_err(unavailable)?;
+        let request = stream
+            .raw_message_builder()
+            .sequence(from.max(1))
+            .next_by_subject(format!("{}.{}", self.subject_prefix, pattern))
+            .send();
+        match timeout(request).await? {
+            Ok(message) => Ok(Some(message.sequence)),
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     async fn fetch(&self, consumer: &mut consumer::PullConsumer, count: usize) -> Result<Vec<Stored>, HistoryError> {
         let mut events = Vec::with_capacity(count);
         let prefix_len = self.subject_prefix.len() + 1;

@@ -13,7 +13,9 @@
 
 use std::{
     collections::HashMap,
+    hash::{BuildHasher, RandomState},
     sync::{Arc, Mutex, RwLock},
+    time::Duration,
 };
 
 use bytestring::ByteString;
@@ -98,6 +100,7 @@ pub struct Hub {
     max_pending: usize,
     /// Bumped when NATS reconnects or reports lost messages: node subscriptions then heal from history.
     reconnects: watch::Receiver<u64>,
+    position_interval: Option<Duration>,
 }
 
 /// How the hub is wired.
@@ -108,11 +111,14 @@ pub struct HubConfig {
     pub history: Option<Arc<History>>,
     pub max_pending: usize,
     pub reconnects: watch::Receiver<u64>,
+    /// How often each node subscription tries to move its receivers' positions forward (history only).
+    pub position_interval: Option<Duration>,
 }
 
 impl Hub {
     /// `runtime` is where the per-pattern tasks run (the multi-thread runtime, not an actix worker).
     pub fn new(client: async_nats::Client, config: HubConfig, metrics: Arc<Metrics>, runtime: Handle) -> Self {
+        let has_history = config.history.is_some();
         Hub {
             client,
             prefix: format!("{}.", config.subscribe_prefix),
@@ -123,6 +129,7 @@ impl Hub {
             history: config.history,
             max_pending: config.max_pending,
             reconnects: config.reconnects,
+            position_interval: config.position_interval.filter(|_| has_history),
         }
     }
 
@@ -165,6 +172,7 @@ impl Hub {
                 client: self.client.clone(),
             },
             reconnects,
+            self.position_interval,
         ));
         patterns.insert(pattern.to_string(), PatternEntry { groups, task });
         self.metrics.nats_subscriptions.set(patterns.len() as f64);
@@ -272,8 +280,20 @@ impl Track {
     }
 }
 
-async fn fan_out(mut subscriber: async_nats::Subscriber, ctx: FanOut, mut reconnects: watch::Receiver<u64>) {
+async fn fan_out(
+    mut subscriber: async_nats::Subscriber,
+    ctx: FanOut,
+    mut reconnects: watch::Receiver<u64>,
+    position_interval: Option<Duration>,
+) {
     let mut track = Track::default();
+    let mut positions = position_interval.map(|every| {
+        // A random phase spreads the node subscriptions' requests over the interval.
+        let phase = every.mul_f64((RandomState::new().hash_one(&*ctx.pattern) % 1000) as f64 / 1000.0);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every + phase, every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker
+    });
     if let Some(history) = &ctx.history {
         // Where this node subscription starts, so a later gap can be healed from there.
         let _ = tokio::time::timeout(HEAL_WAIT, ctx.client.flush()).await;
@@ -301,6 +321,40 @@ async fn fan_out(mut subscriber: async_nats::Subscriber, ctx: FanOut, mut reconn
                 Ok(()) => ctx.heal(&mut track).await,
                 Err(_) => watching = false,
             },
+            _ = next_tick(&mut positions) => ctx.advance(&mut track).await,
+        }
+    }
+}
+
+async fn next_tick(ticker: &mut Option<tokio::time::Interval>) {
+    match ticker {
+        Some(ticker) => {
+            ticker.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Frames queued by one fan-out round, and connections it found too slow (closed 4008 by their outbox).
+#[derive(Default)]
+struct Queued {
+    queued: u64,
+    too_slow: u64,
+}
+
+impl Queued {
+    fn push(&mut self, outbox: &Outbox, frame: &ByteString) {
+        match outbox.push(frame.clone()) {
+            Push::Queued => self.queued += 1,
+            Push::TooSlow => self.too_slow += 1,
+            Push::Gone => {}
+        }
+    }
+
+    fn record(self, metrics: &Metrics, frames: &metrics::Counter) {
+        frames.increment(self.queued);
+        if self.too_slow > 0 {
+            metrics.slow_disconnects.increment(self.too_slow);
         }
     }
 }
@@ -317,8 +371,7 @@ impl FanOut {
         let Some(data) = check(&self.metrics, name, payload, self.max_event_bytes) else { return };
         let epoch = self.history.as_ref().and_then(|h| h.epoch());
         let position = seq.zip(epoch);
-        let mut queued = 0u64;
-        let mut too_slow = 0u64;
+        let mut count = Queued::default();
         {
             let groups = self.groups.read().expect("groups lock");
             // The event's JSON is parsed once, and only when some group filters.
@@ -339,22 +392,15 @@ impl FanOut {
                         if pending.len() < self.max_pending {
                             pending.push((seq.unwrap_or(0), frame.clone()));
                         } else if receiver.outbox.control().close(close::TOO_SLOW, "too slow") {
-                            too_slow += 1;
+                            count.too_slow += 1;
                         }
                         continue;
                     }
-                    match receiver.outbox.push(frame.clone()) {
-                        Push::Queued => queued += 1,
-                        Push::TooSlow => too_slow += 1,
-                        Push::Gone => {}
-                    }
+                    count.push(&receiver.outbox, &frame);
                 }
             }
         }
-        self.metrics.frames_out.increment(queued);
-        if too_slow > 0 {
-            self.metrics.slow_disconnects.increment(too_slow);
-        }
+        count.record(&self.metrics, &self.metrics.frames_out);
     }
 
     /// After NATS reconnected (or reported lost messages), delivers the stored events this node subscription
@@ -393,6 +439,36 @@ impl FanOut {
         }
         tracing::warn!(pattern = %self.pattern, "history unreachable after reconnect; closing its connections (1012)");
         self.close_all("resync");
+    }
+
+    /// Moves quiet subscriptions' resume positions forward. When no stored event matching the pattern lies
+    /// between what this task has handled and the stream's last sequence `L` (read first), every live receiver
+    /// has been queued every matching event up to `L`: a `position` frame to `L` says so, queued after them and
+    /// before any later event. Otherwise (an event is on its way to this task) it waits for the next tick.
+    /// Receivers still recovering history are skipped. Two JetStream requests per tick and node subscription.
+    async fn advance(&self, track: &mut Track) {
+        let (Some(history), Some((epoch, done))) = (&self.history, track.last.clone()) else { return };
+        let Ok(position) = history.position().await else { return };
+        if position.epoch != *epoch || position.last_seq <= done {
+            return;
+        }
+        match history.next_stored(&self.pattern, done + 1).await {
+            Ok(Some(seq)) if seq <= position.last_seq => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(pattern = %self.pattern, error = %e, "position check failed");
+                return;
+            }
+        }
+        track.seen(Some(epoch.clone()), position.last_seq);
+        let mut count = Queued::default();
+        for group in self.groups.read().expect("groups lock").iter() {
+            let frame = ByteString::from(frames::encode_position(&group.name, &epoch, position.last_seq));
+            for receiver in group.receivers.iter().filter(|r| r.pending.is_none()) {
+                count.push(&receiver.outbox, &frame);
+            }
+        }
+        count.record(&self.metrics, &self.metrics.positions_out);
     }
 
     fn close_all(&self, reason: &'static str) {

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub events_dropped_bad_name: Counter,
     /// Event frames queued to connections.
     pub frames_out: Counter,
+    /// `position` frames queued (quiet subscriptions' resume positions moved forward).
+    pub positions_out: Counter,
     /// Connections closed with 4008 because their queue was full.
     pub slow_disconnects: Counter,
     pub bad_frames: Counter,
@@ -74,6 +76,7 @@ impl Metrics {
             events_dropped_too_big: cl("telegraphy_events_dropped_total", "reason", "too_big"),
             events_dropped_bad_name: cl("telegraphy_events_dropped_total", "reason", "bad_name"),
             frames_out: c("telegraphy_frames_out_total"),
+            positions_out: c("telegraphy_position_frames_total"),
             slow_disconnects: c("telegraphy_slow_disconnects_total"),
             bad_frames: c("telegraphy_bad_frames_total"),
             connects_ok: cl("telegraphy_connects_total", "result", "ok"),
@@ -99,6 +102,7 @@ impl Metrics {
             &m.events_dropped_too_big,
             &m.events_dropped_bad_name,
             &m.frames_out,
+            &m.positions_out,
             &m.slow_disconnects,
             &m.bad_frames,
             &m.connects_ok,

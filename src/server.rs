@@ -141,6 +141,8 @@ impl Application {
                 history: history.clone(),
                 max_pending: settings.limits.outbound_queue.max(settings.history.max_replay) * 4,
                 reconnects: reconnects_rx,
+                position_interval: (settings.history.position_interval > 0)
+                    .then(|| Duration::from_secs(settings.history.position_interval)),
             },
             metrics.clone(),
             tokio::runtime::Handle::current(),

@@ -153,3 +153,103 @@ async fn without_history_frames_have_no_position_and_since_is_not_recovered() {
     let reply = client.subscribe_since("n.x", "e", 1).await;
     assert_eq!(reply["recovered"], false);
 }
+
+/// Reads frames until `done` says so (bounded by `limit`); returns them all (events and positions).
+async fn frames_until(
+    client: &mut WsClient,
+    limit: std::time::Duration,
+    mut done: impl FnMut(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut frames = Vec::new();
+    while !done(&frames) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        assert!(!left.is_zero(), "gave up after {limit:?}; got {} frames, last {:?}", frames.len(), frames.last());
+        frames.push(client.recv_or_close(left).await.expect("socket stays open"));
+    }
+    frames
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_subscription_gets_positions_and_stays_recoverable() {
+    let nats = NatsServer::start();
+    // The stream keeps 20 events: 50 others push a quiet subscription's own position out of it.
+    let app = spawn_app_with(&nats.url(), |s| {
+        s.history.max_msgs = 20;
+        s.history.position_interval = 1;
+    })
+    .await;
+    let publisher = publisher(&nats.url()).await;
+    let mut client = app.client(&["quiet.>", "busy.>"]).await;
+    let (epoch, start) = position(&client.subscribe("quiet.>").await);
+    for i in 0..50 {
+        publish(&publisher, "busy.x", &i.to_string()).await;
+    }
+    let last = start + 50;
+    let frames = frames_until(&mut client, WAIT * 2, |f| f.last().is_some_and(|v| v["seq"] == last)).await;
+    for frame in &frames {
+        assert_eq!(
+            (&frame["type"], &frame["sub"], &frame["epoch"]),
+            (&json!("position"), &json!("quiet.>"), &json!(epoch))
+        );
+    }
+    assert!(app.metric("telegraphy_position_frames_total").await >= 1.0);
+
+    let mut old = app.client(&["quiet.>"]).await;
+    assert_eq!(old.subscribe_since("quiet.>", &epoch, start).await["recovered"], false, "the old position aged out");
+    let mut moved = app.client(&["quiet.>"]).await;
+    let reply = moved.subscribe_since("quiet.>", &epoch, last).await;
+    assert_eq!(reply["recovered"], true, "the position frame's position recovers: {reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_position_never_passes_an_event_not_yet_sent() {
+    let nats = NatsServer::start();
+    let app = spawn_app_with(&nats.url(), |s| {
+        s.history.position_interval = 1;
+        s.limits.outbound_queue = 50_000; // the test reads as fast as it can; never the slow-client limit
+    })
+    .await;
+    let mut client = app.client(&["mix.>"]).await;
+    let (_, start) = position(&client.subscribe("mix.a").await);
+    app.flush().await;
+    // ~10k events/s for 3 s, every other one matching: position ticks come while matching events are stored
+    // but not yet handled by the gateway (a position then must wait for them).
+    const N: u64 = 30_000;
+    let nc = publisher(&nats.url()).await;
+    let producer = tokio::spawn(async move {
+        let mut pace = tokio::time::interval(std::time::Duration::from_millis(2));
+        for i in 0..N {
+            if i % 20 == 0 {
+                nc.flush().await.unwrap();
+                pace.tick().await;
+            }
+            let name = if i % 2 == 0 { "mix.a" } else { "mix.b" };
+            nc.publish(format!("telegraphy.{name}"), i.to_string().into()).await.unwrap();
+        }
+        nc.flush().await.unwrap();
+    });
+    let last = start + N;
+    let frames =
+        frames_until(&mut client, WAIT * 3, |f| f.last().is_some_and(|v| v["type"] == "position" && v["seq"] == last))
+            .await;
+    producer.await.unwrap();
+
+    let seqs = |kind: &str| -> Vec<(usize, u64)> {
+        let frames = frames.iter().enumerate().filter(|(_, f)| f["type"] == kind);
+        frames.map(|(i, f)| (i, f["seq"].as_u64().unwrap())).collect()
+    };
+    let events = seqs("event");
+    assert_eq!(events.len() as u64, N / 2, "every matching event arrived once");
+    assert!(events.windows(2).all(|w| w[0].1 < w[1].1), "in order");
+    let positions = seqs("position");
+    for &(at, seq) in &positions {
+        // Every matching event up to the position was sent before it, none after it.
+        let wrong: Vec<_> = events.iter().filter(|&&(i, s)| (s <= seq) != (i < at)).take(3).collect();
+        assert!(
+            wrong.is_empty(),
+            "position {seq} (frame {at}) vs events (frame, seq) {wrong:?}; positions {positions:?}"
+        );
+    }
+    println!("position frames (frame index, seq): {positions:?}");
+}

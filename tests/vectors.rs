@@ -164,6 +164,7 @@ fn encode_server(c: &Value) -> String {
             let resume = c.get("resume").map(|r| (r.as_str().unwrap(), c["resume_expires_in"].as_u64().unwrap()));
             frames::encode_connected(id, s(c, "session"), s(c, "node"), c["heartbeat"].as_u64().unwrap(), resume)
         }
+        "position" => frames::encode_position(s(c, "sub"), s(c, "epoch"), c["seq"].as_u64().unwrap()),
         other => panic!("server frame kind {other:?} has no encoder in this test"),
     }
 }

@@ -298,3 +298,21 @@ test("url function: asked before each socket (may be async); a failure is report
   assert.deepEqual(asked.map((a) => a.attempt), [0, 1, 2]);
   assert.equal(asked[1].previous, "ws://gw1.test/ws");
 });
+
+test("a `position` frame moves a quiet subscription's position forward (same epoch, higher seq only)", async () => {
+  const ctx = setup();
+  const socket = await online(ctx);
+  const { sub, got } = await live(ctx, socket, "quiet.*", 12);
+  socket.receive({ type: "position", sub: "quiet.*", epoch: E, seq: 90 });
+  assert.deepEqual(sub.position, { epoch: E, seq: 90 });
+  socket.receive({ type: "position", sub: "quiet.*", epoch: E, seq: 50 }); // never backwards
+  socket.receive({ type: "position", sub: "quiet.*", epoch: E2, seq: 500 }); // never into another epoch
+  socket.receive({ type: "position", sub: "other.*", epoch: E, seq: 700 }); // another subscription
+  socket.receive({ type: "position", sub: "quiet.*", epoch: E, seq: "95" }); // malformed
+  assert.deepEqual(sub.position, { epoch: E, seq: 90 });
+  assert.deepEqual(got, [], "a position is not an event");
+  event(socket, "quiet.*", "quiet.a", 91);
+  assert.deepEqual(got, ["quiet.a"], "events after the position pass");
+  const next = await reconnect(ctx, socket);
+  assert.deepEqual(next.frames("subscribe")[0].since, { epoch: E, seq: 91 });
+});
