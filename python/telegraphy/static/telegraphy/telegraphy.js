@@ -878,6 +878,8 @@ class Telegraphy {
         return this._onConnected(frame);
       case "event":
         return this._onEvent(frame);
+      case "position":
+        return this._onPosition(frame);
       case "ping":
         return void this._send({ type: "pong" });
       case "pong":
@@ -1056,6 +1058,17 @@ class Telegraphy {
       if (entry.replaced || !matches(entry.pattern, frame.name) || !this._fresh(entry, frame)) continue;
       for (const sub of [...entry.subs]) sub._deliver(frame);
     }
+  }
+
+  // Section 7: every event of the subscription up to `seq` has been sent, so a quiet subscription's
+  // resume position moves forward (it would otherwise age out of the history window). Only within the
+  // epoch it already has, and only while it is live on this socket.
+  _onPosition(frame) {
+    if (typeof frame.sub !== "string" || typeof frame.epoch !== "string" || !Number.isSafeInteger(frame.seq)) return;
+    const entry = this._entries.get(frame.sub);
+    if (!entry || !entry.confirmed || entry.replaced) return;
+    const at = { epoch: frame.epoch, seq: frame.seq };
+    if (sameEpoch(entry.position, at) && at.seq > entry.position.seq) entry.position = at;
   }
 
   // Section 7 defence in depth: an event not above the last one delivered (same epoch) is a
