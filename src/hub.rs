@@ -38,7 +38,13 @@ pub type ConnId = u64;
 pub enum HubError {
     #[error("NATS subscribe failed: {0}")]
     Subscribe(#[from] async_nats::SubscribeError),
+    #[error("NATS subscribe timed out (NATS unreachable and the client's command queue full)")]
+    Timeout,
 }
+
+/// How long a node subscribe may wait to hand its SUB to the NATS client (it waits only when NATS is down and
+/// the client's command queue is full).
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(5);
 
 /// A connection receiving a pattern's frames under one subscription name. While `pending` is set (the
 /// subscription is recovering history), frames are held there with their sequence instead of being queued;
@@ -86,12 +92,19 @@ impl Drop for PatternEntry {
     }
 }
 
+/// One pattern's place in the hub. Its async lock is held while the node subscribes to NATS for that pattern
+/// (so concurrent subscribers of the same pattern wait for the one NATS subscription), never across patterns.
+type Slot = Arc<tokio::sync::Mutex<Option<PatternEntry>>>;
+
 pub struct Hub {
     client: async_nats::Client,
     /// Where node subscriptions go, with the trailing dot: `<subject_prefix>.`, or `<live_prefix>.` when history
     /// is on (the stream re-publishes there with sequences).
     prefix: String,
-    patterns: tokio::sync::Mutex<HashMap<String, PatternEntry>>,
+    /// Pattern -> slot. This map's lock is only taken briefly, never across an await.
+    patterns: Mutex<HashMap<String, Slot>>,
+    /// Node subscriptions in place (slots holding an entry).
+    active: std::sync::atomic::AtomicUsize,
     metrics: Arc<Metrics>,
     runtime: Handle,
     max_event_bytes: usize,
@@ -122,7 +135,8 @@ impl Hub {
         Hub {
             client,
             prefix: format!("{}.", config.subscribe_prefix),
-            patterns: tokio::sync::Mutex::new(HashMap::new()),
+            patterns: Mutex::new(HashMap::new()),
+            active: std::sync::atomic::AtomicUsize::new(0),
             metrics,
             runtime,
             max_event_bytes: config.max_event_bytes,
@@ -140,8 +154,8 @@ impl Hub {
         let canonical = filter.as_ref().map(|f| f.canonical().to_string()).unwrap_or_default();
         let receiver =
             Receiver { conn: who.conn, outbox: who.outbox.clone(), pending: hold.then(|| Mutex::new(Vec::new())) };
-        let mut patterns = self.patterns.lock().await;
-        if let Some(entry) = patterns.get(pattern) {
+        let (slot, mut entry) = self.slot(pattern).await;
+        if let Some(entry) = entry.as_ref() {
             let mut groups = entry.groups.write().expect("groups lock");
             remove_receiver(&mut groups, who.conn, who.name);
             match groups.iter_mut().find(|g| g.is(who.name, &canonical)) {
@@ -150,7 +164,20 @@ impl Hub {
             }
             return Ok(());
         }
-        let subscriber = self.client.subscribe(format!("{}{}", self.prefix, pattern)).await?;
+        // The first receiver of the pattern: subscribe, holding only this pattern's slot.
+        let subject = format!("{}{}", self.prefix, pattern);
+        let subscribed = match tokio::time::timeout(SUBSCRIBE_WAIT, self.client.subscribe(subject)).await {
+            Ok(Ok(subscriber)) => Ok(subscriber),
+            Ok(Err(e)) => Err(HubError::Subscribe(e)),
+            Err(_) => Err(HubError::Timeout),
+        };
+        let subscriber = match subscribed {
+            Ok(subscriber) => subscriber,
+            Err(e) => {
+                self.forget(pattern, &slot);
+                return Err(e);
+            }
+        };
         let groups: Arc<Groups> = Arc::new(RwLock::new(vec![Group {
             name: Arc::from(who.name),
             filter,
@@ -174,16 +201,18 @@ impl Hub {
             reconnects,
             self.position_interval,
         ));
-        patterns.insert(pattern.to_string(), PatternEntry { groups, task });
-        self.metrics.nats_subscriptions.set(patterns.len() as f64);
+        *entry = Some(PatternEntry { groups, task });
+        let active = self.active.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        self.metrics.nats_subscriptions.set(active as f64);
         tracing::debug!(pattern, "node subscribed");
         Ok(())
     }
 
     /// Removes a connection's named subscription from `pattern`; the last one leaving unsubscribes the node.
     pub async fn unsubscribe(&self, pattern: &str, conn: ConnId, name: &str) {
-        let mut patterns = self.patterns.lock().await;
-        let now_empty = match patterns.get(pattern) {
+        let Some(slot) = self.existing_slot(pattern) else { return };
+        let mut entry = slot.lock().await;
+        let now_empty = match entry.as_ref() {
             Some(entry) => {
                 let mut groups = entry.groups.write().expect("groups lock");
                 remove_receiver(&mut groups, conn, name);
@@ -192,23 +221,50 @@ impl Hub {
             None => false,
         };
         if now_empty {
-            patterns.remove(pattern);
-            self.metrics.nats_subscriptions.set(patterns.len() as f64);
+            *entry = None; // drops the task, whose `Subscriber` unsubscribes from NATS
+            self.forget(pattern, &slot);
+            let active = self.active.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) - 1;
+            self.metrics.nats_subscriptions.set(active as f64);
             tracing::debug!(pattern, "node unsubscribed");
         }
     }
 
     /// Number of node-level NATS subscriptions (distinct patterns).
     pub async fn node_subscriptions(&self) -> usize {
-        self.patterns.lock().await.len()
+        self.active.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The pattern's slot, locked: created when missing. A slot removed from the map while this caller waited
+    /// for its lock is stale (its pattern was dropped meanwhile): the caller starts over with the current one.
+    async fn slot(&self, pattern: &str) -> (Slot, tokio::sync::OwnedMutexGuard<Option<PatternEntry>>) {
+        loop {
+            let slot = self.patterns.lock().expect("patterns lock").entry(pattern.to_string()).or_default().clone();
+            let guard = slot.clone().lock_owned().await;
+            if self.existing_slot(pattern).is_some_and(|current| Arc::ptr_eq(&current, &slot)) {
+                return (slot, guard);
+            }
+        }
+    }
+
+    fn existing_slot(&self, pattern: &str) -> Option<Slot> {
+        self.patterns.lock().expect("patterns lock").get(pattern).cloned()
+    }
+
+    /// Removes `slot` from the map if it is still the pattern's (called with the slot's lock held and no entry).
+    fn forget(&self, pattern: &str, slot: &Slot) {
+        let mut patterns = self.patterns.lock().expect("patterns lock");
+        if patterns.get(pattern).is_some_and(|current| Arc::ptr_eq(current, slot)) {
+            patterns.remove(pattern);
+        }
     }
 
     /// Ends the hold of `conn` on `pattern`: queues the held frames whose sequence is above `replayed_through`
     /// (those at or below it were part of the replay), then lets frames flow straight to the outbox. Atomic with
     /// respect to the fan-out (done under the pattern's write lock): nothing is lost or sent twice.
     pub async fn go_live(&self, pattern: &str, conn: ConnId, name: &str, replayed_through: Option<u64>) {
-        let patterns = self.patterns.lock().await;
-        let Some(entry) = patterns.get(pattern) else { return };
+        let Some(slot) = self.existing_slot(pattern) else { return };
+        let entry = slot.lock().await;
+        let Some(entry) = entry.as_ref() else { return };
         let mut groups = entry.groups.write().expect("groups lock");
         let Some(receiver) = groups
             .iter_mut()

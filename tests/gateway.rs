@@ -306,3 +306,46 @@ async fn metrics_endpoint_exposes_the_node() {
     }
     assert_eq!(metric_value(&text, "telegraphy_nats_connected"), 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_subscribe_churn_leaves_one_node_subscription_per_held_pattern() {
+    // Many connections subscribing and unsubscribing the same few patterns at once: the node's per-pattern
+    // bookkeeping (first in subscribes to NATS, last out unsubscribes) must end exactly where the clients are.
+    let nats = NatsServer::start();
+    let app = spawn_app(&nats.url()).await;
+    const CLIENTS: usize = 12;
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(app.client(&["churn.>"]).await);
+    }
+    let tasks = clients.into_iter().enumerate().map(|(i, mut client)| {
+        tokio::spawn(async move {
+            let mut id = 10;
+            for round in 0..15 {
+                let pattern = format!("churn.{}.>", (i + round) % 4);
+                id += 2;
+                let reply = client.request(json!({"type":"subscribe","id":id,"event":pattern})).await;
+                assert_eq!(reply["type"], "subscribed", "{reply}");
+                let reply = client.request(json!({"type":"unsubscribe","id":id + 1,"event":pattern})).await;
+                assert_eq!(reply["type"], "unsubscribed", "{reply}");
+            }
+            client.subscribe(&format!("churn.{}.>", i % 4)).await;
+            client
+        })
+    });
+    let mut clients: Vec<WsClient> =
+        futures_util::future::join_all(tasks).await.into_iter().map(Result::unwrap).collect();
+    assert_eq!(app.gateway.hub.node_subscriptions().await, 4);
+    assert_eq!(app.metric("telegraphy_nats_subscriptions").await, 4.0);
+    app.flush().await;
+    let publisher = publisher(&nats.url()).await;
+    for k in 0..4 {
+        publish(&publisher, &format!("churn.{k}.e"), &k.to_string()).await;
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        let event = client.next_event().await;
+        assert_eq!(event["name"], format!("churn.{}.e", i % 4), "client {i}: {event}");
+    }
+    drop(clients);
+    eventually("every node subscription released", || async { app.gateway.hub.node_subscriptions().await == 0 }).await;
+}
