@@ -5,13 +5,15 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import vm from "node:vm";
-import { render, SOURCE, TARGET } from "../build.mjs";
+import { render, SOURCE, TARGET, DJANGO_COPY } from "../build.mjs";
 import * as mod from "../telegraphy.js";
 
 const read = (p) => readFileSync(new URL(p, import.meta.url), "utf8");
 
-test("dist/telegraphy.global.js is up to date with telegraphy.js (run `node build.mjs`)", () => {
-  assert.equal(readFileSync(TARGET, "utf8"), render(readFileSync(SOURCE, "utf8")));
+test("dist/telegraphy.global.js and the Django app's copy are up to date with telegraphy.js (run `node build.mjs`)", () => {
+  const built = render(readFileSync(SOURCE, "utf8"));
+  assert.equal(readFileSync(TARGET, "utf8"), built);
+  assert.equal(readFileSync(DJANGO_COPY, "utf8"), built, "python/telegraphy/static/telegraphy/telegraphy.js");
 });
 
 test("the <script> build defines exactly one global, Telegraphy, with the helpers", () => {
