@@ -3,8 +3,10 @@
 //! Map of the crate (one concern per module; proto/PROTOCOL.md is the normative contract):
 //! - [`config`]: settings from defaults, a TOML file and `TELEGRAPHY_<SECTION>__<KEY>` variables.
 //! - [`server`]: start-up ([`server::Application`]: bind, build shared state once, run, drain) and the
-//!   [`server::Gateway`] state shared by all actix workers; `/healthz`, `/readyz`, `/metrics`.
-//! - [`session`]: one WebSocket connection: reader (frames, connect, subscriptions, heartbeat) and writer task.
+//!   [`server::Gateway`] state shared by all actix workers; `/healthz`, `/readyz`, `/metrics`. HTTP/1 requests
+//!   go to actix-web; `Upgrade: websocket` requests leave the HTTP dispatcher with their raw connection.
+//! - [`session`]: one WebSocket connection (tokio-tungstenite on the raw TCP stream, small buffers): the upgrade
+//!   checks, then a reader task (frames, connect, subscriptions, heartbeat) and a writer task.
 //! - [`outbox`]: a connection's bounded outbound queue and close switch (4008 when full).
 //! - [`connections`]: the node's live connections (limit, drain, revocation lookup).
 //! - [`hub`]: fan-out: one NATS subscription per distinct pattern per node, frame encoded once per message.

@@ -37,13 +37,8 @@ impl Control {
     }
 }
 
-/// One queued WebSocket message.
-#[derive(Debug)]
-pub enum Frame {
-    Text(ByteString),
-    /// Answer to a client's WebSocket ping.
-    Pong(bytes::Bytes),
-}
+/// One queued WebSocket text message (an encoded protocol frame).
+pub type Frame = ByteString;
 
 #[derive(Clone, Debug)]
 pub struct Outbox {
@@ -69,12 +64,7 @@ impl Outbox {
     }
 
     /// Queues a text frame without waiting.
-    pub fn push(&self, frame: ByteString) -> Push {
-        self.push_frame(Frame::Text(frame))
-    }
-
-    /// Queues any frame without waiting.
-    pub fn push_frame(&self, frame: Frame) -> Push {
+    pub fn push(&self, frame: Frame) -> Push {
         if self.ctl.closing().is_some() {
             return Push::Gone;
         }
@@ -91,7 +81,7 @@ impl Outbox {
         if self.ctl.closing().is_some() {
             return Push::Gone;
         }
-        match self.tx.send_timeout(Frame::Text(frame), limit).await {
+        match self.tx.send_timeout(frame, limit).await {
             Ok(()) => Push::Queued,
             Err(mpsc::error::SendTimeoutError::Timeout(_)) => self.too_slow(),
             Err(mpsc::error::SendTimeoutError::Closed(_)) => Push::Gone,

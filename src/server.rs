@@ -14,7 +14,12 @@ use std::{
     time::Duration,
 };
 
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_http::HttpService;
+use actix_service::map_config;
+use actix_web::{
+    dev::{fn_service, AppConfig},
+    web, App, HttpResponse,
+};
 
 use crate::{
     api,
@@ -175,24 +180,34 @@ impl Application {
         }));
 
         let data = web::Data::from(gateway.clone());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .route("/ws", web::get().to(session::ws))
-                .route("/healthz", web::get().to(healthz))
-                .route("/readyz", web::get().to(readyz))
-                .route("/metrics", web::get().to(metrics_text))
-                .configure(api::configure)
-        })
-        .workers(workers)
-        // Events are small frames pushed as they come: Nagle's algorithm would hold one back until the previous
-        // one is acknowledged (up to the client's 40 ms delayed ACK). bench/README.md finding 3.
-        .tcp_nodelay(true)
-        .disable_signals()
-        .shutdown_timeout(shutdown_timeout)
-        .listen(listener)
-        .map_err(|source| StartError::Bind { bind: addr.to_string(), source })?
-        .run();
+        let upgrade_gateway = gateway.clone();
+        let server = actix_server::Server::build()
+            .workers(workers)
+            .disable_signals()
+            .shutdown_timeout(shutdown_timeout)
+            .listen("telegraphy", listener, move || {
+                let app = App::new()
+                    .app_data(data.clone())
+                    // Upgrade requests never get here (see below); a plain GET is told what it missed.
+                    .route("/ws", web::get().to(not_an_upgrade))
+                    .route("/healthz", web::get().to(healthz))
+                    .route("/readyz", web::get().to(readyz))
+                    .route("/metrics", web::get().to(metrics_text))
+                    .configure(api::configure);
+                let gateway = upgrade_gateway.clone();
+                HttpService::build()
+                    // Events are small frames pushed as they come: Nagle's algorithm would hold one back until
+                    // the previous one is acknowledged (up to the client's 40 ms delayed ACK). bench/README.md
+                    // finding 3.
+                    .tcp_nodelay(true)
+                    .local_addr(addr)
+                    // `Upgrade: websocket` requests leave the HTTP dispatcher with their raw connection.
+                    .upgrade(fn_service(move |(req, framed)| session::upgrade(gateway.clone(), req, framed)))
+                    .finish(map_config(app, |_| AppConfig::default()))
+                    .tcp()
+            })
+            .map_err(|source| StartError::Bind { bind: addr.to_string(), source })?
+            .run();
         tracing::info!(node = %gateway.settings.node.name, "listening on http://{addr}");
         Ok(Application { addr, server, gateway })
     }
@@ -225,6 +240,10 @@ impl Application {
             Err(_) => Ok(()),
         }
     }
+}
+
+async fn not_an_upgrade() -> HttpResponse {
+    HttpResponse::BadRequest().content_type("text/plain").body("WebSocket upgrade expected\n")
 }
 
 async fn healthz() -> HttpResponse {

@@ -1,20 +1,37 @@
 //! One WebSocket connection speaking protocol v1 (proto/PROTOCOL.md section 3).
 //!
-//! Two tasks per connection, both on the accepting actix worker:
-//! - the **reader** ([`Connection::run`]) owns the `!Send` `MessageStream`: it parses client frames, runs the
-//!   connect step, keeps the connection's subscriptions in the hub, sends heartbeats and decides when to close;
-//! - the **writer** ([`writer`]) is the only task that awaits the socket: it drains the bounded [`Outbox`]
-//!   queue. A client that stops reading blocks only its own writer; its queue fills and the hub closes it with
-//!   4008 (see [`crate::outbox`]).
+//! The HTTP/1 dispatcher hands every `Upgrade: websocket` request, with its raw TCP connection, to
+//! [`upgrade`]: it checks path, handshake, drain state, origin and the connection limit, answers `101`, and
+//! from then on the connection is a plain [`tokio_tungstenite`] WebSocket with deliberately small buffers
+//! (the HTTP dispatcher and its two 8 KiB buffers are gone: bench/README.md finding 1). Two tasks per
+//! connection, both on the accepting actix worker:
+//! - the **reader** ([`Connection::run`]) owns the read half: it parses client frames, runs the connect step,
+//!   keeps the connection's subscriptions in the hub, sends heartbeats and decides when to close;
+//! - the **writer** ([`writer`]) owns the write half and is the only task that awaits a socket write: it drains
+//!   the bounded [`Outbox`] queue, all queued frames per write. A client that stops reading blocks only its own
+//!   writer; its queue fills and the hub closes it with 4008 (see [`crate::outbox`]).
 //!
 //! Everything the reader sends also goes through the queue, so replies and events keep their order.
+//! WebSocket pings from the client are answered by the WebSocket layer itself.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use actix_web::{http::header, web, HttpRequest, HttpResponse};
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session};
+use actix_codec::Framed;
+use actix_http::{body::BodySize, h1, header, ws as handshake, HttpMessage, Request, Response, StatusCode};
 use bytestring::ByteString;
-use tokio::{sync::mpsc, time::Instant};
+use futures_util::{
+    stream::{SplitSink, SplitStream},
+    SinkExt, StreamExt,
+};
+use tokio::{net::TcpStream, sync::mpsc, time::Instant};
+use tokio_tungstenite::{
+    tungstenite::{
+        error::CapacityError,
+        protocol::{frame::coding::CloseCode, CloseFrame, Role, WebSocketConfig},
+        Error as WsError, Message, Utf8Bytes,
+    },
+    WebSocketStream,
+};
 
 use crate::{
     auth::{AuthError, Identity},
@@ -33,44 +50,91 @@ const HISTORY_WAIT: Duration = Duration::from_secs(5);
 /// How long the writer may spend flushing queued frames and the close frame after a close was decided.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// `GET /ws`: checks origin, drain state and the connection limit, then upgrades.
-pub async fn ws(req: HttpRequest, body: web::Payload, gw: web::Data<Gateway>) -> actix_web::Result<HttpResponse> {
+/// Read buffer of each WebSocket, allocated up front: client frames are small requests (larger ones, up to
+/// `limits.max_frame_bytes`, still arrive, in several reads).
+const READ_BUFFER: usize = 1024;
+
+/// Most queued frames the writer takes per wake-up and writes with one flush.
+const WRITE_BATCH: usize = 64;
+
+type Socket = WebSocketStream<TcpStream>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("WebSocket upgrade failed: {0}")]
+pub struct UpgradeError(#[from] std::io::Error);
+
+/// Required by the HTTP service; never sent (the connection left the HTTP dispatcher when this arises).
+impl From<UpgradeError> for Response<actix_http::body::BoxBody> {
+    fn from(_: UpgradeError) -> Self {
+        Response::internal_server_error().map_into_boxed_body()
+    }
+}
+
+/// Takes over an `Upgrade: websocket` request's connection: refuses it with a plain HTTP status, or answers
+/// `101 Switching Protocols` and starts the connection's reader and writer tasks.
+pub async fn upgrade(
+    gw: Arc<Gateway>,
+    req: Request,
+    mut framed: Framed<TcpStream, h1::Codec>,
+) -> Result<(), UpgradeError> {
+    if req.path() != "/ws" {
+        return refuse(framed, StatusCode::NOT_FOUND, "not found").await;
+    }
+    if handshake::verify_handshake(req.head()).is_err() {
+        return refuse(framed, StatusCode::BAD_REQUEST, "bad WebSocket handshake").await;
+    }
     if gw.is_draining() {
         gw.metrics.connections_refused.increment(1);
-        return Ok(HttpResponse::ServiceUnavailable().body("draining"));
+        return refuse(framed, StatusCode::SERVICE_UNAVAILABLE, "draining").await;
     }
     if !origin_allowed(&req, &gw.settings.http.allowed_origins) {
         gw.metrics.connections_refused.increment(1);
-        return Ok(HttpResponse::Forbidden().body("origin not allowed"));
+        return refuse(framed, StatusCode::FORBIDDEN, "origin not allowed").await;
     }
     let limits = &gw.settings.limits;
     let (outbox, queue, ctl) = Outbox::new(limits.outbound_queue);
     let Some(id) = gw.connections.try_register(ctl.clone(), limits.max_connections) else {
         gw.metrics.connections_refused.increment(1);
-        return Ok(HttpResponse::ServiceUnavailable().body("too many connections"));
+        return refuse(framed, StatusCode::SERVICE_UNAVAILABLE, "too many connections").await;
     };
-    let (response, session, stream) = match actix_ws::handle(&req, body) {
-        Ok(parts) => parts,
-        Err(e) => {
-            gw.connections.remove(id);
-            return Err(e);
-        }
-    };
-    let stream = stream
-        .max_frame_size(limits.max_frame_bytes)
-        .aggregate_continuations()
-        .max_continuation_size(limits.max_frame_bytes);
+    let accepted = handshake::handshake_response(req.head()).finish().drop_body();
+    if let Err(e) = framed.send(h1::Message::Item((accepted, BodySize::None))).await {
+        gw.connections.remove(id);
+        return Err(e.into());
+    }
+    let parts = framed.into_parts();
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .max_frame_size(Some(limits.max_frame_bytes))
+        .max_message_size(Some(limits.max_frame_bytes));
+    // Bytes the client sent right after its request (its first frames) are already in the read buffer.
+    let socket = Socket::from_partially_read(parts.io, parts.read_buf.to_vec(), Role::Server, Some(config)).await;
+    let (sink, stream) = socket.split();
     gw.metrics.connections.increment(1.0);
     gw.metrics.connections_total.increment(1);
     tracing::debug!(conn = id, "WebSocket upgraded");
-    actix_web::rt::spawn(writer(session, queue, ctl.clone()));
-    let gw = gw.into_inner();
+    actix_web::rt::spawn(writer(sink, queue, ctl.clone()));
     let connection = Connection { id, outbox, ctl, identity: None, subscriptions: HashMap::new(), bad_frames: 0, gw };
     actix_web::rt::spawn(connection.run(stream));
-    Ok(response)
+    Ok(())
 }
 
-fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
+/// Answers a refused upgrade with `status` and a short text, then drops the connection.
+async fn refuse(
+    mut framed: Framed<TcpStream, h1::Codec>,
+    status: StatusCode,
+    why: &'static str,
+) -> Result<(), UpgradeError> {
+    let mut response = Response::build(status);
+    response.insert_header((header::CONTENT_TYPE, "text/plain")).insert_header((header::CONNECTION, "close"));
+    let head = response.finish().drop_body();
+    framed.feed(h1::Message::Item((head, BodySize::Sized(why.len() as u64)))).await?;
+    framed.feed(h1::Message::Chunk(Some(bytes::Bytes::from_static(why.as_bytes())))).await?;
+    framed.send(h1::Message::Chunk(None)).await?;
+    Ok(())
+}
+
+fn origin_allowed(req: &Request, allowed: &[String]) -> bool {
     if allowed.is_empty() {
         return true;
     }
@@ -78,21 +142,23 @@ fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
     origin.is_some_and(|o| allowed.iter().any(|a| a == o))
 }
 
-/// Sends queued frames until the connection is closed, then the close frame. The only task awaiting the socket.
-pub async fn writer(mut session: Session, mut queue: mpsc::Receiver<Frame>, ctl: Arc<Control>) {
+/// Sends queued frames until the connection is closed, then the close frame. The only task writing to the
+/// socket: each wake-up takes every queued frame (up to [`WRITE_BATCH`]) and writes them with one flush.
+pub async fn writer(mut sink: SplitSink<Socket, Message>, mut queue: mpsc::Receiver<Frame>, ctl: Arc<Control>) {
+    let mut batch = Vec::new();
     loop {
-        let frame = tokio::select! {
+        let received = tokio::select! {
             biased;
             _ = ctl.closed() => break,
-            frame = queue.recv() => match frame {
-                Some(frame) => frame,
-                None => break,
-            },
+            n = queue.recv_many(&mut batch, WRITE_BATCH) => n,
         };
+        if received == 0 {
+            break; // every sender is gone
+        }
         tokio::select! {
             biased;
             _ = ctl.closed() => break,
-            sent = send(&mut session, frame) => if sent.is_err() {
+            sent = send_all(&mut sink, &mut batch) => if sent.is_err() {
                 ctl.close(close::NORMAL, "client gone");
                 return;
             },
@@ -102,24 +168,28 @@ pub async fn writer(mut session: Session, mut queue: mpsc::Receiver<Frame>, ctl:
     // A slow client gets no more queued frames; any other close first flushes what was queued (e.g. the
     // `error` frame explaining a 4001), within the grace period.
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        batch.clear();
         if code != close::TOO_SLOW {
             while let Ok(frame) = queue.try_recv() {
-                if send(&mut session, frame).await.is_err() {
-                    return;
-                }
+                batch.push(frame);
+            }
+            if send_all(&mut sink, &mut batch).await.is_err() {
+                return;
             }
         }
-        let reason = CloseReason { code: CloseCode::from(code), description: Some(reason.to_string()) };
-        let _ = session.close(Some(reason)).await;
+        let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
+        let _ = sink.send(Message::Close(Some(frame))).await;
     })
     .await;
 }
 
-async fn send(session: &mut Session, frame: Frame) -> Result<(), actix_ws::Closed> {
-    match frame {
-        Frame::Text(text) => session.text(text).await,
-        Frame::Pong(payload) => session.pong(&payload).await,
+async fn send_all(sink: &mut SplitSink<Socket, Message>, batch: &mut Vec<Frame>) -> Result<(), WsError> {
+    for frame in batch.drain(..) {
+        // A ByteString is UTF-8: the check cannot fail (it costs a scan of the frame).
+        let Ok(text) = Utf8Bytes::try_from(frame.into_bytes()) else { continue };
+        sink.feed(Message::Text(text)).await?;
     }
+    sink.flush().await
 }
 
 /// A `subscribe` frame's content.
@@ -151,7 +221,7 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(mut self, mut stream: AggregatedMessageStream) {
+    async fn run(mut self, mut stream: SplitStream<Socket>) {
         let heartbeat = self.gw.settings.heartbeat_interval();
         let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
         // After a long frame handler (a history replay), one ping, not a burst of the missed ones.
@@ -176,10 +246,10 @@ impl Connection {
                     }
                     self.reply(frames::encode_ping());
                 }
-                message = stream.recv() => {
+                message = stream.next() => {
                     last_seen = Instant::now();
                     match message {
-                        Some(Ok(AggregatedMessage::Text(text))) => {
+                        Some(Ok(Message::Text(text))) => {
                             tracing::trace!(conn = self.id, len = text.len(), "frame in");
                             // Boxed: the frame handlers' futures (connect with KV, subscribe with history) are large;
                             // inline they would make every idle connection's task ~9.8 KB instead of ~1.3 KB
@@ -188,18 +258,19 @@ impl Connection {
                             // Time spent serving the frame (e.g. a history replay) is not the client's silence.
                             last_seen = Instant::now();
                         }
-                        Some(Ok(AggregatedMessage::Binary(_))) => {
+                        Some(Ok(Message::Binary(_))) => {
                             self.bad_frame(None, ErrorCode::BadRequest, "binary frames are not supported")
                         }
-                        Some(Ok(AggregatedMessage::Ping(payload))) => {
-                            self.outbox.push_frame(Frame::Pong(payload));
-                        }
-                        Some(Ok(AggregatedMessage::Pong(_))) => {}
-                        Some(Ok(AggregatedMessage::Close(_))) | None => {
+                        // Pings are answered by the WebSocket layer; pongs only count as life.
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                        Some(Ok(Message::Close(_))) | None => {
                             self.ctl.close(close::NORMAL, "bye");
                         }
-                        Some(Err(ProtocolError::Overflow)) => {
+                        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
                             self.ctl.close(close::TOO_BIG, "frame too big");
+                        }
+                        Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_))) => {
+                            self.ctl.close(close::NORMAL, "client gone");
                         }
                         Some(Err(e)) => {
                             tracing::debug!(conn = self.id, error = %e, "WebSocket protocol error");

@@ -196,6 +196,18 @@ async fn oversized_frames_close_with_1009() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_up_to_the_limit_are_served_whatever_the_read_buffer() {
+    // The socket's read buffer is small (session::READ_BUFFER); larger frames arrive over several reads.
+    let nats = NatsServer::start();
+    let app = spawn_app(&nats.url()).await;
+    let mut client = app.client(&["a.>"]).await;
+    for size in [1_000, 5_000, 65_000] {
+        let reply = client.request(json!({"type":"ping","id":size,"pad":"x".repeat(size)})).await;
+        assert_eq!((reply["type"].as_str(), reply["id"].as_u64()), (Some("pong"), Some(size as u64)), "{size}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_must_come_first_and_in_time() {
     let nats = NatsServer::start();
     let app = spawn_app_with(&nats.url(), |s| s.auth.connect_timeout = 1).await;
