@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,8 +185,6 @@ async fn bad_frames_get_errors_then_1008() {
     assert_eq!(app.gateway.hub.node_subscriptions().await, 0);
 }
 
-use futures_util::SinkExt;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_frames_close_with_1009() {
     let nats = NatsServer::start();
@@ -360,4 +359,52 @@ async fn concurrent_subscribe_churn_leaves_one_node_subscription_per_held_patter
     }
     drop(clients);
     eventually("every node subscription released", || async { app.gateway.hub.node_subscriptions().await == 0 }).await;
+}
+
+/// Sends raw bytes on a fresh TCP connection and reads the HTTP response head (up to the blank line, byte by
+/// byte, so nothing after it is consumed); returns (status line, head, the still open stream).
+async fn raw_http(app: &TestApp, request: &[u8]) -> (String, String, tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let byte = tokio::time::timeout(WAIT, stream.read_u8()).await.expect("response head in time").unwrap();
+        head.push(byte);
+    }
+    let head = String::from_utf8(head).unwrap();
+    (head.lines().next().unwrap_or_default().to_string(), head, stream)
+}
+
+const UPGRADE: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upgrade_path_answers_like_http_and_keeps_frames_sent_with_the_request() {
+    use tokio_tungstenite::tungstenite::{protocol::Role, Message};
+    let nats = NatsServer::start();
+    let app = spawn_app(&nats.url()).await;
+    let host = format!("Host: {}\r\n", app.addr);
+
+    let (status, _, _) =
+        raw_http(&app, format!("GET /metrics HTTP/1.1\r\n{host}{UPGRADE}Sec-WebSocket-Version: 13\r\n\r\n").as_bytes())
+            .await;
+    assert!(status.contains(" 404 "), "an upgrade elsewhere than /ws: {status}");
+    let (status, _, _) =
+        raw_http(&app, format!("GET /ws HTTP/1.1\r\n{host}{UPGRADE}Sec-WebSocket-Version: 8\r\n\r\n").as_bytes()).await;
+    assert!(status.contains(" 400 "), "unsupported WebSocket version: {status}");
+    let (status, _, _) = raw_http(&app, format!("GET /ws HTTP/1.1\r\n{host}\r\n").as_bytes()).await;
+    assert!(status.contains(" 400 "), "a plain GET /ws: {status}");
+
+    // The client's first WebSocket frame in the same write as its request: it must not be lost.
+    let mut request = format!("GET /ws HTTP/1.1\r\n{host}{UPGRADE}Sec-WebSocket-Version: 13\r\n\r\n").into_bytes();
+    let ping = br#"{"type":"ping","id":7}"#;
+    request.extend_from_slice(&[0x81, 0x80 | ping.len() as u8, 1, 2, 3, 4]); // FIN + text, masked
+    request.extend(ping.iter().enumerate().map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]));
+    let (status, head, stream) = raw_http(&app, &request).await;
+    assert!(status.contains(" 101 "), "{head}");
+    assert!(head.to_ascii_lowercase().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");
+    let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(stream, Role::Client, None).await;
+    let reply = tokio::time::timeout(WAIT, ws.next()).await.expect("a reply in time").unwrap().unwrap();
+    let Message::Text(text) = reply else { panic!("expected a text frame, got {reply:?}") };
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), json!({"type":"pong","id":7}));
 }
