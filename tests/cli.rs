@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::{process::Stdio, sync::Arc, time::Duration};
+use std::time::Duration;
 
 use common::*;
 use serde_json::json;
@@ -12,33 +12,11 @@ use telegraphy::{
     auth::Auth,
     token::{self, Keyring},
 };
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-    sync::{mpsc, Mutex},
-};
+use tokio::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_telegraphy-gateway");
 /// Secret of the binary in the tests that run it as a gateway (distinct from the harness' SECRET so the log
 /// check below cannot be fooled by the other one).
 const CLI_SECRET: &str = "cli-test-secret-NEVER-LOGGED-0123456789";
-
-/// The binary with a clean environment: no TELEGRAPHY_* or RUST_LOG from the caller, NATS and secret set.
-fn gateway_cmd(nats_url: &str, secret: &str) -> Command {
-    let mut cmd = Command::new(BIN);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("TELEGRAPHY_") || key == "RUST_LOG" {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("TELEGRAPHY_NATS__URL", nats_url)
-        .env("TELEGRAPHY_AUTH__SECRET", secret)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
 
 /// Runs a short command (bounded) and returns (exit code, stdout, stderr).
 async fn run(mut cmd: Command) -> (i32, String, String) {
@@ -51,78 +29,13 @@ async fn run(mut cmd: Command) -> (i32, String, String) {
 }
 
 async fn mint_cli(nats_url: &str, args: &[&str]) -> String {
-    let mut cmd = gateway_cmd(nats_url, SECRET);
+    let mut cmd = gateway_command(nats_url, SECRET);
     cmd.arg("token").args(args);
     let (code, stdout, stderr) = run(cmd).await;
     assert_eq!(code, 0, "token failed: {stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "exactly the token on stdout: {stdout:?}");
     lines[0].to_string()
-}
-
-/// The gateway binary running `serve` on a free port; its stderr is collected; killed on drop.
-struct GatewayProcess {
-    child: Child,
-    addr: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl GatewayProcess {
-    async fn start(cmd: Command) -> Self {
-        let process = Self::launch(cmd).await;
-        eventually("binary gateway ready", || async {
-            reqwest::get(format!("http://{}/readyz", process.addr)).await.is_ok_and(|r| r.status() == 200)
-        })
-        .await;
-        process
-    }
-
-    /// Starts and waits until it listens (not until it is ready).
-    async fn launch(mut cmd: Command) -> Self {
-        cmd.env("TELEGRAPHY_HTTP__BIND", "127.0.0.1:0");
-        let mut child = cmd.spawn().expect("spawn gateway");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (addr_tx, mut addr_rx) = mpsc::channel(1);
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let sink = log.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
-                    let _ = addr_tx.try_send(addr);
-                }
-                let mut log = sink.lock().await;
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let addr = tokio::time::timeout(WAIT, addr_rx.recv())
-            .await
-            .expect("no `listening on http://ADDR` within 10 s")
-            .expect("gateway exited before listening");
-        GatewayProcess { child, addr, log }
-    }
-
-    fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
-    }
-
-    fn sigterm(&self) {
-        let pid = self.child.id().expect("running").to_string();
-        let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
-        assert!(status.success());
-    }
-
-    /// Waits (bounded) for the exit and returns the exit code.
-    async fn wait_exit(&mut self, limit: Duration) -> i32 {
-        let status =
-            tokio::time::timeout(limit, self.child.wait()).await.expect("gateway did not exit in time").unwrap();
-        status.code().expect("exited normally, not by a signal")
-    }
-
-    async fn log(&self) -> String {
-        self.log.lock().await.clone()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,7 +69,7 @@ async fn token_subcommand_prints_a_token_that_connects_once() {
     // Bad arguments are refused without minting.
     for args in [&["--allow", "shop..x"][..], &["--allow", "x.>", "--ttl", "0"], &["--allow", "x.>", "--ttl", "99999"]]
     {
-        let mut cmd = gateway_cmd(&nats.url(), SECRET);
+        let mut cmd = gateway_command(&nats.url(), SECRET);
         cmd.arg("token").args(args);
         let (code, stdout, stderr) = run(cmd).await;
         assert_ne!(code, 0, "{args:?}");
@@ -184,7 +97,7 @@ async fn bad_configuration_exits_2_with_one_line_naming_the_key_and_no_secret() 
         ("serve", &[("TELEGRAPHY_AUTH__ANONYMOUS_ALLOW", "ok.>,bad..x")], "auth.anonymous_allow", Some(CLI_SECRET)),
     ];
     for (command, env, key, secret) in cases {
-        let mut cmd = gateway_cmd(&nats.url(), secret.unwrap_or_default());
+        let mut cmd = gateway_command(&nats.url(), secret.unwrap_or_default());
         if secret.is_none() {
             cmd.env_remove("TELEGRAPHY_AUTH__SECRET");
         }
@@ -219,7 +132,7 @@ async fn revoke_subcommand_closes_the_users_sockets_with_4003() {
     let bob_connected = bob.connect_with(json!({"type":"connect","token":bob_token})).await;
     let bob_session = bob_connected["session"].as_str().unwrap().to_string();
 
-    let mut cmd = gateway_cmd(&nats.url(), SECRET);
+    let mut cmd = gateway_command(&nats.url(), SECRET);
     cmd.args(["revoke", "--user", "alice"]);
     let (code, stdout, stderr) = run(cmd).await;
     assert_eq!(code, 0, "{stderr}");
@@ -229,13 +142,13 @@ async fn revoke_subcommand_closes_the_users_sockets_with_4003() {
     alice.send(json!({"type":"ping","id":1})).await;
     assert_eq!(alice.recv().await, json!({"type":"pong","id":1}), "another user's socket stays open");
 
-    let mut cmd = gateway_cmd(&nats.url(), SECRET);
+    let mut cmd = gateway_command(&nats.url(), SECRET);
     cmd.args(["revoke", "--session", &bob_session]);
     let (code, _, stderr) = run(cmd).await;
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(tokio::time::timeout(Duration::from_secs(1), bob.expect_close()).await.expect("within 1 s"), 4003);
 
-    let mut cmd = gateway_cmd(&nats.url(), SECRET);
+    let mut cmd = gateway_command(&nats.url(), SECRET);
     cmd.arg("revoke");
     let (code, _, _) = run(cmd).await;
     assert_eq!(code, 2, "revoke needs --user or --session");
@@ -244,9 +157,8 @@ async fn revoke_subcommand_closes_the_users_sockets_with_4003() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_with_1012_and_exits_0_within_the_shutdown_timeout() {
     let nats = NatsServer::start();
-    let mut cmd = gateway_cmd(&nats.url(), CLI_SECRET);
-    cmd.env("TELEGRAPHY_SHUTDOWN_TIMEOUT", "5").env("TELEGRAPHY_NODE__NAME", "gw-cli");
-    let mut gateway = GatewayProcess::start(cmd).await;
+    let env = [("TELEGRAPHY_SHUTDOWN_TIMEOUT", "5")];
+    let mut gateway = GatewayBinary::start("gw-cli", &nats.url(), CLI_SECRET, &env).await;
     let mut settings = test_settings(&nats.url());
     settings.auth.secret = CLI_SECRET.into();
     let minter = Auth::new(&settings, publisher(&nats.url()).await).unwrap();
@@ -267,11 +179,10 @@ async fn sigterm_drains_with_1012_and_exits_0_within_the_shutdown_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_exits_even_when_nats_was_never_reached() {
     let closed_port = free_port();
-    let mut cmd = gateway_cmd(&format!("nats://127.0.0.1:{closed_port}"), CLI_SECRET);
-    cmd.env("TELEGRAPHY_SHUTDOWN_TIMEOUT", "3");
-    let mut gateway = GatewayProcess::launch(cmd).await;
-    let status = reqwest::get(format!("http://{}/readyz", gateway.addr)).await.unwrap().status();
-    assert_eq!(status, 503, "not ready without NATS");
+    let nats_url = format!("nats://127.0.0.1:{closed_port}");
+    let mut gateway =
+        GatewayBinary::launch("gw-cli", &nats_url, CLI_SECRET, &[("TELEGRAPHY_SHUTDOWN_TIMEOUT", "3")]).await;
+    assert_eq!(gateway.readyz().await, 503, "not ready without NATS");
     let started = tokio::time::Instant::now();
     gateway.sigterm();
     assert_eq!(gateway.wait_exit(Duration::from_secs(3 + 3)).await, 0, "log:\n{}", gateway.log().await);
@@ -282,9 +193,8 @@ async fn sigterm_exits_even_when_nats_was_never_reached() {
 async fn secrets_and_tokens_never_reach_the_log() {
     const API_KEY: &str = "api-key-NEVER-LOGGED-0123456789";
     let nats = NatsServer::start();
-    let mut cmd = gateway_cmd(&nats.url(), CLI_SECRET);
-    cmd.env("TELEGRAPHY_LOG__LEVEL", "debug").env("TELEGRAPHY_HTTP__API_KEY", API_KEY);
-    let mut gateway = GatewayProcess::start(cmd).await;
+    let env = [("TELEGRAPHY_LOG__LEVEL", "debug"), ("TELEGRAPHY_HTTP__API_KEY", API_KEY)];
+    let mut gateway = GatewayBinary::start("gw-cli", &nats.url(), CLI_SECRET, &env).await;
     let mut settings = test_settings(&nats.url());
     settings.auth.secret = CLI_SECRET.into();
     let minter = Auth::new(&settings, publisher(&nats.url()).await).unwrap();
@@ -316,7 +226,7 @@ async fn secrets_and_tokens_never_reach_the_log() {
     presented.push(resume);
     // The HTTP API: a wrong key and a mint with the right one.
     let http = reqwest::Client::new();
-    let api = format!("http://{}/api/v1/tokens", gateway.addr);
+    let api = gateway.http("/api/v1/tokens");
     let wrong =
         http.post(&api).bearer_auth(format!("{API_KEY}-wrong")).json(&json!({"allow":[]})).send().await.unwrap();
     assert_eq!(wrong.status(), 401);

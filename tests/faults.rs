@@ -10,7 +10,6 @@ mod common;
 
 use std::{
     io::Write,
-    process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -27,92 +26,21 @@ static SERIAL: Mutex<()> = Mutex::const_new(());
 
 const CLIENTS: usize = 12;
 
-struct GatewayProc {
-    child: Option<Child>,
-    port: u16,
-    name: String,
-    nats_url: String,
+/// Settings of the gateway nodes under fault: anonymous clients, an R3 stream, a short heartbeat (dead links are
+/// noticed fast) and a short drain.
+fn gateway_env(log: &str) -> [(&str, &str); 6] {
+    [
+        ("TELEGRAPHY_AUTH__ANONYMOUS_ALLOW", "fault.>"),
+        ("TELEGRAPHY_HISTORY__REPLICAS", "3"),
+        ("TELEGRAPHY_HEARTBEAT", "2"),
+        ("TELEGRAPHY_SHUTDOWN_TIMEOUT", "5"),
+        ("TELEGRAPHY_HTTP__WORKERS", "1"),
+        ("RUST_LOG", log),
+    ]
 }
 
-impl GatewayProc {
-    fn start(name: &str, nats_url: &str) -> Self {
-        let mut gateway = GatewayProc { child: None, port: free_port(), name: name.into(), nats_url: nats_url.into() };
-        gateway.launch();
-        gateway
-    }
-
-    fn launch(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_telegraphy-gateway"))
-            .env("TELEGRAPHY_NATS__URL", &self.nats_url)
-            .env("TELEGRAPHY_HTTP__BIND", format!("127.0.0.1:{}", self.port))
-            .env("TELEGRAPHY_NODE__NAME", &self.name)
-            .env("TELEGRAPHY_AUTH__SECRET", SECRET)
-            .env("TELEGRAPHY_AUTH__ANONYMOUS_ALLOW", "fault.>")
-            .env("TELEGRAPHY_HISTORY__REPLICAS", "3")
-            .env("TELEGRAPHY_HEARTBEAT", "2")
-            .env("TELEGRAPHY_SHUTDOWN_TIMEOUT", "5")
-            .env("TELEGRAPHY_HTTP__WORKERS", "1")
-            .env("RUST_LOG", std::env::var("TELEGRAPHY_TEST_GW_LOG").unwrap_or_else(|_| "warn,telegraphy=info".into()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn gateway");
-        let stderr = child.stderr.take().unwrap();
-        let echo = std::env::var_os("TELEGRAPHY_TEST_LOGS").map(|_| self.name.clone());
-        assert!(await_line(stderr, "listening on http://", echo), "gateway did not start listening");
-        self.child = Some(child);
-    }
-
-    fn ws_url(&self) -> String {
-        format!("ws://127.0.0.1:{}/ws", self.port)
-    }
-
-    async fn readyz(&self) -> u16 {
-        match reqwest::get(format!("http://127.0.0.1:{}/readyz", self.port)).await {
-            Ok(r) => r.status().as_u16(),
-            Err(_) => 0,
-        }
-    }
-
-    async fn metric(&self, series: &str) -> f64 {
-        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.port)).await.unwrap().text().await.unwrap();
-        metric_value(&text, series)
-    }
-
-    /// A JetStream cluster that lost its nodes needs a while to elect leaders again: allow 30 s.
-    async fn wait_ready(&self) {
-        let what = format!("{} ready", self.name);
-        eventually_within(&what, Duration::from_secs(30), || async { self.readyz().await == 200 }).await;
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-
-    /// SIGTERM, then waits (bounded) for a clean exit.
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(12);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "{} did not exit within 12 s of SIGTERM", self.name);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for GatewayProc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
+/// A JetStream cluster that lost its nodes needs a while to elect leaders again.
+const READY_WITHIN: Duration = Duration::from_secs(30);
 
 /// What one client saw.
 #[derive(Debug, Default)]
@@ -257,22 +185,23 @@ async fn publish_acked(js: &jetstream::Context, i: i64) {
 
 struct Cluster {
     nats: NatsCluster,
-    gateways: Vec<GatewayProc>,
+    gateways: Vec<GatewayBinary>,
 }
 
 impl Cluster {
     async fn start() -> Self {
         let nats = NatsCluster::start(3);
         let url = nats.urls();
+        let log = std::env::var("TELEGRAPHY_TEST_GW_LOG").unwrap_or_else(|_| "warn,telegraphy=info".into());
         // gw-1 knows only NATS node 1 (it learns the others from the cluster), so killing node 1 forces at least
         // one gateway through a reconnect and the healing path.
-        let gateways: Vec<_> = (1..=3)
-            .map(|i| {
-                GatewayProc::start(&format!("gw-{i}"), if i == 1 { nats.nodes[0].url() } else { url.clone() }.as_str())
-            })
-            .collect();
+        let mut gateways = Vec::new();
+        for i in 1..=3 {
+            let nats_url = if i == 1 { nats.nodes[0].url() } else { url.clone() };
+            gateways.push(GatewayBinary::launch(&format!("gw-{i}"), &nats_url, SECRET, &gateway_env(&log)).await);
+        }
         for g in &gateways {
-            g.wait_ready().await;
+            g.wait_ready(READY_WITHIN).await;
         }
         Cluster { nats, gateways }
     }
@@ -369,7 +298,7 @@ fn dedup_len(v: &[i64]) -> usize {
 async fn kill_9_one_gateway() {
     scenario("kill -9 gateway", 400, |cluster| async move {
         tokio::time::sleep(Duration::from_millis(600)).await; // let events flow first
-        cluster.lock().await.gateways[1].kill9();
+        cluster.lock().await.gateways[1].kill9().await;
     })
     .await;
 }
@@ -380,10 +309,11 @@ async fn rolling_restart_with_sigterm() {
         for i in 0..3 {
             tokio::time::sleep(Duration::from_millis(300)).await;
             let mut c = cluster.lock().await;
-            let status = c.gateways[i].terminate();
-            assert!(status.success(), "gw-{} exit status after SIGTERM: {status}", i + 1);
-            c.gateways[i].launch();
-            c.gateways[i].wait_ready().await;
+            c.gateways[i].sigterm();
+            let code = c.gateways[i].wait_exit(Duration::from_secs(12)).await;
+            assert_eq!(code, 0, "gw-{} exit status after SIGTERM", i + 1);
+            c.gateways[i].relaunch().await;
+            c.gateways[i].wait_ready(READY_WITHIN).await;
         }
     })
     .await;
@@ -399,7 +329,7 @@ async fn kill_one_nats_node() {
         tokio::time::sleep(Duration::from_millis(600)).await;
         let c = cluster.lock().await;
         for g in &c.gateways {
-            g.wait_ready().await;
+            g.wait_ready(READY_WITHIN).await;
         }
         let gw1 = &c.gateways[0];
         eventually("gw-1 reconnected to another NATS node", || async {
@@ -438,7 +368,7 @@ async fn nats_down_for_a_few_seconds() {
             .collect();
         c.nats.nodes = handles.into_iter().map(|h| h.join().unwrap()).collect();
         for g in &c.gateways {
-            g.wait_ready().await;
+            g.wait_ready(READY_WITHIN).await;
         }
     })
     .await;

@@ -1,6 +1,7 @@
 //! Test harness shared by the integration tests: a real `nats-server` (single node or a 3-node JetStream
 //! cluster) on free loopback ports with temp stores, the gateway in-process on port 0 (`spawn_app`, in the
-//! spirit of zero-to-production), and a small WebSocket client speaking protocol v1.
+//! spirit of zero-to-production), the gateway binary as a child process ([`binary`]), and a small WebSocket
+//! client speaking protocol v1.
 //!
 //! Every wait is bounded; nothing here sleeps to synchronise where an event can be awaited.
 #![allow(dead_code)]
@@ -25,6 +26,10 @@ use tokio_tungstenite::{
     tungstenite::{self, protocol::frame::coding::CloseCode, Message},
     MaybeTlsStream, WebSocketStream,
 };
+
+pub mod binary;
+#[allow(unused_imports)] // each test file uses its part of the harness
+pub use binary::{gateway_command, GatewayBinary};
 
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
 /// Default bound for any single wait in the tests.
