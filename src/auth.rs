@@ -131,12 +131,14 @@ impl Auth {
         })
     }
 
+    /// The tokens bucket, looked up (or created) once and cached.
     async fn tokens_kv(&self) -> Result<&async_nats::jetstream::kv::Store, NatsError> {
-        self.tokens
-            .get_or_try_init(|| {
-                nats::key_value(&self.client, &self.tokens_bucket, TOKENS_BUCKET_MAX_AGE, self.kv_replicas)
-            })
-            .await
+        self.tokens.get_or_try_init(|| self.lookup_tokens_kv()).await
+    }
+
+    /// Looks the tokens bucket up, creating it when missing.
+    async fn lookup_tokens_kv(&self) -> Result<async_nats::jetstream::kv::Store, NatsError> {
+        nats::key_value(&self.client, &self.tokens_bucket, TOKENS_BUCKET_MAX_AGE, self.kv_replicas).await
     }
 
     /// Checks a `connect` frame's credentials. `session` is the id for a fresh (non-resumed) session.
@@ -235,16 +237,7 @@ impl Auth {
     /// the registration's revision (`rev`), so that consuming it is a single revision-guarded write.
     pub async fn mint(&self, sub: &str, allow: &[String], ttl: u64) -> Result<String, MintError> {
         check_mint_request(sub, allow, ttl)?;
-        let now = token::now_unix();
-        let mut claims = Claims {
-            jti: token::new_jti(),
-            sub: sub.to_string(),
-            allow: allow.to_vec(),
-            iat: now,
-            exp: now + ttl as i64,
-            rev: None,
-            sid: None,
-        };
+        let mut claims = Claims::new(sub, allow.to_vec(), token::now_unix(), ttl as i64, None);
         claims.rev = self.register(&claims.jti).await?;
         Ok(self.keyring.sign(TokenKind::Connect, &claims))
     }
@@ -263,9 +256,7 @@ impl Auth {
             // cached handle is only its name).
             let kv = match sent {
                 false => self.tokens_kv().await.cloned(),
-                true => {
-                    nats::key_value(&self.client, &self.tokens_bucket, TOKENS_BUCKET_MAX_AGE, self.kv_replicas).await
-                }
+                true => self.lookup_tokens_kv().await,
             };
             let error = match kv {
                 Err(e) => MintError::Nats(e),
