@@ -86,9 +86,11 @@ pub struct Auth {
     revocations_bucket: String,
     resume_ttl: u64,
     anonymous_allow: Vec<String>,
+    /// `auth.max_session_age`, seconds from [`Identity::auth_time`].
+    max_session_age: i64,
     tokens: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
-    /// KV key (`user.<b64>` / `session.<sid>`) -> revoked at (unix seconds).
-    revoked: RwLock<HashMap<String, i64>>,
+    /// Revocations seen, by KV key.
+    revoked: RwLock<RevocationMap>,
     /// Becomes true once the watch has replayed the revocations stored at start-up.
     loaded: tokio::sync::watch::Sender<bool>,
 }
@@ -125,8 +127,9 @@ impl Auth {
             revocations_bucket: settings.auth.revocations_bucket.clone(),
             resume_ttl: settings.auth.resume_ttl,
             anonymous_allow: settings.auth.anonymous_allow.clone(),
+            max_session_age: settings.auth.max_session_age as i64,
             tokens: tokio::sync::OnceCell::new(),
-            revoked: RwLock::new(HashMap::new()),
+            revoked: RwLock::new(RevocationMap::default()),
             loaded: tokio::sync::watch::Sender::new(false),
         })
     }
@@ -167,6 +170,20 @@ impl Auth {
         if kind != expected {
             return Err(AuthError::Rejected("wrong token kind"));
         }
+        // A session ends `max_session_age` after its first authentication, however often it was resumed.
+        if now >= self.session_end(claims.iat) {
+            return Err(AuthError::Rejected("session expired"));
+        }
+        // An anonymous session resumes only while anonymous access is on, with today's anonymous patterns.
+        let allow = match kind {
+            TokenKind::Resume if claims.sub.is_empty() => {
+                if self.anonymous_allow.is_empty() {
+                    return Err(AuthError::Rejected("anonymous access is off"));
+                }
+                self.anonymous_allow.clone()
+            }
+            _ => claims.allow,
+        };
         let session = match kind {
             TokenKind::Resume => claims.sid.clone().ok_or(AuthError::Rejected("resume token without sid"))?,
             TokenKind::Connect => session,
@@ -178,7 +195,7 @@ impl Auth {
         if kind == TokenKind::Connect && self.single_use {
             self.consume(&claims.jti, claims.rev).await?;
         }
-        Ok(Identity { sub: claims.sub, allow: claims.allow, session, auth_time: claims.iat })
+        Ok(Identity { sub: claims.sub, allow, session, auth_time: claims.iat })
     }
 
     /// Marks a connect token used; exactly one caller per `jti` succeeds, on any node: `"1"` -> `"used"`,
@@ -219,18 +236,26 @@ impl Auth {
     /// revocation (the watch lags by milliseconds) may still resume a revoked session, but the token it hands
     /// out then is older than the revocation and is refused everywhere once the revocation has arrived. With
     /// `iat = now` such a token would postdate the revocation and could be refreshed for ever.
+    /// Its `exp` never passes the end of the session ([`Auth::session_end`]).
     pub fn resume_token(&self, identity: &Identity) -> (String, u64) {
         let now = token::now_unix();
+        let exp = (now + self.resume_ttl as i64).min(self.session_end(identity.auth_time));
         let claims = Claims {
             jti: token::new_jti(),
             sub: identity.sub.clone(),
             allow: identity.allow.clone(),
             iat: identity.auth_time.min(now),
-            exp: now + self.resume_ttl as i64,
+            exp,
             rev: None,
             sid: Some(identity.session.clone()),
         };
-        (self.keyring.sign(TokenKind::Resume, &claims), self.resume_ttl)
+        (self.keyring.sign(TokenKind::Resume, &claims), (exp - now).max(0) as u64)
+    }
+
+    /// When (unix seconds) a session first authenticated at `auth_time` ends: connects and resumes are refused
+    /// from then on and its live sockets are closed (4001 "session expired").
+    pub fn session_end(&self, auth_time: i64) -> i64 {
+        auth_time.saturating_add(self.max_session_age)
     }
 
     /// Mints a connect token and registers its `jti` (create-only) so it can be used once. The token carries
@@ -281,7 +306,7 @@ impl Auth {
     /// Was this user or session revoked at or after `iat`?
     pub fn is_revoked(&self, sub: &str, session: Option<&str>, iat: i64) -> bool {
         let revoked = self.revoked.read().expect("revoked lock");
-        let hit = |key: String| revoked.get(&key).is_some_and(|at| iat <= *at);
+        let hit = |key: String| revoked.get(&key).is_some_and(|at| iat <= at);
         (!sub.is_empty() && hit(user_key(sub))) || session.is_some_and(|s| hit(session_key(s)))
     }
 
@@ -313,16 +338,7 @@ impl Auth {
                 // Every (re)start of the watch replays the whole bucket: act only on a revocation this node did
                 // not know yet (or a later one for the same key), so a replay does not close sockets that were
                 // authorised after the stored revocation.
-                let fresh = {
-                    let mut known = self.revoked.write().expect("revoked lock");
-                    match known.get(&entry.key) {
-                        Some(&previous) if previous >= at => false,
-                        _ => {
-                            known.insert(entry.key.clone(), at);
-                            true
-                        }
-                    }
-                };
+                let fresh = self.revoked.write().expect("revoked lock").insert(&entry.key, at, token::now_unix());
                 if fresh {
                     on_revoke(revoked);
                 }
@@ -348,6 +364,43 @@ impl Auth {
         } else {
             Err(AuthError::Unavailable("revocations not loaded yet".to_string()))
         }
+    }
+}
+
+/// How often (seconds) [`RevocationMap::insert`] drops the revocations the bucket has aged out.
+const PRUNE_EVERY: i64 = 60;
+
+/// The revocations a node has seen: KV key (`user.<b64>` / `session.<sid>`) -> revoked at (unix seconds).
+///
+/// An entry is forgotten once it is older than the bucket's `max_age` ([`REVOCATIONS_BUCKET_MAX_AGE`]), as the
+/// bucket forgets it: by then every session it could refuse (authenticated at or before it) is past
+/// `auth.max_session_age` (at most that `max_age`) and refused anyway, so the map stays bounded by what the
+/// bucket holds.
+#[derive(Default)]
+struct RevocationMap {
+    at: HashMap<String, i64>,
+    pruned_at: i64,
+}
+
+impl RevocationMap {
+    fn get(&self, key: &str) -> Option<i64> {
+        self.at.get(key).copied()
+    }
+
+    /// Records a revocation seen at `now`; true when it is new to this node (or later than the one known for
+    /// the key). Prunes aged-out entries at most every [`PRUNE_EVERY`] seconds; an aged-out revocation is
+    /// ignored.
+    fn insert(&mut self, key: &str, at: i64, now: i64) -> bool {
+        let horizon = now - REVOCATIONS_BUCKET_MAX_AGE.as_secs() as i64;
+        if now - self.pruned_at >= PRUNE_EVERY {
+            self.at.retain(|_, at| *at >= horizon);
+            self.pruned_at = now;
+        }
+        if at < horizon || self.get(key).is_some_and(|known| known >= at) {
+            return false;
+        }
+        self.at.insert(key.to_string(), at);
+        true
     }
 }
 
@@ -408,5 +461,34 @@ fn reason(e: &token::TokenError) -> &'static str {
         "expired" => "token expired",
         "bad_signature" => "bad signature",
         _ => "malformed token",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = REVOCATIONS_BUCKET_MAX_AGE.as_secs() as i64;
+
+    #[test]
+    fn revocations_are_forgotten_after_the_buckets_max_age() {
+        let t0 = 1_800_000_000;
+        let mut map = RevocationMap::default();
+        assert!(map.insert("user.YQ", t0, t0));
+        assert!(!map.insert("user.YQ", t0, t0 + 1), "a replay is not new");
+        assert!(map.insert("user.YQ", t0 + 5, t0 + 5), "a later revocation of the same key is");
+        assert!(map.insert("session.s1", t0 + 1000, t0 + 1000));
+        // A day later the first key has aged out of the bucket and the map; the second not yet.
+        let later = t0 + 5 + DAY + 1;
+        assert!(map.insert("session.s2", later, later));
+        assert_eq!(map.get("user.YQ"), None, "pruned");
+        assert_eq!(map.get("session.s1"), Some(t0 + 1000));
+        assert_eq!(map.get("session.s2"), Some(later));
+        assert!(!map.insert("user.old", t0, later), "an aged-out revocation is ignored");
+        assert_eq!(map.at.len(), 2);
+        // Pruning runs at most every PRUNE_EVERY seconds, and does run then.
+        let much_later = later + DAY + PRUNE_EVERY;
+        assert!(map.insert("session.s3", much_later, much_later));
+        assert_eq!(map.at.keys().map(String::as_str).collect::<Vec<_>>(), ["session.s3"]);
     }
 }

@@ -7,7 +7,7 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 
 use serde::Deserialize;
 
-use crate::names;
+use crate::{names, secret};
 
 /// Top-level keys of the configuration (a file may hold only these; the environment may hold others that are
 /// not ours, such as `TELEGRAPHY_GATEWAY_BIN`).
@@ -34,7 +34,8 @@ fn check_file_sections(path: &Path) -> Result<(), ConfigError> {
 }
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] = &["http.allowed_origins", "auth.previous_secrets", "auth.anonymous_allow"];
+const LIST_KEYS: &[&str] =
+    &["http.allowed_origins", "auth.previous_secrets", "auth.anonymous_allow", "http.trusted_proxies"];
 
 /// Longest token lifetime the KV bucket keeps entries for (its `max_age`); see proto/PROTOCOL.md section 4.
 pub const TOKENS_BUCKET_MAX_AGE: Duration = Duration::from_secs(3600);
@@ -51,6 +52,10 @@ pub enum ConfigError {
 
 fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key, problem: problem.into() }
+}
+
+fn weak_secret(key: &'static str, weak: secret::Weakness) -> ConfigError {
+    invalid(key, format!("weak secret ({weak}): {}; generate one with `openssl rand -hex 32`", weak.explain()))
 }
 
 // No deny_unknown_fields at the top level: other tools' TELEGRAPHY_* variables (e.g. TELEGRAPHY_GATEWAY_BIN)
@@ -87,6 +92,12 @@ pub struct HttpSettings {
     pub api_key: String,
     /// actix worker threads; 0 = one per core.
     pub workers: usize,
+    /// Proxies (IPs or CIDRs) whose `client_ip_header` names the client for per-IP quotas.
+    pub trusted_proxies: Vec<String>,
+    /// Header naming the client behind a trusted proxy (`X-Forwarded-For`, `X-Real-IP`); empty = peer address.
+    pub client_ip_header: String,
+    /// host:port of a separate internal listener for `/metrics` and `/api/v1/*` (then not on `bind`); empty = off.
+    pub admin_bind: String,
 }
 
 impl std::fmt::Debug for HttpSettings {
@@ -96,6 +107,9 @@ impl std::fmt::Debug for HttpSettings {
             .field("allowed_origins", &self.allowed_origins)
             .field("api_key", &if self.api_key.is_empty() { "<none>" } else { "<redacted>" })
             .field("workers", &self.workers)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("client_ip_header", &self.client_ip_header)
+            .field("admin_bind", &self.admin_bind)
             .finish()
     }
 }
@@ -124,6 +138,8 @@ pub struct AuthSettings {
     pub tokens_bucket: String,
     pub revocations_bucket: String,
     pub anonymous_allow: Vec<String>,
+    /// Seconds a session lasts from its first authentication (resumes do not extend it).
+    pub max_session_age: u64,
 }
 
 impl std::fmt::Debug for AuthSettings {
@@ -138,6 +154,7 @@ impl std::fmt::Debug for AuthSettings {
             .field("tokens_bucket", &self.tokens_bucket)
             .field("revocations_bucket", &self.revocations_bucket)
             .field("anonymous_allow", &self.anonymous_allow)
+            .field("max_session_age", &self.max_session_age)
             .finish()
     }
 }
@@ -156,6 +173,12 @@ pub struct Limits {
     pub max_filters: usize,
     /// Conditions in one subscription's `filter` + `exclude`.
     pub max_filter_conditions: usize,
+    /// Live sockets of one session on this node (a resume token opens no more).
+    pub max_connections_per_session: usize,
+    /// Live sockets per client address on this node (IPv6: per /64); 0 = no limit.
+    pub max_connections_per_ip: usize,
+    /// Live anonymous sessions on this node; 0 = no limit of their own.
+    pub max_anonymous_connections: usize,
 }
 
 /// Event history in a JetStream stream, for recovery after reconnects (proto/PROTOCOL.md section 7).
@@ -210,6 +233,9 @@ bind = "127.0.0.1:8080"
 allowed_origins = []
 api_key = ""
 workers = 0
+trusted_proxies = []
+client_ip_header = ""
+admin_bind = ""
 [nats]
 url = "nats://127.0.0.1:4222"
 subject_prefix = "telegraphy"
@@ -224,6 +250,7 @@ single_use = true
 tokens_bucket = "telegraphy_tokens"
 revocations_bucket = "telegraphy_revocations"
 anonymous_allow = []
+max_session_age = 86400
 [limits]
 max_connections = 10000
 max_subscriptions = 128
@@ -233,6 +260,9 @@ outbound_queue = 1024
 max_event_bytes = 1048576
 max_filters = 32
 max_filter_conditions = 16
+max_connections_per_session = 4
+max_connections_per_ip = 0
+max_anonymous_connections = 1000
 [history]
 enabled = true
 stream = "TELEGRAPHY"
@@ -272,15 +302,29 @@ impl Settings {
         for key in LIST_KEYS {
             environment = environment.with_list_parse_key(key);
         }
+        let raw = |name: &str| match &env {
+            Some(env) => env.get(name).cloned(),
+            None => std::env::var(name).ok(),
+        };
+        let (secret, previous) = (raw("TELEGRAPHY_AUTH__SECRET"), raw("TELEGRAPHY_AUTH__PREVIOUS_SECRETS"));
         if let Some(env) = env {
             environment = environment.source(Some(env.into_iter().collect()));
         }
         let mut settings: Settings = builder.add_source(environment).build()?.try_deserialize()?;
+        // `try_parsing` would read an all-digit secret as a number and deserialise another string: secrets
+        // from the environment are taken verbatim.
+        if let Some(secret) = secret {
+            settings.auth.secret = secret;
+        }
+        if let Some(previous) = previous {
+            settings.auth.previous_secrets = previous.split(',').map(str::to_string).collect();
+        }
         // `TELEGRAPHY_HTTP__ALLOWED_ORIGINS=` (empty) means "none", not one empty origin.
         for list in [
             &mut settings.http.allowed_origins,
             &mut settings.auth.previous_secrets,
             &mut settings.auth.anonymous_allow,
+            &mut settings.http.trusted_proxies,
         ] {
             list.retain(|item| !item.trim().is_empty());
         }
@@ -355,11 +399,47 @@ impl Settings {
                 return Err(invalid("history.stream", "must be a stream name of [A-Za-z0-9_-]"));
             }
         }
+        self.validate_quotas()?;
         match self.log.format.as_str() {
             "text" | "json" => {}
             _ => return Err(invalid("log.format", "must be \"text\" or \"json\"")),
         }
         Ok(())
+    }
+
+    /// Connection quotas, session age and the admin listener (issue 11).
+    fn validate_quotas(&self) -> Result<(), ConfigError> {
+        if self.limits.max_connections_per_session == 0 {
+            return Err(invalid("limits.max_connections_per_session", "must be at least 1"));
+        }
+        let max_age = REVOCATIONS_BUCKET_MAX_AGE.as_secs();
+        if self.auth.max_session_age == 0 || self.auth.max_session_age > max_age {
+            // Above the revocations' max_age a revocation could expire while the session's tokens still work.
+            return Err(invalid("auth.max_session_age", format!("must be 1..{max_age} seconds")));
+        }
+        if let Err(e) = crate::client_ip::parse_trusted(&self.http.trusted_proxies) {
+            return Err(invalid("http.trusted_proxies", e));
+        }
+        let header = self.http.client_ip_header.trim();
+        if !header.is_empty() && actix_http::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
+            return Err(invalid("http.client_ip_header", "must be a header name such as X-Forwarded-For"));
+        }
+        if let Some(admin) = self.admin_bind()? {
+            if admin == self.http_bind()? && admin.port() != 0 {
+                return Err(invalid("http.admin_bind", "must differ from http.bind"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The internal listener's address, when `http.admin_bind` is set.
+    pub fn admin_bind(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        use std::net::ToSocketAddrs;
+        if self.http.admin_bind.trim().is_empty() {
+            return Ok(None);
+        }
+        let addr = self.http.admin_bind.to_socket_addrs().ok().and_then(|mut a| a.next());
+        addr.map(Some).ok_or_else(|| invalid("http.admin_bind", format!("{:?} is not host:port", self.http.admin_bind)))
     }
 
     pub fn http_bind(&self) -> Result<SocketAddr, ConfigError> {
@@ -372,16 +452,17 @@ impl Settings {
             .ok_or_else(|| invalid("http.bind", format!("{:?} is not host:port", self.http.bind)))
     }
 
-    /// The signing secret first, then the verify-only ones; each at least 32 bytes.
+    /// The signing secret first, then the verify-only ones; each must pass the weak-secret rule of
+    /// proto/PROTOCOL.md section 4 ([`secret::weakness`]). The error names the key and the rule, never the secret.
     pub fn secrets(&self) -> Result<Vec<String>, ConfigError> {
         if self.auth.secret.is_empty() {
-            return Err(invalid("auth.secret", "missing: set TELEGRAPHY_AUTH__SECRET (at least 32 bytes)"));
+            return Err(invalid("auth.secret", "missing: set TELEGRAPHY_AUTH__SECRET (e.g. `openssl rand -hex 32`)"));
         }
-        if self.auth.secret.len() < 32 {
-            return Err(invalid("auth.secret", "must be at least 32 bytes"));
+        if let Some(weak) = secret::weakness(&self.auth.secret) {
+            return Err(weak_secret("auth.secret", weak));
         }
-        if self.auth.previous_secrets.iter().any(|s| s.len() < 32) {
-            return Err(invalid("auth.previous_secrets", "each must be at least 32 bytes"));
+        if let Some(weak) = self.auth.previous_secrets.iter().find_map(|s| secret::weakness(s)) {
+            return Err(weak_secret("auth.previous_secrets", weak));
         }
         Ok(std::iter::once(self.auth.secret.clone()).chain(self.auth.previous_secrets.iter().cloned()).collect())
     }
@@ -441,6 +522,18 @@ mod tests {
         let debug =
             format!("{:?}", Settings::load_from(None, env(&[("TELEGRAPHY_HTTP__API_KEY", "k3y-value")])).unwrap());
         assert!(!debug.contains("k3y-value"), "api key redacted in Debug");
+    }
+
+    #[test]
+    fn secrets_from_the_environment_are_taken_verbatim() {
+        let digits = "4815162342481516234248151623424815162342";
+        let s = Settings::load_from(
+            None,
+            env(&[("TELEGRAPHY_AUTH__SECRET", digits), ("TELEGRAPHY_AUTH__PREVIOUS_SECRETS", &format!("{digits}9,"))]),
+        )
+        .unwrap();
+        assert_eq!(s.auth.secret, digits, "not parsed as a number");
+        assert_eq!(s.auth.previous_secrets, [format!("{digits}9")]);
     }
 
     #[test]

@@ -1,51 +1,155 @@
-//! The node's live connections: counted against `limits.max_connections`, closed together on drain, and
-//! found by user or session when a revocation arrives. Touched on connect/disconnect only, never per frame.
+//! The node's live connections: counted against the connection quotas (`limits.max_connections`, per client
+//! address, per session, anonymous), closed together on drain, and found by user or session when a revocation
+//! arrives. Touched on upgrade, connect and disconnect only, never per frame.
 
 use std::{
     collections::HashMap,
+    net::IpAddr,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
     },
 };
 
-use crate::{hub::ConnId, outbox::Control};
+use crate::{config::Limits, hub::ConnId, outbox::Control};
 
 struct Live {
     ctl: Arc<Control>,
     sub: Option<String>,
     session: Option<String>,
+    /// The client address the per-IP quota counts it under ([`crate::client_ip::quota_key`]).
+    ip: IpAddr,
+}
+
+/// The node's connection quotas (proto/PROTOCOL.md section 3), taken from `limits.*`; 0 = no per-IP or
+/// anonymous limit.
+#[derive(Clone, Copy, Debug)]
+pub struct Quotas {
+    pub max_connections: usize,
+    pub per_ip: usize,
+    pub per_session: usize,
+    pub anonymous: usize,
+}
+
+impl From<&Limits> for Quotas {
+    fn from(limits: &Limits) -> Self {
+        Quotas {
+            max_connections: limits.max_connections,
+            per_ip: limits.max_connections_per_ip,
+            per_session: limits.max_connections_per_session,
+            anonymous: limits.max_anonymous_connections,
+        }
+    }
+}
+
+/// Which quota refused a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverQuota {
+    /// `limits.max_connections`: the node is full (HTTP 503).
+    Node,
+    /// `limits.max_connections_per_ip` (HTTP 429).
+    Ip,
+    /// `limits.max_connections_per_session` (`limit_exceeded`, close 4029).
+    Session,
+    /// `limits.max_anonymous_connections` (`limit_exceeded`, close 4029).
+    Anonymous,
+}
+
+impl OverQuota {
+    /// The reason told to the client (HTTP body or close reason) and the metric label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            OverQuota::Node => "too many connections",
+            OverQuota::Ip => "too many connections from this address",
+            OverQuota::Session => "too many connections for this session",
+            OverQuota::Anonymous => "too many anonymous connections",
+        }
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    live: HashMap<ConnId, Live>,
+    per_ip: HashMap<IpAddr, usize>,
+    per_session: HashMap<String, usize>,
+    anonymous: usize,
+}
+
+/// Adds one to `map[key]`.
+fn count_up<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K) {
+    *map.entry(key).or_default() += 1;
+}
+
+/// Takes one from `map[key]`, dropping the entry at zero.
+fn count_down<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = map.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
 }
 
 #[derive(Default)]
 pub struct Connections {
-    live: Mutex<HashMap<ConnId, Live>>,
+    table: Mutex<Table>,
     next_id: AtomicU64,
     removed: tokio::sync::Notify,
 }
 
 impl Connections {
-    /// Registers a new connection, or returns None when `max` are already open.
-    pub fn try_register(&self, ctl: Arc<Control>, max: usize) -> Option<ConnId> {
-        let mut live = self.live.lock().expect("connections lock");
-        if live.len() >= max {
-            return None;
+    /// Registers a new connection from `ip` (a quota key), or says which quota is full: checked and counted
+    /// under one lock, so concurrent upgrades cannot overshoot.
+    pub fn try_register(&self, ctl: Arc<Control>, ip: IpAddr, quotas: Quotas) -> Result<ConnId, OverQuota> {
+        let mut table = self.table.lock().expect("connections lock");
+        if table.live.len() >= quotas.max_connections {
+            return Err(OverQuota::Node);
+        }
+        if quotas.per_ip > 0 && table.per_ip.get(&ip).is_some_and(|n| *n >= quotas.per_ip) {
+            return Err(OverQuota::Ip);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        live.insert(id, Live { ctl, sub: None, session: None });
-        Some(id)
+        count_up(&mut table.per_ip, ip);
+        table.live.insert(id, Live { ctl, sub: None, session: None, ip });
+        Ok(id)
     }
 
-    /// Records who the connection is once `connect` succeeded.
-    pub fn identify(&self, id: ConnId, sub: &str, session: &str) {
-        if let Some(conn) = self.live.lock().expect("connections lock").get_mut(&id) {
-            conn.sub = Some(sub.to_string());
-            conn.session = Some(session.to_string());
+    /// Records who the connection is once `connect` succeeded, unless its session already has
+    /// `quotas.per_session` sockets here or (anonymous, `sub` empty) the anonymous quota is full.
+    pub fn identify(&self, id: ConnId, sub: &str, session: &str, quotas: Quotas) -> Result<(), OverQuota> {
+        let mut table = self.table.lock().expect("connections lock");
+        let table = &mut *table;
+        let Some(conn) = table.live.get_mut(&id) else { return Ok(()) };
+        if conn.session.is_some() {
+            return Ok(()); // identified once only
         }
+        if table.per_session.get(session).is_some_and(|n| *n >= quotas.per_session) {
+            return Err(OverQuota::Session);
+        }
+        let anonymous = sub.is_empty();
+        if anonymous && quotas.anonymous > 0 && table.anonymous >= quotas.anonymous {
+            return Err(OverQuota::Anonymous);
+        }
+        conn.sub = Some(sub.to_string());
+        conn.session = Some(session.to_string());
+        count_up(&mut table.per_session, session.to_string());
+        table.anonymous += usize::from(anonymous);
+        Ok(())
     }
 
     pub fn remove(&self, id: ConnId) {
-        self.live.lock().expect("connections lock").remove(&id);
+        {
+            let mut table = self.table.lock().expect("connections lock");
+            if let Some(conn) = table.live.remove(&id) {
+                count_down(&mut table.per_ip, &conn.ip);
+                if let Some(session) = &conn.session {
+                    count_down(&mut table.per_session, session);
+                }
+                if conn.sub.as_deref() == Some("") {
+                    table.anonymous -= 1;
+                }
+            }
+        }
         self.removed.notify_waiters();
     }
 
@@ -63,7 +167,7 @@ impl Connections {
     }
 
     pub fn len(&self) -> usize {
-        self.live.lock().expect("connections lock").len()
+        self.table.lock().expect("connections lock").live.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -82,10 +186,49 @@ impl Connections {
         code: u16,
         reason: &'static str,
     ) -> usize {
-        let live = self.live.lock().expect("connections lock");
-        live.values()
+        let table = self.table.lock().expect("connections lock");
+        table
+            .live
+            .values()
             .filter(|c| pred(c.sub.as_deref(), c.session.as_deref()))
             .filter(|c| c.ctl.close(code, reason))
             .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctl() -> Arc<Control> {
+        crate::outbox::Outbox::new(1).2
+    }
+
+    #[test]
+    fn quotas_count_and_release() {
+        let q = Quotas { max_connections: 10, per_ip: 2, per_session: 2, anonymous: 1 };
+        let conns = Connections::default();
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let one = conns.try_register(ctl(), a, q).unwrap();
+        let two = conns.try_register(ctl(), a, q).unwrap();
+        assert_eq!(conns.try_register(ctl(), a, q), Err(OverQuota::Ip));
+        let three = conns.try_register(ctl(), b, q).unwrap();
+        assert_eq!(conns.identify(one, "u", "s1", q), Ok(()));
+        assert_eq!(conns.identify(two, "u", "s1", q), Ok(()));
+        assert_eq!(conns.identify(three, "u", "s1", q), Err(OverQuota::Session));
+        assert_eq!(conns.identify(three, "", "anon1", q), Ok(()));
+        let four = conns.try_register(ctl(), b, q).unwrap();
+        assert_eq!(conns.identify(four, "", "anon2", q), Err(OverQuota::Anonymous));
+        conns.remove(one);
+        conns.remove(three);
+        assert_eq!(conns.identify(four, "", "anon2", q), Ok(()), "the anonymous slot was released");
+        let five = conns.try_register(ctl(), a, q).unwrap();
+        assert_eq!(conns.identify(five, "u", "s1", q), Ok(()), "the session slot was released");
+        conns.remove(two);
+        conns.remove(four);
+        conns.remove(five);
+        let table = conns.table.lock().unwrap();
+        assert!(table.live.is_empty() && table.per_ip.is_empty() && table.per_session.is_empty());
+        assert_eq!(table.anonymous, 0);
     }
 }

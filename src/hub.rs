@@ -46,6 +46,9 @@ pub enum HubError {
 /// the client's command queue is full).
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(5);
 
+/// How long a new node subscription waits for the NATS server to confirm it (see [`Hub::sync`]).
+const SYNC_WAIT: Duration = Duration::from_secs(5);
+
 /// A connection receiving a pattern's frames under one subscription name. While `pending` is set (the
 /// subscription is recovering history), frames are held there with their sequence instead of being queued;
 /// see [`Hub::go_live`].
@@ -114,6 +117,9 @@ pub struct Hub {
     /// Bumped when NATS reconnects or reports lost messages: node subscriptions then heal from history.
     reconnects: watch::Receiver<u64>,
     position_interval: Option<Duration>,
+    /// Subject nobody subscribes to: a request there is answered "no responders" by the server once it has
+    /// processed everything sent before it (see [`Hub::sync`]).
+    sync_subject: String,
 }
 
 /// How the hub is wired.
@@ -126,6 +132,9 @@ pub struct HubConfig {
     pub reconnects: watch::Receiver<u64>,
     /// How often each node subscription tries to move its receivers' positions forward (history only).
     pub position_interval: Option<Duration>,
+    /// Subject of the round trip confirming a new node subscription (`<subject_prefix>_sync`): nothing may
+    /// subscribe to it; the gateway's NATS user needs permission to publish there.
+    pub sync_subject: String,
 }
 
 impl Hub {
@@ -144,6 +153,7 @@ impl Hub {
             max_pending: config.max_pending,
             reconnects: config.reconnects,
             position_interval: config.position_interval.filter(|_| has_history),
+            sync_subject: config.sync_subject,
         }
     }
 
@@ -171,6 +181,11 @@ impl Hub {
             Ok(Err(e)) => Err(HubError::Subscribe(e)),
             Err(_) => Err(HubError::Timeout),
         };
+        // Until the server has processed the SUB, an event published meanwhile is not delivered to this node:
+        // `subscribed` must not reach the client before then (a client may publish right after it).
+        if subscribed.is_ok() {
+            self.sync(pattern).await;
+        }
         let subscriber = match subscribed {
             Ok(subscriber) => subscriber,
             Err(e) => {
@@ -206,6 +221,30 @@ impl Hub {
         self.metrics.nats_subscriptions.set(active as f64);
         tracing::debug!(pattern, "node subscribed");
         Ok(())
+    }
+
+    /// One round trip to the NATS server after everything this node sent so far (the SUB): a request to
+    /// [`HubConfig::sync_subject`], which the server answers "no responders" in order. (`Client::flush` only
+    /// writes the socket; it does not wait for the server.) The interest is then in place on the node's own
+    /// NATS server; other servers of a cluster learn it over their routes shortly after.
+    ///
+    /// Best effort: while NATS is down there is nothing to wait for (the client re-sends its SUBs on reconnect
+    /// and history heals the gap); an unanswered request (e.g. no permission to publish to the sync subject)
+    /// delays the subscribe by at most [`SYNC_WAIT`] and is logged.
+    async fn sync(&self, pattern: &str) {
+        if !crate::nats::is_connected(&self.client) {
+            return;
+        }
+        let request = self.client.request(self.sync_subject.clone(), bytes::Bytes::new());
+        match tokio::time::timeout(SYNC_WAIT, request).await {
+            // Something answered: a misconfiguration, but the server did process the SUB first.
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {}
+            Ok(Err(e)) => tracing::warn!(pattern, error = %e, subject = %self.sync_subject,
+                "NATS did not confirm a node subscription (may the gateway publish to the sync subject?)"),
+            Err(_) => tracing::warn!(pattern, subject = %self.sync_subject,
+                "NATS did not confirm a node subscription in time (may the gateway publish to the sync subject?)"),
+        }
     }
 
     /// Removes a connection's named subscription from `pattern`; the last one leaving unsubscribes the node.

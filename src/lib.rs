@@ -18,12 +18,15 @@
 //! - [`frames`]: client frame parsing, server frame encoding, error and close codes.
 //! - [`filter`]: server-side filters: Django-style lookups on event data.
 //! - [`token`]: the `tg1`/`tg1r` token format: signing and verification.
+//! - [`secret`]: the weak-secret rule for configured secrets.
+//! - [`client_ip`]: a connection's client address (peer, or a trusted proxy's header) for per-IP quotas.
 //! - [`metrics`]: Prometheus metrics of the node.
 //! - [`shutdown`]: signals and graceful drain.
 //! - [`telemetry`]: logging setup.
 
 pub mod api;
 pub mod auth;
+pub mod client_ip;
 pub mod config;
 pub mod connections;
 pub mod filter;
@@ -34,6 +37,7 @@ pub mod metrics;
 pub mod names;
 pub mod nats;
 pub mod outbox;
+pub mod secret;
 pub mod server;
 pub mod session;
 pub mod shutdown;

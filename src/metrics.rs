@@ -43,6 +43,14 @@ pub struct Metrics {
     pub connects_failed: Counter,
     pub revoked_disconnects: Counter,
     pub published_http: Counter,
+    /// Upgrades and connects refused by a connection quota, by quota (`ip`, `session`, `anonymous`; a full node
+    /// is `node`, also counted in `connections_refused`).
+    pub over_quota_node: Counter,
+    pub over_quota_ip: Counter,
+    pub over_quota_session: Counter,
+    pub over_quota_anonymous: Counter,
+    /// Live connections closed because their session reached `auth.max_session_age`.
+    pub sessions_expired: Counter,
 }
 
 impl Default for Metrics {
@@ -83,6 +91,11 @@ impl Metrics {
             connects_failed: cl("telegraphy_connects_total", "result", "failed"),
             revoked_disconnects: c("telegraphy_revoked_disconnects_total"),
             published_http: c("telegraphy_http_published_total"),
+            over_quota_node: cl("telegraphy_connections_over_quota_total", "quota", "node"),
+            over_quota_ip: cl("telegraphy_connections_over_quota_total", "quota", "ip"),
+            over_quota_session: cl("telegraphy_connections_over_quota_total", "quota", "session"),
+            over_quota_anonymous: cl("telegraphy_connections_over_quota_total", "quota", "anonymous"),
+            sessions_expired: c("telegraphy_sessions_expired_total"),
             recorder,
             handle,
         };
@@ -109,10 +122,27 @@ impl Metrics {
             &m.connects_failed,
             &m.revoked_disconnects,
             &m.published_http,
+            &m.over_quota_node,
+            &m.over_quota_ip,
+            &m.over_quota_session,
+            &m.over_quota_anonymous,
+            &m.sessions_expired,
         ] {
             counter.increment(0);
         }
         m
+    }
+
+    /// Counts a refusal by a connection quota.
+    pub fn over_quota(&self, over: crate::connections::OverQuota) {
+        use crate::connections::OverQuota;
+        match over {
+            OverQuota::Node => &self.over_quota_node,
+            OverQuota::Ip => &self.over_quota_ip,
+            OverQuota::Session => &self.over_quota_session,
+            OverQuota::Anonymous => &self.over_quota_anonymous,
+        }
+        .increment(1);
     }
 
     /// Prometheus text exposition format.

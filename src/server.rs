@@ -24,6 +24,7 @@ use actix_web::{
 use crate::{
     api,
     auth::{Auth, Revoked},
+    client_ip::ClientIpConfig,
     config::{ConfigError, Settings},
     connections::Connections,
     frames::close,
@@ -54,6 +55,8 @@ pub struct Gateway {
     pub auth: Arc<Auth>,
     pub metrics: Arc<Metrics>,
     pub connections: Connections,
+    /// How a WebSocket's client address is found (per-IP quota).
+    pub client_ip: ClientIpConfig,
     draining: AtomicBool,
 }
 
@@ -119,6 +122,8 @@ fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
 
 pub struct Application {
     addr: SocketAddr,
+    /// The internal listener (`http.admin_bind`), when configured.
+    admin_addr: Option<SocketAddr>,
     server: actix_web::dev::Server,
     gateway: Arc<Gateway>,
 }
@@ -148,6 +153,7 @@ impl Application {
                 reconnects: reconnects_rx,
                 position_interval: (settings.history.position_interval > 0)
                     .then(|| Duration::from_secs(settings.history.position_interval)),
+                sync_subject: format!("{}_sync", settings.nats.subject_prefix),
             },
             metrics.clone(),
             tokio::runtime::Handle::current(),
@@ -162,6 +168,9 @@ impl Application {
             n => n,
         };
         let shutdown_timeout = settings.shutdown_timeout;
+        let client_ip = ClientIpConfig::new(&settings.http.trusted_proxies, &settings.http.client_ip_header)
+            .map_err(|problem| ConfigError::Invalid { key: "http.trusted_proxies", problem })?;
+        let admin = bind_admin(&settings)?;
         let gateway = Arc::new(Gateway {
             settings,
             nats: client,
@@ -170,6 +179,7 @@ impl Application {
             auth: auth.clone(),
             metrics,
             connections: Connections::default(),
+            client_ip,
             draining: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&gateway);
@@ -181,19 +191,18 @@ impl Application {
 
         let data = web::Data::from(gateway.clone());
         let upgrade_gateway = gateway.clone();
-        let server = actix_server::Server::build()
+        let internal_here = admin.is_none();
+        let public_data = data.clone();
+        let mut builder = actix_server::Server::build()
             .workers(workers)
             .disable_signals()
             .shutdown_timeout(shutdown_timeout)
             .listen("telegraphy", listener, move || {
                 let app = App::new()
-                    .app_data(data.clone())
+                    .app_data(public_data.clone())
                     // Upgrade requests never get here (see below); a plain GET is told what it missed.
                     .route("/ws", web::get().to(not_an_upgrade))
-                    .route("/healthz", web::get().to(healthz))
-                    .route("/readyz", web::get().to(readyz))
-                    .route("/metrics", web::get().to(metrics_text))
-                    .configure(api::configure);
+                    .configure(|cfg| routes(cfg, internal_here));
                 let gateway = upgrade_gateway.clone();
                 HttpService::build()
                     // Events are small frames pushed as they come: Nagle's algorithm would hold one back until
@@ -206,10 +215,22 @@ impl Application {
                     .finish(map_config(app, |_| AppConfig::default()))
                     .tcp()
             })
-            .map_err(|source| StartError::Bind { bind: addr.to_string(), source })?
-            .run();
+            .map_err(|source| StartError::Bind { bind: addr.to_string(), source })?;
+        let mut admin_addr = None;
+        if let Some(admin) = admin {
+            let bound = admin.local_addr().map_err(|source| bind_error(&gateway.settings.http.admin_bind, source))?;
+            builder = builder
+                .listen("telegraphy-admin", admin, move || {
+                    let app = App::new().app_data(data.clone()).configure(|cfg| routes(cfg, true));
+                    HttpService::build().local_addr(bound).finish(map_config(app, |_| AppConfig::default())).tcp()
+                })
+                .map_err(|source| bind_error(&bound.to_string(), source))?;
+            tracing::info!("admin (metrics, API) listening on http://{bound}");
+            admin_addr = Some(bound);
+        }
+        let server = builder.run();
         tracing::info!(node = %gateway.settings.node.name, "listening on http://{addr}");
-        Ok(Application { addr, server, gateway })
+        Ok(Application { addr, admin_addr, server, gateway })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -218,6 +239,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// Address of the internal listener for `/metrics` and `/api/v1/*` (`http.admin_bind`), when set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     pub fn gateway(&self) -> Arc<Gateway> {
@@ -239,6 +265,26 @@ impl Application {
             Ok(result) => result.map_err(std::io::Error::other)?,
             Err(_) => Ok(()),
         }
+    }
+}
+
+/// Binds `http.admin_bind` when set.
+fn bind_admin(settings: &Settings) -> Result<Option<TcpListener>, StartError> {
+    let Some(addr) = settings.admin_bind()? else { return Ok(None) };
+    let listener = listen(addr, 128).map_err(|source| bind_error(&settings.http.admin_bind, source))?;
+    Ok(Some(listener))
+}
+
+fn bind_error(bind: &str, source: std::io::Error) -> StartError {
+    StartError::Bind { bind: bind.to_string(), source }
+}
+
+/// Health endpoints on every listener; `/metrics` and `/api/v1/*` where `internal` (the admin listener when
+/// `http.admin_bind` is set, else the public one). PROTOCOL.md section 5.
+fn routes(cfg: &mut web::ServiceConfig, internal: bool) {
+    cfg.route("/healthz", web::get().to(healthz)).route("/readyz", web::get().to(readyz));
+    if internal {
+        cfg.route("/metrics", web::get().to(metrics_text)).configure(api::configure);
     }
 }
 

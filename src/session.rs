@@ -14,7 +14,7 @@
 //! Everything the reader sends also goes through the queue, so replies and events keep their order.
 //! WebSocket pings from the client are answered by the WebSocket layer itself.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
 
 use actix_codec::Framed;
 use actix_http::{body::BodySize, h1, header, ws as handshake, HttpMessage, Request, Response, StatusCode};
@@ -35,6 +35,8 @@ use tokio_tungstenite::{
 
 use crate::{
     auth::{AuthError, Identity},
+    client_ip,
+    connections::OverQuota,
     filter::{Filter, FilterLimits},
     frames::{self, close, ClientFrame, ErrorCode, Since, SubscribedAt},
     history::{History, HistoryError, Position, Recovery, Stored},
@@ -93,9 +95,15 @@ pub async fn upgrade(
     }
     let limits = &gw.settings.limits;
     let (outbox, queue, ctl) = Outbox::new(limits.outbound_queue);
-    let Some(id) = gw.connections.try_register(ctl.clone(), limits.max_connections) else {
-        gw.metrics.connections_refused.increment(1);
-        return refuse(framed, StatusCode::SERVICE_UNAVAILABLE, "too many connections").await;
+    let id = match gw.connections.try_register(ctl.clone(), client_ip(&gw, &req, &framed), limits.into()) {
+        Ok(id) => id,
+        Err(over) => {
+            gw.metrics.connections_refused.increment(1);
+            gw.metrics.over_quota(over);
+            let status =
+                if over == OverQuota::Ip { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::SERVICE_UNAVAILABLE };
+            return refuse(framed, status, over.reason()).await;
+        }
     };
     let accepted = handshake::handshake_response(req.head()).finish().drop_body();
     if let Err(e) = framed.send(h1::Message::Item((accepted, BodySize::None))).await {
@@ -132,6 +140,15 @@ async fn refuse(
     framed.feed(h1::Message::Chunk(Some(bytes::Bytes::from_static(why.as_bytes())))).await?;
     framed.send(h1::Message::Chunk(None)).await?;
     Ok(())
+}
+
+/// The address the per-IP quota counts this upgrade under: the TCP peer, or behind a trusted proxy the client
+/// its header names (see [`crate::client_ip`]).
+fn client_ip(gw: &Gateway, req: &Request, framed: &Framed<TcpStream, h1::Codec>) -> IpAddr {
+    let peer = framed.io_ref().peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+    let values =
+        gw.client_ip.header().into_iter().flat_map(|h| req.headers().get_all(h)).filter_map(|v| v.to_str().ok());
+    client_ip::quota_key(gw.client_ip.client_ip(peer, values))
 }
 
 fn origin_allowed(req: &Request, allowed: &[String]) -> bool {
@@ -229,6 +246,10 @@ impl Connection {
         let connect_deadline = tokio::time::sleep(Duration::from_secs(self.gw.settings.auth.connect_timeout));
         tokio::pin!(connect_deadline);
         let mut last_seen = Instant::now();
+        // Armed once `connect` succeeded: the end of the session (`auth.max_session_age`).
+        let session_end = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(session_end);
+        let mut session_armed = false;
         tracing::trace!(conn = self.id, "reader started");
         loop {
             tokio::select! {
@@ -237,6 +258,12 @@ impl Connection {
                 _ = &mut connect_deadline, if self.identity.is_none() => {
                     self.reply(frames::encode_error(None, ErrorCode::Unauthorized, "connect timeout"));
                     self.ctl.close(close::UNAUTHORIZED, "connect timeout");
+                    break;
+                }
+                _ = &mut session_end, if session_armed => {
+                    self.gw.metrics.sessions_expired.increment(1);
+                    self.reply(frames::encode_error(None, ErrorCode::Unauthorized, "session expired"));
+                    self.ctl.close(close::UNAUTHORIZED, "session expired");
                     break;
                 }
                 _ = ticker.tick() => {
@@ -255,6 +282,12 @@ impl Connection {
                             // inline they would make every idle connection's task ~9.8 KB instead of ~1.3 KB
                             // (bench/README.md finding 1).
                             Box::pin(self.on_text(&text)).await;
+                            if !session_armed {
+                                if let Some(end) = self.session_end() {
+                                    session_end.as_mut().reset(end);
+                                    session_armed = true;
+                                }
+                            }
                             // Time spent serving the frame (e.g. a history replay) is not the client's silence.
                             last_seen = Instant::now();
                         }
@@ -281,6 +314,16 @@ impl Connection {
             }
         }
         self.cleanup().await;
+    }
+
+    /// When the connected session ends (`auth.max_session_age` after its first authentication); None before
+    /// `connect`.
+    fn session_end(&self) -> Option<Instant> {
+        let identity = self.identity.as_ref()?;
+        let end =
+            std::time::UNIX_EPOCH + Duration::from_secs(self.gw.auth.session_end(identity.auth_time).max(0) as u64);
+        let left = end.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO);
+        Some(Instant::now() + left)
     }
 
     /// Queues a reply; a full queue closes the connection as too slow.
@@ -322,7 +365,11 @@ impl Connection {
         let gw = self.gw.clone();
         match gw.auth.connect(token.as_deref(), resume.as_deref(), token::new_jti()).await {
             Ok(identity) => {
-                gw.connections.identify(self.id, &identity.sub, &identity.session);
+                if let Err(over) =
+                    gw.connections.identify(self.id, &identity.sub, &identity.session, (&gw.settings.limits).into())
+                {
+                    return self.refuse_over_quota(id, over);
+                }
                 // A revocation that arrived while the token was being checked found no identified socket to close.
                 if gw.auth.is_revoked(&identity.sub, Some(&identity.session), identity.auth_time) {
                     gw.metrics.connects_failed.increment(1);
@@ -355,6 +402,16 @@ impl Connection {
                 self.ctl.close(close::TRY_AGAIN_LATER, "try again later");
             }
         }
+    }
+
+    /// A `connect` over the session or anonymous quota: `limit_exceeded`, then close 4029 (the client retries
+    /// with backoff, as with a rate limit: a slot frees when another socket of the session closes).
+    fn refuse_over_quota(&mut self, id: Option<u64>, over: OverQuota) {
+        self.gw.metrics.connects_failed.increment(1);
+        self.gw.metrics.over_quota(over);
+        tracing::info!(conn = self.id, reason = over.reason(), "connect refused: over quota");
+        self.reply(frames::encode_error(id, ErrorCode::LimitExceeded, over.reason()));
+        self.ctl.close(close::RATE_LIMITED, over.reason());
     }
 
     async fn on_subscribe(&mut self, id: Option<u64>, request: SubscribeRequest) {
@@ -394,18 +451,18 @@ impl Connection {
         }
         let gw = self.gw.clone();
         let held = Held { pattern: event.clone(), canonical, filter: filter.clone() };
-        let Some(history) = &gw.history else {
-            // `subscribed` is queued before the hub can queue the first event of this subscription.
-            let at = SubscribedAt { recovered: since.as_ref().map(|_| false), position: None, sub: sub.as_deref() };
-            self.reply(frames::encode_subscribed_at(id, &event, &at));
-            self.register(id, &name, held, false).await;
-            return;
-        };
-        // Hold live frames while the position is read and history replayed; then release them without
-        // duplicates (Hub::go_live).
-        if !self.register(id, &name, held, true).await {
+        // The hub holds this subscription's live frames until `subscribed` (and any replay) is queued, then
+        // releases them without duplicates (Hub::go_live). `subscribed` is sent only once the node's NATS
+        // interest is in place on the server (Hub::subscribe), so an event published after it is delivered.
+        if !self.register(id, &name, held).await {
             return;
         }
+        let Some(history) = &gw.history else {
+            let at = SubscribedAt { recovered: since.as_ref().map(|_| false), position: None, sub: sub.as_deref() };
+            self.reply(frames::encode_subscribed_at(id, &event, &at));
+            gw.hub.go_live(&event, self.id, &name, None).await;
+            return;
+        };
         if tokio::time::timeout(HISTORY_WAIT, gw.nats.flush()).await.is_err() {
             tracing::debug!(conn = self.id, "NATS flush before history read timed out");
         }
@@ -462,10 +519,11 @@ impl Connection {
         result
     }
 
-    /// Adds the subscription to the hub; false (with an `error` reply) if that failed.
-    async fn register(&mut self, id: Option<u64>, name: &str, held: Held, hold: bool) -> bool {
+    /// Adds the subscription to the hub, holding its live frames until [`hub::Hub::go_live`]; false (with an
+    /// `error` reply) if that failed.
+    async fn register(&mut self, id: Option<u64>, name: &str, held: Held) -> bool {
         let who = Subscription { conn: self.id, name, filter: held.filter.clone(), outbox: &self.outbox };
-        match self.gw.hub.subscribe(&held.pattern, who, hold).await {
+        match self.gw.hub.subscribe(&held.pattern, who, true).await {
             Ok(()) => {
                 self.gw.metrics.subscriptions.increment(1.0);
                 self.subscriptions.insert(name.to_string(), held);

@@ -174,3 +174,34 @@ async fn a_thousand_subscribers_over_fifty_filters_each_get_exactly_their_events
     assert_eq!(total, CONNECTIONS * PER_CONNECTION * per_filter);
     assert_eq!(app.metric("telegraphy_frames_out_total").await, total as f64, "no frame beyond the filters");
 }
+
+/// `subscribed` means the node's interest is in place on its NATS server: an event published the moment the
+/// client reads `subscribed` (no flush, no pause) is delivered, for many fresh patterns in a row, with and
+/// without history (issue 11 part 7: without history, `subscribed` used to be queued before the node's SUB
+/// was even sent, and under CPU load the event was sometimes lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_published_right_after_subscribed_is_delivered() {
+    let nats = NatsServer::start();
+    let publisher = publisher(&nats.url()).await;
+    for history in [false, true] {
+        let app = spawn_app_with(&nats.url(), |s| s.history.enabled = history).await;
+        let mut client = app.client(&["fresh.>"]).await;
+        let rounds = 150;
+        let mut lost = Vec::new();
+        for i in 0..rounds {
+            let pattern = format!("fresh.h{}.p{i}", u8::from(history));
+            client.subscribe(&pattern).await;
+            publish(&publisher, &pattern, &i.to_string()).await;
+            match tokio::time::timeout(std::time::Duration::from_secs(3), client.recv()).await {
+                Ok(frame) => {
+                    assert_eq!((&frame["type"], &frame["name"]), (&json!("event"), &json!(pattern)), "{frame}")
+                }
+                Err(_) => lost.push(pattern.clone()),
+            }
+            let reply = client.request(json!({"type":"unsubscribe","id":9,"event":pattern})).await;
+            assert_eq!(reply["type"], "unsubscribed", "{reply}");
+        }
+        println!("history={history}: {} of {rounds} events published right after `subscribed` lost", lost.len());
+        assert!(lost.is_empty(), "history={history}: lost {lost:?}");
+    }
+}

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use telegraphy::frames::{self, ClientFrame, ErrorCode};
-use telegraphy::names;
 use telegraphy::token::{Claims, Keyring, TokenKind};
+use telegraphy::{names, secret, token};
 
 fn vectors_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("proto").join("vectors")
@@ -232,6 +232,23 @@ fn check_tokens() -> usize {
     n
 }
 
+fn check_secrets() -> usize {
+    let v = load("secrets.json");
+    let words: Vec<&str> = arr(&v, "placeholder_words").iter().map(|w| w.as_str().unwrap()).collect();
+    assert_eq!(words, secret::PLACEHOLDER_WORDS, "placeholder words");
+    assert_eq!(v["min_bytes"], json!(token::MIN_SECRET_BYTES));
+    assert_eq!(v["min_entropy_bits"].as_f64(), Some(secret::MIN_ENTROPY_BITS));
+    let mut n = each(arr(&v, "accepted"), |c| {
+        let s = c.as_str().unwrap();
+        assert_eq!(secret::weakness(s), None, "accepted secret {s:?}");
+    });
+    n += each(arr(&v, "refused"), |c| {
+        let got = secret::weakness(s(c, "secret")).map(|w| w.as_str());
+        assert_eq!(got, Some(s(c, "why")), "refused secret {c}");
+    });
+    n
+}
+
 #[test]
 fn every_vector_file_and_case_passes() {
     let mut files: Vec<String> = std::fs::read_dir(vectors_dir())
@@ -249,6 +266,7 @@ fn every_vector_file_and_case_passes() {
             "keys.json" => check_keys(),
             "frames.json" => check_frames(),
             "tokens.json" => check_tokens(),
+            "secrets.json" => check_secrets(),
             "filters.json" => {
                 eprintln!("filters.json: checked by tests/filters.rs");
                 continue;

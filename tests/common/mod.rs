@@ -90,6 +90,11 @@ impl NatsServer {
         Self::start_with("n1", Vec::new())
     }
 
+    /// A single node with extra nats-server arguments (e.g. `--user`/`--pass`).
+    pub fn start_with_args(args: &[&str]) -> Self {
+        Self::start_with("n1", args.iter().map(|a| a.to_string()).collect())
+    }
+
     fn start_with(name: &str, extra_args: Vec<String>) -> Self {
         let mut server = NatsServer {
             child: None,
@@ -198,6 +203,8 @@ pub fn test_settings(nats_url: &str) -> Settings {
 /// A gateway running in this process.
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
+    /// The internal listener (`http.admin_bind`), when configured.
+    pub admin_addr: Option<std::net::SocketAddr>,
     pub gateway: Arc<Gateway>,
     shutdown: Option<oneshot::Sender<()>>,
     pub task: Option<JoinHandle<std::io::Result<()>>>,
@@ -212,12 +219,13 @@ pub async fn spawn_app_with(nats_url: &str, tweak: impl FnOnce(&mut Settings)) -
     tweak(&mut settings);
     let app = Application::build(settings).await.expect("build gateway");
     let addr = app.addr();
+    let admin_addr = app.admin_addr();
     let gateway = app.gateway();
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(app.run_until(async {
         let _ = rx.await;
     }));
-    let test_app = TestApp { addr, gateway, shutdown: Some(tx), task: Some(task) };
+    let test_app = TestApp { addr, admin_addr, gateway, shutdown: Some(tx), task: Some(task) };
     test_app.wait_ready().await;
     test_app
 }
@@ -244,7 +252,8 @@ impl TestApp {
     }
 
     pub async fn metrics(&self) -> String {
-        reqwest::get(self.http("/metrics")).await.expect("GET /metrics").text().await.unwrap()
+        let addr = self.admin_addr.unwrap_or(self.addr);
+        reqwest::get(format!("http://{addr}/metrics")).await.expect("GET /metrics").text().await.unwrap()
     }
 
     /// A metric's value from /metrics (first series whose name and labels start with `series`).

@@ -1,0 +1,10 @@
+//! Abuse tests of issue 11 ("Hardening"): each reproduces an attack on a real gateway (real nats-server, real
+//! WebSocket clients, the binary where start-up matters) and shows it refused within the documented limit.
+//! One module per part; every wait is bounded and every test stops by itself.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod listeners;
+mod secrets;
+mod sessions;
