@@ -66,7 +66,11 @@ pub async fn connect(
                 }
             }
         });
-    options.connect(server_addrs(&url)?).await.map_err(|source| NatsError::Connect { url, source })
+    let addrs = server_addrs(&url)?;
+    with_url_credentials(options, &addrs)
+        .connect(addrs)
+        .await
+        .map_err(|source| NatsError::Connect { url: redact_url(&url), source })
 }
 
 /// `nats.url` may list several servers separated by commas.
@@ -74,16 +78,44 @@ fn server_addrs(url: &str) -> Result<Vec<async_nats::ServerAddr>, NatsError> {
     url.split(',')
         .map(|u| u.trim().parse::<async_nats::ServerAddr>())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| NatsError::Url { url: url.to_string(), message: e.to_string() })
+        .map_err(|e| NatsError::Url { url: redact_url(url), message: e.to_string() })
+}
+
+/// async-nats does not log in with credentials written in the URL: the first server that carries
+/// `user:password@` (or `token@`) gives them, as the other NATS clients do (nats-py, nats.go).
+fn with_url_credentials(options: ConnectOptions, addrs: &[async_nats::ServerAddr]) -> ConnectOptions {
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    match addrs.iter().find_map(|a| a.username().map(|user| (user, a.password()))) {
+        Some((user, Some(password))) => options.user_and_password(decode(user), decode(password)),
+        Some((token, None)) => options.token(decode(token)),
+        None => options,
+    }
 }
 
 /// Connects once for a short command (token minting): fails fast instead of retrying.
 pub async fn connect_once(url: &str) -> Result<Client, NatsError> {
-    ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(5))
-        .connect(server_addrs(url)?)
+    let addrs = server_addrs(url)?;
+    with_url_credentials(ConnectOptions::new().connection_timeout(Duration::from_secs(5)), &addrs)
+        .connect(addrs)
         .await
-        .map_err(|source| NatsError::Connect { url: url.to_string(), source })
+        .map_err(|source| NatsError::Connect { url: redact_url(url), source })
+}
+
+/// `nats.url` with every server's credentials (`user:password@`, `token@`) replaced by `***@`, for messages
+/// and logs: the deployment puts per-role NATS users in the URL.
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(|u| {
+            let (scheme, rest) = u.split_once("://").unwrap_or(("", u));
+            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let sep = if scheme.is_empty() && !u.contains("://") { "" } else { "://" };
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}{sep}***@{}", &rest[at + 1..]),
+                None => u.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 pub fn is_connected(client: &Client) -> bool {
@@ -130,4 +162,17 @@ fn is_bucket_missing(e: &jetstream::context::KeyValueError) -> bool {
             matches!(s.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
                 if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(redact_url("nats://gw:s3cret@nats:4222"), "nats://***@nats:4222");
+        assert_eq!(redact_url("nats://t0ken@a:4222, tls://u:p@ss@b:4222"), "nats://***@a:4222, tls://***@b:4222");
+        assert_eq!(redact_url("u:pw@host:4222"), "***@host:4222");
+        assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+    }
 }
