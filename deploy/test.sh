@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tests of deploy/: static checks of what cannot run here (Docker, Compose, Kubernetes; tests/lint.py), then
-# the loopback cluster (local-cluster.sh: 3 NATS + 3 gateways + nginx) with real clients (tests/cluster_test.py),
-# a kill -9 of a NATS node, and a stop that must leave no process behind. Bounded (about a minute).
+# the loopback cluster (local-cluster.sh: 3 NATS with the users of nats/auth.conf + 3 gateways + nginx) with
+# real clients (tests/cluster_test.py): each NATS user's permissions, the Django package as user django, a
+# kill -9 of a NATS node, and a stop that must leave no process behind. Bounded (about a minute).
 # Ends with the line "deploy: N passed, M failed[, K skipped]"; exit 1 when something failed.
 #
 # Needs: the gateway binary (TELEGRAPHY_GATEWAY_BIN, default target/debug/telegraphy-gateway), nats-server

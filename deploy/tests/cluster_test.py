@@ -1,8 +1,9 @@
 """End-to-end checks against a running deploy/local-cluster.sh (3 NATS nodes, 3 gateways, optional nginx).
 
-Real parts only: tokens minted by the gateway binary, WebSocket clients (websockets), a NATS client (nats-py)
-publishing with JetStream acks, kill -9 of a NATS node. Every wait is bounded. Prints one TAP-like line per
-check and exits 1 when one failed. Run by deploy/test.sh after `local-cluster.sh start`.
+Real parts only: tokens minted by the gateway binary and by the Django app's package (python/telegraphy),
+WebSocket clients (websockets), NATS clients (nats-py) logged in as the users of deploy/nats/auth.conf,
+kill -9 of a NATS node. Every wait is bounded. Prints one TAP-like line per check and exits 1 when one
+failed. Run by deploy/test.sh after `local-cluster.sh start`.
 """
 
 from __future__ import annotations
@@ -19,13 +20,22 @@ import urllib.request
 from pathlib import Path
 
 import nats
+import nats.errors
+import nats.js.errors
+from nats.errors import NoServersError
 from websockets.asyncio.client import connect as ws_connect
 
 DEPLOY = Path(__file__).resolve().parent.parent
+ROOT = DEPLOY.parent
 CLUSTER = str(DEPLOY / "local-cluster.sh")
 PREFIX = "telegraphy"
 PATTERN = "deploytest.>"
+STREAM = "TELEGRAPHY"
+FORBIDDEN = "deploy-test-forbidden"  # name of the NATS connections that try what their user may not do
+DJANGO_USER = "deploy-django"
+REVOKED_KEY = "user.ZGVwbG95LXRlc3Q"  # user.<base64url("deploy-test")>: the user of the client on gw-3
 ENV: dict[str, str] = {}
+PASSWORDS: dict[str, str] = {}  # NATS user -> password (local-cluster.sh's run dir)
 results: list[str] = []
 
 
@@ -64,6 +74,45 @@ def load_env() -> None:
     for line in cluster("env").splitlines():
         key, _, value = line.partition("=")
         ENV[key] = value
+    for line in Path(ENV["LOCAL_CLUSTER_NATS_PASSWORDS"]).read_text().splitlines():
+        key, _, value = line.partition("=")
+        PASSWORDS[key.removeprefix("NATS_").removesuffix("_PASSWORD").lower()] = value
+
+
+def nats_url(node: int, user: str | None, password: str | None = None) -> str:
+    """NATS node `node`'s client URL, logged in as `user` (None: anonymous)."""
+    port = ENV[f"NATS_{node}_PORT"]
+    if user is None:
+        return f"nats://127.0.0.1:{port}"
+    return f"nats://{user}:{PASSWORDS[user] if password is None else password}@127.0.0.1:{port}"
+
+
+class Violations:
+    """A nats-py connection's asynchronous errors (the server's "Permissions Violation" answers)."""
+
+    def __init__(self):
+        self.errors: list[str] = []
+        self.changed = asyncio.Event()
+
+    async def error_cb(self, e: Exception) -> None:
+        self.errors.append(str(e))
+        self.changed.set()
+
+    async def wait_for(self, fragment: str, timeout: float = 5) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(fragment.lower() in e.lower() for e in self.errors):
+            left = deadline - time.monotonic()
+            assert left > 0, f"no error mentioning {fragment!r} within {timeout}s (errors: {self.errors})"
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+
+
+async def nats_as(user: str | None, node: int = 1, password: str | None = None, **options):
+    return await nats.connect(servers=[nats_url(node, user, password)], connect_timeout=2,
+                              allow_reconnect=False, max_reconnect_attempts=0, **options)
 
 
 def mint(user: str) -> str:
@@ -166,14 +215,14 @@ class Client:
 
 
 async def publish(node: int, name: str, data: dict, timeout: float = 15) -> int:
-    """JetStream publish of event `name` through NATS node `node`, retried until acknowledged (bounded):
-    the ack means the R3 stream stored it. Returns the stream sequence."""
+    """JetStream publish of event `name` through NATS node `node` as the django user, retried until
+    acknowledged (bounded): the ack means the R3 stream stored it. Returns the stream sequence."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
         nc = None
         try:
-            nc = await nats.connect(servers=[ENV[f"NATS_{node}_URL"]], connect_timeout=2, allow_reconnect=False)
+            nc = await nats_as("django", node)
             ack = await nc.jetstream().publish(f"{PREFIX}.{name}", json.dumps(data).encode(), timeout=2)
             return ack.seq
         except Exception as e:  # no quorum yet, leader election...
@@ -222,6 +271,118 @@ async def main() -> int:
         await publish(1, "deploytest.lb", {"via": "nginx"})
         ev = await c.event("deploytest.lb")
         assert ev["data"] == {"via": "nginx"}
+
+    async def no_anonymous_access():
+        # Each attempt must fail on authorization (not on anything else, e.g. a closed port).
+        for user, password, what in ((None, None, "anonymous"), ("gateway", "0" * 64, "wrong password"),
+                                     ("nobody", PASSWORDS["gateway"], "unknown user")):
+            seen = Violations()
+            try:
+                nc = await nats_as(user, 2, password, error_cb=seen.error_cb, name=FORBIDDEN)
+            except (NoServersError, nats.errors.Error, OSError, asyncio.TimeoutError) as e:
+                seen.errors.append(f"{type(e).__name__}: {e}")
+            else:
+                await nc.close()
+                raise AssertionError(f"{what}: connection accepted")
+            await seen.wait_for("authorization violation", 3)
+        # The same URL with the right password works (the refusals above were about the credentials).
+        nc = await nats_as("gateway", 2)
+        await nc.close()
+
+    async def publisher_publishes_only():
+        seen = Violations()
+        nc = await nats_as("publisher", 3, error_cb=seen.error_cb, name=FORBIDDEN)
+        try:
+            # Allowed: a core publish of an event; it goes through the stream to the WebSocket client.
+            await nc.publish(f"{PREFIX}.deploytest.pub", json.dumps({"by": "publisher"}).encode())
+            ev = await state["gw3"].event("deploytest.pub")
+            assert ev["data"] == {"by": "publisher"}, ev
+            # Refused: reading events, forging revocations / token registrations / live frames, the JetStream API.
+            await nc.subscribe(f"{PREFIX}.>")
+            await nc.flush(2)
+            await seen.wait_for(f'subscription to "{PREFIX}.>"')
+            forged = {
+                f"$KV.telegraphy_revocations.{REVOKED_KEY}": "revocation",
+                "$KV.telegraphy_tokens.0123456789abcdef0123456789abcdef": "token registration",
+                f"{PREFIX}_live.deploytest.forged": "live frame",
+                f"$JS.API.STREAM.DELETE.{STREAM}": "stream deletion",
+                f"$JS.API.STREAM.INFO.KV_telegraphy_tokens": "KV bucket lookup",
+            }
+            for subject in forged:
+                await nc.publish(subject, b"1")
+            await nc.flush(2)
+            for subject, what in forged.items():
+                await seen.wait_for(f'publish to "{subject}"')
+        finally:
+            await nc.close()
+        await stream_and_revocations_intact()
+
+    async def stream_and_revocations_intact():
+        """As admin: the history stream still exists (same epoch) and nobody revoked the test user."""
+        nc = await nats_as("admin", 1)
+        try:
+            js = nc.jetstream(timeout=5)
+            info = await js.stream_info(STREAM)
+            assert info.state.last_seq >= state["seq1"], f"stream state {info.state}"
+            kv = await js.key_value("telegraphy_revocations")
+            try:
+                entry = await kv.get(REVOKED_KEY)
+            except nats.js.errors.KeyNotFoundError:
+                entry = None
+            assert entry is None, f"revocation {REVOKED_KEY} was written: {entry}"
+        finally:
+            await nc.close()
+
+    async def gateway_user_cannot_delete():
+        seen = Violations()
+        nc = await nats_as("gateway", 1, error_cb=seen.error_cb, name=FORBIDDEN)
+        try:
+            js = nc.jetstream(timeout=2)
+            for attempt, subject in ((js.delete_stream, "DELETE"), (js.purge_stream, "PURGE")):
+                try:
+                    await attempt(STREAM)
+                except (nats.errors.Error, asyncio.TimeoutError):
+                    pass
+                else:
+                    raise AssertionError(f"stream {subject.lower()} answered as done")
+                await seen.wait_for(f'publish to "$JS.API.STREAM.{subject}.{STREAM}"')
+            kv = await js.key_value("telegraphy_revocations")  # allowed: the gateway watches it
+            try:
+                await kv.put(REVOKED_KEY, b"1")
+            except (nats.errors.Error, asyncio.TimeoutError):
+                pass
+            await seen.wait_for('publish to "$KV.telegraphy_revocations.')
+        finally:
+            await nc.close()
+        await stream_and_revocations_intact()
+        assert state["gw3"].ws.close_code is None, f"the client on gw-3 was closed ({state['gw3'].ws.close_code})"
+
+    async def django_role():
+        # The Django app's own package as NATS user django: token registration (KV create), an acknowledged
+        # publish, a revocation (KV put) that the gateways act on.
+        os.environ["TELEGRAPHY_NATS_URL"] = ",".join(nats_url(i, "django") for i in (1, 2, 3))
+        os.environ["TELEGRAPHY_SECRET"] = Path(ENV["LOCAL_CLUSTER_SECRET_FILE"]).read_text()
+        sys.path.insert(0, str(ROOT / "python"))
+        from telegraphy import apublish
+        from telegraphy.revocations import arevoke_user
+        from telegraphy.tokens import amint
+
+        token = await amint(DJANGO_USER, allow=[PATTERN], ttl=120, timeout=10)
+        c = state["django"] = Client(ENV["GW_2_WS"])
+        connected = await c.open(token=token)
+        assert connected["node"] == "gw-2", connected
+        await c.request({"type": "subscribe", "event": PATTERN}, "subscribed")
+        ack = await apublish("deploytest.django", {"by": "django"}, ack=True, timeout=10)
+        ev = await c.event("deploytest.django")
+        assert ev["data"] == {"by": "django"} and ev["seq"] == ack.seq, (ev, ack)
+        await arevoke_user(DJANGO_USER, timeout=10)
+        try:
+            await c.frame(lambda f: False, 5)
+        except AssertionError:
+            raise AssertionError("the revoked user's socket is still open after 5 s") from None
+        except Exception:  # websockets' ConnectionClosed once the gateway closed the socket
+            pass
+        assert c.ws.close_code == 4003, f"closed with {c.ws.close_code}, expected 4003"
 
     async def kill_nats_node():
         tokens_leader, tokens_hosts = stream_hosts("KV_telegraphy_tokens")
@@ -282,27 +443,90 @@ async def main() -> int:
                 raise Skip(f"known gateway issue: KV bucket telegraphy_tokens has 1 replica, on the killed node ({e})") from None
             raise
 
+    async def no_violations_by_the_product():
+        # Every "Permissions Violation" the NATS nodes logged came from this test's deliberate attempts
+        # (connection name FORBIDDEN): the gateways and the Django package needed nothing auth.conf refuses.
+        violations = []
+        for i in (1, 2, 3):
+            for line in (Path(ENV["LOCAL_CLUSTER_DIR"]) / f"nats-{i}.log").read_text(errors="replace").splitlines():
+                if "Violation" in line and FORBIDDEN not in line:
+                    violations.append(f"nats-{i}: {line.strip()[-200:]}")
+        assert not violations, "\n".join(violations[:10])
+
+    def survivor() -> int:
+        return next(i for i in (1, 2, 3) if i != state["victim"])
+
+    async def admin_can_delete():
+        nc = await nats_as("admin", survivor())
+        try:
+            js = nc.jetstream(timeout=5)
+            for stream in (STREAM, "KV_telegraphy_tokens", "KV_telegraphy_revocations"):
+                assert await js.delete_stream(stream) is True, stream
+        finally:
+            await nc.close()
+
+    async def django_creates_buckets():
+        # Both buckets were just deleted: the Django package (user django) creates them again when it needs them.
+        from telegraphy.conf import telegraphy_settings
+        from telegraphy.publisher import reset_publisher
+        from telegraphy.revocations import arevoke_user
+        from telegraphy.tokens import amint
+
+        # A new connection (forgetting the buckets it had looked up), to the surviving nodes only: a first
+        # connect attempt on the killed node would fail the mint at once.
+        os.environ["TELEGRAPHY_NATS_URL"] = ",".join(nats_url(i, "django") for i in (1, 2, 3) if i != state["victim"])
+        telegraphy_settings.reload()
+        reset_publisher()
+        token = await amint(DJANGO_USER + "-2", allow=[PATTERN], ttl=120, timeout=15)
+        assert token.startswith("tg1."), token
+        await arevoke_user(DJANGO_USER + "-2", timeout=15)
+        nc = await nats_as("admin", survivor())
+        try:
+            js = nc.jetstream(timeout=5)
+            for bucket in ("telegraphy_tokens", "telegraphy_revocations"):
+                info = await js.stream_info(f"KV_{bucket}")
+                assert info.config.max_msgs_per_subject == 1, f"{bucket}: history {info.config.max_msgs_per_subject}"
+        finally:
+            await nc.close()
+
+    async def no_secret_in_logs():
+        logs = {p.name: p.read_text(errors="replace") for p in Path(ENV["LOCAL_CLUSTER_DIR"]).glob("*.log")}
+        secret = Path(ENV["LOCAL_CLUSTER_SECRET_FILE"]).read_text()
+        leaked = [(name, what) for name, text in logs.items()
+                  for what, value in [("auth.secret", secret), *PASSWORDS.items()] if value in text]
+        assert logs and not leaked, f"secrets in logs: {leaked}"
+
     ok = True
     for name, step in [
         ("mint a token with gw-1's settings, connect to gw-3 and subscribe", token_and_subscribe),
         ("an event published to NATS node 2 reaches the client on gw-3, with its stream seq/epoch", delivered_across_nodes),
         ("WebSocket through the nginx load balancer (deploy/nginx.conf) receives events", through_load_balancer),
+        ("NATS refuses anonymous clients, a wrong password and an unknown user", no_anonymous_access),
+        ("NATS user publisher: publishes events, cannot subscribe, write KV, forge live frames or call JetStream", publisher_publishes_only),
+        ("NATS user gateway: cannot delete or purge the history stream nor write revocations", gateway_user_cannot_delete),
+        ("NATS user django (python/telegraphy): mints a token, publishes with ack, revokes the user (4003)", django_role),
         ("kill -9 one NATS node", kill_nats_node),
         ("the 3 gateways are ready (stayed or recovered); JetStream elects leaders on the survivors", gateways_ready_after_kill),
         ("events published after the kill reach the connected clients, same epoch, next seq", delivered_after_kill),
         ("resume on gw-1 with since: recovered, the missed event replayed", recovered_on_other_gateway),
         ("a new token can be minted and used after the kill", new_connection_after_kill),
+        ("NATS user admin can delete the history stream and the KV buckets", admin_can_delete),
+        ("NATS user django (python/telegraphy) creates the KV buckets when missing", django_creates_buckets),
+        ("no permission violation by the gateways or the Django package in the NATS logs", no_violations_by_the_product),
+        ("no NATS password and no auth.secret in any log of the run", no_secret_in_logs),
     ]:
         if not ok:
             report("not ok", name, "not run: an earlier step failed")
             continue
         ok = await check(name, asyncio.wait_for(step(), 40))
-    for key in ("gw1", "gw2", "gw3", "lb"):
+    for key in ("gw1", "gw2", "gw3", "lb", "django"):
         if key in state:
             try:
                 await asyncio.wait_for(state[key].close(), 3)
             except Exception:
                 pass
+    if "telegraphy.publisher" in sys.modules:  # the Django package's NATS connection (its own thread)
+        sys.modules["telegraphy.publisher"].reset_publisher()
     return 1 if "not ok" in results else 0
 
 

@@ -12,8 +12,10 @@ installed).
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -140,6 +142,7 @@ CLUSTER = tomllib.loads(CLUSTER_TOML.read_text())
 SHUTDOWN_TIMEOUT = CLUSTER.get("shutdown_timeout", DEFAULTS["shutdown_timeout"])
 HEARTBEAT = CLUSTER.get("heartbeat", DEFAULTS["heartbeat"])
 PORT = bind_port(CLUSTER_TOML)
+ADMIN_PORT = 9090  # http.admin_bind in cluster.toml: /metrics and /api/v1, in-cluster only
 
 
 def seconds(value) -> float:
@@ -199,12 +202,13 @@ def _():
     assert "replicaz" in proc.stderr, proc.stderr
 
 
-@check("cluster.toml: 3 NATS servers, history R3, container bind 0.0.0.0:8080")
+@check("cluster.toml: 3 NATS servers, history R3, container bind 0.0.0.0:8080, admin listener 0.0.0.0:9090")
 def _():
     urls = CLUSTER["nats"]["url"].split(",")
     assert [u.strip() for u in urls] == [f"nats://nats-{i}:4222" for i in (1, 2, 3)], urls
     assert CLUSTER["history"]["replicas"] == 3
     assert CLUSTER["http"]["bind"] == "0.0.0.0:8080"
+    assert CLUSTER["http"]["admin_bind"] == f"0.0.0.0:{ADMIN_PORT}", "/metrics and /api/v1 stay off the public port"
 
 
 def size_bytes(value: str) -> int:
@@ -213,9 +217,46 @@ def size_bytes(value: str) -> int:
     return int(m.group(1)) * {"": 1, "B": 1, "KB": 1024, "K": 1024, "MB": 1 << 20, "M": 1 << 20, "GB": 1 << 30, "G": 1 << 30}[m.group(2)]
 
 
+# --- example secrets --------------------------------------------------------------------------------------
+
+SECRET_VECTORS = json.loads((ROOT / "proto/vectors/secrets.json").read_text())
+
+
+def gateway_refuses_secret(secret: str) -> bool:
+    proc = check_config(None, {"TELEGRAPHY_AUTH__SECRET": secret})
+    assert proc.returncode in (0, 2), f"check-config exit {proc.returncode}: {proc.stderr.strip()}"
+    assert secret not in proc.stderr + proc.stdout, "check-config printed the secret"
+    return proc.returncode == 2
+
+
+def assert_refused_placeholder(secret: str, where: str) -> None:
+    """An example secret must be refused by the rule of PROTOCOL.md section 4 "Secrets": at least 32 bytes (so
+    the refusal is the placeholder rule's, not the length's) with one of its placeholder words, and refused by
+    the gateway's own check-config once the gateway implements the rule."""
+    assert len(secret.encode()) >= SECRET_VECTORS["min_bytes"], f"{where}: placeholder shorter than the minimum"
+    words = [w for w in SECRET_VECTORS["placeholder_words"] if w in secret.lower()]
+    assert words, f"{where}: {secret!r} has none of the placeholder words {SECRET_VECTORS['placeholder_words']}"
+    if gateway_refuses_secret(secret):
+        return
+    if not any(gateway_refuses_secret(v["secret"]) for v in SECRET_VECTORS["refused"] if v["why"] == "placeholder"):
+        raise Skip(f"{where}: placeholder words {words}; this gateway binary does not refuse weak secrets yet")
+    raise AssertionError(f"{where}: the gateway accepts the example secret")
+
+
+@check("the secrets deploy/ starts gateways with pass the rule (lint's test secret; local-cluster.sh generates its own)")
+def _():
+    assert not gateway_refuses_secret(TEST_SECRET), "check-config refuses TEST_SECRET"
+    assert not any(w in TEST_SECRET.lower() for w in SECRET_VECTORS["placeholder_words"]), TEST_SECRET
+
+
 # --- NATS -------------------------------------------------------------------------------------------------
 
 NATS_CONFS = [DEPLOY / f"nats/nats-{i}.conf" for i in (1, 2, 3)]
+AUTH_CONF = DEPLOY / "nats/auth.conf"
+NATS_USERS = ["admin", "gateway", "django", "publisher"]
+# What auth.conf reads from the server's environment.
+NATS_PASSWORD_VARS = {f"NATS_{u.upper()}_PASSWORD": u for u in NATS_USERS}
+NATS_TEST_ENV = {var: secrets.token_hex(32) for var in NATS_PASSWORD_VARS}
 
 
 def nats_conf_value(text: str, key: str) -> str | None:
@@ -228,8 +269,95 @@ def _():
     if not Path(NATS_SERVER_BIN).exists():
         raise Skip(f"nats-server not found at {NATS_SERVER_BIN}")
     for path in NATS_CONFS:
-        proc = subprocess.run([NATS_SERVER_BIN, "-t", "-c", str(path)], capture_output=True, text=True, timeout=30)
+        proc = subprocess.run([NATS_SERVER_BIN, "-t", "-c", str(path)], capture_output=True, text=True, timeout=30,
+                              env={**os.environ, **NATS_TEST_ENV})
         assert proc.returncode == 0, f"{path.name}: {proc.stderr.strip() or proc.stdout.strip()}"
+
+
+@check("nats-server refuses the NATS files while a user's password is missing from its environment")
+def _():
+    if not Path(NATS_SERVER_BIN).exists():
+        raise Skip(f"nats-server not found at {NATS_SERVER_BIN}")
+    for var in NATS_PASSWORD_VARS:
+        env = {k: v for k, v in {**os.environ, **NATS_TEST_ENV}.items() if k != var}
+        proc = subprocess.run([NATS_SERVER_BIN, "-t", "-c", str(NATS_CONFS[0])], capture_output=True, text=True,
+                              timeout=30, env=env)
+        assert proc.returncode != 0 and var in proc.stderr, f"without {var}: exit {proc.returncode} {proc.stderr.strip()}"
+
+
+def nats_conf_parse(text: str) -> dict:
+    """The subset of the NATS configuration format auth.conf uses: maps, lists, quoted strings, bare words,
+    `$VARIABLE` references (resolved against the maps defined so far, else kept as "$NAME"), comments."""
+    tokens = re.findall(r'#[^\n]*|"(?:[^"\\]|\\.)*"|[{}\[\],:=]|[^\s{}\[\],:="#]+', text)
+    tokens = [t for t in tokens if not t.startswith("#")]
+    pos = 0
+    scopes: list[dict] = []
+
+    def value():
+        nonlocal pos
+        tok = tokens[pos]
+        pos += 1
+        if tok == "{":
+            return block("}")
+        if tok == "[":
+            items = []
+            while tokens[pos] != "]":
+                if tokens[pos] == ",":
+                    pos += 1
+                    continue
+                items.append(value())
+            pos += 1
+            return items
+        if tok.startswith('"'):
+            return json.loads(tok)
+        if tok.startswith("$"):
+            for scope in reversed(scopes):
+                if tok[1:] in scope:
+                    return scope[tok[1:]]
+        return tok
+
+    def block(end):
+        nonlocal pos
+        out: dict = {}
+        scopes.append(out)
+        while pos < len(tokens) and tokens[pos] != end:
+            if tokens[pos] == ",":
+                pos += 1
+                continue
+            key = tokens[pos].strip('"')
+            pos += 1
+            if tokens[pos] in (":", "="):
+                pos += 1
+            out[key] = value()
+        pos += 1
+        scopes.pop()
+        return out
+
+    return block(None)
+
+
+def auth_conf_users() -> dict[str, dict]:
+    users = nats_conf_parse(AUTH_CONF.read_text())["authorization"]["users"]
+    return {u["user"]: u for u in users}
+
+
+@check("auth.conf: users admin, gateway, django, publisher; passwords only from the environment; roles as documented")
+def _():
+    users = auth_conf_users()
+    assert sorted(users) == sorted(NATS_USERS), sorted(users)
+    for name, user in users.items():
+        assert user["password"] == f"$NATS_{name.upper()}_PASSWORD", f"{name}: password {user['password']!r}"
+    assert "permissions" not in users["admin"], "admin is the one unrestricted user"
+    publisher, gateway, django = (users[n]["permissions"] for n in ("publisher", "gateway", "django"))
+    assert publisher == {"publish": {"allow": ["telegraphy.>"]}, "subscribe": {"deny": [">"]}}, publisher
+    for name, perms in (("gateway", gateway), ("django", django)):
+        allowed = perms["publish"]["allow"]
+        assert not any(re.match(r"\$JS\.API\.STREAM\.(DELETE|PURGE|UPDATE)", a) or a in (">", "$JS.API.>", "$JS.>")
+                       for a in allowed), f"{name} may delete, purge or change streams: {allowed}"
+        assert "_INBOX.>" in perms["subscribe"]["allow"], f"{name} gets no replies"
+    assert not any("revocations" in a and a.startswith("$KV.") for a in gateway["publish"]["allow"]), "gateway writes revocations"
+    assert set(gateway["subscribe"]["allow"]) == {"telegraphy_live.>", "telegraphy.>", "_INBOX.>"}
+    assert django["subscribe"]["allow"] == ["_INBOX.>"]
 
 
 @check("NATS nodes: distinct server names, one cluster, routes to all three, JetStream store, max_payload")
@@ -243,6 +371,8 @@ def _():
         routes = set(re.findall(r"nats-route://(nats-\d):6222", cluster_block))
         assert routes == {"nats-1", "nats-2", "nats-3"}, f"{path.name}: routes {routes}"
         assert nats_conf_value(text, "store_dir") == "/data", f"{path.name}: store_dir"
+        assert re.search(r"^include \./auth\.conf$", text, re.M), f"{path.name}: does not include ./auth.conf"
+        assert not re.search(r"^\s*(authorization|accounts|no_auth_user)\b", text, re.M), f"{path.name}: own auth settings"
         assert re.search(r"^jetstream\s*\{", text, re.M), f"{path.name}: no jetstream block"
         payload = nats_conf_value(text, "max_payload")
         assert payload and size_bytes(payload) >= DEFAULTS["limits"]["max_event_bytes"], payload
@@ -283,7 +413,9 @@ def dockerfile_env() -> dict[str, str]:
 # --- docker-compose ---------------------------------------------------------------------------------------
 
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
-COMPOSE_ENV = {"TELEGRAPHY_SECRET": TEST_SECRET}
+COMPOSE_ENV = {"TELEGRAPHY_SECRET": TEST_SECRET, "DJANGO_SECRET_KEY": secrets.token_hex(32), **NATS_TEST_ENV}
+# What compose must refuse to start without (.env.example lists each).
+COMPOSE_REQUIRED = ["TELEGRAPHY_SECRET", "DJANGO_SECRET_KEY", *NATS_PASSWORD_VARS]
 
 
 def interpolate(value: str, env: dict[str, str]) -> str:
@@ -364,14 +496,64 @@ def _():
     assert secrets == {TEST_SECRET} and demo_secret == TEST_SECRET, "gateways and demo do not share TELEGRAPHY_SECRET"
 
 
-@check("compose refuses to start without TELEGRAPHY_SECRET")
+@check("compose refuses to start without the secret, the Django key or any NATS password (or with one empty)")
 def _():
-    try:
-        resolve(yaml.safe_load(COMPOSE_FILE.read_text()), {})
-    except AssertionError as e:
-        assert "TELEGRAPHY_SECRET" in str(e)
-    else:
-        raise AssertionError("interpolation succeeded without TELEGRAPHY_SECRET")
+    for var in COMPOSE_REQUIRED:
+        for env in ({k: v for k, v in COMPOSE_ENV.items() if k != var}, {**COMPOSE_ENV, var: ""}):
+            try:
+                resolve(yaml.safe_load(COMPOSE_FILE.read_text()), env)
+            except AssertionError as e:
+                assert var in str(e), str(e)
+            else:
+                raise AssertionError(f"interpolation succeeded with {var}={env.get(var)!r}")
+
+
+def split_nats_url(url: str) -> tuple[set[str], list[str]]:
+    """A comma-separated NATS URL list -> ({user:password of each}, [host:port of each])."""
+    creds, hosts = set(), []
+    for u in url.split(","):
+        m = re.fullmatch(r"nats://(?:([^@/]*)@)?([^@/]+)", u.strip())
+        assert m, f"not a nats:// URL: {u!r}"
+        creds.add(m.group(1))
+        hosts.append(m.group(2))
+    return creds, hosts
+
+
+@check("compose: gateways log in to NATS as gateway, the demo as django, each with its password, to cluster.toml's nodes")
+def _():
+    doc = compose()
+    _, cluster_hosts = split_nats_url(CLUSTER["nats"]["url"])
+    for name, var, user in [(g, "TELEGRAPHY_NATS__URL", "gateway") for g in GATEWAYS] + [("demo", "TELEGRAPHY_NATS_URL", "django")]:
+        creds, hosts = split_nats_url(service_env(doc["services"][name])[var])
+        assert creds == {f"{user}:{COMPOSE_ENV[f'NATS_{user.upper()}_PASSWORD']}"}, f"{name}: logs in as {creds}"
+        assert hosts == cluster_hosts, f"{name}: NATS nodes {hosts}, cluster.toml has {cluster_hosts}"
+    for name in NATS_SERVICES:
+        env = service_env(doc["services"][name])
+        assert {k: env.get(k) for k in NATS_PASSWORD_VARS} == NATS_TEST_ENV, f"{name}: NATS passwords in its environment"
+
+
+@check("compose: every published port listens on 127.0.0.1 unless TELEGRAPHY_BIND_ADDRESS / NATS_BIND_ADDRESS say otherwise")
+def _():
+    published = {}
+    for env in (COMPOSE_ENV, {**COMPOSE_ENV, "TELEGRAPHY_BIND_ADDRESS": "0.0.0.0", "NATS_BIND_ADDRESS": "10.1.2.3"}):
+        doc = resolve(yaml.safe_load(COMPOSE_FILE.read_text()), env)
+        published[env.get("TELEGRAPHY_BIND_ADDRESS")] = {
+            name: [str(p) for p in svc.get("ports") or []] for name, svc in doc["services"].items() if svc.get("ports")}
+    default, changed = published[None], published["0.0.0.0"]
+    assert set(default) == {"lb", "nats-1"}, f"services publishing ports: {sorted(default)}"
+    for name, ports in default.items():
+        assert all(p.startswith("127.0.0.1:") for p in ports), f"{name}: {ports}"
+    assert changed["lb"] == ["0.0.0.0:8080:8080"] and changed["nats-1"] == ["10.1.2.3:4222:4222"], changed
+
+
+ENV_EXAMPLE = dict(line.split("=", 1) for line in (DEPLOY / ".env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+
+
+@check(".env.example: lists what compose requires; NATS passwords and the Django key empty (compose refuses them)")
+def _():
+    assert sorted(ENV_EXAMPLE) == sorted(COMPOSE_REQUIRED), sorted(ENV_EXAMPLE)
+    assert all(ENV_EXAMPLE[v] == "" for v in COMPOSE_REQUIRED if v != "TELEGRAPHY_SECRET"), ENV_EXAMPLE
 
 
 @check("compose gateways: readiness healthcheck on /readyz at the bind port, drain fits stop_grace_period")
@@ -387,21 +569,23 @@ def _():
         assert svc.get("read_only") is True, f"{name}: root filesystem not read-only"
 
 
-@check("compose NATS: each node mounts its own config and a data volume at its store_dir")
+@check("compose NATS: each node mounts its own config, auth.conf next to it and a data volume at its store_dir")
 def _():
     doc = compose()
     for name in NATS_SERVICES:
         svc = doc["services"][name]
         command = svc["command"]
-        conf = host_path(svc, command[command.index("--config") + 1])
+        conf_path = command[command.index("--config") + 1]
+        conf = host_path(svc, conf_path)
         assert conf == DEPLOY / f"nats/{name}.conf", f"{name} mounts {conf}"
+        assert host_path(svc, str(Path(conf_path).parent / "auth.conf")) == AUTH_CONF, f"{name}: auth.conf"
         store = nats_conf_value(conf.read_text(), "store_dir")
         volumes = {v.split(":")[1]: v.split(":")[0] for v in svc["volumes"]}
         assert volumes.get(store) in doc["volumes"], f"{name}: no named volume at {store}"
         assert svc["hostname"] == name
 
 
-@check("compose lb: nginx.conf mounted, listens on 8080, starts after healthy gateways; demo shares NATS")
+@check("compose lb: nginx.conf mounted, listens on 8080, starts after healthy gateways")
 def _():
     doc = compose()
     lb = doc["services"]["lb"]
@@ -410,7 +594,6 @@ def _():
     for name in GATEWAYS:
         assert lb["depends_on"][name]["condition"] == "service_healthy"
     demo = service_env(doc["services"]["demo"])
-    assert demo["TELEGRAPHY_NATS_URL"] == CLUSTER["nats"]["url"], demo["TELEGRAPHY_NATS_URL"]
     assert demo["TELEGRAPHY_GATEWAY_URL"].endswith(":8080/ws")
 
 
@@ -548,16 +731,20 @@ def _():
 K8S = DEPLOY / "k8s"
 
 
-def k8s_docs() -> dict[str, dict]:
-    docs = {}
+def k8s_docs() -> dict[str, list[dict]]:
+    docs: dict[str, list[dict]] = {}
     for path in sorted(K8S.glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc and "kind" in doc and doc.get("apiVersion", "").find("kustomize") < 0:
-                docs[doc["kind"]] = doc
+                docs.setdefault(doc["kind"], []).append(doc)
     return docs
 
 
-DOCS = k8s_docs()
+ALL_DOCS = k8s_docs()
+DOCS = {kind: found[0] for kind, found in ALL_DOCS.items()}
+SECRETS = {d["metadata"]["name"]: d for d in ALL_DOCS.get("Secret", [])}
+POLICIES = {d["metadata"]["name"]: d for d in ALL_DOCS.get("NetworkPolicy", [])}
+NATS_VALUES = yaml.safe_load((K8S / "nats-values.yaml").read_text())
 DEPLOYMENT = DOCS["Deployment"]
 POD = DEPLOYMENT["spec"]["template"]["spec"]
 CONTAINER = POD["containers"][0]
@@ -578,7 +765,8 @@ def _():
     proc = subprocess.run([exe, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.strip()
     rendered = {d["kind"]: d for d in yaml.safe_load_all(proc.stdout) if d}
-    assert set(rendered) == {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget"}, sorted(rendered)
+    assert set(rendered) == {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy"}, sorted(rendered)
+    assert "Secret" not in rendered, "a Secret (with its placeholder values) would be applied"
     cm = rendered["ConfigMap"]
     assert cm["data"]["gateway.toml"] == CLUSTER_TOML.read_text(), "ConfigMap data differs from cluster.toml"
     volume = next(v for v in rendered["Deployment"]["spec"]["template"]["spec"]["volumes"] if "configMap" in v)
@@ -619,13 +807,13 @@ def _():
     env = {}
     for var in CONTAINER["env"]:
         if "value" in var:
-            env[var["name"]] = var["value"]
+            # Kubernetes expands $(NAME) of variables defined earlier in the list.
+            env[var["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], var["value"])
         elif "secretKeyRef" in var.get("valueFrom", {}):
             ref = var["valueFrom"]["secretKeyRef"]
-            secret = DOCS["Secret"]
-            assert ref["name"] == secret["metadata"]["name"], f"{var['name']}: Secret {ref['name']}"
-            assert ref["key"] in secret["stringData"], f"{var['name']}: key {ref['key']} not in the Secret template"
-            env[var["name"]] = TEST_SECRET
+            assert ref["name"] in SECRETS, f"{var['name']}: Secret {ref['name']} is not in secret.example.yaml"
+            assert ref["key"] in SECRETS[ref["name"]]["stringData"], f"{var['name']}: key {ref['key']} not in the Secret template"
+            env[var["name"]] = TEST_SECRET if var["name"] == "TELEGRAPHY_AUTH__SECRET" else secrets.token_hex(32)
         elif "fieldRef" in var.get("valueFrom", {}):
             env[var["name"]] = "telegraphy-gateway-5d8f7c9b6d-x2x7q"  # a pod name
     args = CONTAINER["args"]
@@ -640,12 +828,15 @@ def _():
 
 @check("k8s NATS URL names the Helm chart's pods (release nats, replicas from nats-values.yaml)")
 def _():
-    values = yaml.safe_load((K8S / "nats-values.yaml").read_text())
+    values = NATS_VALUES
     replicas = values["config"]["cluster"]["replicas"]
     assert values["config"]["cluster"]["enabled"] and values["config"]["jetstream"]["enabled"]
     url = next(v["value"] for v in CONTAINER["env"] if v["name"] == "TELEGRAPHY_NATS__URL")
-    expected = [f"nats://nats-{i}.nats-headless:4222" for i in range(replicas)]
-    assert url.split(",") == expected, url
+    creds, hosts = split_nats_url(url)
+    assert hosts == [f"nats-{i}.nats-headless:4222" for i in range(replicas)], url
+    assert creds == {"gateway:$(NATS_PASSWORD)"}, f"logs in as {creds}"
+    ref = next(v for v in CONTAINER["env"] if v["name"] == "NATS_PASSWORD")["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "telegraphy-nats", "key": "gateway"}, ref
     assert replicas >= tomllib.loads((K8S / "gateway.toml").read_text())["history"]["replicas"]
 
 
@@ -657,6 +848,62 @@ def _():
     assert pdb["spec"]["maxUnavailable"] == 1
     target = service["spec"]["ports"][0]["targetPort"]
     assert target in ("http", PORT), target
+
+
+@check("nats-values.yaml: the users and permissions of nats/auth.conf, passwords from Secret telegraphy-nats")
+def _():
+    users = {u["user"]: u for u in NATS_VALUES["config"]["merge"]["authorization"]["users"]}
+    conf = auth_conf_users()
+    assert sorted(users) == sorted(conf), f"users {sorted(users)} vs auth.conf {sorted(conf)}"
+    env = NATS_VALUES["container"]["env"]
+    for name, user in users.items():
+        var = f"NATS_{name.upper()}_PASSWORD"
+        assert user["password"] == f"<< ${var} >>", f"{name}: password {user['password']!r}"
+        assert env[var]["valueFrom"]["secretKeyRef"] == {"name": "telegraphy-nats", "key": name}, f"{var}: {env[var]}"
+        assert name in SECRETS["telegraphy-nats"]["stringData"], f"secret.example.yaml: telegraphy-nats has no {name}"
+        assert user.get("permissions") == conf[name].get("permissions"), f"{name}: permissions differ from auth.conf"
+
+
+@check("example secrets are placeholders the secret rule refuses (.env.example, k8s secret.example.yaml)")
+def _():
+    assert_refused_placeholder(ENV_EXAMPLE["TELEGRAPHY_SECRET"], ".env.example")
+    assert_refused_placeholder(SECRETS["telegraphy-gateway"]["stringData"]["TELEGRAPHY_AUTH__SECRET"], "secret.example.yaml")
+    # NATS cannot refuse a placeholder password: the template's are at least visibly ones.
+    for key, value in SECRETS["telegraphy-nats"]["stringData"].items():
+        assert "REPLACE" in value, f"telegraphy-nats {key}: {value!r} does not look like a placeholder"
+
+
+@check("k8s NetworkPolicy: gateway HTTP port from anywhere, admin port from labelled pods; NATS clients only from the gateway and labelled pods")
+def _():
+    gateway, nats_policy = POLICIES["telegraphy-gateway"]["spec"], POLICIES["telegraphy-nats"]["spec"]
+    assert gateway["podSelector"]["matchLabels"].items() <= POD_LABELS.items(), gateway["podSelector"]
+    assert gateway["policyTypes"] == ["Ingress"]
+    rules = {rule["ports"][0]["port"]: rule for rule in gateway["ingress"]}
+    assert sorted(rules) == ["admin", "http"] and all(len(r["ports"]) == 1 for r in rules.values()), gateway["ingress"]
+    assert "from" not in rules["http"], "the WebSocket port is for every client (through the ingress)"
+    assert [f["podSelector"]["matchLabels"] for f in rules["admin"]["from"]] == [{"telegraphy.io/gateway-admin": "true"}]
+    assert {p["name"]: p["containerPort"] for p in CONTAINER["ports"]} == {"http": PORT, "admin": ADMIN_PORT}, \
+        "a container port the policy does not name"
+    # The chart's server pods (its nats-box has component nats-box).
+    assert nats_policy["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "nats", "app.kubernetes.io/instance": "nats", "app.kubernetes.io/component": "nats"}
+    assert nats_policy["policyTypes"] == ["Ingress"]
+    by_port = {rule["ports"][0]["port"]: rule["from"] for rule in nats_policy["ingress"]}
+    assert sorted(by_port) == [4222, 6222], sorted(by_port)
+    clients = [f["podSelector"]["matchLabels"] for f in by_port[4222]]
+    assert clients == [{"app.kubernetes.io/name": "telegraphy-gateway"}, {"telegraphy.io/nats-client": "true"}], clients
+    assert all("namespaceSelector" not in f and "ipBlock" not in f for rule in by_port.values() for f in rule)
+    assert [f["podSelector"]["matchLabels"] for f in by_port[6222]] == [nats_policy["podSelector"]["matchLabels"]]
+
+
+@check("the admin port: Prometheus scrapes it, the Service names it, the load balancer proxies only /ws and /")
+def _():
+    annotations = DEPLOYMENT["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(ADMIN_PORT) and annotations["prometheus.io/path"] == "/metrics"
+    service_ports = {p["name"]: p["targetPort"] for p in DOCS["Service"]["spec"]["ports"]}
+    assert service_ports == {"http": "http", "admin": "admin"}, service_ports
+    locations = re.findall(r"location\s+(=\s+)?(\S+)\s*\{", NGINX)
+    assert sorted(path for _, path in locations) == ["/", "/lb-healthz", "/ws"], locations
 
 
 # --- shell ------------------------------------------------------------------------------------------------
