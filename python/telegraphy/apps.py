@@ -7,7 +7,9 @@ class TelegraphyConfig(AppConfig):
     verbose_name = "Telegraphy"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import auth_signals, checks  # noqa: F401  (checks registers the system checks)
+
+        auth_signals.connect()  # revoke gateway sessions on logout, password change, deactivation
 
         # Imports <app>.events of every installed app. A missing module is fine; an events module that
         # fails to import raises here (autodiscover_modules re-raises when the submodule exists).

@@ -8,11 +8,20 @@ from urllib.parse import urlsplit
 from django.core.checks import Error, Tags, Warning, register
 
 from . import names
-from .conf import DEFAULTS, user_settings
-from .tokens import MAX_TTL, MIN_SECRET_BYTES
+from .conf import DEFAULTS, parse_rate, redact_url, user_settings
+from .tokens import MAX_TTL, MIN_SECRET_BYTES, secret_weakness
 
 NATS_SCHEMES = ("nats", "tls", "ws", "wss")
 GATEWAY_SCHEMES = ("ws", "wss", "http", "https")
+SECRET_HINT = (
+    "Use a random string of at least 32 bytes shared with the gateway (auth.secret), e.g. "
+    "python -c 'import secrets; print(secrets.token_urlsafe(48))' or openssl rand -hex 32."
+)
+WEAKNESS = {
+    "placeholder": "it contains a placeholder word such as 'change' or 'example'",
+    "repetitive": "it repeats a shorter pattern",
+    "low_entropy": "too few distinct characters",
+}
 HINT = "Set it in the TELEGRAPHY settings dict (see telegraphy.conf for the documented defaults)."
 
 
@@ -44,18 +53,27 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
         errors.append(
             Error(
                 f'TELEGRAPHY["SECRET"] is missing or shorter than {MIN_SECRET_BYTES} bytes.',
-                hint="Use a random string of at least 32 bytes shared with the gateway (auth.secret), e.g. "
-                "python -c 'import secrets; print(secrets.token_urlsafe(48))'.",
+                hint=SECRET_HINT,
                 id="telegraphy.E001",
             )
         )
+    else:
+        weakness = secret_weakness(secret)
+        if weakness is not None:  # the message names the rule, never the secret
+            errors.append(
+                Error(
+                    f'TELEGRAPHY["SECRET"] is too weak ({WEAKNESS[weakness]}); the gateway refuses it too.',
+                    hint=SECRET_HINT,
+                    id="telegraphy.E001",
+                )
+            )
 
     servers = conf["NATS_URL"]
     servers = [s.strip() for s in servers.split(",")] if isinstance(servers, str) else servers
     if not isinstance(servers, (list, tuple)) or not servers or not all(_url_ok(s, NATS_SCHEMES) for s in servers):
         errors.append(
             Error(
-                f'TELEGRAPHY["NATS_URL"] is not a NATS URL: {conf["NATS_URL"]!r}.',
+                f'TELEGRAPHY["NATS_URL"] is not a NATS URL: {redact_url(conf["NATS_URL"])!r}.',
                 hint="Expected e.g. nats://127.0.0.1:4222 (schemes nats, tls, ws, wss; a list or a comma-separated "
                 "string for a cluster).",
                 id="telegraphy.E002",
@@ -126,6 +144,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
                 id="telegraphy.E010",
             )
         )
+
+    try:
+        parse_rate(conf["TOKEN_RATE_LIMIT"])
+    except ValueError as exc:
+        errors.append(Error(f'TELEGRAPHY["TOKEN_RATE_LIMIT"]: {exc}.', hint='e.g. "30/60": 30 tokens per 60 s.',
+                            id="telegraphy.E011"))
+
+    for key in ("ANONYMOUS_TOKENS", "REVOKE_ON_AUTH_CHANGE"):
+        if not isinstance(conf[key], bool):
+            errors.append(Error(f'TELEGRAPHY["{key}"] must be True or False, got {conf[key]!r}.', id="telegraphy.E012"))
 
     unknown = sorted(set(raw) - set(DEFAULTS))
     if unknown:

@@ -21,6 +21,9 @@ Every key is optional except ``SECRET``::
         "GATEWAY_BINARY": None,                 # run_telegraph: path; else $TELEGRAPHY_GATEWAY_BIN or PATH
         "GATEWAY_BIND": None,                   # run_telegraph: TELEGRAPHY_HTTP__BIND (None: gateway default)
         "GATEWAY_ENV": {},                      # run_telegraph: extra environment for the gateway
+        "ANONYMOUS_TOKENS": False,              # tokens for anonymous visitors (page tags, token endpoint)
+        "TOKEN_RATE_LIMIT": "30/60",            # token endpoint: "<calls>/<seconds>" per user (IP if anonymous); None = off
+        "REVOKE_ON_AUTH_CHANGE": True,          # revoke a user's gateway sessions on logout, password change, deactivation
     }
 
 Outside a configured Django project (a plain script), the defaults apply, overridden by the environment
@@ -30,6 +33,7 @@ variables ``TELEGRAPHY_NATS_URL``, ``TELEGRAPHY_SUBJECT_PREFIX`` and ``TELEGRAPH
 from __future__ import annotations
 
 import os
+import re
 import threading
 from typing import Any
 
@@ -52,7 +56,23 @@ DEFAULTS: dict[str, Any] = {
     "GATEWAY_BINARY": None,
     "GATEWAY_BIND": None,
     "GATEWAY_ENV": {},
+    "ANONYMOUS_TOKENS": False,
+    "TOKEN_RATE_LIMIT": "30/60",
+    "REVOKE_ON_AUTH_CHANGE": True,
 }
+
+_RATE = re.compile(r"([1-9][0-9]{0,8})/([1-9][0-9]{0,8})")
+
+
+def parse_rate(value: Any) -> tuple[int, int] | None:
+    """``"30/60"`` -> ``(30, 60)`` (calls, seconds); ``None`` -> ``None`` (no limit). Raises ``ValueError``."""
+    if value is None:
+        return None
+    match = _RATE.fullmatch(value) if isinstance(value, str) else None
+    if not match:
+        raise ValueError(f'expected "<calls>/<seconds>" with positive integers, or None; got {value!r}')
+    return int(match.group(1)), int(match.group(2))
+
 
 _ENV_FALLBACK = ("NATS_URL", "SUBJECT_PREFIX", "SECRET")
 
@@ -112,6 +132,24 @@ class TelegraphySettings:
 
 
 telegraphy_settings = TelegraphySettings()
+
+
+def redact_url(url: Any) -> Any:
+    """``NATS_URL`` (a string or a list) with every server's credentials (``user:password@``, ``token@``)
+    replaced by ``***@``, for messages and logs; the gateway redacts its ``nats.url`` the same way."""
+    if isinstance(url, (list, tuple)):
+        return [redact_url(u) for u in url]
+    if not isinstance(url, str):
+        return url
+    out = []
+    for server in url.split(","):
+        scheme, sep, rest = server.partition("://")
+        if not sep:
+            scheme, rest = "", server
+        end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+        at = rest.rfind("@", 0, end)
+        out.append(server if at < 0 else f"{scheme}{sep}***@{rest[at + 1:]}")
+    return ",".join(out)
 
 
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:

@@ -6,13 +6,17 @@ Every gateway watches the bucket: it closes the live sockets of that user/sessio
 and refuses their tokens with ``iat <= value`` (4001), including a token minted in the same second.
 
 The put goes through the process's publisher thread (its nats-py client and loop), and the sync functions
-return only once NATS acknowledged it.
+return only once NATS acknowledged it. A token this process mints for a user it has just revoked is issued
+in the second after the revocation (:func:`issue_time` waits for it), so that it is not refused with the
+revoked ones.
 """
 
 from __future__ import annotations
 
 import base64
 import re
+import threading
+import time
 
 from .publisher import PublishError, get_publisher
 from .tokens import user_sub
@@ -26,6 +30,7 @@ __all__ = [
     "revoke_session",
     "arevoke_user",
     "arevoke_session",
+    "issue_time",
 ]
 
 REVOCATIONS_MAX_AGE = 86400  # the bucket's max_age when this package creates it (>= the gateway's resume TTL)
@@ -37,8 +42,12 @@ class RevocationError(PublishError):
     """The revocation was not stored: NATS unreachable, no answer within the timeout, KV failure."""
 
 
-def user_key(user_or_sub: object) -> str:
-    """``user.<base64url_nopad(sub)>`` for a Django user (``sub = str(user.pk)``), a ``sub`` string or an int pk."""
+# sub -> the latest revocation time this process wrote for it, while that second lasts (see issue_time).
+_recent_lock = threading.Lock()
+_recent: dict[str, int] = {}
+
+
+def _revoked_sub(user_or_sub: object) -> str:
     if isinstance(user_or_sub, int) and not isinstance(user_or_sub, bool):
         user_or_sub = str(user_or_sub)
     elif hasattr(user_or_sub, "pk") and user_or_sub.pk is None and getattr(user_or_sub, "is_authenticated", False):
@@ -46,7 +55,38 @@ def user_key(user_or_sub: object) -> str:
     sub = user_sub(user_or_sub)
     if not sub:
         raise ValueError("cannot revoke an anonymous user (empty sub): revoke its session instead")
+    return sub
+
+
+def user_key(user_or_sub: object) -> str:
+    """``user.<base64url_nopad(sub)>`` for a Django user (``sub = str(user.pk)``), a ``sub`` string or an int pk."""
+    sub = _revoked_sub(user_or_sub)
     return "user." + base64.urlsafe_b64encode(sub.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def _remember(user_or_sub: object, revoked_at: int) -> int:
+    sub = _revoked_sub(user_or_sub)
+    now = int(time.time())
+    with _recent_lock:
+        for old in [k for k, v in _recent.items() if v < now]:  # past seconds no longer matter
+            del _recent[old]
+        _recent[sub] = max(revoked_at, _recent.get(sub, revoked_at))
+    return revoked_at
+
+
+def issue_time(sub: str) -> int:
+    """The ``iat`` for a token of ``sub`` minted now: the current second, after waiting for the next second
+    when this process revoked ``sub`` in this one (the gateway refuses ``iat <= revocation time``), so that
+    "log out, log in again at once" gets a working token. Waiting (at most 1 s, only right after a
+    revocation) rather than dating the token ahead keeps every later revocation covering it. Revocations
+    written by other processes in the same second are not known here."""
+    with _recent_lock:
+        revoked_at = _recent.get(sub)
+    if revoked_at is not None:
+        delay = revoked_at + 1 - time.time()
+        if delay > 0:
+            time.sleep(delay)
+    return int(time.time())
 
 
 def session_key(sid: str) -> str:
@@ -60,9 +100,9 @@ def revoke_user(user_or_sub: object, *, timeout: float | None = None) -> int:
     """Revoke every token and live socket of a user; returns the revocation time written (unix seconds).
 
     Waits (at most ``timeout``, default ``PUBLISH_TIMEOUT``) until NATS acknowledged the KV put; raises
-    :class:`RevocationError` otherwise. Mint a new token for this user only in a later second.
+    :class:`RevocationError` otherwise. This process then mints the user's tokens in a later second.
     """
-    return get_publisher().revoke_key(user_key(user_or_sub), timeout)
+    return _remember(user_or_sub, get_publisher().revoke_key(user_key(user_or_sub), timeout))
 
 
 def revoke_session(sid: str, *, timeout: float | None = None) -> int:
@@ -72,7 +112,7 @@ def revoke_session(sid: str, *, timeout: float | None = None) -> int:
 
 async def arevoke_user(user_or_sub: object, *, timeout: float | None = None) -> int:
     """:func:`revoke_user` for async code (awaits the acknowledgement without blocking the loop)."""
-    return await get_publisher().arevoke_key(user_key(user_or_sub), timeout)
+    return _remember(user_or_sub, await get_publisher().arevoke_key(user_key(user_or_sub), timeout))
 
 
 async def arevoke_session(sid: str, *, timeout: float | None = None) -> int:

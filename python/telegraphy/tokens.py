@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import hashlib
 import hmac
 import json
+import math
 import re
 import secrets as _secrets
 import time
@@ -29,10 +31,12 @@ __all__ = [
     "MAX_TTL",
     "TokenError",
     "TokenRegistrationError",
+    "secret_weakness",
     "sign",
     "verify",
     "claims_for",
     "user_sub",
+    "token_allowed",
     "mint",
     "amint",
     "register",
@@ -45,6 +49,9 @@ MAX_ALLOW = 64
 MAX_TTL = 3600  # the telegraphy_tokens bucket's max_age: token TTLs must not exceed it
 CLOCK_SKEW = 5
 MIN_SECRET_BYTES = 32
+# PROTOCOL section 4 "Secrets" (vectors/secrets.json): the words of the shipped examples, and the entropy floor.
+PLACEHOLDER_WORDS = ("change", "replace", "example", "placeholder", "dummy", "insecure")
+MIN_SECRET_ENTROPY_BITS = 80
 
 _B64 = re.compile(r"[A-Za-z0-9_-]+")
 _JTI = re.compile(r"[0-9a-f]{32}")
@@ -76,6 +83,30 @@ def _b64decode(text: str) -> bytes:
     if _b64encode(data) != text:  # non-canonical trailing bits
         raise TokenError("malformed", "not canonical base64url")
     return data
+
+
+def secret_weakness(secret: str | bytes) -> str | None:
+    """Why ``secret`` is too weak to sign tokens (PROTOCOL section 4, "Secrets"), or None when it is fine.
+
+    The reasons, tested in this order: ``too_short`` (< 32 bytes of UTF-8), ``placeholder`` (contains one of
+    :data:`PLACEHOLDER_WORDS`, ignoring ASCII case), ``repetitive`` (the whole secret is periodic with a period
+    <= half its length), ``low_entropy`` (length x Shannon entropy of its byte frequencies < 80 bits). The
+    gateway applies the same rule to ``auth.secret`` and ``auth.previous_secrets`` at start-up.
+    """
+    data = _secret_bytes(secret)
+    n = len(data)
+    if n < MIN_SECRET_BYTES:
+        return "too_short"
+    folded = data.lower()  # bytes.lower() folds ASCII letters only
+    if any(word.encode("ascii") in folded for word in PLACEHOLDER_WORDS):
+        return "placeholder"
+    if any(data[p:] == data[:-p] for p in range(1, n // 2 + 1)):
+        return "repetitive"
+    counts = collections.Counter(data).values()
+    bits = -sum(c * math.log2(c / n) for c in counts)  # = n * H
+    if bits < MIN_SECRET_ENTROPY_BITS:
+        return "low_entropy"
+    return None
 
 
 def _secret_bytes(secret: str | bytes) -> bytes:
@@ -185,14 +216,25 @@ def user_sub(user: object) -> str:
     return str(user.pk)
 
 
+def token_allowed(user: object) -> bool:
+    """Whether the page tags and the token endpoint hand ``user`` a connect token: every authenticated user;
+    anonymous visitors only with ``TELEGRAPHY["ANONYMOUS_TOKENS"]`` (otherwise a page connects them without a
+    token, which the gateway accepts only when its ``auth.anonymous_allow`` is set)."""
+    from .conf import telegraphy_settings as ts
+
+    return bool(user_sub(user)) or bool(ts.ANONYMOUS_TOKENS)
+
+
 def _prepare(user: object, allow: Iterable[str] | None, ttl: int | None) -> tuple[dict, bool]:
     from .conf import telegraphy_settings as ts
+    from .revocations import issue_time
 
     if allow is None:
         from .events import allow_patterns
 
         allow = allow_patterns(user)
-    claims = claims_for(user_sub(user), allow, ts.TOKEN_TTL if ttl is None else ttl)
+    sub = user_sub(user)
+    claims = claims_for(sub, allow, ts.TOKEN_TTL if ttl is None else ttl, now=issue_time(sub) if sub else None)
     return claims, bool(ts.REGISTER_TOKENS)
 
 

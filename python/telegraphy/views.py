@@ -1,5 +1,12 @@
-"""``GET <mount>/token/``: a fresh connect token for the session's user, for the JS client's ``tokenUrl``
-(it asks for one when its single-use token is spent and its resume token expired)."""
+"""``POST <mount>/token/``: a fresh connect token for the session's user, for the JS client's ``tokenUrl``
+(it asks for one when its single-use token is spent and its resume token expired, or after a revocation).
+
+Each refusal comes before any NATS work (a token costs one JetStream KV write): GET and other methods 405;
+a missing or wrong CSRF token 403 (Django's CSRF check, the client sends ``X-CSRFToken``); an anonymous
+visitor 403 unless ``ANONYMOUS_TOKENS`` (and the event classes grant anonymous visitors something); more
+than ``TOKEN_RATE_LIMIT`` calls per window from one user (one IP address for anonymous visitors) 429 with
+``Retry-After``.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +14,48 @@ import logging
 
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.http import require_POST
 
-from .conf import telegraphy_settings
-from .tokens import TokenRegistrationError, mint
+from . import ratelimit
+from .conf import parse_rate, telegraphy_settings
+from .events import allow_patterns
+from .tokens import TokenRegistrationError, mint, token_allowed, user_sub
 
 logger = logging.getLogger("telegraphy")
 
 
+def _refused(status: int, error: str) -> JsonResponse:
+    return JsonResponse({"token": None, "error": error}, status=status)
+
+
+def _client_id(request: HttpRequest, user: object) -> str:
+    sub = user_sub(user)
+    # Anonymous visitors by address: a session cookie costs nothing to drop. Behind a proxy REMOTE_ADDR is
+    # the proxy's unless the deployment rewrites it; see python/README.md.
+    return f"user:{sub}" if sub else f"ip:{request.META.get('REMOTE_ADDR', '')}"
+
+
 @never_cache
-@require_GET
+@require_POST
+@csrf_protect
 def token(request: HttpRequest) -> JsonResponse:
+    user = getattr(request, "user", None)
+    if not token_allowed(user):
+        return _refused(403, "forbidden")
+    rate = parse_rate(telegraphy_settings.TOKEN_RATE_LIMIT)
+    if rate is not None:
+        retry_after = ratelimit.take(_client_id(request, user), rate)
+        if retry_after is not None:
+            response = _refused(429, "rate_limited")
+            response["Retry-After"] = str(retry_after)
+            return response
+    allow = allow_patterns(user)
+    if not allow and not user_sub(user):
+        return _refused(403, "forbidden")  # an anonymous token granting nothing would only hold a socket
     try:
-        value = mint(getattr(request, "user", None), timeout=telegraphy_settings.TOKEN_TIMEOUT)
+        value = mint(user, allow=allow, timeout=telegraphy_settings.TOKEN_TIMEOUT)
     except TokenRegistrationError as exc:
         logger.warning("telegraphy: token endpoint could not mint: %s", exc)
-        return JsonResponse({"token": None, "error": "unavailable"}, status=503)
+        return _refused(503, "unavailable")
     return JsonResponse({"token": value, "expires_in": telegraphy_settings.TOKEN_TTL})

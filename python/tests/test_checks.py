@@ -3,9 +3,13 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
 from telegraphy.checks import check_settings
-from telegraphy.conf import DEFAULTS, telegraphy_settings
+from telegraphy.conf import DEFAULTS, parse_rate, telegraphy_settings
+from telegraphy.tokens import secret_weakness
 
-GOOD = {"SECRET": "x" * 32}
+from .helpers import SECRET, load_vectors
+
+GOOD = {"SECRET": SECRET}
+SECRETS = load_vectors("secrets.json")
 
 
 def ids(settings, **telegraphy):
@@ -42,13 +46,52 @@ def test_missing_or_short_secret_is_E001(settings, secret):
     assert ids(settings, SECRET=secret) == ["telegraphy.E001"]
 
 
+def test_secret_vectors_are_the_rule_of_the_protocol():
+    """proto/vectors/secrets.json (PROTOCOL section 4, "Secrets"): every accepted secret passes, every refused
+    one is refused for the stated reason; the constants are the vectors' ones."""
+    from telegraphy import tokens
+
+    assert (tokens.MIN_SECRET_BYTES, tokens.MIN_SECRET_ENTROPY_BITS) == (SECRETS["min_bytes"], SECRETS["min_entropy_bits"])
+    assert list(tokens.PLACEHOLDER_WORDS) == SECRETS["placeholder_words"]
+    assert [secret_weakness(s) for s in SECRETS["accepted"]] == [None] * len(SECRETS["accepted"])
+    assert [(c["secret"], secret_weakness(c["secret"])) for c in SECRETS["refused"]] == [
+        (c["secret"], c["why"]) for c in SECRETS["refused"]
+    ]
+    assert {c["why"] for c in SECRETS["refused"]} == {"too_short", "placeholder", "repetitive", "low_entropy"}
+
+
+@pytest.mark.parametrize("secret", SECRETS["accepted"])
+def test_accepted_secrets_pass_the_check(settings, secret):
+    assert ids(settings, SECRET=secret) == []
+
+
+@pytest.mark.parametrize("case", SECRETS["refused"], ids=lambda c: f'{c["why"]}-{len(c["secret"])}')
+def test_weak_secrets_are_E001_without_showing_the_secret(settings, case):
+    settings.TELEGRAPHY = {"SECRET": case["secret"]}
+    [error] = check_settings()
+    assert error.id == "telegraphy.E001"
+    if case["secret"]:
+        assert case["secret"] not in f"{error.msg} {error.hint}"
+
+
 def test_secret_length_counts_utf8_bytes(settings):
-    assert ids(settings, SECRET="é" * 16) == []  # 32 bytes
+    assert secret_weakness("é" * 15 + "a") == "too_short"  # 31 bytes
+    assert secret_weakness("été-à-la-plage-avec-des-amis-2026") is None
 
 
 @pytest.mark.parametrize("url", ["http://x:4222", "127.0.0.1:4222", "nats://", "nats://host:99999", "", 42, []])
 def test_bad_nats_url_is_E002(settings, url):
     assert ids(settings, **GOOD, NATS_URL=url) == ["telegraphy.E002"]
+
+
+@pytest.mark.parametrize(
+    "url", ["http://django:s3cr3t-pw@x:4222", "nats://django:s3cr3t-pw@nats:99999", ["nats://a", "s3cr3t-pw@b:1"]]
+)
+def test_E002_never_shows_the_nats_password(settings, url):
+    settings.TELEGRAPHY = {**GOOD, "NATS_URL": url}
+    [error] = check_settings()
+    assert error.id == "telegraphy.E002"
+    assert "s3cr3t-pw" not in f"{error.msg} {error.hint}" and "***@" in error.msg
 
 
 @pytest.mark.parametrize("url", ["nats://a:4222,nats://b:4222", ["nats://a", "tls://b:4443"], "wss://nats.example"])
@@ -84,6 +127,19 @@ def test_other_checks(settings):
     assert ids(settings, **GOOD, KV_REPLICAS=3) == []
     assert ids(settings, **GOOD, KV_REPLICAS=0) == ids(settings, **GOOD, KV_REPLICAS="3") == ["telegraphy.E010"]
     assert ids(settings, **GOOD, NATS_ULR="typo") == ["telegraphy.W001"]
+    assert ids(settings, **GOOD, TOKEN_RATE_LIMIT=None) == ids(settings, **GOOD, TOKEN_RATE_LIMIT="5/1") == []
+    for bad in ("30", "0/60", "30/0", "a/b", 30, "30/60/1", " 30/60"):
+        assert ids(settings, **GOOD, TOKEN_RATE_LIMIT=bad) == ["telegraphy.E011"], bad
+    assert ids(settings, **GOOD, ANONYMOUS_TOKENS=1) == ids(settings, **GOOD, REVOKE_ON_AUTH_CHANGE="no") == [
+        "telegraphy.E012"
+    ]
+
+
+def test_new_settings_defaults(settings):
+    settings.TELEGRAPHY = GOOD
+    assert telegraphy_settings.ANONYMOUS_TOKENS is False
+    assert parse_rate(telegraphy_settings.TOKEN_RATE_LIMIT) == (30, 60)
+    assert telegraphy_settings.REVOKE_ON_AUTH_CHANGE is True
 
 
 def test_not_a_dict_is_E000(settings):

@@ -14,14 +14,18 @@ from .helpers import REPO, SECRET, Process, WsClient, free_port
 DEMO = REPO / "examples" / "demo"
 
 
-def run_demo(*args: str, tmp_path) -> subprocess.CompletedProcess:
+def run_demo(*args: str, tmp_path, **extra: str) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "DEMO_DB": str(tmp_path / "demo.sqlite3"),
         "TELEGRAPHY_NATS_URL": "nats://127.0.0.1:1",  # NATS down: pages must still work
         "PYTHONPATH": str(REPO / "python"),
+        **extra,
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
+    for name in ("DJANGO_SECRET_KEY", "DJANGO_DEBUG", "TELEGRAPHY_SECRET"):
+        if name not in extra:
+            env.pop(name, None)
     return subprocess.run(
         [sys.executable, str(DEMO / "manage.py"), *args], cwd=DEMO, env=env, capture_output=True, text=True, timeout=120
     )
@@ -35,6 +39,32 @@ def test_demo_checks_migrations_and_tests(tmp_path):
     tests = run_demo("test", "demo", "-v", "1", tmp_path=tmp_path)
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "OK" in tests.stderr
+
+
+SHOW_KEYS = "from django.conf import settings as s; print(s.SECRET_KEY); print(s.TELEGRAPHY['SECRET'])"
+
+
+def test_demo_secrets_come_from_the_environment(tmp_path):
+    """No secret ships with the demo: without DEBUG it refuses to start without DJANGO_SECRET_KEY; with DEBUG
+    (the default, local use) it makes a Django key per process and a Telegraphy secret kept next to the
+    database, so that runserver and run_telegraph agree on it."""
+    refused = run_demo("check", tmp_path=tmp_path, DJANGO_DEBUG="0", TELEGRAPHY_SECRET=SECRET)
+    assert refused.returncode != 0 and "DJANGO_SECRET_KEY is not set" in refused.stderr, refused.stderr
+    no_secret = run_demo("check", tmp_path=tmp_path, DJANGO_DEBUG="0", DJANGO_SECRET_KEY="k" + "ey-" * 20 + "x")
+    assert no_secret.returncode != 0 and "telegraphy.E001" in no_secret.stderr, no_secret.stderr
+    assert not (tmp_path / ".telegraphy-secret").exists(), "no made-up secret without DEBUG"
+
+    one, two = (run_demo("shell", "-c", SHOW_KEYS, tmp_path=tmp_path) for _ in range(2))
+    assert one.returncode == two.returncode == 0, one.stderr + two.stderr
+    (key1, secret1), (key2, secret2) = one.stdout.split()[-2:], two.stdout.split()[-2:]
+    assert key1.startswith("local-debug-only-") and key1 != key2, "a key per process, marked for local use"
+    assert secret1 == secret2 == (tmp_path / ".telegraphy-secret").read_text().strip()
+    from telegraphy.tokens import secret_weakness
+
+    assert secret_weakness(secret1) is None
+    given = run_demo("shell", "-c", SHOW_KEYS, tmp_path=tmp_path, DJANGO_DEBUG="0", DJANGO_SECRET_KEY="from-env-" + "k" * 40,
+                     TELEGRAPHY_SECRET=SECRET)
+    assert given.stdout.split()[-2:] == ["from-env-" + "k" * 40, SECRET], given.stderr
 
 
 class Browser:
@@ -102,6 +132,7 @@ def demo_site(gateway, nats_server, tmp_path, migrated_demo_db):
         "TELEGRAPHY_SECRET": SECRET,
         "PYTHONPATH": str(REPO / "python"),
         "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "demo-tests-" + "k" * 40,
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     port = free_port()

@@ -20,15 +20,28 @@ def config_of(html):
     return json.loads(match.group(1))
 
 
+def test_anonymous_page_gets_no_token_by_default(client, caplog):
+    """No KV write for an anonymous page view: the client connects without a token (the gateway's
+    auth.anonymous_allow decides)."""
+    caplog.set_level(logging.WARNING, logger="telegraphy")
+    html = client.get("/page/").content.decode()
+    assert config_of(html) == {"url": "ws://127.0.0.1:8080/ws"}
+    assert '<p id=t></p>' in html
+    assert not caplog.records, "no mint was even attempted"
+
+
 def test_page_renders_with_nats_down(client, caplog):
     caplog.set_level(logging.WARNING, logger="telegraphy")
+    client.force_login(User.objects.create_user("nina"))
     start = time.monotonic()
     response = client.get("/page/")
     elapsed = time.monotonic() - start
     assert response.status_code == 200
     html = response.content.decode()
     assert '<script src="/static/telegraphy/telegraphy.js"></script>' in html
-    assert config_of(html) == {"url": "ws://127.0.0.1:8080/ws", "token": None, "tokenUrl": "/rt/token/"}
+    config = config_of(html)
+    assert config.pop("csrfToken") and response.cookies["csrftoken"].value, "the endpoint's CSRF token and cookie"
+    assert config == {"url": "ws://127.0.0.1:8080/ws", "token": None, "tokenUrl": "/rt/token/"}
     assert '<p id=t></p>' in html, "telegraphy_token renders empty without a token"
     assert '<p id=u>ws://127.0.0.1:8080/ws</p>' in html
     assert elapsed < 3.0, "the wait for token registration is bounded"
@@ -64,21 +77,6 @@ def test_tags_without_request_use_context_user(settings):
     user = User(pk=5, username="svc")
     html = Template("{% load telegraphy %}{% telegraphy_token %}").render(Context({"user": user}))
     assert tokens.verify(html, [SECRET])["sub"] == "5"
-
-
-def test_token_endpoint(client, nats_settings):
-    alice = User.objects.create_user("alice")
-    client.force_login(alice)
-    response = client.get("/rt/token/")
-    assert response.status_code == 200 and "no-cache" in response["Cache-Control"]
-    body = response.json()
-    assert tokens.verify(body["token"], [SECRET])["sub"] == str(alice.pk) and body["expires_in"] == 60
-    assert client.post("/rt/token/").status_code == 405
-
-
-def test_token_endpoint_with_nats_down(client):
-    response = client.get("/rt/token/")
-    assert response.status_code == 503 and response.json()["token"] is None
 
 
 def test_static_client_is_the_js_build():

@@ -2,19 +2,55 @@
 
     TELEGRAPHY_NATS_URL     nats://127.0.0.1:4222
     TELEGRAPHY_GATEWAY_URL  ws://127.0.0.1:8080/ws      (as the browser reaches the gateway)
-    TELEGRAPHY_SECRET       a dev-only secret (>= 32 bytes, the gateway must use the same one)
+    TELEGRAPHY_SECRET       required unless DJANGO_DEBUG=1: then a random one made on first use and kept in
+                            .telegraphy-secret next to the database (runserver and run_telegraph share it)
     TELEGRAPHY_GATEWAY_BIND 127.0.0.1:8080              (run_telegraph)
     DEMO_DB                 examples/demo/db.sqlite3
     DJANGO_DEBUG            1
+    DJANGO_SECRET_KEY       required unless DJANGO_DEBUG=1: then a random key made for this process
+                            (LOCAL USE ONLY: sign-ins do not survive a restart)
 """
 
 import os
+import secrets
 from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from django.core.exceptions import ImproperlyConfigured
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "demo-only-insecure-django-secret-key")
+BASE_DIR = Path(__file__).resolve().parent.parent
+DEMO_DB = os.environ.get("DEMO_DB", str(BASE_DIR / "db.sqlite3"))
+
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set: the demo makes one up only for local use with DJANGO_DEBUG=1. Set it, "
+            "e.g. DJANGO_SECRET_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(50))')."
+        )
+    SECRET_KEY = "local-debug-only-" + secrets.token_urlsafe(50)  # this process only, never for a deployment
+
+
+def local_telegraphy_secret(path: Path) -> str:
+    """DEBUG only: a random secret kept in ``path`` (created once, atomically: runserver and run_telegraph
+    may start together and must agree on it)."""
+    if not path.exists():
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)  # fails if another process won the race: use theirs
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
+
+
+TELEGRAPHY_SECRET = os.environ.get("TELEGRAPHY_SECRET") or (
+    local_telegraphy_secret(Path(DEMO_DB).parent / ".telegraphy-secret") if DEBUG else None
+)
 ALLOWED_HOSTS = ["*"]
 
 INSTALLED_APPS = [
@@ -59,7 +95,7 @@ ASGI_APPLICATION = "demo_site.asgi.application"
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("DEMO_DB", str(BASE_DIR / "db.sqlite3")),
+        "NAME": DEMO_DB,
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -77,7 +113,7 @@ LOGOUT_REDIRECT_URL = "login"
 TELEGRAPHY = {
     "NATS_URL": os.environ.get("TELEGRAPHY_NATS_URL", "nats://127.0.0.1:4222"),
     "GATEWAY_URL": os.environ.get("TELEGRAPHY_GATEWAY_URL", "ws://127.0.0.1:8080/ws"),
-    "SECRET": os.environ.get("TELEGRAPHY_SECRET", "demo-only-telegraphy-secret-change-me-0123456789"),
+    "SECRET": TELEGRAPHY_SECRET,
     "GATEWAY_BIND": os.environ.get("TELEGRAPHY_GATEWAY_BIND", "127.0.0.1:8080"),
 }
 

@@ -2,9 +2,12 @@
 
     {% telegraphy_scripts %}   <script src=".../telegraphy.js"> and
                                <script id="telegraphy-config" type="application/json">{"url": ..., "token": ...}</script>
-                               (+ "tokenUrl" when telegraphy.urls is included); in the page:
-                               const tg = Telegraphy.page();
+                               (+ "tokenUrl" and the request's "csrfToken" when telegraphy.urls is included);
+                               in the page: const tg = Telegraphy.page();
     {% telegraphy_token %}     the token alone (empty when it could not be minted)
+
+Anonymous visitors get no token unless ``ANONYMOUS_TOKENS`` is True: their config is ``{"url": ...}`` alone,
+and the client connects without a token (accepted when the gateway's ``auth.anonymous_allow`` is set).
     {% telegraphy_ws_url %}    the gateway WebSocket URL
 
 When NATS is unreachable the page still renders: the token is null, a warning is logged and the client shows
@@ -18,11 +21,12 @@ from typing import Any
 
 from django import template
 from django.templatetags.static import static
+from django.middleware.csrf import get_token
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, json_script
 
 from ..conf import telegraphy_settings
-from ..tokens import TokenRegistrationError, mint
+from ..tokens import TokenRegistrationError, mint, token_allowed
 
 register = template.Library()
 logger = logging.getLogger("telegraphy")
@@ -39,10 +43,13 @@ def _context_user(context: Any) -> Any:
 
 
 def token_for_context(context: Any) -> str | None:
-    """A fresh token for the context's user (one per request), or None when it cannot be registered now."""
+    """A fresh token for the context's user (one per request), or None when it cannot be registered now or
+    the user is an anonymous visitor and ``ANONYMOUS_TOKENS`` is off."""
     request = context.get("request")
     if request is not None and hasattr(request, _CACHE_ATTR):
         return getattr(request, _CACHE_ATTR)
+    if not token_allowed(_context_user(context)):
+        return None
     try:
         token: str | None = mint(_context_user(context), timeout=telegraphy_settings.TOKEN_TIMEOUT)
     except TokenRegistrationError as exc:
@@ -54,11 +61,17 @@ def token_for_context(context: Any) -> str | None:
 
 
 def client_config(context: Any) -> dict[str, Any]:
-    config: dict[str, Any] = {"url": telegraphy_settings.GATEWAY_URL, "token": token_for_context(context)}
+    config: dict[str, Any] = {"url": telegraphy_settings.GATEWAY_URL}
+    if not token_allowed(_context_user(context)):
+        return config  # anonymous: connect without a token (the gateway's auth.anonymous_allow decides)
+    config["token"] = token_for_context(context)
     try:
         config["tokenUrl"] = reverse("telegraphy-token")  # when telegraphy.urls is included
     except NoReverseMatch:
-        pass
+        return config
+    request = context.get("request")
+    if request is not None:
+        config["csrfToken"] = get_token(request)  # the endpoint is POST with Django's CSRF check
     return config
 
 
