@@ -74,10 +74,12 @@ export interface TelegraphyOptions {
   url: string | string[] | ((info: { attempt: number; previous: string | null }) => string | Promise<string>);
   /** A single-use connect token ("tg1..."). Omit it for anonymous access; null or "" means the page got none (state "disconnected", error "no_token", unless getToken/tokenUrl can fetch one). */
   token?: string | null;
-  /** Called when a new connect token is needed (first connect without `token`, or the resume token was refused). Return null to give up (state "unauthorized"). */
+  /** Called when a new connect token is needed (first connect without `token`, the resume token was refused, or once after a revocation, close 4003). Return null to give up (state "unauthorized"). An error with a numeric `retryAfterMs` delays the next attempt at least that long. */
   getToken?: () => string | null | undefined | Promise<string | null | undefined>;
-  /** Used when getToken is absent: GET this URL (same-origin credentials), expecting {"token": "..."}; 401/403 = no token. */
+  /** Used when getToken is absent: POST to this URL (same-origin credentials, `X-CSRFToken`), expecting {"token": "..."}; 401/403 = no token (stop, "unauthorized"); 429 = wait at least Retry-After, then try again. */
   tokenUrl?: string;
+  /** CSRF token sent to `tokenUrl` as X-CSRFToken (the Django page config carries it); default: the `csrftoken` cookie. */
+  csrfToken?: string;
   /** WebSocket implementation; defaults to globalThis.WebSocket. */
   WebSocket?: new (url: string) => WebSocketLike;
   /** Connect on construction (in a microtask). Default true. */

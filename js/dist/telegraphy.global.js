@@ -208,10 +208,35 @@ function toWebSocketUrl(url) {
   return u.replace(/^http(s?):/i, "ws$1:");
 }
 
-function fetchToken(tokenUrl) {
+/** The value of cookie `name` in this document ("" when absent or without a document). */
+function readCookie(name) {
+  if (typeof document === "undefined" || typeof document.cookie !== "string") return "";
+  for (const part of document.cookie.split(";")) {
+    const eq = part.indexOf("=");
+    if (eq > 0 && part.slice(0, eq).trim() === name) return decodeURIComponent(part.slice(eq + 1).trim());
+  }
+  return "";
+}
+
+/**
+ * getToken for a `tokenUrl`: POST with same-origin credentials and the CSRF token in X-CSRFToken (the
+ * `csrfToken` option, which the Django page config carries, else the `csrftoken` cookie). 401/403: no token
+ * (the client stops, unauthorized). 429: an error with `retryAfterMs` (Retry-After), the next attempt waits
+ * at least that long. Other failures: an error, retried with backoff.
+ */
+function fetchToken(tokenUrl, csrfToken) {
   return async () => {
-    const res = await fetch(tokenUrl, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    const headers = { Accept: "application/json" };
+    const csrf = csrfToken || readCookie("csrftoken");
+    if (csrf) headers["X-CSRFToken"] = csrf;
+    const res = await fetch(tokenUrl, { method: "POST", credentials: "same-origin", headers });
     if (res.status === 401 || res.status === 403) return null;
+    if (res.status === 429) {
+      const seconds = Number(res.headers.get("Retry-After"));
+      const err = new Error("token endpoint answered HTTP 429 (rate limited)");
+      err.retryAfterMs = Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 0;
+      throw err;
+    }
     if (!res.ok) throw new Error(`token endpoint answered HTTP ${res.status}`);
     return (await res.json()).token || null;
   };
@@ -438,8 +463,8 @@ class Telegraphy {
    * options: url (ws:, wss:, http(s): or relative; or a list of them, tried in turn from a random
    * start; or a function returning the next one, possibly as a promise), token (single-use connect
    * token; absent = anonymous, null or "" = none could be had: state "disconnected", error
-   * "no_token"), getToken (async () => new token | null), tokenUrl (GET -> {"token": ...}, used when
-   * getToken is absent), WebSocket (implementation), autoConnect (default true), minDelay/maxDelay
+   * "no_token"), getToken (async () => new token | null), tokenUrl (POST -> {"token": ...}, used when
+   * getToken is absent), csrfToken (sent to tokenUrl as X-CSRFToken; default: the csrftoken cookie), WebSocket (implementation), autoConnect (default true), minDelay/maxDelay
    * (ms), connectTimeout (ms), timers {setTimeout, clearTimeout}, random, now (for tests).
    */
   constructor(options = {}) {
@@ -450,7 +475,7 @@ class Telegraphy {
       throw new TypeError("Telegraphy: no WebSocket implementation; pass options.WebSocket");
     }
     this._token = options.token || null;
-    this._getToken = options.getToken || (options.tokenUrl ? fetchToken(options.tokenUrl) : null);
+    this._getToken = options.getToken || (options.tokenUrl ? fetchToken(options.tokenUrl, options.csrfToken) : null);
     // No `token` option at all: anonymous. `token: null` or "": the page could not get one (e.g. the
     // server could not mint it) and there is nothing to connect with.
     this._anonymous = options.token === undefined && !this._getToken;
@@ -493,6 +518,7 @@ class Telegraphy {
     this._heartbeatMs = 0;
     this._attempt = 0;
     this._authFailures = 0;
+    this._refetchedAfterRevoke = false;
     this._resume = null;
     this._resumeExpiresAt = 0;
     this._flushQueued = false;
@@ -773,7 +799,7 @@ class Telegraphy {
     } catch (err) {
       if (current()) {
         this._emitError(new TelegraphyError(code, message, { cause: err }));
-        this._scheduleReconnect(false);
+        this._scheduleReconnect(false, (err && err.retryAfterMs) || 0);
       }
       return null;
     }
@@ -820,6 +846,7 @@ class Telegraphy {
   _afterLoss(code) {
     if (this._stopped) return;
     if (code === 4001) return this._unauthorized();
+    if (code === 4003 && this._getToken && !this._refetchedAfterRevoke) return this._revoked();
     const stop = STOPPING_CLOSES[code];
     if (stop) return this._stop("disconnected", new TelegraphyError(stop[0], stop[1], { closeCode: code }));
     this._scheduleReconnect(code === 1012 && this._attempt === 0); // 1012: at once, the first time
@@ -837,6 +864,15 @@ class Telegraphy {
     this._scheduleReconnect(Boolean(sent.resume)); // an expired resume: fetch a token at once
   }
 
+  // Revoked (4003) with a way to get tokens: the backend decides whether this user still gets one (e.g. a
+  // changed `allow`, or a logout on another device); 401/403 from it stops the client. Once per connection.
+  _revoked() {
+    this._resume = null;
+    this._token = null;
+    this._refetchedAfterRevoke = true;
+    this._scheduleReconnect(true);
+  }
+
   _stop(state, error) {
     this._stopped = true;
     this._clear("_timer");
@@ -844,9 +880,11 @@ class Telegraphy {
     this._setState(state);
   }
 
-  _scheduleReconnect(immediate) {
+  // notBefore (ms): a floor for the delay, e.g. a token endpoint's Retry-After.
+  _scheduleReconnect(immediate, notBefore = 0) {
     this._setState("reconnecting");
-    const delay = immediate ? 0 : backoffDelay(this._attempt, this._random, this._minDelay, this._maxDelay);
+    const backoff = immediate ? 0 : backoffDelay(this._attempt, this._random, this._minDelay, this._maxDelay);
+    const delay = Math.max(backoff, notBefore);
     this._attempt++;
     this._clear("_timer");
     this._timer = this._setTimeout(() => {
@@ -903,6 +941,7 @@ class Telegraphy {
       this._resumeExpiresAt = this._now() + (Number(frame.resume_expires_in) || 0) * 1000;
     }
     this._token = null; // connect tokens are single use
+    this._refetchedAfterRevoke = false;
     this._attempt = 0;
     this._authFailures = 0;
     this._heartbeatMs = (frame.heartbeat > 0 ? frame.heartbeat : 25) * 1000;

@@ -394,6 +394,62 @@ for (const [code, error] of [
   });
 }
 
+test("close 4003 with getToken: one fresh token at once (the backend decides); refused -> unauthorized", async () => {
+  const given = ["tg1.after-revoke", null];
+  const ctx = setup({ getToken: () => given.shift() });
+  const socket = await online(ctx, { resume_expires_in: 900 });
+  socket.serverClose(4003);
+  assert.equal(ctx.tg.state, "reconnecting");
+  assert.equal(ctx.clock.nextDelay(), 0, "at once");
+  await ctx.clock.advance(0);
+  const second = ctx.ws.last();
+  second.accept();
+  assert.deepEqual(Object.keys(second.sent[0]).sort(), ["id", "token", "type"], "not the revoked resume token");
+  assert.equal(second.sent[0].token, "tg1.after-revoke");
+  connected(second, { resume_expires_in: 900 });
+  assert.equal(ctx.tg.state, "connected");
+  second.serverClose(4003); // revoked again (e.g. signed out): the backend gives no token now
+  await ctx.clock.advance(0);
+  assert.equal(ctx.tg.state, "unauthorized");
+  assert.equal(ctx.ws.sockets.length, 2);
+});
+
+test("close 4003 twice without a connect in between: stop with revoked", async () => {
+  const ctx = setup({ getToken: () => "tg1.again" });
+  const socket = await online(ctx);
+  socket.serverClose(4003);
+  await ctx.clock.advance(0);
+  ctx.ws.last().serverClose(4003); // refused before `connected`
+  assert.equal(ctx.tg.state, "disconnected");
+  assert.equal(ctx.errors.at(-1).code, "revoked");
+  await ctx.clock.advance(60_000);
+  assert.equal(ctx.ws.sockets.length, 2);
+});
+
+test("getToken failing with retryAfterMs (a 429's Retry-After): the next attempt waits at least that long", async () => {
+  let calls = 0;
+  const ctx = setup({
+    token: null,
+    minDelay: 100,
+    maxDelay: 200,
+    getToken: () => {
+      calls++;
+      if (calls === 1) throw Object.assign(new Error("HTTP 429"), { retryAfterMs: 7000 });
+      return "tg1.later";
+    },
+  });
+  await flush();
+  assert.equal(ctx.tg.state, "reconnecting");
+  assert.equal(ctx.errors.at(-1).code, "token");
+  assert.equal(ctx.clock.nextDelay(), 7000, "Retry-After beats the 100-200 ms backoff");
+  await ctx.clock.advance(6999);
+  assert.equal(calls, 1);
+  await ctx.clock.advance(1);
+  assert.equal(calls, 2);
+  ctx.ws.last().accept();
+  assert.equal(ctx.ws.last().sent[0].token, "tg1.later");
+});
+
 for (const code of [1000, 1006, 1011, 4008, 4029]) {
   test(`close ${code}: reconnect with backoff`, async () => {
     const ctx = setup();

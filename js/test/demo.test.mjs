@@ -125,3 +125,38 @@ test("Django demo: an item saved through Django reaches two tabs within 1 s; del
     await alice.close();
   }
 });
+
+test("Django demo: signing out on one device revokes alice's sockets; her other device POSTs for a new token (CSRF) and goes on", async () => {
+  const laptop = await browser.newContext();
+  const phone = await browser.newContext();
+  try {
+    const tab = await signIn(laptop, "alice");
+    const problems = pageProblems(tab);
+    await live(tab);
+    const before = await tab.evaluate(() => Telegraphy.page().session);
+    const requests = [];
+    tab.on("request", (r) => {
+      if (new URL(r.url()).pathname === "/rt/token/") requests.push([r.method(), Boolean(r.headers()["x-csrftoken"])]);
+    });
+    await tab.evaluate(() => {
+      window.backOnline = new Promise((resolve) => {
+        const seen = [];
+        Telegraphy.page().on("state", (s) => {
+          seen.push(s);
+          if (s === "connected") resolve(seen);
+        });
+      });
+    });
+    const other = await signIn(phone, "alice");
+    await Promise.all([other.waitForURL(/\/accounts\/login\//, { timeout: 10000 }), other.click("form[action$='/logout/'] button")]);
+    const states = await within(10000, tab.evaluate(() => window.backOnline), "the laptop's client back online");
+    assert.deepEqual(states, ["reconnecting", "connected"]);
+    assert.notEqual(await tab.evaluate(() => Telegraphy.page().session), before, "a new gateway session");
+    assert.deepEqual(requests, [["POST", true]], "one token request, a POST with the page's CSRF token");
+    await tab.waitForSelector('#tracker[data-state="live"]', { timeout: 10000 });
+    assert.deepEqual(problems, []);
+  } finally {
+    await laptop.close();
+    await phone.close();
+  }
+});

@@ -161,13 +161,18 @@ test("a used connect token is refused (4001): without getToken the client stops 
   assert.equal(third.log.sockets.length, 2);
 });
 
-test("tokenUrl: the client fetches connect tokens from an HTTP endpoint (401 = unauthorized)", async (t) => {
+test("tokenUrl: the client POSTs for connect tokens with X-CSRFToken; 429 waits for Retry-After; 401/403 = unauthorized", async (t) => {
   const gw = await gateway(t);
-  let served = 0;
-  let allowed = true;
+  const requests = [];
+  let answer = "token";
   const server = http.createServer(async (req, res) => {
-    if (!allowed) return res.writeHead(401).end();
-    served++;
+    requests.push({ method: req.method, csrf: req.headers["x-csrftoken"], at: Date.now() });
+    if (answer === "429") {
+      answer = "token";
+      return res.writeHead(429, { "retry-after": "1" }).end();
+    }
+    if (answer === "403") return res.writeHead(403).end();
+    if (answer === "401") return res.writeHead(401).end();
     res.writeHead(200, { "content-type": "application/json" });
     res.end(JSON.stringify({ token: await gw.token({ allow: ["t.>"] }) }));
   });
@@ -175,17 +180,30 @@ test("tokenUrl: the client fetches connect tokens from an HTTP endpoint (401 = u
   t.after(() => server.close());
   const tokenUrl = `http://127.0.0.1:${server.address().port}/telegraphy/token`;
 
-  const { tg, log } = client(t, gw, null, { tokenUrl });
+  const { tg, log } = client(t, gw, null, { tokenUrl, csrfToken: "csrf-from-page" });
   const inbox = new Inbox();
   const sub = tg.subscribe("t.>", inbox.push);
   await within(10000, sub.ready(), "subscribed with a fetched token");
-  assert.equal(served, 1);
+  assert.deepEqual(requests.map((r) => [r.method, r.csrf]), [["POST", "csrf-from-page"]]);
   assert.match(frames(log.sent, "connect")[0].frame.token, /^tg1\./);
   await shared.pub.publish("t.x", 1);
   assert.equal((await inbox.next(2000, "event")).data, 1);
 
-  allowed = false;
-  const denied = client(t, gw, null, { tokenUrl });
-  await waitState(denied.tg, "unauthorized", 5000);
-  assert.equal(denied.log.sockets.length, 0);
+  // rate limited: no hammering, the next POST comes after Retry-After (1 s; minDelay is 10 ms here)
+  requests.length = 0;
+  answer = "429";
+  const limited = client(t, gw, null, { tokenUrl, csrfToken: "c2", minDelay: 10, maxDelay: 50 });
+  await waitState(limited.tg, "connected", 10000);
+  assert.equal(requests.length, 2);
+  const waited = requests[1].at - requests[0].at;
+  console.log(`429 with Retry-After: 1 -> next token request after ${waited} ms`);
+  assert.ok(waited >= 950, `waited only ${waited} ms`);
+  assert.equal(limited.errors[0].code, "token");
+
+  for (const status of ["403", "401"]) {
+    answer = status;
+    const denied = client(t, gw, null, { tokenUrl });
+    await waitState(denied.tg, "unauthorized", 5000);
+    assert.equal(denied.log.sockets.length, 0);
+  }
 });
