@@ -116,17 +116,25 @@ async fn a_client_that_stops_reading_is_closed_with_4008_and_others_get_everythi
     app.flush().await;
 
     let payload = format!(r#"{{"blob":"{}"}}"#, "x".repeat(60_000));
-    // ~48 MB: far more than socket buffers + the slow client's queue (128 x 60 KB) hold; the fast client's
-    // queue absorbs bursts while it parses in a debug build.
+    // ~48 MB: far more than socket buffers + the slow client's queue (128 x 60 KB) hold. The publisher stays at
+    // most WINDOW events ahead of the fast client, so however slowly a loaded debug build lets it parse, its
+    // queue never holds more than WINDOW (< 128) events: only the client that stops reading can fill one.
     const N: usize = 800;
+    const WINDOW: usize = 32;
+    let (progress, mut read) = tokio::sync::watch::channel(0usize);
     let reader = tokio::spawn(async move {
         for i in 0..N {
             let event = fast.next_event().await;
             assert_eq!(event["name"], format!("load.{i}"), "fast client got events in order");
+            progress.send_replace(i + 1);
         }
         fast
     });
     for i in 0..N {
+        tokio::time::timeout(Duration::from_secs(30), read.wait_for(|&done| done + WINDOW > i))
+            .await
+            .expect("fast client read within 30 s")
+            .expect("fast client reader alive");
         publisher.publish(format!("telegraphy.load.{i}"), payload.clone().into()).await.unwrap();
     }
     publisher.flush().await.unwrap();
