@@ -365,7 +365,8 @@ impl History {
     }
 
     /// Up to `count` events from the consumer; None as soon as their payloads exceed `max_bytes` (the rest is
-    /// not read).
+    /// not read). The server sends at most about twice the bytes still allowed per request (its sizes include
+    /// subjects and headers), so a replay over the bound is never all in this process's memory.
     async fn fetch(
         &self,
         consumer: &mut consumer::PullConsumer,
@@ -376,13 +377,17 @@ impl History {
         let mut bytes = 0usize;
         let prefix_len = self.subject_prefix.len() + 1;
         while events.len() < count {
-            let mut batch =
-                timeout(consumer.fetch().max_messages(count - events.len()).expires(Duration::from_secs(2)).messages())
-                    .await?
-                    .map_err(unavailable)?;
+            let budget = max_bytes.saturating_sub(bytes).saturating_mul(2).saturating_add(64 * 1024).min(1 << 40);
+            let request = consumer.fetch().max_messages(count - events.len()).max_bytes(budget);
+            let mut batch = timeout(request.expires(Duration::from_secs(2)).messages()).await?.map_err(unavailable)?;
             let before = events.len();
             while let Some(message) = timeout(batch.next()).await? {
-                let message = message.map_err(unavailable)?;
+                let message = match message {
+                    Ok(message) => message,
+                    // 409 "Message Size Exceeds MaxBytes": the next event does not fit the budget either.
+                    Err(e) if e.to_string().contains("MaxBytes") => return Ok(None),
+                    Err(e) => return Err(unavailable(e)),
+                };
                 bytes = bytes.saturating_add(message.payload.len());
                 if bytes > max_bytes {
                     return Ok(None);
