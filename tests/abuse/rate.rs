@@ -229,3 +229,37 @@ async fn recoveries_beyond_the_node_bound_wait_then_get_recovered_false() {
     assert_eq!(waiting.next_event().await["seq"], last);
     drop(second);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_frame_counts_pings_too_and_each_socket_has_its_own_bucket() {
+    let nats = NatsServer::start();
+    let app = spawn_app_with(&nats.url(), |s| {
+        s.limits.max_subscriptions = 3;
+        s.limits.request_burst = 5; // the least allowed: max_subscriptions + 2
+        s.limits.requests_per_second = 1;
+    })
+    .await;
+    let mut chatty = app.client(&["c.>"]).await; // `connect` took a token
+    let mut quiet = app.client(&["c.>"]).await;
+    for id in 0..10 {
+        chatty.send(json!({"type":"ping","id":id})).await;
+    }
+    let mut pongs = 0;
+    let error = loop {
+        let frame = chatty.recv().await;
+        if frame["type"] != "pong" {
+            break frame;
+        }
+        pongs += 1;
+    };
+    assert!((4..=5).contains(&pongs), "4 tokens left after connect (+1 if a second passed): {pongs}");
+    assert_eq!((&error["code"], &error["message"]), (&json!("limit_exceeded"), &json!("too many requests")));
+    match chatty.recv_or_close(WAIT).await {
+        Err(Closed::Code(code, reason)) => assert_eq!((code, reason.as_str()), (4029, "too many requests")),
+        other => panic!("expected close 4029, got {other:?}"),
+    }
+    // The other socket (same user) still has its own tokens.
+    for id in 0..4 {
+        assert_eq!(quiet.request(json!({"type":"ping","id":id})).await["type"], "pong");
+    }
+}
