@@ -107,7 +107,13 @@ async fn node_subscriptions_are_reference_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_closed_with_4008_and_others_get_everything() {
     let nats = NatsServer::start();
-    let app = spawn_app_with(&nats.url(), |s| s.limits.outbound_queue = 128).await;
+    let app = spawn_app_with(&nats.url(), |s| {
+        s.limits.outbound_queue = 128;
+        // The frame limit is the one tested here: 128 queued frames of 60 KB, and the writer's batch of up to 64
+        // more, stay below the byte bound (tests/abuse/bytes.rs tests that one).
+        s.limits.outbound_queue_bytes = 64 << 20;
+    })
+    .await;
     let publisher = publisher(&nats.url()).await;
     let mut slow = app.client(&["load.>"]).await;
     slow.subscribe("load.>").await;
