@@ -179,6 +179,12 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     /// Live anonymous sessions on this node; 0 = no limit of their own.
     pub max_anonymous_connections: usize,
+    /// Client frames per second a connection may send on average (token bucket, close 4029 past it); 0 = off.
+    pub requests_per_second: u32,
+    /// Client frames a connection may send at once (the bucket's size); at least `max_subscriptions` + 2.
+    pub request_burst: u32,
+    /// Bytes queued per connection before it is closed as too slow (4008); at least `max_event_bytes`.
+    pub outbound_queue_bytes: usize,
 }
 
 /// Event history in a JetStream stream, for recovery after reconnects (proto/PROTOCOL.md section 7).
@@ -202,6 +208,11 @@ pub struct HistorySettings {
     /// Seconds between `position` frames that move quiet subscriptions' resume positions forward (so that
     /// one without matching events for longer than `max_age` still recovers); 0 = off. Below `max_age`.
     pub position_interval: u64,
+    /// Recoveries (`subscribe` with `since`) replaying at once on this node; more wait up to 5 s, then
+    /// get `recovered: false`.
+    pub max_concurrent_recoveries: usize,
+    /// Most payload bytes replayed for one `subscribe` with `since`; more = `recovered: false`.
+    pub max_replay_bytes: usize,
 }
 
 impl HistorySettings {
@@ -263,6 +274,9 @@ max_filter_conditions = 16
 max_connections_per_session = 4
 max_connections_per_ip = 0
 max_anonymous_connections = 1000
+requests_per_second = 20
+request_burst = 150
+outbound_queue_bytes = 1048576
 [history]
 enabled = true
 stream = "TELEGRAPHY"
@@ -272,6 +286,8 @@ replicas = 1
 max_replay = 1000
 live_prefix = ""
 position_interval = 60
+max_concurrent_recoveries = 32
+max_replay_bytes = 4194304
 [log]
 format = "text"
 level = "info"
@@ -400,6 +416,7 @@ impl Settings {
             }
         }
         self.validate_quotas()?;
+        self.validate_rates()?;
         match self.log.format.as_str() {
             "text" | "json" => {}
             _ => return Err(invalid("log.format", "must be \"text\" or \"json\"")),
@@ -428,6 +445,28 @@ impl Settings {
             if admin == self.http_bind()? && admin.port() != 0 {
                 return Err(invalid("http.admin_bind", "must differ from http.bind"));
             }
+        }
+        Ok(())
+    }
+
+    /// Request rate and byte bounds (issue 11 parts 3 and 6).
+    fn validate_rates(&self) -> Result<(), ConfigError> {
+        let limits = &self.limits;
+        // A client re-subscribing everything after a reconnect (connect + every subscription + a ping) must fit.
+        if limits.requests_per_second > 0 && (limits.request_burst as usize) < limits.max_subscriptions + 2 {
+            return Err(invalid(
+                "limits.request_burst",
+                "must be at least limits.max_subscriptions + 2 (or limits.requests_per_second = 0: off)",
+            ));
+        }
+        if limits.outbound_queue_bytes < limits.max_event_bytes {
+            return Err(invalid("limits.outbound_queue_bytes", "must be at least limits.max_event_bytes"));
+        }
+        if self.history.max_concurrent_recoveries == 0 {
+            return Err(invalid("history.max_concurrent_recoveries", "must be at least 1"));
+        }
+        if self.history.max_replay_bytes < limits.max_event_bytes {
+            return Err(invalid("history.max_replay_bytes", "must be at least limits.max_event_bytes"));
         }
         Ok(())
     }
@@ -534,6 +573,26 @@ mod tests {
         .unwrap();
         assert_eq!(s.auth.secret, digits, "not parsed as a number");
         assert_eq!(s.auth.previous_secrets, [format!("{digits}9")]);
+    }
+
+    #[test]
+    fn the_request_burst_fits_a_full_resubscription() {
+        let load = |burst: &str, rate: &str| {
+            Settings::load_from(
+                None,
+                env(&[
+                    ("TELEGRAPHY_LIMITS__MAX_SUBSCRIPTIONS", "10"),
+                    ("TELEGRAPHY_LIMITS__REQUEST_BURST", burst),
+                    ("TELEGRAPHY_LIMITS__REQUESTS_PER_SECOND", rate),
+                ]),
+            )
+        };
+        assert_eq!(load("12", "20").unwrap().limits.request_burst, 12);
+        let err = load("11", "20").unwrap_err().to_string();
+        assert!(err.contains("limits.request_burst") && err.contains("max_subscriptions"), "{err}");
+        assert!(load("0", "0").is_ok(), "0 requests per second = off");
+        let small_queue = Settings::load_from(None, env(&[("TELEGRAPHY_LIMITS__OUTBOUND_QUEUE_BYTES", "1000")]));
+        assert!(small_queue.unwrap_err().to_string().contains("limits.outbound_queue_bytes"));
     }
 
     #[test]

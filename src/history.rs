@@ -8,6 +8,11 @@
 //! A `subscribe` with `since` replays stored events after `since.seq` matching the pattern from an ephemeral
 //! filtered consumer, while the hub buffers live frames for that subscription; the session then sends the
 //! replay and switches to live, dropping buffered frames already replayed (see [`crate::hub::Hub::go_live`]).
+//!
+//! Bounds on the work and memory of recoveries (issue 11 parts 3 and 6): at most
+//! `history.max_concurrent_recoveries` replay at once on the node (others wait up to [`RECOVERY_WAIT`], then are
+//! refused), a replay stops reading once over `history.max_replay_bytes`, and concurrent position reads share
+//! one JetStream request ([`History::position`]).
 
 use std::{
     sync::{Arc, RwLock},
@@ -16,13 +21,24 @@ use std::{
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
+use tokio::{
+    sync::{Mutex, Semaphore},
+    time::Instant,
+};
 
 use crate::config::Settings;
 
 /// How long one JetStream request of the recovery path may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, thiserror::Error)]
+/// How long a client recovery waits for one of the `history.max_concurrent_recoveries` slots.
+pub const RECOVERY_WAIT: Duration = Duration::from_secs(5);
+
+/// How old a position read may be to decide that a recovery needs a consumer (a stale read only errs towards
+/// reading more: the decisive read after the consumer is fresh).
+const POSITION_REUSE: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum HistoryError {
     #[error("history stream unavailable: {0}")]
     Unavailable(String),
@@ -57,8 +73,42 @@ pub struct Stored {
 pub enum Recovery {
     /// Every matching event after `since` (possibly none), in order.
     Complete(Vec<Stored>),
-    /// The range is gone (other epoch, aged out) or larger than `max_replay`.
+    /// The range is gone (other epoch, aged out).
     Lost(&'static str),
+    /// The events may be stored, but replaying them is over a bound of this node.
+    Refused(Refused),
+}
+
+impl Recovery {
+    /// Why the events are not replayed (for logs); "" when complete.
+    pub fn why(&self) -> &'static str {
+        match self {
+            Recovery::Complete(_) => "",
+            Recovery::Lost(why) => why,
+            Recovery::Refused(refused) => refused.why(),
+        }
+    }
+}
+
+/// A bound that refused a recovery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// No `history.max_concurrent_recoveries` slot within [`RECOVERY_WAIT`].
+    Busy,
+    /// More than `history.max_replay` events missed.
+    TooManyEvents,
+    /// More than `history.max_replay_bytes` of payload missed.
+    TooManyBytes,
+}
+
+impl Refused {
+    pub fn why(self) -> &'static str {
+        match self {
+            Refused::Busy => "too many recoveries at once",
+            Refused::TooManyEvents => "too many missed events",
+            Refused::TooManyBytes => "too many missed bytes",
+        }
+    }
 }
 
 pub struct History {
@@ -66,7 +116,12 @@ pub struct History {
     config: stream::Config,
     subject_prefix: String,
     max_replay: usize,
+    max_replay_bytes: usize,
     epoch: RwLock<Option<Arc<str>>>,
+    /// Node-wide slots for client recoveries.
+    recoveries: Semaphore,
+    /// The last position read and when its request was sent; the lock makes concurrent reads one request.
+    last_read: Mutex<Option<(Instant, Result<Position, HistoryError>)>>,
 }
 
 impl History {
@@ -95,7 +150,10 @@ impl History {
             config,
             subject_prefix: prefix.clone(),
             max_replay: h.max_replay,
+            max_replay_bytes: h.max_replay_bytes,
             epoch: RwLock::new(None),
+            recoveries: Semaphore::new(h.max_concurrent_recoveries.min(Semaphore::MAX_PERMITS)),
+            last_read: Mutex::new(None),
         }
     }
 
@@ -153,10 +211,59 @@ impl History {
         Ok(position)
     }
 
-    /// Current position (one JetStream API request).
+    /// Current position: the answer to a JetStream request sent after this call began (one request, shared
+    /// by the callers waiting meanwhile: 50 concurrent callers cost about two requests).
     pub async fn position(&self) -> Result<Position, HistoryError> {
-        let stream = timeout(self.js.get_stream(&self.config.name)).await?.map_err(unavailable)?;
-        Ok(self.position_from(stream.cached_info()))
+        let called = Instant::now();
+        let mut last = self.last_read.lock().await;
+        match &*last {
+            Some((sent, read)) if *sent >= called => read.clone(),
+            _ => Ok(self.read_position(&mut last).await?),
+        }
+    }
+
+    /// A position read at most `max_age` ago, else a new one.
+    async fn recent_position(&self, max_age: Duration) -> Result<Position, HistoryError> {
+        let mut last = self.last_read.lock().await;
+        match &*last {
+            Some((sent, Ok(position))) if sent.elapsed() <= max_age => Ok(position.clone()),
+            _ => self.read_position(&mut last).await,
+        }
+    }
+
+    /// One JetStream API request (STREAM.INFO), remembered in `last`.
+    async fn read_position(
+        &self,
+        last: &mut Option<(Instant, Result<Position, HistoryError>)>,
+    ) -> Result<Position, HistoryError> {
+        let sent = Instant::now();
+        let read = match timeout(self.js.get_stream(&self.config.name)).await {
+            Ok(Ok(stream)) => Ok(self.position_from(stream.cached_info())),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(e) => Err(e),
+        };
+        *last = Some((sent, read.clone()));
+        read
+    }
+
+    /// One of the node's `history.max_concurrent_recoveries` slots, waiting up to [`RECOVERY_WAIT`] for it.
+    pub async fn recovery_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        tokio::time::timeout(RECOVERY_WAIT, self.recoveries.acquire()).await.ok()?.ok()
+    }
+
+    /// A client's recovery (`subscribe` with `since`), within the node's bounds: one of
+    /// `history.max_concurrent_recoveries` slots (waiting up to [`RECOVERY_WAIT`]), `history.max_replay` events
+    /// and `history.max_replay_bytes`.
+    pub async fn recover_for_client(
+        &self,
+        pattern: &str,
+        epoch: &str,
+        seq: u64,
+    ) -> Result<(Recovery, Position), HistoryError> {
+        let Some(_slot) = self.recovery_slot().await else {
+            return Ok((Recovery::Refused(Refused::Busy), self.position().await?));
+        };
+        self.recover_within(pattern, epoch, seq, self.max_replay, self.max_replay_bytes).await
     }
 
     fn position_from(&self, info: &stream::Info) -> Position {
@@ -171,8 +278,9 @@ impl History {
         Position { epoch, first_seq: info.state.first_sequence, last_seq: info.state.last_sequence }
     }
 
-    /// Stored events matching `pattern` after `seq` in `epoch`, bounded by `history.max_replay`.
-    /// Events stored after this call starts reach the caller through the live path instead.
+    /// Stored events matching `pattern` after `seq` in `epoch`, at most `max_replay` of them (and ten times
+    /// `history.max_replay_bytes`). Events stored after this call starts reach the caller through the live path
+    /// instead.
     pub async fn recover(
         &self,
         pattern: &str,
@@ -180,7 +288,23 @@ impl History {
         seq: u64,
         max_replay: usize,
     ) -> Result<(Recovery, Position), HistoryError> {
-        let position = self.position().await?;
+        self.recover_within(pattern, epoch, seq, max_replay, self.max_replay_bytes.saturating_mul(10)).await
+    }
+
+    async fn recover_within(
+        &self,
+        pattern: &str,
+        epoch: &str,
+        seq: u64,
+        max_replay: usize,
+        max_bytes: usize,
+    ) -> Result<(Recovery, Position), HistoryError> {
+        // A recent read can show that a consumer is needed (the stream only moves forward within an epoch, and
+        // the read after the consumer decides); only a fresh one can show that nothing was missed.
+        let mut position = self.recent_position(POSITION_REUSE).await?;
+        if epoch == position.epoch && seq >= position.last_seq {
+            position = self.position().await?;
+        }
         if epoch != position.epoch {
             return Ok((Recovery::Lost("other epoch"), position));
         }
@@ -210,13 +334,12 @@ impl History {
         } else if seq + 1 < after.first_seq {
             Recovery::Lost("aged out")
         } else if pending > max_replay {
-            Recovery::Lost("too many missed events")
+            Recovery::Refused(Refused::TooManyEvents)
         } else {
-            let events = self.fetch(&mut consumer, pending).await?;
-            if events.len() < pending {
-                Recovery::Lost("aged out")
-            } else {
-                Recovery::Complete(events)
+            match self.fetch(&mut consumer, pending, max_bytes).await? {
+                None => Recovery::Refused(Refused::TooManyBytes),
+                Some(events) if events.len() < pending => Recovery::Lost("aged out"),
+                Some(events) => Recovery::Complete(events),
             }
         };
         let name = consumer.cached_info().name.clone();
@@ -241,17 +364,34 @@ impl History {
         }
     }
 
-    async fn fetch(&self, consumer: &mut consumer::PullConsumer, count: usize) -> Result<Vec<Stored>, HistoryError> {
-        let mut events = Vec::with_capacity(count);
+    /// Up to `count` events from the consumer; None as soon as their payloads exceed `max_bytes` (the rest is
+    /// not read). The server sends at most about twice the bytes still allowed per request (its sizes include
+    /// subjects and headers), so a replay over the bound is never all in this process's memory.
+    async fn fetch(
+        &self,
+        consumer: &mut consumer::PullConsumer,
+        count: usize,
+        max_bytes: usize,
+    ) -> Result<Option<Vec<Stored>>, HistoryError> {
+        let mut events = Vec::with_capacity(count.min(1024));
+        let mut bytes = 0usize;
         let prefix_len = self.subject_prefix.len() + 1;
         while events.len() < count {
-            let mut batch =
-                timeout(consumer.fetch().max_messages(count - events.len()).expires(Duration::from_secs(2)).messages())
-                    .await?
-                    .map_err(unavailable)?;
+            let budget = max_bytes.saturating_sub(bytes).saturating_mul(2).saturating_add(64 * 1024).min(1 << 40);
+            let request = consumer.fetch().max_messages(count - events.len()).max_bytes(budget);
+            let mut batch = timeout(request.expires(Duration::from_secs(2)).messages()).await?.map_err(unavailable)?;
             let before = events.len();
             while let Some(message) = timeout(batch.next()).await? {
-                let message = message.map_err(unavailable)?;
+                let message = match message {
+                    Ok(message) => message,
+                    // 409 "Message Size Exceeds MaxBytes": the next event does not fit the budget either.
+                    Err(e) if e.to_string().contains("MaxBytes") => return Ok(None),
+                    Err(e) => return Err(unavailable(e)),
+                };
+                bytes = bytes.saturating_add(message.payload.len());
+                if bytes > max_bytes {
+                    return Ok(None);
+                }
                 let seq = message.info().map_err(unavailable)?.stream_sequence;
                 let name = message.subject.as_str().get(prefix_len..).unwrap_or_default().to_string();
                 events.push(Stored { seq, name, payload: message.payload.clone() });
@@ -260,7 +400,7 @@ impl History {
                 break; // nothing more arrived within `expires`: the rest was deleted meanwhile
             }
         }
-        Ok(events)
+        Ok(Some(events))
     }
 }
 

@@ -519,7 +519,8 @@ impl FanOut {
                     }
                     return;
                 }
-                Ok((Recovery::Lost(why), position)) => {
+                Ok((lost, position)) => {
+                    let why = lost.why();
                     tracing::warn!(pattern = %self.pattern, why, "cannot heal the gap; closing its connections (1012)");
                     self.close_all("resync");
                     track.last = history.epoch().map(|e| (e, position.last_seq));

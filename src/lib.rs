@@ -7,7 +7,8 @@
 //!   go to actix-web; `Upgrade: websocket` requests leave the HTTP dispatcher with their raw connection.
 //! - [`session`]: one WebSocket connection (tokio-tungstenite on the raw TCP stream, small buffers): the upgrade
 //!   checks, then a reader task (frames, connect, subscriptions, heartbeat) and a writer task.
-//! - [`outbox`]: a connection's bounded outbound queue and close switch (4008 when full).
+//! - [`outbox`]: a connection's bounded outbound queue (frames and bytes) and close switch (4008 when full).
+//! - [`rate`]: a connection's request rate limit (token bucket; 4029 past it).
 //! - [`connections`]: the node's live connections (limit, drain, revocation lookup).
 //! - [`hub`]: fan-out: one NATS subscription per distinct pattern per node, frame encoded once per message.
 //! - [`history`]: the JetStream stream behind `seq`/`epoch` and the replay of a `subscribe` with `since`.
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod names;
 pub mod nats;
 pub mod outbox;
+pub mod rate;
 pub mod secret;
 pub mod server;
 pub mod session;

@@ -51,6 +51,14 @@ pub struct Metrics {
     pub over_quota_anonymous: Counter,
     /// Live connections closed because their session reached `auth.max_session_age`.
     pub sessions_expired: Counter,
+    /// Connections closed with 4029 for sending frames faster than `limits.requests_per_second`.
+    pub requests_rate_limited: Counter,
+    /// Client recoveries answered `recovered: false` by a bound of this node, by reason (`busy`: no
+    /// `history.max_concurrent_recoveries` slot in time; `events`: over `max_replay`; `bytes`: over
+    /// `max_replay_bytes`).
+    pub recoveries_refused_busy: Counter,
+    pub recoveries_refused_events: Counter,
+    pub recoveries_refused_bytes: Counter,
 }
 
 impl Default for Metrics {
@@ -96,6 +104,10 @@ impl Metrics {
             over_quota_session: cl("telegraphy_connections_over_quota_total", "quota", "session"),
             over_quota_anonymous: cl("telegraphy_connections_over_quota_total", "quota", "anonymous"),
             sessions_expired: c("telegraphy_sessions_expired_total"),
+            requests_rate_limited: c("telegraphy_requests_rate_limited_total"),
+            recoveries_refused_busy: cl("telegraphy_recoveries_refused_total", "reason", "busy"),
+            recoveries_refused_events: cl("telegraphy_recoveries_refused_total", "reason", "events"),
+            recoveries_refused_bytes: cl("telegraphy_recoveries_refused_total", "reason", "bytes"),
             recorder,
             handle,
         };
@@ -127,6 +139,10 @@ impl Metrics {
             &m.over_quota_session,
             &m.over_quota_anonymous,
             &m.sessions_expired,
+            &m.requests_rate_limited,
+            &m.recoveries_refused_busy,
+            &m.recoveries_refused_events,
+            &m.recoveries_refused_bytes,
         ] {
             counter.increment(0);
         }
@@ -141,6 +157,17 @@ impl Metrics {
             OverQuota::Ip => &self.over_quota_ip,
             OverQuota::Session => &self.over_quota_session,
             OverQuota::Anonymous => &self.over_quota_anonymous,
+        }
+        .increment(1);
+    }
+
+    /// Counts a client recovery refused by a bound of this node.
+    pub fn recovery_refused(&self, refused: crate::history::Refused) {
+        use crate::history::Refused;
+        match refused {
+            Refused::Busy => &self.recoveries_refused_busy,
+            Refused::TooManyEvents => &self.recoveries_refused_events,
+            Refused::TooManyBytes => &self.recoveries_refused_bytes,
         }
         .increment(1);
     }

@@ -3,11 +3,17 @@
 //! The hub and the session push encoded frames with [`Outbox::push`], which never waits: when the queue is
 //! full the connection is marked too slow (close 4008) and the frame is dropped for it alone. The connection's
 //! writer task is the only reader of the queue and the only one that awaits the socket.
+//!
+//! The queue is bounded twice: in frames (`limits.outbound_queue`) and in bytes (`limits.outbound_queue_bytes`,
+//! counted from the push until the writer has written the frame). Into an empty queue any frame fits.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{
+    atomic::{AtomicUsize, Ordering},
+    Arc, OnceLock,
+};
 
 use bytestring::ByteString;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::frames::close;
@@ -17,6 +23,10 @@ use crate::frames::close;
 pub struct Control {
     reason: OnceLock<(u16, &'static str)>,
     cancel: CancellationToken,
+    /// Bytes of the frames queued and not yet written.
+    queued_bytes: AtomicUsize,
+    /// Signalled when the writer has written frames (room for [`Outbox::push_wait`]).
+    room: Notify,
 }
 
 impl Control {
@@ -35,6 +45,12 @@ impl Control {
     pub async fn closed(&self) {
         self.cancel.cancelled().await
     }
+
+    /// The writer has written frames of `bytes` bytes: they leave the queue's byte count.
+    pub fn written(&self, bytes: usize) {
+        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        self.room.notify_waiters();
+    }
 }
 
 /// One queued WebSocket text message (an encoded protocol frame).
@@ -44,6 +60,7 @@ pub type Frame = ByteString;
 pub struct Outbox {
     tx: mpsc::Sender<Frame>,
     ctl: Arc<Control>,
+    max_bytes: usize,
 }
 
 /// What happened to a pushed frame.
@@ -57,10 +74,17 @@ pub enum Push {
 }
 
 impl Outbox {
+    /// A queue of at most `capacity` frames and no byte bound of its own.
     pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Frame>, Arc<Control>) {
+        Self::bounded(capacity, usize::MAX)
+    }
+
+    /// A queue of at most `capacity` frames and `max_bytes` bytes. The writer reports what it wrote with
+    /// [`Control::written`].
+    pub fn bounded(capacity: usize, max_bytes: usize) -> (Self, mpsc::Receiver<Frame>, Arc<Control>) {
         let (tx, rx) = mpsc::channel(capacity);
         let ctl = Arc::new(Control::default());
-        (Outbox { tx, ctl: ctl.clone() }, rx, ctl)
+        (Outbox { tx, ctl: ctl.clone(), max_bytes }, rx, ctl)
     }
 
     /// Queues a text frame without waiting.
@@ -68,24 +92,61 @@ impl Outbox {
         if self.ctl.closing().is_some() {
             return Push::Gone;
         }
+        let len = frame.len();
+        if !self.reserve(len) {
+            return self.too_slow();
+        }
         match self.tx.try_send(frame) {
             Ok(()) => Push::Queued,
-            Err(mpsc::error::TrySendError::Full(_)) => self.too_slow(),
-            Err(mpsc::error::TrySendError::Closed(_)) => Push::Gone,
+            Err(e) => {
+                self.ctl.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                match e {
+                    mpsc::error::TrySendError::Full(_) => self.too_slow(),
+                    mpsc::error::TrySendError::Closed(_) => Push::Gone,
+                }
+            }
         }
     }
 
     /// Queues a text frame, waiting up to `limit` for room (only for the connection's own task, e.g. a history
     /// replay larger than the queue); still full after that = too slow.
     pub async fn push_wait(&self, frame: ByteString, limit: std::time::Duration) -> Push {
-        if self.ctl.closing().is_some() {
-            return Push::Gone;
+        let deadline = tokio::time::Instant::now() + limit;
+        let len = frame.len();
+        loop {
+            if self.ctl.closing().is_some() {
+                return Push::Gone;
+            }
+            let room = self.ctl.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable(); // a write between the check below and the wait is not missed
+            if self.reserve(len) {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                return self.too_slow();
+            }
         }
-        match self.tx.send_timeout(frame, limit).await {
+        match self.tx.send_timeout(frame, deadline.saturating_duration_since(tokio::time::Instant::now())).await {
             Ok(()) => Push::Queued,
-            Err(mpsc::error::SendTimeoutError::Timeout(_)) => self.too_slow(),
-            Err(mpsc::error::SendTimeoutError::Closed(_)) => Push::Gone,
+            Err(e) => {
+                self.ctl.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                match e {
+                    mpsc::error::SendTimeoutError::Timeout(_) => self.too_slow(),
+                    mpsc::error::SendTimeoutError::Closed(_) => Push::Gone,
+                }
+            }
         }
+    }
+
+    /// Counts `len` more queued bytes if they fit (any frame fits into an empty queue).
+    fn reserve(&self, len: usize) -> bool {
+        let before = self.ctl.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        if before > 0 && before.saturating_add(len) > self.max_bytes {
+            self.ctl.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            return false;
+        }
+        true
     }
 
     /// The queue stayed full: close with 4008 (the first to notice reports `TooSlow`, to count it once).
@@ -99,5 +160,47 @@ impl Outbox {
 
     pub fn control(&self) -> &Arc<Control> {
         &self.ctl
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(len: usize) -> Frame {
+        ByteString::from("x".repeat(len))
+    }
+
+    #[test]
+    fn bytes_bound_the_queue_until_written() {
+        let (outbox, mut rx, ctl) = Outbox::bounded(100, 1000);
+        assert_eq!(outbox.push(frame(600)), Push::Queued);
+        assert_eq!(outbox.push(frame(400)), Push::Queued, "exactly at the bound");
+        let taken = rx.try_recv().unwrap().len();
+        ctl.written(taken);
+        assert_eq!(outbox.push(frame(500)), Push::Queued, "room again once written");
+        assert_eq!(outbox.push(frame(200)), Push::TooSlow);
+        assert_eq!(ctl.closing(), Some((close::TOO_SLOW, "too slow")));
+    }
+
+    #[test]
+    fn an_empty_queue_takes_any_frame() {
+        let (outbox, _rx, _ctl) = Outbox::bounded(100, 10);
+        assert_eq!(outbox.push(frame(50)), Push::Queued);
+        assert_eq!(outbox.push(frame(1)), Push::TooSlow);
+    }
+
+    #[tokio::test]
+    async fn push_wait_waits_for_written_bytes() {
+        let (outbox, mut rx, ctl) = Outbox::bounded(100, 1000);
+        assert_eq!(outbox.push(frame(900)), Push::Queued);
+        let writer = tokio::spawn(async move {
+            let taken = rx.recv().await.unwrap().len();
+            ctl.written(taken);
+            rx
+        });
+        let pushed = outbox.push_wait(frame(900), std::time::Duration::from_secs(5)).await;
+        assert_eq!(pushed, Push::Queued);
+        let _rx = writer.await.unwrap();
     }
 }

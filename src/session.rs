@@ -42,6 +42,7 @@ use crate::{
     history::{History, HistoryError, Position, Recovery, Stored},
     hub::{self, ConnId, Subscription},
     outbox::{Control, Frame, Outbox, Push},
+    rate::TokenBucket,
     server::Gateway,
     token,
 };
@@ -94,7 +95,7 @@ pub async fn upgrade(
         return refuse(framed, StatusCode::FORBIDDEN, "origin not allowed").await;
     }
     let limits = &gw.settings.limits;
-    let (outbox, queue, ctl) = Outbox::new(limits.outbound_queue);
+    let (outbox, queue, ctl) = Outbox::bounded(limits.outbound_queue, limits.outbound_queue_bytes);
     let id = match gw.connections.try_register(ctl.clone(), client_ip(&gw, &req, &framed), limits.into()) {
         Ok(id) => id,
         Err(over) => {
@@ -122,7 +123,9 @@ pub async fn upgrade(
     gw.metrics.connections_total.increment(1);
     tracing::debug!(conn = id, "WebSocket upgraded");
     actix_web::rt::spawn(writer(sink, queue, ctl.clone()));
-    let connection = Connection { id, outbox, ctl, identity: None, subscriptions: HashMap::new(), bad_frames: 0, gw };
+    let requests = TokenBucket::new(limits.requests_per_second, limits.request_burst, Instant::now());
+    let connection =
+        Connection { id, outbox, ctl, identity: None, subscriptions: HashMap::new(), bad_frames: 0, requests, gw };
     actix_web::rt::spawn(connection.run(stream));
     Ok(())
 }
@@ -172,6 +175,7 @@ pub async fn writer(mut sink: SplitSink<Socket, Message>, mut queue: mpsc::Recei
         if received == 0 {
             break; // every sender is gone
         }
+        let bytes = batch.iter().map(|frame| frame.len()).sum();
         tokio::select! {
             biased;
             _ = ctl.closed() => break,
@@ -180,6 +184,7 @@ pub async fn writer(mut sink: SplitSink<Socket, Message>, mut queue: mpsc::Recei
                 return;
             },
         }
+        ctl.written(bytes);
     }
     let (code, reason) = ctl.closing().unwrap_or((close::NORMAL, "closing"));
     // A slow client gets no more queued frames; any other close first flushes what was queued (e.g. the
@@ -234,6 +239,8 @@ struct Connection {
     /// By subscription name (default: the pattern).
     subscriptions: HashMap<String, Held>,
     bad_frames: u32,
+    /// Request rate limit (`limits.requests_per_second`); None = off.
+    requests: Option<TokenBucket>,
     gw: Arc<Gateway>,
 }
 
@@ -276,6 +283,7 @@ impl Connection {
                 message = stream.next() => {
                     last_seen = Instant::now();
                     match message {
+                        Some(Ok(Message::Text(_) | Message::Binary(_))) if !self.admit(last_seen) => break,
                         Some(Ok(Message::Text(text))) => {
                             tracing::trace!(conn = self.id, len = text.len(), "frame in");
                             // Boxed: the frame handlers' futures (connect with KV, subscribe with history) are large;
@@ -331,6 +339,23 @@ impl Connection {
         if self.outbox.push(ByteString::from(text)) == Push::TooSlow {
             self.gw.metrics.slow_disconnects.increment(1);
         }
+    }
+
+    /// Takes a token for a client frame; without one the connection is closing with 4029.
+    fn admit(&mut self, now: Instant) -> bool {
+        if self.requests.as_mut().is_none_or(|bucket| bucket.take(now)) {
+            return true;
+        }
+        self.gw.metrics.requests_rate_limited.increment(1);
+        tracing::info!(conn = self.id, "closing: request rate limit");
+        self.close_limited(None, "too many requests");
+        false
+    }
+
+    /// `error` `limit_exceeded` with `reason`, then close 4029 (the client retries later, with backoff).
+    fn close_limited(&self, id: Option<u64>, reason: &'static str) {
+        self.reply(frames::encode_error(id, ErrorCode::LimitExceeded, reason));
+        self.ctl.close(close::RATE_LIMITED, reason);
     }
 
     fn bad_frame(&mut self, id: Option<u64>, code: ErrorCode, message: &str) {
@@ -410,8 +435,7 @@ impl Connection {
         self.gw.metrics.connects_failed.increment(1);
         self.gw.metrics.over_quota(over);
         tracing::info!(conn = self.id, reason = over.reason(), "connect refused: over quota");
-        self.reply(frames::encode_error(id, ErrorCode::LimitExceeded, over.reason()));
-        self.ctl.close(close::RATE_LIMITED, over.reason());
+        self.close_limited(id, over.reason());
     }
 
     async fn on_subscribe(&mut self, id: Option<u64>, request: SubscribeRequest) {
@@ -488,8 +512,11 @@ impl Connection {
                     replayed_through = Some(events.last().map_or(since.seq, |e| e.seq.max(since.seq)));
                     self.replay(&name, filter.as_deref(), &position.epoch, events).await;
                 }
-                Ok((Recovery::Lost(why), position)) => {
-                    tracing::debug!(conn = self.id, why, "history not recovered");
+                Ok((lost, position)) => {
+                    if let Recovery::Refused(refused) = lost {
+                        gw.metrics.recovery_refused(refused);
+                    }
+                    tracing::debug!(conn = self.id, why = lost.why(), "history not recovered");
                     let at = SubscribedAt {
                         recovered: Some(false),
                         position: Some((&position.epoch, position.last_seq)),
@@ -514,7 +541,7 @@ impl Connection {
         since: &Since,
     ) -> Result<(Recovery, Position), HistoryError> {
         let started = Instant::now();
-        let result = history.recover(pattern, &since.epoch, since.seq, history.max_replay()).await;
+        let result = history.recover_for_client(pattern, &since.epoch, since.seq).await;
         tracing::debug!(conn = self.id, took = ?started.elapsed(), "history recovery");
         result
     }

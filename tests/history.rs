@@ -208,6 +208,7 @@ async fn a_position_never_passes_an_event_not_yet_sent() {
     let app = spawn_app_with(&nats.url(), |s| {
         s.history.position_interval = 1;
         s.limits.outbound_queue = 50_000; // the test reads as fast as it can; never the slow-client limit
+        s.limits.outbound_queue_bytes = 64 << 20;
     })
     .await;
     let mut client = app.client(&["mix.>"]).await;

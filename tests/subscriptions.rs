@@ -184,7 +184,11 @@ async fn an_event_published_right_after_subscribed_is_delivered() {
     let nats = NatsServer::start();
     let publisher = publisher(&nats.url()).await;
     for history in [false, true] {
-        let app = spawn_app_with(&nats.url(), |s| s.history.enabled = history).await;
+        let app = spawn_app_with(&nats.url(), |s| {
+            s.history.enabled = history;
+            s.limits.requests_per_second = 10_000; // 300 requests as fast as they are answered
+        })
+        .await;
         let mut client = app.client(&["fresh.>"]).await;
         let rounds = 150;
         let mut lost = Vec::new();

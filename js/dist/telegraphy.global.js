@@ -517,6 +517,7 @@ class Telegraphy {
     this._deadTimer = null;
     this._heartbeatMs = 0;
     this._attempt = 0;
+    this._limited = 0; // consecutive 4029 closes
     this._authFailures = 0;
     this._refetchedAfterRevoke = false;
     this._resume = null;
@@ -849,7 +850,11 @@ class Telegraphy {
     if (code === 4003 && this._getToken && !this._refetchedAfterRevoke) return this._revoked();
     const stop = STOPPING_CLOSES[code];
     if (stop) return this._stop("disconnected", new TelegraphyError(stop[0], stop[1], { closeCode: code }));
-    this._scheduleReconnect(code === 1012 && this._attempt === 0); // 1012: at once, the first time
+    // 4029 (rate limited, over a quota): retry later, waiting longer after each consecutive one, though
+    // `connected` in between resets the ordinary backoff.
+    this._limited = code === 4029 ? this._limited + 1 : 0;
+    const notBefore = this._limited ? Math.min(this._maxDelay, this._minDelay * 2 ** Math.min(this._limited, 16)) : 0;
+    this._scheduleReconnect(code === 1012 && this._attempt === 0, notBefore); // 1012: at once, the first time
   }
 
   _unauthorized() {

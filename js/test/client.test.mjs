@@ -460,6 +460,25 @@ for (const code of [1000, 1006, 1011, 4008, 4029]) {
   });
 }
 
+test("close 4029 again and again: each retry waits longer, though `connected` came in between", async () => {
+  const ctx = setup({ random: () => 0 });
+  let socket = await online(ctx);
+  const delays = [];
+  for (let i = 0; i < 7; i++) {
+    socket.serverClose(4029);
+    assert.equal(ctx.tg.state, "reconnecting");
+    const d = ctx.clock.nextDelay();
+    delays.push(d);
+    await ctx.clock.advance(d);
+    socket = ctx.ws.last();
+    socket.accept();
+    connected(socket);
+  }
+  assert.deepEqual(delays, [1000, 2000, 4000, 8000, 16000, 20000, 20000]);
+  socket.serverClose(1006); // another cause: the ordinary backoff again
+  assert.equal(ctx.clock.nextDelay(), 500);
+});
+
 test("error frames: forbidden fails the subscription (onError, ready() rejects); others still work", async () => {
   const ctx = setup();
   const socket = await online(ctx);

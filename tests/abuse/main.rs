@@ -5,6 +5,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod bytes;
 mod listeners;
+mod rate;
 mod secrets;
 mod sessions;

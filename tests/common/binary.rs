@@ -146,6 +146,15 @@ impl GatewayBinary {
         }
     }
 
+    /// Resident set size of the process, in bytes (VmRSS of /proc/<pid>/status).
+    pub fn rss(&self) -> u64 {
+        let pid = self.child.as_ref().and_then(Child::id).expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS in /proc/<pid>/status");
+        let kib: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmRSS value");
+        kib * 1024
+    }
+
     pub async fn log(&self) -> String {
         self.log.lock().await.clone()
     }

@@ -1,0 +1,107 @@
+//! Issue 11 part 6: byte bounds. A client that stops reading large events is closed 4008 once its queue holds
+//! `limits.outbound_queue_bytes` (not only after `limits.outbound_queue` frames), so the gateway's memory stays
+//! bounded; a recovery over `history.max_replay_bytes` answers `recovered: false` instead of holding it all.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_of_large_events_is_closed_4008_by_bytes_and_memory_stays_bounded() {
+    let nats = NatsServer::start();
+    let env = [("TELEGRAPHY_HISTORY__ENABLED", "false"), ("TELEGRAPHY_AUTH__ANONYMOUS_ALLOW", "big.>")];
+    let gateway = GatewayBinary::start("gw-bytes", &nats.url(), SECRET, &env).await;
+    let mut slow = WsClient::connect(&gateway.ws_url()).await;
+    assert_eq!(slow.connect_with(json!({"type":"connect","id":1})).await["type"], "connected");
+    slow.subscribe("big.x").await;
+    let mut control = WsClient::connect(&gateway.ws_url()).await;
+    assert_eq!(control.connect_with(json!({"type":"connect","id":1})).await["type"], "connected");
+    let baseline = gateway.rss();
+
+    // 400 events of 256 KiB (100 MiB, far below the 1024-frame limit) while `slow` reads nothing.
+    let (events, size) = (400usize, 256 * 1024);
+    let url = nats.url();
+    let publishing = tokio::spawn(async move {
+        let publisher = publisher(&url).await;
+        let data = format!("\"{}\"", "x".repeat(size - 2));
+        for _ in 0..events {
+            publisher.publish("telegraphy.big.x", data.clone().into()).await.unwrap();
+        }
+        publisher.flush().await.unwrap();
+    });
+    let peak = std::cell::Cell::new(baseline);
+    let sample = || peak.set(peak.get().max(gateway.rss()));
+    eventually_within("the slow reader is closed as too slow", Duration::from_secs(60), || async {
+        sample();
+        gateway.metric("telegraphy_slow_disconnects_total").await >= 1.0
+    })
+    .await;
+    publishing.await.unwrap();
+    sample();
+    let peak = peak.get();
+
+    // Reading again: the frames that were in flight, then the close (or the end, if the close frame did not fit
+    // in the grace period while the socket was full).
+    let mut received = 0;
+    let ended = loop {
+        match slow.recv_or_close(Duration::from_secs(30)).await {
+            Ok(frame) if frame["type"] == "event" => received += 1,
+            Ok(frame) => panic!("unexpected frame {frame}"),
+            Err(closed) => break closed,
+        }
+    };
+    eprintln!(
+        "slow reader: {received} of {events} events of {} KiB before {ended:?}; gateway RSS {:.1} MiB before, \
+         peak {:.1} MiB (+{:.1} MiB)",
+        size / 1024,
+        baseline as f64 / MIB,
+        peak as f64 / MIB,
+        (peak - baseline) as f64 / MIB
+    );
+    assert!(matches!(ended, Closed::Code(4008, _) | Closed::NoFrame), "{ended:?}");
+    assert!(received < events, "closed well before all {events} frames were queued: {received}");
+    assert_eq!(gateway.metric("telegraphy_slow_disconnects_total").await, 1.0);
+    assert!(peak - baseline < 64 * 1024 * 1024, "gateway RSS grew {:.1} MiB", (peak - baseline) as f64 / MIB);
+    // Other sockets are served.
+    assert_eq!(control.request(json!({"type":"ping","id":2})).await["type"], "pong");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_over_max_replay_bytes_is_not_recovered() {
+    let nats = NatsServer::start();
+    let app = spawn_app_with(&nats.url(), |s| {
+        s.limits.max_event_bytes = 16 * 1024;
+        s.history.max_replay_bytes = 64 * 1024;
+    })
+    .await;
+    let mut listener = app.client(&["rb.>"]).await;
+    let reply = listener.subscribe("rb.>").await;
+    let (epoch, start) = (reply["epoch"].as_str().unwrap().to_string(), reply["seq"].as_u64().unwrap());
+    // Ten events of 10 KiB: 100 KiB after `start`, 50 KiB after the fifth.
+    let publisher = publisher(&nats.url()).await;
+    let data = format!("\"{}\"", "y".repeat(10 * 1024 - 2));
+    for _ in 0..10 {
+        publish(&publisher, "rb.x", &data).await;
+    }
+    for _ in 0..10 {
+        listener.next_event().await;
+    }
+    let since = |seq: u64| json!({"type":"subscribe","id":3,"event":"rb.x","since":{"epoch":epoch,"seq":seq}});
+
+    let mut whole = app.client(&["rb.>"]).await;
+    let reply: Value = whole.request(since(start)).await;
+    assert_eq!((&reply["type"], &reply["recovered"]), (&json!("subscribed"), &json!(false)), "{reply}");
+    assert_eq!(reply["seq"], start + 10, "the current position to continue from");
+    assert_eq!(app.metric("telegraphy_recoveries_refused_total{reason=\"bytes\"}").await, 1.0);
+
+    let mut half = app.client(&["rb.>"]).await;
+    let reply = half.request(since(start + 5)).await;
+    assert_eq!(reply["recovered"], true, "50 KiB fit: {reply}");
+    for seq in start + 6..=start + 10 {
+        assert_eq!(half.next_event().await["seq"], seq);
+    }
+}
