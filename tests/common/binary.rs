@@ -10,7 +10,7 @@ use tokio::{
     sync::{mpsc, Mutex},
 };
 
-use super::{eventually_within, free_port, metric_value, WAIT};
+use super::{free_port, metric_value, WAIT};
 
 pub const GATEWAY_BIN: &str = env!("CARGO_BIN_EXE_telegraphy-gateway");
 
@@ -113,9 +113,27 @@ impl GatewayBinary {
         }
     }
 
+    /// Waits until `/readyz` answers 200; on timeout the panic says why the node was not ready (the last
+    /// `/readyz` answer) and shows the end of its log.
     pub async fn wait_ready(&self, limit: Duration) {
-        let what = format!("{} ready", self.name);
-        eventually_within(&what, limit, || async { self.readyz().await == 200 }).await;
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let last = match reqwest::get(self.http("/readyz")).await {
+                Ok(r) if r.status().as_u16() == 200 => return,
+                Ok(r) => format!("{}: {}", r.status(), r.text().await.unwrap_or_default().trim()),
+                Err(e) => format!("no answer: {e}"),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                let log = self.log().await;
+                let tail: Vec<&str> = log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
+                panic!(
+                    "{} not ready within {limit:?} (last /readyz: {last}); log tail:\n{}",
+                    self.name,
+                    tail.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn metric(&self, series: &str) -> f64 {
