@@ -51,6 +51,10 @@ pub struct Metrics {
     pub over_quota_anonymous: Counter,
     /// Live connections closed because their session reached `auth.max_session_age`.
     pub sessions_expired: Counter,
+    /// Estimated bytes of compiled filter regexes live on the node (see `filter_memory`).
+    pub filter_memory: Gauge,
+    /// `subscribe` frames refused because a filter memory budget (node or connection) was used up.
+    pub filter_memory_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -96,6 +100,8 @@ impl Metrics {
             over_quota_session: cl("telegraphy_connections_over_quota_total", "quota", "session"),
             over_quota_anonymous: cl("telegraphy_connections_over_quota_total", "quota", "anonymous"),
             sessions_expired: c("telegraphy_sessions_expired_total"),
+            filter_memory: g("telegraphy_filter_memory_bytes"),
+            filter_memory_refused: c("telegraphy_filter_memory_refused_total"),
             recorder,
             handle,
         };
@@ -104,6 +110,7 @@ impl Metrics {
         m.subscriptions.set(0.0);
         m.nats_subscriptions.set(0.0);
         m.nats_connected.set(0.0);
+        m.filter_memory.set(0.0);
         for counter in [
             &m.connections_total,
             &m.connections_refused,
@@ -127,6 +134,7 @@ impl Metrics {
             &m.over_quota_session,
             &m.over_quota_anonymous,
             &m.sessions_expired,
+            &m.filter_memory_refused,
         ] {
             counter.increment(0);
         }
