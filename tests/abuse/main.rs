@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod filters;
 mod listeners;
 mod secrets;
 mod sessions;

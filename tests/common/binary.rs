@@ -123,6 +123,18 @@ impl GatewayBinary {
         metric_value(&text, series)
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().and_then(Child::id).expect("running")
+    }
+
+    /// Resident memory of the process (`VmRSS` of /proc/<pid>/status), bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("read /proc status");
+        let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).expect("VmRSS line");
+        kib.trim().trim_end_matches("kB").trim().parse::<u64>().expect("VmRSS in kB") * 1024
+    }
+
     pub fn sigterm(&self) {
         let pid = self.child.as_ref().and_then(Child::id).expect("running").to_string();
         let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
