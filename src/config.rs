@@ -173,6 +173,12 @@ pub struct Limits {
     pub max_filters: usize,
     /// Conditions in one subscription's `filter` + `exclude`.
     pub max_filter_conditions: usize,
+    /// `regex`/`iregex` conditions in one subscription's `filter` + `exclude`.
+    pub max_regex_conditions: usize,
+    /// Bytes of compiled filter regexes one connection's subscriptions may hold (estimated, see `filter_memory`).
+    pub filter_memory_per_connection: usize,
+    /// Bytes of compiled filter regexes on the node (each distinct pattern counted once).
+    pub filter_memory_per_node: usize,
     /// Live sockets of one session on this node (a resume token opens no more).
     pub max_connections_per_session: usize,
     /// Live sockets per client address on this node (IPv6: per /64); 0 = no limit.
@@ -271,6 +277,9 @@ outbound_queue = 1024
 max_event_bytes = 1048576
 max_filters = 32
 max_filter_conditions = 16
+max_regex_conditions = 4
+filter_memory_per_connection = 4194304
+filter_memory_per_node = 268435456
 max_connections_per_session = 4
 max_connections_per_ip = 0
 max_anonymous_connections = 1000
@@ -424,8 +433,9 @@ impl Settings {
         Ok(())
     }
 
-    /// Connection quotas, session age and the admin listener (issue 11).
+    /// Connection quotas, filter memory, session age and the admin listener (issue 11).
     fn validate_quotas(&self) -> Result<(), ConfigError> {
+        self.validate_filter_memory()?;
         if self.limits.max_connections_per_session == 0 {
             return Err(invalid("limits.max_connections_per_session", "must be at least 1"));
         }
@@ -467,6 +477,24 @@ impl Settings {
         }
         if self.history.max_replay_bytes < limits.max_event_bytes {
             return Err(invalid("history.max_replay_bytes", "must be at least limits.max_event_bytes"));
+        }
+        Ok(())
+    }
+
+    /// Regex count and filter memory budgets: nonzero, the connection's within the node's.
+    fn validate_filter_memory(&self) -> Result<(), ConfigError> {
+        let limits = &self.limits;
+        if limits.max_regex_conditions == 0 {
+            return Err(invalid("limits.max_regex_conditions", "must be at least 1"));
+        }
+        if limits.filter_memory_per_connection == 0 {
+            return Err(invalid("limits.filter_memory_per_connection", "must be at least 1 byte"));
+        }
+        if limits.filter_memory_per_node < limits.filter_memory_per_connection {
+            return Err(invalid(
+                "limits.filter_memory_per_node",
+                "must be at least limits.filter_memory_per_connection",
+            ));
         }
         Ok(())
     }
@@ -593,6 +621,23 @@ mod tests {
         assert!(load("0", "0").is_ok(), "0 requests per second = off");
         let small_queue = Settings::load_from(None, env(&[("TELEGRAPHY_LIMITS__OUTBOUND_QUEUE_BYTES", "1000")]));
         assert!(small_queue.unwrap_err().to_string().contains("limits.outbound_queue_bytes"));
+    }
+
+    #[test]
+    fn filter_memory_budgets_are_nonzero_and_nested() {
+        let s = Settings::load_from(None, env(&[])).unwrap();
+        assert_eq!(
+            (s.limits.max_regex_conditions, s.limits.filter_memory_per_connection, s.limits.filter_memory_per_node),
+            (4, 4 << 20, 256 << 20)
+        );
+        for (key, value, named) in [
+            ("TELEGRAPHY_LIMITS__MAX_REGEX_CONDITIONS", "0", "limits.max_regex_conditions"),
+            ("TELEGRAPHY_LIMITS__FILTER_MEMORY_PER_CONNECTION", "0", "limits.filter_memory_per_connection"),
+            ("TELEGRAPHY_LIMITS__FILTER_MEMORY_PER_NODE", "1000", "limits.filter_memory_per_node"),
+        ] {
+            let err = Settings::load_from(None, env(&[(key, value)])).unwrap_err().to_string();
+            assert!(err.contains(named), "{err}");
+        }
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Server-side filters (proto/PROTOCOL.md section 8): Django-style lookups on an event's `data`.
 //!
 //! A `subscribe` frame may carry `filter` and `exclude`, two JSON objects of `field__lookup: value`
-//! conditions. [`Filter::parse`] checks and compiles them once; [`Filter::matches`] then decides
+//! conditions. [`Filter::prepare`] checks them (every limit, every name, size and value) without
+//! compiling anything; [`PreparedFilter::compile_with`] then attaches the compiled regexes (the
+//! gateway compiles them through [`crate::filter_memory`], off the async workers and within a
+//! memory budget; [`Filter::parse`] is both steps with plain compiles). [`Filter::matches`] then decides
 //! for each event whether it passes: every `filter` condition holds, and not every `exclude`
 //! condition holds (Django's `exclude(a=1, b=2)` is NOT (a AND b)). [`Filter::canonical`] is a text
 //! that is equal for filters that mean the same, so the hub can evaluate each distinct filter once
@@ -47,7 +50,8 @@
 //! * **Regex** (`regex`, `iregex`): RE2 syntax as the `regex` crate reads it (linear time),
 //!   unanchored search (Python's `re.search`), Unicode classes; `iregex` is the crate's case
 //!   insensitive mode (simple case folding). At most [`FilterLimits::max_regex_bytes`] bytes of
-//!   pattern and [`REGEX_SIZE_LIMIT`] bytes of compiled program.
+//!   pattern, [`REGEX_SIZE_LIMIT`] bytes of compiled program, and
+//!   [`FilterLimits::max_regex_conditions`] `regex`/`iregex` conditions per subscription.
 //! * **Limits.** At most `max_conditions` conditions in `filter` and `exclude` together; at most
 //!   `max_bytes` bytes of compact JSON (`filter` plus `exclude`, as `JSON.stringify` writes them);
 //!   at most `max_in_values` values in an `in` list.
@@ -57,10 +61,12 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::io::Write as _;
 
-use regex::{Regex, RegexBuilder};
+use std::sync::Arc;
+
+use regex_automata::{meta, util::syntax, MatchKind};
 use serde_json::{Map, Number, Value};
 
-use crate::frames::ErrorCode;
+use crate::{filter_memory::Charge, frames::ErrorCode};
 
 /// The lookup names, in PROTOCOL.md order.
 pub const LOOKUPS: [&str; 17] = [
@@ -83,12 +89,19 @@ pub const LOOKUPS: [&str; 17] = [
     "iregex",
 ];
 
-/// Most bytes of compiled program per regex (`RegexBuilder::size_limit` and `dfa_size_limit`;
-/// the crate's default is 10 MiB). Simple patterns need under a KiB (`^ord`), Unicode classes
-/// more (`\w+@\w+\.\w+` about 150 KiB, `^[\p{L}\p{N}_-]+$` 48 KiB); counted repetitions of
-/// Unicode classes grow fastest (`\w{20}` about 1 MiB; `\w{1,64}` 3 MiB is refused, while
-/// `(?-u:\w){1,64}` or `\w+` are fine).
-pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Most bytes of compiled program per regex (the NFA: `meta::Config::nfa_size_limit`, what
+/// `regex::RegexBuilder::size_limit` sets; the crate's default is 10 MiB). Measured with
+/// regex-automata 0.4 (minimal limit that compiles): `^ord` 272 B, `\w+` 49 KiB,
+/// `^[\p{L}\p{N}_-]+$` 47 KiB, `\w+@\w+\.\w+` 147 KiB, `\w{5}` 244 KiB; counted repetitions of
+/// Unicode classes grow fastest (`\w{6}` and up, `\w{19}` 927 KiB, `\w{1,64}` are refused as
+/// too complex, while `(?-u:\w){1,64}` 9 KiB or `\w+` are fine).
+pub const REGEX_SIZE_LIMIT: usize = 256 << 10;
+
+/// Capacity of each lazy DFA cache of a regex (`meta::Config::hybrid_cache_capacity`, what
+/// `regex::RegexBuilder::dfa_size_limit` sets; the crate's default is 2 MiB). A matching cache
+/// holds a forward and a reverse one and grows with use up to about twice this, per thread that
+/// evaluates the regex; below the minimum a pattern needs, the crate uses its other engines.
+pub const REGEX_CACHE_CAPACITY: usize = 64 << 10;
 
 /// Largest exponent magnitude of a decimal string; beyond it the string is not a decimal.
 const MAX_EXPONENT: i64 = 999_999_999;
@@ -107,11 +120,19 @@ pub struct FilterLimits {
     pub max_regex_bytes: usize,
     /// Values in one `in` list.
     pub max_in_values: usize,
+    /// `regex`/`iregex` conditions in `filter` and `exclude` together (`limits.max_regex_conditions`).
+    pub max_regex_conditions: usize,
 }
 
 impl Default for FilterLimits {
     fn default() -> Self {
-        FilterLimits { max_conditions: 16, max_bytes: 4096, max_regex_bytes: 256, max_in_values: 100 }
+        FilterLimits {
+            max_conditions: 16,
+            max_bytes: 4096,
+            max_regex_bytes: 256,
+            max_in_values: 100,
+            max_regex_conditions: 4,
+        }
     }
 }
 
@@ -142,6 +163,8 @@ pub enum FilterError {
     TooBig(usize),
     #[error("more than {0} filter conditions")]
     TooManyConditions(usize),
+    #[error("more than {0} regex conditions")]
+    TooManyRegexes(usize),
     #[error("{clause} key {key:?}: empty field name")]
     BadKey { clause: Clause, key: String },
     #[error("{clause} key {key:?}: {lookup} takes {expected}")]
@@ -168,6 +191,7 @@ impl FilterError {
             FilterError::NotObject(_) => "not_object",
             FilterError::TooBig(_) => "too_big",
             FilterError::TooManyConditions(_) => "too_many_conditions",
+            FilterError::TooManyRegexes(_) => "too_many_regexes",
             FilterError::BadKey { .. } => "bad_key",
             FilterError::BadValue { .. } => "bad_value",
             FilterError::TooManyValues { .. } => "too_many_values",
@@ -190,6 +214,125 @@ fn shown(key: &str) -> String {
     format!("{}...", &key[..end])
 }
 
+/// A pattern of a `regex`/`iregex` condition with its mode: what is compiled, and the key of the
+/// node's pool of compiled regexes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RegexKey {
+    pub pattern: Box<str>,
+    /// `iregex`.
+    pub insensitive: bool,
+}
+
+/// Why a pattern did not compile (a `bad_request` like every filter error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RegexError {
+    #[error("regex too complex")]
+    TooComplex,
+    #[error("invalid regex")]
+    Invalid,
+}
+
+/// A compiled regex with the estimate of its memory ([`CompiledRegex::bytes`]), and, when it is
+/// counted in a memory budget, the charge released when the last holder drops it.
+#[derive(Debug)]
+pub struct CompiledRegex {
+    regex: meta::Regex,
+    bytes: usize,
+    charge: Option<Charge>,
+}
+
+impl CompiledRegex {
+    /// Compiles with [`REGEX_SIZE_LIMIT`] and [`REGEX_CACHE_CAPACITY`] (RE2 syntax, Unicode,
+    /// unanchored search; `iregex` case-insensitive: what `regex::Regex` does). CPU-bound, up to a
+    /// few milliseconds at the size limit: the gateway calls it on a blocking thread.
+    pub fn compile(key: &RegexKey) -> Result<CompiledRegex, RegexError> {
+        let config = meta::Config::new()
+            .match_kind(MatchKind::LeftmostFirst)
+            .utf8_empty(true)
+            .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+            .hybrid_cache_capacity(REGEX_CACHE_CAPACITY);
+        let regex = meta::Builder::new()
+            .configure(config)
+            .syntax(syntax::Config::new().case_insensitive(key.insensitive).utf8(true))
+            .build(&key.pattern)
+            .map_err(|e| if e.size_limit().is_some() { RegexError::TooComplex } else { RegexError::Invalid })?;
+        // Honest estimate: the compiled program (NFA, any DFA, prefilter: `memory_usage`) plus one matching
+        // cache as created. Caches grow with use (lazy DFA states, up to about 2 x REGEX_CACHE_CAPACITY) and
+        // there is one per thread evaluating the regex; that growth is not charged.
+        let bytes = std::mem::size_of::<CompiledRegex>()
+            + key.pattern.len()
+            + regex.memory_usage()
+            + regex.create_cache().memory_usage();
+        Ok(CompiledRegex { regex, bytes, charge: None })
+    }
+
+    /// Estimated memory of the compiled regex, bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Counts this regex in a budget until it is dropped.
+    pub fn charged(mut self, charge: Charge) -> CompiledRegex {
+        self.charge = Some(charge);
+        self
+    }
+
+    pub fn is_match(&self, text: &str) -> bool {
+        self.regex.is_match(text)
+    }
+}
+
+/// Checked `filter` + `exclude` whose regexes are not compiled yet ([`Filter::prepare`]). Every
+/// limit, name, value and pattern length has been checked: only compiling may still fail.
+#[derive(Debug, Clone)]
+pub struct PreparedFilter {
+    filter: Vec<Condition>,
+    exclude: Vec<Condition>,
+    canonical: String,
+}
+
+impl PreparedFilter {
+    /// No conditions at all.
+    pub fn is_empty(&self) -> bool {
+        self.filter.is_empty() && self.exclude.is_empty()
+    }
+
+    /// The same text as [`Filter::canonical`] of the compiled filter.
+    pub fn canonical(&self) -> &str {
+        &self.canonical
+    }
+
+    /// The patterns to compile, in the order [`Self::compile_with`] asks for them (filter, then
+    /// exclude); at most [`FilterLimits::max_regex_conditions`].
+    pub fn regexes(&self) -> impl Iterator<Item = &RegexKey> {
+        self.filter.iter().chain(&self.exclude).filter_map(|c| match &c.test {
+            Test::Regex { key, .. } => Some(key),
+            _ => None,
+        })
+    }
+
+    /// Attaches a compiled regex to each regex condition, asking `compile` for each pattern in the
+    /// order of [`Self::regexes`]; the first failure is the filter's error (naming its key).
+    pub fn compile_with(
+        self,
+        mut compile: impl FnMut(&RegexKey) -> Result<Arc<CompiledRegex>, RegexError>,
+    ) -> Result<Filter, FilterError> {
+        let PreparedFilter { mut filter, mut exclude, canonical } = self;
+        for (clause, conds) in [(Clause::Filter, &mut filter), (Clause::Exclude, &mut exclude)] {
+            for cond in conds.iter_mut() {
+                if let Test::Regex { key, compiled } = &mut cond.test {
+                    let field = || shown(&cond.key);
+                    *compiled = Some(compile(key).map_err(|e| match e {
+                        RegexError::TooComplex => FilterError::RegexTooComplex { clause, key: field() },
+                        RegexError::Invalid => FilterError::BadRegex { clause, key: field() },
+                    })?);
+                }
+            }
+        }
+        Ok(Filter { filter, exclude, canonical })
+    }
+}
+
 /// Parsed `filter` + `exclude` of one subscription. Cheap to evaluate; `Send + Sync`.
 #[derive(Debug, Clone)]
 pub struct Filter {
@@ -199,13 +342,25 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// From the frame's optional `filter` and `exclude` JSON values (absent = `None`; a present
-    /// `null` is not an object and is refused). An empty result (no conditions) is allowed.
+    /// Checks and compiles (plain compiles, no pool or budget): [`Filter::prepare`], then
+    /// [`CompiledRegex::compile`] for each regex.
     pub fn parse(
         filter: Option<&Value>,
         exclude: Option<&Value>,
         limits: &FilterLimits,
     ) -> Result<Filter, FilterError> {
+        Self::prepare(filter, exclude, limits)?.compile_with(|key| CompiledRegex::compile(key).map(Arc::new))
+    }
+
+    /// From the frame's optional `filter` and `exclude` JSON values (absent = `None`; a present
+    /// `null` is not an object and is refused). An empty result (no conditions) is allowed. Checks,
+    /// in this order: objects, size, condition count, each condition (key, value, `in` length,
+    /// pattern length), regex count. Compiles nothing.
+    pub fn prepare(
+        filter: Option<&Value>,
+        exclude: Option<&Value>,
+        limits: &FilterLimits,
+    ) -> Result<PreparedFilter, FilterError> {
         let f = object(filter, Clause::Filter)?;
         let x = object(exclude, Clause::Exclude)?;
         if json_len(filter, limits.max_bytes) + json_len(exclude, limits.max_bytes) > limits.max_bytes {
@@ -216,6 +371,10 @@ impl Filter {
         }
         let filter = conditions(f, Clause::Filter, limits)?;
         let exclude = conditions(x, Clause::Exclude, limits)?;
+        let regexes = filter.iter().chain(&exclude).filter(|c| matches!(c.test, Test::Regex { .. })).count();
+        if regexes > limits.max_regex_conditions {
+            return Err(FilterError::TooManyRegexes(limits.max_regex_conditions));
+        }
         let mut canonical = String::new();
         for (name, conds) in [("filter", &filter), ("exclude", &exclude)] {
             if conds.is_empty() {
@@ -235,7 +394,20 @@ impl Filter {
         if !canonical.is_empty() {
             canonical.push('}');
         }
-        Ok(Filter { filter, exclude, canonical })
+        Ok(PreparedFilter { filter, exclude, canonical })
+    }
+
+    /// Estimated memory of the compiled regexes this filter holds ([`CompiledRegex::bytes`]), shared
+    /// ones included.
+    pub fn regex_bytes(&self) -> usize {
+        self.filter
+            .iter()
+            .chain(&self.exclude)
+            .filter_map(|c| match &c.test {
+                Test::Regex { compiled: Some(re), .. } => Some(re.bytes()),
+                _ => None,
+            })
+            .sum()
     }
 
     /// No conditions at all: every event passes.
@@ -332,6 +504,8 @@ fn get<'a>(data: &'a Value, path: &[Step]) -> Option<&'a Value> {
 
 #[derive(Debug, Clone)]
 struct Condition {
+    /// The client's key (for errors found when compiling).
+    key: Box<str>,
     path: Vec<Step>,
     test: Test,
     /// `["path__lookup",value]` in canonical form.
@@ -372,7 +546,11 @@ enum Test {
     },
     Cmp(Cmp, Operand),
     Range(Operand, Operand),
-    Regex(Regex),
+    /// Compiled by [`PreparedFilter::compile_with`]; a [`Filter`] has every one.
+    Regex {
+        key: RegexKey,
+        compiled: Option<Arc<CompiledRegex>>,
+    },
 }
 
 impl Condition {
@@ -452,21 +630,13 @@ impl Condition {
                 if pattern.len() > limits.max_regex_bytes {
                     return Err(FilterError::RegexTooLong { clause, key: shown(key), limit: limits.max_regex_bytes });
                 }
-                let re = RegexBuilder::new(pattern)
-                    .case_insensitive(lookup == "iregex")
-                    .size_limit(REGEX_SIZE_LIMIT)
-                    .dfa_size_limit(REGEX_SIZE_LIMIT)
-                    .build()
-                    .map_err(|e| match e {
-                        regex::Error::CompiledTooBig(_) => FilterError::RegexTooComplex { clause, key: shown(key) },
-                        _ => FilterError::BadRegex { clause, key: shown(key) },
-                    })?;
-                (Test::Regex(re), lookup, canon_str(pattern))
+                let key = RegexKey { pattern: pattern.into(), insensitive: lookup == "iregex" };
+                (Test::Regex { key, compiled: None }, lookup, canon_str(pattern))
             }
         };
         let canonical_key = format!("{}__{}", fields.join("__"), lookup);
         let canonical = format!("[{},{}]", canon_str(&canonical_key), canon_value);
-        Ok(Condition { path: fields.iter().map(|p| Step::new(p)).collect(), test, canonical })
+        Ok(Condition { key: key.into(), path: fields.iter().map(|p| Step::new(p)).collect(), test, canonical })
     }
 
     fn holds(&self, data: &Value) -> bool {
@@ -501,7 +671,9 @@ impl Condition {
                 lo.compare(v).is_some_and(|o| o != Ordering::Less)
                     && hi.compare(v).is_some_and(|o| o != Ordering::Greater)
             }
-            Test::Regex(re) => v.as_str().is_some_and(|s| re.is_match(s)),
+            Test::Regex { compiled, .. } => {
+                v.as_str().is_some_and(|s| compiled.as_ref().is_some_and(|re| re.is_match(s)))
+            }
         }
     }
 }
@@ -922,9 +1094,104 @@ mod tests {
                 assert!(Filter::parse(Some(&json!({ lookup: ok })), None, &limits).is_ok(), "{lookup} {ok}");
             }
         }
-        for blow_up in [r"(\w{50}){50}", r"\w{1,64}"] {
+        for blow_up in [r"(\w{50}){50}", r"\w{1,64}", r"\w{19}", r"\w{6}"] {
             let err = Filter::parse(Some(&json!({"a__regex": blow_up})), None, &limits).unwrap_err();
             assert_eq!(err.kind(), "regex_too_complex", "{blow_up}");
+        }
+    }
+
+    #[test]
+    fn limits_are_checked_before_anything_is_compiled() {
+        let limits = FilterLimits::default();
+        // An invalid pattern is not compiled by prepare: it passes, and fails only when compiled.
+        let prepared = Filter::prepare(Some(&json!({"a__regex": "("})), None, &limits).unwrap();
+        assert_eq!(prepared.regexes().count(), 1);
+        assert_eq!(Filter::parse(Some(&json!({"a__regex": "("})), None, &limits).unwrap_err().kind(), "bad_regex");
+        // Over the regex count (with a pattern that would not compile, and one that would be too complex):
+        // refused as too_many_regexes, whatever the patterns.
+        let five = json!({"a__regex": "(", "b__regex": r"\w{19}", "c__iregex": "c", "d__regex": "d"});
+        let err = Filter::prepare(Some(&five), Some(&json!({"e__iregex": "e"})), &limits).unwrap_err();
+        assert_eq!((err.kind(), err.to_string().as_str()), ("too_many_regexes", "more than 4 regex conditions"));
+        // The count is a limit: 4 pass prepare, each compiled once, in regexes() order.
+        let four = json!({"a__regex": "a", "b__regex": "b", "c__iregex": "c", "d__regex": "d", "n": 1});
+        let prepared = Filter::prepare(Some(&four), None, &limits).unwrap();
+        let order: Vec<RegexKey> = prepared.regexes().cloned().collect();
+        let mut asked = Vec::new();
+        let filter = prepared
+            .compile_with(|key| {
+                asked.push(key.clone());
+                CompiledRegex::compile(key).map(Arc::new)
+            })
+            .unwrap();
+        assert_eq!(asked, order);
+        assert!(order.iter().any(|k| k.insensitive && &*k.pattern == "c"));
+        assert!(filter.matches(&json!({"a": "xa", "b": "b", "c": "C", "d": "d", "n": 1})));
+        assert!(filter.regex_bytes() > 0);
+        let tighter = FilterLimits { max_regex_conditions: 3, ..limits };
+        assert_eq!(Filter::prepare(Some(&four), None, &tighter).unwrap_err().kind(), "too_many_regexes");
+    }
+
+    #[test]
+    fn a_compile_failure_names_its_key_and_clause() {
+        let prepared = Filter::prepare(
+            Some(&json!({"ok__regex": "a"})),
+            Some(&json!({"bad__iregex": "a"})),
+            &FilterLimits::default(),
+        )
+        .unwrap();
+        let err = prepared
+            .compile_with(|key| {
+                if key.insensitive {
+                    Err(RegexError::TooComplex)
+                } else {
+                    CompiledRegex::compile(key).map(Arc::new)
+                }
+            })
+            .unwrap_err();
+        assert_eq!(err, FilterError::RegexTooComplex { clause: Clause::Exclude, key: "bad__iregex".into() });
+    }
+
+    #[test]
+    fn compiled_size_is_estimated_from_the_program() {
+        let bytes =
+            |p: &str| CompiledRegex::compile(&RegexKey { pattern: p.into(), insensitive: false }).unwrap().bytes();
+        let (small, unicode, bigger) = (bytes("^ord"), bytes(r"\w+"), bytes(r"\w{5}"));
+        assert!(small < 8 << 10, "^ord {small}");
+        assert!(unicode > 32 << 10 && unicode < 256 << 10, "\\w+ {unicode}");
+        assert!(bigger > 256 << 10 && bigger < 1 << 20, "\\w{{5}} {bigger}");
+    }
+
+    proptest::proptest! {
+        /// However the regex conditions are spread over filter and exclude, prepare refuses more than the limit
+        /// without compiling, and compile_with compiles each accepted one exactly once.
+        #[test]
+        fn regex_count_is_a_prepare_limit(n_filter in 0usize..6, n_exclude in 0usize..6, plain in 0usize..4) {
+            let side = |prefix: &str, n: usize| {
+                let mut m = Map::new();
+                for i in 0..n {
+                    let lookup = if i % 2 == 0 { "regex" } else { "iregex" };
+                    m.insert(format!("{prefix}{i}__{lookup}"), json!(format!("^{prefix}{i}")));
+                }
+                for i in 0..plain {
+                    m.insert(format!("{prefix}p{i}"), json!(i));
+                }
+                Value::Object(m)
+            };
+            let limits = FilterLimits::default();
+            let result = Filter::prepare(Some(&side("f", n_filter)), Some(&side("x", n_exclude)), &limits);
+            let n = n_filter + n_exclude;
+            if n > limits.max_regex_conditions || n + 2 * plain > limits.max_conditions {
+                let kind = result.unwrap_err().kind();
+                proptest::prop_assert!(kind == "too_many_regexes" || kind == "too_many_conditions", "{}", kind);
+            } else {
+                let mut calls = 0;
+                let filter = result.unwrap().compile_with(|key| {
+                    calls += 1;
+                    CompiledRegex::compile(key).map(Arc::new)
+                });
+                proptest::prop_assert!(filter.is_ok());
+                proptest::prop_assert_eq!(calls, n);
+            }
         }
     }
 

@@ -48,7 +48,7 @@ pub enum ClientFrame {
     },
     /// `event` is a valid pattern; `since` asks for recovery (PROTOCOL.md section 7).
     /// `sub` names the subscription (default: the pattern); `filter`/`exclude` are JSON objects of Django-style
-    /// lookups (section 8), checked further by [`crate::filter::Filter::parse`].
+    /// lookups (section 8), checked further by [`crate::filter::Filter::prepare`].
     Subscribe {
         id: Option<u64>,
         event: String,

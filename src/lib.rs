@@ -17,7 +17,8 @@
 //! - [`api`]: HTTP API for backends: mint tokens, publish events.
 //! - [`names`]: event names and patterns: validation, matching, containment, model key escaping.
 //! - [`frames`]: client frame parsing, server frame encoding, error and close codes.
-//! - [`filter`]: server-side filters: Django-style lookups on event data.
+//! - [`filter`]: server-side filters: Django-style lookups on event data (checked first, then compiled).
+//! - [`filter_memory`]: the node's pool of compiled regexes, its memory budget and compile queue.
 //! - [`token`]: the `tg1`/`tg1r` token format: signing and verification.
 //! - [`secret`]: the weak-secret rule for configured secrets.
 //! - [`client_ip`]: a connection's client address (peer, or a trusted proxy's header) for per-IP quotas.
@@ -31,6 +32,7 @@ pub mod client_ip;
 pub mod config;
 pub mod connections;
 pub mod filter;
+pub mod filter_memory;
 pub mod frames;
 pub mod history;
 pub mod hub;

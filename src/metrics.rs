@@ -59,6 +59,10 @@ pub struct Metrics {
     pub recoveries_refused_busy: Counter,
     pub recoveries_refused_events: Counter,
     pub recoveries_refused_bytes: Counter,
+    /// Estimated bytes of compiled filter regexes live on the node (see `filter_memory`).
+    pub filter_memory: Gauge,
+    /// `subscribe` frames refused because a filter memory budget (node or connection) was used up.
+    pub filter_memory_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -108,6 +112,8 @@ impl Metrics {
             recoveries_refused_busy: cl("telegraphy_recoveries_refused_total", "reason", "busy"),
             recoveries_refused_events: cl("telegraphy_recoveries_refused_total", "reason", "events"),
             recoveries_refused_bytes: cl("telegraphy_recoveries_refused_total", "reason", "bytes"),
+            filter_memory: g("telegraphy_filter_memory_bytes"),
+            filter_memory_refused: c("telegraphy_filter_memory_refused_total"),
             recorder,
             handle,
         };
@@ -116,6 +122,7 @@ impl Metrics {
         m.subscriptions.set(0.0);
         m.nats_subscriptions.set(0.0);
         m.nats_connected.set(0.0);
+        m.filter_memory.set(0.0);
         for counter in [
             &m.connections_total,
             &m.connections_refused,
@@ -143,6 +150,7 @@ impl Metrics {
             &m.recoveries_refused_busy,
             &m.recoveries_refused_events,
             &m.recoveries_refused_bytes,
+            &m.filter_memory_refused,
         ] {
             counter.increment(0);
         }

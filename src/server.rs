@@ -27,6 +27,7 @@ use crate::{
     client_ip::ClientIpConfig,
     config::{ConfigError, Settings},
     connections::Connections,
+    filter_memory::FilterMemory,
     frames::close,
     history::History,
     hub::{Hub, HubConfig},
@@ -57,6 +58,8 @@ pub struct Gateway {
     pub connections: Connections,
     /// How a WebSocket's client address is found (per-IP quota).
     pub client_ip: ClientIpConfig,
+    /// Compiled filter regexes: pool, node budget, compile queue.
+    pub filter_memory: FilterMemory,
     draining: AtomicBool,
 }
 
@@ -171,6 +174,7 @@ impl Application {
         let client_ip = ClientIpConfig::new(&settings.http.trusted_proxies, &settings.http.client_ip_header)
             .map_err(|problem| ConfigError::Invalid { key: "http.trusted_proxies", problem })?;
         let admin = bind_admin(&settings)?;
+        let filter_memory = FilterMemory::new(settings.limits.filter_memory_per_node, metrics.clone());
         let gateway = Arc::new(Gateway {
             settings,
             nats: client,
@@ -180,6 +184,7 @@ impl Application {
             metrics,
             connections: Connections::default(),
             client_ip,
+            filter_memory,
             draining: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&gateway);

@@ -37,7 +37,8 @@ use crate::{
     auth::{AuthError, Identity},
     client_ip,
     connections::OverQuota,
-    filter::{Filter, FilterLimits},
+    filter::{Filter, FilterError, FilterLimits, PreparedFilter, RegexError},
+    filter_memory::CompileError,
     frames::{self, close, ClientFrame, ErrorCode, Since, SubscribedAt},
     history::{History, HistoryError, Position, Recovery, Stored},
     hub::{self, ConnId, Subscription},
@@ -124,8 +125,17 @@ pub async fn upgrade(
     tracing::debug!(conn = id, "WebSocket upgraded");
     actix_web::rt::spawn(writer(sink, queue, ctl.clone()));
     let requests = TokenBucket::new(limits.requests_per_second, limits.request_burst, Instant::now());
-    let connection =
-        Connection { id, outbox, ctl, identity: None, subscriptions: HashMap::new(), bad_frames: 0, requests, gw };
+    let connection = Connection {
+        id,
+        outbox,
+        ctl,
+        identity: None,
+        subscriptions: HashMap::new(),
+        filter_bytes: 0,
+        bad_frames: 0,
+        requests,
+        gw,
+    };
     actix_web::rt::spawn(connection.run(stream));
     Ok(())
 }
@@ -229,6 +239,16 @@ struct Held {
     /// The filter's canonical text ("" = none): same name + pattern + canonical = the same subscription.
     canonical: String,
     filter: Option<Arc<Filter>>,
+    /// Estimated memory of the filter's compiled regexes (in the connection's filter memory budget).
+    filter_bytes: usize,
+}
+
+/// Why a subscription's filter was not compiled.
+enum Uncompiled {
+    /// A pattern does not compile: a bad frame.
+    Bad(FilterError),
+    /// The node's filter memory is used up: `limit_exceeded`.
+    OverBudget,
 }
 
 struct Connection {
@@ -238,6 +258,8 @@ struct Connection {
     identity: Option<Identity>,
     /// By subscription name (default: the pattern).
     subscriptions: HashMap<String, Held>,
+    /// Sum of the held subscriptions' `filter_bytes` (`limits.filter_memory_per_connection`).
+    filter_bytes: usize,
     bad_frames: u32,
     /// Request rate limit (`limits.requests_per_second`); None = off.
     requests: Option<TokenBucket>,
@@ -447,34 +469,54 @@ impl Connection {
             return self.reply(frames::encode_error(id, ErrorCode::Forbidden, "pattern not allowed"));
         }
         let limits = &self.gw.settings.limits;
-        let filter_limits = FilterLimits { max_conditions: limits.max_filter_conditions, ..FilterLimits::default() };
-        let filter = match Filter::parse(filter.as_ref(), exclude.as_ref(), &filter_limits) {
-            Ok(filter) if filter.is_empty() => None,
-            Ok(filter) => Some(Arc::new(filter)),
+        let filter_limits = FilterLimits {
+            max_conditions: limits.max_filter_conditions,
+            max_regex_conditions: limits.max_regex_conditions,
+            ..FilterLimits::default()
+        };
+        // Every limit is checked before any regex is compiled.
+        let prepared = match Filter::prepare(filter.as_ref(), exclude.as_ref(), &filter_limits) {
+            Ok(prepared) => prepared,
             Err(e) => return self.bad_frame(id, ErrorCode::BadRequest, &e.to_string()),
         };
         let name = sub.clone().unwrap_or_else(|| event.clone());
-        let canonical = filter.as_ref().map(|f| f.canonical().to_string()).unwrap_or_default();
+        let canonical = prepared.canonical().to_string();
         let replacing = match self.subscriptions.get(&name) {
             Some(held) if held.pattern == event && held.canonical == canonical && since.is_none() => {
                 let at = SubscribedAt { recovered: None, position: None, sub: sub.as_deref() };
                 return self.reply(frames::encode_subscribed_at(id, &event, &at));
             }
-            Some(_) => true,
-            None => false,
+            Some(held) => Some(held.filter_bytes),
+            None => None,
         };
-        if !replacing && self.subscriptions.len() >= limits.max_subscriptions {
+        if replacing.is_none() && self.subscriptions.len() >= limits.max_subscriptions {
             return self.reply(frames::encode_error(id, ErrorCode::LimitExceeded, "too many subscriptions"));
         }
         let filtered = self.subscriptions.iter().filter(|(n, h)| **n != name && !h.canonical.is_empty()).count();
-        if filter.is_some() && filtered >= limits.max_filters {
+        if !prepared.is_empty() && filtered >= limits.max_filters {
             return self.reply(frames::encode_error(id, ErrorCode::LimitExceeded, "too many filtered subscriptions"));
         }
-        if replacing {
+        // The connection's other subscriptions' regexes (a replaced subscription's are released with it).
+        let kept_bytes = self.filter_bytes - replacing.unwrap_or(0);
+        let budget = limits.filter_memory_per_connection;
+        if prepared.regexes().next().is_some() && kept_bytes >= budget {
+            return self.refuse_filter_memory(id);
+        }
+        let filter = match self.compile(prepared).await {
+            Ok(filter) if filter.is_empty() => None,
+            Ok(filter) => Some(Arc::new(filter)),
+            Err(Uncompiled::Bad(e)) => return self.bad_frame(id, ErrorCode::BadRequest, &e.to_string()),
+            Err(Uncompiled::OverBudget) => return self.refuse_filter_memory(id),
+        };
+        let filter_bytes = filter.as_ref().map_or(0, |f| f.regex_bytes());
+        if kept_bytes + filter_bytes > budget {
+            return self.refuse_filter_memory(id);
+        }
+        if replacing.is_some() {
             self.drop_subscription(&name).await;
         }
         let gw = self.gw.clone();
-        let held = Held { pattern: event.clone(), canonical, filter: filter.clone() };
+        let held = Held { pattern: event.clone(), canonical, filter: filter.clone(), filter_bytes };
         // The hub holds this subscription's live frames until `subscribed` (and any replay) is queued, then
         // releases them without duplicates (Hub::go_live). `subscribed` is sent only once the node's NATS
         // interest is in place on the server (Hub::subscribe), so an event published after it is delivered.
@@ -534,6 +576,30 @@ impl Connection {
         gw.hub.go_live(&event, self.id, &name, replayed_through).await;
     }
 
+    /// Compiles the filter's regexes through the node's pool (off this worker, see [`crate::filter_memory`]).
+    async fn compile(&self, prepared: PreparedFilter) -> Result<Filter, Uncompiled> {
+        let mut compiled = Vec::new();
+        for key in prepared.regexes() {
+            match self.gw.filter_memory.regex(key).await {
+                Ok(regex) => compiled.push(Ok(regex)),
+                Err(CompileError::OverBudget) => return Err(Uncompiled::OverBudget),
+                Err(CompileError::Regex(e)) => {
+                    compiled.push(Err(e));
+                    break;
+                }
+            }
+        }
+        let mut compiled = compiled.into_iter();
+        prepared.compile_with(|_| compiled.next().unwrap_or(Err(RegexError::Invalid))).map_err(Uncompiled::Bad)
+    }
+
+    /// A filter over the connection's or the node's filter memory: `limit_exceeded`, the socket stays open.
+    fn refuse_filter_memory(&self, id: Option<u64>) {
+        self.gw.filter_memory.refused();
+        tracing::debug!(conn = self.id, held = self.filter_bytes, "subscribe refused: filter memory");
+        self.reply(frames::encode_error(id, ErrorCode::LimitExceeded, "filter memory limit exceeded"));
+    }
+
     async fn recover(
         &self,
         history: &History,
@@ -553,6 +619,7 @@ impl Connection {
         match self.gw.hub.subscribe(&held.pattern, who, true).await {
             Ok(()) => {
                 self.gw.metrics.subscriptions.increment(1.0);
+                self.filter_bytes += held.filter_bytes;
                 self.subscriptions.insert(name.to_string(), held);
                 true
             }
@@ -597,12 +664,14 @@ impl Connection {
     /// Removes the named subscription from the hub; returns its pattern if it existed.
     async fn drop_subscription(&mut self, name: &str) -> Option<String> {
         let held = self.subscriptions.remove(name)?;
+        self.filter_bytes -= held.filter_bytes;
         self.gw.hub.unsubscribe(&held.pattern, self.id, name).await;
         self.gw.metrics.subscriptions.decrement(1.0);
         Some(held.pattern)
     }
 
     async fn cleanup(&mut self) {
+        self.filter_bytes = 0;
         for (name, held) in std::mem::take(&mut self.subscriptions) {
             self.gw.hub.unsubscribe(&held.pattern, self.id, &name).await;
             self.gw.metrics.subscriptions.decrement(1.0);

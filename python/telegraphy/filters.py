@@ -33,11 +33,13 @@ MAX_CONDITIONS = 16
 MAX_BYTES = 4096
 MAX_IN_VALUES = 100
 MAX_REGEX_BYTES = 256
+MAX_REGEX_CONDITIONS = 4  # the gateway's limits.max_regex_conditions default
 
 
 class FilterError(ValueError):
     """The gateway would refuse this filter with ``bad_request``; ``kind`` names why (as the vectors do:
-    not_object, bad_key, bad_value, too_many_values, regex_too_long, too_many_conditions, too_big)."""
+    not_object, bad_key, bad_value, too_many_values, regex_too_long, too_many_conditions, too_many_regexes,
+    too_big)."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -56,9 +58,13 @@ def check(filter: Mapping[str, Any] | None = None, exclude: Mapping[str, Any] | 
         raise FilterError("too_big", f"filter and exclude are {size} bytes of JSON, more than {MAX_BYTES}")
     if sum(len(conditions) for conditions, _ in sides.values()) > MAX_CONDITIONS:
         raise FilterError("too_many_conditions", f"more than {MAX_CONDITIONS} filter conditions")
+    regexes = 0
     for what, (conditions, _) in sides.items():
         for key, value in conditions.items():
-            _check_condition(what, key, value)
+            regexes += _check_condition(what, key, value) in ("regex", "iregex")
+    # Checked after every condition, as the gateway does (before it compiles anything).
+    if regexes > MAX_REGEX_CONDITIONS:
+        raise FilterError("too_many_regexes", f"more than {MAX_REGEX_CONDITIONS} regex conditions")
     return {what: conditions for what, (conditions, _) in sides.items() if conditions}
 
 
@@ -83,7 +89,8 @@ def _is_ordered(value: Any) -> bool:
     return isinstance(value, (int, float, str)) and not isinstance(value, bool)  # JSON: floats are finite
 
 
-def _check_condition(what: str, key: str, value: Any) -> None:
+def _check_condition(what: str, key: str, value: Any) -> str:
+    """Raises FilterError for a condition the gateway refuses; returns its lookup."""
     parts = key.split("__")
     if any(part == "" for part in parts):
         raise FilterError("bad_key", f"{what} key {key!r}: empty field name")
@@ -93,7 +100,7 @@ def _check_condition(what: str, key: str, value: Any) -> None:
         return FilterError("bad_value", f"{what} key {key!r}: {lookup} takes {expected}")
 
     if lookup == "exact":
-        return
+        return lookup
     if lookup == "iexact":
         if value is not None and not isinstance(value, str):
             raise bad("a string or None")
@@ -119,3 +126,4 @@ def _check_condition(what: str, key: str, value: Any) -> None:
             raise bad("a string")
         if len(value.encode("utf-8")) > MAX_REGEX_BYTES:
             raise FilterError("regex_too_long", f"{what} key {key!r}: regex longer than {MAX_REGEX_BYTES} bytes")
+    return lookup

@@ -6,6 +6,7 @@
 mod common;
 
 mod bytes;
+mod filters;
 mod listeners;
 mod rate;
 mod secrets;

@@ -141,8 +141,13 @@ impl GatewayBinary {
         metric_value(&text, series)
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().and_then(Child::id).expect("running")
+    }
+
     pub fn sigterm(&self) {
-        let pid = self.child.as_ref().and_then(Child::id).expect("running").to_string();
+        let pid = self.pid().to_string();
         let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
         assert!(status.success());
     }
@@ -166,8 +171,7 @@ impl GatewayBinary {
 
     /// Resident set size of the process, in bytes (VmRSS of /proc/<pid>/status).
     pub fn rss(&self) -> u64 {
-        let pid = self.child.as_ref().and_then(Child::id).expect("running");
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("read /proc/<pid>/status");
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS in /proc/<pid>/status");
         let kib: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmRSS value");
         kib * 1024

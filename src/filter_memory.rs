@@ -1,0 +1,195 @@
+//! Memory of compiled filters (issue 11): the node's pool of compiled regexes, the node's budget for them
+//! (`limits.filter_memory_per_node`) and the queue their compiles wait in.
+//!
+//! A regex is compiled once per node for each distinct (pattern, case-insensitive) pair: while any
+//! subscription holds it, another one with the same pattern shares it and costs the node no new budget. Its cost
+//! is [`CompiledRegex::bytes`] (program plus one matching cache, see there); it is charged when compiled and
+//! released when its last holder drops it (the subscription or connection ended). The per-connection budget
+//! (`limits.filter_memory_per_connection`) is kept by the session, which counts every regex its subscriptions
+//! hold, shared or not.
+//!
+//! Compiles run on tokio's blocking threads, one at a time per node ([`COMPILE_PERMITS`]): a burst of
+//! `subscribe` frames with regexes queues there and never runs on an async worker, so other sockets' frames and
+//! pings on that worker are not held up. The pool is only touched on `subscribe` and when a regex is dropped,
+//! never on event fan-out.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex, Weak,
+    },
+};
+
+use tokio::sync::Semaphore;
+
+use crate::{
+    filter::{CompiledRegex, RegexError, RegexKey},
+    metrics::Metrics,
+};
+
+/// Compiles running at once on the node.
+pub const COMPILE_PERMITS: usize = 1;
+
+/// Why no compiled regex was returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    /// The pattern does not compile: a bad filter.
+    #[error(transparent)]
+    Regex(#[from] RegexError),
+    /// The node's filter memory is used up: `limit_exceeded`.
+    #[error("filter memory of the node exceeded")]
+    OverBudget,
+}
+
+/// The node's compiled regexes and their budget. One per node ([`crate::server::Gateway`]).
+pub struct FilterMemory {
+    inner: Arc<Inner>,
+    compiles: Semaphore,
+}
+
+struct Inner {
+    pool: Mutex<HashMap<RegexKey, Weak<CompiledRegex>>>,
+    used: AtomicUsize,
+    per_node: usize,
+    metrics: Arc<Metrics>,
+}
+
+/// A regex's bytes in the node budget, released (and its pool entry removed) when the regex is dropped.
+pub struct Charge {
+    bytes: usize,
+    key: RegexKey,
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Charge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Charge").field("bytes", &self.bytes).finish()
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.inner.used.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.inner.metrics.filter_memory.decrement(self.bytes as f64);
+        // Runs while the last Arc is dropped: the entry's Weak is dead unless a new regex took the key.
+        let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.get(&self.key).is_some_and(|w| w.strong_count() == 0) {
+            pool.remove(&self.key);
+        }
+    }
+}
+
+impl FilterMemory {
+    pub fn new(per_node: usize, metrics: Arc<Metrics>) -> Self {
+        let inner = Inner { pool: Mutex::default(), used: AtomicUsize::new(0), per_node, metrics };
+        FilterMemory { inner: Arc::new(inner), compiles: Semaphore::new(COMPILE_PERMITS) }
+    }
+
+    /// Bytes of compiled regexes live on the node.
+    pub fn used(&self) -> usize {
+        self.inner.used.load(Ordering::Relaxed)
+    }
+
+    /// Distinct compiled regexes live on the node.
+    pub fn pooled(&self) -> usize {
+        self.lock().values().filter(|w| w.strong_count() > 0).count()
+    }
+
+    /// Counts a `subscribe` refused for filter memory (the node's or a connection's budget).
+    pub fn refused(&self) {
+        self.inner.metrics.filter_memory_refused.increment(1);
+    }
+
+    /// The compiled regex for `key`: a live one from the pool, else compiled on a blocking thread (after the
+    /// compiles queued before it) and charged to the node budget. Over the budget the new regex is dropped at
+    /// once and [`CompileError::OverBudget`] returned (the caller counts the refusal: [`Self::refused`]).
+    pub async fn regex(&self, key: &RegexKey) -> Result<Arc<CompiledRegex>, CompileError> {
+        if let Some(hit) = self.lookup(key) {
+            return Ok(hit);
+        }
+        // Never closed; a permit is held until this compile is charged or dropped.
+        let _permit = self.compiles.acquire().await.ok();
+        if let Some(hit) = self.lookup(key) {
+            return Ok(hit); // compiled by a frame queued before this one
+        }
+        if self.used() >= self.inner.per_node {
+            return Err(CompileError::OverBudget);
+        }
+        let owned = key.clone();
+        let compiled = tokio::task::spawn_blocking(move || CompiledRegex::compile(&owned))
+            .await
+            .map_err(|_| CompileError::Regex(RegexError::TooComplex))??;
+        let bytes = compiled.bytes();
+        let reserved = self.inner.used.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+            (used + bytes <= self.inner.per_node).then_some(used + bytes)
+        });
+        if reserved.is_err() {
+            return Err(CompileError::OverBudget);
+        }
+        self.inner.metrics.filter_memory.increment(bytes as f64);
+        let charge = Charge { bytes, key: key.clone(), inner: self.inner.clone() };
+        let regex = Arc::new(compiled.charged(charge));
+        let existing = {
+            let mut pool = self.lock();
+            match pool.get(key).and_then(Weak::upgrade) {
+                Some(live) => Some(live),
+                None => {
+                    pool.insert(key.clone(), Arc::downgrade(&regex));
+                    None
+                }
+            }
+        };
+        // A duplicate is dropped outside the lock (its charge's drop takes the lock).
+        Ok(existing.unwrap_or(regex))
+    }
+
+    fn lookup(&self, key: &RegexKey) -> Option<Arc<CompiledRegex>> {
+        self.lock().get(key).and_then(Weak::upgrade)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RegexKey, Weak<CompiledRegex>>> {
+        self.inner.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(pattern: &str) -> RegexKey {
+        RegexKey { pattern: pattern.into(), insensitive: false }
+    }
+
+    #[tokio::test]
+    async fn identical_patterns_share_one_regex_and_memory_is_released_with_the_last_holder() {
+        let memory = FilterMemory::new(1 << 20, Arc::new(Metrics::new()));
+        let a = memory.regex(&key(r"\d{3}-\d{4}")).await.unwrap();
+        let used = memory.used();
+        assert!(used >= a.bytes() && used > 1000, "charged {used}");
+        let b = memory.regex(&key(r"\d{3}-\d{4}")).await.unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "a pool hit");
+        assert_eq!(memory.used(), used, "a pool hit costs no new budget");
+        let ci = memory.regex(&RegexKey { pattern: r"\d{3}-\d{4}".into(), insensitive: true }).await.unwrap();
+        assert!(!Arc::ptr_eq(&a, &ci), "iregex is another key");
+        drop(ci);
+        drop(a);
+        assert_eq!((memory.used(), memory.pooled()), (used, 1), "still held by b");
+        drop(b);
+        assert_eq!((memory.used(), memory.pooled()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn over_the_node_budget_nothing_is_kept() {
+        let memory = FilterMemory::new(100_000, Arc::new(Metrics::new()));
+        let small = memory.regex(&key("^ord")).await.unwrap();
+        let err = memory.regex(&key(r"\w+@\w+\.\w+")).await.unwrap_err();
+        assert_eq!(err, CompileError::OverBudget);
+        assert_eq!(memory.used(), small.bytes(), "the refused regex was not kept");
+        assert_eq!(memory.regex(&key("(")).await.unwrap_err(), CompileError::Regex(RegexError::Invalid));
+        assert_eq!(memory.regex(&key(r"\w{19}")).await.unwrap_err(), CompileError::Regex(RegexError::TooComplex));
+        let text = Metrics::new().render();
+        assert!(text.contains("telegraphy_filter_memory_bytes"), "{text}");
+    }
+}
