@@ -9,6 +9,7 @@ from django.core.checks import Error, Tags, Warning, register
 
 from . import names
 from .conf import DEFAULTS, parse_rate, redact_url, user_settings
+from .filters import DEFAULT_LIMITS as FILTER_LIMITS
 from .tokens import MAX_TTL, MIN_SECRET_BYTES, secret_weakness
 
 NATS_SCHEMES = ("nats", "tls", "ws", "wss")
@@ -155,6 +156,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
         if not isinstance(conf[key], bool):
             errors.append(Error(f'TELEGRAPHY["{key}"] must be True or False, got {conf[key]!r}.', id="telegraphy.E012"))
 
+    errors.extend(_check_filter_limits(conf["FILTER_LIMITS"]))
+
     unknown = sorted(set(raw) - set(DEFAULTS))
     if unknown:
         errors.append(
@@ -164,4 +167,26 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
                 id="telegraphy.W001",
             )
         )
+    return errors
+
+
+def _check_filter_limits(limits: Any) -> list:
+    """FILTER_LIMITS: a dict of the gateway's filter limit settings (its keys as in ``limits.*``), each an
+    integer the gateway would accept too (``max_regex_conditions`` at least 1)."""
+    hint = (
+        f"A dict with some of {', '.join(FILTER_LIMITS)}, set to the gateway's limits.* values "
+        f"(defaults {FILTER_LIMITS})."
+    )
+    if not isinstance(limits, dict):
+        return [Error(f'TELEGRAPHY["FILTER_LIMITS"] must be a dict, got {limits!r}.', hint=hint, id="telegraphy.E013")]
+    errors = []
+    for key, value in limits.items():
+        least = 1 if key == "max_regex_conditions" else 0
+        if key not in FILTER_LIMITS:
+            problem = "is not a filter limit"
+        elif isinstance(value, bool) or not isinstance(value, int) or value < least:
+            problem = f"must be an integer >= {least}, got {value!r}"
+        else:
+            continue
+        errors.append(Error(f'TELEGRAPHY["FILTER_LIMITS"][{key!r}] {problem}.', hint=hint, id="telegraphy.E013"))
     return errors

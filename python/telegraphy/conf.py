@@ -24,6 +24,7 @@ Every key is optional except ``SECRET``::
         "ANONYMOUS_TOKENS": False,              # tokens for anonymous visitors (page tags, token endpoint)
         "TOKEN_RATE_LIMIT": "30/60",            # token endpoint: "<calls>/<seconds>" per user (IP if anonymous); None = off
         "REVOKE_ON_AUTH_CHANGE": True,          # revoke a user's gateway sessions on logout, password change, deactivation
+        "FILTER_LIMITS": {"max_filter_conditions": 16, "max_regex_conditions": 4},  # filters.check: the gateway's limits.*
     }
 
 Outside a configured Django project (a plain script), the defaults apply, overridden by the environment
@@ -36,6 +37,8 @@ import os
 import re
 import threading
 from typing import Any
+
+from .filters import DEFAULT_LIMITS as DEFAULT_FILTER_LIMITS
 
 DEFAULTS: dict[str, Any] = {
     "NATS_URL": "nats://127.0.0.1:4222",
@@ -59,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
     "ANONYMOUS_TOKENS": False,
     "TOKEN_RATE_LIMIT": "30/60",
     "REVOKE_ON_AUTH_CHANGE": True,
+    "FILTER_LIMITS": dict(DEFAULT_FILTER_LIMITS),  # a dict given here overrides these keys one by one
 }
 
 _RATE = re.compile(r"([1-9][0-9]{0,8})/([1-9][0-9]{0,8})")

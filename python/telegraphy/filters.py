@@ -11,9 +11,11 @@ is a Python exception instead of a ``bad_request`` in the browser:
 
 Values are converted with Django's JSON rules, as event data is (a Decimal becomes its string, which the
 gateway compares as a number with numbers and decimal strings; datetimes ISO 8601; tuples lists). Checked as
-the gateway does: key shapes, value shapes per lookup, the default limits (16 conditions, 4096 bytes of
-compact JSON for filter and exclude together, 100 ``in`` values, 256-byte regex). Not checked: regex syntax
-(the gateway reads RE2, which Python's ``re`` does not: it answers ``bad_request`` for a pattern it refuses).
+the gateway does: key shapes, value shapes per lookup, the limits (4096 bytes of compact JSON for filter and
+exclude together, 100 ``in`` values, 256-byte regex, and the two a gateway may change, read from
+``TELEGRAPHY["FILTER_LIMITS"]``: ``max_filter_conditions``, default 16, and ``max_regex_conditions``, default 4,
+the gateway's ``limits.*`` keys of the same names). Not checked: regex syntax (the gateway reads RE2, which
+Python's ``re`` does not: it answers ``bad_request`` for a pattern it refuses).
 """
 
 from __future__ import annotations
@@ -22,18 +24,20 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["LOOKUPS", "FilterError", "check"]
+__all__ = ["LOOKUPS", "DEFAULT_LIMITS", "FilterError", "check", "limits"]
 
 LOOKUPS = frozenset({
     "exact", "iexact", "contains", "icontains", "in", "gt", "gte", "lt", "lte", "range",
     "startswith", "istartswith", "endswith", "iendswith", "isnull", "regex", "iregex",
 })  # fmt: skip
 TEXT_LOOKUPS = frozenset({"contains", "icontains", "startswith", "istartswith", "endswith", "iendswith"})
-MAX_CONDITIONS = 16
+MAX_CONDITIONS = 16  # the protocol's default of the gateway's limits.max_filter_conditions
+MAX_REGEX_CONDITIONS = 4  # the protocol's default of the gateway's limits.max_regex_conditions
 MAX_BYTES = 4096
 MAX_IN_VALUES = 100
 MAX_REGEX_BYTES = 256
-MAX_REGEX_CONDITIONS = 4  # the gateway's limits.max_regex_conditions default
+# TELEGRAPHY["FILTER_LIMITS"]: the limits a gateway may change, by its setting names (proto/constants.json).
+DEFAULT_LIMITS = {"max_filter_conditions": MAX_CONDITIONS, "max_regex_conditions": MAX_REGEX_CONDITIONS}
 
 
 class FilterError(ValueError):
@@ -46,25 +50,35 @@ class FilterError(ValueError):
         self.kind = kind
 
 
+def limits() -> dict[str, int]:
+    """The configurable limits ``check`` applies: ``TELEGRAPHY["FILTER_LIMITS"]`` over :data:`DEFAULT_LIMITS`
+    (set them to the gateway's ``limits.max_filter_conditions`` and ``limits.max_regex_conditions``)."""
+    from .conf import telegraphy_settings
+
+    return {**DEFAULT_LIMITS, **telegraphy_settings.FILTER_LIMITS}
+
+
 def check(filter: Mapping[str, Any] | None = None, exclude: Mapping[str, Any] | None = None) -> dict[str, dict]:
     """``{"filter": {...}, "exclude": {...}}`` as JSON-ready dicts, leaving out a side that is None or empty.
 
-    Raises FilterError where the gateway would answer ``bad_request``.
+    Raises FilterError where the gateway would answer ``bad_request`` (with the limits of :func:`limits`).
     """
     sides = {what: _as_json(what, conditions) for what, conditions in (("filter", filter), ("exclude", exclude))
              if conditions is not None}
     size = sum(len(text.encode("utf-8")) for _, text in sides.values())
     if size > MAX_BYTES:
         raise FilterError("too_big", f"filter and exclude are {size} bytes of JSON, more than {MAX_BYTES}")
-    if sum(len(conditions) for conditions, _ in sides.values()) > MAX_CONDITIONS:
-        raise FilterError("too_many_conditions", f"more than {MAX_CONDITIONS} filter conditions")
+    bounds = limits()
+    max_conditions, max_regexes = bounds["max_filter_conditions"], bounds["max_regex_conditions"]
+    if sum(len(conditions) for conditions, _ in sides.values()) > max_conditions:
+        raise FilterError("too_many_conditions", f"more than {max_conditions} filter conditions")
     regexes = 0
     for what, (conditions, _) in sides.items():
         for key, value in conditions.items():
             regexes += _check_condition(what, key, value) in ("regex", "iregex")
     # Checked after every condition, as the gateway does (before it compiles anything).
-    if regexes > MAX_REGEX_CONDITIONS:
-        raise FilterError("too_many_regexes", f"more than {MAX_REGEX_CONDITIONS} regex conditions")
+    if regexes > max_regexes:
+        raise FilterError("too_many_regexes", f"more than {max_regexes} regex conditions")
     return {what: conditions for what, (conditions, _) in sides.items() if conditions}
 
 
