@@ -2,9 +2,11 @@
 //!
 //! Map of the crate (one concern per module; proto/PROTOCOL.md is the normative contract):
 //! - [`config`]: settings from defaults, a TOML file and `TELEGRAPHY_<SECTION>__<KEY>` variables.
-//! - [`server`]: start-up ([`server::Application`]: bind, build shared state once, run, drain) and the
-//!   [`server::Gateway`] state shared by all actix workers; `/healthz`, `/readyz`, `/metrics`. HTTP/1 requests
-//!   go to actix-web; `Upgrade: websocket` requests leave the HTTP dispatcher with their raw connection.
+//! - [`server`]: start-up ([`server::Application`]: bind, build the node once, run, drain) and the routes:
+//!   `/healthz`, `/readyz`, `/metrics`. HTTP/1 requests go to actix-web; `Upgrade: websocket` requests leave the
+//!   HTTP dispatcher with their raw connection.
+//! - [`node`]: the node's shared state ([`node::Gateway`], one for all actix workers), readiness, the closing of
+//!   revoked connections, and the drain.
 //! - [`session`]: one WebSocket connection (tokio-tungstenite on the raw TCP stream, small buffers): the upgrade
 //!   checks, then a reader task (frames, connect, subscriptions, heartbeat) and a writer task.
 //! - [`outbox`]: a connection's bounded outbound queue (frames and bytes) and close switch (4008 when full).
@@ -23,7 +25,7 @@
 //! - [`secret`]: the weak-secret rule for configured secrets.
 //! - [`client_ip`]: a connection's client address (peer, or a trusted proxy's header) for per-IP quotas.
 //! - [`metrics`]: Prometheus metrics of the node.
-//! - [`shutdown`]: signals and graceful drain.
+//! - [`shutdown`]: the shutdown signals (SIGTERM/SIGINT).
 //! - [`telemetry`]: logging setup.
 
 pub mod api;
@@ -39,6 +41,7 @@ pub mod hub;
 pub mod metrics;
 pub mod names;
 pub mod nats;
+pub mod node;
 pub mod outbox;
 pub mod rate;
 pub mod secret;

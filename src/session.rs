@@ -42,9 +42,9 @@ use crate::{
     frames::{self, close, ClientFrame, ErrorCode, Since, SubscribedAt},
     history::{History, HistoryError, Position, Recovery, Stored},
     hub::{self, ConnId, Subscription},
+    node::Gateway,
     outbox::{Control, Frame, Outbox, Push},
     rate::TokenBucket,
-    server::Gateway,
     token,
 };
 
