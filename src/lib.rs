@@ -7,8 +7,10 @@
 //!   HTTP dispatcher with their raw connection.
 //! - [`node`]: the node's shared state ([`node::Gateway`], one for all actix workers), readiness, the closing of
 //!   revoked connections, and the drain.
-//! - [`session`]: one WebSocket connection (tokio-tungstenite on the raw TCP stream, small buffers): the upgrade
-//!   checks, then a reader task (frames, connect, subscriptions, heartbeat) and a writer task.
+//! - [`session`]: the protocol core of one connection ([`session::Session`]): client frames, connect,
+//!   subscriptions, heartbeat and timers, limits, when to close; it writes only to its outbox and knows no socket.
+//! - [`ws`]: the raw WebSocket transport (tokio-tungstenite on the raw TCP stream, small buffers): the upgrade
+//!   checks, a reader feeding the session, and the writer task draining the outbox to the socket.
 //! - [`outbox`]: a connection's bounded outbound queue (frames and bytes) and close switch (4008 when full).
 //! - [`rate`]: a connection's request rate limit (token bucket; 4029 past it).
 //! - [`connections`]: the node's live connections (limit, drain, revocation lookup).
@@ -50,3 +52,4 @@ pub mod session;
 pub mod shutdown;
 pub mod telemetry;
 pub mod token;
+pub mod ws;

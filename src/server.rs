@@ -30,7 +30,7 @@ use crate::{
     hub::{Hub, HubConfig},
     metrics::Metrics,
     nats::{self, NatsError},
-    session,
+    ws,
 };
 
 /// The node's shared state lives in [`crate::node`]; kept here so `server::Gateway` still names it.
@@ -147,7 +147,7 @@ impl Application {
                     .tcp_nodelay(true)
                     .local_addr(addr)
                     // `Upgrade: websocket` requests leave the HTTP dispatcher with their raw connection.
-                    .upgrade(fn_service(move |(req, framed)| session::upgrade(gateway.clone(), req, framed)))
+                    .upgrade(fn_service(move |(req, framed)| ws::upgrade(gateway.clone(), req, framed)))
                     .finish(map_config(app, |_| AppConfig::default()))
                     .tcp()
             })
