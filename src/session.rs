@@ -301,7 +301,7 @@ impl Session {
     /// with backoff, as with a rate limit: a slot frees when another socket of the session closes).
     fn refuse_over_quota(&mut self, id: Option<u64>, over: OverQuota) {
         self.gw.metrics.connects_failed.increment(1);
-        self.gw.metrics.over_quota(over);
+        over.count(&self.gw.metrics);
         tracing::info!(conn = self.id, reason = over.reason(), "connect refused: over quota");
         self.close_limited(id, over.reason());
     }
@@ -402,7 +402,7 @@ impl Session {
                 }
                 Ok((lost, position)) => {
                     if let Recovery::Refused(refused) = lost {
-                        gw.metrics.recovery_refused(refused);
+                        refused.count(&gw.metrics);
                     }
                     tracing::debug!(conn = self.id, why = lost.why(), "history not recovered");
                     let at = SubscribedAt {

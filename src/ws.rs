@@ -86,7 +86,7 @@ pub async fn upgrade(
         Ok(id) => id,
         Err(over) => {
             gw.metrics.connections_refused.increment(1);
-            gw.metrics.over_quota(over);
+            over.count(&gw.metrics);
             let status =
                 if over == OverQuota::Ip { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::SERVICE_UNAVAILABLE };
             return refuse(framed, status, over.reason()).await;
