@@ -6,7 +6,7 @@ use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::{auth::MintError, names, server::Gateway};
+use crate::{auth::MintError, names, node::Gateway};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(

@@ -11,7 +11,7 @@ use std::{
     },
 };
 
-use crate::{config::Limits, hub::ConnId, outbox::Control};
+use crate::{config::Limits, hub::ConnId, metrics::Metrics, outbox::Control};
 
 struct Live {
     ctl: Arc<Control>,
@@ -56,6 +56,17 @@ pub enum OverQuota {
 }
 
 impl OverQuota {
+    /// Counts a refusal by this quota (`telegraphy_connections_over_quota_total{quota}`).
+    pub fn count(self, metrics: &Metrics) {
+        match self {
+            OverQuota::Node => &metrics.over_quota_node,
+            OverQuota::Ip => &metrics.over_quota_ip,
+            OverQuota::Session => &metrics.over_quota_session,
+            OverQuota::Anonymous => &metrics.over_quota_anonymous,
+        }
+        .increment(1);
+    }
+
     /// The reason told to the client (HTTP body or close reason) and the metric label.
     pub fn reason(self) -> &'static str {
         match self {

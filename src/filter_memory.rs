@@ -43,7 +43,7 @@ pub enum CompileError {
     OverBudget,
 }
 
-/// The node's compiled regexes and their budget. One per node ([`crate::server::Gateway`]).
+/// The node's compiled regexes and their budget. One per node ([`crate::node::Gateway`]).
 pub struct FilterMemory {
     inner: Arc<Inner>,
     compiles: Semaphore,

@@ -26,7 +26,7 @@ use tokio::{
     time::Instant,
 };
 
-use crate::config::Settings;
+use crate::{config::Settings, metrics::Metrics};
 
 /// How long one JetStream request of the recovery path may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -102,6 +102,16 @@ pub enum Refused {
 }
 
 impl Refused {
+    /// Counts a client recovery refused by this bound of the node.
+    pub fn count(self, metrics: &Metrics) {
+        match self {
+            Refused::Busy => &metrics.recoveries_refused_busy,
+            Refused::TooManyEvents => &metrics.recoveries_refused_events,
+            Refused::TooManyBytes => &metrics.recoveries_refused_bytes,
+        }
+        .increment(1);
+    }
+
     pub fn why(self) -> &'static str {
         match self {
             Refused::Busy => "too many recoveries at once",

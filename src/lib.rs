@@ -2,11 +2,15 @@
 //!
 //! Map of the crate (one concern per module; proto/PROTOCOL.md is the normative contract):
 //! - [`config`]: settings from defaults, a TOML file and `TELEGRAPHY_<SECTION>__<KEY>` variables.
-//! - [`server`]: start-up ([`server::Application`]: bind, build shared state once, run, drain) and the
-//!   [`server::Gateway`] state shared by all actix workers; `/healthz`, `/readyz`, `/metrics`. HTTP/1 requests
-//!   go to actix-web; `Upgrade: websocket` requests leave the HTTP dispatcher with their raw connection.
-//! - [`session`]: one WebSocket connection (tokio-tungstenite on the raw TCP stream, small buffers): the upgrade
-//!   checks, then a reader task (frames, connect, subscriptions, heartbeat) and a writer task.
+//! - [`server`]: start-up ([`server::Application`]: bind, build the node once, run, drain) and the routes:
+//!   `/healthz`, `/readyz`, `/metrics`. HTTP/1 requests go to actix-web; `Upgrade: websocket` requests leave the
+//!   HTTP dispatcher with their raw connection.
+//! - [`node`]: the node's shared state ([`node::Gateway`], one for all actix workers), readiness, the closing of
+//!   revoked connections, and the drain.
+//! - [`session`]: the protocol core of one connection ([`session::Session`]): client frames, connect,
+//!   subscriptions, heartbeat and timers, limits, when to close; it writes only to its outbox and knows no socket.
+//! - [`ws`]: the raw WebSocket transport (tokio-tungstenite on the raw TCP stream, small buffers): the upgrade
+//!   checks, a reader feeding the session, and the writer task draining the outbox to the socket.
 //! - [`outbox`]: a connection's bounded outbound queue (frames and bytes) and close switch (4008 when full).
 //! - [`rate`]: a connection's request rate limit (token bucket; 4029 past it).
 //! - [`connections`]: the node's live connections (limit, drain, revocation lookup).
@@ -23,7 +27,7 @@
 //! - [`secret`]: the weak-secret rule for configured secrets.
 //! - [`client_ip`]: a connection's client address (peer, or a trusted proxy's header) for per-IP quotas.
 //! - [`metrics`]: Prometheus metrics of the node.
-//! - [`shutdown`]: signals and graceful drain.
+//! - [`shutdown`]: the shutdown signals (SIGTERM/SIGINT).
 //! - [`telemetry`]: logging setup.
 
 pub mod api;
@@ -39,6 +43,7 @@ pub mod hub;
 pub mod metrics;
 pub mod names;
 pub mod nats;
+pub mod node;
 pub mod outbox;
 pub mod rate;
 pub mod secret;
@@ -47,3 +52,4 @@ pub mod session;
 pub mod shutdown;
 pub mod telemetry;
 pub mod token;
+pub mod ws;

@@ -157,29 +157,6 @@ impl Metrics {
         m
     }
 
-    /// Counts a refusal by a connection quota.
-    pub fn over_quota(&self, over: crate::connections::OverQuota) {
-        use crate::connections::OverQuota;
-        match over {
-            OverQuota::Node => &self.over_quota_node,
-            OverQuota::Ip => &self.over_quota_ip,
-            OverQuota::Session => &self.over_quota_session,
-            OverQuota::Anonymous => &self.over_quota_anonymous,
-        }
-        .increment(1);
-    }
-
-    /// Counts a client recovery refused by a bound of this node.
-    pub fn recovery_refused(&self, refused: crate::history::Refused) {
-        use crate::history::Refused;
-        match refused {
-            Refused::Busy => &self.recoveries_refused_busy,
-            Refused::TooManyEvents => &self.recoveries_refused_events,
-            Refused::TooManyBytes => &self.recoveries_refused_bytes,
-        }
-        .increment(1);
-    }
-
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
         let _ = &self.recorder;

@@ -1,5 +1,6 @@
-//! Start-up: builds the node's shared state once ([`Gateway`]: NATS client, hub, auth, metrics), binds the
-//! listener (port 0 allowed), and runs actix-web until a shutdown future resolves, then drains.
+//! Start-up: builds the node's shared state once ([`Gateway`], see [`crate::node`]: NATS client, hub, auth,
+//! metrics), binds the listeners (port 0 allowed) with their routes, and runs actix-web until a shutdown future
+//! resolves, then has the node drain.
 //!
 //! The NATS client is created here, outside `HttpServer::new`, because actix runs the app factory once per
 //! worker; every worker gets the same `web::Data<Gateway>`.
@@ -7,10 +8,7 @@
 use std::{
     future::Future,
     net::{SocketAddr, TcpListener},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::{atomic::AtomicBool, Arc},
     time::Duration,
 };
 
@@ -23,18 +21,20 @@ use actix_web::{
 
 use crate::{
     api,
-    auth::{Auth, Revoked},
+    auth::Auth,
     client_ip::ClientIpConfig,
     config::{ConfigError, Settings},
     connections::Connections,
     filter_memory::FilterMemory,
-    frames::close,
     history::History,
     hub::{Hub, HubConfig},
     metrics::Metrics,
     nats::{self, NatsError},
-    session, shutdown,
+    ws,
 };
+
+/// The node's shared state lives in [`crate::node`]; kept here so `server::Gateway` still names it.
+pub use crate::node::Gateway;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -44,70 +44,6 @@ pub enum StartError {
     Nats(#[from] NatsError),
     #[error("cannot listen on {bind}: {source}")]
     Bind { bind: String, source: std::io::Error },
-}
-
-/// The node's shared state, one per process, handed to every actix worker.
-pub struct Gateway {
-    pub settings: Settings,
-    pub nats: async_nats::Client,
-    pub hub: Hub,
-    /// Present when `history.enabled`.
-    pub history: Option<Arc<History>>,
-    pub auth: Arc<Auth>,
-    pub metrics: Arc<Metrics>,
-    pub connections: Connections,
-    /// How a WebSocket's client address is found (per-IP quota).
-    pub client_ip: ClientIpConfig,
-    /// Compiled filter regexes: pool, node budget, compile queue.
-    pub filter_memory: FilterMemory,
-    draining: AtomicBool,
-}
-
-impl Gateway {
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
-    }
-
-    /// Marks the node not ready and refuses new upgrades from now on.
-    pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-    }
-
-    /// Ready: not draining, NATS connected, the stored revocations loaded (token connects wait for them), and
-    /// (with history) the stream reached at least once.
-    pub fn is_ready(&self) -> bool {
-        self.not_ready_reason().is_none()
-    }
-
-    /// Why the node is not ready, checked in this order; None when it is.
-    pub fn not_ready_reason(&self) -> Option<&'static str> {
-        if self.is_draining() {
-            Some("draining")
-        } else if !nats::is_connected(&self.nats) {
-            Some("NATS not connected")
-        } else if !self.auth.revocations_loaded() {
-            Some("revocations not loaded")
-        } else if self.history.as_ref().is_some_and(|h| h.epoch().is_none()) {
-            Some("history stream not available")
-        } else {
-            None
-        }
-    }
-
-    fn on_revoked(&self, revoked: Revoked) {
-        let closed = match &revoked {
-            Revoked::User(user) => {
-                self.connections.close_where(|sub, _| sub == Some(user.as_str()), close::FORBIDDEN, "revoked")
-            }
-            Revoked::Session(sid) => {
-                self.connections.close_where(|_, s| s == Some(sid.as_str()), close::FORBIDDEN, "revoked")
-            }
-        };
-        if closed > 0 {
-            self.metrics.revoked_disconnects.increment(closed as u64);
-            tracing::info!(closed, "closed revoked connections");
-        }
-    }
 }
 
 /// Accept queue length: a burst of connects beyond it is dropped by the kernel and retried by clients only after
@@ -180,19 +116,14 @@ impl Application {
             nats: client,
             hub,
             history,
-            auth: auth.clone(),
+            auth,
             metrics,
             connections: Connections::default(),
             client_ip,
             filter_memory,
             draining: AtomicBool::new(false),
         });
-        let weak = Arc::downgrade(&gateway);
-        tokio::spawn(auth.watch_revocations(move |revoked| {
-            if let Some(gateway) = weak.upgrade() {
-                gateway.on_revoked(revoked);
-            }
-        }));
+        gateway.watch_revocations();
 
         let data = web::Data::from(gateway.clone());
         let upgrade_gateway = gateway.clone();
@@ -216,7 +147,7 @@ impl Application {
                     .tcp_nodelay(true)
                     .local_addr(addr)
                     // `Upgrade: websocket` requests leave the HTTP dispatcher with their raw connection.
-                    .upgrade(fn_service(move |(req, framed)| session::upgrade(gateway.clone(), req, framed)))
+                    .upgrade(fn_service(move |(req, framed)| ws::upgrade(gateway.clone(), req, framed)))
                     .finish(map_config(app, |_| AppConfig::default()))
                     .tcp()
             })
@@ -265,7 +196,7 @@ impl Application {
             _ = shutdown => {}
         }
         let timeout = Duration::from_secs(self.gateway.settings.shutdown_timeout);
-        shutdown::drain(&self.gateway, handle, timeout).await;
+        self.gateway.drain(handle, timeout).await;
         match tokio::time::timeout(timeout, server).await {
             Ok(result) => result.map_err(std::io::Error::other)?,
             Err(_) => Ok(()),

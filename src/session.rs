@@ -1,227 +1,52 @@
-//! One WebSocket connection speaking protocol v1 (proto/PROTOCOL.md section 3).
+//! The protocol core of one connection, protocol v1 (proto/PROTOCOL.md section 3), whatever its transport.
 //!
-//! The HTTP/1 dispatcher hands every `Upgrade: websocket` request, with its raw TCP connection, to
-//! [`upgrade`]: it checks path, handshake, drain state, origin and the connection limit, answers `101`, and
-//! from then on the connection is a plain [`tokio_tungstenite`] WebSocket with deliberately small buffers
-//! (the HTTP dispatcher and its two 8 KiB buffers are gone: bench/README.md finding 1). Two tasks per
-//! connection, both on the accepting actix worker:
-//! - the **reader** ([`Connection::run`]) owns the read half: it parses client frames, runs the connect step,
-//!   keeps the connection's subscriptions in the hub, sends heartbeats and decides when to close;
-//! - the **writer** ([`writer`]) owns the write half and is the only task that awaits a socket write: it drains
-//!   the bounded [`Outbox`] queue, all queued frames per write. A client that stops reading blocks only its own
-//!   writer; its queue fills and the hub closes it with 4008 (see [`crate::outbox`]).
-//!
-//! Everything the reader sends also goes through the queue, so replies and events keep their order.
-//! WebSocket pings from the client are answered by the WebSocket layer itself.
+//! A [`Session`] takes what its client sent as [`Inbound`] items (text frames, binary frames, life, close),
+//! parses client frames, runs the connect step, keeps the connection's subscriptions in the hub, sends
+//! heartbeats, enforces the timers (connect timeout, heartbeat, `auth.max_session_age`) and limits (rate, bad
+//! frames, subscriptions, filters) and decides when to close. It never touches a socket: everything it sends
+//! goes to its [`Outbox`] (so replies and events keep their order), and a close is decided on the outbox's
+//! [`Control`]; the transport's writer drains both (e.g. [`crate::ws`]).
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use actix_codec::Framed;
-use actix_http::{body::BodySize, h1, header, ws as handshake, HttpMessage, Request, Response, StatusCode};
 use bytestring::ByteString;
-use futures_util::{
-    stream::{SplitSink, SplitStream},
-    SinkExt, StreamExt,
-};
-use tokio::{net::TcpStream, sync::mpsc, time::Instant};
-use tokio_tungstenite::{
-    tungstenite::{
-        error::CapacityError,
-        protocol::{frame::coding::CloseCode, CloseFrame, Role, WebSocketConfig},
-        Error as WsError, Message, Utf8Bytes,
-    },
-    WebSocketStream,
-};
+use futures_util::{Stream, StreamExt};
+use tokio::time::Instant;
 
 use crate::{
     auth::{AuthError, Identity},
-    client_ip,
     connections::OverQuota,
     filter::{Filter, FilterError, FilterLimits, PreparedFilter, RegexError},
     filter_memory::CompileError,
     frames::{self, close, ClientFrame, ErrorCode, Since, SubscribedAt},
     history::{History, HistoryError, Position, Recovery, Stored},
     hub::{self, ConnId, Subscription},
-    outbox::{Control, Frame, Outbox, Push},
+    node::Gateway,
+    outbox::{Control, Outbox, Push},
     rate::TokenBucket,
-    server::Gateway,
     token,
 };
 
 /// Bound on waiting for NATS/JetStream or queue room while recovering history.
 const HISTORY_WAIT: Duration = Duration::from_secs(5);
 
-/// How long the writer may spend flushing queued frames and the close frame after a close was decided.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
-
-/// Read buffer of each WebSocket, allocated up front: client frames are small requests (larger ones, up to
-/// `limits.max_frame_bytes`, still arrive, in several reads).
-const READ_BUFFER: usize = 1024;
-
-/// Most queued frames the writer takes per wake-up and writes with one flush.
-const WRITE_BATCH: usize = 64;
-
-type Socket = WebSocketStream<TcpStream>;
-
-#[derive(Debug, thiserror::Error)]
-#[error("WebSocket upgrade failed: {0}")]
-pub struct UpgradeError(#[from] std::io::Error);
-
-/// Required by the HTTP service; never sent (the connection left the HTTP dispatcher when this arises).
-impl From<UpgradeError> for Response<actix_http::body::BoxBody> {
-    fn from(_: UpgradeError) -> Self {
-        Response::internal_server_error().map_into_boxed_body()
-    }
-}
-
-/// Takes over an `Upgrade: websocket` request's connection: refuses it with a plain HTTP status, or answers
-/// `101 Switching Protocols` and starts the connection's reader and writer tasks.
-pub async fn upgrade(
-    gw: Arc<Gateway>,
-    req: Request,
-    mut framed: Framed<TcpStream, h1::Codec>,
-) -> Result<(), UpgradeError> {
-    if req.path() != "/ws" {
-        return refuse(framed, StatusCode::NOT_FOUND, "not found").await;
-    }
-    if handshake::verify_handshake(req.head()).is_err() {
-        return refuse(framed, StatusCode::BAD_REQUEST, "bad WebSocket handshake").await;
-    }
-    if gw.is_draining() {
-        gw.metrics.connections_refused.increment(1);
-        return refuse(framed, StatusCode::SERVICE_UNAVAILABLE, "draining").await;
-    }
-    if !origin_allowed(&req, &gw.settings.http.allowed_origins) {
-        gw.metrics.connections_refused.increment(1);
-        return refuse(framed, StatusCode::FORBIDDEN, "origin not allowed").await;
-    }
-    let limits = &gw.settings.limits;
-    let (outbox, queue, ctl) = Outbox::bounded(limits.outbound_queue, limits.outbound_queue_bytes);
-    let id = match gw.connections.try_register(ctl.clone(), client_ip(&gw, &req, &framed), limits.into()) {
-        Ok(id) => id,
-        Err(over) => {
-            gw.metrics.connections_refused.increment(1);
-            gw.metrics.over_quota(over);
-            let status =
-                if over == OverQuota::Ip { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::SERVICE_UNAVAILABLE };
-            return refuse(framed, status, over.reason()).await;
-        }
-    };
-    let accepted = handshake::handshake_response(req.head()).finish().drop_body();
-    if let Err(e) = framed.send(h1::Message::Item((accepted, BodySize::None))).await {
-        gw.connections.remove(id);
-        return Err(e.into());
-    }
-    let parts = framed.into_parts();
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .max_frame_size(Some(limits.max_frame_bytes))
-        .max_message_size(Some(limits.max_frame_bytes));
-    // Bytes the client sent right after its request (its first frames) are already in the read buffer.
-    let socket = Socket::from_partially_read(parts.io, parts.read_buf.to_vec(), Role::Server, Some(config)).await;
-    let (sink, stream) = socket.split();
-    gw.metrics.connections.increment(1.0);
-    gw.metrics.connections_total.increment(1);
-    tracing::debug!(conn = id, "WebSocket upgraded");
-    actix_web::rt::spawn(writer(sink, queue, ctl.clone()));
-    let requests = TokenBucket::new(limits.requests_per_second, limits.request_burst, Instant::now());
-    let connection = Connection {
-        id,
-        outbox,
-        ctl,
-        identity: None,
-        subscriptions: HashMap::new(),
-        filter_bytes: 0,
-        bad_frames: 0,
-        requests,
-        gw,
-    };
-    actix_web::rt::spawn(connection.run(stream));
-    Ok(())
-}
-
-/// Answers a refused upgrade with `status` and a short text, then drops the connection.
-async fn refuse(
-    mut framed: Framed<TcpStream, h1::Codec>,
-    status: StatusCode,
-    why: &'static str,
-) -> Result<(), UpgradeError> {
-    let mut response = Response::build(status);
-    response.insert_header((header::CONTENT_TYPE, "text/plain")).insert_header((header::CONNECTION, "close"));
-    let head = response.finish().drop_body();
-    framed.feed(h1::Message::Item((head, BodySize::Sized(why.len() as u64)))).await?;
-    framed.feed(h1::Message::Chunk(Some(bytes::Bytes::from_static(why.as_bytes())))).await?;
-    framed.send(h1::Message::Chunk(None)).await?;
-    Ok(())
-}
-
-/// The address the per-IP quota counts this upgrade under: the TCP peer, or behind a trusted proxy the client
-/// its header names (see [`crate::client_ip`]).
-fn client_ip(gw: &Gateway, req: &Request, framed: &Framed<TcpStream, h1::Codec>) -> IpAddr {
-    let peer = framed.io_ref().peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
-    let values =
-        gw.client_ip.header().into_iter().flat_map(|h| req.headers().get_all(h)).filter_map(|v| v.to_str().ok());
-    client_ip::quota_key(gw.client_ip.client_ip(peer, values))
-}
-
-fn origin_allowed(req: &Request, allowed: &[String]) -> bool {
-    if allowed.is_empty() {
-        return true;
-    }
-    let origin = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok());
-    origin.is_some_and(|o| allowed.iter().any(|a| a == o))
-}
-
-/// Sends queued frames until the connection is closed, then the close frame. The only task writing to the
-/// socket: each wake-up takes every queued frame (up to [`WRITE_BATCH`]) and writes them with one flush.
-pub async fn writer(mut sink: SplitSink<Socket, Message>, mut queue: mpsc::Receiver<Frame>, ctl: Arc<Control>) {
-    let mut batch = Vec::new();
-    loop {
-        let received = tokio::select! {
-            biased;
-            _ = ctl.closed() => break,
-            n = queue.recv_many(&mut batch, WRITE_BATCH) => n,
-        };
-        if received == 0 {
-            break; // every sender is gone
-        }
-        let bytes = batch.iter().map(|frame| frame.len()).sum();
-        tokio::select! {
-            biased;
-            _ = ctl.closed() => break,
-            sent = send_all(&mut sink, &mut batch) => if sent.is_err() {
-                ctl.close(close::NORMAL, "client gone");
-                return;
-            },
-        }
-        ctl.written(bytes);
-    }
-    let (code, reason) = ctl.closing().unwrap_or((close::NORMAL, "closing"));
-    // A slow client gets no more queued frames; any other close first flushes what was queued (e.g. the
-    // `error` frame explaining a 4001), within the grace period.
-    let _ = tokio::time::timeout(CLOSE_GRACE, async {
-        batch.clear();
-        if code != close::TOO_SLOW {
-            while let Ok(frame) = queue.try_recv() {
-                batch.push(frame);
-            }
-            if send_all(&mut sink, &mut batch).await.is_err() {
-                return;
-            }
-        }
-        let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
-        let _ = sink.send(Message::Close(Some(frame))).await;
-    })
-    .await;
-}
-
-async fn send_all(sink: &mut SplitSink<Socket, Message>, batch: &mut Vec<Frame>) -> Result<(), WsError> {
-    for frame in batch.drain(..) {
-        // A ByteString is UTF-8: the check cannot fail (it costs a scan of the frame).
-        let Ok(text) = Utf8Bytes::try_from(frame.into_bytes()) else { continue };
-        sink.feed(Message::Text(text)).await?;
-    }
-    sink.flush().await
+/// What a transport read from its client, in the terms of the protocol core.
+#[derive(Debug)]
+pub enum Inbound<T> {
+    /// A text frame: one client frame.
+    Text(T),
+    /// A binary frame (not supported: a bad frame).
+    Binary,
+    /// Transport-level traffic (a WebSocket ping or pong): counts as life, nothing more.
+    Alive,
+    /// The client closed the connection (an end of the stream counts as this too).
+    Closed,
+    /// A frame over `limits.max_frame_bytes`: close 1009.
+    TooBig,
+    /// The connection broke: the client is gone.
+    Gone,
+    /// The transport's protocol was violated (the error, for the log): close 1008.
+    ProtocolError(String),
 }
 
 /// A `subscribe` frame's content.
@@ -251,7 +76,7 @@ enum Uncompiled {
     OverBudget,
 }
 
-struct Connection {
+pub struct Session {
     id: ConnId,
     outbox: Outbox,
     ctl: Arc<Control>,
@@ -266,8 +91,29 @@ struct Connection {
     gw: Arc<Gateway>,
 }
 
-impl Connection {
-    async fn run(mut self, mut stream: SplitStream<Socket>) {
+impl Session {
+    /// The core of the registered connection `id` (see [`crate::connections`]), writing to `outbox`. Once run,
+    /// the session owns the registration: it removes it (and its subscriptions) when it ends.
+    pub fn new(gw: Arc<Gateway>, id: ConnId, outbox: Outbox) -> Self {
+        let limits = &gw.settings.limits;
+        let requests = TokenBucket::new(limits.requests_per_second, limits.request_burst, Instant::now());
+        Session {
+            id,
+            ctl: outbox.control().clone(),
+            outbox,
+            identity: None,
+            subscriptions: HashMap::new(),
+            filter_bytes: 0,
+            bad_frames: 0,
+            requests,
+            gw,
+        }
+    }
+
+    /// Serves the connection until it closes, reading what the client sent from `inbound` (its end = closed by
+    /// the client), then leaves the hub and the node's connections.
+    pub async fn run<T: AsRef<str>>(mut self, inbound: impl Stream<Item = Inbound<T>>) {
+        let mut stream = std::pin::pin!(inbound);
         let heartbeat = self.gw.settings.heartbeat_interval();
         let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
         // After a long frame handler (a history replay), one ping, not a burst of the missed ones.
@@ -305,13 +151,14 @@ impl Connection {
                 message = stream.next() => {
                     last_seen = Instant::now();
                     match message {
-                        Some(Ok(Message::Text(_) | Message::Binary(_))) if !self.admit(last_seen) => break,
-                        Some(Ok(Message::Text(text))) => {
+                        Some(Inbound::Text(_) | Inbound::Binary) if !self.admit(last_seen) => break,
+                        Some(Inbound::Text(text)) => {
+                            let text = text.as_ref();
                             tracing::trace!(conn = self.id, len = text.len(), "frame in");
                             // Boxed: the frame handlers' futures (connect with KV, subscribe with history) are large;
                             // inline they would make every idle connection's task ~9.8 KB instead of ~1.3 KB
                             // (bench/README.md finding 1).
-                            Box::pin(self.on_text(&text)).await;
+                            Box::pin(self.on_text(text)).await;
                             if !session_armed {
                                 if let Some(end) = self.session_end() {
                                     session_end.as_mut().reset(end);
@@ -321,21 +168,20 @@ impl Connection {
                             // Time spent serving the frame (e.g. a history replay) is not the client's silence.
                             last_seen = Instant::now();
                         }
-                        Some(Ok(Message::Binary(_))) => {
+                        Some(Inbound::Binary) => {
                             self.bad_frame(None, ErrorCode::BadRequest, "binary frames are not supported")
                         }
-                        // Pings are answered by the WebSocket layer; pongs only count as life.
-                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                        Some(Ok(Message::Close(_))) | None => {
+                        Some(Inbound::Alive) => {}
+                        Some(Inbound::Closed) | None => {
                             self.ctl.close(close::NORMAL, "bye");
                         }
-                        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                        Some(Inbound::TooBig) => {
                             self.ctl.close(close::TOO_BIG, "frame too big");
                         }
-                        Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_))) => {
+                        Some(Inbound::Gone) => {
                             self.ctl.close(close::NORMAL, "client gone");
                         }
-                        Some(Err(e)) => {
+                        Some(Inbound::ProtocolError(e)) => {
                             tracing::debug!(conn = self.id, error = %e, "WebSocket protocol error");
                             self.ctl.close(close::PROTOCOL, "protocol error");
                         }
@@ -455,7 +301,7 @@ impl Connection {
     /// with backoff, as with a rate limit: a slot frees when another socket of the session closes).
     fn refuse_over_quota(&mut self, id: Option<u64>, over: OverQuota) {
         self.gw.metrics.connects_failed.increment(1);
-        self.gw.metrics.over_quota(over);
+        over.count(&self.gw.metrics);
         tracing::info!(conn = self.id, reason = over.reason(), "connect refused: over quota");
         self.close_limited(id, over.reason());
     }
@@ -556,7 +402,7 @@ impl Connection {
                 }
                 Ok((lost, position)) => {
                     if let Recovery::Refused(refused) = lost {
-                        gw.metrics.recovery_refused(refused);
+                        refused.count(&gw.metrics);
                     }
                     tracing::debug!(conn = self.id, why = lost.why(), "history not recovered");
                     let at = SubscribedAt {

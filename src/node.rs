@@ -1,0 +1,121 @@
+//! The node: its shared state ([`Gateway`]: settings, NATS client, hub, auth, metrics, live connections), one
+//! per process and handed to every actix worker and every connection; its readiness, the closing of revoked
+//! connections, and the drain at shutdown. Built once by [`crate::server::Application::build`].
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use crate::{
+    auth::{Auth, Revoked},
+    client_ip::ClientIpConfig,
+    config::Settings,
+    connections::Connections,
+    filter_memory::FilterMemory,
+    frames::close,
+    history::History,
+    hub::Hub,
+    metrics::Metrics,
+    nats,
+};
+
+/// The node's shared state, one per process, handed to every actix worker.
+pub struct Gateway {
+    pub settings: Settings,
+    pub nats: async_nats::Client,
+    pub hub: Hub,
+    /// Present when `history.enabled`.
+    pub history: Option<Arc<History>>,
+    pub auth: Arc<Auth>,
+    pub metrics: Arc<Metrics>,
+    pub connections: Connections,
+    /// How a WebSocket's client address is found (per-IP quota).
+    pub client_ip: ClientIpConfig,
+    /// Compiled filter regexes: pool, node budget, compile queue.
+    pub filter_memory: FilterMemory,
+    /// Set once by [`Gateway::drain`] (built false by the server).
+    pub(crate) draining: AtomicBool,
+}
+
+impl Gateway {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Marks the node not ready and refuses new upgrades from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Ready: not draining, NATS connected, the stored revocations loaded (token connects wait for them), and
+    /// (with history) the stream reached at least once.
+    pub fn is_ready(&self) -> bool {
+        self.not_ready_reason().is_none()
+    }
+
+    /// Why the node is not ready, checked in this order; None when it is.
+    pub fn not_ready_reason(&self) -> Option<&'static str> {
+        if self.is_draining() {
+            Some("draining")
+        } else if !nats::is_connected(&self.nats) {
+            Some("NATS not connected")
+        } else if !self.auth.revocations_loaded() {
+            Some("revocations not loaded")
+        } else if self.history.as_ref().is_some_and(|h| h.epoch().is_none()) {
+            Some("history stream not available")
+        } else {
+            None
+        }
+    }
+
+    /// Watches the revocations bucket for as long as the node lives, closing revoked connections with 4003.
+    pub(crate) fn watch_revocations(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(self.auth.clone().watch_revocations(move |revoked| {
+            if let Some(gateway) = weak.upgrade() {
+                gateway.on_revoked(revoked);
+            }
+        }));
+    }
+
+    fn on_revoked(&self, revoked: Revoked) {
+        let closed = match &revoked {
+            Revoked::User(user) => {
+                self.connections.close_where(|sub, _| sub == Some(user.as_str()), close::FORBIDDEN, "revoked")
+            }
+            Revoked::Session(sid) => {
+                self.connections.close_where(|_, s| s == Some(sid.as_str()), close::FORBIDDEN, "revoked")
+            }
+        };
+        if closed > 0 {
+            self.metrics.revoked_disconnects.increment(closed as u64);
+            tracing::info!(closed, "closed revoked connections");
+        }
+    }
+
+    /// Drains the node: not ready, every socket closed with 1012 so clients reconnect to another node at once,
+    /// waits for them to close (bounded by `timeout`), then stops the HTTP server.
+    pub async fn drain(&self, server: actix_web::dev::ServerHandle, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.start_draining();
+        let closing = self.connections.close_all(close::RESTART, "node restarting");
+        tracing::info!(connections = closing, "closing connections with 1012");
+        if tokio::time::timeout_at(deadline, self.connections.wait_empty()).await.is_err() {
+            tracing::warn!(left = self.connections.len(), "drain timeout; stopping anyway");
+        }
+        if tokio::time::timeout_at(deadline, server.stop(true)).await.is_err() {
+            server.stop(false).await;
+        }
+        // Bounded: a gateway that never reached NATS must still exit.
+        match tokio::time::timeout(Duration::from_secs(1), self.nats.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "NATS flush at shutdown failed"),
+            Err(_) => tracing::debug!("NATS flush at shutdown timed out"),
+        }
+        tracing::info!("drained");
+    }
+}
