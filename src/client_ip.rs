@@ -7,7 +7,7 @@
 //! proxy (anything left of it may be forged by the client). `X-Real-IP` holds one address. A header that is
 //! missing or unparsable leaves the peer address.
 //!
-//! Addresses are counted per [`ClientIp::quota_key`]: an IPv4 address, or the /64 prefix of an IPv6 address
+//! Addresses are counted per [`quota_key`]: an IPv4 address, or the /64 prefix of an IPv6 address
 //! (one host usually holds a whole /64).
 
 use std::net::{IpAddr, Ipv6Addr};

@@ -5,7 +5,7 @@
 //!   characters of `[A-Za-z0-9_-]`; the whole name is at most [`MAX_NAME_BYTES`] bytes.
 //! * A **pattern** is a name in which any token may be `*` (exactly one token) and the last token
 //!   may be `>` (one or more tokens): the NATS wildcards with the NATS meaning.
-//! * [`matches`] decides whether a pattern matches a name; [`contains`] decides whether every name
+//! * [`matches()`] decides whether a pattern matches a name; [`contains`] decides whether every name
 //!   one pattern matches is matched by another (used for permissions: a token's `allow` pattern
 //!   must contain the pattern a client subscribes to).
 //! * [`key_token`] turns a model's primary key into a single name token, injectively.

@@ -146,7 +146,7 @@ fn origin_allowed(req: &Request, allowed: &[String]) -> bool {
 }
 
 /// Sends queued frames until the connection is closed, then the close frame. The only task writing to the
-/// socket: each wake-up takes every queued frame (up to [`WRITE_BATCH`]) and writes them with one flush.
+/// socket: each wake-up takes every queued frame (up to `WRITE_BATCH`) and writes them with one flush.
 pub async fn writer(mut sink: SplitSink<Socket, Message>, mut queue: mpsc::Receiver<Frame>, ctl: Arc<Control>) {
     let mut batch = Vec::new();
     loop {
