@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 use crate::{
     config::{ConfigError, Settings, REVOCATIONS_BUCKET_MAX_AGE, TOKENS_BUCKET_MAX_AGE},
     names,
-    nats::{self, NatsError},
+    nats::{self, BoxError, NatsError},
     token::{self, Claims, Keyring, TokenKind},
 };
 
@@ -48,10 +48,17 @@ pub enum AuthError {
     /// The client's fault; the reason goes to the log only.
     #[error("unauthorized: {0}")]
     Rejected(&'static str),
-    /// NATS/KV could not answer; the token was not consumed and may be retried.
+    /// NATS/KV could not answer (or the revocations are not loaded yet: [`RevocationsNotLoaded`]); the token was
+    /// not consumed and may be retried.
     #[error("token store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] BoxError),
 }
+
+/// Why a token connect right after start-up is [`AuthError::Unavailable`]: the revocation watch has not replayed
+/// the stored revocations yet.
+#[derive(Debug, thiserror::Error)]
+#[error("revocations not loaded yet")]
+pub struct RevocationsNotLoaded;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MintError {
@@ -66,7 +73,7 @@ pub enum MintError {
     #[error(transparent)]
     Nats(#[from] NatsError),
     #[error("could not register the token: {0}")]
-    Register(String),
+    Register(#[source] async_nats::jetstream::kv::CreateError),
 }
 
 /// A revocation seen in the bucket.
@@ -202,11 +209,11 @@ impl Auth {
     /// guarded by the registration's revision. A token that carries it (`rev`, signed) needs one round trip;
     /// one without it (minted by an older minter, or whose registration answer was lost) reads the entry first.
     async fn consume(&self, jti: &str, rev: Option<u64>) -> Result<(), AuthError> {
-        let kv = self.tokens_kv().await.map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        let kv = self.tokens_kv().await.map_err(|e| AuthError::Unavailable(e.into()))?;
         let revision = match rev {
             Some(revision) => revision,
             None => {
-                let entry = kv.entry(jti).await.map_err(|e| AuthError::Unavailable(e.to_string()))?;
+                let entry = kv.entry(jti).await.map_err(|e| AuthError::Unavailable(e.into()))?;
                 let Some(entry) = entry else {
                     return Err(AuthError::Rejected("token not registered"));
                 };
@@ -226,7 +233,7 @@ impl Auth {
                     "token already used"
                 }))
             }
-            Err(e) => Err(AuthError::Unavailable(e.to_string())),
+            Err(e) => Err(AuthError::Unavailable(e.into())),
         }
     }
 
@@ -290,7 +297,7 @@ impl Auth {
                     Err(e) if sent && e.kind() == CreateErrorKind::AlreadyExists => return Ok(None),
                     Err(e) => {
                         sent = true;
-                        MintError::Register(e.to_string())
+                        MintError::Register(e)
                     }
                 },
             };
@@ -323,17 +330,16 @@ impl Auth {
         }
     }
 
-    async fn watch_once(&self, on_revoke: &(impl Fn(Revoked) + Send + Sync)) -> Result<(), String> {
+    async fn watch_once(&self, on_revoke: &(impl Fn(Revoked) + Send + Sync)) -> Result<(), BoxError> {
         let kv = nats::key_value(&self.client, &self.revocations_bucket, REVOCATIONS_BUCKET_MAX_AGE, self.kv_replicas)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut watch = kv.watch_with_history(">").await.map_err(|e| e.to_string())?;
+            .await?;
+        let mut watch = kv.watch_with_history(">").await?;
         // The replay of what is stored ends with the entry that has nothing pending; an empty bucket has none.
-        if kv.status().await.map_err(|e| e.to_string())?.values() == 0 {
+        if kv.status().await?.values() == 0 {
             self.loaded.send_replace(true);
         }
         while let Some(entry) = watch.next().await {
-            let entry = entry.map_err(|e| e.to_string())?;
+            let entry = entry?;
             if let Some((revoked, at)) = parse_revocation(&entry) {
                 // Every (re)start of the watch replays the whole bucket: act only on a revocation this node did
                 // not know yet (or a later one for the same key), so a replay does not close sockets that were
@@ -362,7 +368,7 @@ impl Auth {
         if loaded == Ok(true) {
             Ok(())
         } else {
-            Err(AuthError::Unavailable("revocations not loaded yet".to_string()))
+            Err(AuthError::Unavailable(RevocationsNotLoaded.into()))
         }
     }
 }
@@ -453,7 +459,7 @@ pub async fn revoke_in(client: &async_nats::Client, bucket: &str, key: &str, rep
     kv.put(key, Bytes::from(now))
         .await
         .map(|_| ())
-        .map_err(|e| NatsError::Bucket { bucket: bucket.to_string(), message: e.to_string() })
+        .map_err(|e| NatsError::Bucket { bucket: bucket.to_string(), source: e.into() })
 }
 
 fn reason(e: &token::TokenError) -> &'static str {
@@ -466,7 +472,30 @@ fn reason(e: &token::TokenError) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use std::error::Error as _;
+
+    use async_nats::jetstream::kv::{CreateError, CreateErrorKind, UpdateError, UpdateErrorKind};
+
     use super::*;
+
+    #[test]
+    fn an_unavailable_token_store_keeps_the_nats_error_as_source() {
+        let e = AuthError::Unavailable(UpdateError::new(UpdateErrorKind::TimedOut).into());
+        let source = e.source().expect("source");
+        assert_eq!(source.downcast_ref::<UpdateError>().map(|u| u.kind()), Some(UpdateErrorKind::TimedOut));
+        assert_eq!(e.to_string(), format!("token store unavailable: {source}"));
+        let e = AuthError::Unavailable(RevocationsNotLoaded.into());
+        assert!(e.source().expect("source").is::<RevocationsNotLoaded>());
+        assert_eq!(e.to_string(), "token store unavailable: revocations not loaded yet");
+    }
+
+    #[test]
+    fn a_failed_registration_keeps_the_nats_error_as_source() {
+        let e = MintError::Register(CreateError::new(CreateErrorKind::Publish));
+        let source = e.source().expect("source");
+        assert_eq!(source.downcast_ref::<CreateError>().map(|c| c.kind()), Some(CreateErrorKind::Publish));
+        assert_eq!(e.to_string(), format!("could not register the token: {source}"));
+    }
 
     const DAY: i64 = REVOCATIONS_BUCKET_MAX_AGE.as_secs() as i64;
 

@@ -26,7 +26,7 @@ use tokio::{
     time::Instant,
 };
 
-use crate::{config::Settings, metrics::Metrics};
+use crate::{config::Settings, metrics::Metrics, nats::BoxError};
 
 /// How long one JetStream request of the recovery path may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,13 +41,32 @@ const POSITION_REUSE: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum HistoryError {
     #[error("history stream unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] SharedError),
     #[error("history request timed out")]
     Timeout,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> HistoryError {
-    HistoryError::Unavailable(e.to_string())
+/// An underlying error shared by the clones of a [`HistoryError`] (one position read answers concurrent
+/// callers). It derefs to that error, so it is the [`HistoryError`]'s `source` itself (downcasts work).
+#[derive(Clone, Debug)]
+pub struct SharedError(Arc<dyn std::error::Error + Send + Sync>);
+
+impl std::ops::Deref for SharedError {
+    type Target = dyn std::error::Error + Send + Sync;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl std::fmt::Display for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+fn unavailable(e: impl Into<BoxError>) -> HistoryError {
+    HistoryError::Unavailable(SharedError(e.into().into()))
 }
 
 /// Where the stream is now.
@@ -421,4 +440,26 @@ async fn timeout<F: std::future::Future>(f: F) -> Result<F::Output, HistoryError
 /// Reads the stream sequence of a re-published message.
 pub fn sequence_of(message: &async_nats::Message) -> Option<u64> {
     message.headers.as_ref()?.get("Nats-Sequence")?.as_str().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use async_nats::jetstream::context::{GetStreamError, GetStreamErrorKind};
+
+    use super::*;
+
+    #[test]
+    fn an_unavailable_stream_keeps_the_nats_error_as_source_in_every_clone() {
+        let e = unavailable(GetStreamError::new(GetStreamErrorKind::Request));
+        for e in [e.clone(), e] {
+            let source = e.source().expect("source");
+            assert_eq!(source.downcast_ref::<GetStreamError>().map(|g| g.kind()), Some(GetStreamErrorKind::Request));
+            assert_eq!(e.to_string(), format!("history stream unavailable: {source}"));
+        }
+        // A boxed error (async-nats' `crate::Error`, from `Message::info`) is kept as it is, not wrapped.
+        let e = unavailable(BoxError::from(std::io::Error::other("no reply subject")));
+        assert!(e.source().expect("source").is::<std::io::Error>());
+    }
 }

@@ -9,14 +9,17 @@ use async_nats::{jetstream, Client, ConnectOptions, Event};
 
 use crate::{config::Settings, metrics::Metrics};
 
+/// Any underlying error kept as the `source` of ours (async-nats has one type per operation).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum NatsError {
     #[error("cannot connect to NATS at {url}: {source}")]
     Connect { url: String, source: async_nats::ConnectError },
-    #[error("bad NATS url {url:?}: {message}")]
-    Url { url: String, message: String },
-    #[error("JetStream key-value bucket {bucket}: {message}")]
-    Bucket { bucket: String, message: String },
+    #[error("bad NATS url {url:?}: {source}")]
+    Url { url: String, source: std::io::Error },
+    #[error("JetStream key-value bucket {bucket}: {source}")]
+    Bucket { bucket: String, source: BoxError },
 }
 
 /// Connects for a long-running gateway: returns at once and keeps retrying in the background, so the gateway
@@ -78,7 +81,7 @@ fn server_addrs(url: &str) -> Result<Vec<async_nats::ServerAddr>, NatsError> {
     url.split(',')
         .map(|u| u.trim().parse::<async_nats::ServerAddr>())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| NatsError::Url { url: redact_url(url), message: e.to_string() })
+        .map_err(|source| NatsError::Url { url: redact_url(url), source })
 }
 
 /// async-nats does not log in with credentials written in the URL: the first server that carries
@@ -132,11 +135,11 @@ pub async fn key_value(
     replicas: usize,
 ) -> Result<jetstream::kv::Store, NatsError> {
     let js = jetstream::new(client.clone());
-    let err = |e: &dyn std::fmt::Display| NatsError::Bucket { bucket: bucket.to_string(), message: e.to_string() };
+    let err = |e: jetstream::context::KeyValueError| NatsError::Bucket { bucket: bucket.to_string(), source: e.into() };
     let get_err = match js.get_key_value(bucket).await {
         Ok(store) => return Ok(store),
         Err(e) if is_bucket_missing(&e) => e,
-        Err(e) => return Err(err(&e)),
+        Err(e) => return Err(err(e)),
     };
     let created = js
         .create_key_value(jetstream::kv::Config {
@@ -150,7 +153,7 @@ pub async fn key_value(
     match created {
         Ok(store) => Ok(store),
         // Another node or the backend created it in between.
-        Err(_) => js.get_key_value(bucket).await.map_err(|_| err(&get_err)),
+        Err(_) => js.get_key_value(bucket).await.map_err(|_| err(get_err)),
     }
 }
 
@@ -166,7 +169,27 @@ fn is_bucket_missing(e: &jetstream::context::KeyValueError) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use std::error::Error as _;
+
+    use super::{redact_url, server_addrs, NatsError};
+
+    #[test]
+    fn a_bad_url_keeps_the_parse_error_as_source() {
+        let e = server_addrs("nats://[::1").unwrap_err();
+        assert!(matches!(e, NatsError::Url { .. }));
+        let source = e.source().expect("source");
+        assert!(source.downcast_ref::<std::io::Error>().is_some(), "{source:?}");
+        assert_eq!(e.to_string(), format!("bad NATS url \"nats://[::1\": {source}"));
+    }
+
+    #[test]
+    fn a_bucket_error_keeps_the_jetstream_error_as_source() {
+        use async_nats::jetstream::kv::{PutError, PutErrorKind};
+        let e = NatsError::Bucket { bucket: "tokens".into(), source: PutError::new(PutErrorKind::Publish).into() };
+        let source = e.source().expect("source");
+        assert_eq!(source.downcast_ref::<PutError>().map(|p| p.kind()), Some(PutErrorKind::Publish));
+        assert_eq!(e.to_string(), format!("JetStream key-value bucket tokens: {source}"));
+    }
 
     #[test]
     fn urls_lose_their_credentials() {
