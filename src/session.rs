@@ -83,8 +83,6 @@ pub struct Session {
     identity: Option<Identity>,
     /// By subscription name (default: the pattern).
     subscriptions: HashMap<String, Held>,
-    /// Sum of the held subscriptions' `filter_bytes` (`limits.filter_memory_per_connection`).
-    filter_bytes: usize,
     bad_frames: u32,
     /// Request rate limit (`limits.requests_per_second`); None = off.
     requests: Option<TokenBucket>,
@@ -103,7 +101,6 @@ impl Session {
             outbox,
             identity: None,
             subscriptions: HashMap::new(),
-            filter_bytes: 0,
             bad_frames: 0,
             requests,
             gw,
@@ -343,7 +340,7 @@ impl Session {
             return self.reply(frames::encode_error(id, ErrorCode::LimitExceeded, "too many filtered subscriptions"));
         }
         // The connection's other subscriptions' regexes (a replaced subscription's are released with it).
-        let kept_bytes = self.filter_bytes - replacing.unwrap_or(0);
+        let kept_bytes = self.filter_bytes() - replacing.unwrap_or(0);
         let budget = limits.filter_memory_per_connection;
         if prepared.regexes().next().is_some() && kept_bytes >= budget {
             return self.refuse_filter_memory(id);
@@ -439,10 +436,15 @@ impl Session {
         prepared.compile_with(|_| compiled.next().unwrap_or(Err(RegexError::Invalid))).map_err(Uncompiled::Bad)
     }
 
+    /// The connection's filter memory: its subscriptions' compiled regexes (`limits.filter_memory_per_connection`).
+    fn filter_bytes(&self) -> usize {
+        self.subscriptions.values().map(|held| held.filter_bytes).sum()
+    }
+
     /// A filter over the connection's or the node's filter memory: `limit_exceeded`, the socket stays open.
     fn refuse_filter_memory(&self, id: Option<u64>) {
         self.gw.filter_memory.refused();
-        tracing::debug!(conn = self.id, held = self.filter_bytes, "subscribe refused: filter memory");
+        tracing::debug!(conn = self.id, held = self.filter_bytes(), "subscribe refused: filter memory");
         self.reply(frames::encode_error(id, ErrorCode::LimitExceeded, "filter memory limit exceeded"));
     }
 
@@ -465,7 +467,6 @@ impl Session {
         match self.gw.hub.subscribe(&held.pattern, who, true).await {
             Ok(()) => {
                 self.gw.metrics.subscriptions.increment(1.0);
-                self.filter_bytes += held.filter_bytes;
                 self.subscriptions.insert(name.to_string(), held);
                 true
             }
@@ -510,14 +511,12 @@ impl Session {
     /// Removes the named subscription from the hub; returns its pattern if it existed.
     async fn drop_subscription(&mut self, name: &str) -> Option<String> {
         let held = self.subscriptions.remove(name)?;
-        self.filter_bytes -= held.filter_bytes;
         self.gw.hub.unsubscribe(&held.pattern, self.id, name).await;
         self.gw.metrics.subscriptions.decrement(1.0);
         Some(held.pattern)
     }
 
     async fn cleanup(&mut self) {
-        self.filter_bytes = 0;
         for (name, held) in std::mem::take(&mut self.subscriptions) {
             self.gw.hub.unsubscribe(&held.pattern, self.id, &name).await;
             self.gw.metrics.subscriptions.decrement(1.0);
