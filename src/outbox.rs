@@ -99,7 +99,7 @@ impl Outbox {
         match self.tx.try_send(frame) {
             Ok(()) => Push::Queued,
             Err(e) => {
-                self.ctl.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                self.unreserve(len);
                 match e {
                     mpsc::error::TrySendError::Full(_) => self.too_slow(),
                     mpsc::error::TrySendError::Closed(_) => Push::Gone,
@@ -130,7 +130,7 @@ impl Outbox {
         match self.tx.send_timeout(frame, deadline.saturating_duration_since(tokio::time::Instant::now())).await {
             Ok(()) => Push::Queued,
             Err(e) => {
-                self.ctl.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                self.unreserve(len);
                 match e {
                     mpsc::error::SendTimeoutError::Timeout(_) => self.too_slow(),
                     mpsc::error::SendTimeoutError::Closed(_) => Push::Gone,
@@ -143,10 +143,15 @@ impl Outbox {
     fn reserve(&self, len: usize) -> bool {
         let before = self.ctl.queued_bytes.fetch_add(len, Ordering::AcqRel);
         if before > 0 && before.saturating_add(len) > self.max_bytes {
-            self.ctl.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            self.unreserve(len);
             return false;
         }
         true
+    }
+
+    /// Takes back bytes [`Outbox::reserve`] counted for a frame that was not queued.
+    fn unreserve(&self, len: usize) {
+        self.ctl.queued_bytes.fetch_sub(len, Ordering::AcqRel);
     }
 
     /// The queue stayed full: close with 4008 (the first to notice reports `TooSlow`, to count it once).
