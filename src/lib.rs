@@ -9,6 +9,7 @@
 //!   revoked connections, and the drain.
 //! - [`session`]: the protocol core of one connection ([`session::Session`]): client frames, connect,
 //!   subscriptions, heartbeat and timers, limits, when to close; it writes only to its outbox and knows no socket.
+//! - [`admission`]: the checks before a connection of any transport gets a session (drain, origin, quotas).
 //! - [`ws`]: the raw WebSocket transport (tokio-tungstenite on the raw TCP stream, small buffers): the upgrade
 //!   checks, a reader feeding the session, and the writer task draining the outbox to the socket.
 //! - [`outbox`]: a connection's bounded outbound queue (frames and bytes) and close switch (4008 when full).
@@ -30,6 +31,7 @@
 //! - [`shutdown`]: the shutdown signals (SIGTERM/SIGINT).
 //! - [`telemetry`]: logging setup.
 
+pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod client_ip;

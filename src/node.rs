@@ -1,6 +1,7 @@
 //! The node: its shared state ([`Gateway`]: settings, NATS client, hub, auth, metrics, live connections), one
 //! per process and handed to every actix worker and every connection; its readiness, the closing of revoked
-//! connections, and the drain at shutdown. Built once by [`crate::server::Application::build`].
+//! connections, and the drain at shutdown. Started once per process by [`Gateway::start`] (the standalone
+//! server's [`crate::server::Application::build`] does it, or an app that embeds the gateway).
 
 use std::{
     sync::{
@@ -13,15 +14,24 @@ use std::{
 use crate::{
     auth::{Auth, Revoked},
     client_ip::ClientIpConfig,
-    config::Settings,
+    config::{ConfigError, Settings},
     connections::Connections,
     filter_memory::FilterMemory,
     frames::close,
     history::History,
-    hub::Hub,
+    hub::{Hub, HubConfig},
     metrics::Metrics,
-    nats,
+    nats::{self, NatsError},
 };
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+}
 
 /// The node's shared state, one per process, handed to every actix worker.
 pub struct Gateway {
@@ -42,6 +52,56 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// Starts a node: connects to NATS (in the background if it is down), opens the token and revocation
+    /// buckets, the history stream (when enabled) and the hub, and starts watching revocations. Serving it is
+    /// the caller's: the standalone server ([`crate::server::Application`]) or an actix-web app that embeds it.
+    pub async fn start(settings: Settings) -> Result<Arc<Gateway>, NodeError> {
+        let metrics = Arc::new(Metrics::new());
+        let (reconnects, reconnects_rx) = tokio::sync::watch::channel(0u64);
+        let client = nats::connect(&settings, metrics.clone(), Arc::new(reconnects)).await?;
+        let auth = Arc::new(Auth::new(&settings, client.clone())?);
+        let history = settings.history.enabled.then(|| Arc::new(History::new(client.clone(), &settings)));
+        if let Some(history) = &history {
+            tokio::spawn(history.clone().maintain(Duration::from_secs(5)));
+        }
+        let subscribe_prefix = match &history {
+            Some(_) => settings.history.live_prefix(&settings.nats.subject_prefix),
+            None => settings.nats.subject_prefix.clone(),
+        };
+        let hub = Hub::new(
+            client.clone(),
+            HubConfig {
+                subscribe_prefix,
+                max_event_bytes: settings.limits.max_event_bytes,
+                history: history.clone(),
+                max_pending: settings.limits.outbound_queue.max(settings.history.max_replay) * 4,
+                reconnects: reconnects_rx,
+                position_interval: (settings.history.position_interval > 0)
+                    .then(|| Duration::from_secs(settings.history.position_interval)),
+                sync_subject: format!("{}_sync", settings.nats.subject_prefix),
+            },
+            metrics.clone(),
+            tokio::runtime::Handle::current(),
+        );
+        let client_ip = ClientIpConfig::new(&settings.http.trusted_proxies, &settings.http.client_ip_header)
+            .map_err(|problem| ConfigError::Invalid { key: "http.trusted_proxies", problem })?;
+        let filter_memory = FilterMemory::new(settings.limits.filter_memory_per_node, metrics.clone());
+        let gateway = Arc::new(Gateway {
+            settings,
+            nats: client,
+            hub,
+            history,
+            auth,
+            metrics,
+            connections: Connections::default(),
+            client_ip,
+            filter_memory,
+            draining: AtomicBool::new(false),
+        });
+        gateway.watch_revocations();
+        Ok(gateway)
+    }
+
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }

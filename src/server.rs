@@ -8,7 +8,7 @@
 use std::{
     future::Future,
     net::{SocketAddr, TcpListener},
-    sync::{atomic::AtomicBool, Arc},
+    sync::Arc,
     time::Duration,
 };
 
@@ -21,15 +21,9 @@ use actix_web::{
 
 use crate::{
     api,
-    auth::Auth,
-    client_ip::ClientIpConfig,
     config::{ConfigError, Settings},
-    connections::Connections,
-    filter_memory::FilterMemory,
-    history::History,
-    hub::{Hub, HubConfig},
-    metrics::Metrics,
-    nats::{self, NatsError},
+    nats::NatsError,
+    node::NodeError,
     ws,
 };
 
@@ -44,6 +38,15 @@ pub enum StartError {
     Nats(#[from] NatsError),
     #[error("cannot listen on {bind}: {source}")]
     Bind { bind: String, source: std::io::Error },
+}
+
+impl From<NodeError> for StartError {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::Config(e) => StartError::Config(e),
+            NodeError::Nats(e) => StartError::Nats(e),
+        }
+    }
 }
 
 /// Accept queue length: a burst of connects beyond it is dropped by the kernel and retried by clients only after
@@ -70,33 +73,6 @@ pub struct Application {
 impl Application {
     /// Connects to NATS (in the background if it is down), binds `http.bind` and prepares the server.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
-        let metrics = Arc::new(Metrics::new());
-        let (reconnects, reconnects_rx) = tokio::sync::watch::channel(0u64);
-        let client = nats::connect(&settings, metrics.clone(), Arc::new(reconnects)).await?;
-        let auth = Arc::new(Auth::new(&settings, client.clone())?);
-        let history = settings.history.enabled.then(|| Arc::new(History::new(client.clone(), &settings)));
-        if let Some(history) = &history {
-            tokio::spawn(history.clone().maintain(Duration::from_secs(5)));
-        }
-        let subscribe_prefix = match &history {
-            Some(_) => settings.history.live_prefix(&settings.nats.subject_prefix),
-            None => settings.nats.subject_prefix.clone(),
-        };
-        let hub = Hub::new(
-            client.clone(),
-            HubConfig {
-                subscribe_prefix,
-                max_event_bytes: settings.limits.max_event_bytes,
-                history: history.clone(),
-                max_pending: settings.limits.outbound_queue.max(settings.history.max_replay) * 4,
-                reconnects: reconnects_rx,
-                position_interval: (settings.history.position_interval > 0)
-                    .then(|| Duration::from_secs(settings.history.position_interval)),
-                sync_subject: format!("{}_sync", settings.nats.subject_prefix),
-            },
-            metrics.clone(),
-            tokio::runtime::Handle::current(),
-        );
         let bind = settings.http_bind()?;
         let listener =
             listen(bind, BACKLOG).map_err(|source| StartError::Bind { bind: settings.http.bind.clone(), source })?;
@@ -107,23 +83,8 @@ impl Application {
             n => n,
         };
         let shutdown_timeout = settings.shutdown_timeout;
-        let client_ip = ClientIpConfig::new(&settings.http.trusted_proxies, &settings.http.client_ip_header)
-            .map_err(|problem| ConfigError::Invalid { key: "http.trusted_proxies", problem })?;
         let admin = bind_admin(&settings)?;
-        let filter_memory = FilterMemory::new(settings.limits.filter_memory_per_node, metrics.clone());
-        let gateway = Arc::new(Gateway {
-            settings,
-            nats: client,
-            hub,
-            history,
-            auth,
-            metrics,
-            connections: Connections::default(),
-            client_ip,
-            filter_memory,
-            draining: AtomicBool::new(false),
-        });
-        gateway.watch_revocations();
+        let gateway = Gateway::start(settings).await?;
 
         let data = web::Data::from(gateway.clone());
         let upgrade_gateway = gateway.clone();

@@ -12,7 +12,7 @@
 //!
 //! WebSocket pings from the client are answered by the WebSocket layer itself.
 
-use std::{net::IpAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use actix_codec::Framed;
 use actix_http::{body::BodySize, h1, header, ws as handshake, HttpMessage, Request, Response, StatusCode};
@@ -28,11 +28,10 @@ use tokio_tungstenite::{
 };
 
 use crate::{
-    client_ip,
-    connections::OverQuota,
+    admission::{self, Admitted},
     frames::close,
     node::Gateway,
-    outbox::{Control, Frame, Outbox},
+    outbox::{Control, Frame},
     session::{Inbound, Session},
 };
 
@@ -72,26 +71,12 @@ pub async fn upgrade(
     if handshake::verify_handshake(req.head()).is_err() {
         return refuse(framed, StatusCode::BAD_REQUEST, "bad WebSocket handshake").await;
     }
-    if gw.is_draining() {
-        gw.metrics.connections_refused.increment(1);
-        return refuse(framed, StatusCode::SERVICE_UNAVAILABLE, "draining").await;
-    }
-    if !origin_allowed(&req, &gw.settings.http.allowed_origins) {
-        gw.metrics.connections_refused.increment(1);
-        return refuse(framed, StatusCode::FORBIDDEN, "origin not allowed").await;
-    }
-    let limits = &gw.settings.limits;
-    let (outbox, queue, ctl) = Outbox::bounded(limits.outbound_queue, limits.outbound_queue_bytes);
-    let id = match gw.connections.try_register(ctl.clone(), client_ip(&gw, &req, &framed), limits.into()) {
-        Ok(id) => id,
-        Err(over) => {
-            gw.metrics.connections_refused.increment(1);
-            over.count(&gw.metrics);
-            let status =
-                if over == OverQuota::Ip { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::SERVICE_UNAVAILABLE };
-            return refuse(framed, status, over.reason()).await;
-        }
+    let peer = framed.io_ref().peer_addr().ok().map(|a| a.ip());
+    let Admitted { id, outbox, queue, ctl } = match admission::admit(&gw, req.headers(), peer) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refuse(framed, refusal.status, refusal.reason).await,
     };
+    let limits = &gw.settings.limits;
     let accepted = handshake::handshake_response(req.head()).finish().drop_body();
     if let Err(e) = framed.send(h1::Message::Item((accepted, BodySize::None))).await {
         gw.connections.remove(id);
@@ -126,23 +111,6 @@ async fn refuse(
     framed.feed(h1::Message::Chunk(Some(bytes::Bytes::from_static(why.as_bytes())))).await?;
     framed.send(h1::Message::Chunk(None)).await?;
     Ok(())
-}
-
-/// The address the per-IP quota counts this upgrade under: the TCP peer, or behind a trusted proxy the client
-/// its header names (see [`crate::client_ip`]).
-fn client_ip(gw: &Gateway, req: &Request, framed: &Framed<TcpStream, h1::Codec>) -> IpAddr {
-    let peer = framed.io_ref().peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
-    let values =
-        gw.client_ip.header().into_iter().flat_map(|h| req.headers().get_all(h)).filter_map(|v| v.to_str().ok());
-    client_ip::quota_key(gw.client_ip.client_ip(peer, values))
-}
-
-fn origin_allowed(req: &Request, allowed: &[String]) -> bool {
-    if allowed.is_empty() {
-        return true;
-    }
-    let origin = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok());
-    origin.is_some_and(|o| allowed.iter().any(|a| a == o))
 }
 
 /// Sends queued frames until the connection is closed, then the close frame. The only task writing to the
