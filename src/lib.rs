@@ -23,6 +23,7 @@
 //! - [`names`]: event names and patterns: validation, matching, containment, model key escaping.
 //! - [`frames`]: client frame parsing, server frame encoding, error and close codes.
 //! - [`filter`]: server-side filters: Django-style lookups on event data (checked first, then compiled).
+//! - `decimal`: exact decimal comparison of numbers and decimal strings for filters (private).
 //! - [`filter_memory`]: the node's pool of compiled regexes, its memory budget and compile queue.
 //! - [`token`]: the `tg1`/`tg1r` token format: signing and verification.
 //! - [`secret`]: the weak-secret rule for configured secrets.
@@ -37,6 +38,7 @@ pub mod auth;
 pub mod client_ip;
 pub mod config;
 pub mod connections;
+mod decimal;
 pub mod filter;
 pub mod filter_memory;
 pub mod frames;
