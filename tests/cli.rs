@@ -119,6 +119,23 @@ async fn bad_configuration_exits_2_with_one_line_naming_the_key_and_no_secret() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_nats_exits_1_saying_each_cause_once() {
+    let closed = format!("nats://127.0.0.1:{}", free_port());
+    let mut cmd = gateway_command(&closed, CLI_SECRET);
+    cmd.args(["token", "--user", "alice", "--allow", "x.>"]);
+    let (code, stdout, stderr) = run(cmd).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout:?}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot connect to NATS at"), "{stderr}");
+    // Each part of the chain once: the error's message already ends with its source's text.
+    let parts: Vec<&str> = stderr.trim_end().split(": ").collect();
+    for (i, part) in parts.iter().enumerate() {
+        assert!(!parts[i + 1..].contains(part), "{part:?} repeated in {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_subcommand_closes_the_users_sockets_with_4003() {
     let nats = NatsServer::start();
     let app = spawn_app(&nats.url()).await;

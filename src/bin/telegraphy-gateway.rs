@@ -64,7 +64,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("telegraphy-gateway: {e:#}");
+            eprintln!("telegraphy-gateway: {}", report(&e));
             // Bad configuration or arguments exit 2; runtime failures (NATS unreachable...) exit 1.
             let config_error = e.chain().any(|c| {
                 c.downcast_ref::<telegraphy::config::ConfigError>().is_some()
@@ -76,6 +76,22 @@ async fn main() -> ExitCode {
             ExitCode::from(if config_error { 2 } else { 1 })
         }
     }
+}
+
+/// The error and its causes on one line, each text once: the library's errors end their message with their
+/// source's text (so a log line that prints only the error is complete), which `{:#}` would print again.
+fn report(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
