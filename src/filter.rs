@@ -3,7 +3,7 @@
 //! A `subscribe` frame may carry `filter` and `exclude`, two JSON objects of `field__lookup: value`
 //! conditions. [`Filter::prepare`] checks them (every limit, every name, size and value) without
 //! compiling anything; [`PreparedFilter::compile_with`] then attaches the compiled regexes (the
-//! gateway compiles them through [`crate::filter_memory`], off the async workers and within a
+//! gateway compiles them through `filter_memory`, off the async workers and within a
 //! memory budget; [`Filter::parse`] is both steps with plain compiles). [`Filter::matches`] then decides
 //! for each event whether it passes: every `filter` condition holds, and not every `exclude`
 //! condition holds (Django's `exclude(a=1, b=2)` is NOT (a AND b)). [`Filter::canonical`] is a text

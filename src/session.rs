@@ -5,7 +5,7 @@
 //! heartbeats, enforces the timers (connect timeout, heartbeat, `auth.max_session_age`) and limits (rate, bad
 //! frames, subscriptions, filters) and decides when to close. It never touches a socket: everything it sends
 //! goes to its [`Outbox`] (so replies and events keep their order), and a close is decided on the outbox's
-//! [`Control`]; the transport's writer drains both (e.g. [`crate::ws`]).
+//! [`Control`]; the transport's writer drains both (e.g. `crate::ws`).
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -90,7 +90,7 @@ pub struct Session {
 }
 
 impl Session {
-    /// The core of the registered connection `id` (see [`crate::connections`]), writing to `outbox`. Once run,
+    /// The core of the registered connection `id` (see `crate::connections`), writing to `outbox`. Once run,
     /// the session owns the registration: it removes it (and its subscriptions) when it ends.
     pub fn new(gw: Arc<Gateway>, id: ConnId, outbox: Outbox) -> Self {
         let limits = &gw.settings.limits;
