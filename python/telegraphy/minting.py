@@ -74,9 +74,10 @@ async def aregister(jti: str, timeout: float | None = None) -> int | None:
 
 
 async def _create(link: NatsLink, bucket: str, jti: str, timeout: float) -> int | None:
-    """On the link's loop: create-only write of ``jti`` in ``bucket``, retried within ``timeout`` while NATS or the bucket's
-    JetStream leader cannot answer (a leader election after a NATS node died). A retry that finds the key
-    means an earlier attempt was stored and only its answer was lost: 128 random bits do not collide otherwise."""
+    """On the link's loop: create-only write of ``jti`` in ``bucket``, retried within ``timeout`` while NATS or
+    the bucket's JetStream leader cannot answer (a leader election after a NATS node died). A retry that finds
+    the key means an earlier attempt was stored and only its answer was lost: 128 random bits do not collide
+    otherwise."""
     from nats.js.errors import KeyWrongLastSequenceError
 
     loop = asyncio.get_running_loop()

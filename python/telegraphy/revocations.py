@@ -6,9 +6,9 @@ Every gateway watches the bucket: it closes the live sockets of that user/sessio
 and refuses their tokens with ``iat <= value`` (4001), including a token minted in the same second.
 
 This module owns the bucket's writes; the put runs on the process's NATS link (its thread, nats-py client
-and loop, :mod:`telegraphy.nats_link`), and the sync functions return only once NATS acknowledged it. A token this process mints for a user it has just revoked is issued
-in the second after the revocation (:func:`issue_time` waits for it), so that it is not refused with the
-revoked ones.
+and loop, :mod:`telegraphy.nats_link`), and the sync functions return only once NATS acknowledged it. A
+token this process mints for a user it has just revoked is issued in the second after the revocation
+(:func:`issue_time` waits for it), so that it is not refused with the revoked ones.
 """
 
 from __future__ import annotations
