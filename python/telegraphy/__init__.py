@@ -5,19 +5,33 @@ browsers over WebSocket (protocol v1, see proto/PROTOCOL.md).
     telegraphy.publish("chat.lobby.message", {"text": "hi"})        # sync, never blocks on NATS
     await telegraphy.apublish("chat.lobby.message", {"text": "hi"})  # async
     telegraphy.revoke_user(user)                                      # close the user's sockets (4003)
+
+Every error it raises on purpose is a ``telegraphy.TelegraphyError`` (see ``telegraphy.exceptions``).
 """
 
 from .events import BaseEvent, BaseEventModel, allow_patterns
-from .publisher import PublishError, apublish, flush, publish
-from .revocations import RevocationError, arevoke_session, arevoke_user, revoke_session, revoke_user
+from .exceptions import (
+    FilterError,
+    PublishError,
+    RevocationError,
+    TelegraphyError,
+    TokenError,
+    TokenRegistrationError,
+)
+from .publisher import apublish, flush, publish
+from .revocations import arevoke_session, arevoke_user, revoke_session, revoke_user
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BaseEvent",
     "BaseEventModel",
+    "FilterError",
     "PublishError",
     "RevocationError",
+    "TelegraphyError",
+    "TokenError",
+    "TokenRegistrationError",
     "allow_patterns",
     "apublish",
     "arevoke_session",

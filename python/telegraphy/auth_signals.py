@@ -20,22 +20,21 @@ from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 
+from .conf import telegraphy_settings
+from .exceptions import RevocationError
+from .revocations import revoke_user
+
 logger = logging.getLogger("telegraphy")
 
 _CHANGED_ATTR = "_telegraphy_auth_changed"
 
 
 def _enabled() -> bool:
-    from .conf import telegraphy_settings
-
     return bool(telegraphy_settings.REVOKE_ON_AUTH_CHANGE)
 
 
 def revoke_quietly(user: Any, why: str) -> None:
     """``revoke_user(user)``, bounded by ``TOKEN_TIMEOUT``; a failure is logged, never raised."""
-    from .conf import telegraphy_settings
-    from .revocations import RevocationError, revoke_user
-
     if user is None or getattr(user, "pk", None) is None:
         return
     try:

@@ -10,7 +10,7 @@ from django.core.checks import Error, Tags, Warning, register
 from . import names
 from .conf import DEFAULTS, parse_rate, redact_url, user_settings
 from .filters import DEFAULT_LIMITS as FILTER_LIMITS
-from .tokens import MAX_TTL, MIN_SECRET_BYTES, secret_weakness
+from .token_format import MAX_TTL, MIN_SECRET_BYTES, secret_weakness
 
 NATS_SCHEMES = ("nats", "tls", "ws", "wss")
 GATEWAY_SCHEMES = ("ws", "wss", "http", "https")

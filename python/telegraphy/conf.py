@@ -38,7 +38,9 @@ import re
 import threading
 from typing import Any
 
-from .filters import DEFAULT_LIMITS as DEFAULT_FILTER_LIMITS
+# The two filter limits a gateway may change (its limits.* settings), with the protocol's defaults
+# (proto/constants.json); telegraphy.filters applies them.
+DEFAULT_FILTER_LIMITS: dict[str, int] = {"max_filter_conditions": 16, "max_regex_conditions": 4}
 
 DEFAULTS: dict[str, Any] = {
     "NATS_URL": "nats://127.0.0.1:4222",
@@ -157,11 +159,10 @@ def redact_url(url: Any) -> Any:
 
 
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    # The NATS link connects a receiver of its own (telegraphy.nats_link), connected after this one: it
+    # closes the link, and the next use opens one with the settings reloaded here.
     if setting == "TELEGRAPHY":
         telegraphy_settings.reload()
-        from .publisher import reset_publisher
-
-        reset_publisher()
 
 
 def connect_signals() -> None:

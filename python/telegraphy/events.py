@@ -13,7 +13,8 @@ from functools import partial
 from typing import Any, ClassVar, Iterable
 
 from . import names
-from .publisher import apublish, encode_data, get_publisher, publish, subject_for
+from .nats_link import get_link
+from .publisher import apublish, encode_data, publish, subject_for
 
 logger = logging.getLogger("telegraphy")
 
@@ -272,4 +273,4 @@ class BaseEventModel:
 
 
 def _publish_subject(subject: str, payload: bytes) -> None:
-    get_publisher().publish_raw(subject, payload)
+    get_link().publish_raw(subject, payload)

@@ -24,6 +24,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from .conf import DEFAULT_FILTER_LIMITS, telegraphy_settings
+from .exceptions import FilterError
+
 __all__ = ["LOOKUPS", "DEFAULT_LIMITS", "FilterError", "check", "limits"]
 
 LOOKUPS = frozenset({
@@ -31,30 +34,18 @@ LOOKUPS = frozenset({
     "startswith", "istartswith", "endswith", "iendswith", "isnull", "regex", "iregex",
 })  # fmt: skip
 TEXT_LOOKUPS = frozenset({"contains", "icontains", "startswith", "istartswith", "endswith", "iendswith"})
-MAX_CONDITIONS = 16  # the protocol's default of the gateway's limits.max_filter_conditions
-MAX_REGEX_CONDITIONS = 4  # the protocol's default of the gateway's limits.max_regex_conditions
+# TELEGRAPHY["FILTER_LIMITS"]: the limits a gateway may change, by its setting names (proto/constants.json).
+DEFAULT_LIMITS = DEFAULT_FILTER_LIMITS
+MAX_CONDITIONS = DEFAULT_LIMITS["max_filter_conditions"]  # the protocol's default of limits.max_filter_conditions
+MAX_REGEX_CONDITIONS = DEFAULT_LIMITS["max_regex_conditions"]  # ... and of limits.max_regex_conditions
 MAX_BYTES = 4096
 MAX_IN_VALUES = 100
 MAX_REGEX_BYTES = 256
-# TELEGRAPHY["FILTER_LIMITS"]: the limits a gateway may change, by its setting names (proto/constants.json).
-DEFAULT_LIMITS = {"max_filter_conditions": MAX_CONDITIONS, "max_regex_conditions": MAX_REGEX_CONDITIONS}
-
-
-class FilterError(ValueError):
-    """The gateway would refuse this filter with ``bad_request``; ``kind`` names why (as the vectors do:
-    not_object, bad_key, bad_value, too_many_values, regex_too_long, too_many_conditions, too_many_regexes,
-    too_big)."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
 
 
 def limits() -> dict[str, int]:
     """The configurable limits ``check`` applies: ``TELEGRAPHY["FILTER_LIMITS"]`` over :data:`DEFAULT_LIMITS`
     (set them to the gateway's ``limits.max_filter_conditions`` and ``limits.max_regex_conditions``)."""
-    from .conf import telegraphy_settings
-
     return {**DEFAULT_LIMITS, **telegraphy_settings.FILTER_LIMITS}
 
 

@@ -5,10 +5,10 @@ A revocation is KV key ``user.<base64url_nopad(sub)>`` or ``session.<sid>`` in t
 Every gateway watches the bucket: it closes the live sockets of that user/session with 4003 within a second
 and refuses their tokens with ``iat <= value`` (4001), including a token minted in the same second.
 
-The put goes through the process's publisher thread (its nats-py client and loop), and the sync functions
-return only once NATS acknowledged it. A token this process mints for a user it has just revoked is issued
-in the second after the revocation (:func:`issue_time` waits for it), so that it is not refused with the
-revoked ones.
+This module owns the bucket's writes; the put runs on the process's NATS link (its thread, nats-py client
+and loop, :mod:`telegraphy.nats_link`), and the sync functions return only once NATS acknowledged it. A
+token this process mints for a user it has just revoked is issued in the second after the revocation
+(:func:`issue_time` waits for it), so that it is not refused with the revoked ones.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ import re
 import threading
 import time
 
-from .publisher import PublishError, get_publisher
-from .tokens import user_sub
+from .conf import telegraphy_settings as ts
+from .exceptions import RevocationError
+from .nats_link import NatsLink, get_link
+from .token_format import user_sub
 
 __all__ = [
     "REVOCATIONS_MAX_AGE",
@@ -36,10 +38,6 @@ __all__ = [
 REVOCATIONS_MAX_AGE = 86400  # the bucket's max_age when this package creates it (>= the gateway's resume TTL)
 
 _KV_KEY = re.compile(r"[-/_=.A-Za-z0-9]+")
-
-
-class RevocationError(PublishError):
-    """The revocation was not stored: NATS unreachable, no answer within the timeout, KV failure."""
 
 
 # sub -> the latest revocation time this process wrote for it, while that second lasts (see issue_time).
@@ -96,25 +94,61 @@ def session_key(sid: str) -> str:
     return "session." + sid
 
 
+def _put(key: str, timeout: float | None) -> int:
+    """Put ``key`` = now (ASCII unix seconds) in the revocations bucket; returns the time written once NATS
+    acknowledged it."""
+    link, bucket = get_link(), ts.REVOCATIONS_BUCKET
+    limit = link.timeout if timeout is None else timeout
+    return link.call(lambda: _write(link, bucket, key, limit), limit, _unacknowledged(key), RevocationError)
+
+
+async def _aput(key: str, timeout: float | None) -> int:
+    link, bucket = get_link(), ts.REVOCATIONS_BUCKET
+    limit = link.timeout if timeout is None else timeout
+    return await link.acall(lambda: _write(link, bucket, key, limit), limit, _unacknowledged(key), RevocationError)
+
+
+def _unacknowledged(key: str) -> str:
+    return f"revocation {key!r} was not acknowledged"
+
+
+async def _write(link: NatsLink, bucket: str, key: str, timeout: float) -> int:
+    """On the link's loop: the put, with the time taken once the bucket is at hand."""
+    try:
+        nc = await link.wait_connected(timeout)
+    except ConnectionError as exc:
+        raise RevocationError(f"could not write revocation {key!r}: {exc}") from None
+    try:
+        kv = await link.bucket(nc, bucket, REVOCATIONS_MAX_AGE, timeout)
+        # Taken once the bucket is at hand, right before the put: covers every token issued until now.
+        revoked_at = int(time.time())
+        await kv.put(key, str(revoked_at).encode("ascii"))
+    except Exception as exc:
+        link.forget_bucket(bucket)
+        raise RevocationError(f"could not write revocation {key!r} to KV bucket {bucket!r}: "
+                              f"{type(exc).__name__}: {exc}") from exc
+    return revoked_at
+
+
 def revoke_user(user_or_sub: object, *, timeout: float | None = None) -> int:
     """Revoke every token and live socket of a user; returns the revocation time written (unix seconds).
 
     Waits (at most ``timeout``, default ``PUBLISH_TIMEOUT``) until NATS acknowledged the KV put; raises
     :class:`RevocationError` otherwise. This process then mints the user's tokens in a later second.
     """
-    return _remember(user_or_sub, get_publisher().revoke_key(user_key(user_or_sub), timeout))
+    return _remember(user_or_sub, _put(user_key(user_or_sub), timeout))
 
 
 def revoke_session(sid: str, *, timeout: float | None = None) -> int:
     """Revoke one session (its socket and resume tokens); like :func:`revoke_user`."""
-    return get_publisher().revoke_key(session_key(sid), timeout)
+    return _put(session_key(sid), timeout)
 
 
 async def arevoke_user(user_or_sub: object, *, timeout: float | None = None) -> int:
     """:func:`revoke_user` for async code (awaits the acknowledgement without blocking the loop)."""
-    return _remember(user_or_sub, await get_publisher().arevoke_key(user_key(user_or_sub), timeout))
+    return _remember(user_or_sub, await _aput(user_key(user_or_sub), timeout))
 
 
 async def arevoke_session(sid: str, *, timeout: float | None = None) -> int:
     """:func:`revoke_session` for async code."""
-    return await get_publisher().arevoke_key(session_key(sid), timeout)
+    return await _aput(session_key(sid), timeout)

@@ -1,287 +1,36 @@
-"""Connect tokens (proto/PROTOCOL.md section 4).
+"""Connect tokens (proto/PROTOCOL.md section 4), as users import them: ``from telegraphy import tokens``.
 
 ``tg1.<claims>.<sig>`` where ``claims`` is base64url (no padding) of the compact JSON claims in the order
 ``jti, sub, allow, iat, exp`` (+ ``rev``, the KV revision of the token's registration, on connect tokens;
-``sid`` on ``tg1r`` resume tokens) and ``sig`` is base64url of
-HMAC-SHA256(secret, "<prefix>." + claims).
+``sid`` on ``tg1r`` resume tokens) and ``sig`` is base64url of HMAC-SHA256(secret, "<prefix>." + claims).
 
-``mint()`` is what a Django site uses; ``sign()`` and ``verify()`` are the pure functions behind it (the
-gateway verifies in production, ``verify()`` exists for tests and tools).
+``mint()``/``amint()`` are what a Django site uses; ``sign()`` and ``verify()`` are the pure functions behind
+them (the gateway verifies in production, ``verify()`` exists for tests and tools). Two modules do the work,
+and this one gathers their public names: :mod:`telegraphy.token_format` (the format, pure) and
+:mod:`telegraphy.minting` (minting and the KV registration of token ids).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import collections
-import hashlib
-import hmac
-import json
-import math
-import re
-import secrets as _secrets
-import time
-from typing import Any, Iterable
+from . import minting, token_format
+from .exceptions import TokenError, TokenRegistrationError
+from .minting import amint, aregister, mint, register, token_allowed
+from .token_format import (
+    CLOCK_SKEW,
+    CONNECT_PREFIX,
+    MAX_ALLOW,
+    MAX_TOKEN_BYTES,
+    MAX_TTL,
+    MIN_SECRET_BYTES,
+    MIN_SECRET_ENTROPY_BITS,
+    PLACEHOLDER_WORDS,
+    RESUME_PREFIX,
+    claims_for,
+    secret_weakness,
+    sign,
+    user_sub,
+    verify,
+)
 
-from . import names
-
-__all__ = [
-    "CONNECT_PREFIX",
-    "RESUME_PREFIX",
-    "MAX_TTL",
-    "TokenError",
-    "TokenRegistrationError",
-    "secret_weakness",
-    "sign",
-    "verify",
-    "claims_for",
-    "user_sub",
-    "token_allowed",
-    "mint",
-    "amint",
-    "register",
-]
-
-CONNECT_PREFIX = "tg1"
-RESUME_PREFIX = "tg1r"
-MAX_TOKEN_BYTES = 4096
-MAX_ALLOW = 64
-MAX_TTL = 3600  # the telegraphy_tokens bucket's max_age: token TTLs must not exceed it
-CLOCK_SKEW = 5
-MIN_SECRET_BYTES = 32
-# PROTOCOL section 4 "Secrets" (vectors/secrets.json): the words of the shipped examples, and the entropy floor.
-PLACEHOLDER_WORDS = ("change", "replace", "example", "placeholder", "dummy", "insecure")
-MIN_SECRET_ENTROPY_BITS = 80
-
-_B64 = re.compile(r"[A-Za-z0-9_-]+")
-_JTI = re.compile(r"[0-9a-f]{32}")
-
-
-class TokenError(ValueError):
-    """A token that does not verify. ``category`` is ``malformed``, ``bad_signature`` or ``expired``."""
-
-    def __init__(self, category: str, message: str):
-        super().__init__(message)
-        self.category = category
-
-
-class TokenRegistrationError(RuntimeError):
-    """The token id could not be stored in the ``telegraphy_tokens`` KV bucket (NATS down, jti reused...)."""
-
-
-def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
-
-
-def _b64decode(text: str) -> bytes:
-    if not _B64.fullmatch(text) or len(text) % 4 == 1:
-        raise TokenError("malformed", "not base64url without padding")
-    try:
-        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise TokenError("malformed", "not base64url without padding") from None
-    if _b64encode(data) != text:  # non-canonical trailing bits
-        raise TokenError("malformed", "not canonical base64url")
-    return data
-
-
-def secret_weakness(secret: str | bytes) -> str | None:
-    """Why ``secret`` is too weak to sign tokens (PROTOCOL section 4, "Secrets"), or None when it is fine.
-
-    The reasons, tested in this order: ``too_short`` (< 32 bytes of UTF-8), ``placeholder`` (contains one of
-    :data:`PLACEHOLDER_WORDS`, ignoring ASCII case), ``repetitive`` (the whole secret is periodic with a period
-    <= half its length), ``low_entropy`` (length x Shannon entropy of its byte frequencies < 80 bits). The
-    gateway applies the same rule to ``auth.secret`` and ``auth.previous_secrets`` at start-up.
-    """
-    data = _secret_bytes(secret)
-    n = len(data)
-    if n < MIN_SECRET_BYTES:
-        return "too_short"
-    folded = data.lower()  # bytes.lower() folds ASCII letters only
-    if any(word.encode("ascii") in folded for word in PLACEHOLDER_WORDS):
-        return "placeholder"
-    if any(data[p:] == data[:-p] for p in range(1, n // 2 + 1)):
-        return "repetitive"
-    counts = collections.Counter(data).values()
-    bits = -sum(c * math.log2(c / n) for c in counts)  # = n * H
-    if bits < MIN_SECRET_ENTROPY_BITS:
-        return "low_entropy"
-    return None
-
-
-def _secret_bytes(secret: str | bytes) -> bytes:
-    return secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
-
-
-def _signature(secret: str | bytes, signed_part: str) -> str:
-    mac = hmac.new(_secret_bytes(secret), signed_part.encode("ascii"), hashlib.sha256)
-    return _b64encode(mac.digest())
-
-
-def sign(claims: dict[str, Any], secret: str | bytes, prefix: str = CONNECT_PREFIX) -> str:
-    """Serialise ``claims`` compactly in their given order and sign them. Returns the token string."""
-    if prefix not in (CONNECT_PREFIX, RESUME_PREFIX):
-        raise ValueError(f"unknown token prefix {prefix!r}")
-    body = json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    signed_part = f"{prefix}.{_b64encode(body)}"
-    return f"{signed_part}.{_signature(secret, signed_part)}"
-
-
-def claims_for(sub: str, allow: Iterable[str], ttl: int, *, now: int | None = None, jti: str | None = None) -> dict:
-    """Build connect-token claims in protocol order after validating them."""
-    if not isinstance(sub, str):
-        raise ValueError("sub must be a string")
-    allow_list: list[str] = []
-    for pattern in allow:
-        names.validate_pattern(pattern)
-        if pattern not in allow_list:
-            allow_list.append(pattern)
-    if len(allow_list) > MAX_ALLOW:
-        raise ValueError(f"a token may carry at most {MAX_ALLOW} allow patterns, got {len(allow_list)}")
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL:
-        raise ValueError(f"ttl must be an integer number of seconds in 1..{MAX_TTL}, got {ttl!r}")
-    iat = int(time.time()) if now is None else int(now)
-    return {
-        "jti": jti if jti is not None else _secrets.token_hex(16),
-        "sub": sub,
-        "allow": allow_list,
-        "iat": iat,
-        "exp": iat + ttl,
-    }
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def verify(token: object, secrets: Iterable[str | bytes], *, now: int | None = None, prefix: str | None = None) -> dict:
-    """Check a token as a gateway does at ``connect`` (except the single-use KV step) and return its claims.
-
-    ``secrets``: the signing secret first, then previous ones (rotation). ``prefix``: require ``tg1`` or
-    ``tg1r``; ``None`` accepts both. Raises :class:`TokenError`.
-    """
-    if not isinstance(token, str) or not token or len(token.encode("utf-8")) > MAX_TOKEN_BYTES:
-        raise TokenError("malformed", "empty, oversized or not a string")
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise TokenError("malformed", "expected three parts")
-    tprefix, body, sig = parts
-    allowed = (CONNECT_PREFIX, RESUME_PREFIX) if prefix is None else (prefix,)
-    if tprefix not in allowed:
-        raise TokenError("malformed", "unknown token prefix")
-    raw = _b64decode(body)
-    given = _b64decode(sig)
-    signed_part = f"{tprefix}.{body}"
-    ok = False
-    for secret in secrets:
-        expected = hmac.new(_secret_bytes(secret), signed_part.encode("ascii"), hashlib.sha256).digest()
-        ok |= hmac.compare_digest(expected, given)
-    if not ok:
-        raise TokenError("bad_signature", "signature does not verify")
-    try:
-        claims = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise TokenError("malformed", "claims are not JSON") from None
-    if not isinstance(claims, dict):
-        raise TokenError("malformed", "claims are not an object")
-    if not isinstance(claims.get("jti"), str) or not _JTI.fullmatch(claims["jti"]):
-        raise TokenError("malformed", "jti must be 32 lowercase hex characters")
-    if not isinstance(claims.get("sub"), str):
-        raise TokenError("malformed", "sub must be a string")
-    allow = claims.get("allow")
-    if not isinstance(allow, list) or len(allow) > MAX_ALLOW or not all(names.is_valid_pattern(p) for p in allow):
-        raise TokenError("malformed", "allow must be a list of valid patterns")
-    if not _is_int(claims.get("iat")) or not _is_int(claims.get("exp")):
-        raise TokenError("malformed", "iat and exp must be integers")
-    if tprefix == RESUME_PREFIX and not isinstance(claims.get("sid"), str):
-        raise TokenError("malformed", "resume tokens carry a sid")
-    if "rev" in claims and (tprefix == RESUME_PREFIX or not _is_int(claims["rev"]) or claims["rev"] < 1):
-        raise TokenError("malformed", "rev must be an integer >= 1, on connect tokens only")
-    current = int(time.time()) if now is None else int(now)
-    if claims["iat"] > current + CLOCK_SKEW:
-        raise TokenError("malformed", "issued in the future")
-    if claims["exp"] + CLOCK_SKEW <= current:
-        raise TokenError("expired", "token expired")
-    return claims
-
-
-def user_sub(user: object) -> str:
-    """The ``sub`` claim for a user: ``""`` for anonymous/None, the string itself, else ``str(user.pk)``."""
-    if user is None:
-        return ""
-    if isinstance(user, str):
-        return user
-    if not getattr(user, "is_authenticated", True):
-        return ""
-    return str(user.pk)
-
-
-def token_allowed(user: object) -> bool:
-    """Whether the page tags and the token endpoint hand ``user`` a connect token: every authenticated user;
-    anonymous visitors only with ``TELEGRAPHY["ANONYMOUS_TOKENS"]`` (otherwise a page connects them without a
-    token, which the gateway accepts only when its ``auth.anonymous_allow`` is set)."""
-    from .conf import telegraphy_settings as ts
-
-    return bool(user_sub(user)) or bool(ts.ANONYMOUS_TOKENS)
-
-
-def _prepare(user: object, allow: Iterable[str] | None, ttl: int | None) -> tuple[dict, bool]:
-    from .conf import telegraphy_settings as ts
-    from .revocations import issue_time
-
-    if allow is None:
-        from .events import allow_patterns
-
-        allow = allow_patterns(user)
-    sub = user_sub(user)
-    claims = claims_for(sub, allow, ts.TOKEN_TTL if ttl is None else ttl, now=issue_time(sub) if sub else None)
-    return claims, bool(ts.REGISTER_TOKENS)
-
-
-def _sign_registered(claims: dict, rev: int | None) -> str:
-    """Signs connect-token claims, adding ``rev`` (the registration's KV revision) when known: the gateway then
-    consumes the token with one revision-guarded write instead of a read and a write."""
-    from .conf import telegraphy_settings as ts
-
-    if rev is not None:
-        claims = {**claims, "rev": rev}
-    return sign(claims, ts.secret_bytes)
-
-
-def register(jti: str, timeout: float | None = None) -> int | None:
-    """Store ``jti`` create-only (value ``b"1"``) in the ``telegraphy_tokens`` KV bucket; returns the entry's
-    revision (``None`` in the rare case where a retried write found its own earlier write stored).
-
-    Raises :class:`TokenRegistrationError` when NATS is not connected, the wait exceeds ``timeout`` or the
-    key exists already.
-    """
-    from .publisher import get_publisher
-
-    return get_publisher().register_jti(jti, timeout)
-
-
-def mint(user: object, allow: Iterable[str] | None = None, ttl: int | None = None, *, timeout: float | None = None) -> str:
-    """A fresh single-use connect token for ``user`` (a Django user, ``None``/anonymous, or a ``sub`` string).
-
-    ``allow`` defaults to the patterns the registered event classes grant ``user``. ``ttl`` defaults to
-    ``TELEGRAPHY["TOKEN_TTL"]`` and must be <= 3600. The token id is registered in JetStream KV unless
-    ``REGISTER_TOKENS`` is False; that wait is bounded by ``timeout`` (default ``PUBLISH_TIMEOUT``).
-    """
-    claims, do_register = _prepare(user, allow, ttl)
-    rev = register(claims["jti"], timeout) if do_register else None
-    return _sign_registered(claims, rev)
-
-
-async def amint(user: object, allow: Iterable[str] | None = None, ttl: int | None = None, *, timeout: float | None = None) -> str:
-    """:func:`mint` for async code: awaits the KV registration without blocking the event loop.
-
-    Resolving default ``allow`` may touch the database (``allow_patterns``), so pass ``allow`` explicitly
-    or call this where synchronous ORM access is fine (it is run in a worker thread here).
-    """
-    from asgiref.sync import sync_to_async
-
-    from .publisher import get_publisher
-
-    claims, do_register = await sync_to_async(_prepare)(user, allow, ttl)
-    rev = await get_publisher().aregister_jti(claims["jti"], timeout) if do_register else None
-    return _sign_registered(claims, rev)
+# The format's names, then minting's (with the error of its KV registration).
+__all__ = [*token_format.__all__, "TokenRegistrationError", *minting.__all__]

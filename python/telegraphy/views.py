@@ -20,7 +20,9 @@ from django.views.decorators.http import require_POST
 from . import ratelimit
 from .conf import parse_rate, telegraphy_settings
 from .events import allow_patterns
-from .tokens import TokenRegistrationError, mint, token_allowed, user_sub
+from .exceptions import TokenRegistrationError
+from .minting import mint, token_allowed
+from .token_format import user_sub
 
 logger = logging.getLogger("telegraphy")
 

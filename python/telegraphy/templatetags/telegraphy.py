@@ -26,7 +26,8 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, json_script
 
 from ..conf import telegraphy_settings
-from ..tokens import TokenRegistrationError, mint, token_allowed
+from ..exceptions import TokenRegistrationError
+from ..minting import mint, token_allowed
 
 register = template.Library()
 logger = logging.getLogger("telegraphy")

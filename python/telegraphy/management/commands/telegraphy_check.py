@@ -11,8 +11,9 @@ from urllib.parse import urlsplit, urlunsplit
 from django.core.management.base import BaseCommand, CommandError
 
 from ...conf import telegraphy_settings as ts
-from ...publisher import PublishError, get_publisher
-from ...tokens import MAX_TTL
+from ...exceptions import PublishError
+from ...nats_link import get_link
+from ...token_format import MAX_TTL
 
 
 def gateway_http_url() -> str | None:
@@ -68,7 +69,7 @@ class Command(BaseCommand):
             return results
 
         try:
-            for ok, what in get_publisher().run(nats_checks, timeout):
+            for ok, what in get_link().run(nats_checks, timeout):
                 report(ok, what)
         except (PublishError, ConnectionError) as exc:
             report(False, f"NATS not reachable at {ts.NATS_URL}: {exc}")

@@ -8,7 +8,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from ...conf import telegraphy_settings as ts
-from ...publisher import PublishError, flush, publish
+from ...exceptions import PublishError
+from ...publisher import flush, publish
 
 
 class Command(BaseCommand):

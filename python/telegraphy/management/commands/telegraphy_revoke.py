@@ -8,7 +8,8 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from ...revocations import RevocationError, revoke_session, revoke_user, session_key, user_key
+from ...exceptions import RevocationError
+from ...revocations import revoke_session, revoke_user, session_key, user_key
 
 
 def find_user(value: str) -> Any:
