@@ -16,6 +16,7 @@
 //!     App::new().app_data(data.clone()).route("/ws", web::get().to(telegraphy::actix::ws))
 //! })
 //! .tcp_nodelay(true) // events are small frames pushed as they come: no Nagle delay
+//! .on_connect(telegraphy::actix::abort_stalled_after(node.settings.heartbeat_interval() * 2))
 //! .disable_signals()
 //! .bind("127.0.0.1:8000")?
 //! .run();
@@ -29,12 +30,16 @@
 //! the socket, so a client that stops reading blocks nobody else and is closed with 4008.
 //!
 //! Differences from the raw path, both from actix-web owning the socket: the connection keeps actix-web's HTTP/1
-//! dispatcher and its buffers (more memory per idle connection: bench/README.md), and a client that never reads
-//! again keeps its TCP connection in that dispatcher after the node has closed it (its session, subscriptions and
-//! quota are released at once) until the client goes away or the server stops.
+//! dispatcher and its buffers (more memory per idle connection: bench/README.md); and when the node closes a
+//! client that stopped reading (4008), it releases the connection's session, subscriptions and quota at once but
+//! cannot drop the socket, which actix-web's dispatcher holds with the unsent frames (up to actix-ws's 32 queued
+//! messages) until the client reads or goes away. [`abort_stalled_after`], given to `HttpServer::on_connect`,
+//! bounds that: the kernel aborts a TCP connection whose unsent data has not moved for that long.
+
+use std::{any::Any, time::Duration};
 
 use actix_http::ws::verify_handshake;
-use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse};
+use actix_web::{dev::Extensions, http::StatusCode, rt::net::TcpStream, web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Message, ProtocolError};
 use bytestring::ByteString;
 use futures_util::{FutureExt, StreamExt};
@@ -82,6 +87,24 @@ pub async fn ws(req: HttpRequest, body: web::Payload, node: web::Data<Gateway>) 
     });
     writer::spawn(node.into_inner(), admitted, session, inbound);
     Ok(response)
+}
+
+/// A callback for `HttpServer::on_connect`: every accepted TCP connection gets `TCP_USER_TIMEOUT` = `limit`, so
+/// the kernel aborts it once data it has to send stayed unacknowledged, or unsent because the client's receive
+/// window is closed, for `limit` (Linux; elsewhere nothing is set). A client that reads, however slowly, is not
+/// affected; one that stopped reading is cut `limit` after its last progress, taking actix-web's dispatcher and its
+/// buffers with it. Twice the heartbeat interval matches the node's own rule for silent clients.
+pub fn abort_stalled_after(limit: Duration) -> impl Fn(&dyn Any, &mut Extensions) + Send + Sync + 'static {
+    move |connection, _| {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Some(tcp) = connection.downcast_ref::<TcpStream>() {
+            if let Err(e) = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(limit)) {
+                tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT");
+            }
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let _ = (connection, limit);
+    }
 }
 
 /// A refused connection: `status` and a short plain-text reason, and the connection is not kept.

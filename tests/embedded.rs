@@ -222,3 +222,45 @@ async fn the_example_app_serves_its_routes_and_the_gateway_and_drains_on_sigterm
     assert_eq!(client.expect_close().await, 1012);
     assert_eq!(app.wait_exit(Duration::from_secs(7)).await, 0, "log:\n{}", app.log().await);
 }
+
+/// Server-side ESTABLISHED TCP connections on `port` (IPv4 loopback), from /proc/net/tcp.
+fn established_on(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.len() > 3 && cols[1].ends_with(&local) && cols[3] == "01"
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_again_loses_its_tcp_connection() {
+    let nats = NatsServer::start();
+    // spawn_embedded aborts TCP connections whose data has not moved for 2 heartbeats (2 s here).
+    let app = spawn_embedded_with(&nats.url(), |s| s.heartbeat = 1).await;
+    let publisher = publisher(&nats.url()).await;
+    let mut slow = app.client(&["load.>"]).await;
+    slow.subscribe("load.>").await;
+    app.flush().await;
+    assert_eq!(established_on(app.addr.port()), 1);
+
+    // It never reads again: the node closes it (4008, or the heartbeat's 1000) and forgets it.
+    let payload = format!(r#"{{"blob":"{}"}}"#, "x".repeat(60_000));
+    for i in 0..2000 {
+        if app.gateway.connections.is_empty() {
+            break;
+        }
+        publisher.publish(format!("telegraphy.load.{i}"), payload.clone().into()).await.unwrap();
+        if i % 16 == 0 {
+            publisher.flush().await.unwrap();
+        }
+    }
+    eventually("the node closed the client", || async { app.gateway.connections.is_empty() }).await;
+    // actix-web's dispatcher still holds the socket with unsent data: the kernel aborts it (TCP_USER_TIMEOUT).
+    eventually("the server's TCP connection aborted", || async { established_on(app.addr.port()) == 0 }).await;
+    drop(slow);
+}

@@ -22,6 +22,7 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(&settings.log);
     settings.secrets()?;
     let bind = settings.http_bind()?;
+    let heartbeat = settings.heartbeat_interval();
 
     // Once per process: actix-web calls the closure below once per worker, and every worker shares this node.
     let node = Gateway::start(settings).await?;
@@ -34,6 +35,8 @@ async fn main() -> anyhow::Result<()> {
             .route("/ws", web::get().to(telegraphy::actix::ws))
     })
     .tcp_nodelay(true) // events are small frames sent as they come: no Nagle delay
+    // A client that stopped reading holds its socket and unsent frames; cut it once nothing moved for this long.
+    .on_connect(telegraphy::actix::abort_stalled_after(heartbeat * 2))
     .disable_signals() // SIGTERM/SIGINT drain the node first (run_until below)
     .bind(bind)
     .with_context(|| format!("cannot listen on {bind}"))?;

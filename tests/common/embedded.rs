@@ -1,6 +1,7 @@
 //! The gateway embedded in an actix-web app, in this process: an `HttpServer` on port 0 whose app serves its own
 //! route (`GET /` -> "embedding app\n"), the node's `/readyz` and `/metrics`, and the library handler
-//! `telegraphy::actix::ws` at `/ws`. Returns a [`TestApp`] like [`super::spawn_app`], so a test can run against
+//! `telegraphy::actix::ws` at `/ws`, its TCP connections aborted after 2 heartbeats without progress
+//! (`telegraphy::actix::abort_stalled_after`). Returns a [`TestApp`] like [`super::spawn_app`], so a test can run against
 //! either transport; [`TestApp::shutdown`] drains it as SIGTERM would.
 
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -19,6 +20,7 @@ pub async fn spawn_embedded(nats_url: &str) -> TestApp {
 pub async fn spawn_embedded_with(nats_url: &str, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = test_settings(nats_url);
     tweak(&mut settings);
+    let stalled = settings.heartbeat_interval() * 2;
     let gateway = Gateway::start(settings).await.expect("start the node");
     let data = web::Data::from(gateway.clone());
     let server = HttpServer::new(move || {
@@ -32,6 +34,7 @@ pub async fn spawn_embedded_with(nats_url: &str, tweak: impl FnOnce(&mut Setting
     .workers(1)
     .disable_signals()
     .tcp_nodelay(true)
+    .on_connect(telegraphy::actix::abort_stalled_after(stalled))
     .bind("127.0.0.1:0")
     .expect("bind 127.0.0.1:0");
     let addr = server.addrs()[0];
