@@ -120,44 +120,42 @@ async fn frames_up_to_the_limit_are_served_and_pings_answered() {
     assert_eq!(&pong[..], b"are you there");
 }
 
+/// Publishes 60 KB events on `load.<i>` until the node has no connection left (flushing every 16): a subscriber
+/// that reads nothing fills socket buffers, actix-ws's channel and then its outbox. Bounded: at most 2000 events
+/// (120 MB), far more than all of those hold.
+async fn flood_until_closed(app: &TestApp, publisher: &async_nats::Client) {
+    let payload = format!(r#"{{"blob":"{}"}}"#, "x".repeat(60_000));
+    for i in 0..2000 {
+        if app.gateway.connections.is_empty() {
+            break;
+        }
+        publisher.publish(format!("telegraphy.load.{i}"), payload.clone().into()).await.unwrap();
+        if i % 16 == 0 {
+            publisher.flush().await.unwrap();
+        }
+    }
+    publisher.flush().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_closed_with_4008() {
     let nats = NatsServer::start();
-    let app = spawn_embedded_with(&nats.url(), |s| {
-        s.limits.outbound_queue = 128;
-        s.limits.outbound_queue_bytes = 64 << 20;
-    })
-    .await;
+    let app = spawn_embedded(&nats.url()).await;
     let publisher = publisher(&nats.url()).await;
     let mut slow = app.client(&["load.>"]).await;
     slow.subscribe("load.>").await;
     app.flush().await;
 
-    // The client reads nothing while 60 KB events are published: socket buffers, actix-ws's channel and then the
-    // outbox (128 frames) fill up. Bounded: at most 2000 events (120 MB), far more than all of those hold.
-    let payload = format!(r#"{{"blob":"{}"}}"#, "x".repeat(60_000));
-    let publish = async {
-        for i in 0..2000 {
-            if app.gateway.connections.is_empty() {
-                break;
-            }
-            publisher.publish(format!("telegraphy.load.{i}"), payload.clone().into()).await.unwrap();
-            if i % 16 == 0 {
-                publisher.flush().await.unwrap();
-            }
-        }
-        publisher.flush().await.unwrap();
-    };
-    // Once the node gave up on it, the client reads again: some events, then the 4008 close (sent within the 1 s
-    // close grace).
+    // Once the node gave up on it (its queue's byte bound), the client reads again: some events, then the 4008
+    // close (sent within the 1 s close grace).
     let slow_closed = async {
         let closed = || async { app.metric("telegraphy_slow_disconnects_total").await >= 1.0 };
         eventually_within("the slow client closed", Duration::from_secs(60), closed).await;
         slow.expect_close().await
     };
-    let (code, ()) = tokio::join!(slow_closed, publish);
+    let (code, ()) = tokio::join!(slow_closed, flood_until_closed(&app, &publisher));
     assert_eq!(code, 4008);
-    assert_eq!(app.gateway.connections.len(), 0, "the node released the connection");
+    assert!(app.gateway.connections.is_empty(), "the node released the connection");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,16 +247,7 @@ async fn a_client_that_never_reads_again_loses_its_tcp_connection() {
     assert_eq!(established_on(app.addr.port()), 1);
 
     // It never reads again: the node closes it (4008, or the heartbeat's 1000) and forgets it.
-    let payload = format!(r#"{{"blob":"{}"}}"#, "x".repeat(60_000));
-    for i in 0..2000 {
-        if app.gateway.connections.is_empty() {
-            break;
-        }
-        publisher.publish(format!("telegraphy.load.{i}"), payload.clone().into()).await.unwrap();
-        if i % 16 == 0 {
-            publisher.flush().await.unwrap();
-        }
-    }
+    flood_until_closed(&app, &publisher).await;
     eventually("the node closed the client", || async { app.gateway.connections.is_empty() }).await;
     // actix-web's dispatcher still holds the socket with unsent data: the kernel aborts it (TCP_USER_TIMEOUT).
     eventually("the server's TCP connection aborted", || async { established_on(app.addr.port()) == 0 }).await;
