@@ -192,10 +192,7 @@ async fn the_example_app_serves_its_routes_and_the_gateway_and_drains_on_sigterm
     let mut app = GatewayBinary::launch_program(&example_binary(), "embed-actix", &nats.url(), SECRET, &env).await;
     let hello = reqwest::get(app.http("/")).await.expect("GET /").text().await.unwrap();
     assert!(hello.starts_with("Hello from an actix-web app"), "{hello}");
-    eventually("GET /health says ok", || async {
-        matches!(reqwest::get(app.http("/health")).await, Ok(r) if r.status() == 200)
-    })
-    .await;
+    app.wait_ready(WAIT).await; // its GET /readyz
 
     let minter = Auth::new(&test_settings(&nats.url()), publisher(&nats.url()).await).unwrap();
     let token = minter.mint("alice", &["x.>".into()], 60).await.unwrap();

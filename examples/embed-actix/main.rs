@@ -1,4 +1,4 @@
-//! An actix-web application that embeds a Telegraphy gateway node: its own routes (`GET /`, `GET /health`) and
+//! An actix-web application that embeds a Telegraphy gateway node: its own routes (`GET /`, `GET /readyz`) and
 //! protocol v1 WebSockets at `/ws` ([`telegraphy::actix::ws`]), all on one port.
 //!
 //! Settings as for `telegraphy-gateway`: defaults < the TOML file given as first argument < `TELEGRAPHY_*`
@@ -31,7 +31,7 @@ async fn main() -> anyhow::Result<()> {
         App::new()
             .app_data(data.clone())
             .route("/", web::get().to(|| async { "Hello from an actix-web app that embeds Telegraphy\n" }))
-            .route("/health", web::get().to(health))
+            .route("/readyz", web::get().to(readyz))
             .route("/ws", web::get().to(telegraphy::actix::ws))
     })
     .tcp_nodelay(true) // events are small frames sent as they come: no Nagle delay
@@ -45,8 +45,9 @@ async fn main() -> anyhow::Result<()> {
     node.run_until(server.run(), shutdown::signal()).await.context("HTTP server failed")
 }
 
-/// The app's health check: here, whether its gateway node is ready (NATS connected, not draining).
-async fn health(node: web::Data<Gateway>) -> HttpResponse {
+/// The app's readiness probe (e.g. for Kubernetes): here, whether its gateway node is ready (NATS connected,
+/// revocations loaded, not draining), with the standalone gateway's path, so the same probes and tools work.
+async fn readyz(node: web::Data<Gateway>) -> HttpResponse {
     match node.not_ready_reason() {
         None => HttpResponse::Ok().body("ok\n"),
         Some(reason) => HttpResponse::ServiceUnavailable().body(format!("{reason}\n")),
