@@ -177,11 +177,12 @@ async fn drain_closes_with_1012_and_revocation_with_4003() {
     app.shutdown().await.expect("the server stopped cleanly");
 }
 
-/// The compiled example (`cargo test` builds examples): target/<profile>/examples/embed-actix beside deps/.
+/// The compiled example: target/<profile>/examples/embed-actix beside deps/.
 fn example_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let path = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>").join("examples/embed-actix");
-    assert!(path.exists(), "{} missing: build it with `cargo build --examples`", path.display());
+    // `cargo test` builds it; `cargo test --test embedded` alone does not (nor rebuilds it).
+    assert!(path.exists(), "{} missing: run `cargo build --examples` first", path.display());
     path
 }
 
