@@ -20,7 +20,8 @@
 //! .disable_signals()
 //! .bind("127.0.0.1:8000")?
 //! .run();
-//! // On SIGTERM: `node.drain(server.handle(), timeout)` closes every socket with 1012, then stops the server.
+//! // Serves until SIGTERM/SIGINT, then drains: every socket closed with 1012, then the server stops.
+//! node.run_until(server, telegraphy::shutdown::signal()).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -93,7 +94,8 @@ pub async fn ws(req: HttpRequest, body: web::Payload, node: web::Data<Gateway>) 
 /// the kernel aborts it once data it has to send stayed unacknowledged, or unsent because the client's receive
 /// window is closed, for `limit` (Linux; elsewhere nothing is set). A client that reads, however slowly, is not
 /// affected; one that stopped reading is cut `limit` after its last progress, taking actix-web's dispatcher and its
-/// buffers with it. Twice the heartbeat interval matches the node's own rule for silent clients.
+/// buffers with it. Twice the heartbeat interval matches the node's own rule for silent clients. It applies to
+/// every connection of that server, plain HTTP responses too.
 pub fn abort_stalled_after(limit: Duration) -> impl Fn(&dyn Any, &mut Extensions) + Send + Sync + 'static {
     move |connection, _| {
         #[cfg(any(target_os = "linux", target_os = "android"))]

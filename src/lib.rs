@@ -13,7 +13,8 @@
 //! - [`ws`]: the raw WebSocket transport (tokio-tungstenite on the raw TCP stream, small buffers): the upgrade
 //!   checks, a reader feeding the session, and the writer task draining the outbox to the socket.
 //! - [`actix`]: the gateway embedded in an actix-web app: [`actix::ws`], a handler speaking protocol v1 over
-//!   actix-ws on the app's own route (the node is built once with [`node::Gateway::start`]).
+//!   actix-ws on the app's own route (the node is built once with [`node::Gateway::start`]), and
+//!   [`actix::abort_stalled_after`] for the app server's sockets.
 //! - [`writer`]: what both WebSocket transports share: a connection's writer task (batching, the close frame)
 //!   and the start of its two tasks, generic over the WebSocket library.
 //! - [`outbox`]: a connection's bounded outbound queue (frames and bytes) and close switch (4008 when full).
