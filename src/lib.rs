@@ -14,6 +14,11 @@
 //! - `admission` (private): the checks before a connection of any transport gets a session (drain, origin, quotas).
 //! - `ws` (private): the raw WebSocket transport (tokio-tungstenite on the raw TCP stream, small buffers): the upgrade
 //!   checks, a reader feeding the session, and the writer task draining the outbox to the socket.
+//! - [`actix`]: the gateway embedded in an actix-web app: [`actix::ws`], a handler speaking protocol v1 over
+//!   actix-ws on the app's own route (the node is built once with [`node::Gateway::start`]), and
+//!   [`actix::abort_stalled_after`] for the app server's sockets.
+//! - `writer` (private): what both WebSocket transports share: a connection's writer task (batching, the close frame)
+//!   and the start of its two tasks, generic over the WebSocket library.
 //! - [`outbox`]: a connection's bounded outbound queue (frames and bytes) and close switch (4008 when full).
 //! - `rate` (private): a connection's request rate limit (token bucket; 4029 past it).
 //! - `connections` (private): the node's live connections (limit, drain, revocation lookup).
@@ -34,6 +39,7 @@
 //! - [`shutdown`]: the shutdown signals (SIGTERM/SIGINT).
 //! - [`telemetry`]: logging setup.
 
+pub mod actix;
 mod admission;
 mod api;
 pub mod auth;
@@ -58,4 +64,5 @@ pub mod session;
 pub mod shutdown;
 pub mod telemetry;
 pub mod token;
+mod writer;
 mod ws;

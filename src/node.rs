@@ -157,6 +157,30 @@ impl Gateway {
         }
     }
 
+    /// Runs `server` (an actix-web server that serves this node's connections: the standalone one, or an app's
+    /// `HttpServer` with [`crate::actix::ws`] on a route) until `shutdown` resolves, then drains (see
+    /// [`Gateway::drain`]; `shutdown_timeout` bounds it) and waits for the server to stop, within the same bound.
+    /// The server should be built with `disable_signals()`: the signals are `shutdown`'s (e.g.
+    /// [`crate::shutdown::signal`]).
+    pub async fn run_until(
+        &self,
+        server: actix_web::dev::Server,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let handle = server.handle();
+        let mut server = tokio::spawn(server);
+        tokio::select! {
+            result = &mut server => return result.map_err(std::io::Error::other)?,
+            _ = shutdown => {}
+        }
+        let timeout = Duration::from_secs(self.settings.shutdown_timeout);
+        self.drain(handle, timeout).await;
+        match tokio::time::timeout(timeout, server).await {
+            Ok(result) => result.map_err(std::io::Error::other)?,
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Drains the node: not ready, every socket closed with 1012 so clients reconnect to another node at once,
     /// waits for them to close (bounded by `timeout`), then stops the HTTP server.
     pub async fn drain(&self, server: actix_web::dev::ServerHandle, timeout: Duration) {

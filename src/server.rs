@@ -9,7 +9,6 @@ use std::{
     future::Future,
     net::{SocketAddr, TcpListener},
     sync::Arc,
-    time::Duration,
 };
 
 use actix_http::HttpService;
@@ -150,18 +149,7 @@ impl Application {
     /// Serves until `shutdown` resolves, then drains: not ready, sockets closed with 1012, exit within
     /// `shutdown_timeout`.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
-        let handle = self.server.handle();
-        let mut server = tokio::spawn(self.server);
-        tokio::select! {
-            result = &mut server => return result.map_err(std::io::Error::other)?,
-            _ = shutdown => {}
-        }
-        let timeout = Duration::from_secs(self.gateway.settings.shutdown_timeout);
-        self.gateway.drain(handle, timeout).await;
-        match tokio::time::timeout(timeout, server).await {
-            Ok(result) => result.map_err(std::io::Error::other)?,
-            Err(_) => Ok(()),
-        }
+        self.gateway.run_until(self.server, shutdown).await
     }
 }
 

@@ -2,7 +2,11 @@
 //! environment, a fixed loopback port (so a node can be restarted at the same address), its stderr collected
 //! (and echoed when `TELEGRAPHY_TEST_LOGS` is set). Killed when dropped.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -17,7 +21,12 @@ pub const GATEWAY_BIN: &str = env!("CARGO_BIN_EXE_telegraphy-gateway");
 /// The binary with a clean environment: no TELEGRAPHY_* or RUST_LOG from the caller, NATS and secret set;
 /// stdout and stderr piped, killed on drop.
 pub fn gateway_command(nats_url: &str, secret: &str) -> Command {
-    let mut cmd = Command::new(GATEWAY_BIN);
+    program_command(Path::new(GATEWAY_BIN), nats_url, secret)
+}
+
+/// [`gateway_command`] for another program that loads the gateway's settings (e.g. an example app embedding it).
+pub fn program_command(program: &Path, nats_url: &str, secret: &str) -> Command {
+    let mut cmd = Command::new(program);
     for (key, _) in std::env::vars() {
         if key.starts_with("TELEGRAPHY_") || key == "RUST_LOG" {
             cmd.env_remove(key);
@@ -32,8 +41,10 @@ pub fn gateway_command(nats_url: &str, secret: &str) -> Command {
     cmd
 }
 
-/// `telegraphy-gateway serve` as a child process.
+/// `telegraphy-gateway serve` (or another program serving a node, see [`GatewayBinary::launch_program`]) as a
+/// child process.
 pub struct GatewayBinary {
+    program: PathBuf,
     pub name: String,
     pub port: u16,
     nats_url: String,
@@ -53,7 +64,19 @@ impl GatewayBinary {
 
     /// Launches node `name` and waits until it listens (not until it is ready).
     pub async fn launch(name: &str, nats_url: &str, secret: &str, env: &[(&str, &str)]) -> Self {
+        Self::launch_program(Path::new(GATEWAY_BIN), name, nats_url, secret, env).await
+    }
+
+    /// Launches `program` (which must log `listening on http://` once it listens) like [`GatewayBinary::launch`].
+    pub async fn launch_program(
+        program: &Path,
+        name: &str,
+        nats_url: &str,
+        secret: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut gateway = GatewayBinary {
+            program: program.to_path_buf(),
             name: name.to_string(),
             port: free_port(),
             nats_url: nats_url.to_string(),
@@ -68,7 +91,7 @@ impl GatewayBinary {
 
     /// Starts the process again (same name, port and settings) and waits until it listens.
     pub async fn relaunch(&mut self) {
-        let mut cmd = gateway_command(&self.nats_url, &self.secret);
+        let mut cmd = program_command(&self.program, &self.nats_url, &self.secret);
         cmd.env("TELEGRAPHY_HTTP__BIND", format!("127.0.0.1:{}", self.port)).env("TELEGRAPHY_NODE__NAME", &self.name);
         cmd.stdout(std::process::Stdio::null()); // `serve` logs to stderr; an unread pipe could fill
         for (key, value) in &self.env {

@@ -1,7 +1,8 @@
 //! Test harness shared by the integration tests: a real `nats-server` (single node or a 3-node JetStream
 //! cluster) on free loopback ports with temp stores, the gateway in-process on port 0 (`spawn_app`, in the
-//! spirit of zero-to-production), the gateway binary as a child process ([`binary`]), and a small WebSocket
-//! client speaking protocol v1.
+//! spirit of zero-to-production), the gateway embedded in an actix-web app in-process (`spawn_embedded`,
+//! [`embedded`]), the gateway binary as a child process ([`binary`]), and a small WebSocket client speaking
+//! protocol v1.
 //!
 //! Every wait is bounded; nothing here sleeps to synchronise where an event can be awaited.
 #![allow(dead_code)]
@@ -28,8 +29,11 @@ use tokio_tungstenite::{
 };
 
 pub mod binary;
+pub mod embedded;
 #[allow(unused_imports)] // each test file uses its part of the harness
-pub use binary::{gateway_command, GatewayBinary};
+pub use binary::{gateway_command, program_command, GatewayBinary};
+#[allow(unused_imports)]
+pub use embedded::{spawn_embedded, spawn_embedded_with, APP_ROUTE_BODY};
 
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
 /// Default bound for any single wait in the tests.

@@ -1,0 +1,112 @@
+//! What both WebSocket transports share once a connection is admitted and upgraded, whatever their WebSocket
+//! library ([`crate::ws`]: tokio-tungstenite on the raw socket; [`crate::actix`]: actix-ws in an actix-web app):
+//! the start of the connection's two tasks ([`spawn`]) and the **writer** task ([`writer`]): the only task that
+//! awaits the socket. It drains the bounded [`crate::outbox::Outbox`] queue, all queued frames per write, and
+//! decides what goes out once the connection closes (queued frames, then the close frame with the code and reason
+//! of [`Control`], all within [`CLOSE_GRACE`]; a 4008 gets no more queued frames).
+//!
+//! Generic over the library's sink and message type ([`WsMessage`]): monomorphised, so the raw path pays nothing
+//! for the sharing.
+
+use std::{sync::Arc, time::Duration};
+
+use futures_util::{Sink, SinkExt, Stream};
+use tokio::sync::mpsc;
+
+use crate::{
+    admission::Admitted,
+    frames::close,
+    node::Gateway,
+    outbox::{Control, Frame},
+    session::{Inbound, Session},
+};
+
+/// How long the writer may spend flushing queued frames and the close frame after a close was decided. A client
+/// that does not read within it loses them.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Most queued frames the writer takes per wake-up and writes with one flush.
+const WRITE_BATCH: usize = 64;
+
+/// A WebSocket library's message type, as the writer builds it.
+pub trait WsMessage: Sized {
+    /// A text message carrying one encoded protocol frame (`None`: the library refused it; it is skipped).
+    fn text(frame: Frame) -> Option<Self>;
+    /// The close frame: `code` and `reason` from [`Control::closing`].
+    fn close(code: u16, reason: &'static str) -> Self;
+}
+
+/// Starts an admitted, upgraded connection: counts it, spawns its writer on `sink` and its reader (a [`Session`]
+/// over `inbound`) on the current actix worker (`spawn_local`: a transport's stream need not be `Send`).
+pub fn spawn<S, M, I, T>(gw: Arc<Gateway>, admitted: Admitted, sink: S, inbound: I)
+where
+    S: Sink<M> + Unpin + 'static,
+    M: WsMessage + 'static,
+    I: Stream<Item = Inbound<T>> + 'static,
+    T: AsRef<str> + 'static,
+{
+    let Admitted { id, outbox, queue, ctl } = admitted;
+    gw.metrics.connections.increment(1.0);
+    gw.metrics.connections_total.increment(1);
+    tracing::debug!(conn = id, "WebSocket upgraded");
+    actix_web::rt::spawn(writer(sink, queue, ctl));
+    actix_web::rt::spawn(Session::new(gw, id, outbox).run(inbound));
+}
+
+/// Sends queued frames until the connection is closed, then the close frame. The only task writing to the
+/// socket: each wake-up takes every queued frame (up to `WRITE_BATCH`) and writes them with one flush.
+pub async fn writer<S, M>(mut sink: S, mut queue: mpsc::Receiver<Frame>, ctl: Arc<Control>)
+where
+    S: Sink<M> + Unpin,
+    M: WsMessage,
+{
+    let mut batch = Vec::new();
+    loop {
+        let received = tokio::select! {
+            biased;
+            _ = ctl.closed() => break,
+            n = queue.recv_many(&mut batch, WRITE_BATCH) => n,
+        };
+        if received == 0 {
+            break; // every sender is gone
+        }
+        let bytes = batch.iter().map(|frame| frame.len()).sum();
+        tokio::select! {
+            biased;
+            _ = ctl.closed() => break,
+            sent = send_all(&mut sink, &mut batch) => if sent.is_err() {
+                ctl.close(close::NORMAL, "client gone");
+                return;
+            },
+        }
+        ctl.written(bytes);
+    }
+    let (code, reason) = ctl.closing().unwrap_or((close::NORMAL, "closing"));
+    // A slow client gets no more queued frames; any other close first flushes what was queued (e.g. the
+    // `error` frame explaining a 4001), within the grace period.
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        batch.clear();
+        if code != close::TOO_SLOW {
+            while let Ok(frame) = queue.try_recv() {
+                batch.push(frame);
+            }
+            if send_all(&mut sink, &mut batch).await.is_err() {
+                return;
+            }
+        }
+        let _ = sink.send(M::close(code, reason)).await;
+    })
+    .await;
+}
+
+async fn send_all<S, M>(sink: &mut S, batch: &mut Vec<Frame>) -> Result<(), S::Error>
+where
+    S: Sink<M> + Unpin,
+    M: WsMessage,
+{
+    for frame in batch.drain(..) {
+        let Some(message) = M::text(frame) else { continue };
+        sink.feed(message).await?;
+    }
+    sink.flush().await
+}
