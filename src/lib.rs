@@ -12,6 +12,8 @@
 //! - [`admission`]: the checks before a connection of any transport gets a session (drain, origin, quotas).
 //! - [`ws`]: the raw WebSocket transport (tokio-tungstenite on the raw TCP stream, small buffers): the upgrade
 //!   checks, a reader feeding the session, and the writer task draining the outbox to the socket.
+//! - [`sse`]: the Server-Sent Events transport (`GET /sse` streams server frames, `POST /sse/{stream}` takes
+//!   client frames) and the node's registry of open streams.
 //! - [`outbox`]: a connection's bounded outbound queue (frames and bytes) and close switch (4008 when full).
 //! - [`rate`]: a connection's request rate limit (token bucket; 4029 past it).
 //! - [`connections`]: the node's live connections (limit, drain, revocation lookup).
@@ -52,6 +54,7 @@ pub mod secret;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+pub mod sse;
 pub mod telemetry;
 pub mod token;
 pub mod ws;
