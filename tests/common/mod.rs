@@ -28,6 +28,7 @@ use tokio_tungstenite::{
 };
 
 pub mod binary;
+pub mod transport;
 #[allow(unused_imports)] // each test file uses its part of the harness
 pub use binary::{gateway_command, GatewayBinary};
 
