@@ -154,7 +154,7 @@ async fn a_client_that_stops_reading_is_closed_with_4008(transport: Transport) {
     };
     tokio::time::timeout(Duration::from_secs(60), flood).await.expect("the slow client was closed within 60 s");
     assert_eq!(slow.expect_close().await, (4008, "too slow".to_string()));
-    eventually("the slow connection left the node", || async { app.gateway.connections.len() == 0 }).await;
+    eventually("the slow connection left the node", || async { app.gateway.connections.is_empty() }).await;
 }
 
 async fn drain_closes_with_1012(transport: Transport) {
