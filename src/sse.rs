@@ -1,21 +1,21 @@
 //! The Server-Sent Events transport (proto/PROTOCOL.md section 10.1), for networks that break WebSockets:
 //! client frames go up in HTTP requests, server frames come down one `text/event-stream` response.
 //!
-//! - `GET /sse` ([`open`]): checks the opening frames (`frames` query parameter or `X-Telegraphy-Frames`
+//! - `GET /sse`: checks the opening frames (`frames` query parameter or `X-Telegraphy-Frames`
 //!   header: size and count first, then the JSON array) and `Last-Event-ID`, admits the connection
 //!   ([`crate::admission`]), gives it a stream id (128 random bits, base64url) registered in the node's
 //!   [`Streams`], and runs its [`Session`] on a bounded inbound channel (`limits.max_subscriptions` + 2 frames)
-//!   that first holds the opening frames, then the posted ones. The response body ([`Downlink`]) drains the
+//!   that first holds the opening frames, then the posted ones. The response body (`Downlink`) drains the
 //!   connection's outbox: `event: stream` first, then one SSE message per server frame (several queued frames
 //!   per chunk), then `event: close` with the close code and reason.
-//! - `POST /sse/{stream}` ([`post`]): one client frame or a JSON array of frames into that channel: 413 over
+//! - `POST /sse/{stream}`: one client frame or a JSON array of frames into that channel: 413 over
 //!   `limits.max_frame_bytes` (Content-Length first, then the bytes read, never more buffered), 404 no such
 //!   stream, 429 no room for all of them (nothing taken), else 202.
 //! - `OPTIONS` on both: CORS preflight.
 //!
 //! Client gone: actix drops the response body when the client's TCP connection closes or cannot be written
 //! (the public listener does not allow half-closed connections, see [`crate::server`]); dropping the
-//! [`Downlink`] closes the connection's [`Control`], so the session ends, leaves the hub and the node's
+//! `Downlink` closes the connection's [`Control`], so the session ends, leaves the hub and the node's
 //! connections, and its stream id leaves the registry. A stream id is a secret of the connection: it is never
 //! logged.
 

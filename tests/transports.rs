@@ -164,12 +164,7 @@ async fn drain_closes_with_1012(transport: Transport) {
     assert_eq!(client.recv().await["type"], "connected");
     app.trigger_shutdown();
     assert_eq!(client.expect_close().await, (1012, "node restarting".to_string()));
-    let task = app.task.take().unwrap();
-    tokio::time::timeout(Duration::from_secs(12), task)
-        .await
-        .expect("stopped within shutdown_timeout")
-        .unwrap()
-        .unwrap();
+    app.stopped_within(Duration::from_secs(12)).await;
 }
 
 async fn revocation_closes_with_4003(transport: Transport) {

@@ -291,6 +291,12 @@ impl TestApp {
         tokio::time::timeout(Duration::from_secs(30), task).await.expect("shutdown timeout").expect("join")
     }
 
+    /// Waits (at most `limit`) for the server, shut down, to stop.
+    pub async fn stopped_within(&mut self, limit: Duration) {
+        let task = self.task.take().expect("server task");
+        tokio::time::timeout(limit, task).await.expect("stopped in time").expect("join").expect("server result");
+    }
+
     pub fn trigger_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
