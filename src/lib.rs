@@ -3,8 +3,8 @@
 //! Map of the crate (one concern per module; proto/PROTOCOL.md is the normative contract):
 //! - [`config`]: settings from defaults, a TOML file and `TELEGRAPHY_<SECTION>__<KEY>` variables.
 //! - [`server`]: start-up ([`server::Application`]: bind, build the node once, run, drain) and the routes:
-//!   `/healthz`, `/readyz`, `/metrics`. HTTP/1 requests go to actix-web; `Upgrade: websocket` requests leave the
-//!   HTTP dispatcher with their raw connection.
+//!   `/healthz`, `/readyz`, `/metrics`, and `/sse` ([`sse`]) on the public listener. HTTP/1 requests go to
+//!   actix-web; `Upgrade: websocket` requests leave the HTTP dispatcher with their raw connection.
 //! - [`node`]: the node's shared state ([`node::Gateway`], one for all actix workers), readiness, the closing of
 //!   revoked connections, and the drain.
 //! - [`session`]: the protocol core of one connection ([`session::Session`]): client frames, connect,

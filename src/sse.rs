@@ -9,8 +9,9 @@
 //!   connection's outbox: `event: stream` first, then one SSE message per server frame (several queued frames
 //!   per chunk), then `event: close` with the close code and reason.
 //! - `POST /sse/{stream}`: one client frame or a JSON array of frames into that channel: 413 over
-//!   `limits.max_frame_bytes` (Content-Length first, then the bytes read, never more buffered), 404 no such
-//!   stream, 429 no room for all of them (nothing taken), else 202.
+//!   `limits.max_frame_bytes` (Content-Length first, then the bytes read, never more buffered) or over
+//!   `limits.max_subscriptions` + 2 frames, 404 no such stream, 429 no room for all of them (nothing taken),
+//!   else 202.
 //! - `OPTIONS` on both: CORS preflight.
 //!
 //! Client gone: actix drops the response body when the client's TCP connection closes or cannot be written
@@ -435,9 +436,10 @@ async fn post(
         }
         received.extend_from_slice(&chunk);
     }
-    let frames = match posted_frames(received, limits.max_subscriptions + 2) {
-        Ok(frames) => frames,
-        Err(bad) => return plain(&gw, &req, StatusCode::BAD_REQUEST, bad.to_string()),
+    // An array longer than the inbound queue could never be taken: too large, like a body over the byte bound
+    // (a client splits it).
+    let Some(frames) = posted_frames(received, limits.max_subscriptions + 2) else {
+        return plain(&gw, &req, StatusCode::PAYLOAD_TOO_LARGE, BadOpen::TooMany.to_string());
     };
     let status = match uplink.try_reserve_many(frames.len()) {
         Ok(permits) => {
@@ -458,16 +460,17 @@ async fn post(
 
 /// The client frames of a POST body: each element of a JSON array, else the whole body as one frame (a body
 /// that is no frame is the session's bad frame, as on a WebSocket; a body that is not UTF-8 is a binary frame).
-fn posted_frames(body: Vec<u8>, max_frames: usize) -> Result<Vec<Inbound<String>>, BadOpen> {
-    let Ok(text) = String::from_utf8(body) else { return Ok(vec![Inbound::Binary]) };
+/// None for an array of more than `max_frames` elements.
+fn posted_frames(body: Vec<u8>, max_frames: usize) -> Option<Vec<Inbound<String>>> {
+    let Ok(text) = String::from_utf8(body) else { return Some(vec![Inbound::Binary]) };
     if text.trim_start().starts_with('[') {
         match split_array(&text, max_frames) {
-            Ok(elements) => return Ok(elements.iter().map(|e| Inbound::Text(e.get().to_string())).collect()),
-            Err(Split::TooMany) => return Err(BadOpen::TooMany),
+            Ok(elements) => return Some(elements.iter().map(|e| Inbound::Text(e.get().to_string())).collect()),
+            Err(Split::TooMany) => return None,
             Err(Split::NotAnArray) => {}
         }
     }
-    Ok(vec![Inbound::Text(text)])
+    Some(vec![Inbound::Text(text)])
 }
 
 #[cfg(test)]

@@ -77,7 +77,7 @@ fn urlencode(text: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn posts_are_answered_202_404_413_and_arrays_are_split() {
+async fn posts_are_answered_202_404_413_and_arrays_are_split_into_frames() {
     let nats = NatsServer::start();
     let app = spawn_app_with(&nats.url(), |s| {
         s.limits.max_frame_bytes = 1024;
@@ -103,9 +103,9 @@ async fn posts_are_answered_202_404_413_and_arrays_are_split() {
     let chunks = futures_util::stream::iter((0..8).map(|_| Ok::<_, std::io::Error>(vec![b' '; 200])));
     let chunked = http.post(&url).body(reqwest::Body::wrap_stream(chunks)).send().await.unwrap();
     assert_eq!(chunked.status().as_u16(), 413);
-    // More frames than max_subscriptions + 2 in one body.
+    // More frames than max_subscriptions + 2 in one body: it could never fit, too large too.
     let too_many = format!("[{}]", [r#"{"type":"pong"}"#; 5].join(","));
-    assert_eq!(post_status(&http, &url, too_many).await, 400);
+    assert_eq!(post_status(&http, &url, too_many).await, 413);
     // Nothing of the refused bodies arrived: the next frame answers the next request.
     assert_eq!(post_status(&http, &url, r#"{"type":"ping","id":9}"#.into()).await, 202);
     assert_eq!(client.recv_or_close(WAIT).await.unwrap(), json!({"type":"pong","id":9}));
