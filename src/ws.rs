@@ -7,8 +7,8 @@
 //! connection, both on the accepting actix worker:
 //! - the **reader** ([`Session::run`]) owns the read half, each WebSocket message turned into an [`Inbound`];
 //! - the **writer** ([`writer`]) owns the write half and is the only task that awaits a socket write: it drains
-//!   the bounded [`Outbox`] queue, all queued frames per write. A client that stops reading blocks only its own
-//!   writer; its queue fills and the hub closes it with 4008 (see [`crate::outbox`]).
+//!   the bounded [`Outbox`](crate::outbox::Outbox) queue, all queued frames per write. A client that stops
+//!   reading blocks only its own writer; its queue fills and the hub closes it with 4008 (see [`crate::outbox`]).
 //!
 //! WebSocket pings from the client are answered by the WebSocket layer itself.
 
