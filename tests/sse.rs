@@ -302,10 +302,15 @@ async fn a_client_that_goes_away_leaves_the_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_draining_node_refuses_new_streams_with_503() {
+async fn admission_refuses_over_the_ip_quota_with_429_and_when_draining_with_503() {
     let nats = NatsServer::start();
-    let app = spawn_app(&nats.url()).await;
-    app.gateway.start_draining();
+    let app = spawn_app_with(&nats.url(), |s| s.limits.max_connections_per_ip = 1).await;
     let frames = format!("frames={}", frames_param(&[json!({"type": "ping"})]));
+    let first = SseClient::try_open(&app.http(""), &frames, &[]).await.expect("the first stream opens");
+    assert_eq!(refused(&app, &frames, &[]).await, (429, "too many connections from this address\n".into()));
+    drop(first);
+    eventually("the first stream's connection left", || async { app.gateway.connections.is_empty() }).await;
+    let _second = SseClient::try_open(&app.http(""), &frames, &[]).await.expect("room again");
+    app.gateway.start_draining();
     assert_eq!(refused(&app, &frames, &[]).await.0, 503);
 }
