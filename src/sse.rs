@@ -104,9 +104,10 @@ fn new_stream_id() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Why the opening request is refused with 400 (the text is the response body).
+/// Why the client frames of an SSE request are refused (the text is the response body): the opening ones of
+/// `GET /sse` (400), or too many in one POST (413).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum BadOpen {
+pub enum BadFrames {
     #[error("frames missing: GET /sse?frames=<JSON array of client frames>")]
     NoFrames,
     #[error("frames given twice (query parameter and header, or the parameter twice)")]
@@ -160,20 +161,20 @@ fn split_array(text: &str, max: usize) -> Result<Vec<&RawValue>, Split> {
 
 /// A `Last-Event-ID` value, `<epoch>:<seq>` (`seq` in decimal digits, no sign or leading zero), as the
 /// `since` it stands for.
-fn parse_last_event_id(value: &str) -> Result<Value, BadOpen> {
-    let (epoch, digits) = value.rsplit_once(':').ok_or(BadOpen::BadLastEventId)?;
+fn parse_last_event_id(value: &str) -> Result<Value, BadFrames> {
+    let (epoch, digits) = value.rsplit_once(':').ok_or(BadFrames::BadLastEventId)?;
     let canonical = digits.bytes().all(|b| b.is_ascii_digit()) && (digits == "0" || !digits.starts_with('0'));
     let seq = digits.parse::<u64>().ok().filter(|seq| canonical && *seq <= frames::MAX_ID);
     match seq {
         Some(seq) if frames::valid_epoch(epoch) => Ok(serde_json::json!({"epoch": epoch, "seq": seq})),
-        _ => Err(BadOpen::BadLastEventId),
+        _ => Err(BadFrames::BadLastEventId),
     }
 }
 
 /// The opening frames of `GET /sse`, each a client frame's text, checked in the order of PROTOCOL.md 10.1:
 /// one source, size, count, JSON array of objects; then `Last-Event-ID` injected as `since` into each
 /// `subscribe` without one.
-fn opening_frames(req: &HttpRequest, max_bytes: usize, max_frames: usize) -> Result<Vec<String>, BadOpen> {
+fn opening_frames(req: &HttpRequest, max_bytes: usize, max_frames: usize) -> Result<Vec<String>, BadFrames> {
     let mut from_query = None;
     let mut last_event_id = None;
     for (key, value) in form_urlencoded::parse(req.query_string().as_bytes()) {
@@ -183,39 +184,43 @@ fn opening_frames(req: &HttpRequest, max_bytes: usize, max_frames: usize) -> Res
             _ => continue,
         };
         if slot.replace(value).is_some() {
-            return Err(if key == "frames" { BadOpen::FramesTwice } else { BadOpen::LastEventIdTwice });
+            return Err(if key == "frames" { BadFrames::FramesTwice } else { BadFrames::LastEventIdTwice });
         }
     }
     let headers = req.headers();
-    let from_header = single_header(headers, FRAMES_HEADER, BadOpen::FramesTwice)?;
+    let from_header = single_header(headers, FRAMES_HEADER, BadFrames::FramesTwice)?;
     let text = match (from_query, from_header) {
-        (Some(_), Some(_)) => return Err(BadOpen::FramesTwice),
-        (None, None) => return Err(BadOpen::NoFrames),
+        (Some(_), Some(_)) => return Err(BadFrames::FramesTwice),
+        (None, None) => return Err(BadFrames::NoFrames),
         (Some(query), None) => query,
-        (None, Some(header)) => std::str::from_utf8(header.as_bytes()).map_err(|_| BadOpen::NotObjects)?.into(),
+        (None, Some(header)) => std::str::from_utf8(header.as_bytes()).map_err(|_| BadFrames::NotObjects)?.into(),
     };
     if text.len() > max_bytes {
-        return Err(BadOpen::TooLarge);
+        return Err(BadFrames::TooLarge);
     }
     let elements = split_array(&text, max_frames).map_err(|e| match e {
-        Split::TooMany => BadOpen::TooMany,
-        Split::NotAnArray => BadOpen::NotObjects,
+        Split::TooMany => BadFrames::TooMany,
+        Split::NotAnArray => BadFrames::NotObjects,
     })?;
     if !elements.iter().all(|e| e.get().starts_with('{')) {
-        return Err(BadOpen::NotObjects);
+        return Err(BadFrames::NotObjects);
     }
-    let header_id = single_header(headers, "last-event-id", BadOpen::LastEventIdTwice)?;
+    let header_id = single_header(headers, "last-event-id", BadFrames::LastEventIdTwice)?;
     let since = match (header_id, last_event_id) {
-        (Some(_), Some(_)) => return Err(BadOpen::LastEventIdTwice),
+        (Some(_), Some(_)) => return Err(BadFrames::LastEventIdTwice),
         (None, None) => None,
-        (Some(header), None) => Some(parse_last_event_id(header.to_str().map_err(|_| BadOpen::BadLastEventId)?)?),
+        (Some(header), None) => Some(parse_last_event_id(header.to_str().map_err(|_| BadFrames::BadLastEventId)?)?),
         (None, Some(query)) => Some(parse_last_event_id(&query)?),
     };
     Ok(elements.into_iter().map(|frame| with_since(frame.get(), since.as_ref())).collect())
 }
 
 /// The one value of header `name`, or `twice` when it was sent more than once.
-fn single_header<'a>(headers: &'a HeaderMap, name: &str, twice: BadOpen) -> Result<Option<&'a HeaderValue>, BadOpen> {
+fn single_header<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+    twice: BadFrames,
+) -> Result<Option<&'a HeaderValue>, BadFrames> {
     let mut values = headers.get_all(name);
     let first = values.next();
     if values.next().is_some() {
@@ -439,7 +444,7 @@ async fn post(
     // An array longer than the inbound queue could never be taken: too large, like a body over the byte bound
     // (a client splits it).
     let Some(frames) = posted_frames(received, limits.max_subscriptions + 2) else {
-        return plain(&gw, &req, StatusCode::PAYLOAD_TOO_LARGE, BadOpen::TooMany.to_string());
+        return plain(&gw, &req, StatusCode::PAYLOAD_TOO_LARGE, BadFrames::TooMany.to_string());
     };
     let status = match uplink.try_reserve_many(frames.len()) {
         Ok(permits) => {
@@ -493,7 +498,7 @@ mod tests {
     fn last_event_id_is_epoch_colon_seq() {
         assert_eq!(parse_last_event_id("18a6f:41").unwrap(), serde_json::json!({"epoch":"18a6f","seq":41}));
         for bad in ["", "18a6f", ":41", "18a6f:", "18a6f:-1", "18a6f:+1", "18a6f:041", "e:9007199254740992"] {
-            assert_eq!(parse_last_event_id(bad), Err(BadOpen::BadLastEventId), "{bad:?}");
+            assert_eq!(parse_last_event_id(bad), Err(BadFrames::BadLastEventId), "{bad:?}");
         }
         assert!(parse_last_event_id(&format!("{}:1", "e".repeat(65))).is_err());
     }
