@@ -152,6 +152,11 @@ fn lookups(obj: &mut Map<String, Value>, key: &'static str, id: Option<u64>) -> 
     }
 }
 
+/// Whether `epoch` may be the epoch of a `since` position: 1..64 bytes.
+pub fn valid_epoch(epoch: &str) -> bool {
+    !epoch.is_empty() && epoch.len() <= 64
+}
+
 /// Reads the optional `since` object: `{"epoch": string (1..64 chars), "seq": integer 0..2^53-1}`.
 fn since(obj: &mut Map<String, Value>, id: Option<u64>) -> Result<Option<Since>, FrameError> {
     const BAD: &str = "field 'since' must be {\"epoch\": string, \"seq\": integer}";
@@ -161,7 +166,7 @@ fn since(obj: &mut Map<String, Value>, id: Option<u64>) -> Result<Option<Since>,
         Some(_) => return Err(FrameError::new(id, BAD)),
     };
     let epoch = match since.remove("epoch") {
-        Some(Value::String(e)) if !e.is_empty() && e.len() <= 64 => e,
+        Some(Value::String(e)) if valid_epoch(&e) => e,
         _ => return Err(FrameError::new(id, BAD)),
     };
     let seq = match since.remove("seq").and_then(|v| v.as_u64()) {
@@ -400,6 +405,31 @@ pub fn encode_event_at(sub: &str, name: &str, data: &RawValue, seq: u64, epoch: 
     buf
 }
 
+/// The history position `(epoch, seq)` an encoded `event` or `position` frame carries, read from the fixed
+/// tail the encoders write ([`encode_event_at`]: `..,"seq":N,"epoch":"E"}`, [`encode_position`]:
+/// `..,"epoch":"E","seq":N}`); None for any other frame. Anchored at the end of the frame, after the verbatim
+/// `data`, and `E` must be alphanumeric, so a payload cannot fake a position: inside a JSON string every `"` is
+/// escaped, and a payload object ends the frame with `}}`.
+pub fn stream_position(frame: &str) -> Option<(&str, u64)> {
+    fn seq(digits: &str) -> Option<u64> {
+        (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok()).flatten()
+    }
+    fn epoch(e: &str) -> Option<&str> {
+        (valid_epoch(e) && e.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(e)
+    }
+    if frame.starts_with("{\"type\":\"event\",") {
+        let (head, e) = frame.strip_suffix("\"}")?.rsplit_once(",\"epoch\":\"")?;
+        let (_, n) = head.rsplit_once(",\"seq\":")?;
+        Some((epoch(e)?, seq(n)?))
+    } else if frame.starts_with("{\"type\":\"position\",") {
+        let (head, n) = frame.strip_suffix('}')?.rsplit_once(",\"seq\":")?;
+        let (_, e) = head.rsplit_once(",\"epoch\":\"")?;
+        Some((epoch(e.strip_suffix('"')?)?, seq(n)?))
+    } else {
+        None
+    }
+}
+
 /// What a `subscribed` reply says about history.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SubscribedAt<'a> {
@@ -469,6 +499,26 @@ mod tests {
 
     fn json(s: &str) -> Value {
         serde_json::from_str(s).expect("encoder output must be JSON")
+    }
+
+    #[test]
+    fn stream_position_reads_the_tail_the_encoders_write() {
+        let data = RawValue::from_string(r#"{"pk":1}"#.into()).unwrap();
+        assert_eq!(stream_position(&encode_event_at("a.>", "a.b", &data, 57, "18a6f")), Some(("18a6f", 57)));
+        assert_eq!(stream_position(&encode_position("a.>", "18a6f", 1234)), Some(("18a6f", 1234)));
+        assert_eq!(stream_position(&encode_event("a.>", "a.b", &data)), None);
+        assert_eq!(stream_position(&encode_pong(Some(1))), None);
+        // Payloads that look like a position are not one.
+        for payload in [r#"{"seq":5,"epoch":"ab"}"#, r#""x,\"seq\":5,\"epoch\":\"ab""#, r#"["seq",5]"#] {
+            let data = RawValue::from_string(payload.into()).unwrap();
+            assert_eq!(stream_position(&encode_event("a", "a", &data)), None, "{payload}");
+        }
+        let subscribed = encode_subscribed_at(
+            Some(2),
+            "a",
+            &SubscribedAt { recovered: Some(true), position: Some(("18a6f", 41)), sub: None },
+        );
+        assert_eq!(stream_position(&subscribed), None, "only events and positions carry an SSE id");
     }
 
     #[test]

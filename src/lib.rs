@@ -5,8 +5,8 @@
 //! [`server::Application`] and the public modules.
 //! - [`config`]: settings from defaults, a TOML file and `TELEGRAPHY_<SECTION>__<KEY>` variables.
 //! - [`server`]: start-up ([`server::Application`]: bind, build the node once, run, drain) and the routes:
-//!   `/healthz`, `/readyz`, `/metrics`. HTTP/1 requests go to actix-web; `Upgrade: websocket` requests leave the
-//!   HTTP dispatcher with their raw connection.
+//!   `/healthz`, `/readyz`, `/metrics`, and `/sse` (`sse`) on the public listener. HTTP/1 requests go to
+//!   actix-web; `Upgrade: websocket` requests leave the HTTP dispatcher with their raw connection.
 //! - [`node`]: the node's shared state ([`node::Gateway`], one for all actix workers), readiness, the closing of
 //!   revoked connections, and the drain.
 //! - [`session`]: the protocol core of one connection ([`session::Session`]): client frames, connect,
@@ -19,6 +19,8 @@
 //!   [`actix::abort_stalled_after`] for the app server's sockets.
 //! - `writer` (private): what both WebSocket transports share: a connection's writer task (batching, the close frame)
 //!   and the start of its two tasks, generic over the WebSocket library.
+//! - `sse` (private): the Server-Sent Events transport (`GET /sse` streams server frames, `POST /sse/{stream}` takes
+//!   client frames) and the node's registry of open streams.
 //! - [`outbox`]: a connection's bounded outbound queue (frames and bytes) and close switch (4008 when full).
 //! - `rate` (private): a connection's request rate limit (token bucket; 4029 past it).
 //! - `connections` (private): the node's live connections (limit, drain, revocation lookup).
@@ -62,6 +64,7 @@ pub mod secret;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+mod sse;
 pub mod telemetry;
 pub mod token;
 mod writer;

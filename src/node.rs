@@ -22,6 +22,7 @@ use crate::{
     hub::{Hub, HubConfig},
     metrics::Metrics,
     nats::{self, NatsError},
+    sse::Streams,
 };
 
 /// Why a node could not start.
@@ -47,6 +48,8 @@ pub struct Gateway {
     pub client_ip: ClientIpConfig,
     /// Compiled filter regexes: pool, node budget, compile queue.
     pub filter_memory: FilterMemory,
+    /// The open SSE streams (stream id -> the connection's inbound channel).
+    pub sse: Streams,
     /// Set once by [`Gateway::drain`] (built false by the server).
     pub(crate) draining: AtomicBool,
 }
@@ -96,6 +99,7 @@ impl Gateway {
             connections: Connections::default(),
             client_ip,
             filter_memory,
+            sse: Streams::default(),
             draining: AtomicBool::new(false),
         });
         gateway.watch_revocations();

@@ -23,7 +23,7 @@ use crate::{
     config::{ConfigError, Settings},
     nats::NatsError,
     node::NodeError,
-    ws,
+    sse, ws,
 };
 
 /// The node's shared state lives in [`crate::node`]; kept here so `server::Gateway` still names it.
@@ -98,6 +98,7 @@ impl Application {
                     .app_data(public_data.clone())
                     // Upgrade requests never get here (see below); a plain GET is told what it missed.
                     .route("/ws", web::get().to(not_an_upgrade))
+                    .configure(sse::configure)
                     .configure(|cfg| routes(cfg, internal_here));
                 let gateway = upgrade_gateway.clone();
                 HttpService::build()
@@ -105,6 +106,8 @@ impl Application {
                     // the previous one is acknowledged (up to the client's 40 ms delayed ACK). bench/README.md
                     // finding 3.
                     .tcp_nodelay(true)
+                    // A client that closes its side is gone: its SSE response ends at once (PROTOCOL.md 10.1).
+                    .h1_allow_half_closed(false)
                     .local_addr(addr)
                     // `Upgrade: websocket` requests leave the HTTP dispatcher with their raw connection.
                     .upgrade(fn_service(move |(req, framed)| ws::upgrade(gateway.clone(), req, framed)))

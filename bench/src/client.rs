@@ -6,7 +6,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpSocket, TcpStream},
+};
 use tokio_tungstenite::{
     client_async_with_config,
     tungstenite::{protocol::WebSocketConfig, Message},
@@ -52,6 +55,43 @@ pub async fn dial(endpoint: &Endpoint, options: Dial) -> anyhow::Result<Ws> {
         .await?
         .map_err(|e| anyhow!("WebSocket upgrade: {}", short_ws_error(&e)))?;
     Ok(ws)
+}
+
+/// Opens an SSE connection (PROTOCOL.md section 10.1) authenticated with `token` and subscribed to `pattern`:
+/// `GET /sse` with both frames in the `X-Telegraphy-Frames` header, read until `subscribed`. Returns the socket
+/// of the open `text/event-stream` response.
+pub async fn open_sse(endpoint: &Endpoint, token: &str, pattern: &str) -> anyhow::Result<TcpStream> {
+    let frames = serde_json::json!([
+        {"type": "connect", "id": 1, "token": token},
+        {"type": "subscribe", "id": 2, "event": pattern},
+    ]);
+    let mut stream = timeout(TcpStream::connect(endpoint.addr), "TCP connect").await?.context("TCP connect")?;
+    stream.set_nodelay(true)?;
+    let request = format!("GET /sse HTTP/1.1\r\nHost: {}\r\nX-Telegraphy-Frames: {frames}\r\n\r\n", endpoint.addr);
+    stream.write_all(request.as_bytes()).await.context("sending GET /sse")?;
+    let read = async {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 2048];
+        loop {
+            let n = stream.read(&mut buf).await.context("reading the SSE response")?;
+            if n == 0 {
+                bail!("SSE response ended before subscribed");
+            }
+            seen.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&seen);
+            if !text.starts_with("HTTP/1.1 200") && text.contains("\r\n") {
+                bail!("GET /sse: {}", text.lines().next().unwrap_or_default());
+            }
+            if text.contains(r#""type":"error""#) {
+                bail!("SSE open refused: an error frame");
+            }
+            if text.contains(r#""type":"subscribed""#) {
+                return Ok(());
+            }
+        }
+    };
+    timeout(read, "SSE open").await??;
+    Ok(stream)
 }
 
 /// Sends `connect` with `token` and waits for `connected`.

@@ -12,7 +12,7 @@ use crate::{
     report::{num, Outcome, Table},
     stats::{new_hist, Errors, Latency},
     target::{self, Scrape},
-    worker::{Cmd, Patterns, Reply},
+    worker::{self, Cmd, Patterns, Reply},
     Common,
 };
 
@@ -26,6 +26,10 @@ pub struct IdleArgs {
     /// Subscribe every connection to one pattern, or each to its own (one node NATS subscription each).
     #[arg(long, value_enum, default_value_t = Patterns::One)]
     pub patterns: Patterns,
+    /// Open the connections over SSE (`GET /sse` on the `--url`'s address, PROTOCOL.md section 10.1) instead of
+    /// WebSocket. The clients do not answer heartbeats: give the gateway a `heartbeat` longer than the run.
+    #[arg(long)]
+    pub sse: bool,
     /// Seconds to wait after a level is open before reading the gateway's memory.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=120))]
     pub settle: u64,
@@ -53,11 +57,12 @@ pub async fn run(args: &IdleArgs) -> anyhow::Result<Outcome> {
         );
     }
     let addr = common.endpoint()?.addr;
-    let mut pool = common.pool().await?;
+    let mut pool = common.pool_for(&worker::Job { sse: args.sse, ..common.job(false, 0) }).await?;
     let before = target::memory(pid)?;
     let mut table = Table::new(
         format!(
-            "idle: gateway memory per authenticated connection ({} pattern(s), {} worker process(es))",
+            "idle: gateway memory per authenticated {} connection ({} pattern(s), {} worker process(es))",
+            if args.sse { "SSE" } else { "WebSocket" },
             args.patterns.name(),
             pool.len()
         ),
@@ -126,7 +131,7 @@ pub async fn run(args: &IdleArgs) -> anyhow::Result<Outcome> {
     pool.stop().await;
     let json = json!({
         "scenario": "idle",
-        "params": { "connections": levels, "patterns": args.patterns, "workers": common.workers, "settle_s": args.settle },
+        "params": { "connections": levels, "sse": args.sse, "patterns": args.patterns, "workers": common.workers, "settle_s": args.settle },
         "gateway_memory_before": before,
         "levels": rows,
         "errors": errors,

@@ -122,13 +122,19 @@ impl Common {
             slow,
             read_buffer: self.read_buffer,
             slow_rcvbuf,
+            sse: false,
         }
     }
 
     /// Starts the worker processes (after checking the targets and that the gateway is ready).
     pub async fn pool(&self) -> anyhow::Result<pool::Pool> {
+        self.pool_for(&self.job(false, 0)).await
+    }
+
+    /// [`Common::pool`] with another job.
+    pub async fn pool_for(&self, job: &worker::Job) -> anyhow::Result<pool::Pool> {
         target::wait_ready(self.endpoint()?.addr, Duration::from_secs(15)).await?;
-        pool::Pool::start(usize::from(self.workers), usize::from(self.worker_threads), &self.job(false, 0)).await
+        pool::Pool::start(usize::from(self.workers), usize::from(self.worker_threads), job).await
     }
 
     /// Starts measuring the CPU use of the gateway, nats-server and the bench (`workers` = worker pids).

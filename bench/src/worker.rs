@@ -17,7 +17,7 @@ use anyhow::Context;
 use futures_util::{stream, SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     sync::watch,
 };
 use tokio_tungstenite::tungstenite::Message;
@@ -98,6 +98,9 @@ pub struct Job {
     pub slow: bool,
     pub read_buffer: usize,
     pub slow_rcvbuf: u32,
+    /// `Open` over SSE (`GET /sse`) instead of WebSocket.
+    #[serde(default)]
+    pub sse: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -331,13 +334,21 @@ impl Worker {
         let dial = self.dial();
         let endpoint = &self.endpoint;
         let prefix = &self.job.event_prefix;
+        let sse = self.job.sse;
+        if sse && groups > 0 {
+            anyhow::bail!("SSE connections subscribe without filters");
+        }
         let results: Vec<_> = stream::iter(tokens.into_iter().enumerate())
             .map(|(k, token)| async move {
                 let i = first + k;
                 let start = Instant::now();
-                let subscription = Some((patterns.pattern(prefix, i), group_filter(i, groups)));
-                let ws = open_one(endpoint, dial, &token, subscription).await;
-                (i, ws, start.elapsed())
+                let opened = if sse {
+                    client::open_sse(endpoint, &token, &patterns.pattern(prefix, i)).await.map(Conn::Sse)
+                } else {
+                    let subscription = Some((patterns.pattern(prefix, i), group_filter(i, groups)));
+                    open_one(endpoint, dial, &token, subscription).await.map(|ws| Conn::Ws(Box::new(ws)))
+                };
+                (i, opened, start.elapsed())
             })
             .buffer_unordered(self.job.concurrency.max(1))
             .collect()
@@ -346,7 +357,13 @@ impl Worker {
         let mut setup = new_hist();
         for (i, ws, took) in results {
             match ws {
-                Ok(ws) => {
+                Ok(Conn::Sse(socket)) => {
+                    opened.ok += 1;
+                    setup.saturating_record(took.as_micros() as u64);
+                    tokio::spawn(hold_sse(socket, self.stop.subscribe()));
+                }
+                Ok(Conn::Ws(ws)) => {
+                    let ws = *ws;
                     opened.ok += 1;
                     setup.saturating_record(took.as_micros() as u64);
                     let stop = self.stop.subscribe();
@@ -444,6 +461,25 @@ async fn serve(mut ws: Ws, conn: usize, shared: Arc<Shared>, mut stop: watch::Re
                 return shared.closed(None);
             }
             None => return shared.closed(None),
+        }
+    }
+}
+
+/// A connection `Open` made.
+enum Conn {
+    Ws(Box<Ws>),
+    /// The socket of an SSE response.
+    Sse(tokio::net::TcpStream),
+}
+
+/// An idle SSE client: reads (and drops) what the gateway sends until the worker stops. It does not answer
+/// heartbeats (that takes a POST): runs set `heartbeat` above their length.
+async fn hold_sse(mut socket: tokio::net::TcpStream, mut stop: watch::Receiver<bool>) {
+    let mut buf = [0u8; 512];
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            n = socket.read(&mut buf) => if !matches!(n, Ok(n) if n > 0) { return },
         }
     }
 }

@@ -634,12 +634,25 @@ def _():
     assert re.search(r"proxy_pass\s+http://telegraphy_gateways;", ws)
 
 
-@check("nginx upstream: the three compose gateways on the gateway port")
+@check("nginx upstreams: the three compose gateways on the gateway port")
 def _():
-    upstream = nginx_block(NGINX, "upstream telegraphy_gateways")
-    servers = re.findall(r"server\s+([\w.-]+):(\d+)", upstream)
-    assert sorted(servers) == [(g, str(PORT)) for g in GATEWAYS], servers
+    for name in ("upstream telegraphy_gateways {", "upstream telegraphy_sse {"):
+        upstream = nginx_block(NGINX, name)
+        servers = re.findall(r"server\s+([\w.-]+):(\d+)", upstream)
+        assert sorted(servers) == [(g, str(PORT)) for g in GATEWAYS], (name, servers)
     assert re.search(r"listen\s+8080;", NGINX)
+
+
+@check("nginx /sse: sticky by client address, unbuffered, not logged, timeouts above 2 heartbeats")
+def _():
+    sse = nginx_block(NGINX, "location /sse {")
+    assert re.search(r"hash\s+\$binary_remote_addr\s+consistent;", nginx_block(NGINX, "upstream telegraphy_sse {"))
+    assert re.search(r"proxy_pass\s+http://telegraphy_sse;", sse)
+    assert re.search(r"access_log\s+off;", sse), "tokens and stream ids are in its URLs"
+    assert re.search(r"proxy_buffering\s+off;", sse) and re.search(r"proxy_http_version\s+1\.1;", sse)
+    for directive in ("proxy_read_timeout", "proxy_send_timeout"):
+        m = re.search(rf"{directive}\s+(\S+);", sse)
+        assert m and seconds(m.group(1)) > 2 * HEARTBEAT, f"{directive} must exceed {2 * HEARTBEAT}s"
 
 
 @check("nginx -t accepts the configuration (as local-cluster.sh renders it for loopback)")
@@ -896,14 +909,14 @@ def _():
     assert [f["podSelector"]["matchLabels"] for f in by_port[6222]] == [nats_policy["podSelector"]["matchLabels"]]
 
 
-@check("the admin port: Prometheus scrapes it, the Service names it, the load balancer proxies only /ws and /")
+@check("the admin port: Prometheus scrapes it, the Service names it, the load balancer proxies only /ws, /sse and /")
 def _():
     annotations = DEPLOYMENT["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(ADMIN_PORT) and annotations["prometheus.io/path"] == "/metrics"
     service_ports = {p["name"]: p["targetPort"] for p in DOCS["Service"]["spec"]["ports"]}
     assert service_ports == {"http": "http", "admin": "admin"}, service_ports
     locations = re.findall(r"location\s+(=\s+)?(\S+)\s*\{", NGINX)
-    assert sorted(path for _, path in locations) == ["/", "/lb-healthz", "/ws"], locations
+    assert sorted(path for _, path in locations) == ["/", "/lb-healthz", "/sse", "/ws"], locations
 
 
 # --- shell ------------------------------------------------------------------------------------------------

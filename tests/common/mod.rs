@@ -30,6 +30,7 @@ use tokio_tungstenite::{
 
 pub mod binary;
 pub mod embedded;
+pub mod transport;
 #[allow(unused_imports)] // each test file uses its part of the harness
 pub use binary::{gateway_command, program_command, GatewayBinary};
 #[allow(unused_imports)]
@@ -292,6 +293,12 @@ impl TestApp {
         }
         let task = self.task.take().unwrap();
         tokio::time::timeout(Duration::from_secs(30), task).await.expect("shutdown timeout").expect("join")
+    }
+
+    /// Waits (at most `limit`) for the server, shut down, to stop.
+    pub async fn stopped_within(&mut self, limit: Duration) {
+        let task = self.task.take().expect("server task");
+        tokio::time::timeout(limit, task).await.expect("stopped in time").expect("join").expect("server result");
     }
 
     pub fn trigger_shutdown(&mut self) {
