@@ -1,6 +1,7 @@
-//! The gateway embedded in an actix-web app (`telegraphy::actix::ws` on the app's route, issue 12): protocol v1
-//! as on the standalone node, against a real nats-server and real WebSocket clients; and the example app
-//! `examples/embed-actix` as a process.
+//! The gateway embedded in an actix-web app (`telegraphy::actix::ws` on the app's route, issue 12): what only
+//! embedding has (the app's own routes, fragmented frames through actix-ws, the TCP abort of a stalled client)
+//! and the example app `examples/embed-actix` as a process. The protocol cases every transport shares (4008,
+//! drain 1012, revocation 4003, history, filters) run in tests/transports.rs.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::{path::PathBuf, time::Duration};
 use common::*;
 use futures_util::SinkExt;
 use serde_json::json;
-use telegraphy::auth::{self, Auth};
+use telegraphy::auth::Auth;
 use tokio_tungstenite::tungstenite::{
     client::IntoClientRequest,
     protocol::frame::{
@@ -135,46 +136,6 @@ async fn flood_until_closed(app: &TestApp, publisher: &async_nats::Client) {
         }
     }
     publisher.flush().await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_stops_reading_is_closed_with_4008() {
-    let nats = NatsServer::start();
-    let app = spawn_embedded(&nats.url()).await;
-    let publisher = publisher(&nats.url()).await;
-    let mut slow = app.client(&["load.>"]).await;
-    slow.subscribe("load.>").await;
-    app.flush().await;
-
-    // Once the node gave up on it (its queue's byte bound), the client reads again: some events, then the 4008
-    // close (sent within the 1 s close grace).
-    let slow_closed = async {
-        let closed = || async { app.metric("telegraphy_slow_disconnects_total").await >= 1.0 };
-        eventually_within("the slow client closed", Duration::from_secs(60), closed).await;
-        slow.expect_close().await
-    };
-    let (code, ()) = tokio::join!(slow_closed, flood_until_closed(&app, &publisher));
-    assert_eq!(code, 4008);
-    assert!(app.gateway.connections.is_empty(), "the node released the connection");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drain_closes_with_1012_and_revocation_with_4003() {
-    let nats = NatsServer::start();
-    let mut app = spawn_embedded(&nats.url()).await;
-    let mut revoked = app.client(&["a.>"]).await; // user "tester"
-    let mut bob = WsClient::connect(&app.ws_url()).await;
-    let token = app.token("bob", &["a.>"]).await;
-    assert_eq!(bob.connect_with(json!({"type":"connect","id":1,"token":token})).await["type"], "connected");
-    let nc = publisher(&nats.url()).await;
-    let bucket = app.gateway.settings.auth.revocations_bucket.clone();
-    auth::revoke(&nc, &bucket, &auth::user_key("tester")).await.unwrap();
-    assert_eq!(revoked.expect_close().await, 4003);
-    bob.subscribe("a.>").await; // still open
-
-    app.trigger_shutdown();
-    assert_eq!(bob.expect_close().await, 1012);
-    app.shutdown().await.expect("the server stopped cleanly");
 }
 
 /// The compiled example: target/<profile>/examples/embed-actix beside deps/.

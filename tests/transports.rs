@@ -28,7 +28,7 @@ macro_rules! per_transport {
 }
 
 per_transport! {
-    transports: [raw_ws => RawWs, sse => Sse],
+    transports: [raw_ws => RawWs, sse => Sse, actix_ws => ActixWs],
     cases: [
         connect_and_ping,
         subscribe_and_receive_events,

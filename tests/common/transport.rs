@@ -11,7 +11,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::{json, Value};
 use telegraphy::config::Settings;
 
-use super::{spawn_app_with, Closed, TestApp, WsClient, WAIT};
+use super::{spawn_app_with, spawn_embedded_with, Closed, TestApp, WsClient, WAIT};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
@@ -19,6 +19,8 @@ pub enum Transport {
     RawWs,
     /// `GET /sse` + `POST /sse/{stream}` of the standalone gateway.
     Sse,
+    /// `telegraphy::actix::ws` on the route of an actix-web app that embeds a node ([`super::spawn_embedded`]).
+    ActixWs,
 }
 
 impl Transport {
@@ -26,13 +28,14 @@ impl Transport {
     pub async fn spawn(self, nats_url: &str, tweak: impl FnOnce(&mut Settings)) -> TestApp {
         match self {
             Transport::RawWs | Transport::Sse => spawn_app_with(nats_url, tweak).await,
+            Transport::ActixWs => spawn_embedded_with(nats_url, tweak).await,
         }
     }
 
     /// A client of `app` over this transport that has sent `frames` (for SSE: the opening frames of its GET).
     pub async fn open(self, app: &TestApp, frames: &[Value]) -> TestClient {
         match self {
-            Transport::RawWs => {
+            Transport::RawWs | Transport::ActixWs => {
                 let mut ws = WsClient::connect(&app.ws_url()).await;
                 for frame in frames {
                     ws.send(frame.clone()).await;
