@@ -407,7 +407,8 @@ class SseTransport extends Transport {
   send(frame) {
     if (this._ended || this._gone) return false;
     this._queue.push(frame);
-    this._flush();
+    // Frames sent in one tick (e.g. the subscribes after `connected`) go in one POST.
+    if (this._queue.length === 1) queueMicrotask(() => this._flush());
     return true;
   }
 
