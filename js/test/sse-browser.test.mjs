@@ -1,0 +1,223 @@
+// Both transports (PROTOCOL.md section 10) in real Chromium against the real gateway and nats-server:
+// connect, subscribe, events, unsubscribe, recovery after the gateway closes the connection (SIGTERM
+// drain, 1012), 4001 and 4003. Then a proxy that refuses WebSocket upgrades and forwards plain HTTP
+// (the streaming SSE response and the POSTs): the page, with the default transports, ends on SSE.
+// Needs a gateway with SSE: TELEGRAPHY_GATEWAY_BIN.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import http from "node:http";
+import { readFileSync } from "node:fs";
+import { NatsServer, NatsPublisher, Gateway, within, GATEWAY_BIN } from "../testkit/stack.mjs";
+import { launchBrowser, pageProblems } from "../testkit/browser.mjs";
+
+const shared = { nats: null, pub: null };
+let gw;
+let browser;
+let site; // serves the test page and the module; forwards /sse* to the gateway; refuses WebSocket upgrades
+let origin;
+const traffic = { upgradesRefused: 0, sseGets: 0, ssePosts: 0 };
+let tokenAnswer = 200; // what POST /token answers (200 with a fresh token, or 403)
+let tokensGiven = 0;
+
+// A page whose module builds clients on request (window.make) and records what they see.
+const PAGE = `<!doctype html>
+<html><head><meta charset="utf-8"><title>Telegraphy transports</title></head>
+<body><h1>Telegraphy transports</h1>
+<script type="module">
+  import { Telegraphy } from "/telegraphy.js";
+  const clients = {};
+  window.make = (key, options) => {
+    const log = { states: [], errors: [], events: [], recovered: [] };
+    const tg = new Telegraphy(options);
+    tg.on("state", (s) => log.states.push(s));
+    tg.on("error", (e) => log.errors.push(e.code));
+    tg.on("recovered", (r) => log.recovered.push(r));
+    clients[key] = { tg, log, subs: {} };
+  };
+  window.sub = (key, pattern) => {
+    const c = clients[key];
+    const sub = (c.subs[pattern] = c.tg.subscribe(pattern, (e) => c.log.events.push({ name: e.name, data: e.data, sub: e.sub })));
+    return sub.ready().then(() => "active", (e) => e.code);
+  };
+  window.unsub = (key, pattern) => clients[key].subs[pattern].unsubscribe().then(() => "done");
+  window.info = (key) => {
+    const { tg, log } = clients[key];
+    return { state: tg.state, transport: tg.transport, session: tg.session, url: tg.url, ...log };
+  };
+  window.closeAll = () => Object.values(clients).forEach((c) => c.tg.close());
+  window.harness = true;
+</script></body></html>`;
+
+// The gateway's SSE endpoint through this server: every request and the streaming response as they are.
+function forward(req, res) {
+  if (req.method === "GET") traffic.sseGets++;
+  if (req.method === "POST") traffic.ssePosts++;
+  const [host, port] = [gw.addr.slice(0, gw.addr.lastIndexOf(":")), gw.addr.slice(gw.addr.lastIndexOf(":") + 1)];
+  const upstream = http.request({ host, port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+    res.writeHead(answer.statusCode, answer.headers);
+    answer.pipe(res);
+  });
+  upstream.on("error", () => res.destroy());
+  res.on("close", () => upstream.destroy()); // the browser went away: so does the gateway's connection
+  req.pipe(upstream);
+}
+
+before(async () => {
+  shared.nats = await NatsServer.start();
+  shared.pub = await NatsPublisher.connect(shared.nats.port);
+  gw = await Gateway.start(shared.nats, { node: "gw-sse" });
+  const probe = await fetch(`${gw.httpUrl}/sse?frames=${encodeURIComponent("[]")}`, { signal: AbortSignal.timeout(5000) }).catch((e) => e);
+  assert.ok(probe.status !== 404 && !(probe instanceof Error), `${GATEWAY_BIN} serves no GET /sse: set TELEGRAPHY_GATEWAY_BIN to a gateway with SSE`);
+  await probe.body?.cancel();
+  site = http.createServer(async (req, res) => {
+    try {
+      if (req.url === "/") {
+        res.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(PAGE);
+      } else if (req.url === "/telegraphy.js") {
+        res.writeHead(200, { "content-type": "text/javascript; charset=utf-8" }).end(readFileSync(new URL("../telegraphy.js", import.meta.url)));
+      } else if (req.url === "/token" && req.method === "POST") {
+        if (tokenAnswer !== 200) return void res.writeHead(tokenAnswer).end();
+        tokensGiven++;
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ token: await gw.token({ user: "page", allow: ["t.>"] }) }));
+      } else if (req.url.startsWith("/sse")) {
+        forward(req, res);
+      } else {
+        res.writeHead(404).end();
+      }
+    } catch (err) {
+      res.writeHead(500).end(String(err));
+    }
+  });
+  // A proxy that breaks WebSockets: the upgrade is answered 403.
+  site.on("upgrade", (req, socket) => {
+    traffic.upgradesRefused++;
+    socket.end("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  });
+  await new Promise((resolve) => site.listen(0, "127.0.0.1", resolve));
+  origin = `http://127.0.0.1:${site.address().port}`;
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  site?.closeAllConnections?.();
+  site?.close();
+  await gw?.stop("SIGKILL");
+  shared.pub?.close();
+  await shared.nats?.stop();
+});
+
+async function openPage(t) {
+  const context = await browser.newContext();
+  t.after(() => context.close());
+  const page = await context.newPage();
+  const problems = pageProblems(page);
+  await page.goto(origin + "/");
+  await page.waitForFunction(() => window.harness === true, null, { timeout: 10000 });
+  return { page, problems };
+}
+
+// What Chromium logs by itself for a refused connection (not the client's doing).
+const NETWORK_NOISE = /WebSocket connection to .* failed|net::ERR_|Failed to load resource/;
+
+const info = (page, key) => page.evaluate((k) => window.info(k), key);
+const until = (page, key, pred, what, ms = 10000) =>
+  within(
+    ms + 1000,
+    page.waitForFunction(({ k, src }) => new Function("i", `return (${src})(i)`)(window.info(k)), { k: key, src: pred.toString() }, { timeout: ms }),
+    `${key}: ${what}`,
+  );
+
+for (const transport of ["websocket", "sse"]) {
+  test(`${transport} in Chromium: connect, subscribe, events, unsubscribe; recovery after the gateway closes the connection (1012)`, async (t) => {
+    const { page, problems } = await openPage(t);
+    await page.evaluate(([token, url, transports]) => window.make("c", { url, token, transports, minDelay: 100, maxDelay: 1000 }), [
+      await gw.token({ allow: ["t.>"] }),
+      gw.wsUrl,
+      [transport],
+    ]);
+    assert.equal(await page.evaluate(() => window.sub("c", "t.a.>")), "active");
+    assert.equal(await page.evaluate(() => window.sub("c", "t.marker")), "active");
+    let now = await info(page, "c");
+    assert.deepEqual([now.state, now.transport], ["connected", transport]);
+
+    await shared.pub.publish("t.a.1", { n: 1 });
+    await until(page, "c", (i) => i.events.length === 1, "first event");
+    assert.deepEqual((await info(page, "c")).events, [{ name: "t.a.1", data: { n: 1 }, sub: "t.a.>" }]);
+
+    // the gateway closes the connection (drain: 1012); events published meanwhile are recovered
+    const session = now.session;
+    await gw.stop("SIGTERM");
+    await until(page, "c", (i) => i.states.includes("reconnecting"), "reconnecting");
+    for (const n of [2, 3]) await shared.pub.publish(`t.a.${n}`, { n });
+    await gw.restart();
+    await until(page, "c", (i) => i.state === "connected" && i.recovered.length === 2, "connected again, both recovered", 20000);
+    now = await info(page, "c");
+    assert.equal(now.transport, transport, "the same transport after the reconnect");
+    assert.notEqual(now.session, session);
+    assert.deepEqual(now.recovered.map((r) => [r.sub, r.recovered]).sort(), [["t.a.>", true], ["t.marker", true]]);
+    await until(page, "c", (i) => i.events.length === 3, "the missed events");
+    assert.deepEqual((await info(page, "c")).events.map((e) => e.data.n), [1, 2, 3], "once, in order");
+
+    assert.equal(await page.evaluate(() => window.unsub("c", "t.a.>")), "done", "the gateway answered unsubscribed");
+    await shared.pub.publish("t.a.4", { n: 4 });
+    await shared.pub.publish("t.marker", { n: "marker" });
+    await until(page, "c", (i) => i.events.some((e) => e.sub === "t.marker"), "marker");
+    assert.deepEqual((await info(page, "c")).events.map((e) => e.data.n), [1, 2, 3, "marker"], "nothing after unsubscribe");
+    assert.deepEqual(now.errors, []);
+    assert.deepEqual(problems.filter((p) => !NETWORK_NOISE.test(p)), []);
+  });
+
+  test(`${transport} in Chromium: 4001 for a used token stops as unauthorized; 4003 gets one fresh token, a second with the backend refusing stops`, async (t) => {
+    const { page } = await openPage(t);
+    const token = await gw.token({ allow: ["t.>"] });
+    await page.evaluate(([token, url, transports]) => window.make("first", { url, token, transports }), [token, gw.wsUrl, [transport]]);
+    await until(page, "first", (i) => i.state === "connected", "first connected");
+    await page.evaluate(([token, url, transports]) => window.make("replay", { url, token, transports }), [token, gw.wsUrl, [transport]]);
+    await until(page, "replay", (i) => i.state === "unauthorized", "4001: unauthorized");
+    assert.equal((await info(page, "replay")).transport, transport);
+
+    tokenAnswer = 200;
+    const given = tokensGiven;
+    await page.evaluate(([url, transports]) => window.make("revoked", { url, tokenUrl: "/token", transports, minDelay: 100 }), [gw.wsUrl, [transport]]);
+    await until(page, "revoked", (i) => i.state === "connected", "connected with a token from /token");
+    const firstSession = (await info(page, "revoked")).session;
+    await gw.revoke({ session: firstSession });
+    await until(page, "revoked", (i) => i.state === "connected" && i.session !== null && i.states.includes("reconnecting"), "4003: a fresh token, connected again");
+    const second = await info(page, "revoked");
+    assert.notEqual(second.session, firstSession);
+    assert.equal(tokensGiven - given, 2, "one token to start, one after the 4003");
+    assert.equal(second.transport, transport);
+
+    tokenAnswer = 403; // signed out meanwhile
+    await gw.revoke({ session: second.session });
+    await until(page, "revoked", (i) => i.state === "unauthorized", "4003 and the backend refuses: unauthorized");
+    tokenAnswer = 200;
+    await page.evaluate(() => window.closeAll());
+  });
+}
+
+test("a proxy that refuses WebSocket upgrades: default transports end on SSE through it, events flow both ways", async (t) => {
+  const { page, problems } = await openPage(t);
+  const before = { ...traffic };
+  // the page's own origin, as a page behind such a proxy would have it
+  await page.evaluate((token) => window.make("p", { url: "/ws", token, minDelay: 100 }), await gw.token({ allow: ["t.>"] }));
+  assert.equal(await page.evaluate(() => window.sub("p", "t.p.>")), "active");
+  const now = await info(page, "p");
+  assert.deepEqual([now.state, now.transport, now.url], ["connected", "sse", origin.replace("http:", "ws:") + "/ws"]);
+  assert.ok(traffic.upgradesRefused > before.upgradesRefused, "the WebSocket was tried first, and refused");
+  assert.equal(traffic.sseGets - before.sseGets, 1, "one event stream");
+
+  for (const n of [1, 2, 3]) await shared.pub.publish(`t.p.${n}`, { n });
+  await until(page, "p", (i) => i.events.length === 3, "events through the proxy");
+  assert.deepEqual((await info(page, "p")).events.map((e) => e.name), ["t.p.1", "t.p.2", "t.p.3"]);
+  // a client frame after open goes up by POST through the proxy; its answer comes down the stream
+  assert.equal(await page.evaluate(() => window.sub("p", "t.q")), "active");
+  assert.ok(traffic.ssePosts > before.ssePosts, "the subscribe was POSTed");
+  await shared.pub.publish("t.q", { q: true });
+  await until(page, "p", (i) => i.events.some((e) => e.name === "t.q"), "event of the POSTed subscription");
+  const refused = traffic.upgradesRefused;
+  assert.deepEqual((await info(page, "p")).errors, []);
+  assert.deepEqual(problems.filter((p) => !NETWORK_NOISE.test(p)), []);
+  assert.equal(traffic.upgradesRefused, refused);
+});
