@@ -147,14 +147,19 @@ for (const transport of ["websocket", "sse"]) {
 
     // the gateway closes the connection (drain: 1012); events published meanwhile are recovered
     const session = now.session;
+    const stopping = Date.now();
     await gw.stop("SIGTERM");
+    t.diagnostic(`gateway drained and exited in ${Date.now() - stopping} ms`);
     await until(page, "c", (i) => i.states.includes("reconnecting"), "reconnecting");
     for (const n of [2, 3]) await shared.pub.publish(`t.a.${n}`, { n });
+    const restarting = Date.now();
     await gw.restart();
+    t.diagnostic(`gateway restarted in ${Date.now() - restarting} ms`);
     await until(page, "c", (i) => i.state === "connected" && i.recovered.length === 2, "connected again, both recovered", 20000);
+    t.diagnostic(`connected and recovered ${Date.now() - restarting} ms after the restart began`);
     now = await info(page, "c");
     assert.equal(now.transport, transport, "the same transport after the reconnect");
-    assert.notEqual(now.session, session);
+    assert.equal(now.session, session, "the session resumed (the resume token)");
     assert.deepEqual(now.recovered.map((r) => [r.sub, r.recovered]).sort(), [["t.a.>", true], ["t.marker", true]]);
     await until(page, "c", (i) => i.events.length === 3, "the missed events");
     assert.deepEqual((await info(page, "c")).events.map((e) => e.data.n), [1, 2, 3], "once, in order");
