@@ -12,6 +12,7 @@ import { launchBrowser, pageProblems } from "../testkit/browser.mjs";
 
 const shared = { nats: null, pub: null };
 let gw;
+let target = null; // the gateway the proxy forwards to, when not gw
 let browser;
 let site; // serves the test page and the module; forwards /sse* to the gateway; refuses WebSocket upgrades
 let origin;
@@ -34,12 +35,15 @@ const PAGE = `<!doctype html>
     tg.on("recovered", (r) => log.recovered.push(r));
     clients[key] = { tg, log, subs: {} };
   };
+  // Every promise handed to the test settles within 10 s, saying what it waited for.
+  const bounded = (promise, key, what) =>
+    Promise.race([promise, new Promise((r) => setTimeout(() => r(\`timed out: \${what}, \${JSON.stringify(window.info(key))}\`), 10000))]);
   window.sub = (key, pattern) => {
     const c = clients[key];
     const sub = (c.subs[pattern] = c.tg.subscribe(pattern, (e) => c.log.events.push({ name: e.name, data: e.data, sub: e.sub })));
-    return sub.ready().then(() => "active", (e) => e.code);
+    return bounded(sub.ready().then(() => "active", (e) => e.code), key, \`\${pattern} ready\`);
   };
-  window.unsub = (key, pattern) => clients[key].subs[pattern].unsubscribe().then(() => "done");
+  window.unsub = (key, pattern) => bounded(clients[key].subs[pattern].unsubscribe().then(() => "done"), key, \`\${pattern} unsubscribed\`);
   window.info = (key) => {
     const { tg, log } = clients[key];
     return { state: tg.state, transport: tg.transport, session: tg.session, url: tg.url, ...log };
@@ -52,7 +56,8 @@ const PAGE = `<!doctype html>
 function forward(req, res) {
   if (req.method === "GET") traffic.sseGets++;
   if (req.method === "POST") traffic.ssePosts++;
-  const [host, port] = [gw.addr.slice(0, gw.addr.lastIndexOf(":")), gw.addr.slice(gw.addr.lastIndexOf(":") + 1)];
+  const addr = (target || gw).addr;
+  const [host, port] = [addr.slice(0, addr.lastIndexOf(":")), addr.slice(addr.lastIndexOf(":") + 1)];
   const upstream = http.request({ host, port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
     res.writeHead(answer.statusCode, answer.headers);
     answer.pipe(res);
@@ -225,4 +230,26 @@ test("a proxy that refuses WebSocket upgrades: default transports end on SSE thr
   assert.deepEqual((await info(page, "p")).errors, []);
   assert.deepEqual(problems.filter((p) => !NETWORK_NOISE.test(p)), []);
   assert.equal(traffic.upgradesRefused, refused);
+});
+
+test("SSE heartbeat through the proxy: the client's pongs go up by POST and keep the connection (heartbeat 1 s)", async (t) => {
+  const fast = await Gateway.start(shared.nats, { node: "gw-hb", env: { TELEGRAPHY_HEARTBEAT: "1" } });
+  target = fast;
+  t.after(async () => {
+    target = null;
+    await fast.stop("SIGKILL");
+  });
+  const { page } = await openPage(t);
+  await page.evaluate((token) => window.make("hb", { url: "/ws", token, transports: ["sse"] }), await fast.token({ allow: ["t.>"] }));
+  assert.equal(await page.evaluate(() => window.sub("hb", "t.hb")), "active");
+  const posts = traffic.ssePosts;
+  // 4 heartbeat intervals: a client that did not answer would be closed after 2
+  await within(10000, (async () => {
+    while (traffic.ssePosts < posts + 4) await new Promise((r) => setTimeout(r, 100));
+  })(), "4 pongs POSTed");
+  await shared.pub.publish("t.hb", { alive: true });
+  await until(page, "hb", (i) => i.events.length === 1, "an event after 4 heartbeats");
+  const now = await info(page, "hb");
+  assert.deepEqual(now.states, ["connecting", "connected"], "never lost");
+  assert.equal(now.transport, "sse");
 });

@@ -21,6 +21,15 @@ function accept(source, extra = {}) {
   source.receive(source.connectedFrame);
 }
 
+/** Open the first stream and accept its connect. */
+async function sseOnline(ctx) {
+  await flush();
+  const source = ctx.es.last();
+  source.stream();
+  accept(source);
+  return source;
+}
+
 test("SSE: GET /sse?frames=[connect, subscribes], stream event, frames as messages, later frames by POST in order", async () => {
   const ctx = sseSetup();
   const got = [];
@@ -77,10 +86,7 @@ test("SSE: event close maps like a WebSocket close: 4001 without getToken stops;
 test("SSE: 4003 with getToken: one fresh token at once; 1008 stops with protocol_violation", async () => {
   let calls = 0;
   const ctx = sseSetup({ getToken: async () => `tg1.fresh${++calls}` });
-  await flush();
-  const source = ctx.es.last();
-  source.stream();
-  accept(source);
+  const source = await sseOnline(ctx);
   source.serverClose(4003, "revoked");
   assert.equal(ctx.clock.nextDelay(), 0);
   await ctx.clock.advance(0);
@@ -97,10 +103,7 @@ test("SSE: 4003 with getToken: one fresh token at once; 1008 stops with protocol
 test("SSE: a broken stream (error) is closed and reopened after backoff with resume and each subscription's since", async () => {
   const ctx = sseSetup();
   const sub = ctx.tg.subscribe("h.>", () => {});
-  await flush();
-  const source = ctx.es.last();
-  source.stream();
-  accept(source);
+  const source = await sseOnline(ctx);
   source.receive({ type: "subscribed", id: source.frames[1].id, event: "h.>", epoch: "e1", seq: 4 });
   source.receive({ type: "event", sub: "h.>", name: "h.x", data: {}, epoch: "e1", seq: 5 });
   assert.deepEqual(sub.position, { epoch: "e1", seq: 5 });
@@ -144,10 +147,7 @@ test("SSE: the opening frames stop at 16 subscribes and 4 KB; the rest is POSTed
 
 test("SSE: POST 429 is retried later in smaller batches; 413 for one frame stops like a 1009 close", async () => {
   const ctx = sseSetup();
-  await flush();
-  const source = ctx.es.last();
-  source.stream();
-  accept(source);
+  const source = await sseOnline(ctx);
   ctx.tg.subscribe("a.>", () => {});
   ctx.tg.subscribe("b.>", () => {});
   await flush();
@@ -171,10 +171,7 @@ test("SSE: POST 429 is retried later in smaller batches; 413 for one frame stops
 
 test("SSE: a POST answered 404 waits for the stream's close event (its code counts), else gives up after a grace period", async () => {
   const ctx = sseSetup();
-  await flush();
-  const source = ctx.es.last();
-  source.stream();
-  accept(source);
+  const source = await sseOnline(ctx);
   source.receive({ type: "ping" });
   await flush();
   ctx.http.posts[0].answer(404);
