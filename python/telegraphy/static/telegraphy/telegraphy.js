@@ -1,7 +1,10 @@
 /* telegraphy-client: generated from telegraphy.js by build.mjs; do not edit. */
 (function (global) {
   "use strict";
-// Telegraphy browser client, protocol v1 (proto/PROTOCOL.md). One dependency-free ES module.
+// Telegraphy browser client, protocol v1 (proto/PROTOCOL.md). One dependency-free ES module, in
+// units that know little of each other: the name/key/filter rules, transports (WebSocket, SSE),
+// Recovery (what follows a lost connection), Subscriptions (registry, routing, positions) and the
+// Telegraphy connection that wires them.
 // dist/telegraphy.global.js is generated from this file by build.mjs: keep every export in the
 // form `export function|class|const NAME` so the build can strip the keyword.
 
@@ -611,9 +614,14 @@ class Recovery {
     return this._next(true);
   }
 
+  /** The reconnect delay for attempt number `attempt` (also used for retries of a subscribe). */
+  backoff(attempt) {
+    return backoffDelay(attempt, this._random, this._minDelay, this._maxDelay);
+  }
+
   // notBefore (ms): a floor for the delay.
   _next(immediate, notBefore = 0) {
-    const backoff = immediate ? 0 : backoffDelay(this.attempt, this._random, this._minDelay, this._maxDelay);
+    const backoff = immediate ? 0 : this.backoff(this.attempt);
     this.attempt++;
     return { delay: Math.max(backoff, notBefore) };
   }
@@ -1273,8 +1281,6 @@ class Telegraphy {
       random: this._random,
     };
     this._recovery = new Recovery(options, usableTransports(options, this._env), this._random, this._now);
-    this._minDelay = options.minDelay ?? 500;
-    this._maxDelay = options.maxDelay ?? 20000;
     this._connectTimeout = options.connectTimeout ?? 10000;
     this._sseUrl = options.sseUrl ?? null;
     if (typeof url === "function") {
@@ -1302,7 +1308,7 @@ class Telegraphy {
       call: (fn, arg) => this._call(fn, arg),
       setTimeout: this._setTimeout,
       clearTimeout: this._clearTimeout,
-      retryDelay: (attempt) => backoffDelay(attempt, this._random, this._minDelay, this._maxDelay),
+      retryDelay: (attempt) => this._recovery.backoff(attempt),
     });
     this._conn = null; // the current transport
     this._connOpened = false; // it opened
