@@ -491,8 +491,8 @@ const TRANSPORTS = { websocket: WebSocketTransport, sse: SseTransport };
 /**
  * Decides, the client acts. It holds the credentials (resume token from the last `connected`, the
  * unused connect token, getToken), the close-code rules, the reconnect backoff and the transport for
- * the next attempt. lost() and retry() answer a plan: {delay} (reconnect after delay ms) or
- * {stop: state, error?}.
+ * the next attempt. lost() and retry() answer a plan: {delay, sameUrl?} (reconnect after delay ms;
+ * sameUrl: to the same gateway, with another transport) or {stop: state, error?}.
  *
  * Transports are tried in the order given: while none has worked yet, one that closes before it opened
  * gives way to the next at once (after the last one: backoff, then the first again). Once one opened,
@@ -575,7 +575,7 @@ class Recovery {
   lost(code, opened) {
     if (!opened && !this._proven && this.transports.length > 1) {
       this._index = (this._index + 1) % this.transports.length;
-      if (this._index !== 0) return this._next(true); // not tried yet: at once
+      if (this._index !== 0) return { ...this._next(true), sameUrl: true }; // not tried yet: at once, same gateway
     }
     if (code === 4001) return this._unauthorized();
     if (code === 4003 && this._getToken && !this._refetchedAfterRevoke) return this._revoked();
@@ -1315,6 +1315,7 @@ class Telegraphy {
     this._live = false; // `connected` received on it
     this._gen = 0; // bumps to cancel an _open waiting for a token or a URL
     this._opened = 0; // connections opened so far
+    this._sameUrl = false; // the next connection goes to the same gateway (another transport)
     this._stopped = true;
     this._timer = null;
     this._connectTimer = null;
@@ -1426,10 +1427,10 @@ class Telegraphy {
   }
 
   // The gateway for the next connection: the next one of the list (the first time: the random
-  // start), or whatever the url function answers.
+  // start; the same one when only the transport changes), or whatever the url function answers.
   async _nextUrl() {
     if (!this._urlSource) {
-      if (this._opened > 0) this._urlIndex = (this._urlIndex + 1) % this._urls.length;
+      if (this._opened > 0 && !this._sameUrl) this._urlIndex = (this._urlIndex + 1) % this._urls.length;
       return this._urls[this._urlIndex];
     }
     const url = await this._urlSource({ attempt: this._recovery.attempt, previous: this.url });
@@ -1536,6 +1537,7 @@ class Telegraphy {
   // Act on a plan of the Recovery unit.
   _follow(plan) {
     if (plan.stop) return this._stop(plan.stop, plan.error);
+    this._sameUrl = Boolean(plan.sameUrl);
     this._setState("reconnecting");
     this._clear("_timer");
     this._timer = this._setTimeout(() => {

@@ -289,3 +289,15 @@ test("transports and sseUrl options; an environment without EventSource", async 
     assert.equal(sources.at(-1).closed, true);
   }
 });
+
+test("fallback with several gateways: the next transport is tried on the same gateway, the next gateway after that", async () => {
+  const ctx = sseSetup({ transports: ["websocket", "sse"], url: ["ws://a.test/ws", "ws://b.test/ws"], random: () => 0 });
+  await flush();
+  assert.equal(ctx.ws.last().url, "ws://a.test/ws");
+  ctx.ws.last().refuse();
+  await ctx.clock.advance(0);
+  assert.equal(new URL(ctx.es.last().url).host, "a.test", "SSE on the same gateway");
+  ctx.es.last().fail();
+  await ctx.clock.advance(ctx.clock.nextDelay());
+  assert.equal(ctx.ws.last().url, "ws://b.test/ws", "then the next gateway, from the first transport");
+});
