@@ -1557,12 +1557,7 @@ export class Telegraphy {
   }
 
   _onMessage(text) {
-    let frame;
-    try {
-      frame = typeof text === "string" ? JSON.parse(text) : null;
-    } catch {
-      frame = null;
-    }
+    const frame = typeof text === "string" ? parseJson(text) : null;
     if (!frame || typeof frame !== "object" || typeof frame.type !== "string") {
       this._emitError(new TelegraphyError("bad_frame", "unreadable frame from the gateway"));
       return;

@@ -1,7 +1,8 @@
 // Both transports (PROTOCOL.md section 10) in real Chromium against the real gateway and nats-server:
 // connect, subscribe, events, unsubscribe, recovery after the gateway closes the connection (SIGTERM
-// drain, 1012), 4001 and 4003. Then a proxy that refuses WebSocket upgrades and forwards plain HTTP
-// (the streaming SSE response and the POSTs): the page, with the default transports, ends on SSE.
+// drain, 1012), 4001 and 4003. Then a proxy that refuses WebSocket upgrades (403, or a dropped
+// connection) and forwards plain HTTP (the streaming SSE response and the POSTs): the page, with the
+// default transports, ends on SSE; and the POSTed pongs keep an SSE connection through it alive.
 // Needs a gateway with SSE: TELEGRAPHY_GATEWAY_BIN.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -17,6 +18,7 @@ let browser;
 let site; // serves the test page and the module; forwards /sse* to the gateway; refuses WebSocket upgrades
 let origin;
 const traffic = { upgradesRefused: 0, sseGets: 0, ssePosts: 0 };
+let upgradeRefusal = "403"; // how the proxy refuses WebSocket upgrades: "403" or "drop"
 let tokenAnswer = 200; // what POST /token answers (200 with a fresh token, or 403)
 let tokensGiven = 0;
 
@@ -93,10 +95,11 @@ before(async () => {
       res.writeHead(500).end(String(err));
     }
   });
-  // A proxy that breaks WebSockets: the upgrade is answered 403.
+  // A proxy that breaks WebSockets: the upgrade is answered 403, or the connection dropped.
   site.on("upgrade", (req, socket) => {
     traffic.upgradesRefused++;
-    socket.end("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    if (upgradeRefusal === "drop") socket.destroy();
+    else socket.end("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
   });
   await new Promise((resolve) => site.listen(0, "127.0.0.1", resolve));
   origin = `http://127.0.0.1:${site.address().port}`;
@@ -207,30 +210,32 @@ for (const transport of ["websocket", "sse"]) {
   });
 }
 
-test("a proxy that refuses WebSocket upgrades: default transports end on SSE through it, events flow both ways", async (t) => {
-  const { page, problems } = await openPage(t);
-  const before = { ...traffic };
-  // the page's own origin, as a page behind such a proxy would have it
-  await page.evaluate((token) => window.make("p", { url: "/ws", token, minDelay: 100 }), await gw.token({ allow: ["t.>"] }));
-  assert.equal(await page.evaluate(() => window.sub("p", "t.p.>")), "active");
-  const now = await info(page, "p");
-  assert.deepEqual([now.state, now.transport, now.url], ["connected", "sse", origin.replace("http:", "ws:") + "/ws"]);
-  assert.ok(traffic.upgradesRefused > before.upgradesRefused, "the WebSocket was tried first, and refused");
-  assert.equal(traffic.sseGets - before.sseGets, 1, "one event stream");
+for (const refusal of ["403", "drop"]) {
+  test(`a proxy that refuses WebSocket upgrades (${refusal}): default transports end on SSE through it, events flow both ways`, async (t) => {
+    upgradeRefusal = refusal;
+    t.after(() => (upgradeRefusal = "403"));
+    const { page, problems } = await openPage(t);
+    const before = { ...traffic };
+    // the page's own origin, as a page behind such a proxy would have it
+    await page.evaluate((token) => window.make("p", { url: "/ws", token, minDelay: 100 }), await gw.token({ allow: ["t.>"] }));
+    assert.equal(await page.evaluate(() => window.sub("p", "t.p.>")), "active");
+    const now = await info(page, "p");
+    assert.deepEqual([now.state, now.transport, now.url], ["connected", "sse", origin.replace("http:", "ws:") + "/ws"]);
+    assert.ok(traffic.upgradesRefused > before.upgradesRefused, "the WebSocket was tried first, and refused");
+    assert.equal(traffic.sseGets - before.sseGets, 1, "one event stream");
 
-  for (const n of [1, 2, 3]) await shared.pub.publish(`t.p.${n}`, { n });
-  await until(page, "p", (i) => i.events.length === 3, "events through the proxy");
-  assert.deepEqual((await info(page, "p")).events.map((e) => e.name), ["t.p.1", "t.p.2", "t.p.3"]);
-  // a client frame after open goes up by POST through the proxy; its answer comes down the stream
-  assert.equal(await page.evaluate(() => window.sub("p", "t.q")), "active");
-  assert.ok(traffic.ssePosts > before.ssePosts, "the subscribe was POSTed");
-  await shared.pub.publish("t.q", { q: true });
-  await until(page, "p", (i) => i.events.some((e) => e.name === "t.q"), "event of the POSTed subscription");
-  const refused = traffic.upgradesRefused;
-  assert.deepEqual((await info(page, "p")).errors, []);
-  assert.deepEqual(problems.filter((p) => !NETWORK_NOISE.test(p)), []);
-  assert.equal(traffic.upgradesRefused, refused);
-});
+    for (const n of [1, 2, 3]) await shared.pub.publish(`t.p.${n}`, { n });
+    await until(page, "p", (i) => i.events.length === 3, "events through the proxy");
+    assert.deepEqual((await info(page, "p")).events.map((e) => e.name), ["t.p.1", "t.p.2", "t.p.3"]);
+    // a client frame after open goes up by POST through the proxy; its answer comes down the stream
+    assert.equal(await page.evaluate(() => window.sub("p", "t.q")), "active");
+    assert.ok(traffic.ssePosts > before.ssePosts, "the subscribe was POSTed");
+    await shared.pub.publish("t.q", { q: true });
+    await until(page, "p", (i) => i.events.some((e) => e.name === "t.q"), "event of the POSTed subscription");
+    assert.deepEqual((await info(page, "p")).errors, []);
+    assert.deepEqual(problems.filter((p) => !NETWORK_NOISE.test(p)), []);
+  });
+}
 
 test("SSE heartbeat through the proxy: the client's pongs go up by POST and keep the connection (heartbeat 1 s)", async (t) => {
   const fast = await Gateway.start(shared.nats, { node: "gw-hb", env: { TELEGRAPHY_HEARTBEAT: "1" } });

@@ -1560,12 +1560,7 @@ class Telegraphy {
   }
 
   _onMessage(text) {
-    let frame;
-    try {
-      frame = typeof text === "string" ? JSON.parse(text) : null;
-    } catch {
-      frame = null;
-    }
+    const frame = typeof text === "string" ? parseJson(text) : null;
     if (!frame || typeof frame !== "object" || typeof frame.type !== "string") {
       this._emitError(new TelegraphyError("bad_frame", "unreadable frame from the gateway"));
       return;
