@@ -65,6 +65,15 @@ export interface WebSocketLike {
   onerror: ((ev: any) => any) | null;
 }
 
+/** How frames travel (PROTOCOL.md section 10): a WebSocket, or Server-Sent Events down + POST up. */
+export type TransportName = "websocket" | "sse";
+
+/** The part of EventSource the SSE transport uses. */
+export interface EventSourceLike {
+  addEventListener(type: string, listener: (ev: { data: string }) => void): void;
+  close(): void;
+}
+
 export interface TelegraphyOptions {
   /**
    * Gateway WebSocket URL (ws:, wss:, http:, https: or relative to the page), e.g. "wss://rt.example.com/ws";
@@ -80,8 +89,20 @@ export interface TelegraphyOptions {
   tokenUrl?: string;
   /** CSRF token sent to `tokenUrl` as X-CSRFToken (the Django page config carries it); default: the `csrftoken` cookie. */
   csrfToken?: string;
+  /**
+   * The transports to try, in order (default ["websocket", "sse"]). While none has opened yet, one that
+   * cannot be opened (error or close before open, or no answer within connectTimeout) gives way to the
+   * next at once; the first that opens is kept for every reconnect of this client. A transport this
+   * environment lacks (no EventSource or fetch) is left out.
+   */
+  transports?: TransportName[];
+  /** The SSE endpoint (GET, with POST to the path it names); default: derived from the url, wss://host/path/ws -> https://host/path/sse. A function gets the WebSocket URL of the gateway in use. */
+  sseUrl?: string | ((webSocketUrl: string) => string);
   /** WebSocket implementation; defaults to globalThis.WebSocket. */
   WebSocket?: new (url: string) => WebSocketLike;
+  /** EventSource and fetch implementations for SSE; default the global ones. */
+  EventSource?: new (url: string) => EventSourceLike;
+  fetch?: (url: string, init: { method: string; headers: Record<string, string>; body: string }) => Promise<{ status: number }>;
   /** Connect on construction (in a microtask). Default true. */
   autoConnect?: boolean;
   /** Reconnect backoff bounds in milliseconds. Defaults 500 and 20000. */
@@ -172,8 +193,10 @@ export declare class Subscription<T = unknown> {
 
 export declare class Telegraphy {
   constructor(options: TelegraphyOptions);
-  /** The WebSocket URL of the current (or last) socket; null before the first with a url function. */
+  /** The gateway's WebSocket URL of the current (or last) connection, whatever its transport; null before the first with a url function. */
   readonly url: string | null;
+  /** The transport of the current (or last) connection; null before the first. */
+  readonly transport: TransportName | null;
   readonly state: ConnectionState;
   /** Session id and node name from the last `connected` frame. */
   readonly session: string | null;

@@ -148,3 +148,81 @@ export async function online(ctx, extra) {
 export function answerSubscribes(socket, extra = {}) {
   for (const f of socket.frames("subscribe")) socket.receive({ type: "subscribed", id: f.id, event: f.event, ...extra });
 }
+
+/**
+ * An EventSource class recording every stream the client opens; the test plays the gateway's SSE
+ * endpoint (section 10.1). Like a real EventSource, a closed one dispatches nothing.
+ */
+export function fakeEventSource() {
+  const sources = [];
+  class FakeEventSource {
+    constructor(url) {
+      this.url = url;
+      this.readyState = 0;
+      this.closed = false;
+      this.listeners = {};
+      sources.push(this);
+    }
+
+    addEventListener(type, fn) {
+      (this.listeners[type] ||= []).push(fn);
+    }
+
+    close() {
+      this.closed = true;
+      this.readyState = 2;
+    }
+
+    /** The client frames of the GET (?frames=). */
+    get frames() {
+      return JSON.parse(new URL(this.url).searchParams.get("frames"));
+    }
+
+    // ---- the gateway's side ----
+    dispatch(type, data) {
+      if (this.closed) return;
+      for (const fn of this.listeners[type] || []) fn({ type, data: typeof data === "string" ? data : JSON.stringify(data) });
+    }
+
+    stream(id = "AAAAAAAAAAAAAAAAAAAAAA") {
+      this.readyState = 1;
+      this.dispatch("stream", { stream: id, post: `/sse/${id}` });
+    }
+
+    receive(frame) {
+      this.dispatch("message", frame);
+    }
+
+    serverClose(code, reason = "") {
+      this.dispatch("close", { code, reason });
+    }
+
+    /** The request failed or the stream broke (a real EventSource would now reconnect by itself). */
+    fail() {
+      this.readyState = 0;
+      this.dispatch("error", {});
+    }
+  }
+  return { FakeEventSource, sources, last: () => sources[sources.length - 1] };
+}
+
+/**
+ * A fetch recording the client's POSTs; each waits for the test's answer(status) unless `auto` gives
+ * the status at once.
+ */
+export function fakeFetch(auto = null) {
+  const posts = [];
+  const fetch = (url, init) =>
+    new Promise((resolve, reject) => {
+      const post = {
+        url,
+        init,
+        body: JSON.parse(init.body),
+        answer: (status) => resolve({ status, ok: status >= 200 && status < 300 }),
+        fail: () => reject(new TypeError("Failed to fetch")),
+      };
+      posts.push(post);
+      if (auto !== null) post.answer(auto);
+    });
+  return { fetch, posts };
+}

@@ -172,9 +172,19 @@ export class Gateway {
   token({ user = "u", allow = [">"], ttl } = {}) {
     const args = ["token", "--user", user, ...allow.flatMap((p) => ["--allow", p])];
     if (ttl) args.push("--ttl", String(ttl));
+    return this.#cli(args);
+  }
+
+  /** Revoke a user's or a session's tokens and connections with the gateway CLI (they close with 4003). */
+  revoke({ user, session }) {
+    return this.#cli(["revoke", ...(user ? ["--user", user] : ["--session", session])]);
+  }
+
+  /** Run a gateway subcommand against this gateway's NATS and secret; resolves with its stdout. */
+  #cli(args) {
     return new Promise((resolve, reject) => {
       execFile(GATEWAY_BIN, args, { env: { ...process.env, ...this.env }, timeout: 15000 }, (err, stdout, stderr) => {
-        if (err) reject(new Error(`gateway token failed: ${err.message}\n${stderr}`));
+        if (err) reject(new Error(`gateway ${args[0]} failed: ${err.message}\n${stderr}`));
         else resolve(stdout.trim());
       });
     });

@@ -1,5 +1,5 @@
 // Compiled (not run) by types.test.mjs with tsc --strict: the declarations cover what README.md shows.
-import { Telegraphy, Subscription, TelegraphyError, RecoveryInfo, Position, ModelEvent, checkConditions, validateSubName } from "../../telegraphy.js";
+import { Telegraphy, Subscription, TelegraphyError, RecoveryInfo, Position, ModelEvent, TransportName, checkConditions, validateSubName } from "../../telegraphy.js";
 
 interface Order {
   pk: number;
@@ -9,6 +9,9 @@ interface Order {
 const tg = new Telegraphy({ url: ["wss://a.example/ws", "wss://b.example/ws"], token: "tg1.x", getToken: async () => null });
 new Telegraphy({ url: async ({ attempt, previous }) => `wss://gw${attempt}.example/ws?from=${previous ?? ""}` });
 const url: string | null = tg.url;
+const transport: TransportName | null = tg.transport;
+new Telegraphy({ url: "/ws", transports: ["websocket", "sse"], sseUrl: "https://rt.example/sse", EventSource, fetch });
+new Telegraphy({ url: "/ws", transports: ["sse"], sseUrl: (ws) => ws.replace(/^ws/, "http").replace(/\/ws$/, "/events") });
 
 const sub: Subscription<Order> = tg
   .subscribe<Order>("shop.order.>", (e) => console.log(e.name, e.data.total, e.sub), {
@@ -36,7 +39,7 @@ const off = tg.on("recovered", (info: RecoveryInfo) => console.log(info.seq));
 off();
 tg.on("state", (s) => console.log(s));
 const ok: boolean = validateSubName("big") && checkConditions({ a: 1 }) !== null;
-void [url, position, name, filters, ok, swapped];
+void [url, transport, position, name, filters, ok, swapped];
 
 // @ts-expect-error: url is required
 new Telegraphy({});
@@ -44,3 +47,5 @@ new Telegraphy({});
 sub.on("message", () => {});
 // @ts-expect-error: setFilters takes {filter, exclude}, not the conditions themselves
 sub.setFilters({ customer__id: 8 });
+// @ts-expect-error: no such transport
+new Telegraphy({ url: "/ws", transports: ["polling"] });

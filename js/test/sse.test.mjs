@@ -1,0 +1,303 @@
+// The SSE transport (PROTOCOL.md section 10.1) and the transport fallback, against an in-process fake
+// EventSource and fetch and a manual clock. The same paths run in Chromium against the real gateway
+// in sse-browser.test.mjs.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Telegraphy } from "../telegraphy.js";
+import { fakeEventSource, fakeFetch, flush, setup, connected } from "../testkit/fakes.mjs";
+
+/** A client on the fake clock with SSE only (or `transports`), fake EventSource and fetch. */
+function sseSetup(options = {}) {
+  const es = fakeEventSource();
+  const http = fakeFetch(options.autoPost ?? null);
+  const ctx = setup({ transports: ["sse"], EventSource: es.FakeEventSource, fetch: http.fetch, ...options });
+  return { ...ctx, es, http };
+}
+
+/** The gateway accepts the stream's connect (its first frame). */
+function accept(source, extra = {}) {
+  const connect = source.frames[0];
+  source.connectedFrame = { type: "connected", id: connect.id, session: "s1", node: "gw-1", heartbeat: 25, resume: "tg1r.resume", resume_expires_in: 900, ...extra };
+  source.receive(source.connectedFrame);
+}
+
+/** Open the first stream and accept its connect. */
+async function sseOnline(ctx) {
+  await flush();
+  const source = ctx.es.last();
+  source.stream();
+  accept(source);
+  return source;
+}
+
+test("SSE: GET /sse?frames=[connect, subscribes], stream event, frames as messages, later frames by POST in order", async () => {
+  const ctx = sseSetup();
+  const got = [];
+  ctx.tg.subscribe("a.>", (e) => got.push(e.name));
+  await flush();
+  const source = ctx.es.last();
+  const url = new URL(source.url);
+  assert.equal(url.origin + url.pathname, "http://gateway.test/sse", "derived from ws://gateway.test/ws");
+  assert.equal(ctx.tg.transport, "sse");
+  const [connect, subscribe] = source.frames;
+  assert.deepEqual(connect, { type: "connect", id: connect.id, token: "tg1.first" });
+  assert.deepEqual(subscribe, { type: "subscribe", id: subscribe.id, event: "a.>" });
+  assert.equal(source.frames.length, 2);
+
+  source.stream("Q2hhbmdlTWVQbGVhc2UxMg");
+  accept(source);
+  assert.equal(ctx.tg.state, "connected");
+  await flush();
+  assert.deepEqual(ctx.http.posts, [], "the subscribe went with the GET: not sent again");
+  source.receive({ type: "subscribed", id: subscribe.id, event: "a.>" });
+  source.receive({ type: "event", sub: "a.>", name: "a.1", data: 1 });
+  assert.deepEqual(got, ["a.1"]);
+
+  // later frames: POST /sse/<stream>, text/plain, one request at a time; what queues meanwhile is one array
+  source.receive({ type: "ping" });
+  ctx.tg.subscribe("b.>", () => {});
+  ctx.tg.subscribe("c.>", () => {});
+  await flush();
+  assert.equal(ctx.http.posts.length, 1, "one POST in flight");
+  const [first] = ctx.http.posts;
+  assert.equal(first.url, "http://gateway.test/sse/Q2hhbmdlTWVQbGVhc2UxMg");
+  assert.equal(first.init.method, "POST");
+  assert.equal(first.init.headers["Content-Type"], "text/plain;charset=UTF-8");
+  assert.deepEqual(first.body, { type: "pong" });
+  first.answer(202);
+  await flush();
+  assert.equal(ctx.http.posts.length, 2);
+  assert.deepEqual(ctx.http.posts[1].body.map((f) => [f.type, f.event]), [["subscribe", "b.>"], ["subscribe", "c.>"]]);
+  assert.deepEqual(ctx.errors, []);
+});
+
+test("SSE: event close maps like a WebSocket close: 4001 without getToken stops; the EventSource is closed, never reconnects by itself", async () => {
+  const ctx = sseSetup();
+  await flush();
+  const source = ctx.es.last();
+  source.stream();
+  source.serverClose(4001, "token refused");
+  assert.equal(source.closed, true);
+  assert.equal(ctx.tg.state, "unauthorized");
+  assert.equal(ctx.clock.nextDelay(), null, "nothing scheduled");
+  assert.equal(ctx.es.sources.length, 1);
+});
+
+test("SSE: 4003 with getToken: one fresh token at once; 1008 stops with protocol_violation", async () => {
+  let calls = 0;
+  const ctx = sseSetup({ getToken: async () => `tg1.fresh${++calls}` });
+  const source = await sseOnline(ctx);
+  source.serverClose(4003, "revoked");
+  assert.equal(ctx.clock.nextDelay(), 0);
+  await ctx.clock.advance(0);
+  const second = ctx.es.last();
+  assert.notEqual(second, source);
+  assert.deepEqual(second.frames[0], { type: "connect", id: second.frames[0].id, token: "tg1.fresh1" }, "not the revoked resume");
+  second.stream();
+  second.serverClose(1008, "protocol violation");
+  assert.equal(ctx.tg.state, "disconnected");
+  assert.equal(ctx.errors.at(-1).code, "protocol_violation");
+  assert.equal(ctx.errors.at(-1).closeCode, 1008);
+});
+
+test("SSE: a broken stream (error) is closed and reopened after backoff with resume and each subscription's since", async () => {
+  const ctx = sseSetup();
+  const sub = ctx.tg.subscribe("h.>", () => {});
+  const source = await sseOnline(ctx);
+  source.receive({ type: "subscribed", id: source.frames[1].id, event: "h.>", epoch: "e1", seq: 4 });
+  source.receive({ type: "event", sub: "h.>", name: "h.x", data: {}, epoch: "e1", seq: 5 });
+  assert.deepEqual(sub.position, { epoch: "e1", seq: 5 });
+  source.fail();
+  assert.equal(source.closed, true, "closed before EventSource could retry with the same frames");
+  assert.equal(ctx.tg.state, "reconnecting");
+  const delay = ctx.clock.nextDelay();
+  assert.ok(delay >= 500, `backoff ${delay}`);
+  await ctx.clock.advance(delay);
+  const next = ctx.es.last();
+  assert.notEqual(next, source);
+  const [connect, subscribe] = next.frames;
+  assert.deepEqual(connect, { type: "connect", id: connect.id, resume: "tg1r.resume" });
+  assert.deepEqual(subscribe, { type: "subscribe", id: subscribe.id, event: "h.>", since: { epoch: "e1", seq: 5 } });
+  next.stream();
+  accept(next);
+  const recovered = [];
+  ctx.tg.on("recovered", (info) => recovered.push(info));
+  next.receive({ type: "subscribed", id: subscribe.id, event: "h.>", epoch: "e1", seq: 5, recovered: true });
+  assert.deepEqual(recovered.map((r) => r.recovered), [true]);
+});
+
+test("SSE: the opening frames stop at 16 subscribes and 4 KB; the rest is POSTed after connected", async () => {
+  const ctx = sseSetup({ autoPost: 202 });
+  for (let i = 0; i < 40; i++) ctx.tg.subscribe(`many.${i}.>`, () => {});
+  ctx.tg.subscribe("big.>", () => {}, { filter: { text__icontains: "x".repeat(5000) } });
+  await flush();
+  const source = ctx.es.last();
+  const opening = source.frames;
+  assert.equal(opening.length, 17);
+  assert.ok(JSON.stringify(opening).length <= 4096);
+  source.stream();
+  accept(source);
+  await flush();
+  const posted = ctx.http.posts.flatMap((p) => [].concat(p.body));
+  assert.ok(ctx.http.posts.every((p) => [].concat(p.body).length <= 16), "at most 16 frames a POST");
+  const events = [...opening.slice(1), ...posted].map((f) => f.event).sort();
+  assert.equal(events.length, 41);
+  assert.equal(new Set(events).size, 41, "each subscription asked once");
+});
+
+test("SSE: POST 429 is retried later in smaller batches; 413 for one frame stops like a 1009 close", async () => {
+  const ctx = sseSetup();
+  const source = await sseOnline(ctx);
+  ctx.tg.subscribe("a.>", () => {});
+  ctx.tg.subscribe("b.>", () => {});
+  await flush();
+  const first = ctx.http.posts[0];
+  assert.equal(first.body.length, 2);
+  first.answer(429);
+  await flush();
+  assert.equal(ctx.http.posts.length, 1, "not at once");
+  await ctx.clock.advance(ctx.clock.nextDelay());
+  assert.equal(ctx.http.posts.length, 2);
+  assert.equal(ctx.http.posts[1].body.event, "a.>", "the same frames again, in order, half as many");
+  ctx.http.posts[1].answer(202);
+  await flush();
+  assert.equal(ctx.http.posts[2].body.event, "b.>");
+  ctx.http.posts[2].answer(413);
+  await flush();
+  assert.equal(source.closed, true);
+  assert.equal(ctx.tg.state, "disconnected");
+  assert.equal(ctx.errors.at(-1).code, "frame_too_big");
+});
+
+test("SSE: a POST answered 404 waits for the stream's close event (its code counts), else gives up after a grace period", async () => {
+  const ctx = sseSetup();
+  const source = await sseOnline(ctx);
+  source.receive({ type: "ping" });
+  await flush();
+  ctx.http.posts[0].answer(404);
+  await flush();
+  assert.equal(ctx.tg.state, "connected", "not yet: the stream says why");
+  assert.equal(ctx.tg.subscribe("z.>", () => {}).state, "pending");
+  await flush();
+  assert.equal(ctx.http.posts.length, 1, "nothing more is posted into a gone stream");
+  source.serverClose(1012, "restarting");
+  assert.equal(source.closed, true);
+  assert.equal(ctx.tg.state, "reconnecting");
+  assert.equal(ctx.clock.nextDelay(), 0, "1012: at once, as on a WebSocket");
+
+  await ctx.clock.advance(0);
+  const next = ctx.es.last();
+  next.stream();
+  accept(next);
+  next.receive({ type: "ping" });
+  await flush();
+  ctx.http.posts.at(-1).fail(); // no answer at all
+  await flush();
+  assert.equal(ctx.tg.state, "connected");
+  await ctx.clock.advance(1999);
+  assert.equal(ctx.tg.state, "connected");
+  await ctx.clock.advance(1);
+  assert.equal(next.closed, true);
+  assert.equal(ctx.tg.state, "reconnecting");
+  assert.ok(ctx.clock.nextDelay() >= 500, "a lost link: backoff");
+});
+
+test("fallback: a WebSocket that cannot be opened gives way to SSE at once; once SSE worked, reconnects stay on SSE", async () => {
+  const ctx = sseSetup({ transports: undefined }); // the default: ["websocket", "sse"]
+  ctx.tg.subscribe("f.>", () => {});
+  await flush();
+  assert.equal(ctx.tg.transport, "websocket");
+  ctx.ws.last().refuse(); // e.g. a proxy answering the upgrade with 403
+  assert.equal(ctx.tg.state, "reconnecting");
+  assert.equal(ctx.clock.nextDelay(), 0, "an untried transport: at once");
+  await ctx.clock.advance(0);
+  assert.equal(ctx.tg.transport, "sse");
+  const source = ctx.es.last();
+  assert.equal(source.frames[0].token, "tg1.first", "the unused connect token");
+  source.stream();
+  accept(source);
+  assert.equal(ctx.tg.state, "connected");
+
+  source.fail();
+  await ctx.clock.advance(ctx.clock.nextDelay());
+  assert.equal(ctx.ws.sockets.length, 1, "no WebSocket again");
+  assert.equal(ctx.es.sources.length, 2);
+  ctx.es.last().fail(); // the gateway is down: still SSE, with backoff
+  assert.ok(ctx.clock.nextDelay() >= 500);
+  await ctx.clock.advance(ctx.clock.nextDelay());
+  assert.equal(ctx.ws.sockets.length, 1);
+  assert.equal(ctx.tg.transport, "sse");
+});
+
+test("fallback: when neither opens, backoff and then the first transport again; a WebSocket that hangs is given up after connectTimeout", async () => {
+  const ctx = sseSetup({ transports: ["websocket", "sse"], connectTimeout: 3000 });
+  await flush();
+  await ctx.clock.advance(3000); // the upgrade never answers
+  assert.equal(ctx.ws.last().closedWith.code, 4000);
+  await ctx.clock.advance(0);
+  ctx.es.last().fail(); // SSE refused too (e.g. 503)
+  const delay = ctx.clock.nextDelay();
+  assert.ok(delay >= 500, `backoff ${delay}`);
+  await ctx.clock.advance(delay);
+  assert.equal(ctx.ws.sockets.length, 2, "the WebSocket again");
+  assert.equal(ctx.tg.transport, "websocket");
+});
+
+test("a WebSocket that worked stays: a reconnect refused before open does not move the client to SSE", async () => {
+  const ctx = sseSetup({ transports: ["websocket", "sse"] });
+  await flush();
+  const socket = ctx.ws.last();
+  socket.accept();
+  connected(socket);
+  socket.serverClose(1006); // e.g. the gateway restarts
+  for (let i = 0; i < 3; i++) {
+    await ctx.clock.advance(ctx.clock.nextDelay());
+    ctx.ws.last().refuse();
+  }
+  assert.equal(ctx.ws.sockets.length, 4);
+  assert.equal(ctx.es.sources.length, 0);
+  assert.equal(ctx.tg.transport, "websocket");
+});
+
+test("transports and sseUrl options; an environment without EventSource", async () => {
+  const { FakeEventSource, sources } = fakeEventSource();
+  const { fetch } = fakeFetch();
+  const make = (options) => new Telegraphy({ url: "ws://gw.test/ws", autoConnect: false, EventSource: FakeEventSource, fetch, ...options });
+  for (const transports of [[], ["smoke"], ["sse", "sse"], "sse"]) {
+    assert.throws(() => make({ transports }), TypeError, JSON.stringify(transports));
+  }
+  // Node has no EventSource: SSE is left out of the default list, and alone it cannot work
+  assert.throws(() => new Telegraphy({ url: "ws://gw.test/ws", transports: ["sse"], autoConnect: false }), /EventSource/);
+  assert.equal(new Telegraphy({ url: "ws://gw.test/ws", WebSocket: class {}, autoConnect: false }).transport, null);
+
+  const cases = [
+    [{ url: "wss://rt.example/app/ws?x=1" }, "https://rt.example/app/sse?x=1"],
+    [{ url: "ws://rt.example/realtime" }, "http://rt.example/realtime/sse"],
+    [{ url: "https://rt.example/ws" }, "https://rt.example/sse"],
+    [{ url: "ws://rt.example/ws", sseUrl: "https://events.example/stream" }, "https://events.example/stream"],
+    [{ url: "ws://rt.example/ws", sseUrl: (ws) => ws.replace("ws://", "http://").replace("/ws", "/other") }, "http://rt.example/other"],
+  ];
+  for (const [options, expected] of cases) {
+    const tg = make({ transports: ["sse"], ...options });
+    tg.connect();
+    await flush();
+    const url = new URL(sources.at(-1).url);
+    url.searchParams.delete("frames");
+    assert.equal(url.href, expected, JSON.stringify(options.url));
+    assert.equal(tg.transport, "sse");
+    tg.close();
+    assert.equal(sources.at(-1).closed, true);
+  }
+});
+
+test("fallback with several gateways: the next transport is tried on the same gateway, the next gateway after that", async () => {
+  const ctx = sseSetup({ transports: ["websocket", "sse"], url: ["ws://a.test/ws", "ws://b.test/ws"], random: () => 0 });
+  await flush();
+  assert.equal(ctx.ws.last().url, "ws://a.test/ws");
+  ctx.ws.last().refuse();
+  await ctx.clock.advance(0);
+  assert.equal(new URL(ctx.es.last().url).host, "a.test", "SSE on the same gateway");
+  ctx.es.last().fail();
+  await ctx.clock.advance(ctx.clock.nextDelay());
+  assert.equal(ctx.ws.last().url, "ws://b.test/ws", "then the next gateway, from the first transport");
+});
