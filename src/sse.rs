@@ -251,9 +251,14 @@ fn allow_origin(headers: &HeaderMap, allowed: &[String]) -> Option<HeaderValue> 
     admission::origin_allowed(headers, allowed).then(|| headers.get(header::ORIGIN).cloned()).flatten()
 }
 
-/// A response with the CORS headers of this request.
+/// A response with the CORS headers of this request. While the node drains it also closes its HTTP connection:
+/// a browser would otherwise keep it alive (its POSTs, its refused reconnects) and hold up the server's stop until
+/// `shutdown_timeout`.
 fn respond(gw: &Gateway, req: &HttpRequest, status: StatusCode) -> HttpResponseBuilder {
     let mut response = HttpResponse::build(status);
+    if gw.is_draining() {
+        response.force_close();
+    }
     if let Some(origin) = allow_origin(req.headers(), &gw.settings.http.allowed_origins) {
         response.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin)).insert_header((header::VARY, "Origin"));
     }

@@ -302,7 +302,7 @@ async fn a_client_that_goes_away_leaves_the_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admission_refuses_over_the_ip_quota_with_429_and_when_draining_with_503() {
+async fn admission_refuses_over_the_ip_quota_with_429_and_when_draining_with_503_closing_the_connection() {
     let nats = NatsServer::start();
     let app = spawn_app_with(&nats.url(), |s| s.limits.max_connections_per_ip = 1).await;
     let frames = format!("frames={}", frames_param(&[json!({"type": "ping"})]));
@@ -313,4 +313,8 @@ async fn admission_refuses_over_the_ip_quota_with_429_and_when_draining_with_503
     let _second = SseClient::try_open(&app.http(""), &frames, &[]).await.expect("room again");
     app.gateway.start_draining();
     assert_eq!(refused(&app, &frames, &[]).await.0, 503);
+    // A draining node's answers close their HTTP connection: a browser's keep-alive would hold up the stop.
+    let refusal = reqwest::get(app.http(&format!("/sse?{frames}"))).await.expect("GET /sse");
+    assert_eq!(refusal.status(), 503);
+    assert_eq!(refusal.headers().get("connection").map(|v| v.as_bytes()), Some(&b"close"[..]));
 }
