@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from django.core.checks import Error, Tags, Warning, register
 
 from . import names
-from .conf import DEFAULTS, parse_rate, redact_url, user_settings
+from .conf import CLIENT_TRANSPORTS, DEFAULTS, parse_rate, redact_url, user_settings
 from .filters import DEFAULT_LIMITS as FILTER_LIMITS
 from .token_format import MAX_TTL, MIN_SECRET_BYTES, secret_weakness
 
@@ -157,6 +157,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
             errors.append(Error(f'TELEGRAPHY["{key}"] must be True or False, got {conf[key]!r}.', id="telegraphy.E012"))
 
     errors.extend(_check_filter_limits(conf["FILTER_LIMITS"]))
+    errors.extend(_check_client_transports(conf["TRANSPORTS"], conf["SSE_URL"]))
 
     unknown = sorted(set(raw) - set(DEFAULTS))
     if unknown:
@@ -189,4 +190,36 @@ def _check_filter_limits(limits: Any) -> list:
         else:
             continue
         errors.append(Error(f'TELEGRAPHY["FILTER_LIMITS"][{key!r}] {problem}.', hint=hint, id="telegraphy.E013"))
+    return errors
+
+
+def _check_client_transports(transports: Any, sse_url: Any) -> list:
+    """TRANSPORTS: None or a non-empty list of distinct transports the JS client knows; SSE_URL: None, an
+    http(s) URL or an absolute path (the page's own origin)."""
+    errors = []
+    known = ", ".join(repr(t) for t in CLIENT_TRANSPORTS)
+    if transports is not None and not (
+        isinstance(transports, (list, tuple))
+        and transports
+        and all(isinstance(t, str) and t in CLIENT_TRANSPORTS for t in transports)
+        and len(set(transports)) == len(transports)
+    ):
+        errors.append(
+            Error(
+                f'TELEGRAPHY["TRANSPORTS"] must be None or a list of distinct transports among {known}, '
+                f"got {transports!r}.",
+                hint='e.g. ["websocket", "sse"] (the client\'s default order), or ["sse"] behind a proxy that '
+                "breaks WebSockets.",
+                id="telegraphy.E014",
+            )
+        )
+    if sse_url is not None and not (
+        _url_ok(sse_url, ("http", "https")) or (isinstance(sse_url, str) and sse_url.startswith("/"))
+    ):
+        errors.append(
+            Error(
+                f'TELEGRAPHY["SSE_URL"] must be None, an http(s) URL or an absolute path, got {sse_url!r}.',
+                id="telegraphy.E014",
+            )
+        )
     return errors

@@ -25,6 +25,8 @@ Every key is optional except ``SECRET``::
         "TOKEN_RATE_LIMIT": "30/60",            # token endpoint: "<calls>/<seconds>" per user (IP if anonymous); None = off
         "REVOKE_ON_AUTH_CHANGE": True,          # revoke a user's gateway sessions on logout, password change, deactivation
         "FILTER_LIMITS": {"max_filter_conditions": 16, "max_regex_conditions": 4},  # filters.check: the gateway's limits.*
+        "TRANSPORTS": None,                     # the page client's transports, e.g. ["websocket", "sse"]; None: its default
+        "SSE_URL": None,                        # the page client's SSE URL (http(s):// or /path); None: from GATEWAY_URL
     }
 
 Outside a configured Django project (a plain script), the defaults apply, overridden by the environment
@@ -65,7 +67,12 @@ DEFAULTS: dict[str, Any] = {
     "TOKEN_RATE_LIMIT": "30/60",
     "REVOKE_ON_AUTH_CHANGE": True,
     "FILTER_LIMITS": dict(DEFAULT_FILTER_LIMITS),  # a dict given here overrides these keys one by one
+    "TRANSPORTS": None,
+    "SSE_URL": None,
 }
+
+# The transports the JS client knows (proto/PROTOCOL.md section 10), in its default order.
+CLIENT_TRANSPORTS: tuple[str, ...] = ("websocket", "sse")
 
 _RATE = re.compile(r"([1-9][0-9]{0,8})/([1-9][0-9]{0,8})")
 

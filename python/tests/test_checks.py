@@ -135,6 +135,17 @@ def test_other_checks(settings):
     ]
 
 
+def test_client_transports_are_E014(settings):
+    for good in (None, ["websocket", "sse"], ["sse"], ("sse", "websocket")):
+        assert ids(settings, **GOOD, TRANSPORTS=good) == [], good
+    for bad in ([], ["ws"], ["sse", "sse"], "sse", [1]):
+        assert ids(settings, **GOOD, TRANSPORTS=bad) == ["telegraphy.E014"], bad
+    for good in (None, "https://rt.example.com/sse", "/rt/sse"):
+        assert ids(settings, **GOOD, SSE_URL=good) == [], good
+    for bad in ("wss://x/sse", "sse", 5):
+        assert ids(settings, **GOOD, SSE_URL=bad) == ["telegraphy.E014"], bad
+
+
 def test_new_settings_defaults(settings):
     settings.TELEGRAPHY = GOOD
     assert telegraphy_settings.ANONYMOUS_TOKENS is False

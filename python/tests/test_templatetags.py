@@ -72,6 +72,18 @@ def test_config_is_escaped_for_html(settings):
     assert config_of(html)["url"] == "ws://x/ws?</script><script>alert(1)</script>"
 
 
+def test_config_carries_the_client_transports_when_set(settings):
+    settings.TELEGRAPHY = {**settings.TELEGRAPHY, "REGISTER_TOKENS": False}
+    request = RequestFactory().get("/")
+    request.user = User(pk=1, username="x")
+    render = lambda: config_of(Template("{% load telegraphy %}{% telegraphy_scripts %}").render(  # noqa: E731
+        Context({"request": request})))
+    assert "transports" not in render() and "sseUrl" not in render()  # the JS client's defaults
+    settings.TELEGRAPHY = {**settings.TELEGRAPHY, "TRANSPORTS": ("sse",), "SSE_URL": "/rt/sse"}
+    config = render()
+    assert (config["transports"], config["sseUrl"]) == (["sse"], "/rt/sse")
+
+
 def test_tags_without_request_use_context_user(settings):
     settings.TELEGRAPHY = {**settings.TELEGRAPHY, "REGISTER_TOKENS": False}
     user = User(pk=5, username="svc")

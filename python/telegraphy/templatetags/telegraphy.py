@@ -63,6 +63,10 @@ def token_for_context(context: Any) -> str | None:
 
 def client_config(context: Any) -> dict[str, Any]:
     config: dict[str, Any] = {"url": telegraphy_settings.GATEWAY_URL}
+    if telegraphy_settings.TRANSPORTS is not None:
+        config["transports"] = list(telegraphy_settings.TRANSPORTS)
+    if telegraphy_settings.SSE_URL is not None:
+        config["sseUrl"] = telegraphy_settings.SSE_URL
     if not token_allowed(_context_user(context)):
         return config  # anonymous: connect without a token (the gateway's auth.anonymous_allow decides)
     config["token"] = token_for_context(context)
