@@ -383,10 +383,15 @@ impl Downlink {
         }
         let mut chunk = String::new();
         push_messages(&mut chunk, self.batch.drain(..));
-        let reason = Value::from(reason);
-        let _ = write!(chunk, "event: close\ndata: {{\"code\":{code},\"reason\":{reason}}}\n\n");
+        push_close(&mut chunk, code, reason);
         Some(Bytes::from(chunk))
     }
+}
+
+/// Appends the last message of a connection, `event: close` with its close code and reason.
+fn push_close(out: &mut String, code: u16, reason: &str) {
+    let reason = Value::from(reason);
+    let _ = write!(out, "event: close\ndata: {{\"code\":{code},\"reason\":{reason}}}\n\n");
 }
 
 /// Appends an SSE message for each of `frames` to `out` and returns the frames' bytes (for
@@ -500,15 +505,6 @@ mod tests {
     }
 
     #[test]
-    fn last_event_id_is_epoch_colon_seq() {
-        assert_eq!(parse_last_event_id("18a6f:41").unwrap(), serde_json::json!({"epoch":"18a6f","seq":41}));
-        for bad in ["", "18a6f", ":41", "18a6f:", "18a6f:-1", "18a6f:+1", "18a6f:041", "e:9007199254740992"] {
-            assert_eq!(parse_last_event_id(bad), Err(BadFrames::BadLastEventId), "{bad:?}");
-        }
-        assert!(parse_last_event_id(&format!("{}:1", "e".repeat(65))).is_err());
-    }
-
-    #[test]
     fn since_goes_into_subscribes_without_one() {
         let since = serde_json::json!({"epoch":"e","seq":4});
         let plain = with_since(r#"{"type":"subscribe","event":"a"}"#, Some(&since));
@@ -522,18 +518,38 @@ mod tests {
     }
 
     #[test]
-    fn messages_carry_ids_and_stay_on_one_line() {
-        let data = RawValue::from_string("{\n \"pk\": 1\r\n}".into()).unwrap();
-        let frames =
-            [Frame::from(frames::encode_event_at("a", "a.b", &data, 7, "ep")), Frame::from("{\"type\":\"ping\"}")];
-        let total = frames.iter().map(|f| f.len()).sum::<usize>();
-        let mut text = String::new();
-        assert_eq!(push_messages(&mut text, frames.into_iter()), total);
-        assert_eq!(
-            text,
-            "id: ep:7\ndata: {\"type\":\"event\",\"sub\":\"a\",\"name\":\"a.b\",\"data\":{  \"pk\": 1  },\"seq\":7,\"epoch\":\"ep\"}\n\n\
-             data: {\"type\":\"ping\"}\n\n"
-        );
+    fn the_protocol_vectors_hold() {
+        let v: Value = serde_json::from_str(include_str!("../proto/vectors/sse.json")).unwrap();
+        let text = |c: &Value, key: &str| c[key].as_str().unwrap_or_else(|| panic!("{key} in {c}")).to_string();
+        for c in v["messages"].as_array().unwrap() {
+            let mut out = String::new();
+            let frame = Frame::from(text(c, "frame"));
+            assert_eq!(push_messages(&mut out, std::iter::once(frame)), text(c, "frame").len());
+            assert_eq!(out, text(c, "sse"), "{c}");
+        }
+        for c in v["close"].as_array().unwrap() {
+            let mut out = String::new();
+            push_close(&mut out, c["code"].as_u64().unwrap() as u16, &text(c, "reason"));
+            assert_eq!(out, text(c, "sse"), "{c}");
+        }
+        for c in v["last_event_id"]["valid"].as_array().unwrap() {
+            assert_eq!(parse_last_event_id(&text(c, "value")).unwrap(), c["since"], "{c}");
+        }
+        for bad in v["last_event_id"]["invalid"].as_array().unwrap() {
+            assert_eq!(parse_last_event_id(bad.as_str().unwrap()), Err(BadFrames::BadLastEventId), "{bad}");
+        }
+        for c in v["post_bodies"].as_array().unwrap() {
+            let frames = posted_frames(text(c, "body").into_bytes(), 16).expect("within the count");
+            let texts: Vec<String> = frames
+                .into_iter()
+                .map(|f| match f {
+                    Inbound::Text(t) => t,
+                    other => panic!("{other:?} for {c}"),
+                })
+                .collect();
+            let want: Vec<String> = serde_json::from_value(c["frames"].clone()).unwrap();
+            assert_eq!(texts, want, "{c}");
+        }
     }
 
     #[test]

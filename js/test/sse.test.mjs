@@ -301,3 +301,23 @@ test("fallback with several gateways: the next transport is tried on the same ga
   await ctx.clock.advance(ctx.clock.nextDelay());
   assert.equal(ctx.ws.last().url, "ws://b.test/ws", "then the next gateway, from the first transport");
 });
+
+// proto/vectors/sse.json: the gateway's last message of a stream, as it writes it (shared with src/sse.rs).
+// Whatever the code, the client takes the close from the message's data and closes the EventSource itself.
+test("SSE: every close message of proto/vectors/sse.json closes the EventSource with its code", async () => {
+  const { readFileSync } = await import("node:fs");
+  const vectors = JSON.parse(readFileSync(new URL("../../proto/vectors/sse.json", import.meta.url), "utf8"));
+  assert.ok(vectors.close.length > 0);
+  for (const { code, reason, sse } of vectors.close) {
+    const lines = sse.trimEnd().split("\n");
+    assert.equal(lines[0], "event: close", sse);
+    const data = lines.find((l) => l.startsWith("data: ")).slice("data: ".length);
+    assert.deepEqual(JSON.parse(data), { code, reason });
+    const ctx = sseSetup({ getToken: async () => "tg1.fresh" });
+    const source = await sseOnline(ctx);
+    source.dispatch("close", data);
+    assert.equal(source.closed, true, `${code}: the client closed the EventSource`);
+    assert.notEqual(ctx.tg.state, "connected", `${code}: the client left the connected state`);
+    ctx.tg.close();
+  }
+});
