@@ -3,7 +3,7 @@
 //! A `subscribe` frame may carry `filter` and `exclude`, two JSON objects of `field__lookup: value`
 //! conditions. [`Filter::prepare`] checks them (every limit, every name, size and value) without
 //! compiling anything; [`PreparedFilter::compile_with`] then attaches the compiled regexes (the
-//! gateway compiles them through `filter_memory`, off the async workers and within a
+//! gateway compiles them through the node's filter memory pool, off the async workers and within a
 //! memory budget; [`Filter::parse`] is both steps with plain compiles). [`Filter::matches`] then decides
 //! for each event whether it passes: every `filter` condition holds, and not every `exclude`
 //! condition holds (Django's `exclude(a=1, b=2)` is NOT (a AND b)). [`Filter::canonical`] is a text
@@ -67,7 +67,6 @@ use serde_json::{Map, Value};
 
 use crate::{
     decimal::{num_cmp, num_dec, Dec, DecView},
-    filter_memory::Charge,
     frames::ErrorCode,
 };
 
@@ -238,7 +237,9 @@ pub enum RegexError {
 pub struct CompiledRegex {
     regex: meta::Regex,
     bytes: usize,
-    charge: Option<Charge>,
+    /// Whatever gives the regex's bytes back to its budget when dropped (the node's is
+    /// `filter_memory::Charge`; this module does not need to know the budget).
+    charge: Option<Box<dyn fmt::Debug + Send + Sync>>,
 }
 
 impl CompiledRegex {
@@ -271,9 +272,9 @@ impl CompiledRegex {
         self.bytes
     }
 
-    /// Counts this regex in a budget until it is dropped.
-    pub fn charged(mut self, charge: Charge) -> CompiledRegex {
-        self.charge = Some(charge);
+    /// Counts this regex in a budget until it is dropped: `charge` is dropped with the regex.
+    pub fn charged(mut self, charge: impl fmt::Debug + Send + Sync + 'static) -> CompiledRegex {
+        self.charge = Some(Box::new(charge));
         self
     }
 

@@ -9,6 +9,7 @@
 //!   actix-web; `Upgrade: websocket` requests leave the HTTP dispatcher with their raw connection.
 //! - [`node`]: the node's shared state ([`node::Gateway`], one for all actix workers), readiness, the closing of
 //!   revoked connections, and the drain.
+//! - `inbound` (private): what a transport read from its client, as the session core takes it.
 //! - [`session`]: the protocol core of one connection ([`session::Session`]): client frames, connect,
 //!   subscriptions, heartbeat and timers, limits, when to close; it writes only to its outbox and knows no socket.
 //! - `admission` (private): the checks before a connection of any transport gets a session (drain, origin, quotas).
@@ -19,6 +20,7 @@
 //!   [`actix::abort_stalled_after`] for the app server's sockets.
 //! - `writer` (private): what both WebSocket transports share: a connection's writer task (batching, the close frame)
 //!   and the start of its two tasks, generic over the WebSocket library.
+//! - `streams` (private): the node's open SSE streams (stream id -> the connection's inbound channel).
 //! - `sse` (private): the Server-Sent Events transport (`GET /sse` streams server frames, `POST /sse/{stream}` takes
 //!   client frames) and the node's registry of open streams.
 //! - [`outbox`]: a connection's bounded outbound queue (frames and bytes) and close switch (4008 when full).
@@ -54,6 +56,7 @@ mod filter_memory;
 pub mod frames;
 mod history;
 mod hub;
+mod inbound;
 mod metrics;
 pub mod names;
 pub mod nats;
@@ -65,6 +68,7 @@ pub mod server;
 pub mod session;
 pub mod shutdown;
 mod sse;
+mod streams;
 pub mod telemetry;
 pub mod token;
 mod writer;

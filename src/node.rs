@@ -22,7 +22,7 @@ use crate::{
     hub::{Hub, HubConfig},
     metrics::Metrics,
     nats::{self, NatsError},
-    sse::Streams,
+    streams::Streams,
 };
 
 /// Why a node could not start.

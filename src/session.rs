@@ -13,6 +13,7 @@ use bytestring::ByteString;
 use futures_util::{Stream, StreamExt};
 use tokio::time::Instant;
 
+pub use crate::inbound::Inbound;
 use crate::{
     auth::{AuthError, Identity},
     connections::OverQuota,
@@ -29,25 +30,6 @@ use crate::{
 
 /// Bound on waiting for NATS/JetStream or queue room while recovering history.
 const HISTORY_WAIT: Duration = Duration::from_secs(5);
-
-/// What a transport read from its client, in the terms of the protocol core.
-#[derive(Debug)]
-pub enum Inbound<T> {
-    /// A text frame: one client frame.
-    Text(T),
-    /// A binary frame (not supported: a bad frame).
-    Binary,
-    /// Transport-level traffic (a WebSocket ping or pong): counts as life, nothing more.
-    Alive,
-    /// The client closed the connection (an end of the stream counts as this too).
-    Closed,
-    /// A frame over `limits.max_frame_bytes`: close 1009.
-    TooBig,
-    /// The connection broke: the client is gone.
-    Gone,
-    /// The transport's protocol was violated (the error, for the log): close 1008.
-    ProtocolError(String),
-}
 
 /// A `subscribe` frame's content.
 struct SubscribeRequest {

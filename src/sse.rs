@@ -20,12 +20,7 @@
 //! connections, and its stream id leaves the registry. A stream id is a secret of the connection: it is never
 //! logged.
 
-use std::{
-    collections::HashMap,
-    convert::Infallible,
-    fmt::Write as _,
-    sync::{Arc, Mutex},
-};
+use std::{convert::Infallible, fmt::Write as _, sync::Arc};
 
 use actix_web::{
     http::{
@@ -34,10 +29,8 @@ use actix_web::{
     },
     web, HttpRequest, HttpResponse, HttpResponseBuilder,
 };
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::de::{Deserializer as _, SeqAccess, Visitor};
 use serde_json::{value::RawValue, Map, Value};
 use tokio::sync::mpsc::{self, error::TrySendError};
@@ -55,54 +48,6 @@ pub const FRAMES_HEADER: &str = "x-telegraphy-frames";
 
 /// Most queued frames one chunk of the response carries.
 const WRITE_BATCH: usize = 64;
-
-/// What the session of an SSE connection reads: the client frames, opening and posted.
-type Uplink = mpsc::Sender<Inbound<String>>;
-
-/// The node's open SSE streams: stream id -> the sender into that connection's inbound channel. An entry
-/// lives as long as the connection's session.
-#[derive(Default)]
-pub struct Streams {
-    open: Mutex<HashMap<String, Uplink>>,
-}
-
-impl Streams {
-    /// Registers `uplink` under a new random stream id, which it returns.
-    fn open(&self, uplink: Uplink) -> String {
-        let mut open = self.open.lock().expect("streams lock");
-        loop {
-            let id = new_stream_id();
-            if !open.contains_key(&id) {
-                open.insert(id.clone(), uplink);
-                return id;
-            }
-        }
-    }
-
-    fn get(&self, id: &str) -> Option<Uplink> {
-        self.open.lock().expect("streams lock").get(id).cloned()
-    }
-
-    fn remove(&self, id: &str) {
-        self.open.lock().expect("streams lock").remove(id);
-    }
-
-    /// How many SSE streams are open on this node.
-    pub fn len(&self) -> usize {
-        self.open.lock().expect("streams lock").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// 128 random bits, base64url without padding: 22 characters.
-fn new_stream_id() -> String {
-    let mut bytes = [0u8; 16];
-    SystemRandom::new().fill(&mut bytes).expect("system random number generator failed");
-    URL_SAFE_NO_PAD.encode(bytes)
-}
 
 /// Why the client frames of an SSE request are refused (the text is the response body): the opening ones of
 /// `GET /sse` (400), or too many in one POST (413).
@@ -550,13 +495,5 @@ mod tests {
             let want: Vec<String> = serde_json::from_value(c["frames"].clone()).unwrap();
             assert_eq!(texts, want, "{c}");
         }
-    }
-
-    #[test]
-    fn stream_ids_are_22_base64url_characters() {
-        let (a, b) = (new_stream_id(), new_stream_id());
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 22);
-        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
     }
 }

@@ -1,0 +1,72 @@
+//! The node's open SSE streams (proto/PROTOCOL.md section 10.1): stream id -> the sender into that connection's
+//! inbound channel, so that `POST /sse/{stream}` reaches the connection's session ([`crate::sse`] serves both).
+//! Owned by the node ([`crate::node::Gateway`]); a stream id is a secret of its connection, never logged.
+
+use std::{collections::HashMap, sync::Mutex};
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use ring::rand::{SecureRandom, SystemRandom};
+use tokio::sync::mpsc;
+
+use crate::inbound::Inbound;
+
+/// What the session of an SSE connection reads: the client frames, opening and posted.
+pub type Uplink = mpsc::Sender<Inbound<String>>;
+
+/// The node's open SSE streams: stream id -> the sender into that connection's inbound channel. An entry
+/// lives as long as the connection's session.
+#[derive(Default)]
+pub struct Streams {
+    open: Mutex<HashMap<String, Uplink>>,
+}
+
+impl Streams {
+    /// Registers `uplink` under a new random stream id, which it returns.
+    pub fn open(&self, uplink: Uplink) -> String {
+        let mut open = self.open.lock().expect("streams lock");
+        loop {
+            let id = new_stream_id();
+            if !open.contains_key(&id) {
+                open.insert(id.clone(), uplink);
+                return id;
+            }
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<Uplink> {
+        self.open.lock().expect("streams lock").get(id).cloned()
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.open.lock().expect("streams lock").remove(id);
+    }
+
+    /// How many SSE streams are open on this node.
+    pub fn len(&self) -> usize {
+        self.open.lock().expect("streams lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// 128 random bits, base64url without padding: 22 characters.
+fn new_stream_id() -> String {
+    let mut bytes = [0u8; 16];
+    SystemRandom::new().fill(&mut bytes).expect("system random number generator failed");
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_are_22_base64url_characters() {
+        let (a, b) = (new_stream_id(), new_stream_id());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 22);
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+    }
+}
