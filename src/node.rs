@@ -22,6 +22,7 @@ use crate::{
     hub::{Hub, HubConfig},
     metrics::Metrics,
     nats::{self, NatsError},
+    presence::Presence,
 };
 
 /// Why a node could not start.
@@ -47,6 +48,8 @@ pub struct Gateway {
     pub client_ip: ClientIpConfig,
     /// Compiled filter regexes: pool, node budget, compile queue.
     pub filter_memory: FilterMemory,
+    /// Who is present on which channel (section 11).
+    pub presence: Arc<Presence>,
     /// Set once by [`Gateway::drain`] (built false by the server).
     pub(crate) draining: AtomicBool,
 }
@@ -86,6 +89,7 @@ impl Gateway {
         let client_ip = ClientIpConfig::new(&settings.http.trusted_proxies, &settings.http.client_ip_header)
             .map_err(|problem| ConfigError::Invalid { key: "http.trusted_proxies", problem })?;
         let filter_memory = FilterMemory::new(settings.limits.filter_memory_per_node, metrics.clone());
+        let presence = Presence::start(client.clone(), &settings.presence, metrics.clone());
         let gateway = Arc::new(Gateway {
             settings,
             nats: client,
@@ -96,6 +100,7 @@ impl Gateway {
             connections: Connections::default(),
             client_ip,
             filter_memory,
+            presence,
             draining: AtomicBool::new(false),
         });
         gateway.watch_revocations();

@@ -104,8 +104,9 @@ fn frame_to_json(f: &ClientFrame) -> Value {
             put("resume", resume.clone().map(Value::from));
             ("connect", *id)
         }
-        ClientFrame::Subscribe { id, event, since, sub, filter, exclude } => {
+        ClientFrame::Subscribe { id, event, since, sub, filter, exclude, presence } => {
             put("event", Some(event.clone().into()));
+            put("presence", presence.then_some(Value::Bool(true)));
             put("since", since.as_ref().map(|s| serde_json::json!({"epoch": s.epoch, "seq": s.seq})));
             put("sub", sub.clone().map(Value::from));
             put("filter", filter.clone());
@@ -116,6 +117,10 @@ fn frame_to_json(f: &ClientFrame) -> Value {
             put("event", event.clone().map(Value::from));
             put("sub", sub.clone().map(Value::from));
             ("unsubscribe", *id)
+        }
+        ClientFrame::Presence { id, event, stats } => {
+            put("event", Some(event.clone().into()));
+            (if *stats { "presence_stats" } else { "presence" }, *id)
         }
         ClientFrame::Ping { id } => ("ping", *id),
         ClientFrame::Pong => ("pong", None),

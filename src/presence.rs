@@ -1,0 +1,526 @@
+//! Presence (proto/PROTOCOL.md section 11): who is present on a channel, on every replica.
+//!
+//! Storage is a JetStream KV bucket with one entry per (channel, session): key `<channel>.<client>`, value
+//! `{"user":..,"info":..}`. This node puts the entries of its connections when they subscribe with `presence`
+//! and re-puts them every `presence.refresh_interval` (one refresher task per node, bounded writes in flight);
+//! an entry left alone expires after TTL = 3 intervals.
+//!
+//! Every node watching a channel holds ONE KV watch on `<channel>.*` (reference-counted by the presence
+//! subscriptions of its connections, like [`crate::hub`] does with NATS subscriptions) and the channel's
+//! members in memory, with the time the last put of each arrived: unknown key put = `join`, delete/purge =
+//! `leave`, and a member not refreshed for TTL is swept (every second) = `leave`. The server does not tell a
+//! watcher when an entry ages out (without limit markers), so the sweep is what bounds a killed node's
+//! clients. Snapshots and counts come from this memory, under the same lock as the events, so a reply and
+//! the events queued around it are in one order. Nothing here awaits a socket: frames go to outboxes.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, Weak},
+    time::Duration,
+};
+
+use async_nats::jetstream::kv::{Operation, Store};
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+use bytes::Bytes;
+use bytestring::ByteString;
+use futures_util::StreamExt;
+use tokio::{sync::watch, task::JoinHandle, time::Instant};
+
+use crate::{
+    config::PresenceSettings,
+    frames,
+    hub::ConnId,
+    nats::{self, NatsError},
+    outbox::{Outbox, Push},
+};
+
+/// Bound on one KV write or delete, and on waiting for the watch to deliver a join's own put.
+const KV_WAIT: Duration = Duration::from_secs(5);
+/// How often each watched channel sweeps members whose refresh is overdue.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// Most refresh puts in flight per node.
+const REFRESH_IN_FLIGHT: usize = 64;
+/// Largest entry value read from the bucket (user <= 255 bytes, info <= 256 bytes, and the JSON around them).
+const MAX_VALUE_BYTES: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PresenceError {
+    /// The node watches `presence.max_channels` channels already.
+    #[error("too many presence channels on this node")]
+    TooManyChannels,
+    #[error(transparent)]
+    Bucket(#[from] NatsError),
+    #[error("presence bucket write failed: {0}")]
+    Write(#[source] nats::BoxError),
+}
+
+/// The client id presence shows for a session: stable across resumes, not the session id itself.
+pub fn client_id(session: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, format!("telegraphy-presence:{session}").as_bytes());
+    let mut id = URL_SAFE_NO_PAD.encode(digest.as_ref());
+    id.truncate(16);
+    id
+}
+
+/// The entry this node keeps refreshed for (channel, client), shared by the node's sockets of that session.
+struct Local {
+    value: Bytes,
+    holders: usize,
+}
+
+/// A connection's presence subscription on a channel: where its `join`/`leave` frames go.
+struct Receiver {
+    conn: ConnId,
+    name: Arc<str>,
+    outbox: Outbox,
+}
+
+struct Member {
+    /// The member as a snapshot shows it (`{"client":..,"user":..,"info":..}`).
+    shown: String,
+    /// The member as a `leave` shows it (no `info`).
+    left: String,
+    user: String,
+    seen: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    members: HashMap<String, Member>,
+    /// Members per non-empty user (for `presence_stats`).
+    users: HashMap<String, usize>,
+    receivers: Vec<Receiver>,
+}
+
+impl State {
+    fn send(&self, encode: impl Fn(&str) -> String, metrics_gone: &mut usize) {
+        for r in &self.receivers {
+            if r.outbox.push(ByteString::from(encode(&r.name))) == Push::TooSlow {
+                *metrics_gone += 1;
+            }
+        }
+    }
+
+    fn remove(&mut self, client: &str) -> Option<Member> {
+        let member = self.members.remove(client)?;
+        if !member.user.is_empty() {
+            if let Some(n) = self.users.get_mut(&member.user) {
+                *n -= 1;
+                if *n == 0 {
+                    self.users.remove(&member.user);
+                }
+            }
+        }
+        Some(member)
+    }
+}
+
+/// A channel this node watches.
+struct Channel {
+    state: Arc<Mutex<State>>,
+    /// The last bucket revision the watch has handled.
+    revision: watch::Receiver<u64>,
+    /// Presence subscriptions of this node on the channel.
+    holders: usize,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        // Dropping the task drops its watch (the ordered consumer is removed by the server).
+        self.task.abort();
+    }
+}
+
+pub struct Presence {
+    client: async_nats::Client,
+    settings: PresenceSettings,
+    kv: tokio::sync::OnceCell<Store>,
+    channels: Mutex<HashMap<String, Channel>>,
+    /// Key -> the entry this node refreshes.
+    local: Mutex<HashMap<String, Local>>,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Presence {
+    /// The node's presence; starts the refresher (which ends when the node is dropped) when enabled.
+    pub fn start(
+        client: async_nats::Client,
+        settings: &PresenceSettings,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Arc<Self> {
+        let presence = Arc::new(Presence {
+            client,
+            settings: settings.clone(),
+            kv: tokio::sync::OnceCell::new(),
+            channels: Mutex::new(HashMap::new()),
+            local: Mutex::new(HashMap::new()),
+            metrics,
+        });
+        if settings.enabled {
+            tokio::spawn(refresh(Arc::downgrade(&presence), Duration::from_secs(settings.refresh_interval)));
+        }
+        presence
+    }
+
+    pub fn settings(&self) -> &PresenceSettings {
+        &self.settings
+    }
+
+    async fn kv(&self) -> Result<&Store, NatsError> {
+        self.kv
+            .get_or_try_init(|| {
+                nats::key_value(&self.client, &self.settings.bucket, self.settings.ttl(), self.settings.replicas)
+            })
+            .await
+    }
+
+    /// Makes `session` present on `channel` for one more presence subscription of this node: watches the
+    /// channel (the first subscription on the node), puts the entry, and waits (bounded) until the watch has
+    /// delivered that put, so a snapshot taken afterwards is complete. Undone by [`Presence::leave`].
+    pub async fn join(
+        &self,
+        channel: &str,
+        session: &str,
+        user: &str,
+        info: Option<&serde_json::Value>,
+    ) -> Result<(), PresenceError> {
+        let revision = self.acquire(channel)?;
+        let key = format!("{channel}.{}", client_id(session));
+        let mut fields = serde_json::Map::new();
+        fields.insert("user".into(), user.into());
+        if let Some(info) = info {
+            fields.insert("info".into(), info.clone());
+        }
+        let value = Bytes::from(serde_json::Value::Object(fields).to_string());
+        {
+            let mut local = self.local.lock().expect("presence local lock");
+            local.entry(key.clone()).or_insert_with(|| Local { value: value.clone(), holders: 0 }).holders += 1;
+        }
+        let put = async { self.kv().await?.put(&key, value).await.map_err(|e| PresenceError::Write(e.into())) };
+        let written = match tokio::time::timeout(KV_WAIT, put).await {
+            Ok(Ok(written)) => written,
+            Ok(Err(e)) => {
+                self.leave(channel, session, false).await;
+                return Err(e);
+            }
+            Err(_) => {
+                self.leave(channel, session, false).await;
+                return Err(PresenceError::Write("timed out".into()));
+            }
+        };
+        let mut revision = revision;
+        if tokio::time::timeout(KV_WAIT, revision.wait_for(|seen| *seen >= written)).await.is_err() {
+            tracing::warn!("presence watch did not deliver a join in time; its snapshot may lag");
+        }
+        Ok(())
+    }
+
+    /// Ends one presence subscription of `session` on `channel` on this node: the entry is no longer
+    /// refreshed by this node once its last holder here is gone, and deleted then when `delete` (a `leave` at
+    /// once everywhere; otherwise it expires unless another node refreshes it). The channel's watch ends with
+    /// its last holder.
+    pub async fn leave(&self, channel: &str, session: &str, delete: bool) {
+        let key = format!("{channel}.{}", client_id(session));
+        let last = {
+            let mut local = self.local.lock().expect("presence local lock");
+            match local.get_mut(&key) {
+                Some(entry) if entry.holders > 1 => {
+                    entry.holders -= 1;
+                    false
+                }
+                Some(_) => {
+                    local.remove(&key);
+                    true
+                }
+                None => false,
+            }
+        };
+        if last && delete {
+            let deleted = async { self.kv().await?.delete(&key).await.map_err(|e| PresenceError::Write(e.into())) };
+            match tokio::time::timeout(KV_WAIT, deleted).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "presence delete failed; the entry will expire"),
+                Err(_) => tracing::debug!("presence delete timed out; the entry will expire"),
+            }
+        }
+        self.release(channel);
+    }
+
+    /// One more holder of `channel`'s watch (creating it); its revision feed.
+    fn acquire(&self, channel: &str) -> Result<watch::Receiver<u64>, PresenceError> {
+        let mut channels = self.channels.lock().expect("presence channels lock");
+        if let Some(existing) = channels.get_mut(channel) {
+            existing.holders += 1;
+            return Ok(existing.revision.clone());
+        }
+        if channels.len() >= self.settings.max_channels {
+            return Err(PresenceError::TooManyChannels);
+        }
+        let state = Arc::new(Mutex::new(State::default()));
+        let (revision_tx, revision) = watch::channel(0);
+        let task = tokio::spawn(watch_channel(
+            self.client.clone(),
+            WatchCtx {
+                presence_kv: self.kv.get().cloned(),
+                settings: self.settings.clone(),
+                channel: channel.to_string(),
+                state: state.clone(),
+                revision: revision_tx,
+                metrics: self.metrics.clone(),
+            },
+        ));
+        channels.insert(channel.to_string(), Channel { state, revision: revision.clone(), holders: 1, task });
+        self.metrics.presence_channels.set(channels.len() as f64);
+        Ok(revision)
+    }
+
+    fn release(&self, channel: &str) {
+        let mut channels = self.channels.lock().expect("presence channels lock");
+        if let Some(existing) = channels.get_mut(channel) {
+            existing.holders -= 1;
+            if existing.holders == 0 {
+                channels.remove(channel);
+                self.metrics.presence_channels.set(channels.len() as f64);
+            }
+        }
+    }
+
+    fn state(&self, channel: &str) -> Option<Arc<Mutex<State>>> {
+        self.channels.lock().expect("presence channels lock").get(channel).map(|c| c.state.clone())
+    }
+
+    /// Sends the channel's `join`/`leave` events to the connection's subscription `name` from now on.
+    pub fn attach(&self, channel: &str, conn: ConnId, name: &str, outbox: &Outbox) {
+        if let Some(state) = self.state(channel) {
+            let mut state = state.lock().expect("presence state lock");
+            state.receivers.retain(|r| !(r.conn == conn && &*r.name == name));
+            state.receivers.push(Receiver { conn, name: Arc::from(name), outbox: outbox.clone() });
+        }
+    }
+
+    /// Stops the events to the connection's subscription `name` (before [`Presence::leave`]).
+    pub fn detach(&self, channel: &str, conn: ConnId, name: &str) {
+        if let Some(state) = self.state(channel) {
+            state.lock().expect("presence state lock").receivers.retain(|r| !(r.conn == conn && &*r.name == name));
+        }
+    }
+
+    /// Queues the `presence` snapshot (or with `stats`, the `presence_stats` counts) of `channel` to
+    /// `outbox`, under the channel's lock (in order with its events). False when this node does not watch it.
+    pub fn reply(&self, channel: &str, id: Option<u64>, stats: bool, outbox: &Outbox) -> bool {
+        let Some(state) = self.state(channel) else { return false };
+        let state = state.lock().expect("presence state lock");
+        let frame = if stats {
+            frames::encode_presence_stats(id, channel, state.members.len(), state.users.len())
+        } else {
+            let max = self.settings.max_snapshot;
+            let members = state.members.values().take(max).map(|m| m.shown.as_str());
+            frames::encode_presence(id, channel, members, state.members.len() > max)
+        };
+        if outbox.push(ByteString::from(frame)) == Push::TooSlow {
+            self.metrics.slow_disconnects.increment(1);
+        }
+        true
+    }
+}
+
+/// Re-puts this node's entries every `interval`, at most [`REFRESH_IN_FLIGHT`] at once, until the node is
+/// dropped.
+async fn refresh(presence: Weak<Presence>, interval: Duration) {
+    let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(presence) = presence.upgrade() else { return };
+        let entries: Vec<(String, Bytes)> = {
+            let local = presence.local.lock().expect("presence local lock");
+            local.iter().map(|(k, l)| (k.clone(), l.value.clone())).collect()
+        };
+        if entries.is_empty() {
+            continue;
+        }
+        let Ok(kv) = presence.kv().await.cloned() else {
+            tracing::warn!("presence bucket unavailable; entries not refreshed");
+            continue;
+        };
+        let started = Instant::now();
+        let total = entries.len();
+        let failed = futures_util::stream::iter(entries)
+            .map(|(key, value)| {
+                let kv = kv.clone();
+                async move { tokio::time::timeout(KV_WAIT, kv.put(key, value)).await.is_ok_and(|r| r.is_ok()) }
+            })
+            .buffer_unordered(REFRESH_IN_FLIGHT)
+            .filter(|ok| std::future::ready(!ok))
+            .count()
+            .await;
+        presence.metrics.presence_refreshes.increment((total - failed) as u64);
+        if failed > 0 {
+            tracing::warn!(failed, total, "presence refresh: some entries were not written");
+        }
+        tracing::debug!(total, took = ?started.elapsed(), "presence refreshed");
+    }
+}
+
+struct WatchCtx {
+    presence_kv: Option<Store>,
+    settings: PresenceSettings,
+    channel: String,
+    state: Arc<Mutex<State>>,
+    revision: watch::Sender<u64>,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// Watches `<channel>.*` for as long as the node watches the channel (restarting after errors), and sweeps
+/// members whose refresh is overdue.
+async fn watch_channel(client: async_nats::Client, ctx: WatchCtx) {
+    let ttl = ctx.settings.ttl();
+    let mut kv = ctx.presence_kv.clone();
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        let store = match &kv {
+            Some(store) => store.clone(),
+            None => match nats::key_value(&client, &ctx.settings.bucket, ttl, ctx.settings.replicas).await {
+                Ok(store) => {
+                    kv = Some(store.clone());
+                    store
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "presence bucket unavailable; retrying");
+                    tokio::time::sleep(SWEEP_EVERY).await;
+                    continue;
+                }
+            },
+        };
+        let mut entries = match store.watch_with_history(format!("{}.*", ctx.channel)).await {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence watch failed; retrying");
+                tokio::time::sleep(SWEEP_EVERY).await;
+                continue;
+            }
+        };
+        loop {
+            tokio::select! {
+                entry = entries.next() => match entry {
+                    Some(Ok(entry)) => on_entry(&ctx, entry),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "presence watch error; restarting it");
+                        break;
+                    }
+                    None => break,
+                },
+                _ = sweep.tick() => {
+                    // Without NATS no refresh can arrive: presence is frozen rather than emptied.
+                    if nats::is_connected(&client) {
+                        sweep_overdue(&ctx, ttl);
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One change of the channel's entries.
+fn on_entry(ctx: &WatchCtx, entry: async_nats::jetstream::kv::Entry) {
+    let Some(client) = entry.key.strip_prefix(&ctx.channel).and_then(|k| k.strip_prefix('.')) else { return };
+    let mut slow = 0;
+    {
+        let mut state = ctx.state.lock().expect("presence state lock");
+        match entry.operation {
+            Operation::Put => {
+                // When it was put: a replayed entry may already be old (its node may be gone).
+                let age = std::time::SystemTime::now()
+                    .duration_since(std::time::SystemTime::from(entry.created))
+                    .unwrap_or_default();
+                let seen = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+                if let Some(member) = state.members.get_mut(client) {
+                    member.seen = member.seen.max(seen);
+                } else if let Some((user, info)) = parse_value(&entry.value) {
+                    let member = Member {
+                        shown: frames::encode_presence_member(client, &user, info.as_deref()),
+                        left: frames::encode_presence_member(client, &user, None),
+                        user,
+                        seen,
+                    };
+                    state.send(|sub| frames::encode_join(sub, &member.shown), &mut slow);
+                    if !member.user.is_empty() {
+                        *state.users.entry(member.user.clone()).or_default() += 1;
+                    }
+                    state.members.insert(client.to_string(), member);
+                }
+            }
+            Operation::Delete | Operation::Purge => {
+                if let Some(member) = state.remove(client) {
+                    state.send(|sub| frames::encode_leave(sub, &member.left), &mut slow);
+                }
+            }
+        }
+    }
+    if slow > 0 {
+        ctx.metrics.slow_disconnects.increment(slow as u64);
+    }
+    ctx.revision.send_modify(|seen| *seen = (*seen).max(entry.revision));
+}
+
+/// `leave` for every member not refreshed within `ttl`.
+fn sweep_overdue(ctx: &WatchCtx, ttl: Duration) {
+    let now = Instant::now();
+    let mut slow = 0;
+    let mut state = ctx.state.lock().expect("presence state lock");
+    let overdue: Vec<String> =
+        state.members.iter().filter(|(_, m)| now.duration_since(m.seen) > ttl).map(|(c, _)| c.clone()).collect();
+    for client in overdue {
+        if let Some(member) = state.remove(&client) {
+            state.send(|sub| frames::encode_leave(sub, &member.left), &mut slow);
+        }
+    }
+    drop(state);
+    if slow > 0 {
+        ctx.metrics.slow_disconnects.increment(slow as u64);
+    }
+}
+
+/// An entry's value: `{"user": string, "info": object?}` -> (user, info as compact JSON). Anything else (not
+/// written by a gateway) is ignored.
+fn parse_value(value: &[u8]) -> Option<(String, Option<String>)> {
+    #[derive(serde::Deserialize)]
+    struct Value {
+        user: String,
+        info: Option<serde_json::Value>,
+    }
+    if value.len() > MAX_VALUE_BYTES {
+        return None;
+    }
+    let value: Value = serde_json::from_slice(value).ok()?;
+    if value.user.len() > 255 || value.info.as_ref().is_some_and(|i| crate::token::check_info(i).is_err()) {
+        return None;
+    }
+    Some((value.user, value.info.map(|i| i.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_are_stable_short_and_not_the_session() {
+        let a = client_id("sess-1");
+        assert_eq!(a, client_id("sess-1"));
+        assert_ne!(a, client_id("sess-2"));
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    }
+
+    #[test]
+    fn values_are_checked() {
+        assert_eq!(parse_value(br#"{"user":"al"}"#), Some(("al".into(), None)));
+        assert_eq!(parse_value(br#"{"user":"al","info":{"n":1}}"#), Some(("al".into(), Some(r#"{"n":1}"#.into()))));
+        assert_eq!(parse_value(br#"{"user":"al","info":"x"}"#), None);
+        assert_eq!(parse_value(b"nope"), None);
+        let big = format!(r#"{{"user":"{}"}}"#, "u".repeat(MAX_VALUE_BYTES));
+        assert_eq!(parse_value(big.as_bytes()), None);
+    }
+}
