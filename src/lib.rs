@@ -62,3 +62,8 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod token;
 mod ws;
+
+/// The client id presence shows for a session (proto/PROTOCOL.md section 11).
+pub fn presence_client_id(session: &str) -> String {
+    presence::client_id(session)
+}

@@ -261,6 +261,27 @@ async def main() -> int:
         assert ev["data"] == {"n": 1} and ev["sub"] == PATTERN, ev
         assert ev.get("seq") == seq and ev.get("epoch"), f"history position {ev.get('epoch')}/{ev.get('seq')}, ack seq {seq}"
 
+    async def presence_across_nodes():
+        # Two clients present on one channel via gw-1 and gw-3 (the presence bucket with the gateway user's
+        # permissions): the first sees the second join, the snapshot holds both, a close is a leave.
+        room = "deploytest.room"
+        a, b = Client(ENV["GW_1_WS"]), Client(ENV["GW_3_WS"])
+        try:
+            await a.open(token=mint("deploy-alice"))
+            await a.request({"type": "subscribe", "event": room, "presence": True}, "subscribed")
+            await b.open(token=mint("deploy-bob"))
+            await b.request({"type": "subscribe", "event": room, "presence": True}, "subscribed")
+            joined = await a.frame(lambda f: f.get("type") == "join", 10)
+            assert joined["user"] == "deploy-bob", joined
+            seen = await b.request({"type": "presence", "event": room}, "presence")
+            assert sorted(c["user"] for c in seen["clients"]) == ["deploy-alice", "deploy-bob"], seen
+            await b.close()
+            left = await a.frame(lambda f: f.get("type") == "leave", 10)
+            assert left["user"] == "deploy-bob", left
+        finally:
+            await a.close()
+            await b.close()
+
     async def through_load_balancer():
         if "LB_WS" not in ENV:
             raise Skip("no load balancer (nginx not installed)")
@@ -517,6 +538,7 @@ async def main() -> int:
     for name, step in [
         ("mint a token with gw-1's settings, connect to gw-3 and subscribe", token_and_subscribe),
         ("an event published to NATS node 2 reaches the client on gw-3, with its stream seq/epoch", delivered_across_nodes),
+        ("presence across gw-1 and gw-3: join, snapshot, leave (presence bucket as NATS user gateway)", presence_across_nodes),
         ("WebSocket through the nginx load balancer (deploy/nginx.conf) receives events", through_load_balancer),
         ("NATS refuses anonymous clients, a wrong password and an unknown user", no_anonymous_access),
         ("NATS user publisher: publishes events, cannot subscribe, write KV, forge live frames or call JetStream", publisher_publishes_only),
