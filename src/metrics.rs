@@ -67,6 +67,10 @@ pub struct Metrics {
     pub presence_channels: Gauge,
     /// Presence entries re-put by this node's refresher (each a KV write).
     pub presence_refreshes: Counter,
+    /// Presence entries this node keeps refreshed (distinct channel and session).
+    pub presence_entries: Gauge,
+    /// Duration of this node's last presence refresh round (all its entries re-put), seconds.
+    pub presence_refresh_seconds: Gauge,
 }
 
 impl Default for Metrics {
@@ -120,6 +124,8 @@ impl Metrics {
             filter_memory_refused: c("telegraphy_filter_memory_refused_total"),
             presence_channels: g("telegraphy_presence_channels"),
             presence_refreshes: c("telegraphy_presence_refreshes_total"),
+            presence_entries: g("telegraphy_presence_entries"),
+            presence_refresh_seconds: g("telegraphy_presence_refresh_seconds"),
             recorder,
             handle,
         };
@@ -130,6 +136,8 @@ impl Metrics {
         m.nats_connected.set(0.0);
         m.filter_memory.set(0.0);
         m.presence_channels.set(0.0);
+        m.presence_entries.set(0.0);
+        m.presence_refresh_seconds.set(0.0);
         for counter in [
             &m.connections_total,
             &m.connections_refused,

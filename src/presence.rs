@@ -196,6 +196,7 @@ impl Presence {
         {
             let mut local = self.local.lock().expect("presence local lock");
             local.entry(key.clone()).or_insert_with(|| Local { value: value.clone(), holders: 0 }).holders += 1;
+            self.metrics.presence_entries.set(local.len() as f64);
         }
         let put = async { self.kv().await?.put(&key, value).await.map_err(|e| PresenceError::Write(e.into())) };
         let written = match tokio::time::timeout(KV_WAIT, put).await {
@@ -231,6 +232,7 @@ impl Presence {
                 }
                 Some(_) => {
                     local.remove(&key);
+                    self.metrics.presence_entries.set(local.len() as f64);
                     true
                 }
                 None => false,
@@ -356,6 +358,7 @@ async fn refresh(presence: Weak<Presence>, interval: Duration) {
             .count()
             .await;
         presence.metrics.presence_refreshes.increment((total - failed) as u64);
+        presence.metrics.presence_refresh_seconds.set(started.elapsed().as_secs_f64());
         if failed > 0 {
             tracing::warn!(failed, total, "presence refresh: some entries were not written");
         }

@@ -278,3 +278,91 @@ async fn a_killed_gateways_clients_leave_within_the_bound_on_a_nats_cluster() {
     assert_eq!(stats["clients"], 1, "{stats}");
     drop(doomed);
 }
+
+/// CPU seconds (user + system) a process has used so far, from /proc (clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// p50 and p99 of 2000 sequential `kind` requests on `bench.c0`.
+async fn request_latency(reader: &mut WsClient, kind: &'static str) -> (Duration, Duration) {
+    let mut took = Vec::new();
+    for i in 0..2000u64 {
+        let sent = Instant::now();
+        let reply = reader.request(json!({"type": kind, "id": i, "event": "bench.c0"})).await;
+        took.push(sent.elapsed());
+        assert_eq!(reply["type"], kind, "{reply}");
+    }
+    took.sort();
+    (percentile(&took, 0.5), percentile(&took, 0.99))
+}
+
+/// A performance record, not a check (bench/README.md "Presence"): the refresh cost of
+/// `PRESENCE_BENCH_ENTRIES` (15000) entries on `PRESENCE_BENCH_CHANNELS` (1) channels of one node with the
+/// default 10 s interval, and the latency of `presence_stats` / `presence` requests. Run:
+/// `NATS_SERVER_BIN=... cargo test --test presence -- --ignored --nocapture presence_refresh_cost`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run by hand"]
+async fn presence_refresh_cost() {
+    use futures_util::StreamExt;
+    let var = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let (entries, channels) = (var("PRESENCE_BENCH_ENTRIES", 15_000), var("PRESENCE_BENCH_CHANNELS", 1));
+    let nats = NatsServer::start();
+    let app = spawn_app_with(&nats.url(), |s| {
+        s.limits.requests_per_second = 0;
+        s.presence.max_channels = channels.max(1000);
+    })
+    .await;
+    let interval = app.gateway.settings.presence.refresh_interval;
+    let presence = &app.gateway.presence;
+    let started = Instant::now();
+    let joined = futures_util::stream::iter(0..entries)
+        .map(|i| async move {
+            let channel = format!("bench.c{}", i % channels);
+            presence.join(&channel, &format!("session-{i}"), &format!("user-{i}"), None).await.is_ok()
+        })
+        .buffer_unordered(64)
+        .filter(|ok| std::future::ready(*ok))
+        .count()
+        .await;
+    assert_eq!(joined, entries);
+    let join_took = started.elapsed();
+
+    // One full refresh round, with the CPU it costs the nats-server and this process (gateway + its watches).
+    let refreshed = app.metric("telegraphy_presence_refreshes_total").await;
+    let (nats_cpu, own_cpu) = (cpu_seconds(nats.pid().unwrap()), cpu_seconds(std::process::id()));
+    let round_started = Instant::now();
+    eventually_within("a refresh round", Duration::from_secs(3 * interval), || async {
+        app.metric("telegraphy_presence_refreshes_total").await >= refreshed + entries as f64
+    })
+    .await;
+    let waited = round_started.elapsed();
+    let (nats_cpu, own_cpu) = (cpu_seconds(nats.pid().unwrap()) - nats_cpu, cpu_seconds(std::process::id()) - own_cpu);
+    let round = app.metric("telegraphy_presence_refresh_seconds").await;
+
+    // Request latency: one client present on channel 0 (entries / channels members).
+    let token = app.token("reader", &["bench.>"]).await;
+    let mut reader = WsClient::connect(&app.ws_url()).await;
+    assert_eq!(reader.connect_with(json!({"type": "connect", "token": token})).await["type"], "connected");
+    join_channel(&mut reader, "bench.c0").await;
+    let (stats_p50, stats_p99) = request_latency(&mut reader, "presence_stats").await;
+    let (snap_p50, snap_p99) = request_latency(&mut reader, "presence").await;
+    let record = json!({
+        "entries": entries, "channels": channels, "refresh_interval_s": interval,
+        "join_s": join_took.as_secs_f64(), "joins_per_s": entries as f64 / join_took.as_secs_f64(),
+        "refresh_round_s": round, "round_observed_within_s": waited.as_secs_f64(),
+        "puts_per_s": entries as f64 / interval as f64,
+        "nats_cpu_s_per_round": nats_cpu, "nats_cpu_pct_of_core": 100.0 * nats_cpu / interval as f64,
+        "gateway_process_cpu_s_per_round": own_cpu,
+        "stats_p50_us": stats_p50.as_micros(), "stats_p99_us": stats_p99.as_micros(),
+        "snapshot_p50_us": snap_p50.as_micros(), "snapshot_p99_us": snap_p99.as_micros(),
+    });
+    eprintln!("PRESENCE BENCH {record}");
+}
