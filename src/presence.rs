@@ -5,10 +5,11 @@
 //! and re-puts them every `presence.refresh_interval` (one refresher task per node, bounded writes in flight);
 //! an entry left alone expires after TTL = 3 intervals.
 //!
-//! Every node watching a channel holds ONE KV watch on `<channel>.*` (reference-counted by the presence
-//! subscriptions of its connections, like [`crate::hub`] does with NATS subscriptions) and the channel's
-//! members in memory, with the time the last put of each arrived: unknown key put = `join`, delete/purge =
-//! `leave`, and a member not refreshed for TTL is swept (every second) = `leave`. The server does not tell a
+//! Every node that has presence subscribers holds ONE KV watch on the whole bucket (one consumer per node,
+//! whatever the number of channels: per-channel consumers cost the server per put and consumer, see
+//! PROTOCOL.md section 11) and mirrors every channel's members in memory, with the time the last put of each
+//! arrived: unknown key put = `join`, delete/purge = `leave`, and a member not refreshed for TTL is swept
+//! (every second) = `leave`. Events go to the channels' receivers on this node. The server does not tell a
 //! watcher when an entry ages out (without limit markers), so the sweep is what bounds a killed node's
 //! clients. Snapshots and counts come from this memory, under the same lock as the events, so a reply and
 //! the events queued around it are in one order. Nothing here awaits a socket: frames go to outboxes.
@@ -90,6 +91,8 @@ struct State {
     /// Members per non-empty user (for `presence_stats`).
     users: HashMap<String, usize>,
     receivers: Vec<Receiver>,
+    /// Presence subscriptions of this node on the channel.
+    holders: usize,
 }
 
 impl State {
@@ -115,31 +118,34 @@ impl State {
     }
 }
 
-/// A channel this node watches.
-struct Channel {
-    state: Arc<Mutex<State>>,
+/// The node's mirror of the bucket: every channel's members (kept by the node's one watch), and for the
+/// channels this node's connections are present on, their receivers.
+struct Mirror {
+    channels: Mutex<HashMap<String, State>>,
+    /// Channels with presence subscriptions of this node (`presence.max_channels`).
+    held: Mutex<usize>,
     /// The last bucket revision the watch has handled.
-    revision: watch::Receiver<u64>,
-    /// Presence subscriptions of this node on the channel.
-    holders: usize,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Channel {
-    fn drop(&mut self) {
-        // Dropping the task drops its watch (the ordered consumer is removed by the server).
-        self.task.abort();
-    }
+    revision: watch::Sender<u64>,
 }
 
 pub struct Presence {
     client: async_nats::Client,
     settings: PresenceSettings,
     kv: tokio::sync::OnceCell<Store>,
-    channels: Mutex<HashMap<String, Channel>>,
+    mirror: Arc<Mirror>,
+    /// The node's watch on the whole bucket, started by the first join.
+    watch: Mutex<Option<JoinHandle<()>>>,
     /// Key -> the entry this node refreshes.
     local: Mutex<HashMap<String, Local>>,
     metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        if let Some(task) = self.watch.lock().expect("presence watch lock").take() {
+            task.abort();
+        }
+    }
 }
 
 impl Presence {
@@ -153,7 +159,12 @@ impl Presence {
             client,
             settings: settings.clone(),
             kv: tokio::sync::OnceCell::new(),
-            channels: Mutex::new(HashMap::new()),
+            mirror: Arc::new(Mirror {
+                channels: Mutex::new(HashMap::new()),
+                held: Mutex::new(0),
+                revision: watch::Sender::new(0),
+            }),
+            watch: Mutex::new(None),
             local: Mutex::new(HashMap::new()),
             metrics,
         });
@@ -175,9 +186,9 @@ impl Presence {
             .await
     }
 
-    /// Makes `session` present on `channel` for one more presence subscription of this node: watches the
-    /// channel (the first subscription on the node), puts the entry, and waits (bounded) until the watch has
-    /// delivered that put, so a snapshot taken afterwards is complete. Undone by [`Presence::leave`].
+    /// Makes `session` present on `channel` for one more presence subscription of this node: puts the entry
+    /// and waits (bounded) until the node's watch has delivered that put, so a snapshot taken afterwards is
+    /// complete. Undone by [`Presence::leave`].
     pub async fn join(
         &self,
         channel: &str,
@@ -185,7 +196,8 @@ impl Presence {
         user: &str,
         info: Option<&serde_json::Value>,
     ) -> Result<(), PresenceError> {
-        let revision = self.acquire(channel)?;
+        self.acquire(channel)?;
+        self.ensure_watch();
         let key = format!("{channel}.{}", client_id(session));
         let mut fields = serde_json::Map::new();
         fields.insert("user".into(), user.into());
@@ -210,7 +222,7 @@ impl Presence {
                 return Err(PresenceError::Write("timed out".into()));
             }
         };
-        let mut revision = revision;
+        let mut revision = self.mirror.revision.subscribe();
         if tokio::time::timeout(KV_WAIT, revision.wait_for(|seen| *seen >= written)).await.is_err() {
             tracing::warn!("presence watch did not deliver a join in time; its snapshot may lag");
         }
@@ -219,8 +231,7 @@ impl Presence {
 
     /// Ends one presence subscription of `session` on `channel` on this node: the entry is no longer
     /// refreshed by this node once its last holder here is gone, and deleted then when `delete` (a `leave` at
-    /// once everywhere; otherwise it expires unless another node refreshes it). The channel's watch ends with
-    /// its last holder.
+    /// once everywhere; otherwise it expires unless another node refreshes it).
     pub async fn leave(&self, channel: &str, session: &str, delete: bool) {
         let key = format!("{channel}.{}", client_id(session));
         let last = {
@@ -249,53 +260,56 @@ impl Presence {
         self.release(channel);
     }
 
-    /// One more holder of `channel`'s watch (creating it); its revision feed.
-    fn acquire(&self, channel: &str) -> Result<watch::Receiver<u64>, PresenceError> {
-        let mut channels = self.channels.lock().expect("presence channels lock");
-        if let Some(existing) = channels.get_mut(channel) {
-            existing.holders += 1;
-            return Ok(existing.revision.clone());
+    /// Starts the node's watch on the bucket (once).
+    fn ensure_watch(&self) {
+        let mut watch = self.watch.lock().expect("presence watch lock");
+        if watch.is_none() {
+            *watch = Some(tokio::spawn(watch_bucket(
+                self.client.clone(),
+                self.settings.clone(),
+                self.mirror.clone(),
+                self.metrics.clone(),
+            )));
         }
-        if channels.len() >= self.settings.max_channels {
-            return Err(PresenceError::TooManyChannels);
+    }
+
+    /// One more presence subscription of this node on `channel`.
+    fn acquire(&self, channel: &str) -> Result<(), PresenceError> {
+        let mut channels = self.mirror.channels.lock().expect("presence channels lock");
+        let mut held = self.mirror.held.lock().expect("presence held lock");
+        let state = channels.entry(channel.to_string()).or_default();
+        if state.holders == 0 {
+            if *held >= self.settings.max_channels {
+                if state.members.is_empty() {
+                    channels.remove(channel);
+                }
+                return Err(PresenceError::TooManyChannels);
+            }
+            *held += 1;
+            self.metrics.presence_channels.set(*held as f64);
         }
-        let state = Arc::new(Mutex::new(State::default()));
-        let (revision_tx, revision) = watch::channel(0);
-        let task = tokio::spawn(watch_channel(
-            self.client.clone(),
-            WatchCtx {
-                presence_kv: self.kv.get().cloned(),
-                settings: self.settings.clone(),
-                channel: channel.to_string(),
-                state: state.clone(),
-                revision: revision_tx,
-                metrics: self.metrics.clone(),
-            },
-        ));
-        channels.insert(channel.to_string(), Channel { state, revision: revision.clone(), holders: 1, task });
-        self.metrics.presence_channels.set(channels.len() as f64);
-        Ok(revision)
+        state.holders += 1;
+        Ok(())
     }
 
     fn release(&self, channel: &str) {
-        let mut channels = self.channels.lock().expect("presence channels lock");
-        if let Some(existing) = channels.get_mut(channel) {
-            existing.holders -= 1;
-            if existing.holders == 0 {
+        let mut channels = self.mirror.channels.lock().expect("presence channels lock");
+        let Some(state) = channels.get_mut(channel) else { return };
+        state.holders = state.holders.saturating_sub(1);
+        if state.holders == 0 {
+            let mut held = self.mirror.held.lock().expect("presence held lock");
+            *held = held.saturating_sub(1);
+            self.metrics.presence_channels.set(*held as f64);
+            if state.members.is_empty() {
                 channels.remove(channel);
-                self.metrics.presence_channels.set(channels.len() as f64);
             }
         }
     }
 
-    fn state(&self, channel: &str) -> Option<Arc<Mutex<State>>> {
-        self.channels.lock().expect("presence channels lock").get(channel).map(|c| c.state.clone())
-    }
-
     /// Sends the channel's `join`/`leave` events to the connection's subscription `name` from now on.
     pub fn attach(&self, channel: &str, conn: ConnId, name: &str, outbox: &Outbox) {
-        if let Some(state) = self.state(channel) {
-            let mut state = state.lock().expect("presence state lock");
+        let mut channels = self.mirror.channels.lock().expect("presence channels lock");
+        if let Some(state) = channels.get_mut(channel) {
             state.receivers.retain(|r| !(r.conn == conn && &*r.name == name));
             state.receivers.push(Receiver { conn, name: Arc::from(name), outbox: outbox.clone() });
         }
@@ -303,16 +317,18 @@ impl Presence {
 
     /// Stops the events to the connection's subscription `name` (before [`Presence::leave`]).
     pub fn detach(&self, channel: &str, conn: ConnId, name: &str) {
-        if let Some(state) = self.state(channel) {
-            state.lock().expect("presence state lock").receivers.retain(|r| !(r.conn == conn && &*r.name == name));
+        let mut channels = self.mirror.channels.lock().expect("presence channels lock");
+        if let Some(state) = channels.get_mut(channel) {
+            state.receivers.retain(|r| !(r.conn == conn && &*r.name == name));
         }
     }
 
     /// Queues the `presence` snapshot (or with `stats`, the `presence_stats` counts) of `channel` to
-    /// `outbox`, under the channel's lock (in order with its events). False when this node does not watch it.
-    pub fn reply(&self, channel: &str, id: Option<u64>, stats: bool, outbox: &Outbox) -> bool {
-        let Some(state) = self.state(channel) else { return false };
-        let state = state.lock().expect("presence state lock");
+    /// `outbox`, under the mirror's lock (in order with the channel's events).
+    pub fn reply(&self, channel: &str, id: Option<u64>, stats: bool, outbox: &Outbox) {
+        let channels = self.mirror.channels.lock().expect("presence channels lock");
+        let empty = State::default();
+        let state = channels.get(channel).unwrap_or(&empty);
         let frame = if stats {
             frames::encode_presence_stats(id, channel, state.members.len(), state.users.len())
         } else {
@@ -323,7 +339,6 @@ impl Presence {
         if outbox.push(ByteString::from(frame)) == Push::TooSlow {
             self.metrics.slow_disconnects.increment(1);
         }
-        true
     }
 }
 
@@ -366,37 +381,27 @@ async fn refresh(presence: Weak<Presence>, interval: Duration) {
     }
 }
 
-struct WatchCtx {
-    presence_kv: Option<Store>,
+/// Watches the whole bucket for as long as the node lives (restarting after errors), mirroring every
+/// channel's members, and sweeps members whose refresh is overdue. One consumer per node: the server's cost
+/// does not grow with the number of channels (see PROTOCOL.md section 11, "Costs").
+async fn watch_bucket(
+    client: async_nats::Client,
     settings: PresenceSettings,
-    channel: String,
-    state: Arc<Mutex<State>>,
-    revision: watch::Sender<u64>,
+    mirror: Arc<Mirror>,
     metrics: Arc<crate::metrics::Metrics>,
-}
-
-/// Watches `<channel>.*` for as long as the node watches the channel (restarting after errors), and sweeps
-/// members whose refresh is overdue.
-async fn watch_channel(client: async_nats::Client, ctx: WatchCtx) {
-    let ttl = ctx.settings.ttl();
-    let mut kv = ctx.presence_kv.clone();
+) {
+    let ttl = settings.ttl();
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     loop {
-        let store = match &kv {
-            Some(store) => store.clone(),
-            None => match nats::key_value(&client, &ctx.settings.bucket, ttl, ctx.settings.replicas).await {
-                Ok(store) => {
-                    kv = Some(store.clone());
-                    store
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "presence bucket unavailable; retrying");
-                    tokio::time::sleep(SWEEP_EVERY).await;
-                    continue;
-                }
-            },
+        let store = match nats::key_value(&client, &settings.bucket, ttl, settings.replicas).await {
+            Ok(store) => store,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence bucket unavailable; retrying");
+                tokio::time::sleep(SWEEP_EVERY).await;
+                continue;
+            }
         };
-        let mut entries = match store.watch_with_history(format!("{}.*", ctx.channel)).await {
+        let mut entries = match store.watch_with_history(">").await {
             Ok(entries) => entries,
             Err(e) => {
                 tracing::warn!(error = %e, "presence watch failed; retrying");
@@ -407,7 +412,7 @@ async fn watch_channel(client: async_nats::Client, ctx: WatchCtx) {
         loop {
             tokio::select! {
                 entry = entries.next() => match entry {
-                    Some(Ok(entry)) => on_entry(&ctx, entry),
+                    Some(Ok(entry)) => on_entry(&mirror, &metrics, entry),
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "presence watch error; restarting it");
                         break;
@@ -417,7 +422,7 @@ async fn watch_channel(client: async_nats::Client, ctx: WatchCtx) {
                 _ = sweep.tick() => {
                     // Without NATS no refresh can arrive: presence is frozen rather than emptied.
                     if nats::is_connected(&client) {
-                        sweep_overdue(&ctx, ttl);
+                        sweep_overdue(&mirror, &metrics, ttl);
                     }
                 }
             }
@@ -426,12 +431,11 @@ async fn watch_channel(client: async_nats::Client, ctx: WatchCtx) {
     }
 }
 
-/// One change of the channel's entries.
-fn on_entry(ctx: &WatchCtx, entry: async_nats::jetstream::kv::Entry) {
-    let Some(client) = entry.key.strip_prefix(&ctx.channel).and_then(|k| k.strip_prefix('.')) else { return };
+/// One change of an entry (`<channel>.<client>`).
+fn on_entry(mirror: &Mirror, metrics: &crate::metrics::Metrics, entry: async_nats::jetstream::kv::Entry) {
     let mut slow = 0;
-    {
-        let mut state = ctx.state.lock().expect("presence state lock");
+    if let Some((channel, client)) = entry.key.rsplit_once('.') {
+        let mut channels = mirror.channels.lock().expect("presence channels lock");
         match entry.operation {
             Operation::Put => {
                 // When it was put: a replayed entry may already be old (its node may be gone).
@@ -439,7 +443,8 @@ fn on_entry(ctx: &WatchCtx, entry: async_nats::jetstream::kv::Entry) {
                     .duration_since(std::time::SystemTime::from(entry.created))
                     .unwrap_or_default();
                 let seen = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
-                if let Some(member) = state.members.get_mut(client) {
+                let known = channels.get_mut(channel).and_then(|state| state.members.get_mut(client));
+                if let Some(member) = known {
                     member.seen = member.seen.max(seen);
                 } else if let Some((user, info)) = parse_value(&entry.value) {
                     let member = Member {
@@ -448,6 +453,7 @@ fn on_entry(ctx: &WatchCtx, entry: async_nats::jetstream::kv::Entry) {
                         user,
                         seen,
                     };
+                    let state = channels.entry(channel.to_string()).or_default();
                     state.send(|sub| frames::encode_join(sub, &member.shown), &mut slow);
                     if !member.user.is_empty() {
                         *state.users.entry(member.user.clone()).or_default() += 1;
@@ -456,33 +462,41 @@ fn on_entry(ctx: &WatchCtx, entry: async_nats::jetstream::kv::Entry) {
                 }
             }
             Operation::Delete | Operation::Purge => {
-                if let Some(member) = state.remove(client) {
-                    state.send(|sub| frames::encode_leave(sub, &member.left), &mut slow);
+                if let Some(state) = channels.get_mut(channel) {
+                    if let Some(member) = state.remove(client) {
+                        state.send(|sub| frames::encode_leave(sub, &member.left), &mut slow);
+                    }
+                    if state.members.is_empty() && state.holders == 0 {
+                        channels.remove(channel);
+                    }
                 }
             }
         }
     }
     if slow > 0 {
-        ctx.metrics.slow_disconnects.increment(slow as u64);
+        metrics.slow_disconnects.increment(slow as u64);
     }
-    ctx.revision.send_modify(|seen| *seen = (*seen).max(entry.revision));
+    mirror.revision.send_modify(|seen| *seen = (*seen).max(entry.revision));
 }
 
 /// `leave` for every member not refreshed within `ttl`.
-fn sweep_overdue(ctx: &WatchCtx, ttl: Duration) {
+fn sweep_overdue(mirror: &Mirror, metrics: &crate::metrics::Metrics, ttl: Duration) {
     let now = Instant::now();
     let mut slow = 0;
-    let mut state = ctx.state.lock().expect("presence state lock");
-    let overdue: Vec<String> =
-        state.members.iter().filter(|(_, m)| now.duration_since(m.seen) > ttl).map(|(c, _)| c.clone()).collect();
-    for client in overdue {
-        if let Some(member) = state.remove(&client) {
-            state.send(|sub| frames::encode_leave(sub, &member.left), &mut slow);
+    let mut channels = mirror.channels.lock().expect("presence channels lock");
+    channels.retain(|_, state| {
+        let overdue: Vec<String> =
+            state.members.iter().filter(|(_, m)| now.duration_since(m.seen) > ttl).map(|(c, _)| c.clone()).collect();
+        for client in overdue {
+            if let Some(member) = state.remove(&client) {
+                state.send(|sub| frames::encode_leave(sub, &member.left), &mut slow);
+            }
         }
-    }
-    drop(state);
+        !state.members.is_empty() || state.holders > 0
+    });
+    drop(channels);
     if slow > 0 {
-        ctx.metrics.slow_disconnects.increment(slow as u64);
+        metrics.slow_disconnects.increment(slow as u64);
     }
 }
 

@@ -502,9 +502,7 @@ impl Session {
             self.gw.metrics.requests_rate_limited.increment(1);
             return self.close_limited(id, "too many requests");
         }
-        if !self.gw.presence.reply(channel, id, stats, &self.outbox) {
-            self.reply(frames::encode_error(id, ErrorCode::Internal, "presence unavailable, try again"));
-        }
+        self.gw.presence.reply(channel, id, stats, &self.outbox);
     }
 
     /// Compiles the filter's regexes through the node's pool (off this worker, see [`crate::filter_memory`]).
