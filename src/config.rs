@@ -248,7 +248,7 @@ pub struct PresenceSettings {
     pub max_per_connection: usize,
     /// Most clients in one `presence` reply (more: `truncated`).
     pub max_snapshot: usize,
-    /// Most channels this node watches at once.
+    /// Most channels this node's connections are present on at once.
     pub max_channels: usize,
 }
 
