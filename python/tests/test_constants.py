@@ -66,6 +66,7 @@ def test_tokens():
         t["max_bytes"], t["max_allow"], t["clock_skew"], t["max_ttl"], t["min_secret_bytes"]
     )
     assert len(tokens.claims_for("u", [], 1)["jti"]) == t["jti_hex_chars"]
+    assert tokens.MAX_INFO_BYTES == t["max_info_bytes"]
 
 
 def test_buckets():

@@ -85,6 +85,18 @@ def test_minted_tokens_are_single_use_at_the_gateway(gateway, nats_settings):
     first.close()
 
 
+@db
+def test_presence_shows_the_info_minted_by_django(connect):
+    alice = connect("alice", allow=["chat.>"], info={"name": "Alice"})
+    bob = connect("bob", allow=["chat.>"])
+    assert alice.subscribe("chat.lobby", presence=True)["type"] == "subscribed"
+    assert bob.subscribe("chat.lobby", presence=True)["type"] == "subscribed"
+    bob.send({"type": "presence", "id": 5, "event": "chat.lobby"})
+    snapshot = bob.recv()
+    shown = {c["user"]: c.get("info") for c in snapshot["clients"]}
+    assert shown == {"alice": {"name": "Alice"}, "bob": None}, snapshot
+
+
 def test_telegraphy_check_sees_the_ready_gateway(gateway, nats_settings, settings, capsys):
     from django.core.management import call_command
 
