@@ -379,8 +379,8 @@ async def main() -> int:
         assert state["gw3"].ws.close_code is None, f"the client on gw-3 was closed ({state['gw3'].ws.close_code})"
 
     async def django_role():
-        # The Django app's own package as NATS user django: token registration (KV create), an acknowledged
-        # publish, a revocation (KV put) that the gateways act on.
+        # The Django app's own package as NATS user django: token registration (KV create), a presence read, an
+        # acknowledged publish, a revocation (KV put) that the gateways act on.
         os.environ["TELEGRAPHY_NATS_URL"] = ",".join(nats_url(i, "django") for i in (1, 2, 3))
         os.environ["TELEGRAPHY_SECRET"] = Path(ENV["LOCAL_CLUSTER_SECRET_FILE"]).read_text()
         sys.path.insert(0, str(ROOT / "python"))
@@ -393,6 +393,12 @@ async def main() -> int:
         connected = await c.open(token=token)
         assert connected["node"] == "gw-2", connected
         await c.request({"type": "subscribe", "event": PATTERN}, "subscribed")
+        # Presence read by the package (a short-lived KV watch on the presence bucket).
+        await c.request({"type": "subscribe", "event": "deploytest.django-room", "presence": True}, "subscribed")
+        from telegraphy import apresence
+
+        present = await apresence("deploytest.django-room", timeout=10)
+        assert [p["user"] for p in present["clients"]] == [DJANGO_USER], present
         ack = await apublish("deploytest.django", {"by": "django"}, ack=True, timeout=10)
         ev = await c.event("deploytest.django")
         assert ev["data"] == {"by": "django"} and ev["seq"] == ack.seq, (ev, ack)
@@ -543,7 +549,7 @@ async def main() -> int:
         ("NATS refuses anonymous clients, a wrong password and an unknown user", no_anonymous_access),
         ("NATS user publisher: publishes events, cannot subscribe, write KV, forge live frames or call JetStream", publisher_publishes_only),
         ("NATS user gateway: cannot delete or purge the history stream nor write revocations", gateway_user_cannot_delete),
-        ("NATS user django (python/telegraphy): mints a token, publishes with ack, revokes the user (4003)", django_role),
+        ("NATS user django (python/telegraphy): mints a token, reads presence, publishes with ack, revokes the user (4003)", django_role),
         ("kill -9 one NATS node", kill_nats_node),
         ("the 3 gateways are ready (stayed or recovered); JetStream elects leaders on the survivors", gateways_ready_after_kill),
         ("events published after the kill reach the connected clients, same epoch, next seq", delivered_after_kill),

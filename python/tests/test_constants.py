@@ -78,6 +78,10 @@ def test_buckets():
     assert (tokens.MAX_TTL, revocations.REVOCATIONS_MAX_AGE) == (b["tokens"]["max_age"], b["revocations"]["max_age"])
 
 
+def test_presence():
+    assert conf.DEFAULTS["PRESENCE_BUCKET"] == CONSTANTS["presence"]["bucket"]["name"]
+
+
 def conditions(n: int, lookup: str = "exact") -> dict:
     return {f"f{i}__{lookup}": "x" for i in range(n)}
 
