@@ -112,14 +112,8 @@ async def _create(link: NatsLink, bucket: str, jti: str, timeout: float) -> int 
             pause = min(pause * 2, 1.0)
 
 
-def mint(
-    user: object,
-    allow: Iterable[str] | None = None,
-    ttl: int | None = None,
-    *,
-    timeout: float | None = None,
-    info: dict | None = None,
-) -> str:
+def mint(user: object, allow: Iterable[str] | None = None, ttl: int | None = None, *,
+         timeout: float | None = None, info: dict | None = None) -> str:
     """A fresh single-use connect token for ``user`` (a Django user, ``None``/anonymous, or a ``sub`` string).
 
     ``allow`` defaults to the patterns the registered event classes grant ``user``. ``ttl`` defaults to
@@ -133,14 +127,8 @@ def mint(
     return _sign_registered(claims, rev)
 
 
-async def amint(
-    user: object,
-    allow: Iterable[str] | None = None,
-    ttl: int | None = None,
-    *,
-    timeout: float | None = None,
-    info: dict | None = None,
-) -> str:
+async def amint(user: object, allow: Iterable[str] | None = None, ttl: int | None = None, *,
+                timeout: float | None = None, info: dict | None = None) -> str:
     """:func:`mint` for async code: awaits the KV registration without blocking the event loop.
 
     Resolving default ``allow`` may touch the database (``allow_patterns``), so pass ``allow`` explicitly
