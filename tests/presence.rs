@@ -366,3 +366,51 @@ async fn presence_refresh_cost() {
     });
     eprintln!("PRESENCE BENCH {record}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_user_leaves_at_once() {
+    let nats = NatsServer::start();
+    // TTL 6 s: a leave within 3 s of the revocation is a delete, not an expiry.
+    let app = spawn_app_with(&nats.url(), |s| s.presence.refresh_interval = 2).await;
+    let (mut stays, _) = user_client(&app, "stan", None).await;
+    join_channel(&mut stays, "chat.hall").await;
+    let (mut revoked, _) = user_client(&app, "rex", None).await;
+    join_channel(&mut revoked, "chat.hall").await;
+    let rex = joined_client(&mut stays, "join").await;
+
+    let revoked_at = Instant::now();
+    let bucket = app.gateway.settings.auth.revocations_bucket.clone();
+    telegraphy::auth::revoke(&app.gateway.nats, &bucket, &telegraphy::auth::user_key("rex")).await.unwrap();
+    assert_eq!(revoked.expect_close().await, 4003);
+    let left = presence_event(&mut stays).await;
+    assert_eq!((&left["type"], &left["client"]), (&json!("leave"), &rex), "{left}");
+    assert!(revoked_at.elapsed() < Duration::from_secs(3), "leave after {:?}", revoked_at.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_takes_five_request_tokens() {
+    let nats = NatsServer::start();
+    // A burst of 12, refilled at 1/s: connect and subscribe leave 10.
+    let app = presence_app(&nats.url(), |s| {
+        s.limits.max_subscriptions = 4;
+        s.limits.request_burst = 12;
+        s.limits.requests_per_second = 1;
+    })
+    .await;
+    let (mut c, _) = user_client(&app, "cara", None).await;
+    join_channel(&mut c, "chat.cost").await;
+    // Two snapshots take the 10 (give or take the refill while they run); a third finds too few.
+    snapshot(&mut c, "chat.cost").await;
+    snapshot(&mut c, "chat.cost").await;
+    c.send(json!({"type": "presence", "id": 7, "event": "chat.cost"})).await;
+    let refused = c.recv().await;
+    assert_eq!((&refused["code"], &refused["message"]), (&json!("limit_exceeded"), &json!("too many requests")));
+    assert_eq!(c.expect_close().await, 4029);
+    // The same budget pays for several counts (one token each).
+    let (mut d, _) = user_client(&app, "dora", None).await;
+    join_channel(&mut d, "chat.cost").await;
+    for id in 0..9 {
+        let stats = d.request(json!({"type": "presence_stats", "id": id, "event": "chat.cost"})).await;
+        assert_eq!(stats["type"], "presence_stats", "{stats}");
+    }
+}
