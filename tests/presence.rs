@@ -414,3 +414,81 @@ async fn a_snapshot_takes_five_request_tokens() {
         assert_eq!(stats["type"], "presence_stats", "{stats}");
     }
 }
+
+/// A client present on `room.r` that follows the drains: on 1012 it resumes its session on `next` and
+/// subscribes with presence again, as the JS client does.
+struct Mover {
+    client: WsClient,
+    resume: String,
+}
+
+impl Mover {
+    async fn open(url: &str) -> Self {
+        let mut client = WsClient::connect(url).await;
+        let connected = client.connect_with(json!({"type": "connect", "id": 1})).await;
+        assert_eq!(connected["type"], "connected", "{connected}");
+        join_channel(&mut client, "room.r").await;
+        Mover { client, resume: connected["resume"].as_str().unwrap().to_string() }
+    }
+
+    async fn follow_drain(&mut self, next: &str) {
+        assert_eq!(self.client.expect_close().await, 1012);
+        self.client = WsClient::connect(next).await;
+        let connected = self.client.connect_with(json!({"type": "connect", "id": 1, "resume": self.resume})).await;
+        assert_eq!(connected["type"], "connected", "{connected}");
+        self.resume = connected["resume"].as_str().unwrap().to_string();
+        join_channel(&mut self.client, "room.r").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_does_not_flap_presence() {
+    let cluster = NatsCluster::start(3);
+    let env = [
+        ("TELEGRAPHY_AUTH__ANONYMOUS_ALLOW", "room.>"),
+        ("TELEGRAPHY_HISTORY__REPLICAS", "3"),
+        ("TELEGRAPHY_PRESENCE__REPLICAS", "3"),
+        ("TELEGRAPHY_PRESENCE__REFRESH_INTERVAL", "1"),
+        ("TELEGRAPHY_SHUTDOWN_TIMEOUT", "5"),
+        ("TELEGRAPHY_HTTP__WORKERS", "1"),
+    ];
+    let mut gateways = Vec::new();
+    for i in 1..=3 {
+        gateways.push(GatewayBinary::launch(&format!("gw-{i}"), &cluster.urls(), SECRET, &env).await);
+    }
+    for g in &gateways {
+        g.wait_ready(Duration::from_secs(30)).await;
+    }
+    let mut watcher = Mover::open(&gateways[2].ws_url()).await.client;
+    let mut movers = Vec::new();
+    for _ in 0..3 {
+        movers.push(Mover::open(&gateways[0].ws_url()).await);
+    }
+    for _ in 0..3 {
+        joined_client(&mut watcher, "join").await;
+    }
+
+    // gw-1 drains (its clients resume on gw-2) and comes back; then gw-2 drains (they resume on gw-1).
+    for (stopping, next) in [(0, 1), (1, 0)] {
+        gateways[stopping].sigterm();
+        let next_url = gateways[next].ws_url();
+        for mover in &mut movers {
+            mover.follow_drain(&next_url).await;
+        }
+        assert_eq!(gateways[stopping].wait_exit(Duration::from_secs(10)).await, 0);
+        gateways[stopping].relaunch().await;
+        gateways[stopping].wait_ready(Duration::from_secs(30)).await;
+    }
+
+    // Through both drains and for a TTL (3 s) after: no join, no leave on the watcher's gateway.
+    let quiet_until = Instant::now() + Duration::from_secs(4);
+    loop {
+        match tokio::time::timeout_at(quiet_until, watcher.recv_or_close(Duration::from_secs(60))).await {
+            Err(_) => break,
+            Ok(Ok(frame)) => assert!(frame["type"] != "join" && frame["type"] != "leave", "flap: {frame}"),
+            Ok(Err(closed)) => panic!("watcher closed: {closed:?}"),
+        }
+    }
+    let stats = watcher.request(json!({"type": "presence_stats", "id": 6, "event": "room.r"})).await;
+    assert_eq!(stats["clients"], 4, "{stats}");
+}
