@@ -37,7 +37,7 @@ use crate::{
 
 /// Bound on one KV write or delete, and on waiting for the watch to deliver a join's own put.
 const KV_WAIT: Duration = Duration::from_secs(5);
-/// How often each watched channel sweeps members whose refresh is overdue.
+/// How often the node sweeps members whose refresh is overdue.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Most refresh puts in flight per node.
 const REFRESH_IN_FLIGHT: usize = 64;
@@ -46,7 +46,7 @@ const MAX_VALUE_BYTES: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PresenceError {
-    /// The node watches `presence.max_channels` channels already.
+    /// The node's connections are present on `presence.max_channels` channels already.
     #[error("too many presence channels on this node")]
     TooManyChannels,
     #[error(transparent)]
@@ -96,10 +96,11 @@ struct State {
 }
 
 impl State {
-    fn send(&self, encode: impl Fn(&str) -> String, metrics_gone: &mut usize) {
+    /// Queues a frame (encoded per subscription name) to each receiver; counts those closed as too slow.
+    fn send(&self, encode: impl Fn(&str) -> String, slow: &mut usize) {
         for r in &self.receivers {
             if r.outbox.push(ByteString::from(encode(&r.name))) == Push::TooSlow {
-                *metrics_gone += 1;
+                *slow += 1;
             }
         }
     }
