@@ -72,6 +72,8 @@ struct Local {
 /// A connection's presence subscription on a channel: where its `join`/`leave` frames go.
 struct Receiver {
     conn: ConnId,
+    /// The receiver's own client id: it gets no `join` of itself.
+    client: String,
     name: Arc<str>,
     outbox: Outbox,
 }
@@ -96,9 +98,10 @@ struct State {
 }
 
 impl State {
-    /// Queues a frame (encoded per subscription name) to each receiver; counts those closed as too slow.
-    fn send(&self, encode: impl Fn(&str) -> String, slow: &mut usize) {
-        for r in &self.receivers {
+    /// Queues a frame (encoded per subscription name) to each receiver but `except` (a client's own join);
+    /// counts those closed as too slow.
+    fn send(&self, except: Option<&str>, encode: impl Fn(&str) -> String, slow: &mut usize) {
+        for r in self.receivers.iter().filter(|r| Some(r.client.as_str()) != except) {
             if r.outbox.push(ByteString::from(encode(&r.name))) == Push::TooSlow {
                 *slow += 1;
             }
@@ -171,6 +174,7 @@ impl Presence {
         });
         if settings.enabled {
             tokio::spawn(refresh(Arc::downgrade(&presence), Duration::from_secs(settings.refresh_interval)));
+            tokio::spawn(open_bucket(Arc::downgrade(&presence)));
         }
         presence
     }
@@ -308,11 +312,12 @@ impl Presence {
     }
 
     /// Sends the channel's `join`/`leave` events to the connection's subscription `name` from now on.
-    pub fn attach(&self, channel: &str, conn: ConnId, name: &str, outbox: &Outbox) {
+    pub fn attach(&self, channel: &str, session: &str, conn: ConnId, name: &str, outbox: &Outbox) {
         let mut channels = self.mirror.channels.lock().expect("presence channels lock");
         if let Some(state) = channels.get_mut(channel) {
             state.receivers.retain(|r| !(r.conn == conn && &*r.name == name));
-            state.receivers.push(Receiver { conn, name: Arc::from(name), outbox: outbox.clone() });
+            let client = client_id(session);
+            state.receivers.push(Receiver { conn, client, name: Arc::from(name), outbox: outbox.clone() });
         }
     }
 
@@ -340,6 +345,20 @@ impl Presence {
         if outbox.push(ByteString::from(frame)) == Push::TooSlow {
             self.metrics.slow_disconnects.increment(1);
         }
+    }
+}
+
+/// Opens (creating it when missing) the bucket at start-up, retrying until it answers, so that the first join
+/// does not wait for a bucket creation (seconds on a fresh 3-node cluster).
+async fn open_bucket(presence: Weak<Presence>) {
+    loop {
+        let Some(presence) = presence.upgrade() else { return };
+        match presence.kv().await {
+            Ok(_) => return,
+            Err(e) => tracing::debug!(error = %e, "presence bucket not open yet; retrying"),
+        }
+        drop(presence);
+        tokio::time::sleep(SWEEP_EVERY).await;
     }
 }
 
@@ -455,7 +474,7 @@ fn on_entry(mirror: &Mirror, metrics: &crate::metrics::Metrics, entry: async_nat
                         seen,
                     };
                     let state = channels.entry(channel.to_string()).or_default();
-                    state.send(|sub| frames::encode_join(sub, &member.shown), &mut slow);
+                    state.send(Some(client), |sub| frames::encode_join(sub, &member.shown), &mut slow);
                     if !member.user.is_empty() {
                         *state.users.entry(member.user.clone()).or_default() += 1;
                     }
@@ -465,7 +484,7 @@ fn on_entry(mirror: &Mirror, metrics: &crate::metrics::Metrics, entry: async_nat
             Operation::Delete | Operation::Purge => {
                 if let Some(state) = channels.get_mut(channel) {
                     if let Some(member) = state.remove(client) {
-                        state.send(|sub| frames::encode_leave(sub, &member.left), &mut slow);
+                        state.send(None, |sub| frames::encode_leave(sub, &member.left), &mut slow);
                     }
                     if state.members.is_empty() && state.holders == 0 {
                         channels.remove(channel);
@@ -490,7 +509,7 @@ fn sweep_overdue(mirror: &Mirror, metrics: &crate::metrics::Metrics, ttl: Durati
             state.members.iter().filter(|(_, m)| now.duration_since(m.seen) > ttl).map(|(c, _)| c.clone()).collect();
         for client in overdue {
             if let Some(member) = state.remove(&client) {
-                state.send(|sub| frames::encode_leave(sub, &member.left), &mut slow);
+                state.send(None, |sub| frames::encode_leave(sub, &member.left), &mut slow);
             }
         }
         !state.members.is_empty() || state.holders > 0

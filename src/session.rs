@@ -410,7 +410,7 @@ impl Session {
             let at = SubscribedAt { recovered: since.as_ref().map(|_| false), position: None, sub: sub.as_deref() };
             self.reply(frames::encode_subscribed_at(id, &event, &at));
             if presence {
-                gw.presence.attach(&event, self.id, &name, &self.outbox);
+                self.attach_presence(&event, &name);
             }
             gw.hub.go_live(&event, self.id, &name, None).await;
             return;
@@ -460,7 +460,7 @@ impl Session {
             },
         }
         if presence {
-            gw.presence.attach(&event, self.id, &name, &self.outbox);
+            self.attach_presence(&event, &name);
         }
         gw.hub.go_live(&event, self.id, &name, replayed_through).await;
     }
@@ -479,6 +479,13 @@ impl Session {
                 self.reply(frames::encode_error(id, ErrorCode::Internal, "presence failed, try again"));
                 false
             }
+        }
+    }
+
+    /// From now on, the channel's `join`/`leave` events go to the subscription `name`.
+    fn attach_presence(&self, channel: &str, name: &str) {
+        if let Some(identity) = &self.identity {
+            self.gw.presence.attach(channel, &identity.session, self.id, name, &self.outbox);
         }
     }
 

@@ -33,8 +33,16 @@ async fn user_client(app: &TestApp, user: &str, info: Option<Value>) -> (WsClien
 }
 
 async fn join_channel(client: &mut WsClient, channel: &str) {
-    let reply = client.request(json!({"type": "subscribe", "id": 2, "event": channel, "presence": true})).await;
-    assert_eq!((&reply["type"], &reply["event"]), (&json!("subscribed"), &json!(channel)), "{reply}");
+    // `internal` means "retry later" (the bucket's stream may still be electing a leader on a fresh cluster).
+    for _ in 0..5 {
+        let reply = client.request(json!({"type": "subscribe", "id": 2, "event": channel, "presence": true})).await;
+        if reply["code"] == "internal" {
+            continue;
+        }
+        assert_eq!((&reply["type"], &reply["event"]), (&json!("subscribed"), &json!(channel)), "{reply}");
+        return;
+    }
+    panic!("presence subscription still failing after 5 attempts");
 }
 
 /// The next `join`/`leave` frame.
@@ -116,6 +124,41 @@ async fn join_snapshot_stats_and_leave_across_two_gateways() {
     // A presence request needs a presence subscription on that channel.
     let refused = alice.request(json!({"type": "presence", "id": 9, "event": "chat.other"})).await;
     assert_eq!((&refused["type"], &refused["code"]), (&json!("error"), &json!("forbidden")), "{refused}");
+}
+
+/// Reads everything `watcher` gets for `quiet` (queued frames included): none may be a `join` or `leave`.
+async fn assert_no_presence_events(watcher: &mut WsClient, quiet: Duration) {
+    let until = Instant::now() + quiet;
+    loop {
+        // The end of the quiet period is the expected outcome (an elapsed timeout), not a failure.
+        match tokio::time::timeout_at(until, watcher.recv_or_close(Duration::from_secs(60))).await {
+            Err(_) => return,
+            Ok(Ok(frame)) => assert!(frame["type"] != "join" && frame["type"] != "leave", "flap: {frame}"),
+            Ok(Err(closed)) => panic!("watcher closed: {closed:?}"),
+        }
+    }
+}
+
+/// A 3-node NATS cluster and `count` gateway binaries on it (anonymous access to `room.>`, R3 buckets, a 1 s
+/// presence refresh), all ready.
+async fn binary_cluster(count: usize) -> (NatsCluster, Vec<GatewayBinary>) {
+    let cluster = NatsCluster::start(3);
+    let env = [
+        ("TELEGRAPHY_AUTH__ANONYMOUS_ALLOW", "room.>"),
+        ("TELEGRAPHY_HISTORY__REPLICAS", "3"),
+        ("TELEGRAPHY_PRESENCE__REPLICAS", "3"),
+        ("TELEGRAPHY_PRESENCE__REFRESH_INTERVAL", "1"),
+        ("TELEGRAPHY_SHUTDOWN_TIMEOUT", "5"),
+        ("TELEGRAPHY_HTTP__WORKERS", "1"),
+    ];
+    let mut gateways = Vec::new();
+    for i in 1..=count {
+        gateways.push(GatewayBinary::launch(&format!("gw-{i}"), &cluster.urls(), SECRET, &env).await);
+    }
+    for g in &gateways {
+        g.wait_ready(Duration::from_secs(30)).await;
+    }
+    (cluster, gateways)
 }
 
 /// The next `kind` frame's client id.
@@ -208,15 +251,7 @@ async fn a_drained_client_resuming_on_another_gateway_does_not_leave() {
     drained.await.unwrap().unwrap();
 
     // For longer than the TTL (3 s): no leave, no join of mona; she stays in the snapshot.
-    let quiet_until = Instant::now() + Duration::from_secs(3 * REFRESH + 2);
-    loop {
-        // The end of the quiet period is the expected outcome (an elapsed timeout), not a failure.
-        match tokio::time::timeout_at(quiet_until, watcher.recv_or_close(Duration::from_secs(60))).await {
-            Err(_) => break,
-            Ok(Ok(frame)) => assert!(frame["type"] != "join" && frame["type"] != "leave", "flap: {frame}"),
-            Ok(Err(closed)) => panic!("watcher closed: {closed:?}"),
-        }
-    }
+    assert_no_presence_events(&mut watcher, Duration::from_secs(3 * REFRESH + 2)).await;
     let seen = snapshot(&mut watcher, "chat.room").await;
     let clients: Vec<&Value> = seen["clients"].as_array().unwrap().iter().map(|c| &c["client"]).collect();
     assert!(clients.contains(&&mona), "{seen}");
@@ -224,29 +259,17 @@ async fn a_drained_client_resuming_on_another_gateway_does_not_leave() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_gateways_clients_leave_within_the_bound_on_a_nats_cluster() {
-    let cluster = NatsCluster::start(3);
-    let env = [
-        ("TELEGRAPHY_AUTH__ANONYMOUS_ALLOW", "room.>"),
-        ("TELEGRAPHY_HISTORY__REPLICAS", "3"),
-        ("TELEGRAPHY_PRESENCE__REPLICAS", "3"),
-        ("TELEGRAPHY_PRESENCE__REFRESH_INTERVAL", "1"),
-        ("TELEGRAPHY_HTTP__WORKERS", "1"),
-    ];
-    let mut gw1 = GatewayBinary::launch("gw-1", &cluster.urls(), SECRET, &env).await;
-    let gw2 = GatewayBinary::launch("gw-2", &cluster.urls(), SECRET, &env).await;
-    for g in [&gw1, &gw2] {
-        g.wait_ready(Duration::from_secs(30)).await;
-    }
+    let (_cluster, mut gateways) = binary_cluster(2).await;
     let anonymous = |url: String| async move {
         let mut client = WsClient::connect(&url).await;
         assert_eq!(client.connect_with(json!({"type": "connect", "id": 1})).await["type"], "connected");
         join_channel(&mut client, "room.a").await;
         client
     };
-    let mut watcher = anonymous(gw2.ws_url()).await;
+    let mut watcher = anonymous(gateways[1].ws_url()).await;
     let mut doomed = Vec::new();
     for _ in 0..3 {
-        doomed.push(anonymous(gw1.ws_url()).await);
+        doomed.push(anonymous(gateways[0].ws_url()).await);
     }
     let mut joined = Vec::new();
     for _ in 0..3 {
@@ -256,7 +279,7 @@ async fn a_killed_gateways_clients_leave_within_the_bound_on_a_nats_cluster() {
     assert_eq!(stats["clients"], 4, "{stats}");
 
     let killed_at = Instant::now();
-    gw1.kill9().await;
+    gateways[0].kill9().await;
     let mut left = Vec::new();
     while left.len() < 3 {
         let frame = match watcher.recv_or_close(Duration::from_secs(15)).await {
@@ -443,22 +466,7 @@ impl Mover {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_does_not_flap_presence() {
-    let cluster = NatsCluster::start(3);
-    let env = [
-        ("TELEGRAPHY_AUTH__ANONYMOUS_ALLOW", "room.>"),
-        ("TELEGRAPHY_HISTORY__REPLICAS", "3"),
-        ("TELEGRAPHY_PRESENCE__REPLICAS", "3"),
-        ("TELEGRAPHY_PRESENCE__REFRESH_INTERVAL", "1"),
-        ("TELEGRAPHY_SHUTDOWN_TIMEOUT", "5"),
-        ("TELEGRAPHY_HTTP__WORKERS", "1"),
-    ];
-    let mut gateways = Vec::new();
-    for i in 1..=3 {
-        gateways.push(GatewayBinary::launch(&format!("gw-{i}"), &cluster.urls(), SECRET, &env).await);
-    }
-    for g in &gateways {
-        g.wait_ready(Duration::from_secs(30)).await;
-    }
+    let (_cluster, mut gateways) = binary_cluster(3).await;
     let mut watcher = Mover::open(&gateways[2].ws_url()).await.client;
     let mut movers = Vec::new();
     for _ in 0..3 {
@@ -481,14 +489,7 @@ async fn a_rolling_restart_does_not_flap_presence() {
     }
 
     // Through both drains and for a TTL (3 s) after: no join, no leave on the watcher's gateway.
-    let quiet_until = Instant::now() + Duration::from_secs(4);
-    loop {
-        match tokio::time::timeout_at(quiet_until, watcher.recv_or_close(Duration::from_secs(60))).await {
-            Err(_) => break,
-            Ok(Ok(frame)) => assert!(frame["type"] != "join" && frame["type"] != "leave", "flap: {frame}"),
-            Ok(Err(closed)) => panic!("watcher closed: {closed:?}"),
-        }
-    }
+    assert_no_presence_events(&mut watcher, Duration::from_secs(4)).await;
     let stats = watcher.request(json!({"type": "presence_stats", "id": 6, "event": "room.r"})).await;
     assert_eq!(stats["clients"], 4, "{stats}");
 }
