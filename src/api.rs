@@ -80,11 +80,14 @@ struct TokenRequest {
     user: String,
     allow: Vec<String>,
     ttl: Option<u64>,
+    /// Presence `info` claim (a small JSON object, checked before any KV write).
+    info: Option<serde_json::Value>,
 }
 
 async fn tokens(_: ApiKey, gw: web::Data<Gateway>, body: web::Json<TokenRequest>) -> HttpResponse {
+    let body = body.into_inner();
     let ttl = body.ttl.unwrap_or(gw.settings.auth.token_ttl);
-    match gw.auth.mint(&body.user, &body.allow, ttl).await {
+    match gw.auth.mint_with_info(&body.user, &body.allow, ttl, body.info).await {
         Ok(token) => HttpResponse::Ok().json(serde_json::json!({ "token": token, "expires_in": ttl })),
         Err(MintError::Nats(e)) => {
             tracing::warn!(error = %e, "token mint failed");

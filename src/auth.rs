@@ -34,6 +34,8 @@ pub struct Identity {
     /// When the session was first authenticated (unix seconds): the `iat` of the connect token, kept as the
     /// `iat` of every resume token of the session, so a revocation covers all of them (see [`Auth::resume_token`]).
     pub auth_time: i64,
+    /// The token's `info` claim (shown by presence), kept across resumes.
+    pub info: Option<serde_json::Value>,
 }
 
 impl Identity {
@@ -70,6 +72,8 @@ pub enum MintError {
     TooManyPatterns(usize),
     #[error("user id too long (max 255 bytes)")]
     BadUser,
+    #[error(transparent)]
+    BadInfo(#[from] token::InfoError),
     #[error(transparent)]
     Nats(#[from] NatsError),
     #[error("could not register the token: {0}")]
@@ -168,6 +172,7 @@ impl Auth {
                     allow: self.anonymous_allow.clone(),
                     session,
                     auth_time: now,
+                    info: None,
                 });
             }
             (None, None) => return Err(AuthError::Rejected("no token")),
@@ -202,7 +207,7 @@ impl Auth {
         if kind == TokenKind::Connect && self.single_use {
             self.consume(&claims.jti, claims.rev).await?;
         }
-        Ok(Identity { sub: claims.sub, allow, session, auth_time: claims.iat })
+        Ok(Identity { sub: claims.sub, allow, session, auth_time: claims.iat, info: claims.info })
     }
 
     /// Marks a connect token used; exactly one caller per `jti` succeeds, on any node: `"1"` -> `"used"`,
@@ -255,6 +260,7 @@ impl Auth {
             exp,
             rev: None,
             sid: Some(identity.session.clone()),
+            info: identity.info.clone(),
         };
         (self.keyring.sign(TokenKind::Resume, &claims), (exp - now).max(0) as u64)
     }
@@ -268,8 +274,23 @@ impl Auth {
     /// Mints a connect token and registers its `jti` (create-only) so it can be used once. The token carries
     /// the registration's revision (`rev`), so that consuming it is a single revision-guarded write.
     pub async fn mint(&self, sub: &str, allow: &[String], ttl: u64) -> Result<String, MintError> {
+        self.mint_with_info(sub, allow, ttl, None).await
+    }
+
+    /// [`Auth::mint`] with an `info` claim (presence, proto/PROTOCOL.md section 11), checked first.
+    pub async fn mint_with_info(
+        &self,
+        sub: &str,
+        allow: &[String],
+        ttl: u64,
+        info: Option<serde_json::Value>,
+    ) -> Result<String, MintError> {
         check_mint_request(sub, allow, ttl)?;
+        if let Some(info) = &info {
+            token::check_info(info)?;
+        }
         let mut claims = Claims::new(sub, allow.to_vec(), token::now_unix(), ttl as i64, None);
+        claims.info = info;
         claims.rev = self.register(&claims.jti).await?;
         Ok(self.keyring.sign(TokenKind::Connect, &claims))
     }

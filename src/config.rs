@@ -12,7 +12,7 @@ use crate::{names, secret};
 /// Top-level keys of the configuration (a file may hold only these; the environment may hold others that are
 /// not ours, such as `TELEGRAPHY_GATEWAY_BIN`).
 const TOP_LEVEL: &[&str] =
-    &["node", "http", "nats", "auth", "limits", "history", "log", "heartbeat", "shutdown_timeout"];
+    &["node", "http", "nats", "auth", "limits", "history", "presence", "log", "heartbeat", "shutdown_timeout"];
 
 /// A misspelt section in a file (`[histroy]`) is an error, not silently ignored.
 fn check_file_sections(path: &Path) -> Result<(), ConfigError> {
@@ -68,6 +68,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub limits: Limits,
     pub history: HistorySettings,
+    pub presence: PresenceSettings,
     pub log: LogSettings,
     /// Seconds between server pings; a connection silent for two intervals is closed.
     pub heartbeat: u64,
@@ -231,6 +232,33 @@ impl HistorySettings {
     }
 }
 
+/// Presence: who is present on a channel, kept in a JetStream KV bucket (proto/PROTOCOL.md section 11).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceSettings {
+    /// Off: `subscribe` with `presence` is a bad request.
+    pub enabled: bool,
+    /// KV bucket of the presence entries, created by the gateway when missing (`max_age` = the TTL).
+    pub bucket: String,
+    /// Bucket replicas: 1, or 3 on a 3-node NATS cluster.
+    pub replicas: usize,
+    /// Seconds between the re-puts of this node's entries; an entry expires 3 intervals after its last one.
+    pub refresh_interval: u64,
+    /// Most presence subscriptions per connection.
+    pub max_per_connection: usize,
+    /// Most clients in one `presence` reply (more: `truncated`).
+    pub max_snapshot: usize,
+    /// Most channels this node's connections are present on at once.
+    pub max_channels: usize,
+}
+
+impl PresenceSettings {
+    /// How long an entry lives after its last refresh: 3 refresh intervals.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.refresh_interval.saturating_mul(3))
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSettings {
@@ -297,6 +325,14 @@ live_prefix = ""
 position_interval = 60
 max_concurrent_recoveries = 32
 max_replay_bytes = 4194304
+[presence]
+enabled = true
+bucket = "telegraphy_presence"
+replicas = 1
+refresh_interval = 10
+max_per_connection = 8
+max_snapshot = 100
+max_channels = 1000
 [log]
 format = "text"
 level = "info"
@@ -426,9 +462,28 @@ impl Settings {
         }
         self.validate_quotas()?;
         self.validate_rates()?;
+        self.validate_presence()?;
         match self.log.format.as_str() {
             "text" | "json" => {}
             _ => return Err(invalid("log.format", "must be \"text\" or \"json\"")),
+        }
+        Ok(())
+    }
+
+    /// Presence (issue 13).
+    fn validate_presence(&self) -> Result<(), ConfigError> {
+        let p = &self.presence;
+        if p.bucket.is_empty() || !p.bucket.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(invalid("presence.bucket", "must be a bucket name of [A-Za-z0-9_-]"));
+        }
+        if !matches!(p.replicas, 1..=5) {
+            return Err(invalid("presence.replicas", "must be 1..5"));
+        }
+        if !(1..=3600).contains(&p.refresh_interval) {
+            return Err(invalid("presence.refresh_interval", "must be 1..3600 seconds"));
+        }
+        if p.max_snapshot == 0 || p.max_channels == 0 {
+            return Err(invalid("presence.max_snapshot", "presence.max_snapshot and max_channels must be at least 1"));
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 //!
 //! Decoding rules ([`parse_client_frame`]):
 //! * the text must be a JSON object with a string `type` among `connect`, `subscribe`,
-//!   `unsubscribe`, `ping`, `pong`; anything else is a bad frame (`bad_request`);
+//!   `unsubscribe`, `ping`, `pong`, `presence`, `presence_stats`; anything else is a bad frame (`bad_request`);
 //! * `id`, when present, must be an integer in 0 ..= 2^53-1 (`1.0`, `"1"`, `-1` and `null` are
 //!   wrong types); it is read first so that the error for a bad frame can echo it;
 //! * a present field of a known name with the wrong JSON type (including `null`) is a bad frame,
@@ -13,6 +13,8 @@
 //!   `subscribe` may carry `since: {"epoch": string of 1..64 chars, "seq": integer 0..2^53-1}`
 //!   to recover missed events (PROTOCOL.md section 7);
 //! * `connect` takes at most one of `token` and `resume` (both strings); neither means anonymous.
+//! * `subscribe` may carry `presence` (a boolean); `presence` and `presence_stats` need `event`, a valid
+//!   pattern (PROTOCOL.md section 11).
 //!
 //! Encoders write compact JSON with the field order of the tables in PROTOCOL.md (sections 3 and 7)
 //! and of `proto/vectors/frames.json` (`server` cases are byte-exact), omitting `id` when it is
@@ -56,6 +58,8 @@ pub enum ClientFrame {
         sub: Option<String>,
         filter: Option<Value>,
         exclude: Option<Value>,
+        /// Also be present on the channel `event` (PROTOCOL.md section 11); `false` when absent.
+        presence: bool,
     },
     /// `event` is a valid pattern.
     /// Names the subscription by `sub`, or by `event` (the name a subscription gets by default); at least one.
@@ -68,6 +72,13 @@ pub enum ClientFrame {
         id: Option<u64>,
     },
     Pong,
+    /// Who is present on the channel `event` (a valid pattern; section 11); `stats`: counts only
+    /// (`presence_stats`).
+    Presence {
+        id: Option<u64>,
+        event: String,
+        stats: bool,
+    },
 }
 
 impl ClientFrame {
@@ -77,6 +88,7 @@ impl ClientFrame {
             ClientFrame::Connect { id, .. }
             | ClientFrame::Subscribe { id, .. }
             | ClientFrame::Unsubscribe { id, .. }
+            | ClientFrame::Presence { id, .. }
             | ClientFrame::Ping { id } => *id,
             ClientFrame::Pong => None,
         }
@@ -211,13 +223,22 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
             let sub = sub_name(&mut obj, id)?;
             let filter = lookups(&mut obj, "filter", id)?;
             let exclude = lookups(&mut obj, "exclude", id)?;
-            Ok(ClientFrame::Subscribe { id, event, since, sub, filter, exclude })
+            let presence = match obj.remove("presence") {
+                None => false,
+                Some(Value::Bool(presence)) => presence,
+                Some(_) => return Err(FrameError::new(id, "field 'presence' must be a boolean")),
+            };
+            Ok(ClientFrame::Subscribe { id, event, since, sub, filter, exclude, presence })
         }
         "unsubscribe" => {
             let sub = sub_name(&mut obj, id)?;
             let event =
                 if obj.contains_key("event") || sub.is_none() { Some(event_pattern(&mut obj, id)?) } else { None };
             Ok(ClientFrame::Unsubscribe { id, event, sub })
+        }
+        "presence" | "presence_stats" => {
+            let event = event_pattern(&mut obj, id)?;
+            Ok(ClientFrame::Presence { id, event, stats: kind == "presence_stats" })
         }
         "ping" => Ok(ClientFrame::Ping { id }),
         "pong" => Ok(ClientFrame::Pong),
@@ -493,9 +514,107 @@ pub fn encode_error(id: Option<u64>, code: ErrorCode, message: &str) -> String {
     buf
 }
 
+/// A present client as it appears in a `presence` snapshot: `{"client":..,"user":..,"info":<info verbatim>}`
+/// (`info` omitted when `None`; it is a checked JSON object).
+pub fn encode_presence_member(client: &str, user: &str, info: Option<&str>) -> String {
+    let mut buf = String::with_capacity(32 + client.len() + user.len() + info.map_or(0, str::len));
+    buf.push_str("{\"client\":");
+    push_json_str(&mut buf, client);
+    push_str_field(&mut buf, "user", user);
+    if let Some(info) = info {
+        buf.push_str(",\"info\":");
+        buf.push_str(info);
+    }
+    buf.push('}');
+    buf
+}
+
+/// `{"type":"join","sub":..,"client":..,"user":..,"info":..}` (section 11): `member` is
+/// [`encode_presence_member`]'s text.
+pub fn encode_join(sub: &str, member: &str) -> String {
+    presence_event("join", sub, member)
+}
+
+/// `{"type":"leave","sub":..,"client":..,"user":..}`: `member` is [`encode_presence_member`]'s text without
+/// `info`.
+pub fn encode_leave(sub: &str, member: &str) -> String {
+    presence_event("leave", sub, member)
+}
+
+fn presence_event(kind: &str, sub: &str, member: &str) -> String {
+    let mut buf = start(kind, None, sub.len() + member.len() + 8);
+    push_str_field(&mut buf, "sub", sub);
+    // The member object's fields follow, without its braces.
+    let fields = member.strip_prefix('{').and_then(|m| m.strip_suffix('}')).unwrap_or("");
+    if !fields.is_empty() {
+        buf.push(',');
+        buf.push_str(fields);
+    }
+    buf.push('}');
+    buf
+}
+
+/// `{"type":"presence","id":..,"event":..,"clients":[<member>,...],"truncated":..}` (section 11).
+pub fn encode_presence<'a>(
+    id: Option<u64>,
+    event: &str,
+    members: impl Iterator<Item = &'a str>,
+    truncated: bool,
+) -> String {
+    let mut buf = start("presence", id, event.len() + 64);
+    push_str_field(&mut buf, "event", event);
+    buf.push_str(",\"clients\":[");
+    for (i, member) in members.enumerate() {
+        if i > 0 {
+            buf.push(',');
+        }
+        buf.push_str(member);
+    }
+    buf.push_str("],\"truncated\":");
+    buf.push_str(if truncated { "true" } else { "false" });
+    buf.push('}');
+    buf
+}
+
+/// `{"type":"presence_stats","id":..,"event":..,"clients":N,"users":N}` (section 11).
+pub fn encode_presence_stats(id: Option<u64>, event: &str, clients: usize, users: usize) -> String {
+    let mut buf = start("presence_stats", id, event.len() + 48);
+    push_str_field(&mut buf, "event", event);
+    push_num_field(&mut buf, "clients", clients as u64);
+    push_num_field(&mut buf, "users", users as u64);
+    buf.push('}');
+    buf
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn presence_frames() {
+        let alice = encode_presence_member("c1", "alice", Some(r#"{"name":"Alice"}"#));
+        assert_eq!(alice, r#"{"client":"c1","user":"alice","info":{"name":"Alice"}}"#);
+        assert_eq!(
+            encode_join("chat.lobby", &alice),
+            r#"{"type":"join","sub":"chat.lobby","client":"c1","user":"alice","info":{"name":"Alice"}}"#
+        );
+        assert_eq!(
+            encode_leave("lobby", &encode_presence_member("c1", "alice", None)),
+            r#"{"type":"leave","sub":"lobby","client":"c1","user":"alice"}"#
+        );
+        assert_eq!(
+            encode_presence(Some(5), "chat.lobby", [alice.as_str()].into_iter(), true),
+            r#"{"type":"presence","id":5,"event":"chat.lobby","clients":[{"client":"c1","user":"alice","info":{"name":"Alice"}}],"truncated":true}"#
+        );
+        assert_eq!(
+            encode_presence(None, "a", std::iter::empty(), false),
+            r#"{"type":"presence","event":"a","clients":[],"truncated":false}"#
+        );
+        assert_eq!(
+            encode_presence_stats(Some(6), "a", 3, 2),
+            r#"{"type":"presence_stats","id":6,"event":"a","clients":3,"users":2}"#
+        );
+    }
 
     fn json(s: &str) -> Value {
         serde_json::from_str(s).expect("encoder output must be JSON")
@@ -578,7 +697,8 @@ mod tests {
                 since: Some(Since { epoch: "e".into(), seq: MAX_ID }),
                 sub: None,
                 filter: None,
-                exclude: None
+                exclude: None,
+                presence: false,
             }
         );
         for bad in [

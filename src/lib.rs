@@ -28,6 +28,8 @@
 //! - `connections` (private): the node's live connections (limit, drain, revocation lookup).
 //! - `hub` (private): fan-out: one NATS subscription per distinct pattern per node, frame encoded once per message.
 //! - `history` (private): the JetStream stream behind `seq`/`epoch` and the replay of a `subscribe` with `since`.
+//! - `presence` (private): who is present on a channel (section 11): KV entries refreshed by the node, one KV
+//!   watch per watched channel and node, join/leave events, snapshots and counts from memory.
 //! - [`nats`]: the NATS connection (reconnect forever, state and slow-consumer tracking) and KV buckets.
 //! - [`auth`]: connect step: token checks, single-use consumption in KV, resume tokens, revocation watch, minting.
 //! - `api` (private): HTTP API for backends: mint tokens, publish events.
@@ -62,6 +64,7 @@ pub mod names;
 pub mod nats;
 pub mod node;
 pub mod outbox;
+mod presence;
 mod rate;
 pub mod secret;
 pub mod server;
@@ -73,3 +76,8 @@ pub mod telemetry;
 pub mod token;
 mod writer;
 mod ws;
+
+/// The client id presence shows for a session (proto/PROTOCOL.md section 11).
+pub fn presence_client_id(session: &str) -> String {
+    presence::client_id(session)
+}

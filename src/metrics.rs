@@ -63,6 +63,14 @@ pub struct Metrics {
     pub filter_memory: Gauge,
     /// `subscribe` frames refused because a filter memory budget (node or connection) was used up.
     pub filter_memory_refused: Counter,
+    /// Presence channels this node watches (one KV watch each).
+    pub presence_channels: Gauge,
+    /// Presence entries re-put by this node's refresher (each a KV write).
+    pub presence_refreshes: Counter,
+    /// Presence entries this node keeps refreshed (distinct channel and session).
+    pub presence_entries: Gauge,
+    /// Duration of this node's last presence refresh round (all its entries re-put), seconds.
+    pub presence_refresh_seconds: Gauge,
 }
 
 impl Default for Metrics {
@@ -114,6 +122,10 @@ impl Metrics {
             recoveries_refused_bytes: cl("telegraphy_recoveries_refused_total", "reason", "bytes"),
             filter_memory: g("telegraphy_filter_memory_bytes"),
             filter_memory_refused: c("telegraphy_filter_memory_refused_total"),
+            presence_channels: g("telegraphy_presence_channels"),
+            presence_refreshes: c("telegraphy_presence_refreshes_total"),
+            presence_entries: g("telegraphy_presence_entries"),
+            presence_refresh_seconds: g("telegraphy_presence_refresh_seconds"),
             recorder,
             handle,
         };
@@ -123,6 +135,9 @@ impl Metrics {
         m.nats_subscriptions.set(0.0);
         m.nats_connected.set(0.0);
         m.filter_memory.set(0.0);
+        m.presence_channels.set(0.0);
+        m.presence_entries.set(0.0);
+        m.presence_refresh_seconds.set(0.0);
         for counter in [
             &m.connections_total,
             &m.connections_refused,
@@ -151,6 +166,7 @@ impl Metrics {
             &m.recoveries_refused_events,
             &m.recoveries_refused_bytes,
             &m.filter_memory_refused,
+            &m.presence_refreshes,
         ] {
             counter.increment(0);
         }

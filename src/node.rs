@@ -22,6 +22,7 @@ use crate::{
     hub::{Hub, HubConfig},
     metrics::Metrics,
     nats::{self, NatsError},
+    presence::Presence,
     streams::Streams,
 };
 
@@ -50,6 +51,8 @@ pub struct Gateway {
     pub filter_memory: FilterMemory,
     /// The open SSE streams (stream id -> the connection's inbound channel).
     pub sse: Streams,
+    /// Who is present on which channel (section 11).
+    pub presence: Arc<Presence>,
     /// Set once by [`Gateway::drain`] (built false by the server).
     pub(crate) draining: AtomicBool,
 }
@@ -89,6 +92,7 @@ impl Gateway {
         let client_ip = ClientIpConfig::new(&settings.http.trusted_proxies, &settings.http.client_ip_header)
             .map_err(|problem| ConfigError::Invalid { key: "http.trusted_proxies", problem })?;
         let filter_memory = FilterMemory::new(settings.limits.filter_memory_per_node, metrics.clone());
+        let presence = Presence::start(client.clone(), &settings.presence, metrics.clone());
         let gateway = Arc::new(Gateway {
             settings,
             nats: client,
@@ -100,6 +104,7 @@ impl Gateway {
             client_ip,
             filter_memory,
             sse: Streams::default(),
+            presence,
             draining: AtomicBool::new(false),
         });
         gateway.watch_revocations();

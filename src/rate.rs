@@ -28,11 +28,16 @@ impl TokenBucket {
 
     /// Takes one token for a request arriving at `now`; false when none is left.
     pub fn take(&mut self, now: Instant) -> bool {
+        self.take_n(now, 1)
+    }
+
+    /// Takes `n` tokens at once (a costlier request); false (taking none) when fewer are left.
+    pub fn take_n(&mut self, now: Instant, n: u32) -> bool {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
         self.updated = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens >= f64::from(n) {
+            self.tokens -= f64::from(n);
             true
         } else {
             false

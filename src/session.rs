@@ -22,11 +22,16 @@ use crate::{
     frames::{self, close, ClientFrame, ErrorCode, Since, SubscribedAt},
     history::{History, HistoryError, Position, Recovery, Stored},
     hub::{self, ConnId, Subscription},
+    names,
     node::Gateway,
     outbox::{Control, Outbox, Push},
+    presence::PresenceError,
     rate::TokenBucket,
     token,
 };
+
+/// Rate-bucket tokens a `presence` snapshot takes (its reply holds up to `presence.max_snapshot` clients).
+pub const SNAPSHOT_COST: u32 = 5;
 
 /// Bound on waiting for NATS/JetStream or queue room while recovering history.
 const HISTORY_WAIT: Duration = Duration::from_secs(5);
@@ -38,6 +43,7 @@ struct SubscribeRequest {
     sub: Option<String>,
     filter: Option<serde_json::Value>,
     exclude: Option<serde_json::Value>,
+    presence: bool,
 }
 
 /// A subscription the connection holds, by name.
@@ -48,6 +54,8 @@ struct Held {
     filter: Option<Arc<Filter>>,
     /// Estimated memory of the filter's compiled regexes (in the connection's filter memory budget).
     filter_bytes: usize,
+    /// Also present on the channel `pattern` (section 11).
+    presence: bool,
 }
 
 /// Why a subscription's filter was not compiled.
@@ -221,9 +229,10 @@ impl Session {
         };
         match frame {
             ClientFrame::Connect { id, token, resume } => self.on_connect(id, token, resume).await,
-            ClientFrame::Subscribe { id, event, since, sub, filter, exclude } => {
-                self.on_subscribe(id, SubscribeRequest { event, since, sub, filter, exclude }).await
+            ClientFrame::Subscribe { id, event, since, sub, filter, exclude, presence } => {
+                self.on_subscribe(id, SubscribeRequest { event, since, sub, filter, exclude, presence }).await
             }
+            ClientFrame::Presence { id, event, stats } => self.on_presence(id, &event, stats),
             ClientFrame::Unsubscribe { id, event, sub } => self.on_unsubscribe(id, event, sub).await,
             ClientFrame::Ping { id } => self.reply(frames::encode_pong(id)),
             ClientFrame::Pong => {}
@@ -286,12 +295,31 @@ impl Session {
     }
 
     async fn on_subscribe(&mut self, id: Option<u64>, request: SubscribeRequest) {
-        let SubscribeRequest { event, since, sub, filter, exclude } = request;
+        let SubscribeRequest { event, since, sub, filter, exclude, presence } = request;
         let Some(identity) = &self.identity else {
             return self.bad_frame(id, ErrorCode::NotConnected, "connect first");
         };
         if !identity.permits(&event) {
             return self.reply(frames::encode_error(id, ErrorCode::Forbidden, "pattern not allowed"));
+        }
+        let name = sub.clone().unwrap_or_else(|| event.clone());
+        // Presence limits, before any KV work.
+        if presence {
+            let settings = self.gw.presence.settings();
+            if !settings.enabled {
+                return self.bad_frame(id, ErrorCode::BadRequest, "presence is off");
+            }
+            if names::validate_name(&event).is_err() {
+                return self.bad_frame(id, ErrorCode::BadRequest, "presence needs a channel without wildcards");
+            }
+            let held = self.subscriptions.iter().filter(|(n, h)| **n != name && h.presence).count();
+            if held >= settings.max_per_connection {
+                return self.reply(frames::encode_error(
+                    id,
+                    ErrorCode::LimitExceeded,
+                    "too many presence subscriptions",
+                ));
+            }
         }
         let limits = &self.gw.settings.limits;
         let filter_limits = FilterLimits {
@@ -304,10 +332,14 @@ impl Session {
             Ok(prepared) => prepared,
             Err(e) => return self.bad_frame(id, ErrorCode::BadRequest, &e.to_string()),
         };
-        let name = sub.clone().unwrap_or_else(|| event.clone());
         let canonical = prepared.canonical().to_string();
         let replacing = match self.subscriptions.get(&name) {
-            Some(held) if held.pattern == event && held.canonical == canonical && since.is_none() => {
+            Some(held)
+                if held.pattern == event
+                    && held.canonical == canonical
+                    && held.presence == presence
+                    && since.is_none() =>
+            {
                 let at = SubscribedAt { recovered: None, position: None, sub: sub.as_deref() };
                 return self.reply(frames::encode_subscribed_at(id, &event, &at));
             }
@@ -337,20 +369,31 @@ impl Session {
         if kept_bytes + filter_bytes > budget {
             return self.refuse_filter_memory(id);
         }
-        if replacing.is_some() {
-            self.drop_subscription(&name).await;
-        }
         let gw = self.gw.clone();
-        let held = Held { pattern: event.clone(), canonical, filter: filter.clone(), filter_bytes };
+        // Joined before a replaced subscription is dropped: a presence kept across the replacement is no
+        // leave/join.
+        if presence && !self.join_presence(id, &event).await {
+            return;
+        }
+        if replacing.is_some() {
+            self.drop_subscription(&name, true).await;
+        }
+        let held = Held { pattern: event.clone(), canonical, filter: filter.clone(), filter_bytes, presence };
         // The hub holds this subscription's live frames until `subscribed` (and any replay) is queued, then
         // releases them without duplicates (Hub::go_live). `subscribed` is sent only once the node's NATS
         // interest is in place on the server (Hub::subscribe), so an event published after it is delivered.
         if !self.register(id, &name, held).await {
+            if presence {
+                self.leave_presence(&event, true).await;
+            }
             return;
         }
         let Some(history) = &gw.history else {
             let at = SubscribedAt { recovered: since.as_ref().map(|_| false), position: None, sub: sub.as_deref() };
             self.reply(frames::encode_subscribed_at(id, &event, &at));
+            if presence {
+                self.attach_presence(&event, &name);
+            }
             gw.hub.go_live(&event, self.id, &name, None).await;
             return;
         };
@@ -398,7 +441,57 @@ impl Session {
                 }
             },
         }
+        if presence {
+            self.attach_presence(&event, &name);
+        }
         gw.hub.go_live(&event, self.id, &name, replayed_through).await;
+    }
+
+    /// Makes the session present on `channel`; false (with an `error` reply) when it could not.
+    async fn join_presence(&mut self, id: Option<u64>, channel: &str) -> bool {
+        let Some(identity) = &self.identity else { return false };
+        match self.gw.presence.join(channel, &identity.session, &identity.sub, identity.info.as_ref()).await {
+            Ok(()) => true,
+            Err(PresenceError::TooManyChannels) => {
+                self.reply(frames::encode_error(id, ErrorCode::LimitExceeded, "too many presence channels"));
+                false
+            }
+            Err(e) => {
+                tracing::warn!(conn = self.id, error = %e, "presence join failed");
+                self.reply(frames::encode_error(id, ErrorCode::Internal, "presence failed, try again"));
+                false
+            }
+        }
+    }
+
+    /// From now on, the channel's `join`/`leave` events go to the subscription `name`.
+    fn attach_presence(&self, channel: &str, name: &str) {
+        if let Some(identity) = &self.identity {
+            self.gw.presence.attach(channel, &identity.session, self.id, name, &self.outbox);
+        }
+    }
+
+    /// Ends one presence subscription of the session on `channel` (`delete`: a leave at once).
+    async fn leave_presence(&self, channel: &str, delete: bool) {
+        if let Some(identity) = &self.identity {
+            self.gw.presence.leave(channel, &identity.session, delete).await;
+        }
+    }
+
+    /// A `presence` / `presence_stats` request: answered from the node's memory for a channel the connection is
+    /// present on. A snapshot takes [`SNAPSHOT_COST`] tokens of the rate bucket (one was taken on arrival).
+    fn on_presence(&mut self, id: Option<u64>, channel: &str, stats: bool) {
+        if self.identity.is_none() {
+            return self.bad_frame(id, ErrorCode::NotConnected, "connect first");
+        }
+        if !self.subscriptions.values().any(|h| h.presence && h.pattern == channel) {
+            return self.reply(frames::encode_error(id, ErrorCode::Forbidden, "no presence subscription"));
+        }
+        if !stats && !self.requests.as_mut().is_none_or(|bucket| bucket.take_n(Instant::now(), SNAPSHOT_COST - 1)) {
+            self.gw.metrics.requests_rate_limited.increment(1);
+            return self.close_limited(id, "too many requests");
+        }
+        self.gw.presence.reply(channel, id, stats, &self.outbox);
     }
 
     /// Compiles the filter's regexes through the node's pool (off this worker, see [`crate::filter_memory`]).
@@ -486,22 +579,34 @@ impl Session {
         let Some(name) = sub.clone().or_else(|| event.clone()) else {
             return self.bad_frame(id, ErrorCode::BadRequest, "unsubscribe needs 'sub' or 'event'");
         };
-        let pattern = self.drop_subscription(&name).await.or(event).unwrap_or_else(|| name.clone());
+        let pattern = self.drop_subscription(&name, true).await.or(event).unwrap_or_else(|| name.clone());
         self.reply(frames::encode_unsubscribed_named(id, &pattern, sub.as_deref()));
     }
 
-    /// Removes the named subscription from the hub; returns its pattern if it existed.
-    async fn drop_subscription(&mut self, name: &str) -> Option<String> {
+    /// Removes the named subscription from the hub (and its presence: `leave` at once when `delete`); returns its
+    /// pattern if it existed.
+    async fn drop_subscription(&mut self, name: &str, delete: bool) -> Option<String> {
         let held = self.subscriptions.remove(name)?;
         self.gw.hub.unsubscribe(&held.pattern, self.id, name).await;
         self.gw.metrics.subscriptions.decrement(1.0);
+        if held.presence {
+            self.gw.presence.detach(&held.pattern, self.id, name);
+            self.leave_presence(&held.pattern, delete).await;
+        }
         Some(held.pattern)
     }
 
+    /// Whether this connection's end is the client leaving (its presence ends at once): it closed the socket
+    /// itself, or its session ended or was revoked. Other ends (drain, a lost network, limits) let the
+    /// presence expire, so a resume within the grace keeps it (section 11).
+    fn client_left(&self) -> bool {
+        matches!(self.ctl.closing(), Some((close::NORMAL, "bye") | (close::UNAUTHORIZED | close::FORBIDDEN, _)))
+    }
+
     async fn cleanup(&mut self) {
-        for (name, held) in std::mem::take(&mut self.subscriptions) {
-            self.gw.hub.unsubscribe(&held.pattern, self.id, &name).await;
-            self.gw.metrics.subscriptions.decrement(1.0);
+        let delete = self.client_left();
+        for name in self.subscriptions.keys().cloned().collect::<Vec<_>>() {
+            self.drop_subscription(&name, delete).await;
         }
         self.gw.connections.remove(self.id);
         self.gw.metrics.connections.decrement(1.0);

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! tg1.<claims>.<sig>     connect token        tg1r.<claims>.<sig>     resume token
-//! claims = base64url_nopad(compact UTF-8 JSON object: jti, sub, allow, iat, exp[, sid])
+//! claims = base64url_nopad(compact UTF-8 JSON object: jti, sub, allow, iat, exp[, rev][, sid][, info])
 //! sig    = base64url_nopad(HMAC-SHA256(secret, "<prefix>." + claims))
 //! ```
 //! The signature covers the prefix and the claims part exactly as sent, so verifiers never
@@ -15,7 +15,8 @@
 //! 2. the HMAC under each secret, constant time (`ring::hmac::verify`)      -> `BadSignature`;
 //!    nothing of the claims is parsed before this passes;
 //! 3. the claims JSON: object with the right types, `jti` 32 lowercase hex, `allow` at most
-//!    [`MAX_ALLOW`] valid patterns, `sid` present for resume tokens       -> `Malformed`;
+//!    [`MAX_ALLOW`] valid patterns, `sid` present for resume tokens, `info` a small object
+//!    ([`check_info`])                                                     -> `Malformed`;
 //! 4. `iat <= now + CLOCK_SKEW`                                             -> `Malformed`
 //!    (a token issued in the future is treated as malformed, as in `vectors/tokens.json`);
 //! 5. `exp > now - CLOCK_SKEW`                                              -> `Expired`.
@@ -41,6 +42,8 @@ pub const MAX_ALLOW: usize = 64;
 pub const CLOCK_SKEW: i64 = 5;
 /// Shortest secret, in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
+/// Largest `info` claim (a JSON object shown by presence), in bytes of compact JSON.
+pub const MAX_INFO_BYTES: usize = 256;
 
 /// Connect token (`tg1`) or resume token (`tg1r`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,12 +91,25 @@ pub struct Claims {
     /// Session id being resumed (resume tokens only).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sid: Option<String>,
+    /// What presence shows of the holder (e.g. a display name): a JSON object of at most [`MAX_INFO_BYTES`]
+    /// as compact JSON ([`check_info`]), signed by the minter (proto/PROTOCOL.md section 11).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub info: Option<serde_json::Value>,
 }
 
 impl Claims {
     /// Fresh claims with a new random `jti`, `iat = now` and `exp = now + ttl` seconds.
     pub fn new(sub: impl Into<String>, allow: Vec<String>, now: i64, ttl: i64, sid: Option<String>) -> Self {
-        Claims { jti: new_jti(), sub: sub.into(), allow, iat: now, exp: now.saturating_add(ttl), rev: None, sid }
+        Claims {
+            jti: new_jti(),
+            sub: sub.into(),
+            allow,
+            iat: now,
+            exp: now.saturating_add(ttl),
+            rev: None,
+            sid,
+            info: None,
+        }
     }
 }
 
@@ -216,6 +232,9 @@ impl Keyring {
         if claims.rev == Some(0) || (kind == TokenKind::Resume && claims.rev.is_some()) {
             return Err(Malformed("rev"));
         }
+        if claims.info.as_ref().is_some_and(|info| check_info(info).is_err()) {
+            return Err(Malformed("info"));
+        }
         if claims.iat > now.saturating_add(CLOCK_SKEW) {
             return Err(Malformed("issued in the future"));
         }
@@ -224,6 +243,37 @@ impl Keyring {
         }
         Ok((kind, claims))
     }
+}
+
+/// Why an `info` claim is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InfoError {
+    #[error("info must be a JSON object")]
+    NotAnObject,
+    #[error("info must be at most {MAX_INFO_BYTES} bytes of compact JSON")]
+    TooLarge,
+}
+
+/// Checks an `info` claim: a JSON object of at most [`MAX_INFO_BYTES`] bytes as compact JSON.
+pub fn check_info(info: &serde_json::Value) -> Result<(), InfoError> {
+    if !info.is_object() {
+        return Err(InfoError::NotAnObject);
+    }
+    // Counting bytes without building the text: serialising into a sink that stops past the limit.
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            if self.0 > MAX_INFO_BYTES {
+                return Err(std::io::Error::other("too large"));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(&mut Counter(0), info).map_err(|_| InfoError::TooLarge)
 }
 
 /// A fresh token id: 128 random bits from the system CSPRNG as 32 lowercase hex characters.
@@ -263,7 +313,27 @@ mod tests {
             exp,
             rev: None,
             sid: sid.map(Into::into),
+            info: None,
         }
+    }
+
+    #[test]
+    fn info_is_a_small_object() {
+        let kr = ring();
+        let mut c = claims(NOW + 60, None);
+        c.info = Some(serde_json::json!({"name": "Alice"}));
+        let (_, back) = kr.verify(&kr.sign(TokenKind::Connect, &c), NOW).unwrap();
+        assert_eq!(back.info, c.info);
+        // {"n":"..."} is 8 bytes around the string.
+        c.info = Some(serde_json::json!({"n": "x".repeat(MAX_INFO_BYTES - 8)}));
+        assert_eq!(check_info(c.info.as_ref().unwrap()), Ok(()));
+        assert!(kr.verify(&kr.sign(TokenKind::Connect, &c), NOW).is_ok());
+        c.info = Some(serde_json::json!({"n": "x".repeat(MAX_INFO_BYTES - 7)}));
+        assert_eq!(check_info(c.info.as_ref().unwrap()), Err(InfoError::TooLarge));
+        assert_eq!(kr.verify(&kr.sign(TokenKind::Connect, &c), NOW).unwrap_err(), TokenError::Malformed("info"));
+        c.info = Some(serde_json::json!("Alice"));
+        assert_eq!(check_info(c.info.as_ref().unwrap()), Err(InfoError::NotAnObject));
+        assert_eq!(kr.verify(&kr.sign(TokenKind::Connect, &c), NOW).unwrap_err(), TokenError::Malformed("info"));
     }
 
     #[test]

@@ -179,6 +179,25 @@ async fn bad_mint_requests_get_400_with_a_message() {
     let too_many: Vec<String> = (0..65).map(|i| format!("p.{i}")).collect();
     assert_bad_request(&app, "/api/v1/tokens", &json!({"allow": too_many}).to_string()).await;
     assert_bad_request(&app, "/api/v1/tokens", &json!({"user": "u".repeat(256), "allow": []}).to_string()).await;
+    // The presence `info` claim: an object of at most 256 bytes (checked before any KV write).
+    let message =
+        assert_bad_request(&app, "/api/v1/tokens", &json!({"allow": [], "info": {"n": "x".repeat(256)}}).to_string())
+            .await;
+    assert!(message.contains("256 bytes"), "{message}");
+    let message = assert_bad_request(&app, "/api/v1/tokens", r#"{"allow":[],"info":"Alice"}"#).await;
+    assert!(message.contains("object"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minted_tokens_carry_the_presence_info_claim() {
+    let nats = NatsServer::start();
+    let app = api_app(&nats).await;
+    let body = json!({"user": "alice", "allow": ["x.>"], "info": {"name": "Alice"}});
+    let (status, reply) = post_json(&app, "/api/v1/tokens", body).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let token = reply["token"].as_str().unwrap();
+    let (_, claims) = Keyring::new(&[SECRET.to_string()]).unwrap().verify(token, token::now_unix()).unwrap();
+    assert_eq!(claims.info, Some(json!({"name": "Alice"})));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

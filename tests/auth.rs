@@ -45,6 +45,7 @@ fn claims(sub: &str, allow: &[&str], iat: i64, exp: i64) -> Claims {
         exp,
         rev: None,
         sid: None,
+        info: None,
     }
 }
 

@@ -66,6 +66,19 @@ async fn token_subcommand_prints_a_token_that_connects_once() {
     let mut anon = WsClient::connect(&app.ws_url()).await;
     assert_eq!(anon.connect_with(json!({"type":"connect","token":anonymous})).await["type"], "connected");
 
+    // The presence `info` claim; a bad one exits 2 before NATS is asked.
+    let with_info = mint_cli(&nats.url(), &["--user", "bo", "--allow", "x.>", "--info", r#"{"name":"Bo"}"#]).await;
+    let (_, claims) = Keyring::new(&[SECRET.to_string()]).unwrap().verify(&with_info, token::now_unix()).unwrap();
+    assert_eq!(claims.info, Some(json!({"name": "Bo"})));
+    let big = format!(r#"{{"n":"{}"}}"#, "x".repeat(256));
+    for info in ["[1]", "not json", big.as_str()] {
+        let mut cmd = gateway_command("nats://127.0.0.1:1", SECRET);
+        cmd.arg("token").args(["--allow", "x.>", "--info", info]);
+        let (code, stdout, stderr) = run(cmd).await;
+        assert_eq!(code, 2, "{info}: {stderr}");
+        assert!(stdout.is_empty() && stderr.contains("--info"), "{info}: {stderr}");
+    }
+
     // Bad arguments are refused without minting.
     for args in [&["--allow", "shop..x"][..], &["--allow", "x.>", "--ttl", "0"], &["--allow", "x.>", "--ttl", "99999"]]
     {

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::Value;
 use telegraphy::config::{Settings, REVOCATIONS_BUCKET_MAX_AGE, TOKENS_BUCKET_MAX_AGE};
@@ -145,6 +146,7 @@ fn tokens_match() {
     assert_eq!(int(&t["jti_hex_chars"]) as usize, token::new_jti().len());
     assert_eq!(int(&t["clock_skew"]) as i64, token::CLOCK_SKEW);
     assert_eq!(int(&t["min_secret_bytes"]) as usize, token::MIN_SECRET_BYTES);
+    assert_eq!(int(&t["max_info_bytes"]) as usize, token::MAX_INFO_BYTES);
     let max_ttl = int(&t["max_ttl"]);
     assert_eq!(max_ttl, TOKENS_BUCKET_MAX_AGE.as_secs(), "the longest TTL is the tokens bucket's max_age");
     assert!(auth::check_mint_request("u", &[], max_ttl).is_ok());
@@ -164,6 +166,19 @@ fn buckets_match() {
         (&env_name(text(&b["revocations"]["gateway_setting"])), "r2"),
     ]);
     assert_eq!((changed.auth.tokens_bucket.as_str(), changed.auth.revocations_bucket.as_str()), ("t2", "r2"));
+}
+
+#[test]
+fn presence_matches() {
+    let p = &constants()["presence"];
+    let defaults = settings(&[]);
+    assert_eq!(text(&p["bucket"]["name"]), defaults.presence.bucket);
+    let changed = settings(&[(&env_name(text(&p["bucket"]["gateway_setting"])), "p2")]);
+    assert_eq!(changed.presence.bucket, "p2");
+    let refresh = Duration::from_secs(defaults.presence.refresh_interval);
+    assert_eq!(defaults.presence.ttl(), refresh * int(&p["ttl_refresh_intervals"]) as u32);
+    assert_eq!(u64::from(telegraphy::session::SNAPSHOT_COST), int(&p["snapshot_cost"]));
+    assert_eq!(telegraphy::presence_client_id("any session").len() as u64, int(&p["client_id_chars"]));
 }
 
 /// Every error code, by a match that stops compiling when a variant is added.

@@ -209,7 +209,7 @@ fn valid_client_frame() -> impl Strategy<Value = ClientFrame> {
         (id.clone(), prop::option::of(s)).prop_map(|(id, token)| ClientFrame::Connect { id, token, resume: None }),
         (id.clone(), prop::option::of(s)).prop_map(|(id, resume)| ClientFrame::Connect { id, token: None, resume }),
         (id.clone(), valid_pattern(), prop::option::of(since())).prop_map(|(id, event, since)| {
-            ClientFrame::Subscribe { id, event, since, sub: None, filter: None, exclude: None }
+            ClientFrame::Subscribe { id, event, since, sub: None, filter: None, exclude: None, presence: false }
         }),
         (id.clone(), valid_pattern()).prop_map(|(id, event)| ClientFrame::Unsubscribe {
             id,
@@ -235,6 +235,9 @@ fn client_frame_json(f: &ClientFrame) -> String {
         ClientFrame::Unsubscribe { event, sub, .. } => json!({"type": "unsubscribe", "event": event, "sub": sub}),
         ClientFrame::Ping { .. } => json!({"type": "ping"}),
         ClientFrame::Pong => json!({"type": "pong"}),
+        ClientFrame::Presence { event, stats, .. } => {
+            json!({"type": if *stats { "presence_stats" } else { "presence" }, "event": event})
+        }
     };
     let obj = v.as_object_mut().unwrap();
     obj.retain(|_, v| !v.is_null());
@@ -309,7 +312,7 @@ fn claims() -> impl Strategy<Value = (TokenKind, Claims)> {
             let kind = if resume { TokenKind::Resume } else { TokenKind::Connect };
             let sid = resume.then_some(sid);
             let rev = rev.filter(|_| !resume);
-            (kind, Claims { jti, sub, allow, iat: NOW + iat_off, exp: NOW + ttl, rev, sid })
+            (kind, Claims { jti, sub, allow, iat: NOW + iat_off, exp: NOW + ttl, rev, sid, info: None })
         })
 }
 

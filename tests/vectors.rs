@@ -104,8 +104,9 @@ fn frame_to_json(f: &ClientFrame) -> Value {
             put("resume", resume.clone().map(Value::from));
             ("connect", *id)
         }
-        ClientFrame::Subscribe { id, event, since, sub, filter, exclude } => {
+        ClientFrame::Subscribe { id, event, since, sub, filter, exclude, presence } => {
             put("event", Some(event.clone().into()));
+            put("presence", presence.then_some(Value::Bool(true)));
             put("since", since.as_ref().map(|s| serde_json::json!({"epoch": s.epoch, "seq": s.seq})));
             put("sub", sub.clone().map(Value::from));
             put("filter", filter.clone());
@@ -116,6 +117,10 @@ fn frame_to_json(f: &ClientFrame) -> Value {
             put("event", event.clone().map(Value::from));
             put("sub", sub.clone().map(Value::from));
             ("unsubscribe", *id)
+        }
+        ClientFrame::Presence { id, event, stats } => {
+            put("event", Some(event.clone().into()));
+            (if *stats { "presence_stats" } else { "presence" }, *id)
         }
         ClientFrame::Ping { id } => ("ping", *id),
         ClientFrame::Pong => ("pong", None),
@@ -131,6 +136,11 @@ fn error_code(name: &str) -> ErrorCode {
         .into_iter()
         .find(|c| c.as_str() == name)
         .unwrap_or_else(|| panic!("unknown error code {name:?}"))
+}
+
+/// A presence member of a vector: `client`, `user` and `info` (the JSON text of the info object).
+fn member(c: &Value) -> String {
+    frames::encode_presence_member(s(c, "client"), s(c, "user"), c.get("info").map(|i| i.as_str().unwrap()))
 }
 
 fn encode_server(c: &Value) -> String {
@@ -165,6 +175,18 @@ fn encode_server(c: &Value) -> String {
             frames::encode_connected(id, s(c, "session"), s(c, "node"), c["heartbeat"].as_u64().unwrap(), resume)
         }
         "position" => frames::encode_position(s(c, "sub"), s(c, "epoch"), c["seq"].as_u64().unwrap()),
+        "join" => frames::encode_join(s(c, "sub"), &member(c)),
+        "leave" => frames::encode_leave(s(c, "sub"), &member(c)),
+        "presence" => {
+            let members: Vec<String> = c["clients"].as_array().unwrap().iter().map(member).collect();
+            frames::encode_presence(id, s(c, "event"), members.iter().map(String::as_str), c["truncated"] == true)
+        }
+        "presence_stats" => frames::encode_presence_stats(
+            id,
+            s(c, "event"),
+            c["clients"].as_u64().unwrap() as usize,
+            c["users"].as_u64().unwrap() as usize,
+        ),
         other => panic!("server frame kind {other:?} has no encoder in this test"),
     }
 }

@@ -261,6 +261,27 @@ async def main() -> int:
         assert ev["data"] == {"n": 1} and ev["sub"] == PATTERN, ev
         assert ev.get("seq") == seq and ev.get("epoch"), f"history position {ev.get('epoch')}/{ev.get('seq')}, ack seq {seq}"
 
+    async def presence_across_nodes():
+        # Two clients present on one channel via gw-1 and gw-3 (the presence bucket with the gateway user's
+        # permissions): the first sees the second join, the snapshot holds both, a close is a leave.
+        room = "deploytest.room"
+        a, b = Client(ENV["GW_1_WS"]), Client(ENV["GW_3_WS"])
+        try:
+            await a.open(token=mint("deploy-alice"))
+            await a.request({"type": "subscribe", "event": room, "presence": True}, "subscribed")
+            await b.open(token=mint("deploy-bob"))
+            await b.request({"type": "subscribe", "event": room, "presence": True}, "subscribed")
+            joined = await a.frame(lambda f: f.get("type") == "join", 10)
+            assert joined["user"] == "deploy-bob", joined
+            seen = await b.request({"type": "presence", "event": room}, "presence")
+            assert sorted(c["user"] for c in seen["clients"]) == ["deploy-alice", "deploy-bob"], seen
+            await b.close()
+            left = await a.frame(lambda f: f.get("type") == "leave", 10)
+            assert left["user"] == "deploy-bob", left
+        finally:
+            await a.close()
+            await b.close()
+
     async def through_load_balancer():
         if "LB_WS" not in ENV:
             raise Skip("no load balancer (nginx not installed)")
@@ -358,8 +379,8 @@ async def main() -> int:
         assert state["gw3"].ws.close_code is None, f"the client on gw-3 was closed ({state['gw3'].ws.close_code})"
 
     async def django_role():
-        # The Django app's own package as NATS user django: token registration (KV create), an acknowledged
-        # publish, a revocation (KV put) that the gateways act on.
+        # The Django app's own package as NATS user django: token registration (KV create), a presence read, an
+        # acknowledged publish, a revocation (KV put) that the gateways act on.
         os.environ["TELEGRAPHY_NATS_URL"] = ",".join(nats_url(i, "django") for i in (1, 2, 3))
         os.environ["TELEGRAPHY_SECRET"] = Path(ENV["LOCAL_CLUSTER_SECRET_FILE"]).read_text()
         sys.path.insert(0, str(ROOT / "python"))
@@ -372,6 +393,12 @@ async def main() -> int:
         connected = await c.open(token=token)
         assert connected["node"] == "gw-2", connected
         await c.request({"type": "subscribe", "event": PATTERN}, "subscribed")
+        # Presence read by the package (a short-lived KV watch on the presence bucket).
+        await c.request({"type": "subscribe", "event": "deploytest.django-room", "presence": True}, "subscribed")
+        from telegraphy import apresence
+
+        present = await apresence("deploytest.django-room", timeout=10)
+        assert [p["user"] for p in present["clients"]] == [DJANGO_USER], present
         ack = await apublish("deploytest.django", {"by": "django"}, ack=True, timeout=10)
         ev = await c.event("deploytest.django")
         assert ev["data"] == {"by": "django"} and ev["seq"] == ack.seq, (ev, ack)
@@ -517,11 +544,12 @@ async def main() -> int:
     for name, step in [
         ("mint a token with gw-1's settings, connect to gw-3 and subscribe", token_and_subscribe),
         ("an event published to NATS node 2 reaches the client on gw-3, with its stream seq/epoch", delivered_across_nodes),
+        ("presence across gw-1 and gw-3: join, snapshot, leave (presence bucket as NATS user gateway)", presence_across_nodes),
         ("WebSocket through the nginx load balancer (deploy/nginx.conf) receives events", through_load_balancer),
         ("NATS refuses anonymous clients, a wrong password and an unknown user", no_anonymous_access),
         ("NATS user publisher: publishes events, cannot subscribe, write KV, forge live frames or call JetStream", publisher_publishes_only),
         ("NATS user gateway: cannot delete or purge the history stream nor write revocations", gateway_user_cannot_delete),
-        ("NATS user django (python/telegraphy): mints a token, publishes with ack, revokes the user (4003)", django_role),
+        ("NATS user django (python/telegraphy): mints a token, reads presence, publishes with ack, revokes the user (4003)", django_role),
         ("kill -9 one NATS node", kill_nats_node),
         ("the 3 gateways are ready (stayed or recovered); JetStream elects leaders on the survivors", gateways_ready_after_kill),
         ("events published after the kill reach the connected clients, same epoch, next seq", delivered_after_kill),

@@ -5,6 +5,7 @@ browsers over WebSocket (protocol v1, see proto/PROTOCOL.md).
     telegraphy.publish("chat.lobby.message", {"text": "hi"})        # sync, never blocks on NATS
     await telegraphy.apublish("chat.lobby.message", {"text": "hi"})  # async
     telegraphy.revoke_user(user)                                      # close the user's sockets (4003)
+    telegraphy.presence("shop.order.42")                              # who is viewing it (section 11)
 
 Every error it raises on purpose is a ``telegraphy.TelegraphyError`` (see ``telegraphy.exceptions``).
 """
@@ -12,12 +13,14 @@ Every error it raises on purpose is a ``telegraphy.TelegraphyError`` (see ``tele
 from .events import BaseEvent, BaseEventModel, allow_patterns
 from .exceptions import (
     FilterError,
+    PresenceError,
     PublishError,
     RevocationError,
     TelegraphyError,
     TokenError,
     TokenRegistrationError,
 )
+from .presence import apresence, apresence_stats, presence, presence_stats
 from .publisher import apublish, flush, publish
 from .revocations import arevoke_session, arevoke_user, revoke_session, revoke_user
 
@@ -27,16 +30,21 @@ __all__ = [
     "BaseEvent",
     "BaseEventModel",
     "FilterError",
+    "PresenceError",
     "PublishError",
     "RevocationError",
     "TelegraphyError",
     "TokenError",
     "TokenRegistrationError",
     "allow_patterns",
+    "apresence",
+    "apresence_stats",
     "apublish",
     "arevoke_session",
     "arevoke_user",
     "flush",
+    "presence",
+    "presence_stats",
     "publish",
     "revoke_session",
     "revoke_user",

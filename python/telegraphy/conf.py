@@ -13,6 +13,7 @@ Every key is optional except ``SECRET``::
         "REGISTER_TOKENS": True,                # store each token id in KV (gateway auth.single_use)
         "TOKENS_BUCKET": "telegraphy_tokens",   # gateway auth.tokens_bucket
         "REVOCATIONS_BUCKET": "telegraphy_revocations",  # gateway auth.revocations_bucket
+        "PRESENCE_BUCKET": "telegraphy_presence",  # gateway presence.bucket (read by telegraphy.presence)
         "KV_REPLICAS": 1,                       # replicas of a KV bucket created here (gateway history.replicas)
         "PUBLISH_BUFFER": 10000,                # events kept while NATS is unreachable; more are dropped
         "PUBLISH_TIMEOUT": 5.0,                 # seconds: acknowledged publishes, flush(), mint()
@@ -55,6 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "REGISTER_TOKENS": True,
     "TOKENS_BUCKET": "telegraphy_tokens",
     "REVOCATIONS_BUCKET": "telegraphy_revocations",
+    "PRESENCE_BUCKET": "telegraphy_presence",
     "KV_REPLICAS": 1,
     "PUBLISH_BUFFER": 10000,
     "PUBLISH_TIMEOUT": 5.0,

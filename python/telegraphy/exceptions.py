@@ -14,6 +14,7 @@ __all__ = [
     "TokenError",
     "TokenRegistrationError",
     "FilterError",
+    "PresenceError",
 ]
 
 
@@ -49,3 +50,7 @@ class FilterError(TelegraphyError, ValueError):
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
+
+
+class PresenceError(TelegraphyError, RuntimeError):
+    """Presence could not be read from the ``PRESENCE_BUCKET`` KV bucket (NATS unreachable, no answer in time)."""

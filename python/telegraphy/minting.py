@@ -33,11 +33,12 @@ def token_allowed(user: object) -> bool:
     return bool(user_sub(user)) or bool(ts.ANONYMOUS_TOKENS)
 
 
-def _prepare(user: object, allow: Iterable[str] | None, ttl: int | None) -> tuple[dict, bool]:
+def _prepare(user: object, allow: Iterable[str] | None, ttl: int | None, info: dict | None = None) -> tuple[dict, bool]:
     if allow is None:
         allow = allow_patterns(user)
     sub = user_sub(user)
-    claims = claims_for(sub, allow, ts.TOKEN_TTL if ttl is None else ttl, now=issue_time(sub) if sub else None)
+    ttl = ts.TOKEN_TTL if ttl is None else ttl
+    claims = claims_for(sub, allow, ttl, now=issue_time(sub) if sub else None, info=info)
     return claims, bool(ts.REGISTER_TOKENS)
 
 
@@ -45,7 +46,11 @@ def _sign_registered(claims: dict, rev: int | None) -> str:
     """Signs connect-token claims, adding ``rev`` (the registration's KV revision) when known: the gateway then
     consumes the token with one revision-guarded write instead of a read and a write."""
     if rev is not None:
-        claims = {**claims, "rev": rev}
+        # Protocol order: `rev` before the optional `info`.
+        info = claims.get("info")
+        claims = {**{k: v for k, v in claims.items() if k != "info"}, "rev": rev}
+        if info is not None:
+            claims["info"] = info
     return sign(claims, ts.secret_bytes)
 
 
@@ -107,24 +112,28 @@ async def _create(link: NatsLink, bucket: str, jti: str, timeout: float) -> int 
             pause = min(pause * 2, 1.0)
 
 
-def mint(user: object, allow: Iterable[str] | None = None, ttl: int | None = None, *, timeout: float | None = None) -> str:
+def mint(user: object, allow: Iterable[str] | None = None, ttl: int | None = None, *,
+         timeout: float | None = None, info: dict | None = None) -> str:
     """A fresh single-use connect token for ``user`` (a Django user, ``None``/anonymous, or a ``sub`` string).
 
     ``allow`` defaults to the patterns the registered event classes grant ``user``. ``ttl`` defaults to
     ``TELEGRAPHY["TOKEN_TTL"]`` and must be <= 3600. The token id is registered in JetStream KV unless
     ``REGISTER_TOKENS`` is False; that wait is bounded by ``timeout`` (default ``PUBLISH_TIMEOUT``).
+    ``info`` is the presence claim (PROTOCOL section 11, e.g. ``{"name": user.get_full_name()}``): a dict of at
+    most 256 bytes as compact JSON, checked (``ValueError``) before anything is registered.
     """
-    claims, do_register = _prepare(user, allow, ttl)
+    claims, do_register = _prepare(user, allow, ttl, info)
     rev = register(claims["jti"], timeout) if do_register else None
     return _sign_registered(claims, rev)
 
 
-async def amint(user: object, allow: Iterable[str] | None = None, ttl: int | None = None, *, timeout: float | None = None) -> str:
+async def amint(user: object, allow: Iterable[str] | None = None, ttl: int | None = None, *,
+                timeout: float | None = None, info: dict | None = None) -> str:
     """:func:`mint` for async code: awaits the KV registration without blocking the event loop.
 
     Resolving default ``allow`` may touch the database (``allow_patterns``), so pass ``allow`` explicitly
     or call this where synchronous ORM access is fine (it is run in a worker thread here).
     """
-    claims, do_register = await sync_to_async(_prepare)(user, allow, ttl)
+    claims, do_register = await sync_to_async(_prepare)(user, allow, ttl, info)
     rev = await aregister(claims["jti"], timeout) if do_register else None
     return _sign_registered(claims, rev)

@@ -2,8 +2,8 @@
 
 ``tg1.<claims>.<sig>`` where ``claims`` is base64url (no padding) of the compact JSON claims in the order
 ``jti, sub, allow, iat, exp`` (+ ``rev``, the KV revision of the token's registration, on connect tokens;
-``sid`` on ``tg1r`` resume tokens) and ``sig`` is base64url of
-HMAC-SHA256(secret, "<prefix>." + claims).
+``sid`` on ``tg1r`` resume tokens, then the optional ``info`` shown by presence, section 11) and ``sig`` is
+base64url of HMAC-SHA256(secret, "<prefix>." + claims).
 
 ``telegraphy.minting.mint()`` (public as ``telegraphy.tokens.mint()``) is what a Django site uses; ``sign()``
 and ``verify()`` here are the pure functions behind it (the gateway verifies in production, ``verify()``
@@ -35,6 +35,7 @@ __all__ = [
     "MAX_TTL",
     "CLOCK_SKEW",
     "MIN_SECRET_BYTES",
+    "MAX_INFO_BYTES",
     "PLACEHOLDER_WORDS",
     "MIN_SECRET_ENTROPY_BITS",
     "TokenError",
@@ -42,6 +43,7 @@ __all__ = [
     "sign",
     "verify",
     "claims_for",
+    "check_info",
     "user_sub",
 ]
 
@@ -52,6 +54,7 @@ MAX_ALLOW = 64
 MAX_TTL = 3600  # the telegraphy_tokens bucket's max_age: token TTLs must not exceed it
 CLOCK_SKEW = 5
 MIN_SECRET_BYTES = 32
+MAX_INFO_BYTES = 256  # the presence `info` claim: a JSON object of at most this many bytes as compact JSON
 # PROTOCOL section 4 "Secrets" (vectors/secrets.json): the words of the shipped examples, and the entropy floor.
 PLACEHOLDER_WORDS = ("change", "replace", "example", "placeholder", "dummy", "insecure")
 MIN_SECRET_ENTROPY_BITS = 80
@@ -118,8 +121,37 @@ def sign(claims: dict[str, Any], secret: str | bytes, prefix: str = CONNECT_PREF
     return f"{signed_part}.{_signature(secret, signed_part)}"
 
 
-def claims_for(sub: str, allow: Iterable[str], ttl: int, *, now: int | None = None, jti: str | None = None) -> dict:
-    """Build connect-token claims in protocol order after validating them."""
+def _info_problem(info: object) -> str | None:
+    if not isinstance(info, dict):
+        return "info must be a JSON object"
+    try:
+        size = len(json.dumps(info, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8"))
+    except (TypeError, ValueError):
+        return "info must be JSON"
+    if size > MAX_INFO_BYTES:
+        return f"info must be at most {MAX_INFO_BYTES} bytes of compact JSON"
+    return None
+
+
+def check_info(info: object) -> None:
+    """Check a presence ``info`` claim (PROTOCOL section 11): a JSON object of at most :data:`MAX_INFO_BYTES`
+    bytes as compact JSON. Raises ``ValueError``."""
+    problem = _info_problem(info)
+    if problem:
+        raise ValueError(problem)
+
+
+def claims_for(
+    sub: str,
+    allow: Iterable[str],
+    ttl: int,
+    *,
+    now: int | None = None,
+    jti: str | None = None,
+    info: dict | None = None,
+) -> dict:
+    """Build connect-token claims in protocol order after validating them (``info``: the presence claim,
+    checked by :func:`check_info`, last)."""
     if not isinstance(sub, str):
         raise ValueError("sub must be a string")
     allow_list: list[str] = []
@@ -131,14 +163,19 @@ def claims_for(sub: str, allow: Iterable[str], ttl: int, *, now: int | None = No
         raise ValueError(f"a token may carry at most {MAX_ALLOW} allow patterns, got {len(allow_list)}")
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL:
         raise ValueError(f"ttl must be an integer number of seconds in 1..{MAX_TTL}, got {ttl!r}")
+    if info is not None:
+        check_info(info)
     iat = int(time.time()) if now is None else int(now)
-    return {
+    claims = {
         "jti": jti if jti is not None else _secrets.token_hex(16),
         "sub": sub,
         "allow": allow_list,
         "iat": iat,
         "exp": iat + ttl,
     }
+    if info is not None:
+        claims["info"] = info
+    return claims
 
 
 def _is_int(value: object) -> bool:
@@ -188,6 +225,8 @@ def verify(token: object, secrets: Iterable[str | bytes], *, now: int | None = N
         raise TokenError("malformed", "resume tokens carry a sid")
     if "rev" in claims and (tprefix == RESUME_PREFIX or not _is_int(claims["rev"]) or claims["rev"] < 1):
         raise TokenError("malformed", "rev must be an integer >= 1, on connect tokens only")
+    if "info" in claims and _info_problem(claims["info"]):
+        raise TokenError("malformed", "info must be a JSON object of at most 256 bytes")
     current = int(time.time()) if now is None else int(now)
     if claims["iat"] > current + CLOCK_SKEW:
         raise TokenError("malformed", "issued in the future")

@@ -2,7 +2,7 @@
 
 ``tg1.<claims>.<sig>`` where ``claims`` is base64url (no padding) of the compact JSON claims in the order
 ``jti, sub, allow, iat, exp`` (+ ``rev``, the KV revision of the token's registration, on connect tokens;
-``sid`` on ``tg1r`` resume tokens) and ``sig`` is base64url of HMAC-SHA256(secret, "<prefix>." + claims).
+``sid`` on ``tg1r`` resume tokens; the optional presence ``info`` last) and ``sig`` is base64url of HMAC-SHA256(secret, "<prefix>." + claims).
 
 ``mint()``/``amint()`` are what a Django site uses; ``sign()`` and ``verify()`` are the pure functions behind
 them (the gateway verifies in production, ``verify()`` exists for tests and tools). Two modules do the work,
@@ -19,12 +19,14 @@ from .token_format import (
     CLOCK_SKEW,
     CONNECT_PREFIX,
     MAX_ALLOW,
+    MAX_INFO_BYTES,
     MAX_TOKEN_BYTES,
     MAX_TTL,
     MIN_SECRET_BYTES,
     MIN_SECRET_ENTROPY_BITS,
     PLACEHOLDER_WORDS,
     RESUME_PREFIX,
+    check_info,
     claims_for,
     secret_weakness,
     sign,

@@ -40,6 +40,7 @@ def test_gateway_env_maps_settings(settings):
         "TELEGRAPHY_AUTH__SINGLE_USE": "false",
         "TELEGRAPHY_AUTH__TOKENS_BUCKET": "telegraphy_tokens",
         "TELEGRAPHY_AUTH__REVOCATIONS_BUCKET": "telegraphy_revocations",
+        "TELEGRAPHY_PRESENCE__BUCKET": "telegraphy_presence",
         "TELEGRAPHY_HTTP__BIND": "0.0.0.0:9000",
         "TELEGRAPHY_LOG__FORMAT": "json",
     }

@@ -66,6 +66,7 @@ def test_tokens():
         t["max_bytes"], t["max_allow"], t["clock_skew"], t["max_ttl"], t["min_secret_bytes"]
     )
     assert len(tokens.claims_for("u", [], 1)["jti"]) == t["jti_hex_chars"]
+    assert tokens.MAX_INFO_BYTES == t["max_info_bytes"]
 
 
 def test_buckets():
@@ -75,6 +76,10 @@ def test_buckets():
     )
     # The tokens bucket's max_age is the longest TTL (the publisher creates it with MAX_TTL).
     assert (tokens.MAX_TTL, revocations.REVOCATIONS_MAX_AGE) == (b["tokens"]["max_age"], b["revocations"]["max_age"])
+
+
+def test_presence():
+    assert conf.DEFAULTS["PRESENCE_BUCKET"] == CONSTANTS["presence"]["bucket"]["name"]
 
 
 def conditions(n: int, lookup: str = "exact") -> dict:

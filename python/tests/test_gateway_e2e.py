@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth.models import User
 
+import telegraphy
 from telegraphy import tokens
 
 from .helpers import WsClient as Client
@@ -83,6 +84,33 @@ def test_minted_tokens_are_single_use_at_the_gateway(gateway, nats_settings):
         second.recv()
     assert closed.value.rcvd.code == 4001
     first.close()
+
+
+@db
+def test_presence_shows_the_info_minted_by_django(connect):
+    alice = connect("alice", allow=["chat.>"], info={"name": "Alice"})
+    bob = connect("bob", allow=["chat.>"])
+    assert alice.subscribe("chat.lobby", presence=True)["type"] == "subscribed"
+    assert bob.subscribe("chat.lobby", presence=True)["type"] == "subscribed"
+    bob.send({"type": "presence", "id": 5, "event": "chat.lobby"})
+    snapshot = bob.recv()
+    shown = {c["user"]: c.get("info") for c in snapshot["clients"]}
+    assert shown == {"alice": {"name": "Alice"}, "bob": None}, snapshot
+    # The Django side reads the same presence from the KV bucket.
+    read = telegraphy.presence("chat.lobby")
+    assert {c["user"]: c.get("info") for c in read["clients"]} == shown and read["truncated"] is False, read
+    assert {c["client"] for c in read["clients"]} == {c["client"] for c in snapshot["clients"]}
+    assert telegraphy.presence_stats("chat.lobby") == {"clients": 2, "users": 2}
+    assert telegraphy.presence("chat.lobby", limit=1)["truncated"] is True
+    joined = alice.recv()
+    assert (joined["type"], joined["user"]) == ("join", "bob"), joined
+    bob.close()  # a close is a leave at once
+    left = alice.recv()
+    assert (left["type"], left["user"], left["client"]) == ("leave", "bob", joined["client"]), left
+    assert telegraphy.presence_stats("chat.lobby") == {"clients": 1, "users": 1}
+    assert telegraphy.presence("chat.nobody") == {"clients": [], "truncated": False}
+    with pytest.raises(ValueError):
+        telegraphy.presence("chat.*")
 
 
 def test_telegraphy_check_sees_the_ready_gateway(gateway, nats_settings, settings, capsys):

@@ -88,6 +88,15 @@ def test_mint_registers_jti_create_only(nats_settings, nats_client):
         tokens.register(claims["jti"])
 
 
+def test_mint_with_a_presence_info_claim(nats_settings, nats_client):
+    token = tokens.mint("alice", allow=["chat.>"], info={"name": "Alice"})
+    claims = tokens.verify(token, [nats_settings["SECRET"]])
+    assert list(claims)[-2:] == ["rev", "info"], "protocol order: rev, then info"
+    assert claims["info"] == {"name": "Alice"}
+    with pytest.raises(ValueError, match="256 bytes"):
+        tokens.mint("alice", allow=["chat.>"], info={"n": "x" * 300})
+
+
 def test_mint_retries_until_the_bucket_answers(nats_settings, nats_client, caplog):
     # The publisher caches the bucket; a bucket deleted behind its back (or a stream without a leader during a
     # JetStream election) makes the create fail: the mint retries within TOKEN_TIMEOUT, re-creating the bucket.

@@ -97,3 +97,14 @@ def test_mint_with_nats_down_raises_registration_error_fast():
     with pytest.raises(tokens.TokenRegistrationError):
         tokens.mint("carol", allow=["a"], timeout=2.0)
     assert time.monotonic() - start < 2.6
+
+
+def test_info_claim_is_a_small_object_and_comes_last():
+    claims = tokens.claims_for("alice", ["a"], 60, now=1800000000, info={"name": "Alice"})
+    assert list(claims) == ["jti", "sub", "allow", "iat", "exp", "info"]
+    assert tokens.verify(tokens.sign(claims, V["secret"]), [V["secret"]], now=1800000000)["info"] == {"name": "Alice"}
+    # {"n":"..."} is 8 bytes around the string: 248 characters make 256 bytes, one more is too many.
+    tokens.check_info({"n": "x" * (tokens.MAX_INFO_BYTES - 8)})
+    for bad in [{"n": "x" * (tokens.MAX_INFO_BYTES - 7)}, {"n": "é" * 125}, "Alice", ["a"], {"n": float("nan")}]:
+        with pytest.raises(ValueError):
+            tokens.claims_for("alice", ["a"], 60, info=bad)

@@ -33,6 +33,9 @@ enum Command {
         /// Lifetime in seconds (default auth.token_ttl).
         #[arg(long)]
         ttl: Option<u64>,
+        /// Presence `info` claim: a JSON object of at most 256 bytes, e.g. '{"name":"Alice"}'.
+        #[arg(long, value_parser = parse_info)]
+        info: Option<serde_json::Value>,
     },
     /// Check the configuration (defaults < --config file < environment) and exit: 0 if valid, 2 if not.
     CheckConfig,
@@ -57,7 +60,7 @@ async fn main() -> ExitCode {
     };
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
-        Command::Token { user, allow, ttl } => mint(settings, user, allow, ttl).await,
+        Command::Token { user, allow, ttl, info } => mint(settings, user, allow, ttl, info).await,
         Command::Revoke { user, session } => revoke(settings, user, session).await,
         Command::CheckConfig => settings.secrets().map(|_| println!("configuration ok")).map_err(Into::into),
     };
@@ -101,15 +104,31 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     app.run_until(shutdown::signal()).await.context("HTTP server failed")
 }
 
-async fn mint(settings: Settings, user: String, allow: Vec<String>, ttl: Option<u64>) -> anyhow::Result<()> {
+/// `--info`: JSON text holding a small object (checked here, so a bad one exits 2 before NATS is reached).
+fn parse_info(text: &str) -> Result<serde_json::Value, String> {
+    let info: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    telegraphy::token::check_info(&info).map_err(|e| e.to_string())?;
+    Ok(info)
+}
+
+async fn mint(
+    settings: Settings,
+    user: String,
+    allow: Vec<String>,
+    ttl: Option<u64>,
+    info: Option<serde_json::Value>,
+) -> anyhow::Result<()> {
     settings.secrets()?;
     let ttl = ttl.unwrap_or(settings.auth.token_ttl);
     auth::check_mint_request(&user, &allow, ttl)?;
     let client = nats::connect_once(&settings.nats.url).await?;
     let auth = auth::Auth::new(&settings, client.clone())?;
-    let token = tokio::time::timeout(auth::MINT_RETRY_FOR + Duration::from_secs(10), auth.mint(&user, &allow, ttl))
-        .await
-        .context("timed out registering the token in NATS KV")??;
+    let token = tokio::time::timeout(
+        auth::MINT_RETRY_FOR + Duration::from_secs(10),
+        auth.mint_with_info(&user, &allow, ttl, info),
+    )
+    .await
+    .context("timed out registering the token in NATS KV")??;
     client.flush().await.context("flushing NATS")?;
     println!("{token}");
     Ok(())

@@ -51,6 +51,7 @@ def gateway_env(base: dict[str, str] | None = None) -> dict[str, str]:
             "TELEGRAPHY_AUTH__SINGLE_USE": "true" if ts.REGISTER_TOKENS else "false",
             "TELEGRAPHY_AUTH__TOKENS_BUCKET": ts.TOKENS_BUCKET,
             "TELEGRAPHY_AUTH__REVOCATIONS_BUCKET": ts.REVOCATIONS_BUCKET,
+            "TELEGRAPHY_PRESENCE__BUCKET": ts.PRESENCE_BUCKET,
         }
     )
     if ts.GATEWAY_BIND:
