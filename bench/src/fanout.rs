@@ -260,7 +260,7 @@ impl<'a> Bench<'a> {
 
     /// Publishes at `rate` for the step's duration and gathers what the clients saw.
     async fn step(&mut self, step: u32, rate: f64) -> anyhow::Result<Step> {
-        let before = Scrape::take(self.addr).await?;
+        let before = Scrape::take_or_empty(self.addr).await;
         let mut pids = self.pool.pids();
         pids.extend(&self.extra_pids);
         let cpu = self.common.cpu_meters(pids);
@@ -287,7 +287,7 @@ impl<'a> Bench<'a> {
         let expected = (0..published).map(|n| self.patterns.receivers(n, self.live as usize, self.filter_groups)).sum();
         self.drain(step, expected).await?;
         let cpu_percent = cpu.read();
-        let after = Scrape::take(self.addr).await?;
+        let after = Scrape::take_or_empty(self.addr).await;
         let mut latency = new_hist();
         let mut out = Step {
             step,
