@@ -22,6 +22,7 @@ bench/with-gateway.sh bash -c '
   run fanout --connections 20 --patterns per-object --rate 50 --duration 2 --drain 5 --strict
   run fanout --connections 20 --rate 20 --duration 1 --drain 5 --find-max --max-steps 2 --strict
   run fanout --connections 21 --filter-groups 4 --rate 50 --duration 2 --drain 5 --strict
+  run fanout --connections 20 --sse --rate 50 --duration 2 --drain 5 --strict
   run connect --connections 40 --concurrency 8 --workers 2
   run slow --connections 20 --rate 50 --duration 2 --drain 5 --strict
 '

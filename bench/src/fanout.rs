@@ -23,7 +23,7 @@ use crate::{
     report::{num, Outcome, Table},
     stats::{new_hist, Errors, Latency},
     target::{self, percent_cell, CpuUse, Scrape},
-    worker::{Cmd, Patterns, Reply},
+    worker::{Cmd, Job, Patterns, Reply},
     Common,
 };
 
@@ -65,6 +65,11 @@ pub struct FanoutArgs {
     /// the gateway evaluates K distinct filters per event. 0 = no filters.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub filter_groups: u32,
+    /// Open the connections over SSE (`GET /sse` on the `--url`'s address, PROTOCOL.md section 10.1) instead of
+    /// WebSocket; events arrive as `data:` lines. The clients do not answer heartbeats: give the gateway a
+    /// `heartbeat` longer than the run (TELEGRAPHY_HEARTBEAT=600). Not with --filter-groups.
+    #[arg(long)]
+    pub sse: bool,
     /// Step the rate to find the highest one whose p99 stays within --p99-budget-ms with nothing lost.
     #[arg(long)]
     pub find_max: bool,
@@ -188,6 +193,7 @@ impl<'a> Bench<'a> {
         load: &'a Load,
         patterns: Patterns,
         filter_groups: u32,
+        sse: bool,
     ) -> anyhow::Result<(Bench<'a>, serde_json::Value)> {
         if load.rate <= 0.0 || !load.rate.is_finite() {
             bail!("--rate must be positive");
@@ -195,11 +201,14 @@ impl<'a> Bench<'a> {
         if filter_groups > 0 && patterns != Patterns::One {
             bail!("--filter-groups needs --patterns one");
         }
+        if filter_groups > 0 && sse {
+            bail!("--filter-groups is not available with --sse");
+        }
         let connections = load.connections as usize;
         if connections / usize::from(common.workers) > 19_000 {
             bail!("--workers {}: a worker would hold more than 19000 sockets; use more workers", common.workers);
         }
-        let mut pool = common.pool().await?;
+        let mut pool = common.pool_for(&Job { sse, ..common.job(false, 0) }).await?;
         let nats = async_nats::connect(&common.nats).await.context("connecting to NATS")?;
         let start = Instant::now();
         let cmds = split(0, connections, pool.len())
@@ -251,7 +260,7 @@ impl<'a> Bench<'a> {
 
     /// Publishes at `rate` for the step's duration and gathers what the clients saw.
     async fn step(&mut self, step: u32, rate: f64) -> anyhow::Result<Step> {
-        let before = Scrape::take(self.addr).await?;
+        let before = Scrape::take_or_empty(self.addr).await;
         let mut pids = self.pool.pids();
         pids.extend(&self.extra_pids);
         let cpu = self.common.cpu_meters(pids);
@@ -278,7 +287,7 @@ impl<'a> Bench<'a> {
         let expected = (0..published).map(|n| self.patterns.receivers(n, self.live as usize, self.filter_groups)).sum();
         self.drain(step, expected).await?;
         let cpu_percent = cpu.read();
-        let after = Scrape::take(self.addr).await?;
+        let after = Scrape::take_or_empty(self.addr).await;
         let mut latency = new_hist();
         let mut out = Step {
             step,
@@ -396,10 +405,11 @@ fn strict_errors(load: &Load, steps: &[Step]) -> u64 {
 
 pub async fn run(args: &FanoutArgs) -> anyhow::Result<Outcome> {
     let (common, load) = (&args.common, &args.load);
-    let (mut bench, setup) = Bench::setup(common, load, args.patterns, args.filter_groups).await?;
+    let (mut bench, setup) = Bench::setup(common, load, args.patterns, args.filter_groups, args.sse).await?;
     let title = format!(
-        "fanout: {} connections, {} pattern(s){}, {} B events, {} s steps, {} worker(s)",
+        "fanout: {} {} connections, {} pattern(s){}, {} B events, {} s steps, {} worker(s)",
         load.connections,
+        if args.sse { "SSE" } else { "WebSocket" },
         args.patterns.name(),
         match args.filter_groups {
             0 => String::new(),
@@ -463,7 +473,7 @@ pub async fn run(args: &FanoutArgs) -> anyhow::Result<Outcome> {
     let json = json!({
         "scenario": "fanout",
         "params": {
-            "connections": load.connections, "patterns": args.patterns, "filter_groups": args.filter_groups, "rate": load.rate, "size": load.size,
+            "connections": load.connections, "sse": args.sse, "patterns": args.patterns, "filter_groups": args.filter_groups, "rate": load.rate, "size": load.size,
             "duration_s": load.duration, "workers": common.workers, "find_max": args.find_max, "p99_budget_ms": args.p99_budget_ms,
         },
         "setup": setup,
@@ -477,7 +487,7 @@ pub async fn run(args: &FanoutArgs) -> anyhow::Result<Outcome> {
 
 pub async fn run_slow(args: &SlowArgs) -> anyhow::Result<Outcome> {
     let (common, load) = (&args.common, &args.load);
-    let (mut bench, setup) = Bench::setup(common, load, Patterns::One, 0).await?;
+    let (mut bench, setup) = Bench::setup(common, load, Patterns::One, 0, false).await?;
     let title = format!(
         "slow: {} fast connections at {} events/s of {} B, {} s per run, without and with one client that never reads",
         load.connections, load.rate, load.size, load.duration

@@ -88,6 +88,12 @@ pub async fn wait_ready(addr: SocketAddr, limit: Duration) -> anyhow::Result<()>
 pub struct Scrape(HashMap<String, f64>);
 
 impl Scrape {
+    /// [`Scrape::take`], or no values when the server has no `/metrics` (an app embedding a node, such as the
+    /// example `embed-actix`, need not serve it): the gateway's counters then read 0.
+    pub async fn take_or_empty(addr: SocketAddr) -> Self {
+        Scrape::take(addr).await.unwrap_or_default()
+    }
+
     pub async fn take(addr: SocketAddr) -> anyhow::Result<Self> {
         let (status, body) = http_get(addr, "/metrics").await?;
         if status != 200 {

@@ -360,7 +360,8 @@ impl Worker {
                 Ok(Conn::Sse(socket)) => {
                     opened.ok += 1;
                     setup.saturating_record(took.as_micros() as u64);
-                    tokio::spawn(hold_sse(socket, self.stop.subscribe()));
+                    let reader = SseReader { buf: vec![0; self.job.read_buffer.max(512)], pending: Vec::new() };
+                    tokio::spawn(serve_sse(socket, reader, i, self.shared.clone(), self.stop.subscribe()));
                 }
                 Ok(Conn::Ws(ws)) => {
                     let ws = *ws;
@@ -472,16 +473,61 @@ enum Conn {
     Sse(tokio::net::TcpStream),
 }
 
-/// An idle SSE client: reads (and drops) what the gateway sends until the worker stops. It does not answer
-/// heartbeats (that takes a POST): runs set `heartbeat` above their length.
-async fn hold_sse(mut socket: tokio::net::TcpStream, mut stop: watch::Receiver<bool>) {
-    let mut buf = [0u8; 512];
+/// The read side of one SSE client: its read buffer and the bytes of a line not complete yet.
+struct SseReader {
+    buf: Vec<u8>,
+    pending: Vec<u8>,
+}
+
+/// A fast SSE client: reads the `text/event-stream` response (PROTOCOL.md section 10.1), takes each `data:`
+/// line as one frame and records bench events as [`serve`] does; `event: close` ends it with the close code in
+/// the data that follows. The response is chunked, and the gateway writes whole SSE messages per chunk, so the
+/// chunk-size lines between messages never split a `data:` line: they are skipped as other lines are. It does
+/// not answer heartbeats (that takes a POST to the stream's `post` path): runs set `heartbeat` above their length.
+async fn serve_sse(
+    mut socket: tokio::net::TcpStream,
+    mut reader: SseReader,
+    conn: usize,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut closing = false;
     loop {
-        tokio::select! {
+        let read = tokio::select! {
             _ = stop.changed() => return,
-            n = socket.read(&mut buf) => if !matches!(n, Ok(n) if n > 0) { return },
+            read = socket.read(&mut reader.buf) => read,
+        };
+        let n = match read {
+            Ok(0) => return shared.closed(None),
+            Ok(n) => n,
+            Err(e) => {
+                shared.errors.lock().expect("errors lock").add(format!("SSE read: {}", e.kind()));
+                return shared.closed(None);
+            }
+        };
+        reader.pending.extend_from_slice(&reader.buf[..n]);
+        let Some(end) = reader.pending.iter().rposition(|&b| b == b'\n') else { continue };
+        for line in reader.pending[..end].split(|&b| b == b'\n') {
+            if line == b"event: close" {
+                closing = true;
+            }
+            let Some(frame) = line.strip_prefix(b"data: ").and_then(|f| std::str::from_utf8(f).ok()) else {
+                continue;
+            };
+            if closing {
+                return shared.closed(sse_close_code(frame));
+            }
+            if let Some((sent_ns, step)) = client::event_stamp(frame) {
+                shared.record(conn, sent_ns, step);
+            }
         }
+        reader.pending.drain(..=end);
     }
+}
+
+/// The close code in the data of an SSE `event: close` (`{"code":4008,"reason":"..."}`).
+fn sse_close_code(data: &str) -> Option<u16> {
+    serde_json::from_str::<serde_json::Value>(data).ok()?["code"].as_u64().and_then(|c| u16::try_from(c).ok())
 }
 
 /// The slow client: keeps the socket open and never reads it again.
@@ -504,5 +550,12 @@ mod tests {
         assert_eq!(Patterns::One.receivers(5, 10, 0), 10);
         assert_eq!(Patterns::PerObject.receivers(5, 10, 0), 1);
         assert!(group_filter(1, 0).is_none());
+    }
+
+    #[test]
+    fn sse_close_codes_are_read_from_the_close_data() {
+        assert_eq!(sse_close_code(r#"{"code":4008,"reason":"too slow"}"#), Some(CLOSE_TOO_SLOW));
+        assert_eq!(sse_close_code(r#"{"reason":"x"}"#), None);
+        assert_eq!(sse_close_code("not json"), None);
     }
 }
