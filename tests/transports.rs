@@ -6,7 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{transport::Transport, *};
+use common::{
+    transport::{TestClient, Transport},
+    *,
+};
 use serde_json::{json, Value};
 use telegraphy::auth;
 
@@ -37,6 +40,7 @@ per_transport! {
         a_client_that_stops_reading_is_closed_with_4008,
         drain_closes_with_1012,
         revocation_closes_with_4003,
+        presence_join_snapshot_stats_and_leave,
     ]
 }
 
@@ -178,4 +182,41 @@ async fn revocation_closes_with_4003(transport: Transport) {
     auth::revoke(&nc, "telegraphy_revocations", &auth::user_key("mallory")).await.unwrap();
     assert_eq!(mallory.expect_close().await, (4003, "revoked".to_string()));
     assert_eq!(alice.request(json!({"type": "ping", "id": 5})).await, json!({"type": "pong", "id": 5}), "others stay");
+}
+
+/// The next `join` or `leave` frame (events and replies before it are skipped).
+async fn presence_event(client: &mut TestClient) -> Value {
+    loop {
+        let frame = client.recv().await;
+        if frame["type"] == "join" || frame["type"] == "leave" {
+            return frame;
+        }
+    }
+}
+
+async fn presence_join_snapshot_stats_and_leave(transport: Transport) {
+    let nats = NatsServer::start();
+    let app = transport.spawn(&nats.url(), |s| s.presence.refresh_interval = 1).await;
+    let lobby = json!({"type": "subscribe", "id": 2, "event": "chat.lobby", "presence": true});
+    let mut alice = transport.open(&app, &[connect(&app.token("alice", &["chat.>"]).await), lobby.clone()]).await;
+    assert_eq!(alice.recv().await["type"], "connected");
+    assert_eq!(alice.recv().await["type"], "subscribed");
+    let mut bob = transport.open(&app, &[connect(&app.token("bob", &["chat.>"]).await), lobby]).await;
+    assert_eq!(bob.recv().await["type"], "connected");
+    assert_eq!(bob.recv().await["type"], "subscribed");
+
+    let join = presence_event(&mut alice).await;
+    assert_eq!((&join["type"], &join["sub"], &join["user"]), (&json!("join"), &json!("chat.lobby"), &json!("bob")));
+    let snapshot = bob.request(json!({"type": "presence", "id": 5, "event": "chat.lobby"})).await;
+    let mut users: Vec<&str> =
+        snapshot["clients"].as_array().unwrap().iter().map(|c| c["user"].as_str().unwrap()).collect();
+    users.sort();
+    assert_eq!(users, ["alice", "bob"], "{snapshot}");
+    let stats = bob.request(json!({"type": "presence_stats", "id": 6, "event": "chat.lobby"})).await;
+    assert_eq!((&stats["clients"], &stats["users"]), (&json!(2), &json!(2)), "{stats}");
+
+    let reply = bob.request(json!({"type": "unsubscribe", "id": 7, "event": "chat.lobby"})).await;
+    assert_eq!(reply["type"], "unsubscribed");
+    let leave = presence_event(&mut alice).await;
+    assert_eq!((&leave["type"], &leave["client"]), (&json!("leave"), &join["client"]), "{leave}");
 }

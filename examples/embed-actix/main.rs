@@ -1,4 +1,4 @@
-//! An actix-web application that embeds a Telegraphy gateway node: its own routes (`GET /`, `GET /readyz`) and
+//! An actix-web application that embeds a Telegraphy gateway node: its own routes (`GET /`, `GET /readyz`, `GET /metrics`) and
 //! protocol v1 WebSockets at `/ws` ([`telegraphy::actix::ws`]), all on one port.
 //!
 //! Settings as for `telegraphy-gateway`: defaults < the TOML file given as first argument < `TELEGRAPHY_*`
@@ -32,6 +32,8 @@ async fn main() -> anyhow::Result<()> {
             .app_data(data.clone())
             .route("/", web::get().to(|| async { "Hello from an actix-web app that embeds Telegraphy\n" }))
             .route("/readyz", web::get().to(readyz))
+            // The node's Prometheus metrics; a real app would serve them on an internal listener only.
+            .route("/metrics", web::get().to(|node: web::Data<Gateway>| async move { node.metrics.render() }))
             .route("/ws", web::get().to(telegraphy::actix::ws))
     })
     .tcp_nodelay(true) // events are small frames sent as they come: no Nagle delay
