@@ -166,7 +166,7 @@ export interface PresenceStats {
 export type EventHandler<T = unknown> = (event: TelegraphyEvent<T>) => void;
 
 export declare class TelegraphyError extends Error {
-  /** Gateway error code (bad_request, unauthorized, forbidden, not_connected, limit_exceeded, internal) or a client one (revoked, protocol_violation, frame_too_big, bad_frame, no_token, token, handler, bad_url, closed, unsupported: the gateway ignored a name or filter). */
+  /** Gateway error code (bad_request, unauthorized, forbidden, not_connected, limit_exceeded, internal) or a client one (revoked, protocol_violation, frame_too_big, bad_frame, no_token, token, handler, bad_url, closed, unsupported: the gateway ignored a name or filter, disconnected: the connection dropped before a presence answer). */
   code: string;
   /** Request id of the failed request, if any. */
   id?: number;
