@@ -160,3 +160,31 @@ test("Django demo: signing out on one device revokes alice's sockets; her other 
     await phone.close();
   }
 });
+
+test("Django demo: two users in the chat room see each other online (presence); closing one tab is a leave", async () => {
+  const admin = await browser.newContext();
+  const alice = await browser.newContext();
+  try {
+    const adminTab = await signIn(admin, "admin");
+    const aliceTab = await signIn(alice, "alice");
+    const problems = [adminTab, aliceTab].map(pageProblems);
+    const users = [];
+    for (const tab of [adminTab, aliceTab]) {
+      await tab.goto(`${demo.url}/chat/lobby/`);
+      await tab.waitForSelector('#online[data-state="live"]', { timeout: 10000 });
+    }
+    // the admin's page loaded its snapshot first and learns alice's by her join; hers lists both
+    for (const tab of [adminTab, aliceTab]) {
+      await tab.waitForFunction(() => document.querySelectorAll("#online li").length === 2, null, { timeout: 10000 });
+      users.push(await tab.$$eval("#online li", (lis) => lis.map((li) => li.dataset.user).sort()));
+    }
+    assert.deepEqual(users[0], users[1]);
+    assert.notEqual(users[0][0], users[0][1], "two distinct users");
+    await aliceTab.close(); // the browser closes the socket: a leave at once, not after the TTL
+    await adminTab.waitForFunction(() => document.getElementById("online-count").textContent === "1", null, { timeout: 10000 });
+    assert.deepEqual(problems[0], []);
+  } finally {
+    await admin.close();
+    await alice.close();
+  }
+});
