@@ -188,3 +188,31 @@ test("Django demo: two users in the chat room see each other online (presence); 
     await alice.close();
   }
 });
+
+test("Django demo: the owner and the staff on one item page see each other as viewers (presence)", async () => {
+  const admin = await browser.newContext();
+  const alice = await browser.newContext();
+  try {
+    const aliceTab = await signIn(alice, "alice");
+    const adminTab = await signIn(admin, "admin");
+    const problems = [aliceTab, adminTab].map(pageProblems);
+    const name = `Vase ${randomBytes(3).toString("hex")}`;
+    await createItem(aliceTab, name, "3.00");
+    const pk = await aliceTab.locator("#tracker li", { hasText: name }).getAttribute("data-pk");
+    for (const tab of [aliceTab, adminTab]) {
+      await tab.goto(`${demo.url}/items/${pk}/`);
+      await tab.waitForSelector('#viewers[data-state="live"]', { timeout: 10000 });
+    }
+    // each sees the other (alice's page learns of the admin by his join, his from the snapshot)
+    const [aliceSees, adminSees] = await Promise.all(
+      [aliceTab, adminTab].map((tab) => tab.waitForFunction(() => document.querySelectorAll("#viewers .viewer").length === 1, null, { timeout: 10000 }).then(() => tab.textContent("#viewers"))),
+    );
+    assert.notEqual(aliceSees, adminSees, "each lists the other user, not itself");
+    await adminTab.close();
+    await aliceTab.waitForFunction(() => document.getElementById("viewers").textContent === "nobody else", null, { timeout: 10000 });
+    assert.deepEqual(problems[0], []);
+  } finally {
+    await admin.close();
+    await alice.close();
+  }
+});
