@@ -133,12 +133,40 @@ export interface SubscribeOptions {
   name?: string;
   /** Recover from a position saved earlier (Subscription.position), e.g. across a page load. */
   since?: Position;
+  /**
+   * Be present on the channel (PROTOCOL.md section 11): the pattern must have no wildcards; the token
+   * must allow it. Sent again on every re-subscribe after a reconnect. Enables presence(),
+   * presenceStats() and the "join"/"leave" events.
+   */
+  presence?: boolean;
+}
+
+/** One client present on a channel: `client` names a session (stable across resumes), `user` the token's sub ("" = anonymous). */
+export interface PresenceMember {
+  client: string;
+  user: string;
+  /** The token's `info` claim, when it has one. */
+  info?: Record<string, unknown>;
+}
+
+export interface PresenceSnapshot {
+  /** At most the gateway's presence.max_snapshot (default 100) members. */
+  clients: PresenceMember[];
+  /** True when there were more than it lists. */
+  truncated: boolean;
+}
+
+export interface PresenceStats {
+  /** Clients (sessions) present. */
+  clients: number;
+  /** Distinct non-empty users among them. */
+  users: number;
 }
 
 export type EventHandler<T = unknown> = (event: TelegraphyEvent<T>) => void;
 
 export declare class TelegraphyError extends Error {
-  /** Gateway error code (bad_request, unauthorized, forbidden, not_connected, limit_exceeded, internal) or a client one (revoked, protocol_violation, frame_too_big, bad_frame, no_token, token, handler, bad_url, closed, unsupported: the gateway ignored a name or filter). */
+  /** Gateway error code (bad_request, unauthorized, forbidden, not_connected, limit_exceeded, internal) or a client one (revoked, protocol_violation, frame_too_big, bad_frame, no_token, token, handler, bad_url, closed, unsupported: the gateway ignored a name or filter, disconnected: the connection dropped before a presence answer). */
   code: string;
   /** Request id of the failed request, if any. */
   id?: number;
@@ -166,6 +194,16 @@ export declare class Subscription<T = unknown> {
   onRecover(fn: (info: RecoveryInfo) => void): this;
   on(type: "recovered", fn: (info: RecoveryInfo) => void): this;
   on(type: "error", fn: (error: TelegraphyError) => void): this;
+  /** A client became present / is no longer present on the channel (presence subscriptions only; not your own join). */
+  on(type: "join" | "leave", fn: (member: PresenceMember) => void): this;
+  /**
+   * Who is present now (a presence subscription only). Sent once the subscription is confirmed; rejects with
+   * the gateway's error (forbidden, limit_exceeded, bad_request), "disconnected" when the connection drops
+   * before the answer, "bad_request" at once for a subscription without presence.
+   */
+  presence(): Promise<PresenceSnapshot>;
+  /** How many are present (counts only, cheap); rejects as presence() does. */
+  presenceStats(): Promise<PresenceStats>;
   /**
    * More conditions, merged into the filter (a key given again replaces its value), re-sent to the
    * gateway: the subscription is replaced under its name (ready() waits for the new answer; see setFilters

@@ -631,9 +631,10 @@ class Recovery {
  * and filters, the page's Subscription handles that share it, and its stream position (section 7).
  */
 class Entry {
-  constructor(key, pattern, spec, explicit) {
+  constructor(key, pattern, spec, explicit, presence) {
     this.key = key; // the name: what event frames carry in `sub`
     this.pattern = pattern;
+    this.presence = presence; // present on the channel (section 11): `"presence": true` in every subscribe
     this.filter = spec.filter;
     this.exclude = spec.exclude;
     this.explicit = explicit; // named by the app
@@ -694,6 +695,7 @@ export class Subscription {
     this._actions = null;
     this._errorHandlers = options.onError ? [options.onError] : [];
     this._recoverHandlers = options.onRecover ? [options.onRecover] : [];
+    this._presenceHandlers = { join: [], leave: [] };
     this._closed = false;
   }
 
@@ -748,11 +750,35 @@ export class Subscription {
     return this;
   }
 
-  /** on("recovered", fn) = onRecover(fn); on("error", fn) = onError(fn). */
+  /** on("recovered", fn) = onRecover(fn); on("error", fn) = onError(fn); "join"/"leave": presence (section 11). */
   on(type, fn) {
     if (type === "recovered") return this.onRecover(fn);
     if (type === "error") return this.onError(fn);
-    throw new TypeError(`Telegraphy: a subscription has no ${JSON.stringify(type)} event (recovered, error)`);
+    if (type === "join" || type === "leave") {
+      if (typeof fn !== "function") throw new TypeError(`Telegraphy: on(${JSON.stringify(type)}) takes a function`);
+      this._presenceHandlers[type].push(fn);
+      return this;
+    }
+    throw new TypeError(`Telegraphy: a subscription has no ${JSON.stringify(type)} event (recovered, error, join, leave)`);
+  }
+
+  /** Who is present on the channel now (section 11): resolves {clients: [{client, user, info?}], truncated}. */
+  presence() {
+    return this._ask("presence");
+  }
+
+  /** How many are present (counts only): resolves {clients, users}. */
+  presenceStats() {
+    return this._ask("presence_stats");
+  }
+
+  // A presence request, sent once the subscription is confirmed (the gateway answers only for a channel
+  // the connection is present on); rejected on an `error` answer or when the connection drops first.
+  _ask(type) {
+    if (!this._entry.presence) {
+      return Promise.reject(new TelegraphyError("bad_request", "subscribe with {presence: true} to ask for presence", { event: this.pattern }));
+    }
+    return this.ready().then(() => (this._closed ? Promise.reject(new TelegraphyError("closed", "subscription closed")) : this._owner._ask(this._entry, type)));
   }
 
   /** Narrow with more conditions (merged into the filter); re-sent to the gateway. */
@@ -834,6 +860,13 @@ export class Subscription {
     for (const fn of this._errorHandlers) this._owner._call(fn, error);
   }
 
+  _presence(frame) {
+    if (this._closed) return;
+    const member = { client: frame.client, user: frame.user };
+    if (frame.info !== undefined) member.info = frame.info;
+    for (const fn of this._presenceHandlers[frame.type]) this._owner._call(fn, { ...member });
+  }
+
   _recovered(info) {
     if (this._closed) return;
     for (const fn of this._recoverHandlers) this._owner._call(fn, { ...info });
@@ -865,17 +898,20 @@ class Subscriptions {
     if (handler != null && typeof handler !== "function") throw new TypeError("Telegraphy: handler must be a function");
     const spec = { filter: checkConditions(options.filter, "filter"), exclude: checkConditions(options.exclude, "exclude") };
     const since = options.since == null ? null : checkSince(options.since);
+    if (options.presence !== undefined && typeof options.presence !== "boolean") throw new TypeError("Telegraphy: presence must be a boolean");
+    const presence = options.presence === true;
+    if (presence && !validateName(pattern)) throw new TypeError(`Telegraphy: presence needs a channel without wildcards, not ${JSON.stringify(pattern)}`);
     const name = options.name;
     let entry;
     if (name !== undefined) {
       if (!validateSubName(name)) throw new TypeError(`Telegraphy: invalid subscription name ${JSON.stringify(name)}`);
       entry = this._entries.get(name);
-      if (entry && (entry.pattern !== pattern || entry.spec !== canonical(spec))) {
-        throw new TypeError(`Telegraphy: subscription name ${JSON.stringify(name)} is in use with another pattern or filter`);
+      if (entry && (entry.pattern !== pattern || entry.spec !== canonical(spec) || entry.presence !== presence)) {
+        throw new TypeError(`Telegraphy: subscription name ${JSON.stringify(name)} is in use with another pattern, filter or presence`);
       }
-      entry ||= this._add(name, pattern, spec, true);
+      entry ||= this._add(name, pattern, spec, true, presence);
     } else {
-      entry = this._find(pattern, canonical(spec)) || this._add(this._freeName(pattern, spec), pattern, spec, false);
+      entry = this._find(pattern, canonical(spec), presence) || this._add(this._freeName(pattern, spec, presence), pattern, spec, false, presence);
     }
     if (since && !entry.position) entry.position = since;
     const sub = new Subscription(this, entry, handler, options);
@@ -916,7 +952,40 @@ class Subscriptions {
     this._candidates = [];
     const pending = [...this._pending.values()];
     this._pending.clear();
-    for (const p of pending) if (p.resolve) p.resolve(); // unsubscribes: nothing left to wait for
+    for (const p of pending) {
+      if (p.resolve) p.resolve(); // unsubscribes: nothing left to wait for
+      if (p.ask) p.ask.reject(new TelegraphyError("disconnected", "the connection was lost before the answer", { id: p.ask.id, event: p.ask.event }));
+    }
+  }
+
+  /** A presence request (section 11) for a confirmed presence entry: resolves with the reply's data. */
+  _ask(entry, type) {
+    const id = this._host.id();
+    return new Promise((resolve, reject) => {
+      this._pending.set(id, { ask: { type, id, event: entry.pattern, resolve, reject } });
+      if (!this._host.send({ type, id, event: entry.pattern })) {
+        this._pending.delete(id);
+        reject(new TelegraphyError("not_connected", "not connected", { id, event: entry.pattern }));
+      }
+    });
+  }
+
+  _onAnswer(frame) {
+    const p = this._pending.get(frame.id);
+    if (!p?.ask || p.ask.type !== frame.type) return;
+    this._pending.delete(frame.id);
+    if (frame.type === "presence") {
+      p.ask.resolve({ clients: Array.isArray(frame.clients) ? frame.clients : [], truncated: frame.truncated === true });
+    } else {
+      p.ask.resolve({ clients: frame.clients, users: frame.users });
+    }
+  }
+
+  // `join`/`leave` name the presence subscription in `sub`, like events.
+  _onPresenceEvent(frame) {
+    const entry = typeof frame.sub === "string" ? this._entries.get(frame.sub) : undefined;
+    if (!entry || !entry.presence || typeof frame.client !== "string") return;
+    for (const sub of [...entry.subs]) sub._presence(frame);
   }
 
   /** A server frame other than `connected` and `ping`. */
@@ -932,6 +1001,12 @@ class Subscriptions {
         return this._onSubscribed(frame);
       case "unsubscribed":
         return this._onUnsubscribed(frame);
+      case "presence":
+      case "presence_stats":
+        return this._onAnswer(frame);
+      case "join":
+      case "leave":
+        return this._onPresenceEvent(frame);
       case "error":
         return this._onError(frame);
       default: // frame types of later protocol versions
@@ -943,17 +1018,17 @@ class Subscriptions {
   }
 
   // An unnamed subscription shares the gateway subscription of the same pattern and filters.
-  _find(pattern, spec) {
+  _find(pattern, spec, presence) {
     for (const entry of this._entries.values()) {
-      if (!entry.explicit && entry.pattern === pattern && entry.spec === spec) return entry;
+      if (!entry.explicit && entry.pattern === pattern && entry.spec === spec && entry.presence === presence) return entry;
     }
     return null;
   }
 
   // The pattern itself while it is free (and, when the name must be sent, a valid name), else
   // "<pattern>:<n>" or "tg:<n>".
-  _freeName(pattern, spec) {
-    const plain = spec.filter === null && spec.exclude === null;
+  _freeName(pattern, spec, presence) {
+    const plain = spec.filter === null && spec.exclude === null && !presence;
     if (!this._entries.has(pattern) && (plain || validateSubName(pattern))) return pattern;
     for (;;) {
       const n = ++this._names;
@@ -962,8 +1037,8 @@ class Subscriptions {
     }
   }
 
-  _add(key, pattern, spec, explicit) {
-    const entry = new Entry(key, pattern, spec, explicit);
+  _add(key, pattern, spec, explicit, presence) {
+    const entry = new Entry(key, pattern, spec, explicit, presence);
     this._entries.set(key, entry);
     this._queue(entry);
     return entry;
@@ -988,7 +1063,7 @@ class Subscriptions {
     const text = canonical(spec);
     if (text === entry.spec) return;
     const alone = entry.explicit || (entry.subs.size === 1 && validateSubName(entry.key));
-    const target = entry.explicit ? null : this._find(entry.pattern, text);
+    const target = entry.explicit ? null : this._find(entry.pattern, text, entry.presence);
     if (!target && alone) {
       entry.filter = spec.filter;
       entry.exclude = spec.exclude;
@@ -1006,7 +1081,7 @@ class Subscriptions {
       this._queue(entry);
       return;
     }
-    const moved = target || this._add(this._freeName(entry.pattern, spec), entry.pattern, spec, false);
+    const moved = target || this._add(this._freeName(entry.pattern, spec, entry.presence), entry.pattern, spec, false, entry.presence);
     const waiters = sub._takeWaiters();
     this._release(sub);
     sub._entry = moved;
@@ -1022,6 +1097,7 @@ class Subscriptions {
     if (entry.named) frame.sub = entry.key;
     if (entry.filter) frame.filter = entry.filter;
     if (entry.exclude) frame.exclude = entry.exclude;
+    if (entry.presence) frame.presence = true;
     const since = this._since(entry);
     if (since) frame.since = since;
     return frame;
@@ -1135,6 +1211,10 @@ class Subscriptions {
   _onError(frame) {
     const p = frame.id != null ? this._pending.get(frame.id) : undefined;
     this._pending.delete(frame.id);
+    if (p?.ask) {
+      const code = typeof frame.code === "string" ? frame.code : "error";
+      return p.ask.reject(new TelegraphyError(code, frame.message || code, { id: frame.id, event: p.ask.event }));
+    }
     const code = typeof frame.code === "string" ? frame.code : "error";
     const error = new TelegraphyError(code, frame.message || code, { id: frame.id, event: p?.entry?.pattern });
     if (p?.resolve) p.resolve();

@@ -1,7 +1,7 @@
 // End to end through the Django demo (examples/demo) in a real browser: a model saved through a Django
 // view travels Django -> NATS -> gateway (started by `manage.py run_telegraph`) -> the client served by
 // `{% telegraphy_scripts %}`, reaching two tabs within 1 s; permissions in the token keep alice's page
-// to her own items.
+// to her own items; presence shows who is online in the chat and who else views an item.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -160,3 +160,52 @@ test("Django demo: signing out on one device revokes alice's sockets; her other 
     await phone.close();
   }
 });
+
+/** admin and alice signed in, each in a browser context of its own; both closed after fn. */
+async function adminAndAlice(fn) {
+  const contexts = [await browser.newContext(), await browser.newContext()];
+  try {
+    const [adminTab, aliceTab] = [await signIn(contexts[0], "admin"), await signIn(contexts[1], "alice")];
+    const problems = [adminTab, aliceTab].map(pageProblems);
+    await fn({ adminTab, aliceTab });
+    assert.deepEqual(problems, [[], []]);
+  } finally {
+    for (const context of contexts) await context.close();
+  }
+}
+
+test("Django demo: two users in the chat room see each other online (presence); closing one tab is a leave", () =>
+  adminAndAlice(async ({ adminTab, aliceTab }) => {
+    const users = [];
+    for (const tab of [adminTab, aliceTab]) {
+      await tab.goto(`${demo.url}/chat/lobby/`);
+      await tab.waitForSelector('#online[data-state="live"]', { timeout: 10000 });
+    }
+    // the admin's page loaded its snapshot first and learns alice's by her join; hers lists both
+    for (const tab of [adminTab, aliceTab]) {
+      await tab.waitForFunction(() => document.querySelectorAll("#online li").length === 2, null, { timeout: 10000 });
+      users.push(await tab.$$eval("#online li", (lis) => lis.map((li) => li.dataset.user).sort()));
+    }
+    assert.deepEqual(users[0], users[1]);
+    assert.notEqual(users[0][0], users[0][1], "two distinct users");
+    await aliceTab.close(); // the browser closes the socket: a leave at once, not after the TTL
+    await adminTab.waitForFunction(() => document.getElementById("online-count").textContent === "1", null, { timeout: 10000 });
+  }));
+
+test("Django demo: the owner and the staff on one item page see each other as viewers (presence)", () =>
+  adminAndAlice(async ({ adminTab, aliceTab }) => {
+    const name = `Vase ${randomBytes(3).toString("hex")}`;
+    await createItem(aliceTab, name, "3.00");
+    const pk = await aliceTab.locator("#tracker li", { hasText: name }).getAttribute("data-pk");
+    for (const tab of [aliceTab, adminTab]) {
+      await tab.goto(`${demo.url}/items/${pk}/`);
+      await tab.waitForSelector('#viewers[data-state="live"]', { timeout: 10000 });
+    }
+    // each sees the other (alice's page learns of the admin by his join, his from the snapshot)
+    const [aliceSees, adminSees] = await Promise.all(
+      [aliceTab, adminTab].map((tab) => tab.waitForFunction(() => document.querySelectorAll("#viewers .viewer").length === 1, null, { timeout: 10000 }).then(() => tab.textContent("#viewers"))),
+    );
+    assert.notEqual(aliceSees, adminSees, "each lists the other user, not itself");
+    await adminTab.close();
+    await aliceTab.waitForFunction(() => document.getElementById("viewers").textContent === "nobody else", null, { timeout: 10000 });
+  }));

@@ -1,6 +1,6 @@
 // Both transports (PROTOCOL.md section 10) in real Chromium against the real gateway and nats-server:
 // connect, subscribe, events, unsubscribe, recovery after the gateway closes the connection (SIGTERM
-// drain, 1012), 4001 and 4003. Then a proxy that refuses WebSocket upgrades (403, or a dropped
+// drain, 1012), 4001 and 4003; presence over SSE (section 11) with a WebSocket client on the same channel. Then a proxy that refuses WebSocket upgrades (403, or a dropped
 // connection) and forwards plain HTTP (the streaming SSE response and the POSTs): the page, with the
 // default transports, ends on SSE; and the POSTed pongs keep an SSE connection through it alive.
 // Needs a gateway with SSE: TELEGRAPHY_GATEWAY_BIN.
@@ -8,7 +8,8 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import { readFileSync } from "node:fs";
-import { NatsServer, NatsPublisher, Gateway, within, GATEWAY_BIN } from "../testkit/stack.mjs";
+import { Telegraphy } from "../telegraphy.js";
+import { NatsServer, NatsPublisher, Gateway, within, recordingWebSocket, GATEWAY_BIN } from "../testkit/stack.mjs";
 import { launchBrowser, pageProblems } from "../testkit/browser.mjs";
 
 const shared = { nats: null, pub: null };
@@ -30,7 +31,7 @@ const PAGE = `<!doctype html>
   import { Telegraphy } from "/telegraphy.js";
   const clients = {};
   window.make = (key, options) => {
-    const log = { states: [], errors: [], events: [], recovered: [] };
+    const log = { states: [], errors: [], events: [], recovered: [], presence: [] };
     const tg = new Telegraphy(options);
     tg.on("state", (s) => log.states.push(s));
     tg.on("error", (e) => log.errors.push(e.code));
@@ -45,6 +46,14 @@ const PAGE = `<!doctype html>
     const sub = (c.subs[pattern] = c.tg.subscribe(pattern, (e) => c.log.events.push({ name: e.name, data: e.data, sub: e.sub })));
     return bounded(sub.ready().then(() => "active", (e) => e.code), key, \`\${pattern} ready\`);
   };
+  // presence (section 11): join/leave go to log.presence; ask(key, channel, "presence" | "presenceStats")
+  window.present = (key, channel) => {
+    const c = clients[key];
+    const sub = (c.subs[channel] = c.tg.subscribe(channel, null, { presence: true }));
+    for (const type of ["join", "leave"]) sub.on(type, (m) => c.log.presence.push({ type, ...m }));
+    return bounded(sub.ready().then(() => "active", (e) => e.code), key, \`\${channel} present\`);
+  };
+  window.ask = (key, channel, method) => bounded(clients[key].subs[channel][method](), key, \`\${channel} \${method}\`);
   window.unsub = (key, pattern) => bounded(clients[key].subs[pattern].unsubscribe().then(() => "done"), key, \`\${pattern} unsubscribed\`);
   window.info = (key) => {
     const { tg, log } = clients[key];
@@ -236,6 +245,29 @@ for (const refusal of ["403", "drop"]) {
     assert.deepEqual(problems.filter((p) => !NETWORK_NOISE.test(p)), []);
   });
 }
+
+test("presence over SSE in Chromium: a WebSocket client's join reaches the page, presence() and presenceStats() go by POST, leave on close", async (t) => {
+  const { page, problems } = await openPage(t);
+  await page.evaluate(([token, url]) => window.make("p", { url, token, transports: ["sse"] }), [await gw.token({ user: "page", allow: ["t.>"] }), gw.wsUrl]);
+  assert.equal(await page.evaluate(() => window.present("p", "t.room")), "active");
+  const { RecordingWebSocket } = recordingWebSocket();
+  const token = await gw.token({ user: "node", allow: ["t.>"], info: { name: "Node" } });
+  const other = new Telegraphy({ url: gw.wsUrl, token, WebSocket: RecordingWebSocket });
+  t.after(() => other.close());
+  await within(10000, other.subscribe("t.room", null, { presence: true }).ready(), "the WebSocket client present");
+  await until(page, "p", (i) => i.presence.length === 1, "the join");
+  const [join] = (await info(page, "p")).presence;
+  assert.deepEqual([join.type, join.user, join.info], ["join", "node", { name: "Node" }]);
+  const snapshot = await page.evaluate(() => window.ask("p", "t.room", "presence"));
+  assert.deepEqual(snapshot.clients.map((m) => m.user).sort(), ["node", "page"]);
+  assert.deepEqual(await page.evaluate(() => window.ask("p", "t.room", "presenceStats")), { clients: 2, users: 2 });
+  other.close();
+  await until(page, "p", (i) => i.presence.length === 2, "the leave");
+  assert.deepEqual((await info(page, "p")).presence[1], { type: "leave", client: join.client, user: "node" });
+  const now = await info(page, "p");
+  assert.deepEqual([now.transport, now.errors], ["sse", []]);
+  assert.deepEqual(problems, []);
+});
 
 test("SSE heartbeat through the proxy: the client's pongs go up by POST and keep the connection (heartbeat 1 s)", async (t) => {
   const fast = await Gateway.start(shared.nats, { node: "gw-hb", env: { TELEGRAPHY_HEARTBEAT: "1" } });

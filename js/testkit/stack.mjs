@@ -168,10 +168,11 @@ export class Gateway {
     this.proc = null;
   }
 
-  /** A fresh single-use connect token from the gateway CLI. */
-  token({ user = "u", allow = [">"], ttl } = {}) {
+  /** A fresh single-use connect token from the gateway CLI (`info`: an object for the presence claim). */
+  token({ user = "u", allow = [">"], ttl, info } = {}) {
     const args = ["token", "--user", user, ...allow.flatMap((p) => ["--allow", p])];
     if (ttl) args.push("--ttl", String(ttl));
+    if (info) args.push("--info", JSON.stringify(info)); // presence `info` claim (section 11)
     return this.#cli(args);
   }
 

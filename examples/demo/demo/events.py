@@ -30,6 +30,21 @@ class MyItemEvents(ItemEvents):
         return [f"demo.mine.{key_token(user.pk)}.>"]
 
 
+class ItemViewers(BaseEvent):
+    """demo.viewing.<owner_id>.<pk>: never sent; a presence channel (PROTOCOL section 11) for "who else is viewing
+    this item". Its allow patterns put it in the tokens: staff may be present on every item's channel, a user on
+    those of their own items, so the owner and the staff viewing an item see each other."""
+
+    name = "demo.viewing.{owner_id}.{pk}"
+
+    def allow_patterns(self, user):
+        if user is None or not user.is_authenticated:
+            return []
+        if user.is_staff:
+            return ["demo.viewing.*.*"]
+        return [f"demo.viewing.{key_token(user.pk)}.*"]
+
+
 class ChatMessage(BaseEvent):
     """demo.chat.<room>.message, for any signed-in user (the default allowed())."""
 

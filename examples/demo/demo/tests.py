@@ -71,6 +71,7 @@ class DemoTests(TestCase):
         self.assertTrue(any(contains(a, page["pattern"]) for a in allow), allow)
         self.assertFalse(any(contains(a, "demo.item.>") for a in allow), "alice may not receive all items")
         self.assertFalse(any(contains(a, f"demo.mine.{self.bob.pk}.>") for a in allow))
+        self.assertFalse(any(contains(a, f"demo.viewing.{self.bob.pk}.{self.bobs.pk}") for a in allow), "nor be present on his items")
         self.assertEqual(self.client.get(f"/items/{self.bobs.pk}/").status_code, 404)
 
     @NO_KV
@@ -80,8 +81,13 @@ class DemoTests(TestCase):
         self.assertEqual(page["pattern"], f"demo.mine.{self.alice.pk}.*.{mine.pk}")
         allow = tokens.verify(config["token"], ["demo-tests-secret-0123456789abcdef0123"])["allow"]
         self.assertTrue(any(contains(a, page["pattern"]) for a in allow))
-        _, _, page = self.page(self.admin, f"/items/{mine.pk}/")
+        # who else is viewing: one presence channel per item, allowed to its owner and to the staff
+        self.assertEqual(page["viewers"], f"demo.viewing.{self.alice.pk}.{mine.pk}")
+        self.assertTrue(any(contains(a, page["viewers"]) for a in allow), allow)
+        _, config, page = self.page(self.admin, f"/items/{mine.pk}/")
         self.assertEqual(page["pattern"], f"demo.item.*.{mine.pk}")
+        allow = tokens.verify(config["token"], ["demo-tests-secret-0123456789abcdef0123"])["allow"]
+        self.assertTrue(any(contains(a, f"demo.viewing.{self.alice.pk}.{mine.pk}") for a in allow), allow)
 
     @NO_KV
     def test_tracker_toggle_filters_rows_and_hands_the_page_the_same_lookups(self):

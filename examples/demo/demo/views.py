@@ -27,6 +27,11 @@ def item_pattern(user, pk=None):
     return f"{mine}.>" if pk is None else f"{mine}.*.{key}"
 
 
+def viewers_channel(item):
+    """The presence channel of an item's page (events.ItemViewers): the same for its owner and the staff."""
+    return f"demo.viewing.{key_token(item.owner_id)}.{key_token(item.pk)}"
+
+
 # The tracker's toggle: query parameter (a Django lookup) -> the model field it reads.
 TRACKER_LOOKUPS = {"owner": "owner", "price__gt": "price"}
 
@@ -73,7 +78,8 @@ def item_list(request):
 @login_required
 def item_detail(request, pk):
     item = get_object_or_404(visible_items(request.user), pk=pk)
-    return render(request, "demo/item_detail.html", {"item": item, "page": {"pattern": item_pattern(request.user, pk)}})
+    page = {"pattern": item_pattern(request.user, pk), "viewers": viewers_channel(item), "user": request.user.pk}
+    return render(request, "demo/item_detail.html", {"item": item, "page": page})
 
 
 @login_required

@@ -1,5 +1,5 @@
 // Compiled (not run) by types.test.mjs with tsc --strict: the declarations cover what README.md shows.
-import { Telegraphy, Subscription, TelegraphyError, RecoveryInfo, Position, ModelEvent, TransportName, checkConditions, validateSubName } from "../../telegraphy.js";
+import { Telegraphy, Subscription, TelegraphyError, RecoveryInfo, Position, ModelEvent, TransportName, checkConditions, validateSubName, PresenceMember, PresenceSnapshot, PresenceStats } from "../../telegraphy.js";
 
 interface Order {
   pk: number;
@@ -49,3 +49,11 @@ sub.on("message", () => {});
 sub.setFilters({ customer__id: 8 });
 // @ts-expect-error: no such transport
 new Telegraphy({ url: "/ws", transports: ["polling"] });
+
+// Presence (section 11): who else is on the channel.
+const lobby = tg
+  .subscribe("chat.lobby", () => {}, { presence: true })
+  .on("join", (m: PresenceMember) => console.log(m.client, m.user, m.info?.name))
+  .on("leave", ({ client }) => console.log(client));
+lobby.presence().then((snap: PresenceSnapshot) => console.log(snap.truncated, snap.clients.map((m) => m.user)));
+lobby.presenceStats().then((s: PresenceStats) => console.log(s.clients + s.users));

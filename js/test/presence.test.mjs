@@ -1,0 +1,139 @@
+// Presence in the client (PROTOCOL.md section 11) against the fake WebSocket / EventSource and a manual
+// clock: the frames sent, replies matched by id, join/leave routing, re-subscribe after a reconnect,
+// errors. The same against the real gateway: presence-gateway.test.mjs.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { fakeEventSource, fakeFetch, flush, setup, connected, online, answerSubscribes } from "../testkit/fakes.mjs";
+
+const last = (socket, type) => socket.frames(type).at(-1);
+
+test("presence: subscribe sends presence:true, snapshot and stats are matched by id, join/leave reach the handlers", async () => {
+  const ctx = setup();
+  const socket = await online(ctx);
+  const seen = [];
+  const sub = ctx.tg
+    .subscribe("chat.lobby", () => {}, { presence: true })
+    .on("join", (m) => seen.push(["join", m]))
+    .on("leave", (m) => seen.push(["leave", m]));
+  const plain = ctx.tg.subscribe("chat.lobby", () => {}); // a separate gateway subscription, not present
+  await flush();
+  const [subscribe, other] = socket.frames("subscribe");
+  assert.deepEqual(subscribe, { type: "subscribe", id: subscribe.id, event: "chat.lobby", presence: true });
+  assert.equal(other.presence, undefined);
+  assert.equal(other.sub, "chat.lobby:1", "named: the pattern's name is the presence one's");
+
+  const snapshot = sub.presence();
+  const stats = sub.presenceStats();
+  await flush();
+  assert.equal(socket.frames("presence").length, 0, "asked only after `subscribed`");
+  for (const f of socket.frames("subscribe")) socket.receive({ type: "subscribed", id: f.id, event: f.event, ...(f.sub && { sub: f.sub }) });
+  await flush();
+  const ask = last(socket, "presence");
+  const askStats = last(socket, "presence_stats");
+  assert.deepEqual(ask, { type: "presence", id: ask.id, event: "chat.lobby" });
+  assert.deepEqual(askStats, { type: "presence_stats", id: askStats.id, event: "chat.lobby" });
+  assert.notEqual(ask.id, askStats.id);
+  // answered out of order: matched by id
+  socket.receive({ type: "presence_stats", id: askStats.id, event: "chat.lobby", clients: 2, users: 1 });
+  const alice = { client: "q0P3aaaaaaaaaaaa", user: "alice", info: { name: "Alice" } };
+  socket.receive({ type: "presence", id: ask.id, event: "chat.lobby", clients: [alice, { client: "r1", user: "" }], truncated: false });
+  assert.deepEqual(await stats, { clients: 2, users: 1 });
+  assert.deepEqual(await snapshot, { clients: [alice, { client: "r1", user: "" }], truncated: false });
+
+  socket.receive({ type: "join", sub: "chat.lobby", client: "b2", user: "bob", info: { name: "Bob" } });
+  socket.receive({ type: "join", sub: "chat.lobby:1", client: "x", user: "x" }); // not a presence subscription
+  socket.receive({ type: "leave", sub: "chat.lobby", client: "b2", user: "bob" });
+  assert.deepEqual(seen, [
+    ["join", { client: "b2", user: "bob", info: { name: "Bob" } }],
+    ["leave", { client: "b2", user: "bob" }],
+  ]);
+  plain.unsubscribe();
+  assert.deepEqual(ctx.errors, []);
+});
+
+test("presence: only on a channel without wildcards; presence() of a plain subscription rejects", async () => {
+  const ctx = setup();
+  await online(ctx);
+  assert.throws(() => ctx.tg.subscribe("chat.>", () => {}, { presence: true }), /without wildcards/);
+  assert.throws(() => ctx.tg.subscribe("chat.lobby", () => {}, { presence: "yes" }), /boolean/);
+  const plain = ctx.tg.subscribe("chat.lobby", () => {});
+  await assert.rejects(plain.presence(), (e) => e.code === "bad_request");
+  assert.throws(() => plain.on("typing", () => {}), /join, leave/);
+});
+
+test("presence: error frames reject the request (forbidden, limit_exceeded), the subscription stays live", async () => {
+  const ctx = setup();
+  const socket = await online(ctx);
+  const sub = ctx.tg.subscribe("chat.lobby", () => {}, { presence: true });
+  await flush();
+  answerSubscribes(socket);
+  const a = sub.presence();
+  const b = sub.presenceStats();
+  await flush();
+  socket.receive({ type: "error", id: last(socket, "presence").id, code: "forbidden", message: "no presence subscription" });
+  socket.receive({ type: "error", id: last(socket, "presence_stats").id, code: "limit_exceeded", message: "too many requests" });
+  await assert.rejects(a, (e) => e.code === "forbidden" && e.message === "no presence subscription" && e.event === "chat.lobby");
+  await assert.rejects(b, (e) => e.code === "limit_exceeded");
+  assert.equal(sub.state, "active");
+  assert.deepEqual(ctx.errors, [], "the promise carries the error");
+});
+
+test("presence: a refused presence subscribe (bad_request) fails the subscription and its requests", async () => {
+  const ctx = setup();
+  const socket = await online(ctx);
+  const sub = ctx.tg.subscribe("chat.lobby", () => {}, { presence: true });
+  const ask = sub.presence();
+  await flush();
+  socket.receive({ type: "error", id: last(socket, "subscribe").id, code: "bad_request", message: "presence is off" });
+  await assert.rejects(ask, (e) => e.code === "bad_request" && e.message === "presence is off");
+  assert.equal(sub.state, "failed");
+});
+
+test("presence: a request pending when the connection drops rejects; the re-subscribe keeps presence:true", async () => {
+  const ctx = setup();
+  const socket = await online(ctx);
+  const joins = [];
+  const sub = ctx.tg.subscribe("chat.lobby", () => {}, { presence: true }).on("join", (m) => joins.push(m.user));
+  await flush();
+  answerSubscribes(socket);
+  const ask = sub.presence();
+  await flush();
+  assert.equal(socket.frames("presence").length, 1);
+  socket.serverClose(1006);
+  await assert.rejects(ask, (e) => e.code === "disconnected");
+  await ctx.clock.advance(ctx.clock.nextDelay());
+  const next = ctx.ws.last();
+  next.accept();
+  connected(next);
+  const [again] = next.frames("subscribe");
+  assert.deepEqual(again, { type: "subscribe", id: again.id, event: "chat.lobby", presence: true });
+  const stats = sub.presenceStats();
+  answerSubscribes(next);
+  await flush();
+  next.receive({ type: "presence_stats", id: last(next, "presence_stats").id, event: "chat.lobby", clients: 1, users: 1 });
+  assert.deepEqual(await stats, { clients: 1, users: 1 });
+  next.receive({ type: "join", sub: "chat.lobby", client: "c", user: "carol" });
+  assert.deepEqual(joins, ["carol"]);
+});
+
+test("presence over SSE: presence:true in the opening frames, requests by POST, replies on the stream", async () => {
+  const es = fakeEventSource();
+  const http = fakeFetch(202);
+  const ctx = setup({ transports: ["sse"], EventSource: es.FakeEventSource, fetch: http.fetch });
+  const sub = ctx.tg.subscribe("chat.lobby", () => {}, { presence: true });
+  await flush();
+  const source = es.last();
+  const [connect, subscribe] = source.frames;
+  assert.deepEqual(subscribe, { type: "subscribe", id: subscribe.id, event: "chat.lobby", presence: true });
+  source.stream();
+  source.receive({ type: "connected", id: connect.id, session: "s1", node: "gw-1", heartbeat: 25, resume: "tg1r.r", resume_expires_in: 900 });
+  source.receive({ type: "subscribed", id: subscribe.id, event: "chat.lobby" });
+  const snapshot = sub.presence();
+  await flush();
+  await flush();
+  const posted = http.posts.flatMap((p) => (Array.isArray(p.body) ? p.body : [p.body])).filter((f) => f.type === "presence");
+  assert.equal(posted.length, 1);
+  assert.deepEqual(posted[0], { type: "presence", id: posted[0].id, event: "chat.lobby" });
+  source.receive({ type: "presence", id: posted[0].id, event: "chat.lobby", clients: [], truncated: true });
+  assert.deepEqual(await snapshot, { clients: [], truncated: true });
+});
