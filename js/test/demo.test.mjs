@@ -187,6 +187,8 @@ test("Django demo: two users in the chat room see each other online (presence); 
       users.push(await tab.$$eval("#online li", (lis) => lis.map((li) => li.dataset.user).sort()));
     }
     assert.deepEqual(users[0], users[1]);
+    assert.deepEqual(await aliceTab.$$eval("#online li", (lis) => lis.map((li) => li.textContent).sort()), ["admin", "alice"],
+      "members by the name of their token's presence info");
     assert.notEqual(users[0][0], users[0][1], "two distinct users");
     await aliceTab.close(); // the browser closes the socket: a leave at once, not after the TTL
     await adminTab.waitForFunction(() => document.getElementById("online-count").textContent === "1", null, { timeout: 10000 });
@@ -206,6 +208,8 @@ test("Django demo: the owner and the staff on one item page see each other as vi
       [aliceTab, adminTab].map((tab) => tab.waitForFunction(() => document.querySelectorAll("#viewers .viewer").length === 1, null, { timeout: 10000 }).then(() => tab.textContent("#viewers"))),
     );
     assert.notEqual(aliceSees, adminSees, "each lists the other user, not itself");
+    // by the name in the token's presence info (the demo's TELEGRAPHY["TOKEN_INFO"]), not a user id
+    assert.deepEqual([aliceSees.trim(), adminSees.trim()], ["admin", "alice"]);
     await adminTab.close();
     await aliceTab.waitForFunction(() => document.getElementById("viewers").textContent === "nobody else", null, { timeout: 10000 });
   }));

@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.core.checks import Error, Tags, Warning, register
+from django.utils.module_loading import import_string
 
 from . import names
 from .conf import CLIENT_TRANSPORTS, DEFAULTS, parse_rate, redact_url, user_settings
@@ -158,6 +159,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
 
     errors.extend(_check_filter_limits(conf["FILTER_LIMITS"]))
     errors.extend(_check_client_transports(conf["TRANSPORTS"], conf["SSE_URL"]))
+    errors.extend(_check_token_info(conf["TOKEN_INFO"]))
 
     unknown = sorted(set(raw) - set(DEFAULTS))
     if unknown:
@@ -223,3 +225,27 @@ def _check_client_transports(transports: Any, sse_url: Any) -> list:
             )
         )
     return errors
+
+
+def _check_token_info(hook: Any) -> list:
+    """TOKEN_INFO: None, a callable, or the dotted path of one (imported here, so a typo shows at start-up)."""
+    if hook is None or callable(hook):
+        return []
+    problem = f"must be None, a callable or its dotted path, got {hook!r}"
+    if isinstance(hook, str):
+        try:
+            target = import_string(hook)
+        except ImportError as exc:
+            problem = f"{hook!r} cannot be imported: {exc}"
+        else:
+            if callable(target):
+                return []
+            problem = f"{hook!r} is not callable"
+    return [
+        Error(
+            f'TELEGRAPHY["TOKEN_INFO"] {problem}.',
+            hint='e.g. "myapp.presence.token_info", a function of the user returning a small dict such as '
+            '{"name": user.get_full_name()} (at most 256 bytes of JSON).',
+            id="telegraphy.E015",
+        )
+    ]

@@ -28,6 +28,7 @@ Every key is optional except ``SECRET``::
         "FILTER_LIMITS": {"max_filter_conditions": 16, "max_regex_conditions": 4},  # filters.check: the gateway's limits.*
         "TRANSPORTS": None,                     # the page client's transports, e.g. ["websocket", "sse"]; None: its default
         "SSE_URL": None,                        # the page client's SSE URL (http(s):// or /path); None: from GATEWAY_URL
+        "TOKEN_INFO": None,                     # callable(user) -> dict | None, or its dotted path: tokens' presence info
     }
 
 Outside a configured Django project (a plain script), the defaults apply, overridden by the environment
@@ -71,6 +72,7 @@ DEFAULTS: dict[str, Any] = {
     "FILTER_LIMITS": dict(DEFAULT_FILTER_LIMITS),  # a dict given here overrides these keys one by one
     "TRANSPORTS": None,
     "SSE_URL": None,
+    "TOKEN_INFO": None,
 }
 
 # The transports the JS client knows (proto/PROTOCOL.md section 10), in its default order.

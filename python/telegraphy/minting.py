@@ -13,6 +13,7 @@ import logging
 from typing import Iterable
 
 from asgiref.sync import sync_to_async
+from django.utils.module_loading import import_string
 
 from .conf import telegraphy_settings as ts
 from .events import allow_patterns
@@ -33,10 +34,23 @@ def token_allowed(user: object) -> bool:
     return bool(user_sub(user)) or bool(ts.ANONYMOUS_TOKENS)
 
 
+def token_info(user: object) -> dict | None:
+    """The presence ``info`` of ``user``'s tokens by default: ``TELEGRAPHY["TOKEN_INFO"]`` (a callable or its
+    dotted path) called with the user, for authenticated users only; None when it is not set."""
+    hook = ts.TOKEN_INFO
+    if hook is None or not user_sub(user):
+        return None
+    if isinstance(hook, str):
+        hook = import_string(hook)
+    return hook(user)
+
+
 def _prepare(user: object, allow: Iterable[str] | None, ttl: int | None, info: dict | None = None) -> tuple[dict, bool]:
     if allow is None:
         allow = allow_patterns(user)
     sub = user_sub(user)
+    if info is None:
+        info = token_info(user)
     ttl = ts.TOKEN_TTL if ttl is None else ttl
     claims = claims_for(sub, allow, ttl, now=issue_time(sub) if sub else None, info=info)
     return claims, bool(ts.REGISTER_TOKENS)

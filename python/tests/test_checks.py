@@ -146,6 +146,13 @@ def test_client_transports_are_E014(settings):
         assert ids(settings, **GOOD, SSE_URL=bad) == ["telegraphy.E014"], bad
 
 
+def test_token_info_is_E015(settings):
+    for good in (None, len, "telegraphy.names.validate_name"):
+        assert ids(settings, **GOOD, TOKEN_INFO=good) == [], good
+    for bad in ("telegraphy.names.no_such_function", "no_such_module.f", "telegraphy.names.MAX_TOKENS", 5):
+        assert ids(settings, **GOOD, TOKEN_INFO=bad) == ["telegraphy.E015"], bad
+
+
 def test_new_settings_defaults(settings):
     settings.TELEGRAPHY = GOOD
     assert telegraphy_settings.ANONYMOUS_TOKENS is False

@@ -108,3 +108,28 @@ def test_info_claim_is_a_small_object_and_comes_last():
     for bad in [{"n": "x" * (tokens.MAX_INFO_BYTES - 7)}, {"n": "é" * 125}, "Alice", ["a"], {"n": float("nan")}]:
         with pytest.raises(ValueError):
             tokens.claims_for("alice", ["a"], 60, info=bad)
+
+
+def name_info(user):
+    """A TOKEN_INFO hook for the tests: the display name."""
+    return {"name": str(user).title()}
+
+
+def test_token_info_setting_gives_page_tokens_their_presence_info(settings):
+    from django.contrib.auth.models import AnonymousUser, User
+
+    settings.TELEGRAPHY = {**settings.TELEGRAPHY, "REGISTER_TOKENS": False, "TOKEN_INFO": f"{__name__}.name_info"}
+    alice = User(pk=7, username="alice")
+    claims = tokens.verify(tokens.mint(alice, allow=["chat.>"]), [settings.TELEGRAPHY["SECRET"]])
+    assert claims["info"] == {"name": "Alice"}
+    # An explicit info wins; anonymous tokens get none; a hook returning None adds none.
+    explicit = tokens.verify(tokens.mint(alice, allow=["chat.>"], info={"name": "A."}), [settings.TELEGRAPHY["SECRET"]])
+    assert explicit["info"] == {"name": "A."}
+    settings.TELEGRAPHY = {**settings.TELEGRAPHY, "ANONYMOUS_TOKENS": True}
+    assert "info" not in tokens.verify(tokens.mint(AnonymousUser(), allow=["chat.>"]), [settings.TELEGRAPHY["SECRET"]])
+    settings.TELEGRAPHY = {**settings.TELEGRAPHY, "TOKEN_INFO": lambda user: None}
+    assert "info" not in tokens.verify(tokens.mint(alice, allow=["chat.>"]), [settings.TELEGRAPHY["SECRET"]])
+    # What the hook returns is checked like any info: too large is refused, not sent.
+    settings.TELEGRAPHY = {**settings.TELEGRAPHY, "TOKEN_INFO": lambda user: {"n": "x" * 300}}
+    with pytest.raises(ValueError):
+        tokens.mint(alice, allow=["chat.>"])

@@ -115,6 +115,7 @@ TELEGRAPHY = {
     "GATEWAY_URL": os.environ.get("TELEGRAPHY_GATEWAY_URL", "ws://127.0.0.1:8080/ws"),
     "SECRET": TELEGRAPHY_SECRET,
     "GATEWAY_BIND": os.environ.get("TELEGRAPHY_GATEWAY_BIND", "127.0.0.1:8080"),
+    "TOKEN_INFO": "demo.presence.token_info",  # presence shows names, not user ids
 }
 
 LOGGING = {
