@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs a command against a fresh nats-server (JetStream, temp store) and telegraphy-gateway on free loopback
-# ports, then stops both. The command gets BENCH_URL, BENCH_NATS, BENCH_GATEWAY_PID, BENCH_NATS_PID (read by telegraphy-bench)
-# BENCH_NATS_MONITOR (nats-server's HTTP monitoring address) and TELEGRAPHY_AUTH__SECRET (the gateway's secret, needed to mint tokens).
+# ports, then stops both. The command gets BENCH_URL, BENCH_NATS, BENCH_GATEWAY_PID, BENCH_NATS_PID,
+# BENCH_NATS_MONITOR (nats-server's HTTP monitoring address; all read by telegraphy-bench) and
+# TELEGRAPHY_AUTH__SECRET (the gateway's secret, needed to mint tokens).
 #
 #   bench/with-gateway.sh target/release/telegraphy-bench fanout --connections 1000
 #

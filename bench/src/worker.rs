@@ -579,6 +579,13 @@ mod tests {
     }
 
     #[test]
+    fn presence_channels_spread_connections_round_robin() {
+        assert_eq!(presence_channel("bench", 0, 1000), "bench.presence.0");
+        assert_eq!(presence_channel("bench", 1001, 1000), "bench.presence.1");
+        assert_eq!(presence_channel("bench", 7, 1), "bench.presence.0");
+    }
+
+    #[test]
     fn sse_close_codes_are_read_from_the_close_data() {
         assert_eq!(sse_close_code(r#"{"code":4008,"reason":"too slow"}"#), Some(CLOSE_TOO_SLOW));
         assert_eq!(sse_close_code(r#"{"reason":"x"}"#), None);
