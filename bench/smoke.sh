@@ -18,6 +18,7 @@ bench/with-gateway.sh bash -c '
   run() { echo "+ telegraphy-bench $*"; "$BENCH" "$@" --timeout 60 --output table; }
   run idle --connections 10,20 --settle 0 --workers 2
   run idle --connections 10 --patterns per-object --settle 0
+  run idle --presence --presence-channels 3 --connections 10 --settle 0 --hold 1 --requests 2
   run fanout --connections 20 --rate 50 --duration 2 --drain 5 --strict
   run fanout --connections 20 --patterns per-object --rate 50 --duration 2 --drain 5 --strict
   run fanout --connections 20 --rate 20 --duration 1 --drain 5 --find-max --max-steps 2 --strict

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs a command against a fresh nats-server (JetStream, temp store) and telegraphy-gateway on free loopback
-# ports, then stops both. The command gets BENCH_URL, BENCH_NATS, BENCH_GATEWAY_PID, BENCH_NATS_PID (read by telegraphy-bench)
-# and TELEGRAPHY_AUTH__SECRET (the gateway's secret, needed to mint tokens).
+# ports, then stops both. The command gets BENCH_URL, BENCH_NATS, BENCH_GATEWAY_PID, BENCH_NATS_PID,
+# BENCH_NATS_MONITOR (nats-server's HTTP monitoring address; all read by telegraphy-bench) and
+# TELEGRAPHY_AUTH__SECRET (the gateway's secret, needed to mint tokens).
 #
 #   bench/with-gateway.sh target/release/telegraphy-bench fanout --connections 1000
 #
@@ -66,9 +67,10 @@ wait_for() {
   return 1
 }
 
-"$NATS_SERVER_BIN" -a 127.0.0.1 -p -1 -js -sd "$tmp/jetstream" >"$logs/nats.log" 2>&1 &
+"$NATS_SERVER_BIN" -a 127.0.0.1 -p -1 -m -1 -js -sd "$tmp/jetstream" >"$logs/nats.log" 2>&1 &
 nats_pid=$!
 nats_addr=$(wait_for "$logs/nats.log" 'client connections on 127\.0\.0\.1:[0-9]+' 10 | grep -oE '[0-9.]+:[0-9]+$')
+nats_monitor=$(wait_for "$logs/nats.log" 'http monitor on 127\.0\.0\.1:[0-9]+' 10 | grep -oE '[0-9.]+:[0-9]+$')
 
 export TELEGRAPHY_AUTH__SECRET=${TELEGRAPHY_AUTH__SECRET:-bench-$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')}
 export TELEGRAPHY_NATS__URL=nats://$nats_addr
@@ -84,4 +86,5 @@ export BENCH_URL=ws://$gateway_addr/ws
 export BENCH_NATS=$TELEGRAPHY_NATS__URL
 export BENCH_GATEWAY_PID=$gateway_pid
 export BENCH_NATS_PID=$nats_pid
+export BENCH_NATS_MONITOR=$nats_monitor
 "$@"

@@ -101,15 +101,27 @@ pub async fn authenticate(ws: &mut Ws, token: &str) -> anyhow::Result<()> {
     expect(ws, "connected").await
 }
 
-/// Sends `subscribe` to `pattern` (with a server-side `filter` when given) and waits for `subscribed`.
-pub async fn subscribe(ws: &mut Ws, pattern: &str, filter: Option<Value>) -> anyhow::Result<()> {
+/// Sends `subscribe` to `pattern` (with a server-side `filter` when given, and `"presence": true` when
+/// `presence`: PROTOCOL.md section 11) and waits for `subscribed`.
+pub async fn subscribe(ws: &mut Ws, pattern: &str, filter: Option<Value>, presence: bool) -> anyhow::Result<()> {
     let mut frame = serde_json::json!({"type": "subscribe", "id": 2, "event": pattern});
     if let Some(filter) = filter {
         frame["filter"] = filter;
     }
+    if presence {
+        frame["presence"] = Value::Bool(true);
+    }
     let frame = frame.to_string();
     ws.send(Message::text(frame)).await.context("sending subscribe")?;
     expect(ws, "subscribed").await
+}
+
+/// Sends the request `frame` and waits for its reply of type `want`; returns the round trip.
+pub async fn request(ws: &mut Ws, frame: &Value, want: &str) -> anyhow::Result<Duration> {
+    let start = std::time::Instant::now();
+    ws.send(Message::text(frame.to_string())).await.context("sending a request")?;
+    expect(ws, want).await?;
+    Ok(start.elapsed())
 }
 
 /// Reads frames until one of type `want`; answers heartbeats meanwhile. An `error` frame or a close fails.

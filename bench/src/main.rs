@@ -72,6 +72,9 @@ pub struct Common {
     /// nats-server process id, to report its CPU use alongside the gateway's.
     #[arg(long, env = "BENCH_NATS_PID")]
     pub nats_pid: Option<u32>,
+    /// nats-server's HTTP monitoring address (host:port, loopback), to read message counts from `/varz`.
+    #[arg(long, env = "BENCH_NATS_MONITOR")]
+    pub nats_monitor: Option<String>,
     /// The gateway's nats.subject_prefix (events are published on <prefix>.<name>).
     #[arg(long, default_value = "telegraphy")]
     pub subject_prefix: String,
@@ -123,6 +126,7 @@ impl Common {
             read_buffer: self.read_buffer,
             slow_rcvbuf,
             sse: false,
+            presence_channels: 0,
         }
     }
 

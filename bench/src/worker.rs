@@ -101,6 +101,15 @@ pub struct Job {
     /// `Open` over SSE (`GET /sse`) instead of WebSocket.
     #[serde(default)]
     pub sse: bool,
+    /// K > 0: `Open` subscribes connection i with `"presence": true` to the channel [`presence_channel`]`(i, K)`
+    /// instead of the pattern.
+    #[serde(default)]
+    pub presence_channels: u32,
+}
+
+/// The presence channel of connection `i` when connections are spread over `channels` channels.
+pub fn presence_channel(event_prefix: &str, i: usize, channels: u32) -> String {
+    format!("{event_prefix}.presence.{}", i as u64 % u64::from(channels.max(1)))
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -334,9 +343,9 @@ impl Worker {
         let dial = self.dial();
         let endpoint = &self.endpoint;
         let prefix = &self.job.event_prefix;
-        let sse = self.job.sse;
-        if sse && groups > 0 {
-            anyhow::bail!("SSE connections subscribe without filters");
+        let (sse, presence) = (self.job.sse, self.job.presence_channels);
+        if sse && (groups > 0 || presence > 0) {
+            anyhow::bail!("SSE connections subscribe without filters or presence");
         }
         let results: Vec<_> = stream::iter(tokens.into_iter().enumerate())
             .map(|(k, token)| async move {
@@ -345,8 +354,16 @@ impl Worker {
                 let opened = if sse {
                     client::open_sse(endpoint, &token, &patterns.pattern(prefix, i)).await.map(Conn::Sse)
                 } else {
-                    let subscription = Some((patterns.pattern(prefix, i), group_filter(i, groups)));
-                    open_one(endpoint, dial, &token, subscription).await.map(|ws| Conn::Ws(Box::new(ws)))
+                    let subscription = if presence > 0 {
+                        Subscription { pattern: presence_channel(prefix, i, presence), filter: None, presence: true }
+                    } else {
+                        Subscription {
+                            pattern: patterns.pattern(prefix, i),
+                            filter: group_filter(i, groups),
+                            presence: false,
+                        }
+                    };
+                    open_one(endpoint, dial, &token, Some(subscription)).await.map(|ws| Conn::Ws(Box::new(ws)))
                 };
                 (i, opened, start.elapsed())
             })
@@ -391,7 +408,8 @@ impl Worker {
         let lane = || async {
             while let Some(token) = tokens.get(next.fetch_add(1, Ordering::Relaxed)) {
                 let start = Instant::now();
-                let subscription = subscribe.map(|p| (p.pattern(prefix, 0), None));
+                let subscription =
+                    subscribe.map(|p| Subscription { pattern: p.pattern(prefix, 0), filter: None, presence: false });
                 let result = open_one(endpoint, dial, token, subscription).await;
                 let took = start.elapsed();
                 let ws = {
@@ -424,17 +442,25 @@ impl Worker {
     }
 }
 
-/// Dials, authenticates and (optionally) subscribes one connection to a pattern, with an optional filter.
-async fn open_one(
+/// What a connection subscribes to after `connect`.
+pub struct Subscription {
+    pub pattern: String,
+    pub filter: Option<serde_json::Value>,
+    /// Be present on `pattern` (a channel: no wildcards).
+    pub presence: bool,
+}
+
+/// Dials, authenticates and (optionally) subscribes one connection.
+pub async fn open_one(
     endpoint: &Endpoint,
     dial: Dial,
     token: &str,
-    subscription: Option<(String, Option<serde_json::Value>)>,
+    subscription: Option<Subscription>,
 ) -> anyhow::Result<Ws> {
     let mut ws = client::dial(endpoint, dial).await?;
     client::authenticate(&mut ws, token).await?;
-    if let Some((pattern, filter)) = subscription {
-        client::subscribe(&mut ws, &pattern, filter).await?;
+    if let Some(s) = subscription {
+        client::subscribe(&mut ws, &s.pattern, s.filter, s.presence).await?;
     }
     Ok(ws)
 }
@@ -550,6 +576,13 @@ mod tests {
         assert_eq!(Patterns::One.receivers(5, 10, 0), 10);
         assert_eq!(Patterns::PerObject.receivers(5, 10, 0), 1);
         assert!(group_filter(1, 0).is_none());
+    }
+
+    #[test]
+    fn presence_channels_spread_connections_round_robin() {
+        assert_eq!(presence_channel("bench", 0, 1000), "bench.presence.0");
+        assert_eq!(presence_channel("bench", 1001, 1000), "bench.presence.1");
+        assert_eq!(presence_channel("bench", 7, 1), "bench.presence.0");
     }
 
     #[test]
