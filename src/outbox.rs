@@ -53,6 +53,20 @@ impl Control {
     }
 }
 
+/// What a closing connection still sends, for its writer: the close code and reason, and the queued frames
+/// (none after a 4008: a slow client gets no more of them; any other close first flushes them, e.g. the `error`
+/// frame explaining a 4001). One rule for every transport's writer.
+pub fn closing_frames(ctl: &Control, queue: &mut mpsc::Receiver<Frame>, into: &mut Vec<Frame>) -> (u16, &'static str) {
+    let (code, reason) = ctl.closing().unwrap_or((close::NORMAL, "closing"));
+    into.clear();
+    if code != close::TOO_SLOW {
+        while let Ok(frame) = queue.try_recv() {
+            into.push(frame);
+        }
+    }
+    (code, reason)
+}
+
 /// One queued WebSocket text message (an encoded protocol frame).
 pub type Frame = ByteString;
 

@@ -319,13 +319,7 @@ impl Downlink {
             return Some(Bytes::from(chunk));
         }
         self.done = true;
-        let (code, reason) = self.ctl.closing().unwrap_or((close::NORMAL, "closing"));
-        self.batch.clear();
-        if code != close::TOO_SLOW {
-            while let Ok(frame) = self.queue.try_recv() {
-                self.batch.push(frame);
-            }
-        }
+        let (code, reason) = crate::outbox::closing_frames(&self.ctl, &mut self.queue, &mut self.batch);
         let mut chunk = String::new();
         push_messages(&mut chunk, self.batch.drain(..));
         push_close(&mut chunk, code, reason);

@@ -81,18 +81,11 @@ where
         }
         ctl.written(bytes);
     }
-    let (code, reason) = ctl.closing().unwrap_or((close::NORMAL, "closing"));
-    // A slow client gets no more queued frames; any other close first flushes what was queued (e.g. the
-    // `error` frame explaining a 4001), within the grace period.
+    // What is left to send (none after a 4008), within the grace period.
+    let (code, reason) = crate::outbox::closing_frames(&ctl, &mut queue, &mut batch);
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
-        batch.clear();
-        if code != close::TOO_SLOW {
-            while let Ok(frame) = queue.try_recv() {
-                batch.push(frame);
-            }
-            if send_all(&mut sink, &mut batch).await.is_err() {
-                return;
-            }
+        if !batch.is_empty() && send_all(&mut sink, &mut batch).await.is_err() {
+            return;
         }
         let _ = sink.send(M::close(code, reason)).await;
     })
