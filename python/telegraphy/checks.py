@@ -1,4 +1,4 @@
-"""Django system checks for the TELEGRAPHY settings (``manage.py check``)."""
+"""Django system checks for the TELEGRAPHY settings and the registered event classes (``manage.py check``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from django.core.checks import Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
-from . import names
+from . import events, names
 from .conf import CLIENT_TRANSPORTS, DEFAULTS, parse_rate, redact_url, user_settings
 from .filters import DEFAULT_LIMITS as FILTER_LIMITS
 from .token_format import MAX_TTL, MIN_SECRET_BYTES, secret_weakness
@@ -249,3 +249,36 @@ def _check_token_info(hook: Any) -> list:
             id="telegraphy.E015",
         )
     ]
+
+
+@register(Tags.compatibility)
+def check_events(app_configs: Any = None, **kwargs: Any) -> list:
+    """The registered event classes' ``presence``: True or False (a truthy string would read as on to a reader
+    and is off to the code), and a ``BaseEvent`` with presence on must not name a parameter like one of
+    ``present()``'s own keywords (``present(room=..., limit=...)`` could not say which is which)."""
+    errors = []
+    for event in events.registered():
+        cls = type(event)
+        where = f"{cls.__module__}.{cls.__qualname__}"
+        if not isinstance(cls.presence, bool):
+            errors.append(
+                Error(
+                    f"{where}.presence must be True or False, got {cls.presence!r}.",
+                    hint="presence = True gives the class's events a presence channel (PROTOCOL section 11).",
+                    obj=cls,
+                    id="telegraphy.E016",
+                )
+            )
+        elif cls.presence and isinstance(event, events.BaseEvent):
+            clashing = [p for p in cls._template.params if p in events.PRESENT_KEYWORDS]
+            if clashing:
+                errors.append(
+                    Error(
+                        f"{where}.name {cls.name!r} uses the parameter(s) {', '.join(clashing)}, which "
+                        f"{cls.__qualname__}.present() takes as its own keywords.",
+                        hint=f"Rename the parameter(s); {', '.join(events.PRESENT_KEYWORDS)} are present()'s.",
+                        obj=cls,
+                        id="telegraphy.E017",
+                    )
+                )
+    return errors

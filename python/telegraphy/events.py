@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any, ClassVar, Iterable
 
 from . import names
+from . import presence as presence_kv
 from .nats_link import get_link
 from .publisher import apublish, encode_data, publish, subject_for
 
@@ -21,6 +22,8 @@ logger = logging.getLogger("telegraphy")
 __all__ = ["BaseEvent", "BaseEventModel", "registered", "unregister", "allow_patterns", "EventTemplate"]
 
 ACTIONS = {"create": "created", "update": "updated", "delete": "deleted"}
+PRESENT = "present"  # <base>.present.<key>: a model instance's presence channel, beside its action tokens
+PRESENT_KEYWORDS = ("limit", "timeout")  # BaseEvent.present()'s own keywords: no name parameter may use them
 
 _registry_lock = threading.Lock()
 _registry: dict[str, Any] = {}  # "module.QualName" -> event class instance
@@ -105,6 +108,14 @@ class EventTemplate:
         return ".".join("*" if is_param else text for is_param, text in self.tokens)
 
 
+def _require_presence(event_class: type) -> None:
+    if event_class.presence is not True:
+        raise TypeError(
+            f"{event_class.__qualname__} has presence = {event_class.presence!r}; set presence = True to give "
+            "its events a presence channel"
+        )
+
+
 def _user_flag(user: Any, flag: str) -> bool:
     return bool(user is not None and getattr(user, "is_authenticated", False) and getattr(user, flag, False))
 
@@ -115,10 +126,15 @@ class BaseEvent:
 
     ``allowed(user)`` (default: authenticated users) decides whether ``allow_patterns(user)`` grants the
     name with every parameter as ``*``; override ``allow_patterns`` for finer grants (e.g. one room).
+
+    ``presence = True``: the rendered name is also a presence channel (PROTOCOL section 11), e.g. a chat room
+    page subscribes to ``chat.lobby.message`` with ``{presence: true}``; ``ChatMessage.present(room="lobby")``
+    says who is there.
     """
 
     name: ClassVar[str] = ""
     abstract: ClassVar[bool] = True
+    presence: ClassVar[bool] = False
     _template: ClassVar[EventTemplate]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -146,6 +162,33 @@ class BaseEvent:
         ack = params.pop("ack", False)
         return await apublish(cls.event_name(**params), data, ack=ack)
 
+    # -- presence (presence = True)
+
+    @classmethod
+    def presence_channel(cls, **params: Any) -> str:
+        """The presence channel: the event name rendered with ``params`` (a page subscribes to it with
+        ``{presence: true}``). ``TypeError`` unless ``presence = True``."""
+        _require_presence(cls)
+        return cls.event_name(**params)
+
+    @classmethod
+    def present(cls, *, limit: int = 100, timeout: float | None = None, **params: Any) -> dict[str, Any]:
+        """Who is present on ``presence_channel(**params)``: see :func:`telegraphy.presence`."""
+        return presence_kv.presence(cls.presence_channel(**params), limit=limit, timeout=timeout)
+
+    @classmethod
+    async def apresent(cls, *, limit: int = 100, timeout: float | None = None, **params: Any) -> dict[str, Any]:
+        return await presence_kv.apresence(cls.presence_channel(**params), limit=limit, timeout=timeout)
+
+    @classmethod
+    def present_stats(cls, *, timeout: float | None = None, **params: Any) -> dict[str, int]:
+        """How many are present on ``presence_channel(**params)``: see :func:`telegraphy.presence_stats`."""
+        return presence_kv.presence_stats(cls.presence_channel(**params), timeout=timeout)
+
+    @classmethod
+    async def apresent_stats(cls, *, timeout: float | None = None, **params: Any) -> dict[str, int]:
+        return await presence_kv.apresence_stats(cls.presence_channel(**params), timeout=timeout)
+
     def allowed(self, user: Any) -> bool:
         return bool(user is not None and getattr(user, "is_authenticated", False))
 
@@ -160,6 +203,10 @@ class BaseEventModel:
     ``name`` may use ``{attribute}`` placeholders filled (escaped like keys) from the instance, e.g.
     ``name = "shop.mine.{owner_id}"``. Events are published after the transaction commits; raw (fixture)
     saves are ignored. ``allowed(user)`` defaults to active staff users (model rows can be sensitive).
+
+    ``presence = True``: each instance has a presence channel ``<name>.present.<key_token(pk)>``, inside the
+    default grant ``<name pattern>.>``; ``presence_channel(instance)`` gives it, ``present(instance)`` says who
+    is there (e.g. who else views this order).
     """
 
     model: ClassVar[Any] = None
@@ -168,6 +215,7 @@ class BaseEventModel:
     operations: ClassVar[Iterable[str]] = ("create", "update", "delete")
     name: ClassVar[str | None] = None
     abstract: ClassVar[bool] = True
+    presence: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -229,10 +277,39 @@ class BaseEventModel:
 
     # -- naming, payload, permissions (override freely)
 
-    def event_name(self, instance: Any, operation: str) -> str:
+    def _instance_name(self, instance: Any, middle: str) -> str:
+        """``<rendered name>.<middle>.<key_token(pk)>``: an event name or the presence channel."""
         values = {p: getattr(instance, p) for p in self.template.params}
         base = self.template.render(values, escape=True)
-        return names.validate_name(f"{base}.{ACTIONS[operation]}.{names.key_token(instance.pk)}")
+        return names.validate_name(f"{base}.{middle}.{names.key_token(instance.pk)}")
+
+    def event_name(self, instance: Any, operation: str) -> str:
+        return self._instance_name(instance, ACTIONS[operation])
+
+    # -- presence (presence = True)
+
+    def presence_channel(self, instance: Any) -> str:
+        """``<rendered name>.present.<key_token(pk)>``. ``TypeError`` unless ``presence = True``; ``ValueError``
+        for an unsaved instance."""
+        _require_presence(type(self))
+        if instance.pk is None:
+            raise ValueError(f"this {type(instance).__name__} has no primary key yet: save it before asking for its "
+                             "presence channel")
+        return self._instance_name(instance, PRESENT)
+
+    def present(self, instance: Any, *, limit: int = 100, timeout: float | None = None) -> dict[str, Any]:
+        """Who is present on ``presence_channel(instance)``: see :func:`telegraphy.presence`."""
+        return presence_kv.presence(self.presence_channel(instance), limit=limit, timeout=timeout)
+
+    async def apresent(self, instance: Any, *, limit: int = 100, timeout: float | None = None) -> dict[str, Any]:
+        return await presence_kv.apresence(self.presence_channel(instance), limit=limit, timeout=timeout)
+
+    def present_stats(self, instance: Any, *, timeout: float | None = None) -> dict[str, int]:
+        """How many are present on ``presence_channel(instance)``: see :func:`telegraphy.presence_stats`."""
+        return presence_kv.presence_stats(self.presence_channel(instance), timeout=timeout)
+
+    async def apresent_stats(self, instance: Any, *, timeout: float | None = None) -> dict[str, int]:
+        return await presence_kv.apresence_stats(self.presence_channel(instance), timeout=timeout)
 
     def get_fields(self) -> list[Any]:
         selected = None if self.fields in (None, "__all__") else set(self.fields)

@@ -11,7 +11,7 @@ from telegraphy import tokens
 
 from .helpers import WsClient as Client
 from .test_filters_orm import ORM_CASES, orm_passes
-from .testapp.events import ChatMessage
+from .testapp.events import BookEvents, ChatMessage
 from .testapp.models import Author, Book, FilterRow, Note
 
 db = pytest.mark.django_db(transaction=True)
@@ -111,6 +111,42 @@ def test_presence_shows_the_info_minted_by_django(connect):
     assert telegraphy.presence("chat.nobody") == {"clients": [], "truncated": False}
     with pytest.raises(ValueError):
         telegraphy.presence("chat.*")
+
+
+@db
+def test_presence_opt_in_channels_through_the_gateway(connect):
+    """presence = True (issue 13): a page subscribes with presence on the class's channel, allowed by the token
+    minted from the default grants, and the class's present() reads the same clients back."""
+    import asyncio
+
+    carol = User.objects.create_user("carol")
+    room = connect(carol)
+    subscribed = room.subscribe(ChatMessage.presence_channel(room="lobby"), presence=True)
+    assert subscribed["type"] == "subscribed", subscribed
+    read = ChatMessage.present(room="lobby")
+    assert [(c["user"], read["truncated"]) for c in read["clients"]] == [(str(carol.pk), False)], read
+    assert asyncio.run(ChatMessage.apresent_stats(room="lobby")) == {"clients": 1, "users": 1}
+    assert ChatMessage.present(room="elsewhere")["clients"] == []
+
+    sam = User.objects.create_user("sam", is_staff=True)
+    tess = User.objects.create_user("tess", is_staff=True)
+    book = Book.objects.create(title="Dune", author=Author.objects.create(name="Ann"), price=Decimal("9.50"))
+    channel = BookEvents().presence_channel(book)
+    watcher = connect(sam)
+    assert watcher.subscribe(channel, presence=True)["type"] == "subscribed", "inside testapp.book.>"
+    viewer = connect(tess)
+    assert viewer.subscribe(channel, presence=True)["type"] == "subscribed"
+    joined = watcher.recv()
+    assert (joined["type"], joined["user"]) == ("join", str(tess.pk)), joined
+    present = BookEvents().present(book)
+    assert sorted(c["user"] for c in present["clients"]) == sorted([str(sam.pk), str(tess.pk)]), present
+    assert asyncio.run(BookEvents().apresent(book, limit=1))["truncated"] is True
+    denied = room.subscribe(channel, id=3, presence=True)
+    assert (denied["type"], denied["code"]) == ("error", "forbidden"), "a model's rows are for staff"
+    viewer.close()
+    left = watcher.recv()
+    assert (left["type"], left["user"]) == ("leave", str(tess.pk)), left  # sent once the KV entry is gone
+    assert BookEvents().present_stats(book) == {"clients": 1, "users": 1}
 
 
 def test_telegraphy_check_sees_the_ready_gateway(gateway, nats_settings, settings, capsys):

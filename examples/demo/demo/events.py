@@ -33,9 +33,12 @@ class MyItemEvents(ItemEvents):
 class ItemViewers(BaseEvent):
     """demo.viewing.<owner_id>.<pk>: never sent; a presence channel (PROTOCOL section 11) for "who else is viewing
     this item". Its allow patterns put it in the tokens: staff may be present on every item's channel, a user on
-    those of their own items, so the owner and the staff viewing an item see each other."""
+    those of their own items, so the owner and the staff viewing an item see each other. (``presence = True`` on
+    ItemEvents or MyItemEvents would not do: their channels, demo.item.present.<pk> and
+    demo.mine.<owner_id>.present.<pk>, are each inside the grant of only one of the two.)"""
 
     name = "demo.viewing.{owner_id}.{pk}"
+    presence = True
 
     def allow_patterns(self, user):
         if user is None or not user.is_authenticated:
@@ -46,6 +49,8 @@ class ItemViewers(BaseEvent):
 
 
 class ChatMessage(BaseEvent):
-    """demo.chat.<room>.message, for any signed-in user (the default allowed())."""
+    """demo.chat.<room>.message, for any signed-in user (the default allowed()); a room's page is present on
+    that name too, so ``ChatMessage.present(room=...)`` says who is in the room."""
 
     name = "demo.chat.{room}.message"
+    presence = True

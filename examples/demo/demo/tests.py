@@ -11,7 +11,7 @@ from django.test import TestCase, override_settings
 from telegraphy import tokens
 from telegraphy.names import contains
 
-from .events import ItemEvents
+from .events import ChatMessage, ItemEvents
 from .models import Item
 
 NO_KV = override_settings(
@@ -137,6 +137,14 @@ class DemoTests(TestCase):
         )
         payload = json.loads(callbacks[0].args[1])
         self.assertEqual((payload["name"], payload["price"], payload["owner_name"]), ("Kettle", "20.00", "alice"))
+
+    @NO_KV
+    def test_chat_page_is_present_on_the_rooms_message_channel(self):
+        _, config, page = self.page(self.alice, "/chat/lobby/")
+        self.assertEqual(page["pattern"], "demo.chat.lobby.message", "one name for the messages and the presence")
+        self.assertEqual(page["pattern"], ChatMessage.presence_channel(room="lobby"))
+        allow = tokens.verify(config["token"], ["demo-tests-secret-0123456789abcdef0123"])["allow"]
+        self.assertTrue(any(contains(a, page["pattern"]) for a in allow), allow)
 
     def test_pages_render_when_nats_is_down(self):
         html, config, _ = self.page(self.alice, "/chat/lobby/")

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_POST
 from telegraphy.filters import FilterError, check
 from telegraphy.names import is_valid_token, key_token
 
-from .events import ChatMessage, ItemEvents
+from .events import ChatMessage, ItemEvents, ItemViewers
 from .forms import ChatForm, ItemForm
 from .models import Item
 
@@ -29,7 +29,7 @@ def item_pattern(user, pk=None):
 
 def viewers_channel(item):
     """The presence channel of an item's page (events.ItemViewers): the same for its owner and the staff."""
-    return f"demo.viewing.{key_token(item.owner_id)}.{key_token(item.pk)}"
+    return ItemViewers.presence_channel(owner_id=key_token(item.owner_id), pk=key_token(item.pk))
 
 
 # The tracker's toggle: query parameter (a Django lookup) -> the model field it reads.
@@ -110,7 +110,9 @@ def _check_room(room):
 @login_required
 def chat(request, room):
     _check_room(room)
-    return render(request, "demo/chat.html", {"room": room, "page": {"pattern": f"demo.chat.{room}.message"}})
+    # The room's messages and its presence channel are one name (ChatMessage.presence = True).
+    page = {"pattern": ChatMessage.presence_channel(room=room)}
+    return render(request, "demo/chat.html", {"room": room, "page": page})
 
 
 def _load_user(request):

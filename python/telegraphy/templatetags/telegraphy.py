@@ -9,6 +9,9 @@
 Anonymous visitors get no token unless ``ANONYMOUS_TOKENS`` is True: their config is ``{"url": ...}`` alone,
 and the client connects without a token (accepted when the gateway's ``auth.anonymous_allow`` is set).
     {% telegraphy_ws_url %}    the gateway WebSocket URL
+    {{ order|telegraphy_presence_channel }}
+                               a model instance's presence channel: that of the one registered BaseEventModel of
+                               its model with presence = True (TypeError when there is none, or several)
 
 When NATS is unreachable the page still renders: the token is null, a warning is logged and the client shows
 itself disconnected. The wait for the token's KV registration is bounded by ``TOKEN_TIMEOUT`` (2 s).
@@ -26,6 +29,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, json_script
 
 from ..conf import telegraphy_settings
+from ..events import BaseEventModel, registered
 from ..exceptions import TokenRegistrationError
 from ..minting import mint, token_allowed
 
@@ -97,3 +101,20 @@ def telegraphy_token(context: Any) -> str:
 @register.simple_tag
 def telegraphy_ws_url() -> str:
     return telegraphy_settings.GATEWAY_URL
+
+
+@register.filter
+def telegraphy_presence_channel(instance: Any) -> str:
+    """``presence_channel(instance)`` of the one registered ``BaseEventModel`` with ``presence = True`` whose
+    model is exactly ``type(instance)``. None or several is a ``TypeError``: the page would otherwise guess
+    between channels (and allow patterns); pass ``MyEvents().presence_channel(obj)`` from the view instead."""
+    model = type(instance)
+    found = [e for e in registered() if isinstance(e, BaseEventModel) and e.presence is True and e.model is model]
+    if len(found) != 1:
+        label = getattr(getattr(model, "_meta", None), "label", model.__qualname__)
+        which = ", ".join(type(e).__qualname__ for e in found) or "none"
+        raise TypeError(
+            f"telegraphy_presence_channel needs exactly one registered BaseEventModel with presence = True for "
+            f"{label}, found {which}; pass the channel from the view (MyEvents().presence_channel(obj))"
+        )
+    return found[0].presence_channel(instance)

@@ -7,11 +7,13 @@ from .models import Book, FilterRow, Note
 class BookEvents(BaseEventModel):
     model = Book
     exclude = ["secret_note"]
+    presence = True  # testapp.book.present.<pk>
 
 
 class TagEvents(BaseEventModel):
     model = "testapp.Tag"
     operations = ("create", "delete")
+    presence = True  # testapp.tag.present.<escaped label>
 
 
 class NoteEvents(BaseEventModel):
@@ -20,6 +22,7 @@ class NoteEvents(BaseEventModel):
     model = Note
     name = "notes.{owner_id}"
     fields = ["text"]
+    presence = True  # notes.<owner_id>.present.<pk>, inside the owner's notes.<owner_id>.>
 
     def allow_patterns(self, user):
         if user is None or not user.is_authenticated:
@@ -29,7 +32,7 @@ class NoteEvents(BaseEventModel):
 
 class ChatMessage(BaseEvent):
     name = "chat.{room}.message"
-
+    presence = True  # a room page is present on chat.<room>.message
 
 
 class FilterRowEvents(BaseEventModel):
