@@ -250,12 +250,21 @@ pub struct PresenceSettings {
     pub max_snapshot: usize,
     /// Most channels this node's connections are present on at once.
     pub max_channels: usize,
+    /// Most members a channel may have for its `join`/`leave` to be sent: above, its presence subscribers get
+    /// `presence_paused` and counts only (a channel of n members would otherwise cost n^2 frames).
+    pub max_join_leave_members: usize,
 }
 
 impl PresenceSettings {
     /// How long an entry lives after its last refresh: 3 refresh intervals.
     pub fn ttl(&self) -> Duration {
         Duration::from_secs(self.refresh_interval.saturating_mul(3))
+    }
+
+    /// Members at or below which a paused channel's `join`/`leave` resume: 10 % under the bound, so that a
+    /// channel hovering at the bound does not flap (each resume makes its clients take snapshots).
+    pub fn join_leave_resume_at(&self) -> usize {
+        self.max_join_leave_members - self.max_join_leave_members / 10
     }
 }
 
@@ -333,6 +342,7 @@ refresh_interval = 10
 max_per_connection = 8
 max_snapshot = 100
 max_channels = 1000
+max_join_leave_members = 1000
 [log]
 format = "text"
 level = "info"
@@ -484,6 +494,9 @@ impl Settings {
         }
         if p.max_snapshot == 0 || p.max_channels == 0 {
             return Err(invalid("presence.max_snapshot", "presence.max_snapshot and max_channels must be at least 1"));
+        }
+        if !(1..=1_000_000).contains(&p.max_join_leave_members) {
+            return Err(invalid("presence.max_join_leave_members", "must be 1..1000000"));
         }
         Ok(())
     }

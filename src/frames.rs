@@ -554,6 +554,26 @@ fn presence_event(kind: &str, sub: &str, member: &str) -> String {
     buf
 }
 
+/// `{"type":"presence_paused","sub":..,"clients":N}`: the channel has more members than
+/// `presence.max_join_leave_members`; no `join`/`leave` follow until `presence_resumed` (section 11).
+pub fn encode_presence_paused(sub: &str, clients: usize) -> String {
+    presence_mode("presence_paused", sub, clients)
+}
+
+/// `{"type":"presence_resumed","sub":..,"clients":N}`: `join`/`leave` follow again; those of the pause are
+/// not replayed (a client keeping a list takes a snapshot).
+pub fn encode_presence_resumed(sub: &str, clients: usize) -> String {
+    presence_mode("presence_resumed", sub, clients)
+}
+
+fn presence_mode(kind: &str, sub: &str, clients: usize) -> String {
+    let mut buf = start(kind, None, sub.len() + 24);
+    push_str_field(&mut buf, "sub", sub);
+    push_num_field(&mut buf, "clients", clients as u64);
+    buf.push('}');
+    buf
+}
+
 /// `{"type":"presence","id":..,"event":..,"clients":[<member>,...],"truncated":..}` (section 11).
 pub fn encode_presence<'a>(
     id: Option<u64>,

@@ -71,6 +71,8 @@ pub struct Metrics {
     pub presence_entries: Gauge,
     /// Duration of this node's last presence refresh round (all its entries re-put), seconds.
     pub presence_refresh_seconds: Gauge,
+    /// Presence channels over `presence.max_join_leave_members` (join/leave paused), as this node sees them.
+    pub presence_paused_channels: Gauge,
 }
 
 impl Default for Metrics {
@@ -126,6 +128,7 @@ impl Metrics {
             presence_refreshes: c("telegraphy_presence_refreshes_total"),
             presence_entries: g("telegraphy_presence_entries"),
             presence_refresh_seconds: g("telegraphy_presence_refresh_seconds"),
+            presence_paused_channels: g("telegraphy_presence_paused_channels"),
             recorder,
             handle,
         };
@@ -138,6 +141,7 @@ impl Metrics {
         m.presence_channels.set(0.0);
         m.presence_entries.set(0.0);
         m.presence_refresh_seconds.set(0.0);
+        m.presence_paused_channels.set(0.0);
         for counter in [
             &m.connections_total,
             &m.connections_refused,

@@ -31,6 +31,7 @@ use crate::{
     config::PresenceSettings,
     frames,
     hub::ConnId,
+    metrics::Metrics,
     nats::{self, NatsError},
     outbox::{Outbox, Push},
 };
@@ -95,6 +96,23 @@ struct State {
     receivers: Vec<Receiver>,
     /// Presence subscriptions of this node on the channel.
     holders: usize,
+    /// Over `presence.max_join_leave_members`: no `join`/`leave` are sent (counts and snapshots only).
+    paused: bool,
+}
+
+/// When a channel's `join`/`leave` pause and resume (`presence.max_join_leave_members`).
+#[derive(Clone, Copy)]
+struct Bound {
+    /// More members than this: paused.
+    max: usize,
+    /// Paused, and down to this many members or fewer: resumed.
+    resume_at: usize,
+}
+
+impl Bound {
+    fn new(settings: &PresenceSettings) -> Self {
+        Bound { max: settings.max_join_leave_members, resume_at: settings.join_leave_resume_at() }
+    }
 }
 
 impl State {
@@ -105,6 +123,37 @@ impl State {
             if r.outbox.push(ByteString::from(encode(&r.name))) == Push::TooSlow {
                 *slow += 1;
             }
+        }
+    }
+
+    /// A new member: its `join` to the receivers (but its own client's), or, when it takes the channel over
+    /// the bound, `presence_paused` to every receiver instead; nothing while paused.
+    fn join(&mut self, client: &str, member: Member, bound: Bound, metrics: &Metrics, slow: &mut usize) {
+        if !member.user.is_empty() {
+            *self.users.entry(member.user.clone()).or_default() += 1;
+        }
+        let count = self.members.len() + 1;
+        if !self.paused && count > bound.max {
+            self.paused = true;
+            metrics.presence_paused_channels.increment(1.0);
+            self.send(None, |sub| frames::encode_presence_paused(sub, count), slow);
+        } else if !self.paused {
+            self.send(Some(client), |sub| frames::encode_join(sub, &member.shown), slow);
+        }
+        self.members.insert(client.to_string(), member);
+    }
+
+    /// A member gone: its `leave` to the receivers, or, when a paused channel is down to the resume mark,
+    /// `presence_resumed` (the leaves of the pause are not replayed); nothing else while paused.
+    fn leave(&mut self, client: &str, bound: Bound, metrics: &Metrics, slow: &mut usize) {
+        let Some(member) = self.remove(client) else { return };
+        let count = self.members.len();
+        if !self.paused {
+            self.send(None, |sub| frames::encode_leave(sub, &member.left), slow);
+        } else if count <= bound.resume_at {
+            self.paused = false;
+            metrics.presence_paused_channels.decrement(1.0);
+            self.send(None, |sub| frames::encode_presence_resumed(sub, count), slow);
         }
     }
 
@@ -130,6 +179,7 @@ struct Mirror {
     held: Mutex<usize>,
     /// The last bucket revision the watch has handled.
     revision: watch::Sender<u64>,
+    bound: Bound,
 }
 
 pub struct Presence {
@@ -141,7 +191,7 @@ pub struct Presence {
     watch: Mutex<Option<JoinHandle<()>>>,
     /// Key -> the entry this node refreshes.
     local: Mutex<HashMap<String, Local>>,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<Metrics>,
 }
 
 impl Drop for Presence {
@@ -154,11 +204,7 @@ impl Drop for Presence {
 
 impl Presence {
     /// The node's presence; starts the refresher (which ends when the node is dropped) when enabled.
-    pub fn start(
-        client: async_nats::Client,
-        settings: &PresenceSettings,
-        metrics: Arc<crate::metrics::Metrics>,
-    ) -> Arc<Self> {
+    pub fn start(client: async_nats::Client, settings: &PresenceSettings, metrics: Arc<Metrics>) -> Arc<Self> {
         let presence = Arc::new(Presence {
             client,
             settings: settings.clone(),
@@ -167,6 +213,7 @@ impl Presence {
                 channels: Mutex::new(HashMap::new()),
                 held: Mutex::new(0),
                 revision: watch::Sender::new(0),
+                bound: Bound::new(settings),
             }),
             watch: Mutex::new(None),
             local: Mutex::new(HashMap::new()),
@@ -317,6 +364,12 @@ impl Presence {
         if let Some(state) = channels.get_mut(channel) {
             state.receivers.retain(|r| !(r.conn == conn && &*r.name == name));
             let client = client_id(session);
+            if state.paused {
+                let paused = frames::encode_presence_paused(name, state.members.len());
+                if outbox.push(ByteString::from(paused)) == Push::TooSlow {
+                    self.metrics.slow_disconnects.increment(1);
+                }
+            }
             state.receivers.push(Receiver { conn, client, name: Arc::from(name), outbox: outbox.clone() });
         }
     }
@@ -408,7 +461,7 @@ async fn watch_bucket(
     client: async_nats::Client,
     settings: PresenceSettings,
     mirror: Arc<Mirror>,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<Metrics>,
 ) {
     let ttl = settings.ttl();
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
@@ -452,7 +505,7 @@ async fn watch_bucket(
 }
 
 /// One change of an entry (`<channel>.<client>`).
-fn on_entry(mirror: &Mirror, metrics: &crate::metrics::Metrics, entry: async_nats::jetstream::kv::Entry) {
+fn on_entry(mirror: &Mirror, metrics: &Metrics, entry: async_nats::jetstream::kv::Entry) {
     let mut slow = 0;
     if let Some((channel, client)) = entry.key.rsplit_once('.') {
         let mut channels = mirror.channels.lock().expect("presence channels lock");
@@ -474,18 +527,12 @@ fn on_entry(mirror: &Mirror, metrics: &crate::metrics::Metrics, entry: async_nat
                         seen,
                     };
                     let state = channels.entry(channel.to_string()).or_default();
-                    state.send(Some(client), |sub| frames::encode_join(sub, &member.shown), &mut slow);
-                    if !member.user.is_empty() {
-                        *state.users.entry(member.user.clone()).or_default() += 1;
-                    }
-                    state.members.insert(client.to_string(), member);
+                    state.join(client, member, mirror.bound, metrics, &mut slow);
                 }
             }
             Operation::Delete | Operation::Purge => {
                 if let Some(state) = channels.get_mut(channel) {
-                    if let Some(member) = state.remove(client) {
-                        state.send(None, |sub| frames::encode_leave(sub, &member.left), &mut slow);
-                    }
+                    state.leave(client, mirror.bound, metrics, &mut slow);
                     if state.members.is_empty() && state.holders == 0 {
                         channels.remove(channel);
                     }
@@ -500,7 +547,7 @@ fn on_entry(mirror: &Mirror, metrics: &crate::metrics::Metrics, entry: async_nat
 }
 
 /// `leave` for every member not refreshed within `ttl`.
-fn sweep_overdue(mirror: &Mirror, metrics: &crate::metrics::Metrics, ttl: Duration) {
+fn sweep_overdue(mirror: &Mirror, metrics: &Metrics, ttl: Duration) {
     let now = Instant::now();
     let mut slow = 0;
     let mut channels = mirror.channels.lock().expect("presence channels lock");
@@ -508,9 +555,7 @@ fn sweep_overdue(mirror: &Mirror, metrics: &crate::metrics::Metrics, ttl: Durati
         let overdue: Vec<String> =
             state.members.iter().filter(|(_, m)| now.duration_since(m.seen) > ttl).map(|(c, _)| c.clone()).collect();
         for client in overdue {
-            if let Some(member) = state.remove(&client) {
-                state.send(None, |sub| frames::encode_leave(sub, &member.left), &mut slow);
-            }
+            state.leave(&client, mirror.bound, metrics, &mut slow);
         }
         !state.members.is_empty() || state.holders > 0
     });

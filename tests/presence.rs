@@ -493,3 +493,97 @@ async fn a_rolling_restart_does_not_flap_presence() {
     let stats = watcher.request(json!({"type": "presence_stats", "id": 6, "event": "room.r"})).await;
     assert_eq!(stats["clients"], 4, "{stats}");
 }
+
+/// The next frame, which must be `presence_paused`/`presence_resumed` of `chat.crowd` with `clients`.
+async fn assert_pause(client: &mut WsClient, kind: &str, clients: u64) {
+    let frame = client.recv().await;
+    assert_eq!(frame, json!({"type": kind, "sub": "chat.crowd", "clients": clients}), "expected {kind}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowded_channel_pauses_join_leave_and_resumes_below_the_bound() {
+    let nats = NatsServer::start();
+    // At most 2 members for join/leave (resumed at 2 - 2/10 = 2), counted cluster-wide on two gateways.
+    let bound = |s: &mut telegraphy::config::Settings| s.presence.max_join_leave_members = 2;
+    let (a, b) = (presence_app(&nats.url(), bound).await, presence_app(&nats.url(), bound).await);
+    let (mut alice, _) = user_client(&a, "alice", None).await;
+    join_channel(&mut alice, "chat.crowd").await;
+    let (mut bob, _) = user_client(&b, "bob", None).await;
+    join_channel(&mut bob, "chat.crowd").await;
+    assert_eq!(alice.recv().await["type"], "join", "2 members: join/leave flow");
+
+    // carol is the third: no join for her; everyone (carol too, right after `subscribed`) is told of the pause.
+    let (mut carol, _) = user_client(&a, "carol", None).await;
+    join_channel(&mut carol, "chat.crowd").await;
+    for client in [&mut alice, &mut bob, &mut carol] {
+        assert_pause(client, "presence_paused", 3).await;
+    }
+    assert_eq!(
+        (a.metric("telegraphy_presence_paused_channels").await, b.metric("telegraphy_presence_paused_channels").await),
+        (1.0, 1.0)
+    );
+    // Counts and snapshots still work while paused.
+    let stats = bob.request(json!({"type": "presence_stats", "id": 6, "event": "chat.crowd"})).await;
+    assert_eq!(stats["clients"], 3, "{stats}");
+
+    // dave joins and leaves, carol leaves: nobody sees those joins/leaves; the next frame of the watchers is
+    // the resume at 2 members (the frames of one connection are in order).
+    let (mut dave, _) = user_client(&b, "dave", None).await;
+    join_channel(&mut dave, "chat.crowd").await;
+    assert_pause(&mut dave, "presence_paused", 4).await;
+    for client in [&mut dave, &mut carol] {
+        let reply = client.request(json!({"type": "unsubscribe", "id": 8, "event": "chat.crowd"})).await;
+        assert_eq!(reply["type"], "unsubscribed", "{reply}");
+    }
+    for client in [&mut alice, &mut bob] {
+        assert_pause(client, "presence_resumed", 2).await;
+    }
+    assert_eq!(a.metric("telegraphy_presence_paused_channels").await, 0.0);
+    // Flowing again: bob's leave reaches alice.
+    bob.close().await;
+    let left = alice.recv().await;
+    assert_eq!((&left["type"], &left["user"]), (&json!("leave"), &json!("bob")), "{left}");
+    let seen = snapshot(&mut alice, "chat.crowd").await;
+    assert_eq!(users(&seen), ["alice"], "{seen}");
+}
+
+/// Abuse: n clients present on one channel. Without a bound every join goes to every member present before it:
+/// n (n - 1) / 2 frames (1.25 GB and mass 4008 closes at 15 000 clients, bench/README.md). With
+/// `max_join_leave_members` = B, B (B - 1) / 2 joins and one `presence_paused` per client, whatever n.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowded_channel_costs_counts_not_n_squared_frames() {
+    const N: usize = 120;
+    const B: usize = 10;
+    let nats = NatsServer::start();
+    let app = presence_app(&nats.url(), |s| s.presence.max_join_leave_members = B).await;
+    let mut clients = Vec::with_capacity(N);
+    for i in 0..N {
+        let (mut client, _) = user_client(&app, &format!("u{i}"), None).await;
+        join_channel(&mut client, "chat.crowd").await;
+        clients.push(client);
+    }
+    // Each client's stats reply is queued after every presence frame it was sent (one order per connection).
+    let (mut joins, mut paused) = (0, 0);
+    for client in &mut clients {
+        client.send(json!({"type": "presence_stats", "id": 9, "event": "chat.crowd"})).await;
+        let mut own_paused = 0;
+        let stats = loop {
+            let frame = client.recv().await;
+            match frame["type"].as_str() {
+                Some("join") => joins += 1,
+                Some("presence_paused") => own_paused += 1,
+                Some("presence_stats") => break frame,
+                _ => panic!("unexpected {frame}"),
+            }
+        };
+        assert_eq!(stats["clients"], N, "{stats}");
+        assert_eq!(own_paused, 1, "one pause per client");
+        paused += own_paused;
+    }
+    eprintln!(
+        "{N} clients on one channel, bound {B}: {joins} joins + {paused} pauses (unbounded: {})",
+        N * (N - 1) / 2
+    );
+    assert_eq!(joins, B * (B - 1) / 2, "joins only while the channel had at most {B} members");
+    assert_eq!(paused, N);
+}

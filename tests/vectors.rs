@@ -177,6 +177,8 @@ fn encode_server(c: &Value) -> String {
         "position" => frames::encode_position(s(c, "sub"), s(c, "epoch"), c["seq"].as_u64().unwrap()),
         "join" => frames::encode_join(s(c, "sub"), &member(c)),
         "leave" => frames::encode_leave(s(c, "sub"), &member(c)),
+        "presence_paused" => frames::encode_presence_paused(s(c, "sub"), c["clients"].as_u64().unwrap() as usize),
+        "presence_resumed" => frames::encode_presence_resumed(s(c, "sub"), c["clients"].as_u64().unwrap() as usize),
         "presence" => {
             let members: Vec<String> = c["clients"].as_array().unwrap().iter().map(member).collect();
             frames::encode_presence(id, s(c, "event"), members.iter().map(String::as_str), c["truncated"] == true)
