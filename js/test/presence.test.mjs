@@ -3,6 +3,7 @@
 // errors. The same against the real gateway: presence-gateway.test.mjs.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
 import { fakeEventSource, fakeFetch, flush, setup, connected, online, answerSubscribes } from "../testkit/fakes.mjs";
 
 const last = (socket, type) => socket.frames(type).at(-1);
@@ -221,4 +222,24 @@ test("presencePaused resets on a lost connection; the gateway's presence_paused 
   answerSubscribes(third);
   assert.equal(sub.presencePaused, false);
   assert.deepEqual(recovered, [false, false]);
+});
+
+// The gateway's byte-exact frames (proto/vectors/frames.json, shared with the gateway) as the client reads them.
+const FRAMES = new URL("../../proto/vectors/frames.json", import.meta.url);
+const pauseVectors = existsSync(FRAMES) ? JSON.parse(readFileSync(FRAMES, "utf8")).server.filter((v) => v.frame === "presence_paused" || v.frame === "presence_resumed") : [];
+
+test("presence_paused / presence_resumed vectors reach the handlers of the subscription they name", { skip: pauseVectors.length === 0 && "no presence_paused vectors in this tree" }, async () => {
+  const ctx = setup();
+  const socket = await online(ctx);
+  const seen = [];
+  const sub = ctx.tg.subscribe("chat.lobby", () => {}, { presence: true });
+  for (const type of ["presence_paused", "presence_resumed"]) sub.on(type, (info) => seen.push([type, info, sub.presencePaused]));
+  await flush();
+  answerSubscribes(socket);
+  assert.deepEqual(pauseVectors.map((v) => v.frame).sort(), ["presence_paused", "presence_resumed"]);
+  for (const v of pauseVectors) {
+    assert.equal(v.sub, "chat.lobby");
+    socket.receive(v.text);
+  }
+  assert.deepEqual(seen, pauseVectors.map((v) => [v.frame, { clients: v.clients }, v.frame === "presence_paused"]));
 });
