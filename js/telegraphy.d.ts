@@ -136,7 +136,7 @@ export interface SubscribeOptions {
   /**
    * Be present on the channel (PROTOCOL.md section 11): the pattern must have no wildcards; the token
    * must allow it. Sent again on every re-subscribe after a reconnect. Enables presence(),
-   * presenceStats() and the "join"/"leave" events.
+   * presenceStats(), presencePaused and the "join"/"leave"/"presence_paused"/"presence_resumed" events.
    */
   presence?: boolean;
 }
@@ -163,6 +163,11 @@ export interface PresenceStats {
   users: number;
 }
 
+/** What presence_paused / presence_resumed carry: the channel's members at that moment. */
+export interface PresenceCount {
+  clients: number;
+}
+
 export type EventHandler<T = unknown> = (event: TelegraphyEvent<T>) => void;
 
 export declare class TelegraphyError extends Error {
@@ -186,6 +191,12 @@ export declare class Subscription<T = unknown> {
   /** Where it would resume after a reconnect (last event or confirmed position); null without history. */
   readonly position: Position | null;
   readonly state: "pending" | "active" | "failed" | "closed";
+  /**
+   * True between "presence_paused" and "presence_resumed": the channel has more members than the gateway
+   * sends join/leave for (presence.max_join_leave_members). False again after a reconnect (the gateway
+   * pauses it again after the re-subscribe if the channel is still over).
+   */
+  readonly presencePaused: boolean;
   onCreate(fn: (event: ModelEvent<T>) => void): this;
   onUpdate(fn: (event: ModelEvent<T>) => void): this;
   onDelete(fn: (event: ModelEvent<T>) => void): this;
@@ -196,6 +207,12 @@ export declare class Subscription<T = unknown> {
   on(type: "error", fn: (error: TelegraphyError) => void): this;
   /** A client became present / is no longer present on the channel (presence subscriptions only; not your own join). */
   on(type: "join" | "leave", fn: (member: PresenceMember) => void): this;
+  /**
+   * "presence_paused": the channel went over the gateway's bound; no join/leave follow (show a count:
+   * presenceStats()). "presence_resumed": back under it; join/leave follow again, those in between are not
+   * replayed: call presence() for the list. The client takes no snapshot by itself.
+   */
+  on(type: "presence_paused" | "presence_resumed", fn: (info: PresenceCount) => void): this;
   /**
    * Who is present now (a presence subscription only). Sent once the subscription is confirmed; rejects with
    * the gateway's error (forbidden, limit_exceeded, bad_request), "disconnected" when the connection drops

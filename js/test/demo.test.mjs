@@ -1,7 +1,8 @@
 // End to end through the Django demo (examples/demo) in a real browser: a model saved through a Django
 // view travels Django -> NATS -> gateway (started by `manage.py run_telegraph`) -> the client served by
 // `{% telegraphy_scripts %}`, reaching two tabs within 1 s; permissions in the token keep alice's page
-// to her own items; presence shows who is online in the chat and who else views an item.
+// to her own items; presence shows who is online in the chat and who else views an item, and a count
+// instead of the list while the room is over the gateway's join/leave bound.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -18,7 +19,8 @@ let browser;
 before(async () => {
   const secret = randomBytes(24).toString("hex");
   nats = await NatsServer.start();
-  gw = await startDemoGateway(nats, secret);
+  // join/leave up to 2 members of a channel (default 1000): the presence tests below use 2, and 3 make a crowd
+  gw = await startDemoGateway(nats, secret, { TELEGRAPHY_PRESENCE__MAX_JOIN_LEAVE_MEMBERS: "2" });
   demo = await DjangoDemo.start({ nats, secret, gatewayUrl: gw.wsUrl });
   browser = await launchBrowser();
 });
@@ -192,6 +194,31 @@ test("Django demo: two users in the chat room see each other online (presence); 
     assert.notEqual(users[0][0], users[0][1], "two distinct users");
     await aliceTab.close(); // the browser closes the socket: a leave at once, not after the TTL
     await adminTab.waitForFunction(() => document.getElementById("online-count").textContent === "1", null, { timeout: 10000 });
+  }));
+
+test("Django demo: a room over the gateway's join/leave bound shows a count instead of the list, then the list again", () =>
+  adminAndAlice(async ({ adminTab, aliceTab }) => {
+    const room = `${demo.url}/chat/crowd-${randomBytes(3).toString("hex")}/`;
+    const showing = (tab, count, items) =>
+      tab.waitForFunction(
+        ([count, items]) => document.getElementById("online-count").textContent === count && document.querySelectorAll("#online li").length === items,
+        [count, items],
+        { timeout: 10000 },
+      );
+    for (const tab of [adminTab, aliceTab]) {
+      await tab.goto(room);
+      await tab.waitForSelector('#online[data-state="live"]', { timeout: 10000 });
+    }
+    for (const tab of [adminTab, aliceTab]) await showing(tab, "2", 2); // at the bound: still a list
+    const third = await aliceTab.context().newPage(); // alice's second tab: a session of its own
+    const problems = pageProblems(third);
+    await third.goto(room);
+    for (const tab of [adminTab, aliceTab, third]) await showing(tab, "3", 0); // presence_paused {clients: 3}
+    assert.deepEqual(await third.evaluate(() => room.presencePaused), true);
+    await third.close(); // a leave: back to 2, presence_resumed, and the pages take the list again
+    for (const tab of [adminTab, aliceTab]) await showing(tab, "2", 2);
+    assert.deepEqual(await adminTab.$$eval("#online li", (lis) => lis.map((li) => li.textContent).sort()), ["admin", "alice"]);
+    assert.deepEqual(problems, []);
   }));
 
 test("Django demo: the owner and the staff on one item page see each other as viewers (presence)", () =>

@@ -3,6 +3,7 @@
 // errors. The same against the real gateway: presence-gateway.test.mjs.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
 import { fakeEventSource, fakeFetch, flush, setup, connected, online, answerSubscribes } from "../testkit/fakes.mjs";
 
 const last = (socket, type) => socket.frames(type).at(-1);
@@ -136,4 +137,109 @@ test("presence over SSE: presence:true in the opening frames, requests by POST, 
   assert.deepEqual(posted[0], { type: "presence", id: posted[0].id, event: "chat.lobby" });
   source.receive({ type: "presence", id: posted[0].id, event: "chat.lobby", clients: [], truncated: true });
   assert.deepEqual(await snapshot, { clients: [], truncated: true });
+});
+
+test("presence_paused / presence_resumed: {clients} to the handlers, presencePaused in between, join/leave around them", async () => {
+  const ctx = setup();
+  const socket = await online(ctx);
+  const seen = [];
+  const record = (type) => (arg) => seen.push([type, arg]);
+  const sub = ctx.tg
+    .subscribe("chat.lobby", () => {}, { presence: true })
+    .on("join", record("join"))
+    .on("leave", record("leave"))
+    .on("presence_paused", record("paused"))
+    .on("presence_resumed", record("resumed"));
+  const twin = ctx.tg.subscribe("chat.lobby", () => {}, { presence: true }).on("presence_paused", record("twin paused")); // shares the entry
+  const plain = ctx.tg.subscribe("chat.other", () => {});
+  await flush();
+  answerSubscribes(socket);
+  assert.equal(sub.presencePaused, false);
+  assert.throws(() => sub.on("presence_paused", "fn"), /takes a function/);
+
+  socket.receive({ type: "join", sub: "chat.lobby", client: "a", user: "alice" });
+  socket.receive({ type: "presence_paused", sub: "chat.lobby", clients: 1001 });
+  assert.equal(sub.presencePaused, true);
+  assert.equal(twin.presencePaused, true, "one gateway subscription, one flag");
+  socket.receive({ type: "presence_paused", sub: "chat.other", clients: 5 }); // not a presence subscription
+  socket.receive({ type: "presence_paused", sub: "chat.nope", clients: 5 }); // no such name
+  socket.receive({ type: "presence_resumed", sub: "chat.lobby" }); // malformed: no count
+  socket.receive({ type: "presence_resumed", sub: "chat.lobby", clients: -1 });
+  assert.equal(sub.presencePaused, true, "malformed frames are dropped");
+  assert.equal(plain.presencePaused, false);
+  socket.receive({ type: "presence_resumed", sub: "chat.lobby", clients: 900 });
+  assert.equal(sub.presencePaused, false);
+  socket.receive({ type: "leave", sub: "chat.lobby", client: "a", user: "alice" });
+  assert.deepEqual(seen, [
+    ["join", { client: "a", user: "alice" }],
+    ["paused", { clients: 1001 }],
+    ["twin paused", { clients: 1001 }],
+    ["resumed", { clients: 900 }],
+    ["leave", { client: "a", user: "alice" }],
+  ]);
+  assert.equal(socket.frames("presence").length, 0, "no snapshot of its own on presence_resumed: the app asks");
+
+  twin.unsubscribe();
+  socket.receive({ type: "presence_paused", sub: "chat.lobby", clients: 1002 });
+  assert.equal(seen.filter(([t]) => t === "twin paused").length, 1, "a closed handle hears nothing");
+  socket.receive({ type: "presence_stopped", sub: "chat.lobby", clients: 3 }); // a later protocol's frame: ignored
+  assert.equal(sub.presencePaused, true);
+  assert.deepEqual(ctx.errors, []);
+});
+
+test("presencePaused resets on a lost connection; the gateway's presence_paused after the re-subscribe sets it again", async () => {
+  const ctx = setup();
+  const socket = await online(ctx);
+  const paused = [];
+  const recovered = [];
+  const sub = ctx.tg
+    .subscribe("chat.lobby", () => {}, { presence: true })
+    .on("presence_paused", ({ clients }) => paused.push(clients))
+    .on("recovered", () => recovered.push(sub.presencePaused));
+  await flush();
+  answerSubscribes(socket);
+  socket.receive({ type: "presence_paused", sub: "chat.lobby", clients: 3 });
+  assert.equal(sub.presencePaused, true);
+  socket.serverClose(1006);
+  assert.equal(sub.presencePaused, false, "nothing is paused without a connection");
+
+  await ctx.clock.advance(ctx.clock.nextDelay());
+  const next = ctx.ws.last();
+  next.accept();
+  connected(next);
+  answerSubscribes(next);
+  assert.deepEqual(recovered, [false], "at `recovered` the new connection has not paused it");
+  next.receive({ type: "presence_paused", sub: "chat.lobby", clients: 4 });
+  assert.equal(sub.presencePaused, true);
+  assert.deepEqual(paused, [3, 4]);
+
+  // and a channel below the bound after the reconnect stays unpaused (the gateway sends nothing)
+  next.serverClose(1006);
+  await ctx.clock.advance(ctx.clock.nextDelay());
+  const third = ctx.ws.last();
+  third.accept();
+  connected(third);
+  answerSubscribes(third);
+  assert.equal(sub.presencePaused, false);
+  assert.deepEqual(recovered, [false, false]);
+});
+
+// The gateway's byte-exact frames (proto/vectors/frames.json, shared with the gateway) as the client reads them.
+const FRAMES = new URL("../../proto/vectors/frames.json", import.meta.url);
+const pauseVectors = existsSync(FRAMES) ? JSON.parse(readFileSync(FRAMES, "utf8")).server.filter((v) => v.frame === "presence_paused" || v.frame === "presence_resumed") : [];
+
+test("presence_paused / presence_resumed vectors reach the handlers of the subscription they name", { skip: pauseVectors.length === 0 && "no presence_paused vectors in this tree" }, async () => {
+  const ctx = setup();
+  const socket = await online(ctx);
+  const seen = [];
+  const sub = ctx.tg.subscribe("chat.lobby", () => {}, { presence: true });
+  for (const type of ["presence_paused", "presence_resumed"]) sub.on(type, (info) => seen.push([type, info, sub.presencePaused]));
+  await flush();
+  answerSubscribes(socket);
+  assert.deepEqual(pauseVectors.map((v) => v.frame).sort(), ["presence_paused", "presence_resumed"]);
+  for (const v of pauseVectors) {
+    assert.equal(v.sub, "chat.lobby");
+    socket.receive(v.text);
+  }
+  assert.deepEqual(seen, pauseVectors.map((v) => [v.frame, { clients: v.clients }, v.frame === "presence_paused"]));
 });

@@ -28,13 +28,16 @@ export function demoEnv(nats, secret, extra = {}) {
   };
 }
 
-/** The gateway as the demo runs it: `manage.py run_telegraph` (execs the binary with mapped settings). */
-export function startDemoGateway(nats, secret) {
+/**
+ * The gateway as the demo runs it: `manage.py run_telegraph` (execs the binary with mapped settings);
+ * `gatewayEnv`: more gateway settings (TELEGRAPHY_* variables, which reach the binary unchanged).
+ */
+export function startDemoGateway(nats, secret, gatewayEnv = {}) {
   requireDemo();
   return Gateway.start(nats, {
     command: [PYTHON, MANAGE, "run_telegraph"],
     bindEnv: ["TELEGRAPHY_GATEWAY_BIND"],
-    env: demoEnv(nats, secret),
+    env: demoEnv(nats, secret, gatewayEnv),
   });
 }
 

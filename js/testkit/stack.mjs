@@ -260,7 +260,7 @@ export class NatsPublisher {
 
 /**
  * The real `ws` WebSocket, recording what the client does with it: when each socket was created,
- * the frames it sent and received, the close codes it saw.
+ * the frames it sent and received (received ones also as their `text`), the close codes it saw.
  */
 export function recordingWebSocket() {
   const log = { sockets: [], sent: [], received: [], closes: [] };
@@ -269,7 +269,7 @@ export function recordingWebSocket() {
       super(url, ...rest);
       log.sockets.push({ at: Date.now(), socket: this });
       this.on("message", (data, isBinary) => {
-        if (!isBinary) log.received.push({ at: Date.now(), frame: JSON.parse(data.toString()) });
+        if (!isBinary) log.received.push({ at: Date.now(), frame: JSON.parse(data.toString()), text: data.toString() });
       });
       this.on("close", (code) => log.closes.push({ at: Date.now(), code }));
     }

@@ -1,5 +1,5 @@
 // Compiled (not run) by types.test.mjs with tsc --strict: the declarations cover what README.md shows.
-import { Telegraphy, Subscription, TelegraphyError, RecoveryInfo, Position, ModelEvent, TransportName, checkConditions, validateSubName, PresenceMember, PresenceSnapshot, PresenceStats } from "../../telegraphy.js";
+import { Telegraphy, Subscription, TelegraphyError, RecoveryInfo, Position, ModelEvent, TransportName, checkConditions, validateSubName, PresenceMember, PresenceSnapshot, PresenceStats, PresenceCount } from "../../telegraphy.js";
 
 interface Order {
   pk: number;
@@ -57,3 +57,13 @@ const lobby = tg
   .on("leave", ({ client }) => console.log(client));
 lobby.presence().then((snap: PresenceSnapshot) => console.log(snap.truncated, snap.clients.map((m) => m.user)));
 lobby.presenceStats().then((s: PresenceStats) => console.log(s.clients + s.users));
+// Over the gateway's join/leave bound: a count instead of a list, the list again once resumed.
+lobby
+  .on("presence_paused", ({ clients }: PresenceCount) => console.log(`${clients} online`))
+  .on("presence_resumed", (info) => lobby.presence().then((snap) => console.log(info.clients, snap.clients.length)));
+const paused: boolean = lobby.presencePaused;
+void paused;
+// @ts-expect-error: presencePaused is read-only
+lobby.presencePaused = true;
+// @ts-expect-error: presence_paused gives a count, not a member
+lobby.on("presence_paused", (m: PresenceMember) => console.log(m.client));

@@ -649,6 +649,7 @@ class Entry {
     this.sent = false; // subscribed (or asked) on the current socket
     this.confirmed = false; // `subscribed` received on the current socket
     this.recovering = false; // it was live when the connection was lost: the next answer tells the app
+    this.paused = false; // presence_paused received on the current socket and no presence_resumed since
     this.replaced = false; // filters changed since the gateway last confirmed them: its frames are stale
     this.retries = 0;
     this.retryTimer = null;
@@ -698,7 +699,7 @@ class Subscription {
     this._actions = null;
     this._errorHandlers = options.onError ? [options.onError] : [];
     this._recoverHandlers = options.onRecover ? [options.onRecover] : [];
-    this._presenceHandlers = { join: [], leave: [] };
+    this._presenceHandlers = { join: [], leave: [], presence_paused: [], presence_resumed: [] };
     this._closed = false;
   }
 
@@ -720,6 +721,14 @@ class Subscription {
   get position() {
     const p = this._entry.position;
     return p && { epoch: p.epoch, seq: p.seq };
+  }
+
+  /**
+   * True between `presence_paused` and `presence_resumed` (section 11: the channel has more members than
+   * the gateway sends join/leave for). False again after a reconnect: the gateway pauses it again if needed.
+   */
+  get presencePaused() {
+    return this._entry.paused;
   }
 
   /** pending (asked, not confirmed) | active | failed (refused by the gateway) | closed */
@@ -753,16 +762,19 @@ class Subscription {
     return this;
   }
 
-  /** on("recovered", fn) = onRecover(fn); on("error", fn) = onError(fn); "join"/"leave": presence (section 11). */
+  /**
+   * on("recovered", fn) = onRecover(fn); on("error", fn) = onError(fn); presence (section 11): "join"/"leave"
+   * fn({client, user, info?}), "presence_paused"/"presence_resumed" fn({clients}).
+   */
   on(type, fn) {
     if (type === "recovered") return this.onRecover(fn);
     if (type === "error") return this.onError(fn);
-    if (type === "join" || type === "leave") {
+    if (Object.prototype.hasOwnProperty.call(this._presenceHandlers, type)) {
       if (typeof fn !== "function") throw new TypeError(`Telegraphy: on(${JSON.stringify(type)}) takes a function`);
       this._presenceHandlers[type].push(fn);
       return this;
     }
-    throw new TypeError(`Telegraphy: a subscription has no ${JSON.stringify(type)} event (recovered, error, join, leave)`);
+    throw new TypeError(`Telegraphy: a subscription has no ${JSON.stringify(type)} event (recovered, error, join, leave, presence_paused, presence_resumed)`);
   }
 
   /** Who is present on the channel now (section 11): resolves {clients: [{client, user, info?}], truncated}. */
@@ -863,11 +875,10 @@ class Subscription {
     for (const fn of this._errorHandlers) this._owner._call(fn, error);
   }
 
-  _presence(frame) {
+  // A presence frame of this subscription's name: type is its `type`, arg what each handler gets a copy of.
+  _presence(type, arg) {
     if (this._closed) return;
-    const member = { client: frame.client, user: frame.user };
-    if (frame.info !== undefined) member.info = frame.info;
-    for (const fn of this._presenceHandlers[frame.type]) this._owner._call(fn, { ...member });
+    for (const fn of this._presenceHandlers[type]) this._owner._call(fn, { ...arg });
   }
 
   _recovered(info) {
@@ -951,6 +962,7 @@ class Subscriptions {
       if (entry.confirmed) entry.recovering = true;
       entry.confirmed = entry.sent = false;
       if (entry.state === "active") entry.state = "pending";
+      entry.paused = false; // the next connection's gateway says it again after `subscribed`
     }
     this._candidates = [];
     const pending = [...this._pending.values()];
@@ -984,11 +996,23 @@ class Subscriptions {
     }
   }
 
-  // `join`/`leave` name the presence subscription in `sub`, like events.
+  // `join`/`leave`/`presence_paused`/`presence_resumed` name the presence subscription in `sub`, like
+  // events. Malformed ones are dropped.
   _onPresenceEvent(frame) {
     const entry = typeof frame.sub === "string" ? this._entries.get(frame.sub) : undefined;
-    if (!entry || !entry.presence || typeof frame.client !== "string") return;
-    for (const sub of [...entry.subs]) sub._presence(frame);
+    if (!entry || !entry.presence) return;
+    let arg;
+    if (frame.type === "join" || frame.type === "leave") {
+      if (typeof frame.client !== "string") return;
+      arg = { client: frame.client, user: frame.user };
+      if (frame.info !== undefined) arg.info = frame.info;
+    } else {
+      // Over the gateway's bound no join/leave follow until `presence_resumed` (nothing is replayed then).
+      if (!Number.isSafeInteger(frame.clients) || frame.clients < 0) return;
+      entry.paused = frame.type === "presence_paused";
+      arg = { clients: frame.clients };
+    }
+    for (const sub of [...entry.subs]) sub._presence(frame.type, arg);
   }
 
   /** A server frame other than `connected` and `ping`. */
@@ -1009,6 +1033,8 @@ class Subscriptions {
         return this._onAnswer(frame);
       case "join":
       case "leave":
+      case "presence_paused":
+      case "presence_resumed":
         return this._onPresenceEvent(frame);
       case "error":
         return this._onError(frame);
