@@ -193,7 +193,8 @@ export declare class Subscription<T = unknown> {
   readonly state: "pending" | "active" | "failed" | "closed";
   /**
    * True between "presence_paused" and "presence_resumed": the channel has more members than the gateway
-   * sends join/leave for (presence.max_join_leave_members). False again after a reconnect (the gateway
+   * sends join/leave for (presence.max_join_leave_members), or its members came and went faster than
+   * presence.join_leave_per_second. False again after a reconnect (the gateway
    * pauses it again after the re-subscribe if the channel is still over).
    */
   readonly presencePaused: boolean;

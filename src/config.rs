@@ -253,6 +253,10 @@ pub struct PresenceSettings {
     /// Most members a channel may have for its `join`/`leave` to be sent: above, its presence subscribers get
     /// `presence_paused` and counts only (a channel of n members would otherwise cost n^2 frames).
     pub max_join_leave_members: usize,
+    /// Join/leave events per second a channel may average (its members coming and going) for them to be sent;
+    /// above, with bursts of `join_leave_burst`, the channel is paused as when crowded.
+    pub join_leave_per_second: u32,
+    pub join_leave_burst: u32,
 }
 
 impl PresenceSettings {
@@ -343,6 +347,8 @@ max_per_connection = 8
 max_snapshot = 100
 max_channels = 1000
 max_join_leave_members = 1000
+join_leave_per_second = 20
+join_leave_burst = 200
 [log]
 format = "text"
 level = "info"
@@ -497,6 +503,12 @@ impl Settings {
         }
         if !(1..=1_000_000).contains(&p.max_join_leave_members) {
             return Err(invalid("presence.max_join_leave_members", "must be 1..1000000"));
+        }
+        if !(1..=1_000_000).contains(&p.join_leave_per_second) || !(1..=1_000_000).contains(&p.join_leave_burst) {
+            return Err(invalid(
+                "presence.join_leave_per_second",
+                "join_leave_per_second and join_leave_burst must be 1..1000000",
+            ));
         }
         Ok(())
     }

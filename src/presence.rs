@@ -34,6 +34,7 @@ use crate::{
     metrics::Metrics,
     nats::{self, NatsError},
     outbox::{Outbox, Push},
+    rate::TokenBucket,
 };
 
 /// Bound on one KV write or delete, and on waiting for the watch to deliver a join's own put.
@@ -96,22 +97,33 @@ struct State {
     receivers: Vec<Receiver>,
     /// Presence subscriptions of this node on the channel.
     holders: usize,
-    /// Over `presence.max_join_leave_members`: no `join`/`leave` are sent (counts and snapshots only).
+    /// Crowded or churning (below): no `join`/`leave` are sent, counts and snapshots only.
     paused: bool,
+    /// The channel's join/leave budget (`presence.join_leave_per_second`, bursts of `join_leave_burst`).
+    churn: Option<TokenBucket>,
 }
 
-/// When a channel's `join`/`leave` pause and resume (`presence.max_join_leave_members`).
+/// When a channel's `join`/`leave` pause and resume: above `presence.max_join_leave_members` members (each
+/// join or leave would cost a frame per member), or once its members came and went faster than the churn
+/// budget (an attacker subscribing and unsubscribing in a loop).
 #[derive(Clone, Copy)]
 struct Bound {
     /// More members than this: paused.
     max: usize,
-    /// Paused, and down to this many members or fewer: resumed.
+    /// Paused, down to this many members or fewer, and the churn budget full again: resumed.
     resume_at: usize,
+    per_second: u32,
+    burst: u32,
 }
 
 impl Bound {
     fn new(settings: &PresenceSettings) -> Self {
-        Bound { max: settings.max_join_leave_members, resume_at: settings.join_leave_resume_at() }
+        Bound {
+            max: settings.max_join_leave_members,
+            resume_at: settings.join_leave_resume_at(),
+            per_second: settings.join_leave_per_second,
+            burst: settings.join_leave_burst,
+        }
     }
 }
 
@@ -126,35 +138,66 @@ impl State {
         }
     }
 
+    /// Takes a join or leave from the channel's churn budget: false when it is used up.
+    fn within_churn(&mut self, bound: Bound, now: Instant) -> bool {
+        let churn = self.churn.get_or_insert_with(|| {
+            TokenBucket::new(bound.per_second, bound.burst, now).expect("join_leave_per_second is at least 1")
+        });
+        churn.take(now)
+    }
+
+    fn pause(&mut self, metrics: &Metrics, slow: &mut usize) {
+        self.paused = true;
+        metrics.presence_paused_channels.increment(1.0);
+        let count = self.members.len();
+        self.send(None, |sub| frames::encode_presence_paused(sub, count), slow);
+    }
+
+    /// Resumes a paused channel down to the resume mark whose churn budget is full again (it was quiet).
+    fn try_resume(&mut self, bound: Bound, now: Instant, metrics: &Metrics, slow: &mut usize) {
+        if !self.paused || self.members.len() > bound.resume_at {
+            return;
+        }
+        if self.churn.as_mut().is_none_or(|churn| churn.is_full(now)) {
+            self.paused = false;
+            metrics.presence_paused_channels.decrement(1.0);
+            let count = self.members.len();
+            self.send(None, |sub| frames::encode_presence_resumed(sub, count), slow);
+        }
+    }
+
     /// A new member: its `join` to the receivers (but its own client's), or, when it takes the channel over
-    /// the bound, `presence_paused` to every receiver instead; nothing while paused.
+    /// the bound or its churn budget, `presence_paused` to every receiver instead; nothing while paused.
     fn join(&mut self, client: &str, member: Member, bound: Bound, metrics: &Metrics, slow: &mut usize) {
         if !member.user.is_empty() {
             *self.users.entry(member.user.clone()).or_default() += 1;
         }
-        let count = self.members.len() + 1;
-        if !self.paused && count > bound.max {
-            self.paused = true;
-            metrics.presence_paused_channels.increment(1.0);
-            self.send(None, |sub| frames::encode_presence_paused(sub, count), slow);
-        } else if !self.paused {
-            self.send(Some(client), |sub| frames::encode_join(sub, &member.shown), slow);
-        }
+        let within = self.within_churn(bound, Instant::now());
         self.members.insert(client.to_string(), member);
+        if self.paused {
+            return;
+        }
+        if !within || self.members.len() > bound.max {
+            return self.pause(metrics, slow);
+        }
+        let shown = &self.members[client].shown;
+        self.send(Some(client), |sub| frames::encode_join(sub, shown), slow);
     }
 
-    /// A member gone: its `leave` to the receivers, or, when a paused channel is down to the resume mark,
-    /// `presence_resumed` (the leaves of the pause are not replayed); nothing else while paused.
+    /// A member gone: its `leave` to the receivers, or `presence_paused` instead when it exceeds the churn
+    /// budget; while paused, `presence_resumed` once the channel is down to the resume mark and quiet (the
+    /// leaves of the pause are not replayed).
     fn leave(&mut self, client: &str, bound: Bound, metrics: &Metrics, slow: &mut usize) {
         let Some(member) = self.remove(client) else { return };
-        let count = self.members.len();
-        if !self.paused {
-            self.send(None, |sub| frames::encode_leave(sub, &member.left), slow);
-        } else if count <= bound.resume_at {
-            self.paused = false;
-            metrics.presence_paused_channels.decrement(1.0);
-            self.send(None, |sub| frames::encode_presence_resumed(sub, count), slow);
+        let now = Instant::now();
+        let within = self.within_churn(bound, now);
+        if self.paused {
+            return self.try_resume(bound, now, metrics, slow);
         }
+        if !within {
+            return self.pause(metrics, slow);
+        }
+        self.send(None, |sub| frames::encode_leave(sub, &member.left), slow);
     }
 
     fn remove(&mut self, client: &str) -> Option<Member> {
@@ -557,6 +600,7 @@ fn sweep_overdue(mirror: &Mirror, metrics: &Metrics, ttl: Duration) {
         for client in overdue {
             state.leave(&client, mirror.bound, metrics, &mut slow);
         }
+        state.try_resume(mirror.bound, now, metrics, &mut slow);
         !state.members.is_empty() || state.holders > 0
     });
     drop(channels);

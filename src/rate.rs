@@ -45,6 +45,14 @@ impl TokenBucket {
     }
 }
 
+impl TokenBucket {
+    /// Whether the bucket has refilled to its burst by `now` (nothing taken for a while).
+    pub fn is_full(&mut self, now: Instant) -> bool {
+        self.take_n(now, 0);
+        self.tokens >= self.burst
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -61,6 +69,16 @@ mod tests {
         assert!(!bucket.take(start + Duration::from_millis(60)));
         let later = start + Duration::from_secs(3600);
         assert_eq!((0..200).filter(|_| bucket.take(later)).count(), 150, "refills to the burst, no more");
+    }
+
+    #[test]
+    fn full_again_after_a_quiet_while() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(10, 5, start).unwrap();
+        assert!(bucket.is_full(start));
+        assert!(bucket.take(start));
+        assert!(!bucket.is_full(start + Duration::from_millis(50)), "half a token back");
+        assert!(bucket.is_full(start + Duration::from_millis(100)));
     }
 
     #[test]

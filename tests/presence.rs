@@ -587,3 +587,55 @@ async fn a_crowded_channel_costs_counts_not_n_squared_frames() {
     assert_eq!(joins, B * (B - 1) / 2, "joins only while the channel had at most {B} members");
     assert_eq!(paused, N);
 }
+
+/// Abuse: a client subscribing and unsubscribing with presence in a loop costs every member of the channel a
+/// frame per join and leave. Past the channel's churn budget (here 5 per second, bursts of 5) the channel is
+/// paused like a crowded one, and resumes once it has been quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_churning_member_pauses_join_leave_until_the_channel_is_quiet() {
+    const CYCLES: usize = 50;
+    let nats = NatsServer::start();
+    let app = presence_app(&nats.url(), |s| {
+        s.presence.join_leave_per_second = 5;
+        s.presence.join_leave_burst = 5;
+        s.limits.requests_per_second = 0; // the churner is limited by presence, not by its request rate
+    })
+    .await;
+    let (mut watcher, _) = user_client(&app, "watcher", None).await;
+    join_channel(&mut watcher, "chat.churn").await;
+    let (mut churner, _) = user_client(&app, "churner", None).await;
+    let started = Instant::now();
+    for _ in 0..CYCLES {
+        join_channel(&mut churner, "chat.churn").await;
+        churner.send(json!({"type": "unsubscribe", "id": 8, "event": "chat.churn"})).await;
+        // The churner is a member too: it may be told of the pause before its reply.
+        let reply = loop {
+            let frame = churner.recv().await;
+            if frame["type"] != "presence_paused" {
+                break frame;
+            }
+        };
+        assert_eq!(reply["type"], "unsubscribed", "{reply}");
+    }
+    let churned_in = started.elapsed();
+    // The watcher got joins/leaves up to the budget (refilled at 5/s while the churn lasted), then the pause.
+    let mut events = 0;
+    let paused = loop {
+        let frame = watcher.recv().await;
+        match frame["type"].as_str() {
+            Some("join" | "leave") => events += 1,
+            _ => break frame,
+        }
+    };
+    assert_eq!(paused["type"], "presence_paused", "{paused}");
+    let allowed = 5 + (5.0 * churned_in.as_secs_f64()).ceil() as usize;
+    eprintln!("{} joins/leaves in {churned_in:?}: {events} sent, then paused", 2 * CYCLES);
+    assert!(events <= allowed, "{events} join/leave frames > budget {allowed}");
+    assert!(events < 2 * CYCLES, "paused before the churn ended");
+    // Quiet again (the budget refills in 1 s): resumed with the one member left, and joins flow again.
+    let resumed = watcher.recv().await;
+    assert_eq!(resumed, json!({"type": "presence_resumed", "sub": "chat.churn", "clients": 1}));
+    join_channel(&mut churner, "chat.churn").await;
+    let joined = watcher.recv().await;
+    assert_eq!((&joined["type"], &joined["user"]), (&json!("join"), &json!("churner")), "{joined}");
+}
