@@ -257,6 +257,9 @@ pub struct PresenceSettings {
     /// above, with bursts of `join_leave_burst`, the channel is paused as when crowded.
     pub join_leave_per_second: u32,
     pub join_leave_burst: u32,
+    /// Most presence joins and leaves writing the bucket at once on this node (more wait, then `internal`
+    /// "presence busy": the client retries).
+    pub max_writes_in_flight: usize,
 }
 
 impl PresenceSettings {
@@ -349,6 +352,7 @@ max_channels = 1000
 max_join_leave_members = 1000
 join_leave_per_second = 20
 join_leave_burst = 200
+max_writes_in_flight = 256
 [log]
 format = "text"
 level = "info"

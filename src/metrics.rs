@@ -73,6 +73,9 @@ pub struct Metrics {
     pub presence_refresh_seconds: Gauge,
     /// Presence channels over `presence.max_join_leave_members` (join/leave paused), as this node sees them.
     pub presence_paused_channels: Gauge,
+    /// Presence joins refused and leaves not deleted (left to expire) because `presence.max_writes_in_flight`
+    /// writes were already under way.
+    pub presence_busy: Counter,
 }
 
 impl Default for Metrics {
@@ -129,6 +132,7 @@ impl Metrics {
             presence_entries: g("telegraphy_presence_entries"),
             presence_refresh_seconds: g("telegraphy_presence_refresh_seconds"),
             presence_paused_channels: g("telegraphy_presence_paused_channels"),
+            presence_busy: c("telegraphy_presence_busy_total"),
             recorder,
             handle,
         };
@@ -171,6 +175,7 @@ impl Metrics {
             &m.recoveries_refused_bytes,
             &m.filter_memory_refused,
             &m.presence_refreshes,
+            &m.presence_busy,
         ] {
             counter.increment(0);
         }

@@ -39,6 +39,9 @@ use crate::{
 
 /// Bound on one KV write or delete, and on waiting for the watch to deliver a join's own put.
 const KV_WAIT: Duration = Duration::from_secs(5);
+/// How long a join waits for one of the node's `presence.max_writes_in_flight` write slots (shorter than
+/// [`KV_WAIT`]: a node whose writes are stuck answers "busy" before they time out).
+const WRITE_SLOT_WAIT: Duration = Duration::from_secs(2);
 /// How often the node sweeps members whose refresh is overdue.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Most refresh puts in flight per node.
@@ -51,6 +54,9 @@ pub enum PresenceError {
     /// The node's connections are present on `presence.max_channels` channels already.
     #[error("too many presence channels on this node")]
     TooManyChannels,
+    /// No write slot (`presence.max_writes_in_flight`) within [`WRITE_SLOT_WAIT`].
+    #[error("presence writes busy on this node")]
+    Busy,
     #[error(transparent)]
     Bucket(#[from] NatsError),
     #[error("presence bucket write failed: {0}")]
@@ -234,6 +240,8 @@ pub struct Presence {
     watch: Mutex<Option<JoinHandle<()>>>,
     /// Key -> the entry this node refreshes.
     local: Mutex<HashMap<String, Local>>,
+    /// The node's budget of join puts and leave deletes under way.
+    writes: tokio::sync::Semaphore,
     metrics: Arc<Metrics>,
 }
 
@@ -260,6 +268,7 @@ impl Presence {
             }),
             watch: Mutex::new(None),
             local: Mutex::new(HashMap::new()),
+            writes: tokio::sync::Semaphore::new(settings.max_writes_in_flight),
             metrics,
         });
         if settings.enabled {
@@ -292,6 +301,11 @@ impl Presence {
         info: Option<&serde_json::Value>,
     ) -> Result<(), PresenceError> {
         self.acquire(channel)?;
+        let Ok(Ok(slot)) = tokio::time::timeout(WRITE_SLOT_WAIT, self.writes.acquire()).await else {
+            self.release(channel);
+            self.metrics.presence_busy.increment(1);
+            return Err(PresenceError::Busy);
+        };
         self.ensure_watch();
         let key = format!("{channel}.{}", client_id(session));
         let mut fields = serde_json::Map::new();
@@ -306,7 +320,9 @@ impl Presence {
             self.metrics.presence_entries.set(local.len() as f64);
         }
         let put = async { self.kv().await?.put(&key, value).await.map_err(|e| PresenceError::Write(e.into())) };
-        let written = match tokio::time::timeout(KV_WAIT, put).await {
+        let put = tokio::time::timeout(KV_WAIT, put).await;
+        drop(slot);
+        let written = match put {
             Ok(Ok(written)) => written,
             Ok(Err(e)) => {
                 self.leave(channel, session, false).await;
@@ -345,6 +361,12 @@ impl Presence {
             }
         };
         if last && delete {
+            // A leave never waits for a write slot: without one the entry is left to expire (a later `leave`).
+            let Ok(_slot) = self.writes.try_acquire() else {
+                self.metrics.presence_busy.increment(1);
+                tracing::debug!("presence writes busy; the entry will expire");
+                return self.release(channel);
+            };
             let deleted = async { self.kv().await?.delete(&key).await.map_err(|e| PresenceError::Write(e.into())) };
             match tokio::time::timeout(KV_WAIT, deleted).await {
                 Ok(Ok(())) => {}

@@ -452,6 +452,10 @@ impl Session {
         let Some(identity) = &self.identity else { return false };
         match self.gw.presence.join(channel, &identity.session, &identity.sub, identity.info.as_ref()).await {
             Ok(()) => true,
+            Err(PresenceError::Busy) => {
+                self.reply(frames::encode_error(id, ErrorCode::Internal, "presence busy, try again"));
+                false
+            }
             Err(PresenceError::TooManyChannels) => {
                 self.reply(frames::encode_error(id, ErrorCode::LimitExceeded, "too many presence channels"));
                 false

@@ -639,3 +639,46 @@ async fn a_churning_member_pauses_join_leave_until_the_channel_is_quiet() {
     let joined = watcher.recv().await;
     assert_eq!((&joined["type"], &joined["user"]), (&json!("join"), &json!("churner")), "{joined}");
 }
+
+/// Sends SIGSTOP/SIGCONT to a process (freezing nats-server makes its writes hang, as an overloaded one would).
+fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill").args([sig, &pid.to_string()]).status().expect("kill");
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+/// The next frame that is not a `join`/`leave`.
+async fn reply_skipping_presence(client: &mut WsClient) -> Value {
+    loop {
+        let frame = client.recv().await;
+        if frame["type"] != "join" && frame["type"] != "leave" {
+            return frame;
+        }
+    }
+}
+
+/// Abuse: joins are KV writes. A node has `presence.max_writes_in_flight` of them under way at most; a join
+/// finding none within 2 s is answered `internal` "presence busy, try again" (the JS client retries), before its
+/// own write would have timed out (5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_writes_beyond_the_node_budget_are_refused_busy() {
+    let nats = NatsServer::start();
+    let app = presence_app(&nats.url(), |s| s.presence.max_writes_in_flight = 1).await;
+    let (mut a, _) = user_client(&app, "a", None).await;
+    let (mut b, _) = user_client(&app, "b", None).await;
+    join_channel(&mut a, "chat.warm").await; // the bucket and the watch are open
+    let pid = nats.pid().expect("nats-server runs");
+    signal(pid, "-STOP");
+    let subscribe = |id| json!({"type": "subscribe", "id": id, "event": "chat.busy", "presence": true});
+    a.send(subscribe(3)).await;
+    b.send(subscribe(4)).await;
+    // (With writes stuck, a's refresh of chat.warm fails too: its own `leave` there may come first.)
+    let (ra, rb) = tokio::join!(reply_skipping_presence(&mut a), reply_skipping_presence(&mut b));
+    signal(pid, "-CONT");
+    let mut messages = [ra["message"].as_str().unwrap_or_default(), rb["message"].as_str().unwrap_or_default()];
+    messages.sort();
+    assert_eq!(messages, ["presence busy, try again", "presence failed, try again"], "{ra} {rb}");
+    assert!(ra["code"] == "internal" && rb["code"] == "internal", "{ra} {rb}");
+    assert_eq!(app.metric("telegraphy_presence_busy_total").await, 1.0);
+    // NATS back: the retry the client makes succeeds.
+    join_channel(&mut b, "chat.busy").await;
+}
