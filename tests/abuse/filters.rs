@@ -7,7 +7,15 @@
 //! socket shares it, the worst case for a stall): two sockets of one session each send the attack, then the
 //! same within the regex count (4 heavy patterns per subscription, all distinct), while an innocent socket
 //! pings. Refusals are as documented (PROTOCOL.md section 8): over the count `bad_request` (`too_many_regexes`),
-//! over the filter memory budget `limit_exceeded`; RSS and ping figures are printed and asserted with margins.
+//! over the filter memory budget `limit_exceeded`; RSS and ping figures are printed, RSS asserted with a margin.
+//!
+//! That other sockets are not stalled is asserted without timing the pings (a loaded machine delays them
+//! whatever the gateway does): the compiles must not run on the worker thread that serves every socket, so
+//! that worker's CPU time through the attack must be under half of the process's (CPU time, not elapsed time:
+//! the same on a busy machine). Measured in debug: worker 14 of 275 ticks; with the compiles moved back onto
+//! the worker (`spawn_blocking` removed from `filter_memory`, a scratch change): 236 of 236, and ping max 1.2 s.
+//! The pings themselves only have to be answered (within [`WAIT`]), and the innocent socket paces them within
+//! `limits.requests_per_second` so that a slow attack never gets it closed with 4029.
 //!
 //! Measured on a shared 2-core machine (`cargo test [--release] --test abuse filters -- --nocapture`), before the
 //! fix (this test on 866314b's src/) and after:
@@ -19,7 +27,10 @@
 //! | debug, before | 23.7 -> 1135.8 MiB | 64 / 0 | 0 / 64 (max_filters) | 1.9 s / 30.4 s |
 //! | debug, after | 24.3 -> 34.0 MiB | 0 / 64 | 6 / 58 | 0.8 ms / 7.7 ms |
 
-use std::time::{Duration, Instant};
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use serde_json::{json, Map, Value};
 use telegraphy::auth::Auth;
@@ -31,8 +42,6 @@ const SUBSCRIPTIONS: usize = 32;
 const ATTACK_REGEXES: usize = 16;
 /// Generous bound on the gateway's RSS growth through the whole attack.
 const RSS_GROWTH_BOUND: u64 = 64 << 20;
-/// Generous bound on the innocent socket's ping round trip.
-const PING_BOUND: Duration = Duration::from_millis(500);
 /// Bound on each reply of the attack (a debug build compiles slowly).
 const REPLY_WAIT: Duration = Duration::from_secs(60);
 
@@ -62,8 +71,8 @@ async fn burst(client: &mut WsClient, frames: Vec<Value>) -> (usize, Vec<Value>)
     (held, refused)
 }
 
-/// Pings every 20 ms until told to stop; returns the round trips.
-async fn ping_loop(mut client: WsClient, mut stop: watch::Receiver<bool>) -> Vec<Duration> {
+/// Pings, waiting `pace` after each pong, until told to stop; returns the round trips.
+async fn ping_loop(mut client: WsClient, pace: Duration, mut stop: watch::Receiver<bool>) -> Vec<Duration> {
     let mut rtts = Vec::new();
     let mut id = 100;
     while !*stop.borrow() {
@@ -74,9 +83,45 @@ async fn ping_loop(mut client: WsClient, mut stop: watch::Receiver<bool>) -> Vec
         let reply = client.recv_or_close(REPLY_WAIT).await.expect("the innocent socket stays open");
         rtts.push(sent.elapsed());
         assert_eq!((&reply["type"], &reply["id"]), (&json!("pong"), &json!(id)), "{reply}");
-        let _ = tokio::time::timeout(Duration::from_millis(20), stop.changed()).await;
+        let _ = tokio::time::timeout(pace, stop.changed()).await;
     }
     rtts
+}
+
+/// CPU time (user + system, in clock ticks) the gateway process has used so far.
+#[derive(Debug, Clone, Copy)]
+struct CpuTicks {
+    /// Its one actix worker thread's: every socket's frames are served there.
+    worker: u64,
+    /// The whole process's, exited threads (tokio's blocking threads) included.
+    process: u64,
+}
+
+impl CpuTicks {
+    fn of(pid: u32) -> Self {
+        fn ticks(stat_file: &Path) -> u64 {
+            let stat = std::fs::read_to_string(stat_file).expect("read a /proc stat file");
+            // After "pid (comm)": utime and stime are the 12th and 13th fields.
+            let fields: Vec<&str> = stat.rsplit_once(')').expect("(comm)").1.split_whitespace().collect();
+            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+        }
+        let process = ticks(Path::new(&format!("/proc/{pid}/stat")));
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("read /proc/<pid>/task");
+        let workers: Vec<u64> = tasks
+            .map(|task| task.expect("a task entry").path())
+            // Thread names are cut to 15 bytes: "actix-server worker 0" reads "actix-server wo".
+            .filter(|task| {
+                std::fs::read_to_string(task.join("comm")).is_ok_and(|comm| comm.starts_with("actix-server wo"))
+            })
+            .map(|task| ticks(&task.join("stat")))
+            .collect();
+        assert_eq!(workers.len(), 1, "one actix worker thread (TELEGRAPHY_HTTP__WORKERS=1)");
+        CpuTicks { worker: workers[0], process }
+    }
+
+    fn since(self, before: CpuTicks) -> CpuTicks {
+        CpuTicks { worker: self.worker - before.worker, process: self.process - before.process }
+    }
 }
 
 fn mib(bytes: u64) -> f64 {
@@ -115,8 +160,11 @@ async fn regex_filters_cannot_exhaust_memory_or_stall_other_sockets() {
     // Warm up the process (first frames, allocator arenas) before the baseline.
     assert_eq!(innocent.request(json!({"type": "ping", "id": 7})).await["type"], "pong");
     let rss_before = gateway.rss();
+    let cpu_before = CpuTicks::of(gateway.pid());
     let (stop, stopped) = watch::channel(false);
-    let pinger = tokio::spawn(ping_loop(innocent, stopped));
+    // One ping per 1/rate at most (the binary has the default limits): the bucket refills faster than it drains.
+    let pace = Duration::from_secs_f64(1.0 / f64::from(settings.limits.requests_per_second));
+    let pinger = tokio::spawn(ping_loop(innocent, pace, stopped));
 
     let started = Instant::now();
     let mut over_count = Vec::new(); // the measured attack: 16 regex conditions per subscription
@@ -134,6 +182,7 @@ async fn regex_filters_cannot_exhaust_memory_or_stall_other_sockets() {
     }
     let took = started.elapsed();
     let rss_after = gateway.rss();
+    let cpu = CpuTicks::of(gateway.pid()).since(cpu_before);
     let _ = stop.send(true);
     let mut rtts = tokio::time::timeout(REPLY_WAIT, pinger).await.expect("pinger stops").expect("pinger");
     rtts.sort();
@@ -151,6 +200,7 @@ async fn regex_filters_cannot_exhaust_memory_or_stall_other_sockets() {
         within_count.len(),
     );
     eprintln!("innocent socket: {} pings, p50 {p50:?}, max {max:?}", rtts.len());
+    eprintln!("CPU through the attack: worker thread {} of the process's {} ticks", cpu.worker, cpu.process);
     let filter_memory = gateway.metric("telegraphy_filter_memory_bytes").await;
     let refused_metric = gateway.metric("telegraphy_filter_memory_refused_total").await;
     eprintln!("filter memory {:.2} MiB, refused_total {refused_metric}", filter_memory / (1 << 20) as f64);
@@ -176,7 +226,8 @@ async fn regex_filters_cannot_exhaust_memory_or_stall_other_sockets() {
     assert!(filter_memory > 0.0 && filter_memory <= (8 << 20) as f64, "two connections' budgets: {filter_memory}");
     let growth = rss_after.saturating_sub(rss_before);
     assert!(growth < RSS_GROWTH_BOUND, "RSS grew {:.1} MiB", mib(growth));
-    assert!(max < PING_BOUND, "innocent ping max {max:?}");
+    assert!(cpu.worker * 2 < cpu.process, "the compiles ran on the sockets' worker thread: {cpu:?}");
+    assert!(max < WAIT, "the innocent socket is answered all along: ping max {max:?}");
 
     // The memory is released with the subscriptions: one by unsubscribe, the rest with the connections.
     let reply = first.request(json!({"type": "unsubscribe", "id": 9, "sub": "s100"})).await;
