@@ -221,7 +221,7 @@ test("Django demo: a room over the gateway's join/leave bound shows a count inst
     assert.deepEqual(problems, []);
   }));
 
-test("Django demo: the owner and the staff on one item page see each other as viewers (presence)", () =>
+test("Django demo: the owner and the staff on one item page see each other as viewers (presence); a third viewer makes a count", () =>
   adminAndAlice(async ({ adminTab, aliceTab }) => {
     const name = `Vase ${randomBytes(3).toString("hex")}`;
     await createItem(aliceTab, name, "3.00");
@@ -237,6 +237,18 @@ test("Django demo: the owner and the staff on one item page see each other as vi
     assert.notEqual(aliceSees, adminSees, "each lists the other user, not itself");
     // by the name in the token's presence info (the demo's TELEGRAPHY["TOKEN_INFO"]), not a user id
     assert.deepEqual([aliceSees.trim(), adminSees.trim()], ["admin", "alice"]);
+    // a third viewer (alice's second tab) takes the item over the gateway's bound of 2: a count, no names
+    const third = await aliceTab.context().newPage();
+    const problems = pageProblems(third);
+    await third.goto(`${demo.url}/items/${pk}/`);
+    for (const tab of [aliceTab, adminTab, third]) {
+      await tab.waitForFunction(() => document.getElementById("viewers").textContent === "3 viewers", null, { timeout: 10000 });
+    }
+    await third.close(); // back to 2: presence_resumed, and the pages list the other viewer again
+    for (const [tab, other] of [[aliceTab, "admin"], [adminTab, "alice"]]) {
+      await tab.waitForFunction((other) => document.getElementById("viewers").textContent.trim() === other, other, { timeout: 10000 });
+    }
+    assert.deepEqual(problems, []);
     await adminTab.close();
     await aliceTab.waitForFunction(() => document.getElementById("viewers").textContent === "nobody else", null, { timeout: 10000 });
   }));
