@@ -79,7 +79,6 @@ struct Local {
 
 /// A connection's presence subscription on a channel: where its `join`/`leave` frames go.
 struct Receiver {
-    conn: ConnId,
     /// The receiver's own client id: it gets no `join` of itself.
     client: String,
     name: Arc<str>,
@@ -100,7 +99,9 @@ struct State {
     members: HashMap<String, Member>,
     /// Members per non-empty user (for `presence_stats`).
     users: HashMap<String, usize>,
-    receivers: Vec<Receiver>,
+    /// Per connection (a few each, `presence.max_per_connection`): attaching or detaching one is not a scan of
+    /// a crowded channel's thousands.
+    receivers: HashMap<ConnId, Vec<Receiver>>,
     /// Presence subscriptions of this node on the channel.
     holders: usize,
     /// Crowded or churning (below): no `join`/`leave` are sent, counts and snapshots only.
@@ -137,7 +138,7 @@ impl State {
     /// Queues a frame (encoded per subscription name) to each receiver but `except` (a client's own join);
     /// counts those closed as too slow.
     fn send(&self, except: Option<&str>, encode: impl Fn(&str) -> String, slow: &mut usize) {
-        for r in self.receivers.iter().filter(|r| Some(r.client.as_str()) != except) {
+        for r in self.receivers.values().flatten().filter(|r| Some(r.client.as_str()) != except) {
             if r.outbox.push(ByteString::from(encode(&r.name))) == Push::TooSlow {
                 *slow += 1;
             }
@@ -425,17 +426,18 @@ impl Presence {
 
     /// Sends the channel's `join`/`leave` events to the connection's subscription `name` from now on.
     pub fn attach(&self, channel: &str, session: &str, conn: ConnId, name: &str, outbox: &Outbox) {
+        let client = client_id(session);
         let mut channels = self.mirror.channels.lock().expect("presence channels lock");
         if let Some(state) = channels.get_mut(channel) {
-            state.receivers.retain(|r| !(r.conn == conn && &*r.name == name));
-            let client = client_id(session);
             if state.paused {
                 let paused = frames::encode_presence_paused(name, state.members.len());
                 if outbox.push(ByteString::from(paused)) == Push::TooSlow {
                     self.metrics.slow_disconnects.increment(1);
                 }
             }
-            state.receivers.push(Receiver { conn, client, name: Arc::from(name), outbox: outbox.clone() });
+            let own = state.receivers.entry(conn).or_default();
+            own.retain(|r| &*r.name != name);
+            own.push(Receiver { client, name: Arc::from(name), outbox: outbox.clone() });
         }
     }
 
@@ -443,7 +445,12 @@ impl Presence {
     pub fn detach(&self, channel: &str, conn: ConnId, name: &str) {
         let mut channels = self.mirror.channels.lock().expect("presence channels lock");
         if let Some(state) = channels.get_mut(channel) {
-            state.receivers.retain(|r| !(r.conn == conn && &*r.name == name));
+            if let Some(own) = state.receivers.get_mut(&conn) {
+                own.retain(|r| &*r.name != name);
+                if own.is_empty() {
+                    state.receivers.remove(&conn);
+                }
+            }
         }
     }
 
