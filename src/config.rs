@@ -514,6 +514,9 @@ impl Settings {
                 "join_leave_per_second and join_leave_burst must be 1..1000000",
             ));
         }
+        if !(1..=100_000).contains(&p.max_writes_in_flight) {
+            return Err(invalid("presence.max_writes_in_flight", "must be 1..100000"));
+        }
         Ok(())
     }
 
@@ -721,6 +724,20 @@ mod tests {
         ] {
             let err = Settings::load_from(None, env(&[(key, value)])).unwrap_err().to_string();
             assert!(err.contains(named), "{err}");
+        }
+    }
+
+    #[test]
+    fn presence_bounds_are_nonzero() {
+        for (key, value, named) in [
+            ("TELEGRAPHY_PRESENCE__MAX_JOIN_LEAVE_MEMBERS", "0", "presence.max_join_leave_members"),
+            ("TELEGRAPHY_PRESENCE__JOIN_LEAVE_PER_SECOND", "0", "presence.join_leave_per_second"),
+            ("TELEGRAPHY_PRESENCE__JOIN_LEAVE_BURST", "0", "presence.join_leave_per_second"),
+            // 0 slots would refuse every join as busy
+            ("TELEGRAPHY_PRESENCE__MAX_WRITES_IN_FLIGHT", "0", "presence.max_writes_in_flight"),
+        ] {
+            let err = Settings::load_from(None, env(&[(key, value)])).unwrap_err().to_string();
+            assert!(err.contains(named), "{key}={value}: {err}");
         }
     }
 
