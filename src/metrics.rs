@@ -71,7 +71,8 @@ pub struct Metrics {
     pub presence_entries: Gauge,
     /// Duration of this node's last presence refresh round (all its entries re-put), seconds.
     pub presence_refresh_seconds: Gauge,
-    /// Presence channels over `presence.max_join_leave_members` (join/leave paused), as this node sees them.
+    /// Presence channels with join/leave paused (over `presence.max_join_leave_members`, or over their churn
+    /// budget), as this node sees them.
     pub presence_paused_channels: Gauge,
     /// Presence joins refused and leaves not deleted (left to expire) because `presence.max_writes_in_flight`
     /// writes were already under way.

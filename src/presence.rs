@@ -160,7 +160,8 @@ impl State {
         self.send(None, |sub| frames::encode_presence_paused(sub, count), slow);
     }
 
-    /// Resumes a paused channel down to the resume mark whose churn budget is full again (it was quiet).
+    /// Resumes a paused channel down to the resume mark whose churn budget is full again (it was quiet); run by
+    /// the sweep, every second.
     fn try_resume(&mut self, bound: Bound, now: Instant, metrics: &Metrics, slow: &mut usize) {
         if !self.paused || self.members.len() > bound.resume_at {
             return;
@@ -192,14 +193,13 @@ impl State {
     }
 
     /// A member gone: its `leave` to the receivers, or `presence_paused` instead when it exceeds the churn
-    /// budget; while paused, `presence_resumed` once the channel is down to the resume mark and quiet (the
-    /// leaves of the pause are not replayed).
+    /// budget; nothing while paused (the leave itself took a token, so the channel is not quiet yet: the sweep
+    /// resumes it, see [`State::try_resume`]).
     fn leave(&mut self, client: &str, bound: Bound, metrics: &Metrics, slow: &mut usize) {
         let Some(member) = self.remove(client) else { return };
-        let now = Instant::now();
-        let within = self.within_churn(bound, now);
+        let within = self.within_churn(bound, Instant::now());
         if self.paused {
-            return self.try_resume(bound, now, metrics, slow);
+            return;
         }
         if !within {
             return self.pause(metrics, slow);

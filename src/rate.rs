@@ -43,9 +43,7 @@ impl TokenBucket {
             false
         }
     }
-}
 
-impl TokenBucket {
     /// Whether the bucket has refilled to its burst by `now` (nothing taken for a while).
     pub fn is_full(&mut self, now: Instant) -> bool {
         self.take_n(now, 0);
