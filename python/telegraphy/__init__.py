@@ -6,10 +6,13 @@ browsers over WebSocket (protocol v1, see proto/PROTOCOL.md).
     await telegraphy.apublish("chat.lobby.message", {"text": "hi"})  # async
     telegraphy.revoke_user(user)                                      # close the user's sockets (4003)
     telegraphy.presence("shop.order.42")                              # who is viewing it (section 11)
+    with telegraphy.muted(): ...       # no events (imports, fixtures, data migrations)
+    with telegraphy.coalesced(): ...   # one event per saved object, at the end
 
 Every error it raises on purpose is a ``telegraphy.TelegraphyError`` (see ``telegraphy.exceptions``).
 """
 
+from .emitting import coalesced, muted
 from .events import BaseEvent, BaseEventModel, allow_patterns
 from .exceptions import (
     FilterError,
@@ -37,12 +40,14 @@ __all__ = [
     "TokenError",
     "TokenRegistrationError",
     "allow_patterns",
+    "coalesced",
     "apresence",
     "apresence_stats",
     "apublish",
     "arevoke_session",
     "arevoke_user",
     "flush",
+    "muted",
     "presence",
     "presence_stats",
     "publish",
