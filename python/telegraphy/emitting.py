@@ -21,6 +21,8 @@ from contextvars import ContextVar
 from functools import partial
 from typing import Any, Callable, Iterable, Iterator
 
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
 from .nats_link import get_link
 
 __all__ = ["muted", "coalesced", "is_muted", "current_coalescer", "after_commit", "MERGED"]
@@ -84,8 +86,6 @@ def publish_now(subject: str, payload: bytes) -> None:
 
 def after_commit(subject: str, payload: bytes, using: str | None) -> None:
     """Publish when the transaction of database ``using`` commits (at once in autocommit)."""
-    from django.db import transaction
-
     coalescer = _coalescing.get()
     if coalescer is not None:
         coalescer.add(object(), None, {None: subject}, payload, using, ())
@@ -123,8 +123,6 @@ class Coalescer:
             operations: Iterable[str]) -> None:
         """Record an event now; it counts when its transaction commits. ``subjects`` maps each operation the
         merged event may end with to its subject; ``operations`` are those the class publishes."""
-        from django.db import DEFAULT_DB_ALIAS, transaction
-
         alias = using or DEFAULT_DB_ALIAS
         with self._lock:
             self._aliases.add(alias)
@@ -155,8 +153,6 @@ class Coalescer:
     def exit(self) -> None:
         """The outermost block ended: publish what committed; what waits for an open transaction follows
         when it commits (a rollback discards it with the transaction's other callbacks)."""
-        from django.db import connections, transaction
-
         with self._lock:
             open_aliases = {alias for alias in self._aliases if connections[alias].in_atomic_block}
             self._open = set(open_aliases)
