@@ -282,8 +282,8 @@ class BaseEventModel:
             prefix = telegraphy_settings.as_dict()["SUBJECT_PREFIX"]
             if coalescer is None:
                 subject = f"{prefix}.{self._event_name(instance, operation)}"
-            else:  # the merged event may end as any operation: name them all now, while the pk is there
-                subjects = {op: f"{prefix}.{self._event_name(instance, op)}" for op in ACTIONS}
+            else:  # the merged event may end as any published operation: name them now, while the pk is there
+                subjects = {op: f"{prefix}.{self._event_name(instance, op)}" for op in self._operations}
             payload = encode_data(self.to_dict(instance))
         except ValueError:
             logger.exception("telegraphy: %s event for %r not published", operation, instance)
@@ -365,7 +365,7 @@ class BaseEventModel:
         fields = self._fields
         if fields is None:
             fields = self.get_fields()
-            if self._own_fields:  # an overridden get_fields() may answer differently each time
+            if self._own_fields:  # kept; an overridden get_fields() is asked every time, as it always was
                 self._fields = fields
         data: dict[str, Any] = {"pk": instance.pk}
         if self._own_serialize:

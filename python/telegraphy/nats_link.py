@@ -116,6 +116,7 @@ class NatsLink:
         self._sleeping = False
         self._in_flight = 0
         self._published = 0
+        self._batches = 0  # batches confirmed by NATS (stats()): what the link thread's work is counted in
         self._dropped = 0
         self._drops_unlogged = 0
         self._last_drop_log = 0.0
@@ -271,6 +272,7 @@ class NatsLink:
                 "connected": self.connected,
                 "buffered": len(self._buffer) + self._in_flight,
                 "published": self._published,
+                "batches": self._batches,
                 "dropped": self._dropped,
             }
 
@@ -427,6 +429,7 @@ class NatsLink:
         with self._lock:
             if delivered:
                 self._published += len(batch)
+                self._batches += 1
             else:
                 self._buffer.extendleft(reversed(batch))
             self._in_flight = 0
