@@ -247,3 +247,24 @@ def test_demoted_users_socket_is_closed_and_resume_refused_others_stay(gateway, 
     finally:
         for socket in sockets.values():
             socket.close()
+
+
+def test_revoke_users_writes_many_keys_under_one_timeout(fresh_nats):
+    """More users than PUTS_IN_FLIGHT: every key written (one KV message each), duplicates once; async too."""
+    import asyncio
+
+    from telegraphy.revocations import PUTS_IN_FLIGHT
+
+    _server, nats_client = fresh_nats
+    subs = [f"bulk-{i}" for i in range(2 * PUTS_IN_FLIGHT + 7)]
+    at = telegraphy.revoke_users(subs + subs[:10], timeout=10)
+    assert at is not None and at <= time.time()
+
+    async def messages() -> int:
+        return (await nats_client.js.stream_info("KV_telegraphy_revocations")).state.messages
+
+    assert nats_client.run(messages()) == len(subs)
+    assert revoked_at(nats_client, subs[-1]) == at
+    a, b = user("async-a"), user("async-b")
+    assert asyncio.run(telegraphy.arevoke_users([a, b.pk])) is not None
+    assert revoked(nats_client, a, b) == [True, True]
