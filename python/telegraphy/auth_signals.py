@@ -76,9 +76,10 @@ def grant_changed(users: Any, *, using: str | None = None) -> None:
     are revoked once the current transaction (on database ``using``) commits, and their clients fetch tokens
     with the new grant from the token endpoint.
 
-    ``users``: a user, a pk, or many (a QuerySet of the user model, e.g. the one given to ``update()``, or an
-    iterable). Call it from your own receivers (a ``post_save`` of the profile ``allow_patterns`` reads) and
-    after ``QuerySet.update()``/``bulk_update()``/raw SQL, which send no signal. Like the automatic cases it
+    ``users``: a user, a pk, or many (a QuerySet of the user model, read now, or an iterable). Call it from
+    your own receivers (a ``post_save`` of the profile ``allow_patterns`` reads) and after
+    ``QuerySet.update()``/``bulk_update()``/raw SQL, which send no signal (take the pks before an update that
+    changes what its filter matches: ``filter(is_staff=True)`` matches nobody after ``update(is_staff=False)``). Like the automatic cases it
     honours ``REVOKE_ON_AUTH_CHANGE``, waits at most ``TOKEN_TIMEOUT`` and logs a failure instead of raising
     (``revoke_users`` is the immediate call that raises). ``ValueError`` for an anonymous or unsaved user.
     """

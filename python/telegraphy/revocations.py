@@ -175,9 +175,9 @@ def revoke_user(user_or_sub: object, *, timeout: float | None = None) -> int:
 
 
 def revoke_users(users: Any, *, timeout: float | None = None) -> int | None:
-    """:func:`revoke_user` for many users at once: a QuerySet of the user model (e.g. the one given to a
-    ``QuerySet.update`` that changed what ``allow_patterns`` reads; only its pks are read), or an iterable of
-    users, pks or sub strings. The KV puts run concurrently under one ``timeout`` (default
+    """:func:`revoke_user` for many users at once: a QuerySet of the user model (only its pks are read, now:
+    after ``QuerySet.update`` changed what its filter matches, pass the pks taken before), or one or an
+    iterable of users, pks or sub strings. The KV puts run concurrently under one ``timeout`` (default
     ``PUBLISH_TIMEOUT``); returns the revocation time, or None when there was nobody to revoke. Raises
     :class:`RevocationError` unless NATS acknowledged every put (then call it again: a revocation is
     idempotent), ``ValueError`` for an anonymous or unsaved user before anything is written."""
