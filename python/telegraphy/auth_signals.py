@@ -49,6 +49,7 @@ _CHANGED_ATTR = "_telegraphy_auth_changed"
 _BUILT_IN_FIELDS = ("password", "is_active", "is_staff", "is_superuser")
 # The user model's many-to-many fields that change a grant (with GRANT_FIELDS' many-to-many fields).
 _BUILT_IN_M2M = ("groups", "user_permissions")
+_REASONS = {"password": "a password change", "is_active": "deactivation"}
 
 
 def _enabled() -> bool:
@@ -79,9 +80,10 @@ def grant_changed(users: Any, *, using: str | None = None) -> None:
     ``users``: a user, a pk, or many (a QuerySet of the user model, read now, or an iterable). Call it from
     your own receivers (a ``post_save`` of the profile ``allow_patterns`` reads) and after
     ``QuerySet.update()``/``bulk_update()``/raw SQL, which send no signal (take the pks before an update that
-    changes what its filter matches: ``filter(is_staff=True)`` matches nobody after ``update(is_staff=False)``). Like the automatic cases it
-    honours ``REVOKE_ON_AUTH_CHANGE``, waits at most ``TOKEN_TIMEOUT`` and logs a failure instead of raising
-    (``revoke_users`` is the immediate call that raises). ``ValueError`` for an anonymous or unsaved user.
+    changes what its filter matches: ``filter(is_staff=True)`` matches nobody after ``update(is_staff=False)``).
+    Like the automatic cases it honours ``REVOKE_ON_AUTH_CHANGE``, waits at most ``TOKEN_TIMEOUT`` and logs a
+    failure instead of raising (``revoke_users`` is the immediate call that raises). ``ValueError`` for an
+    anonymous or unsaved user.
     """
     subs = user_subs(users)
     if _enabled():
@@ -136,7 +138,7 @@ def _before_save(sender: Any, instance: Any, raw: bool = False, using: str | Non
         old, new = stored[attname], getattr(instance, attname)
         if old == new or (attname == "is_active" and not old):
             continue  # activation grants nothing a token could already hold
-        changed.append({"password": "a password change", "is_active": "deactivation"}.get(attname, f"a change of {name}"))
+        changed.append(_REASONS.get(attname, f"a change of {name}"))
     setattr(instance, _CHANGED_ATTR, " and ".join(changed) or None)
 
 

@@ -84,7 +84,8 @@ def _config(trusted: tuple, header: Any) -> tuple[tuple[Network, ...], str]:
 def _settings() -> tuple[tuple[Network, ...], str]:
     trusted = telegraphy_settings.TRUSTED_PROXIES
     try:
-        return _config(tuple(trusted) if isinstance(trusted, (list, tuple)) else trusted, telegraphy_settings.CLIENT_IP_HEADER)
+        trusted = tuple(trusted) if isinstance(trusted, (list, tuple)) else trusted  # hashable for the cache
+        return _config(trusted, telegraphy_settings.CLIENT_IP_HEADER)
     except (ValueError, TypeError) as exc:
         from django.core.exceptions import ImproperlyConfigured
 

@@ -69,7 +69,7 @@ def test_malformed_values_are_E018_and_refused_at_run_time(settings):
             ip("10.0.0.1", "203.0.113.5")
     settings.TELEGRAPHY = {"SECRET": SECRET, **PROXIED}
     assert check_settings() == []
-    settings.TELEGRAPHY = {"SECRET": SECRET, "TRUSTED_PROXIES": [" 10.0.0.0/8 ", "2001:db8::/32"], "CLIENT_IP_HEADER": ""}
+    configure(settings, TRUSTED_PROXIES=[" 10.0.0.0/8 ", "2001:db8::/32"], CLIENT_IP_HEADER="")
     assert check_settings() == []
 
 

@@ -46,7 +46,8 @@ def perm(codename: str) -> Permission:
 
 def test_staff_and_superuser_flips_revoke(fresh_nats):
     _server, nats_client = fresh_nats
-    ann, bob, cid, eve = user("ann", is_staff=True), user("bob", is_superuser=True), user("cid"), user("eve", is_staff=True)
+    ann, bob = user("ann", is_staff=True), user("bob", is_superuser=True)
+    cid, eve = user("cid"), user("eve", is_staff=True)
     ann.is_staff = False
     ann.save()
     bob.is_superuser = False
@@ -112,7 +113,8 @@ def test_group_permissions_revoke_every_member(fresh_nats):
     g5.permissions.remove(delete_book)  # g5 never had it: nothing changes
     delete_book.group_set.remove(g5)
     assert revoked(nats_client, m6) == [False]
-    Group.permissions.through.objects.bulk_create([Group.permissions.through(group_id=g3.pk, permission_id=delete_book.pk)])
+    through = Group.permissions.through
+    through.objects.bulk_create([through(group_id=g3.pk, permission_id=delete_book.pk)])
 
     g1.permissions.add(add_book)  # from the group's side: every member
     assert revoked(nats_client, m1, m2, m3, outsider) == [True, True, False, False]

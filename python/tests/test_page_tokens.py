@@ -21,7 +21,8 @@ URL = "/rt/token/"
 
 def page_config(client: Client, **extra) -> dict:
     html = client.get("/page/", **extra).content.decode()
-    return json.loads(re.search(r'<script id="telegraphy-config" type="application/json">(.*?)</script>', html).group(1))
+    found = re.search(r'<script id="telegraphy-config" type="application/json">(.*?)</script>', html)
+    return json.loads(found.group(1))
 
 
 def signed_in(name: str) -> Client:
