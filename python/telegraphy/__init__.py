@@ -5,6 +5,7 @@ browsers over WebSocket (protocol v1, see proto/PROTOCOL.md).
     telegraphy.publish("chat.lobby.message", {"text": "hi"})        # sync, never blocks on NATS
     await telegraphy.apublish("chat.lobby.message", {"text": "hi"})  # async
     telegraphy.revoke_user(user)                                      # close the user's sockets (4003)
+    telegraphy.grant_changed(user)                                    # the same, after commit (allow changed)
     telegraphy.presence("shop.order.42")                              # who is viewing it (section 11)
     with telegraphy.muted(): ...       # no events (imports, fixtures, data migrations)
     with telegraphy.coalesced(): ...   # one event per saved object, at the end
@@ -12,6 +13,7 @@ browsers over WebSocket (protocol v1, see proto/PROTOCOL.md).
 Every error it raises on purpose is a ``telegraphy.TelegraphyError`` (see ``telegraphy.exceptions``).
 """
 
+from .auth_signals import grant_changed
 from .emitting import coalesced, muted
 from .events import BaseEvent, BaseEventModel, allow_patterns
 from .exceptions import (
@@ -25,7 +27,7 @@ from .exceptions import (
 )
 from .presence import apresence, apresence_stats, presence, presence_stats
 from .publisher import apublish, flush, publish
-from .revocations import arevoke_session, arevoke_user, revoke_session, revoke_user
+from .revocations import arevoke_session, arevoke_user, arevoke_users, revoke_session, revoke_user, revoke_users
 
 __version__ = "0.1.0"
 
@@ -40,17 +42,20 @@ __all__ = [
     "TokenError",
     "TokenRegistrationError",
     "allow_patterns",
-    "coalesced",
     "apresence",
     "apresence_stats",
     "apublish",
     "arevoke_session",
     "arevoke_user",
+    "arevoke_users",
+    "coalesced",
     "flush",
+    "grant_changed",
     "muted",
     "presence",
     "presence_stats",
     "publish",
     "revoke_session",
     "revoke_user",
+    "revoke_users",
 ]
