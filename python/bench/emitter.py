@@ -213,7 +213,8 @@ def main() -> None:
     print("µs per operation in the calling thread, as median / minimum over every chunk; added: events - plain, "
           "as the median of each chunk's difference / the difference of the minimums, in wall-clock and in the "
           "thread's CPU time; added process CPU: the same in the CPU time of the whole process (the link's "
-          "thread included, loop and flush), median; flush after events: µs per event that flush() waited after the loop (median); "
+          "thread included, loop and flush), median; flush after events: µs per event that flush() waited "
+          "after the loop (median); "
           "dropped: events any worker dropped (must be 0)")
 
 if __name__ == "__main__":
