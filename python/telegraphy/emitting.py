@@ -19,7 +19,7 @@ import threading
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import partial
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
