@@ -19,6 +19,7 @@ __all__ = [
     "validate_name",
     "validate_pattern",
     "validate_token",
+    "check_joined",
     "matches",
     "contains",
     "key_token",
@@ -29,7 +30,9 @@ MAX_BYTES = 255
 MAX_PLAIN_KEY = 64
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+_NAME = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+){0,%d}" % (MAX_TOKENS - 1))
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
+_PLAIN_INT_LIMIT = 10**MAX_PLAIN_KEY  # non-negative ints below it have at most 64 digits: plain keys
 
 
 def is_valid_token(token: object) -> bool:
@@ -50,8 +53,8 @@ def _split(value: object) -> list[str] | None:
 
 def is_valid_name(name: object) -> bool:
     """An event name: literal tokens only."""
-    tokens = _split(name)
-    return tokens is not None and all(_TOKEN.fullmatch(t) for t in tokens)
+    # One regex for the whole name (it runs on every publish): it matches ASCII only, so characters are bytes.
+    return isinstance(name, str) and len(name) <= MAX_BYTES and _NAME.fullmatch(name) is not None
 
 
 def is_valid_pattern(pattern: object) -> bool:
@@ -99,6 +102,15 @@ def validate_pattern(pattern: object) -> str:
     )
 
 
+def check_joined(name: str) -> str:
+    """Return ``name``, made by joining valid tokens (or names) with ``.``, or raise ``ValueError`` like
+    :func:`validate_name` when it has too many tokens or bytes: the only way such a name can be invalid.
+    The cheap check for names built on every model save (tokens are ASCII, so characters are bytes)."""
+    if len(name) > MAX_BYTES or name.count(".") >= MAX_TOKENS:
+        return validate_name(name)
+    return name
+
+
 def matches(pattern: str, name: str) -> bool:
     """True when ``pattern`` matches the event name ``name`` (both assumed valid)."""
     p = pattern.split(".")
@@ -136,6 +148,8 @@ def key_token(pk: object) -> str:
     ``str(pk)`` is used as is when it is 1..64 characters of ``[A-Za-z0-9_-]`` not starting with ``-``;
     otherwise the token is ``-`` followed by base64url (no padding) of its UTF-8 bytes.
     """
+    if type(pk) is int and 0 <= pk < _PLAIN_INT_LIMIT:  # the usual auto primary key: no regex needed
+        return str(pk)
     text = str(pk)
     if _PLAIN_KEY.fullmatch(text):
         return text
