@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
-import { checkConditions, validateSubName } from "../telegraphy.js";
+import { checkConditions, validateSubName } from "telegraphy-client";
 import { flush, setup, online, connected } from "../testkit/fakes.mjs";
 
 /** The gateway's answer to a subscribe frame (echoing `sub` as section 8 says). */
