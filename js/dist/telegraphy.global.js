@@ -246,6 +246,13 @@
   };
   var LOOKUPS = new Set(PROTOCOL.filters.lookups);
   var DEFAULT_LOOKUP = PROTOCOL.filters.default_lookup;
+  var LIMITS = PROTOCOL.filters.limits;
+  var MAX_IN_VALUES = LIMITS.max_in_values.default;
+  var MAX_REGEX_BYTES = LIMITS.max_regex_bytes.default;
+  var MAX_BYTES2 = LIMITS.max_bytes.default;
+  var REGEX = /* @__PURE__ */ new Set(["regex", "iregex"]);
+  var utf8Length = (text) => new TextEncoder().encode(text).length;
+  var jsonBytes = (value) => value === null || value === void 0 ? 0 : utf8Length(JSON.stringify(value));
   var shapeOf = (lookup) => Object.prototype.hasOwnProperty.call(SHAPES, lookup) ? SHAPES[lookup] : ANY2;
   function checkConditions(conditions, what = "filter") {
     if (conditions === void 0 || conditions === null) return null;
@@ -262,10 +269,23 @@
         throw new TypeError(`Telegraphy: ${what} ${JSON.stringify(key)} needs a JSON value`);
       }
       const last = key.slice(key.lastIndexOf("__") + 2);
-      const shape = shapeOf(key.includes("__") && LOOKUPS.has(last) ? last : DEFAULT_LOOKUP);
+      const lookup = key.includes("__") && LOOKUPS.has(last) ? last : DEFAULT_LOOKUP;
+      const shape = shapeOf(lookup);
       if (!shape[0](value)) throw new TypeError(`Telegraphy: ${what} ${JSON.stringify(key)} needs ${shape[1]}`);
+      if (lookup === "in" && value.length > MAX_IN_VALUES) {
+        throw new TypeError(`Telegraphy: ${what} ${JSON.stringify(key)} has more than ${MAX_IN_VALUES} values`);
+      }
+      if (REGEX.has(lookup) && utf8Length(value) > MAX_REGEX_BYTES) {
+        throw new TypeError(`Telegraphy: ${what} ${JSON.stringify(key)} is a regex over ${MAX_REGEX_BYTES} bytes`);
+      }
     }
+    if (keys.length) checkSize({ [what]: conditions });
     return keys.length ? conditions : null;
+  }
+  function checkSize(spec) {
+    if (jsonBytes(spec.filter) + jsonBytes(spec.exclude) > MAX_BYTES2) {
+      throw new TypeError(`Telegraphy: filter and exclude are over ${MAX_BYTES2} bytes of JSON`);
+    }
   }
   function canonical(value) {
     if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
@@ -1013,6 +1033,7 @@
       if (!validatePattern(pattern)) throw new TypeError(`Telegraphy: invalid pattern ${JSON.stringify(pattern)}`);
       if (handler != null && typeof handler !== "function") throw new TypeError("Telegraphy: handler must be a function");
       const spec = { filter: checkConditions(options.filter, "filter"), exclude: checkConditions(options.exclude, "exclude") };
+      checkSize(spec);
       const since = options.since == null ? null : checkSince(options.since);
       if (options.presence !== void 0 && typeof options.presence !== "boolean") throw new TypeError("Telegraphy: presence must be a boolean");
       const presence = options.presence === true;
@@ -1176,6 +1197,7 @@
     // New filters for a handle (Subscription.filter/exclude). A named subscription, or one this handle
     // holds alone, is replaced under its name (section 8); a shared one is left to the other handles.
     _respec(sub, spec) {
+      checkSize(spec);
       const entry = sub._entry;
       const text = canonical(spec);
       if (text === entry.spec) return;

@@ -1,6 +1,8 @@
-// Filter and exclude conditions (PROTOCOL.md section 8): the JSON type each lookup's value must have (the
-// gateway refuses the same with bad_request; it evaluates filters and checks the rest: regex syntax, sizes
-// and counts), and the canonical text that makes equal filters compare equal.
+// Filter and exclude conditions (PROTOCOL.md section 8): the JSON type each lookup's value must have and the
+// fixed limits (values in an `in` list, bytes of a regex, bytes of filter + exclude): the gateway refuses the
+// same with bad_request. It evaluates filters and checks the rest: regex syntax, and the counts its settings
+// may change (limits.max_filter_conditions, limits.max_regex_conditions). And the canonical text that makes
+// equal filters compare equal.
 import { PROTOCOL } from "./constants.js";
 
 const isText = (v) => typeof v === "string";
@@ -30,6 +32,14 @@ const SHAPES = {
 // The lookups of the protocol; one the client has no shape for takes any value (the gateway judges it).
 const LOOKUPS = new Set(PROTOCOL.filters.lookups);
 const DEFAULT_LOOKUP = PROTOCOL.filters.default_lookup;
+const LIMITS = PROTOCOL.filters.limits;
+const MAX_IN_VALUES = LIMITS.max_in_values.default;
+const MAX_REGEX_BYTES = LIMITS.max_regex_bytes.default;
+const MAX_BYTES = LIMITS.max_bytes.default;
+const REGEX = new Set(["regex", "iregex"]);
+const utf8Length = (text) => new TextEncoder().encode(text).length;
+// Bytes of compact JSON, as the gateway counts them (0 for an absent clause).
+const jsonBytes = (value) => (value === null || value === undefined ? 0 : utf8Length(JSON.stringify(value)));
 const shapeOf = (lookup) => (Object.prototype.hasOwnProperty.call(SHAPES, lookup) ? SHAPES[lookup] : ANY);
 
 /**
@@ -52,10 +62,25 @@ export function checkConditions(conditions, what = "filter") {
     }
     // The last part is the lookup when it is one and something precedes it, else a field (the default lookup).
     const last = key.slice(key.lastIndexOf("__") + 2);
-    const shape = shapeOf(key.includes("__") && LOOKUPS.has(last) ? last : DEFAULT_LOOKUP);
+    const lookup = key.includes("__") && LOOKUPS.has(last) ? last : DEFAULT_LOOKUP;
+    const shape = shapeOf(lookup);
     if (!shape[0](value)) throw new TypeError(`Telegraphy: ${what} ${JSON.stringify(key)} needs ${shape[1]}`);
+    if (lookup === "in" && value.length > MAX_IN_VALUES) {
+      throw new TypeError(`Telegraphy: ${what} ${JSON.stringify(key)} has more than ${MAX_IN_VALUES} values`);
+    }
+    if (REGEX.has(lookup) && utf8Length(value) > MAX_REGEX_BYTES) {
+      throw new TypeError(`Telegraphy: ${what} ${JSON.stringify(key)} is a regex over ${MAX_REGEX_BYTES} bytes`);
+    }
   }
+  if (keys.length) checkSize({ [what]: conditions });
   return keys.length ? conditions : null;
+}
+
+/** Throws a TypeError when filter + exclude ({filter, exclude}, null = absent) are over the size limit. */
+export function checkSize(spec) {
+  if (jsonBytes(spec.filter) + jsonBytes(spec.exclude) > MAX_BYTES) {
+    throw new TypeError(`Telegraphy: filter and exclude are over ${MAX_BYTES} bytes of JSON`);
+  }
 }
 
 /** JSON with object keys sorted: equal filters give equal text. */

@@ -2,7 +2,7 @@
 // subscription name), the handles that share them, the requests waiting for an answer, event routing and
 // each subscription's stream position.
 import { validateName, validatePattern, validateSubName, matches } from "./names.js";
-import { checkConditions, canonical } from "./filters.js";
+import { checkConditions, checkSize, canonical } from "./filters.js";
 import { TelegraphyError } from "./errors.js";
 import { Subscription } from "./subscription.js";
 
@@ -92,6 +92,7 @@ export class Subscriptions {
     if (!validatePattern(pattern)) throw new TypeError(`Telegraphy: invalid pattern ${JSON.stringify(pattern)}`);
     if (handler != null && typeof handler !== "function") throw new TypeError("Telegraphy: handler must be a function");
     const spec = { filter: checkConditions(options.filter, "filter"), exclude: checkConditions(options.exclude, "exclude") };
+    checkSize(spec);
     const since = options.since == null ? null : checkSince(options.since);
     if (options.presence !== undefined && typeof options.presence !== "boolean") throw new TypeError("Telegraphy: presence must be a boolean");
     const presence = options.presence === true;
@@ -269,6 +270,7 @@ export class Subscriptions {
   // New filters for a handle (Subscription.filter/exclude). A named subscription, or one this handle
   // holds alone, is replaced under its name (section 8); a shared one is left to the other handles.
   _respec(sub, spec) {
+    checkSize(spec); // before anything changes
     const entry = sub._entry;
     const text = canonical(spec);
     if (text === entry.spec) return;
