@@ -1057,14 +1057,15 @@
     }
     /**
      * Subscribe frames to open a connection with (SSE sends them with the connect, section 10.1): as
-     * many as fit in `maxChars` of JSON, at most `maxCount`. The others follow `connected`.
+     * many as fit in `maxChars` (each frame's `size`: by default its JSON's length), at most `maxCount`.
+     * The others follow `connected`.
      */
-    openingFrames(maxChars, maxCount) {
+    openingFrames(maxChars, maxCount, size = (frame) => JSON.stringify(frame).length) {
       const frames = [];
       let chars = 0;
       for (const entry of this._entries.values()) {
         if (frames.length >= maxCount) break;
-        chars += JSON.stringify(this._subscribeFrame(entry, 0)).length + 1;
+        chars += size(this._subscribeFrame(entry, 0)) + 1;
         if (chars > maxChars) break;
         frames.push(this._subscribeFrame(entry, this._request(entry)));
       }
@@ -1649,8 +1650,8 @@
       const connect = { type: "connect", id: this._nextId++, ...cred };
       const frames = [connect];
       if (name === "sse") {
-        const room = SSE_OPENING_CHARS - JSON.stringify(connect).length;
-        frames.push(...this._subs.openingFrames(room, SSE_OPENING_SUBSCRIBES));
+        const room = SSE_OPENING_CHARS - asciiJson(connect).length;
+        frames.push(...this._subs.openingFrames(room, SSE_OPENING_SUBSCRIBES, (frame) => asciiJson(frame).length));
       }
       this._conn = conn;
       this._connOpened = false;

@@ -8,7 +8,7 @@ import { TelegraphyError } from "./errors.js";
 import { toWebSocketUrl, toHttpUrl, toSseUrl } from "./urls.js";
 import { noop, parseJson } from "./transport.js";
 import { WebSocketTransport } from "./websocket.js";
-import { SseTransport } from "./sse.js";
+import { SseTransport, asciiJson } from "./sse.js";
 import { Recovery } from "./recovery.js";
 import { Subscription } from "./subscription.js";
 import { Subscriptions } from "./subscriptions.js";
@@ -281,8 +281,9 @@ export class Telegraphy {
     const connect = { type: "connect", id: this._nextId++, ...cred };
     const frames = [connect];
     if (name === "sse") {
-      const room = SSE_OPENING_CHARS - JSON.stringify(connect).length;
-      frames.push(...this._subs.openingFrames(room, SSE_OPENING_SUBSCRIBES));
+      // measured as sent in the header: JSON with every non-ASCII character escaped
+      const room = SSE_OPENING_CHARS - asciiJson(connect).length;
+      frames.push(...this._subs.openingFrames(room, SSE_OPENING_SUBSCRIBES, (frame) => asciiJson(frame).length));
     }
     this._conn = conn;
     this._connOpened = false;

@@ -117,14 +117,15 @@ export class Subscriptions {
 
   /**
    * Subscribe frames to open a connection with (SSE sends them with the connect, section 10.1): as
-   * many as fit in `maxChars` of JSON, at most `maxCount`. The others follow `connected`.
+   * many as fit in `maxChars` (each frame's `size`: by default its JSON's length), at most `maxCount`.
+   * The others follow `connected`.
    */
-  openingFrames(maxChars, maxCount) {
+  openingFrames(maxChars, maxCount, size = (frame) => JSON.stringify(frame).length) {
     const frames = [];
     let chars = 0;
     for (const entry of this._entries.values()) {
       if (frames.length >= maxCount) break;
-      chars += JSON.stringify(this._subscribeFrame(entry, 0)).length + 1;
+      chars += size(this._subscribeFrame(entry, 0)) + 1;
       if (chars > maxChars) break;
       frames.push(this._subscribeFrame(entry, this._request(entry)));
     }

@@ -246,6 +246,40 @@ for (const transport of ["websocket", "sse"]) {
   });
 }
 
+test("SSE without a streaming fetch in Chromium (ReadableStream: null): EventSource, only a single-use connect token in its URL; after a 1012 a fresh token from tokenUrl, never the resume token", async (t) => {
+  const { page, problems, requests } = await openPage(t);
+  const given = tokensGiven;
+  await page.evaluate((url) => window.make("fb", { url, tokenUrl: "/token", transports: ["sse"], ReadableStream: null, minDelay: 100, maxDelay: 1000 }), gw.wsUrl);
+  assert.equal(await page.evaluate(() => window.sub("fb", "t.fb")), "active");
+  await shared.pub.publish("t.fb", { n: 1 });
+  await until(page, "fb", (i) => i.events.length === 1, "first event");
+  const first = await info(page, "fb");
+
+  await gw.stop("SIGTERM");
+  await until(page, "fb", (i) => i.states.includes("reconnecting"), "reconnecting");
+  await shared.pub.publish("t.fb", { n: 2 });
+  await gw.restart();
+  await until(page, "fb", (i) => i.state === "connected" && i.recovered.length === 1, "connected again, recovered", 20000);
+  await until(page, "fb", (i) => i.events.length === 2, "the missed event, from history");
+  const now = await info(page, "fb");
+  assert.deepEqual(now.events.map((e) => e.data.n), [1, 2]);
+  assert.equal(now.recovered[0].recovered, true);
+  assert.notEqual(now.session, first.session, "a new session: the resume token was never sent");
+  assert.ok(tokensGiven - given >= 2, "a fresh connect token for the reconnect");
+
+  const gets = requests.filter((r) => r.method === "GET" && new URL(r.url).pathname === "/sse");
+  assert.ok(gets.length >= 2, "EventSource GETs");
+  for (const r of gets) {
+    assert.doesNotMatch(r.url, /tg1r/, "never a resume token in a URL");
+    const frames = JSON.parse(new URL(r.url).searchParams.get("frames"));
+    assert.deepEqual(Object.keys(frames[0]).sort(), ["id", "token", "type"], "a connect token only");
+    assert.equal(r.headers["x-telegraphy-frames"], undefined);
+  }
+  assert.deepEqual(now.errors, []);
+  assert.deepEqual(problems.filter((p) => !NETWORK_NOISE.test(p)), []);
+  await page.evaluate(() => window.closeAll());
+});
+
 for (const refusal of ["403", "drop"]) {
   test(`a proxy that refuses WebSocket upgrades (${refusal}): default transports end on SSE through it, events flow both ways`, async (t) => {
     upgradeRefusal = refusal;

@@ -132,7 +132,7 @@ test("SSE: a broken stream (error) is closed and reopened after backoff with res
 test("SSE: the opening frames stop at 16 subscribes and 4 KB; the rest is POSTed after connected", async () => {
   const ctx = sseSetup({ autoPost: 202 });
   for (let i = 0; i < 40; i++) ctx.tg.subscribe(`many.${i}.>`, () => {});
-  ctx.tg.subscribe("big.>", () => {}, { filter: { text__icontains: "x".repeat(5000) } });
+  ctx.tg.subscribe("big.>", () => {}, { filter: { text__icontains: "x".repeat(4000) } });
   await flush();
   const source = ctx.sse.last();
   const opening = source.frames;
@@ -146,6 +146,20 @@ test("SSE: the opening frames stop at 16 subscribes and 4 KB; the rest is POSTed
   const events = [...opening.slice(1), ...posted].map((f) => f.event).sort();
   assert.equal(events.length, 41);
   assert.equal(new Set(events).size, 41, "each subscription asked once");
+});
+
+test("SSE: the opening frames are measured as the header carries them (non-ASCII escaped)", async () => {
+  const ctx = sseSetup({ autoPost: 202 });
+  ctx.tg.subscribe("big.>", () => {}, { filter: { text__icontains: "é".repeat(1500) } }); // 3000 bytes: a valid filter
+  ctx.tg.subscribe("small.>", () => {});
+  await flush();
+  const source = ctx.sse.last();
+  assert.ok(source.init.headers["X-Telegraphy-Frames"].length <= 4096, "the header stays within 4 KB");
+  assert.deepEqual(source.frames.map((f) => f.type), ["connect"], "the big one does not fit: it and what follows are POSTed");
+  await source.stream();
+  await accept(source);
+  await flush();
+  assert.deepEqual(ctx.http.posts.flatMap((p) => [].concat(p.body)).map((f) => f.event), ["big.>", "small.>"], "in order");
 });
 
 test("SSE: POST 429 is retried later in smaller batches; 413 for one frame stops like a 1009 close", async () => {
