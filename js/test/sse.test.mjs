@@ -381,6 +381,18 @@ test("SSE reader: a message over the bound throws instead of growing (a hostile 
   assert.deepEqual(parse([": " + "c".repeat(100) + "\n".repeat(3) + "data: ok\n\n"], 64), [{ event: "message", data: "ok", id: "" }], "comments are not kept");
 });
 
+test("SSE: a stream that sends one endless message (over 16 MiB) is dropped as a lost link, not held in memory", async () => {
+  const ctx = sseSetup();
+  const source = await sseOnline(ctx);
+  const mib = "x".repeat(1 << 20);
+  await source.write("data: ");
+  for (let i = 0; i < 17 && !source.closed; i++) await source.write(mib);
+  assert.equal(source.closed, true, "the client aborted the stream");
+  assert.equal(ctx.tg.state, "reconnecting");
+  assert.ok(ctx.clock.nextDelay() >= 500, "with backoff");
+  assert.deepEqual(ctx.errors, []);
+});
+
 test("SSE: the frames header is ASCII (a header value is bytes) and the same JSON", async () => {
   const ctx = sseSetup();
   ctx.tg.subscribe("a.>", () => {}, { filter: { name__icontains: "café 😀 ✓", note: "\u007f\u0080" } });
