@@ -281,3 +281,25 @@ def test_owner_and_generation_defaults(monkeypatch):
         catalog.default_generation()
     with pytest.raises(ValueError, match="owner"):
         catalog.build("no.dots", 1)
+
+
+def test_events_frames_follow_the_frame_schemas():
+    """The frames of section 12 as proto/schema describes them (the events reply refers to the entry schema)."""
+    from referencing import Registry, Resource
+
+    schemas = {name: json.loads((REPO / "proto" / "schema" / f"{name}.schema.json").read_text(encoding="utf-8"))
+               for name in ("client-frame", "server-frame", "catalog-entry")}
+    registry = Registry().with_resources(
+        (schema["$id"], Resource.from_contents(schema)) for schema in schemas.values())
+    server = Draft202012Validator(schemas["server-frame"], registry=registry)
+    client = Draft202012Validator(schemas["client-frame"], registry=registry)
+    listed = [{k: v for k, v in e.items() if k not in ("format", "owner", "generation")}
+              for e in catalog.build("o", 1).entries.values()]
+    reply = {"type": "events", "id": 5, "mode": "strict", "events": listed, "truncated": False}
+    server.validate(reply)
+    assert not server.is_valid({**reply, "events": [{**listed[0], "kind": "thing"}]})
+    assert not server.is_valid({**reply, "mode": "lenient"})
+    server.validate({"type": "error", "id": 2, "code": "unknown_event", "message": "no catalogued event matches"})
+    client.validate({"type": "events", "id": 5})
+    client.validate({"type": "events", "id": 6, "event": "shop.>"})
+    assert not client.is_valid({"type": "events", "event": "shop..x"})
