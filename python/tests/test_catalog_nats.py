@@ -197,3 +197,28 @@ def test_run_telegraph_syncs_before_starting_the_gateway(fresh_nats, tmp_path):
                              timeout=60, check=True)
     assert "gateway started" in skipped.stdout and "catalog" not in skipped.stderr
     assert not any(key.startswith("skipped.") for key in bucket_values(client))
+
+
+def test_a_newer_write_between_read_and_write_wins(fresh_nats, monkeypatch):
+    """Compare-and-set: a newer deploy that writes after this sync read the bucket is neither overwritten nor
+    deleted; the sync reports the conflicts instead."""
+    server, client = fresh_nats
+    catalog.sync(owner="shop", generation=100)
+    put(client, "shop.stale", encoded(raw_entry("stale", ["stale"], "shop", 50)))
+    newer = {key: encoded(raw_entry(f"newer.{i}", [f"newer.{i}"], "shop", 200)) for i, key in
+             enumerate(["shop.chat.=.message", "shop.stale"])}
+    read_values = catalog._read_values
+
+    async def read_then_race(kv, subject_filter, deadline):
+        found = await read_values(kv, subject_filter, deadline)
+        for key, value in newer.items():  # another deploy writes right after this sync's read
+            await kv.put(key, value)
+        return found
+
+    monkeypatch.setattr(catalog, "_read_values", read_then_race)
+    report = catalog.sync(owner="shop", generation=150)  # its snapshot says: rewrite everything, remove stale
+    conflicted = sorted(line.split(":")[0] for line in report.conflicts)
+    assert conflicted == ["shop.chat.=.message", "shop.stale"]
+    assert "shop.stale" not in report.removed and "shop.chat.=.message" not in report.written
+    stored = bucket_values(client)
+    assert {key: stored[key] for key in newer} == newer
