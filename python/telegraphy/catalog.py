@@ -347,19 +347,35 @@ def plan_sync(owner: str, generation: int, mine: dict[str, bytes],
 
 
 async def _read_values(kv: Any, subject_filter: str, deadline: float) -> tuple[dict[str, tuple[bytes, int]], bool]:
-    """key -> (value, revision) under ``subject_filter``, at most MAX_ENTRIES_READ (then truncated)."""
+    """key -> (value, revision) under ``subject_filter``, at most MAX_ENTRIES_READ (then truncated).
+
+    The replay ends with the message whose ``delta`` (pending count) is 0, a delete marker or not. nats-py's own
+    end-of-replay marker (``None``) is not trusted: it compares the consumer's pending count with the messages
+    already received, and under load the server's answer can overtake the deliveries, which would end the read
+    before the first entry. Whether there is anything at all is asked of the consumer (delivered or pending)."""
     loop = asyncio.get_running_loop()
-    watcher = await asyncio.wait_for(kv.watch(subject_filter, ignore_deletes=True),
-                                     max(deadline - loop.time(), 0.01))
+
+    def remaining() -> float:
+        return max(deadline - loop.time(), 0.01)
+
+    watcher = await asyncio.wait_for(kv.watch(subject_filter), remaining())
     found: dict[str, tuple[bytes, int]] = {}
     try:
+        info = await asyncio.wait_for(watcher._sub.consumer_info(), remaining())
+        if info.num_pending == 0 and info.delivered.consumer_seq == 0:
+            return found, False
         while True:
-            entry = await watcher.updates(timeout=max(deadline - loop.time(), 0.01))
+            entry = await watcher.updates(timeout=remaining())
             if entry is None:
+                continue
+            if entry.operation not in ("DEL", "PURGE"):  # a value, not a delete or purge marker
+                if entry.key not in found and len(found) >= MAX_ENTRIES_READ:
+                    return found, True
+                found[entry.key] = (entry.value or b"", entry.revision)
+            else:
+                found.pop(entry.key, None)
+            if entry.delta == 0:
                 return found, False
-            if len(found) >= MAX_ENTRIES_READ:
-                return found, True
-            found[entry.key] = (entry.value or b"", entry.revision)
     finally:
         await watcher.stop()
 

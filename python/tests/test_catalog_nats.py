@@ -116,6 +116,10 @@ def test_an_older_deploy_never_undoes_a_newer_one(fresh_nats, extra_event):
     # The next deploy (generation 300) no longer declares Extra: its sync removes it.
     latest = catalog.sync(owner="shop", generation=300)
     assert latest.removed == ["shop.extra.=.thing"] and "shop.extra.=.thing" not in bucket_values(client)
+    # Its delete marker is read as "absent" (and may end the replay): the next sync changes nothing.
+    settled = catalog.sync(owner="shop", generation=300)
+    assert (settled.written, settled.removed, settled.invalid) == ([], [], [])
+    assert sorted(settled.unchanged) == sorted(k for k in newer.written if k != "shop.extra.=.thing")
 
 
 def test_entries_put_by_another_language_are_read_and_garbage_is_reported(fresh_nats, capsys):
