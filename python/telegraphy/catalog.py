@@ -21,12 +21,14 @@ import json
 import os
 import re
 import sys
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from . import names
 from .events import ACTIONS, PRESENT, BaseEventModel, EventTemplate, registered
 from .exceptions import CatalogError, PublishError
+from .kv_replay import current_entries
 from .nats_link import NatsLink, get_link
 from .schema import ANY, model_data_schema, python_type_schema
 
@@ -347,37 +349,14 @@ def plan_sync(owner: str, generation: int, mine: dict[str, bytes],
 
 
 async def _read_values(kv: Any, subject_filter: str, deadline: float) -> tuple[dict[str, tuple[bytes, int]], bool]:
-    """key -> (value, revision) under ``subject_filter``, at most MAX_ENTRIES_READ (then truncated).
-
-    The replay ends with the message whose ``delta`` (pending count) is 0, a delete marker or not. nats-py's own
-    end-of-replay marker (``None``) is not trusted: it compares the consumer's pending count with the messages
-    already received, and under load the server's answer can overtake the deliveries, which would end the read
-    before the first entry. Whether there is anything at all is asked of the consumer (delivered or pending)."""
-    loop = asyncio.get_running_loop()
-
-    def remaining() -> float:
-        return max(deadline - loop.time(), 0.01)
-
-    watcher = await asyncio.wait_for(kv.watch(subject_filter), remaining())
+    """key -> (value, revision) under ``subject_filter``, at most MAX_ENTRIES_READ (then truncated)."""
     found: dict[str, tuple[bytes, int]] = {}
-    try:
-        info = await asyncio.wait_for(watcher._sub.consumer_info(), remaining())
-        if info.num_pending == 0 and info.delivered.consumer_seq == 0:
-            return found, False
-        while True:
-            entry = await watcher.updates(timeout=remaining())
-            if entry is None:
-                continue
-            if entry.operation not in ("DEL", "PURGE"):  # a value, not a delete or purge marker
-                if entry.key not in found and len(found) >= MAX_ENTRIES_READ:
-                    return found, True
-                found[entry.key] = (entry.value or b"", entry.revision)
-            else:
-                found.pop(entry.key, None)
-            if entry.delta == 0:
-                return found, False
-    finally:
-        await watcher.stop()
+    async with aclosing(current_entries(kv, subject_filter, deadline)) as entries:
+        async for entry in entries:
+            if entry.key not in found and len(found) >= MAX_ENTRIES_READ:
+                return found, True
+            found[entry.key] = (entry.value or b"", entry.revision)
+    return found, False
 
 
 async def _apply(link: NatsLink, bucket: str, catalog: Catalog, timeout: float) -> SyncReport:

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import aclosing
 from typing import Any
 
 from . import names
 from .conf import telegraphy_settings as ts
 from .exceptions import PresenceError
+from .kv_replay import current_entries
 from .nats_link import NatsLink, get_link
 
 __all__ = ["presence", "apresence", "presence_stats", "apresence_stats", "MAX_CLIENTS"]
@@ -72,7 +74,7 @@ async def apresence_stats(channel: str, *, timeout: float | None = None) -> dict
 
 
 async def _read(link: NatsLink, channel: str, limit: int, timeout: float) -> tuple[list[dict[str, Any]], bool]:
-    """On the link's loop: replay the channel's current entries (a watch that stops at its initial marker)."""
+    """On the link's loop: replay the channel's current entries (:mod:`telegraphy.kv_replay`)."""
     from nats.js.errors import BucketNotFoundError
 
     loop = asyncio.get_running_loop()
@@ -82,14 +84,10 @@ async def _read(link: NatsLink, channel: str, limit: int, timeout: float) -> tup
         kv = await asyncio.wait_for(nc.jetstream(timeout=timeout).key_value(ts.PRESENCE_BUCKET), timeout)
     except BucketNotFoundError:
         return [], False
-    watcher = await asyncio.wait_for(kv.watch(f"{channel}.*", ignore_deletes=True), timeout)
     clients: list[dict[str, Any]] = []
     truncated = False
-    try:
-        while True:
-            entry = await watcher.updates(timeout=max(deadline - loop.time(), 0.01))
-            if entry is None:  # the replay of current entries is complete
-                break
+    async with aclosing(current_entries(kv, f"{channel}.*", deadline)) as entries:
+        async for entry in entries:
             client = entry.key.rsplit(".", 1)[-1]
             try:
                 value = json.loads(entry.value)
@@ -104,6 +102,4 @@ async def _read(link: NatsLink, channel: str, limit: int, timeout: float) -> tup
             if isinstance(value.get("info"), dict):
                 shown["info"] = value["info"]
             clients.append(shown)
-    finally:
-        await watcher.stop()
     return clients, truncated
