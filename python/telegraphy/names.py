@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import re
 
+from . import constants
+
 __all__ = [
     "MAX_TOKENS",
     "MAX_BYTES",
@@ -24,12 +26,12 @@ __all__ = [
     "key_token",
 ]
 
-MAX_TOKENS = 16
-MAX_BYTES = 255
-MAX_PLAIN_KEY = 64
+MAX_TOKENS = constants.NAMES_MAX_TOKENS
+MAX_BYTES = constants.NAMES_MAX_BYTES
+MAX_PLAIN_KEY = constants.NAMES_MAX_PLAIN_KEY_CHARS
 
-_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
+_TOKEN = re.compile(f"[{constants.NAMES_TOKEN_CHARS}]+")
+_PLAIN_KEY = re.compile(f"[A-Za-z0-9_][{constants.NAMES_TOKEN_CHARS}]{{0,{MAX_PLAIN_KEY - 1}}}")
 
 
 def is_valid_token(token: object) -> bool:

@@ -18,6 +18,7 @@ import re
 import threading
 import time
 
+from . import constants
 from .conf import telegraphy_settings as ts
 from .exceptions import RevocationError
 from .nats_link import NatsLink, get_link
@@ -35,7 +36,7 @@ __all__ = [
     "issue_time",
 ]
 
-REVOCATIONS_MAX_AGE = 86400  # the bucket's max_age when this package creates it (>= the gateway's resume TTL)
+REVOCATIONS_MAX_AGE = constants.BUCKETS_REVOCATIONS_MAX_AGE  # the bucket's max_age when this package creates it (>= the gateway's resume TTL)
 
 _KV_KEY = re.compile(r"[-/_=.A-Za-z0-9]+")
 
