@@ -160,7 +160,8 @@ fn is_b64url(s: &str) -> bool {
 }
 
 fn is_jti(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == crate::constants::tokens::JTI_HEX_CHARS
+        && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl Keyring {
@@ -278,9 +279,9 @@ pub fn check_info(info: &serde_json::Value) -> Result<(), InfoError> {
 
 /// A fresh token id: 128 random bits from the system CSPRNG as 32 lowercase hex characters.
 pub fn new_jti() -> String {
-    let mut bytes = [0u8; 16];
+    let mut bytes = [0u8; crate::constants::tokens::JTI_HEX_CHARS / 2];
     SystemRandom::new().fill(&mut bytes).expect("system random number generator failed");
-    let mut out = String::with_capacity(32);
+    let mut out = String::with_capacity(crate::constants::tokens::JTI_HEX_CHARS);
     for b in bytes {
         out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
         out.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));

@@ -36,7 +36,8 @@ __all__ = [
     "issue_time",
 ]
 
-REVOCATIONS_MAX_AGE = constants.BUCKETS_REVOCATIONS_MAX_AGE  # the bucket's max_age when this package creates it (>= the gateway's resume TTL)
+# the bucket's max_age when this package creates it (>= the gateway's resume TTL)
+REVOCATIONS_MAX_AGE = constants.BUCKETS_REVOCATIONS_MAX_AGE
 
 _KV_KEY = re.compile(r"[-/_=.A-Za-z0-9]+")
 

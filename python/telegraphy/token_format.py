@@ -167,7 +167,7 @@ def claims_for(
         check_info(info)
     iat = int(time.time()) if now is None else int(now)
     claims = {
-        "jti": jti if jti is not None else _secrets.token_hex(16),
+        "jti": jti if jti is not None else _secrets.token_hex(constants.TOKENS_JTI_HEX_CHARS // 2),
         "sub": sub,
         "allow": allow_list,
         "iat": iat,
