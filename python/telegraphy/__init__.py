@@ -5,11 +5,13 @@ browsers over WebSocket (protocol v1, see proto/PROTOCOL.md).
     telegraphy.publish("chat.lobby.message", {"text": "hi"})        # sync, never blocks on NATS
     await telegraphy.apublish("chat.lobby.message", {"text": "hi"})  # async
     telegraphy.revoke_user(user)                                      # close the user's sockets (4003)
+    telegraphy.grant_changed(user)                                    # the same, after commit (allow changed)
     telegraphy.presence("shop.order.42")                              # who is viewing it (section 11)
 
 Every error it raises on purpose is a ``telegraphy.TelegraphyError`` (see ``telegraphy.exceptions``).
 """
 
+from .auth_signals import grant_changed
 from .events import BaseEvent, BaseEventModel, allow_patterns
 from .exceptions import (
     FilterError,
@@ -22,7 +24,7 @@ from .exceptions import (
 )
 from .presence import apresence, apresence_stats, presence, presence_stats
 from .publisher import apublish, flush, publish
-from .revocations import arevoke_session, arevoke_user, revoke_session, revoke_user
+from .revocations import arevoke_session, arevoke_user, arevoke_users, revoke_session, revoke_user, revoke_users
 
 __version__ = "0.1.0"
 
@@ -42,10 +44,13 @@ __all__ = [
     "apublish",
     "arevoke_session",
     "arevoke_user",
+    "arevoke_users",
     "flush",
+    "grant_changed",
     "presence",
     "presence_stats",
     "publish",
     "revoke_session",
     "revoke_user",
+    "revoke_users",
 ]

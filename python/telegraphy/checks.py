@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from django.core.checks import Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
-from . import events, names
+from . import client_ip, events, names
 from .conf import CLIENT_TRANSPORTS, DEFAULTS, parse_rate, redact_url, user_settings
 from .filters import DEFAULT_LIMITS as FILTER_LIMITS
 from .token_format import MAX_TTL, MIN_SECRET_BYTES, secret_weakness
@@ -160,6 +160,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
     errors.extend(_check_filter_limits(conf["FILTER_LIMITS"]))
     errors.extend(_check_client_transports(conf["TRANSPORTS"], conf["SSE_URL"]))
     errors.extend(_check_token_info(conf["TOKEN_INFO"]))
+    errors.extend(_check_client_ip(conf["TRUSTED_PROXIES"], conf["CLIENT_IP_HEADER"]))
+    errors.extend(_check_grant_fields(conf["GRANT_FIELDS"]))
 
     unknown = sorted(set(raw) - set(DEFAULTS))
     if unknown:
@@ -249,6 +251,48 @@ def _check_token_info(hook: Any) -> list:
             id="telegraphy.E015",
         )
     ]
+
+
+def _check_client_ip(trusted: Any, header: Any) -> list:
+    """TRUSTED_PROXIES: a list of IPs/CIDRs; CLIENT_IP_HEADER: None or a header name (the gateway's
+    http.trusted_proxies / http.client_ip_header)."""
+    errors = []
+    for key, parse in (("TRUSTED_PROXIES", client_ip.parse_trusted), ("CLIENT_IP_HEADER", client_ip.check_header)):
+        try:
+            parse(trusted if key == "TRUSTED_PROXIES" else header)
+        except ValueError as exc:
+            errors.append(
+                Error(
+                    f'TELEGRAPHY["{key}"] {exc}.',
+                    hint='e.g. "TRUSTED_PROXIES": ["10.0.0.0/8", "::1"], "CLIENT_IP_HEADER": "X-Forwarded-For" '
+                    "(the right-most address that is not a trusted proxy) or \"X-Real-IP\".",
+                    id="telegraphy.E018",
+                )
+            )
+    return errors
+
+
+def _check_grant_fields(grant_fields: Any) -> list:
+    """GRANT_FIELDS: a list of the user model's field names (concrete or many-to-many)."""
+    from django.contrib.auth import get_user_model
+    from django.core.exceptions import FieldDoesNotExist
+
+    hint = ("The user model's fields that allow_patterns reads, e.g. [\"team\", \"plan\"]; for other models call "
+            "telegraphy.grant_changed(user) from their receivers.")
+    if isinstance(grant_fields, str) or not isinstance(grant_fields, (list, tuple)):
+        return [Error(f'TELEGRAPHY["GRANT_FIELDS"] must be a list of field names, got {grant_fields!r}.', hint=hint,
+                      id="telegraphy.E019")]
+    model = get_user_model()
+    errors = []
+    for name in grant_fields:
+        try:
+            field = model._meta.get_field(name) if isinstance(name, str) else None
+        except FieldDoesNotExist:
+            field = None
+        if field is None or not field.concrete:
+            errors.append(Error(f'TELEGRAPHY["GRANT_FIELDS"]: {name!r} is not a field of {model._meta.label}.',
+                                hint=hint, id="telegraphy.E019"))
+    return errors
 
 
 @register(Tags.compatibility)

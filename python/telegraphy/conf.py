@@ -24,7 +24,10 @@ Every key is optional except ``SECRET``::
         "GATEWAY_ENV": {},                      # run_telegraph: extra environment for the gateway
         "ANONYMOUS_TOKENS": False,              # tokens for anonymous visitors (page tags, token endpoint)
         "TOKEN_RATE_LIMIT": "30/60",            # token endpoint: "<calls>/<seconds>" per user (IP if anonymous); None = off
-        "REVOKE_ON_AUTH_CHANGE": True,          # revoke a user's gateway sessions on logout, password change, deactivation
+        "REVOKE_ON_AUTH_CHANGE": True,          # revoke a user's gateway sessions when their grant may change (logout...)
+        "GRANT_FIELDS": [],                     # more user model fields allow_patterns reads: a change revokes too
+        "TRUSTED_PROXIES": [],                  # proxies (IPs/CIDRs) whose CLIENT_IP_HEADER names the client
+        "CLIENT_IP_HEADER": None,               # "X-Forwarded-For" or "X-Real-IP"; None: REMOTE_ADDR always
         "FILTER_LIMITS": {"max_filter_conditions": 16, "max_regex_conditions": 4},  # filters.check: the gateway's limits.*
         "TRANSPORTS": None,                     # the page client's transports, e.g. ["websocket", "sse"]; None: its default
         "SSE_URL": None,                        # the page client's SSE URL (http(s):// or /path); None: from GATEWAY_URL
@@ -74,6 +77,9 @@ DEFAULTS: dict[str, Any] = {
     "ANONYMOUS_TOKENS": False,
     "TOKEN_RATE_LIMIT": "30/60",
     "REVOKE_ON_AUTH_CHANGE": True,
+    "GRANT_FIELDS": [],
+    "TRUSTED_PROXIES": [],
+    "CLIENT_IP_HEADER": None,
     "FILTER_LIMITS": dict(DEFAULT_FILTER_LIMITS),  # a dict given here overrides these keys one by one
     "TRANSPORTS": None,
     "SSE_URL": None,

@@ -1,4 +1,5 @@
-"""A fixed-window counter per client in Django's cache (the token endpoint's ``TOKEN_RATE_LIMIT``).
+"""A fixed-window counter per client in Django's cache: ``TOKEN_RATE_LIMIT``, shared by the token endpoint
+and the page tags (one budget of tokens per user, per client address for anonymous visitors).
 
 ``cache.add`` then ``cache.incr`` is atomic per key on a shared cache (Redis, Memcached, and per process on
 the local-memory cache), so N web processes sharing a cache allow at most ``calls`` per window between them.
@@ -11,8 +12,13 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from typing import Any
 
 from django.core.cache import DEFAULT_CACHE_ALIAS, caches
+
+from .client_ip import client_ip, rate_key
+from .conf import parse_rate, telegraphy_settings
+from .token_format import user_sub
 
 KEY_PREFIX = "telegraphy:rate:"
 
@@ -36,3 +42,22 @@ def take(ident: str, rate: tuple[int, int], *, now: float | None = None) -> int 
     if count <= calls:
         return None
     return max(1, math.ceil((window + 1) * period - now))
+
+
+def token_client(request: Any, user: object) -> str:
+    """Whose tokens a request counts against: the user; an anonymous visitor by client address (a session
+    cookie costs nothing to drop), behind ``TRUSTED_PROXIES`` the one ``CLIENT_IP_HEADER`` names."""
+    sub = user_sub(user)
+    if sub:
+        return f"user:{sub}"
+    meta = getattr(request, "META", None) or {}
+    return f"ip:{rate_key(client_ip(meta))}"
+
+
+def take_token(request: Any, user: object) -> int | None:
+    """Count one connect token for the request's user against ``TOKEN_RATE_LIMIT``: None when it may be
+    minted (or there is no limit), else the seconds until the window ends."""
+    rate = parse_rate(telegraphy_settings.TOKEN_RATE_LIMIT)
+    if rate is None:
+        return None
+    return take(token_client(request, user), rate)

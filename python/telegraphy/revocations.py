@@ -13,10 +13,12 @@ token this process mints for a user it has just revoked is issued in the second 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import threading
 import time
+from typing import Any, Iterable
 
 from . import constants
 from .conf import telegraphy_settings as ts
@@ -30,14 +32,17 @@ __all__ = [
     "user_key",
     "session_key",
     "revoke_user",
+    "revoke_users",
     "revoke_session",
     "arevoke_user",
+    "arevoke_users",
     "arevoke_session",
     "issue_time",
 ]
 
 # the bucket's max_age when this package creates it (>= the gateway's resume TTL)
 REVOCATIONS_MAX_AGE = constants.BUCKETS_REVOCATIONS_MAX_AGE
+PUTS_IN_FLIGHT = 256  # revoke_users: KV puts awaiting their acknowledgement at once
 
 _KV_KEY = re.compile(r"[-/_=.A-Za-z0-9]+")
 
@@ -50,6 +55,8 @@ _recent: dict[str, int] = {}
 def _revoked_sub(user_or_sub: object) -> str:
     if isinstance(user_or_sub, int) and not isinstance(user_or_sub, bool):
         user_or_sub = str(user_or_sub)
+    elif user_or_sub is not None and not isinstance(user_or_sub, str) and not hasattr(user_or_sub, "pk"):
+        user_or_sub = str(user_or_sub)  # another kind of pk, e.g. a UUID
     elif hasattr(user_or_sub, "pk") and user_or_sub.pk is None and getattr(user_or_sub, "is_authenticated", False):
         raise ValueError("cannot revoke a user that has no pk (not saved)")
     sub = user_sub(user_or_sub)
@@ -58,19 +65,32 @@ def _revoked_sub(user_or_sub: object) -> str:
     return sub
 
 
-def user_key(user_or_sub: object) -> str:
-    """``user.<base64url_nopad(sub)>`` for a Django user (``sub = str(user.pk)``), a ``sub`` string or an int pk."""
-    sub = _revoked_sub(user_or_sub)
+def user_subs(users: Any) -> list[str]:
+    """The distinct subs of ``users``: one user, pk or sub string, a QuerySet of the user model (only its pks
+    are read), or an iterable of users, pks or sub strings."""
+    if isinstance(users, (str, int)) or hasattr(users, "pk") or hasattr(users, "is_authenticated"):
+        users = [users]
+    elif hasattr(users, "values_list") and hasattr(users, "model"):
+        users = [str(pk) for pk in users.values_list("pk", flat=True)]
+    return list(dict.fromkeys(_revoked_sub(user) for user in users))
+
+
+def _key_of_sub(sub: str) -> str:
     return "user." + base64.urlsafe_b64encode(sub.encode("utf-8")).decode("ascii").rstrip("=")
 
 
-def _remember(user_or_sub: object, revoked_at: int) -> int:
-    sub = _revoked_sub(user_or_sub)
+def user_key(user_or_sub: object) -> str:
+    """``user.<base64url_nopad(sub)>`` for a Django user (``sub = str(user.pk)``), a ``sub`` string or a pk."""
+    return _key_of_sub(_revoked_sub(user_or_sub))
+
+
+def _remember(subs: Iterable[str], revoked_at: int) -> int:
     now = int(time.time())
     with _recent_lock:
         for old in [k for k, v in _recent.items() if v < now]:  # past seconds no longer matter
             del _recent[old]
-        _recent[sub] = max(revoked_at, _recent.get(sub, revoked_at))
+        for sub in subs:
+            _recent[sub] = max(revoked_at, _recent.get(sub, revoked_at))
     return revoked_at
 
 
@@ -96,38 +116,52 @@ def session_key(sid: str) -> str:
     return "session." + sid
 
 
-def _put(key: str, timeout: float | None) -> int:
-    """Put ``key`` = now (ASCII unix seconds) in the revocations bucket; returns the time written once NATS
-    acknowledged it."""
+def _put(keys: list[str], timeout: float | None) -> int:
+    """Put every key = now (ASCII unix seconds) in the revocations bucket; returns the time written once NATS
+    acknowledged every put."""
     link, bucket = get_link(), ts.REVOCATIONS_BUCKET
     limit = link.timeout if timeout is None else timeout
-    return link.call(lambda: _write(link, bucket, key, limit), limit, _unacknowledged(key), RevocationError)
+    return link.call(lambda: _write(link, bucket, keys, limit), limit, _unacknowledged(keys), RevocationError)
 
 
-async def _aput(key: str, timeout: float | None) -> int:
+async def _aput(keys: list[str], timeout: float | None) -> int:
     link, bucket = get_link(), ts.REVOCATIONS_BUCKET
     limit = link.timeout if timeout is None else timeout
-    return await link.acall(lambda: _write(link, bucket, key, limit), limit, _unacknowledged(key), RevocationError)
+    return await link.acall(lambda: _write(link, bucket, keys, limit), limit, _unacknowledged(keys), RevocationError)
 
 
-def _unacknowledged(key: str) -> str:
-    return f"revocation {key!r} was not acknowledged"
+def _what(keys: list[str]) -> str:
+    return f"revocation {keys[0]!r}" if len(keys) == 1 else f"{len(keys)} revocations ({keys[0]!r}...)"
 
 
-async def _write(link: NatsLink, bucket: str, key: str, timeout: float) -> int:
-    """On the link's loop: the put, with the time taken once the bucket is at hand."""
+def _unacknowledged(keys: list[str]) -> str:
+    return f"{_what(keys)} was not acknowledged"
+
+
+async def _write(link: NatsLink, bucket: str, keys: list[str], timeout: float) -> int:
+    """On the link's loop: the puts (at most ``PUTS_IN_FLIGHT`` at once), with the time taken once the bucket
+    is at hand, all within ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     try:
         nc = await link.wait_connected(timeout)
     except ConnectionError as exc:
-        raise RevocationError(f"could not write revocation {key!r}: {exc}") from None
+        raise RevocationError(f"could not write {_what(keys)}: {exc}") from None
+    slots = asyncio.Semaphore(PUTS_IN_FLIGHT)
     try:
         kv = await link.bucket(nc, bucket, REVOCATIONS_MAX_AGE, timeout)
-        # Taken once the bucket is at hand, right before the put: covers every token issued until now.
+        # Taken once the bucket is at hand, right before the puts: covers every token issued until now.
         revoked_at = int(time.time())
-        await kv.put(key, str(revoked_at).encode("ascii"))
+        value = str(revoked_at).encode("ascii")
+
+        async def put(key: str) -> None:
+            async with slots:
+                await kv.put(key, value)
+
+        await asyncio.wait_for(asyncio.gather(*(put(key) for key in keys)), max(deadline - loop.time(), 0.01))
     except Exception as exc:
         link.forget_bucket(bucket)
-        raise RevocationError(f"could not write revocation {key!r} to KV bucket {bucket!r}: "
+        raise RevocationError(f"could not write {_what(keys)} to KV bucket {bucket!r}: "
                               f"{type(exc).__name__}: {exc}") from exc
     return revoked_at
 
@@ -138,19 +172,44 @@ def revoke_user(user_or_sub: object, *, timeout: float | None = None) -> int:
     Waits (at most ``timeout``, default ``PUBLISH_TIMEOUT``) until NATS acknowledged the KV put; raises
     :class:`RevocationError` otherwise. This process then mints the user's tokens in a later second.
     """
-    return _remember(user_or_sub, _put(user_key(user_or_sub), timeout))
+    sub = _revoked_sub(user_or_sub)
+    return _remember([sub], _put([_key_of_sub(sub)], timeout))
+
+
+def revoke_users(users: Any, *, timeout: float | None = None) -> int | None:
+    """:func:`revoke_user` for many users at once: a QuerySet of the user model (only its pks are read, now:
+    after ``QuerySet.update`` changed what its filter matches, pass the pks taken before), or one or an
+    iterable of users, pks or sub strings. The KV puts run concurrently under one ``timeout`` (default
+    ``PUBLISH_TIMEOUT``); returns the revocation time, or None when there was nobody to revoke. Raises
+    :class:`RevocationError` unless NATS acknowledged every put (then call it again: a revocation is
+    idempotent), ``ValueError`` for an anonymous or unsaved user before anything is written."""
+    subs = user_subs(users)
+    if not subs:
+        return None
+    return _remember(subs, _put([_key_of_sub(sub) for sub in subs], timeout))
 
 
 def revoke_session(sid: str, *, timeout: float | None = None) -> int:
     """Revoke one session (its socket and resume tokens); like :func:`revoke_user`."""
-    return _put(session_key(sid), timeout)
+    return _put([session_key(sid)], timeout)
 
 
 async def arevoke_user(user_or_sub: object, *, timeout: float | None = None) -> int:
     """:func:`revoke_user` for async code (awaits the acknowledgement without blocking the loop)."""
-    return _remember(user_or_sub, await _aput(user_key(user_or_sub), timeout))
+    sub = _revoked_sub(user_or_sub)
+    return _remember([sub], await _aput([_key_of_sub(sub)], timeout))
+
+
+async def arevoke_users(users: Any, *, timeout: float | None = None) -> int | None:
+    """:func:`revoke_users` for async code; a QuerySet is evaluated in a worker thread."""
+    from asgiref.sync import sync_to_async
+
+    subs = await sync_to_async(user_subs)(users)
+    if not subs:
+        return None
+    return _remember(subs, await _aput([_key_of_sub(sub) for sub in subs], timeout))
 
 
 async def arevoke_session(sid: str, *, timeout: float | None = None) -> int:
     """:func:`revoke_session` for async code."""
-    return await _aput(session_key(sid), timeout)
+    return await _aput([session_key(sid)], timeout)

@@ -4,8 +4,8 @@
 Each refusal comes before any NATS work (a token costs one JetStream KV write): GET and other methods 405;
 a missing or wrong CSRF token 403 (Django's CSRF check, the client sends ``X-CSRFToken``); an anonymous
 visitor 403 unless ``ANONYMOUS_TOKENS`` (and the event classes grant anonymous visitors something); more
-than ``TOKEN_RATE_LIMIT`` calls per window from one user (one IP address for anonymous visitors) 429 with
-``Retry-After``.
+than ``TOKEN_RATE_LIMIT`` tokens per window for one user (one client address for anonymous visitors, see
+:mod:`telegraphy.client_ip`), counting the page tags' tokens too, 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 
 from . import ratelimit
-from .conf import parse_rate, telegraphy_settings
+from .conf import telegraphy_settings
 from .events import allow_patterns
 from .exceptions import TokenRegistrationError
 from .minting import mint, token_allowed
@@ -31,13 +31,6 @@ def _refused(status: int, error: str) -> JsonResponse:
     return JsonResponse({"token": None, "error": error}, status=status)
 
 
-def _client_id(request: HttpRequest, user: object) -> str:
-    sub = user_sub(user)
-    # Anonymous visitors by address: a session cookie costs nothing to drop. Behind a proxy REMOTE_ADDR is
-    # the proxy's unless the deployment rewrites it; see python/README.md.
-    return f"user:{sub}" if sub else f"ip:{request.META.get('REMOTE_ADDR', '')}"
-
-
 @never_cache
 @require_POST
 @csrf_protect
@@ -45,13 +38,11 @@ def token(request: HttpRequest) -> JsonResponse:
     user = getattr(request, "user", None)
     if not token_allowed(user):
         return _refused(403, "forbidden")
-    rate = parse_rate(telegraphy_settings.TOKEN_RATE_LIMIT)
-    if rate is not None:
-        retry_after = ratelimit.take(_client_id(request, user), rate)
-        if retry_after is not None:
-            response = _refused(429, "rate_limited")
-            response["Retry-After"] = str(retry_after)
-            return response
+    retry_after = ratelimit.take_token(request, user)
+    if retry_after is not None:
+        response = _refused(429, "rate_limited")
+        response["Retry-After"] = str(retry_after)
+        return response
     allow = allow_patterns(user)
     if not allow and not user_sub(user):
         return _refused(403, "forbidden")  # an anonymous token granting nothing would only hold a socket

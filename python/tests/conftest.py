@@ -46,6 +46,16 @@ def nats_client(nats_server):
 
 
 @pytest.fixture(autouse=True)
+def _empty_rate_limits():
+    """TOKEN_RATE_LIMIT counts in the default (local-memory) cache, and user pks repeat between tests."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_publisher():
     """Each test gets its own publisher (no buffered events or counters leak between tests)."""
     reset_publisher()

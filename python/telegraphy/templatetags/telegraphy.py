@@ -15,6 +15,10 @@ and the client connects without a token (accepted when the gateway's ``auth.anon
 
 When NATS is unreachable the page still renders: the token is null, a warning is logged and the client shows
 itself disconnected. The wait for the token's KV registration is bounded by ``TOKEN_TIMEOUT`` (2 s).
+
+A page's token counts against ``TOKEN_RATE_LIMIT`` like one from the token endpoint (one budget per user, per
+client address for anonymous visitors): past it the page renders with ``"token": null``, and a client with a
+``tokenUrl`` asks that for one, which answers 429 with ``Retry-After`` until the window ends.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from django.middleware.csrf import get_token
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, json_script
 
+from .. import ratelimit
 from ..conf import telegraphy_settings
 from ..events import BaseEventModel, registered
 from ..exceptions import TokenRegistrationError
@@ -48,18 +53,25 @@ def _context_user(context: Any) -> Any:
 
 
 def token_for_context(context: Any) -> str | None:
-    """A fresh token for the context's user (one per request), or None when it cannot be registered now or
-    the user is an anonymous visitor and ``ANONYMOUS_TOKENS`` is off."""
+    """A fresh token for the context's user (one per request), or None when it cannot be registered now, the
+    user is past ``TOKEN_RATE_LIMIT``, or the user is an anonymous visitor and ``ANONYMOUS_TOKENS`` is off."""
     request = context.get("request")
     if request is not None and hasattr(request, _CACHE_ATTR):
         return getattr(request, _CACHE_ATTR)
-    if not token_allowed(_context_user(context)):
+    user = _context_user(context)
+    if not token_allowed(user):
         return None
-    try:
-        token: str | None = mint(_context_user(context), timeout=telegraphy_settings.TOKEN_TIMEOUT)
-    except TokenRegistrationError as exc:
-        logger.warning("telegraphy: no token for this page, the client will show disconnected: %s", exc)
-        token = None
+    token: str | None = None
+    # Counted before the KV write. A render without a request counts against its context's user (anonymous:
+    # one shared budget, there is no address to tell them apart).
+    retry_after = ratelimit.take_token(request, user)
+    if retry_after is not None:
+        logger.info("telegraphy: no token for this page, TOKEN_RATE_LIMIT reached (%s s left)", retry_after)
+    else:
+        try:
+            token = mint(user, timeout=telegraphy_settings.TOKEN_TIMEOUT)
+        except TokenRegistrationError as exc:
+            logger.warning("telegraphy: no token for this page, the client will show disconnected: %s", exc)
     if request is not None:
         setattr(request, _CACHE_ATTR, token)
     return token
