@@ -93,3 +93,22 @@ def test_a_value_without_a_rule_is_refused_and_nothing_is_written(tree):
     assert result.returncode == 2
     assert "names.max_tokens" in result.stderr
     assert {name: (tree / name).read_text() for name in GENERATED} == before
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_the_js_module_is_the_file_without_its_comment_deep_frozen():
+    script = """
+        import { PROTOCOL } from "./js/src/constants.js";
+        import { VERSION } from "./js/src/version.js";
+        const frozen = (v) => typeof v !== "object" || (Object.isFrozen(v) && Object.values(v).every(frozen));
+        console.log(JSON.stringify({ protocol: PROTOCOL, frozen: frozen(PROTOCOL), version: VERSION }));
+    """
+    out = subprocess.run(["node", "--input-type=module", "-e", script], cwd=REPO, capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    got = json.loads(out)
+    doc = json.loads((REPO / "proto" / "constants.json").read_text())
+    del doc["comment"]
+    assert list(got["protocol"]) == list(doc), "keys in file order"
+    assert got["protocol"] == doc
+    assert got["frozen"] is True
+    assert got["version"] == (REPO / "VERSION").read_text().strip()
