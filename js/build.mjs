@@ -1,46 +1,70 @@
-// Generates dist/telegraphy.global.js (a classic <script> defining ONE global, `Telegraphy`) from the
-// ES module telegraphy.js, without a bundler: strip the `export` keywords, wrap in a function.
-// `node build.mjs` writes it and the copy the Django app ships (python/telegraphy/static/telegraphy/);
-// `node build.mjs --check` fails when either is out of date.
+// Bundles the client (src/) with esbuild into the files users load:
+// - dist/telegraphy.mjs: the ES module (the package's entry; src/index.js),
+// - dist/telegraphy.global.js: a classic <script> defining ONE global, `Telegraphy` (src/global.js),
+// - python/telegraphy/static/telegraphy/telegraphy.js: the same <script> build, shipped by the Django app.
+// `node build.mjs` writes them; `node build.mjs --check` fails when one is out of date (esbuild's output is
+// deterministic for a given esbuild version, which package-lock.json pins).
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import * as esbuild from "esbuild";
 
 const here = (p) => fileURLToPath(new URL(p, import.meta.url));
-export const SOURCE = here("./telegraphy.js");
-export const TARGET = here("./dist/telegraphy.global.js");
+export const ESM = here("./dist/telegraphy.mjs");
+export const GLOBAL = here("./dist/telegraphy.global.js");
 export const DJANGO_COPY = here("../python/telegraphy/static/telegraphy/telegraphy.js");
 
-export function render(source) {
-  const body = source.replace(/^export (?=(?:async )?(?:function|class|const|let) )/gm, "");
-  const left = body.match(/^\s*export\b.*$/m);
-  if (left) throw new Error(`build.mjs: unsupported export form: ${left[0].trim()}`);
-  if (/^\s*import\b/m.test(body)) throw new Error("build.mjs: telegraphy.js must not import anything");
-  return (
-    "/* telegraphy-client: generated from telegraphy.js by build.mjs; do not edit. */\n" +
-    "(function (global) {\n" +
-    '  "use strict";\n' +
-    body +
-    "  global.Telegraphy = Telegraphy;\n" +
-    '})(typeof globalThis !== "undefined" ? globalThis : this);\n'
-  );
+const banner = "/* telegraphy-client: bundled from src/ by build.mjs (esbuild); do not edit. */";
+
+async function bundle(entry, format) {
+  const result = await esbuild.build({
+    absWorkingDir: here("."), // the paths esbuild writes in comments: the same from any directory
+    entryPoints: [entry],
+    bundle: true,
+    write: false,
+    format,
+    platform: "neutral",
+    target: "es2022",
+    charset: "utf8",
+    legalComments: "none",
+    banner: { js: banner },
+    logLevel: "silent",
+  });
+  return result.outputFiles[0].text;
+}
+
+/** Each output file -> its text, as the sources build it now. */
+export async function render() {
+  const [esm, global] = await Promise.all([bundle("src/index.js", "esm"), bundle("src/global.js", "iife")]);
+  return new Map([
+    [ESM, esm],
+    [GLOBAL, global],
+    [DJANGO_COPY, global],
+  ]);
+}
+
+/** The output files that differ from what the sources build now. */
+export async function stale() {
+  const out = [];
+  for (const [file, text] of await render()) {
+    let current = null;
+    try {
+      current = readFileSync(file, "utf8");
+    } catch {}
+    if (current !== text) out.push(file);
+  }
+  return out;
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const out = render(readFileSync(SOURCE, "utf8"));
   if (process.argv.includes("--check")) {
-    for (const target of [TARGET, DJANGO_COPY]) {
-      let current = "";
-      try {
-        current = readFileSync(target, "utf8");
-      } catch {}
-      if (current !== out) {
-        console.error(`${target} is out of date: run \`node build.mjs\` in js/`);
-        process.exit(1);
-      }
-    }
+    const files = await stale();
+    for (const file of files) console.error(`${file} is out of date: run \`node build.mjs\` in js/`);
+    if (files.length) process.exit(1);
   } else {
-    mkdirSync(here("./dist"), { recursive: true });
-    writeFileSync(TARGET, out);
-    writeFileSync(DJANGO_COPY, out);
+    for (const [file, text] of await render()) {
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(file, text);
+    }
   }
 }

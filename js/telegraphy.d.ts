@@ -1,4 +1,4 @@
-// Type declarations for telegraphy-client (telegraphy.js). Protocol v1: proto/PROTOCOL.md.
+// Type declarations for telegraphy-client (dist/telegraphy.mjs, built from src/). Protocol v1: proto/PROTOCOL.md.
 
 export type ConnectionState = "connecting" | "connected" | "reconnecting" | "disconnected" | "unauthorized";
 
@@ -68,11 +68,25 @@ export interface WebSocketLike {
 /** How frames travel (PROTOCOL.md section 10): a WebSocket, or Server-Sent Events down + POST up. */
 export type TransportName = "websocket" | "sse";
 
-/** The part of EventSource the SSE transport uses. */
+/** The part of EventSource the SSE transport uses (only where fetch cannot stream a response). */
 export interface EventSourceLike {
   addEventListener(type: string, listener: (ev: { data: string }) => void): void;
   close(): void;
 }
+
+/** The part of a fetch Response the SSE transport uses: the stream (GET) is read from `body` as it arrives. */
+export interface FetchResponseLike {
+  status: number;
+  ok: boolean;
+  headers: { get(name: string): string | null };
+  body: { getReader(): { read(): Promise<{ done: boolean; value?: Uint8Array }> } } | null;
+}
+
+/** The part of fetch the SSE transport uses: GET of the stream (frames in X-Telegraphy-Frames), POSTs of frames. */
+export type FetchLike = (
+  url: string,
+  init: { method: string; headers: Record<string, string>; body?: string; cache?: "no-store"; signal?: any },
+) => Promise<FetchResponseLike>;
 
 export interface TelegraphyOptions {
   /**
@@ -93,16 +107,21 @@ export interface TelegraphyOptions {
    * The transports to try, in order (default ["websocket", "sse"]). While none has opened yet, one that
    * cannot be opened (error or close before open, or no answer within connectTimeout) gives way to the
    * next at once; the first that opens is kept for every reconnect of this client. A transport this
-   * environment lacks (no EventSource or fetch) is left out.
+   * environment lacks (no WebSocket; no fetch for SSE) is left out.
    */
   transports?: TransportName[];
   /** The SSE endpoint (GET, with POST to the path it names); default: derived from the url, wss://host/path/ws -> https://host/path/sse. A function gets the WebSocket URL of the gateway in use. */
   sseUrl?: string | ((webSocketUrl: string) => string);
-  /** WebSocket implementation; defaults to globalThis.WebSocket. */
-  WebSocket?: new (url: string) => WebSocketLike;
-  /** EventSource and fetch implementations for SSE; default the global ones. */
-  EventSource?: new (url: string) => EventSourceLike;
-  fetch?: (url: string, init: { method: string; headers: Record<string, string>; body: string }) => Promise<{ status: number }>;
+  /** WebSocket implementation; defaults to globalThis.WebSocket; null: none. */
+  WebSocket?: (new (url: string) => WebSocketLike) | null;
+  /**
+   * Implementations for SSE, default the global ones, null for none: fetch (the stream and the POSTs);
+   * where ReadableStream is missing fetch cannot stream, and EventSource reads the stream instead (then the
+   * client never sends a resume token, which would be in the URL: it reconnects with a fresh token).
+   */
+  fetch?: FetchLike | null;
+  ReadableStream?: unknown;
+  EventSource?: (new (url: string) => EventSourceLike) | null;
   /** Connect on construction (in a microtask). Default true. */
   autoConnect?: boolean;
   /** Reconnect backoff bounds in milliseconds. Defaults 500 and 20000. */

@@ -9,7 +9,7 @@ import { NatsServer, NatsPublisher, Gateway, within } from "../testkit/stack.mjs
 import { launchBrowser, screenshot, pageProblems } from "../testkit/browser.mjs";
 
 const FILES = {
-  "/telegraphy.js": "../telegraphy.js",
+  "/telegraphy.js": "../dist/telegraphy.mjs",
   "/dist/telegraphy.global.js": "../dist/telegraphy.global.js",
 };
 

@@ -2,7 +2,7 @@
 // fake WebSocket and a manual clock. The same paths run against the real gateway in gateway.test.mjs.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Telegraphy, TelegraphyError, backoffDelay } from "../telegraphy.js";
+import { Telegraphy, TelegraphyError, backoffDelay } from "telegraphy-client";
 import { fakeWebSocket, flush, setup, connected, online, answerSubscribes } from "../testkit/fakes.mjs";
 
 test("connect is the first frame, with the token; subscriptions follow `connected`", async () => {
@@ -589,7 +589,8 @@ test("bad arguments are refused", () => {
   assert.throws(() => tg.subscribe("a", () => {}, { since: { epoch: "e", seq: -1 } }), /since/);
   assert.throws(() => tg.subscribe("a", () => {}, { since: { seq: 1 } }), /since/);
   assert.throws(() => new Telegraphy({ WebSocket: class {} }), /url/);
-  assert.throws(() => new Telegraphy({ url: "ws://x/ws", WebSocket: null }), /WebSocket/);
+  assert.throws(() => new Telegraphy({ url: "ws://x/ws", WebSocket: null, transports: ["websocket"] }), /WebSocket/);
+  assert.throws(() => new Telegraphy({ url: "ws://x/ws", WebSocket: null, fetch: null }), /WebSocket/, "neither transport can work");
 });
 
 test("http(s) URLs become ws(s)", () => {

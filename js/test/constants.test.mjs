@@ -3,10 +3,27 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { checkConditions, encodeKey, validateName, validatePattern, validateSubName } from "../telegraphy.js";
+import { checkConditions, encodeKey, validateName, validatePattern, validateSubName } from "telegraphy-client";
 import { flush, online, setup } from "../testkit/fakes.mjs";
+import { PROTOCOL } from "../src/constants.js";
 
 const constants = JSON.parse(readFileSync(new URL("../../proto/constants.json", import.meta.url), "utf8"));
+
+test("src/constants.js is proto/constants.json without its comment, deep-frozen (regenerate with scripts/gen-constants)", () => {
+  const { comment, ...values } = constants;
+  assert.equal(typeof comment, "string");
+  assert.deepEqual(PROTOCOL, values);
+  const frozen = (v, path) => {
+    if (v === null || typeof v !== "object") return;
+    assert.ok(Object.isFrozen(v), `${path} is frozen`);
+    for (const [k, inner] of Object.entries(v)) frozen(inner, `${path}.${k}`);
+  };
+  frozen(PROTOCOL, "PROTOCOL");
+  assert.throws(() => {
+    "use strict";
+    PROTOCOL.names.max_tokens = 99;
+  }, TypeError);
+});
 const printable = Array.from({ length: 0x7f - 0x20 }, (_, i) => String.fromCharCode(0x20 + i));
 /** The characters of a class such as `A-Za-z0-9_-`. */
 const classChars = (spec) => new Set(printable.filter((c) => new RegExp(`^[${spec}]$`).test(c)));

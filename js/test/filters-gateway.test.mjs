@@ -2,7 +2,7 @@
 // real nats-server and the real gateway, which evaluates the filters.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Telegraphy } from "../telegraphy.js";
+import { Telegraphy } from "telegraphy-client";
 import { natsForFile, Gateway, Inbox, recordingWebSocket, within } from "../testkit/stack.mjs";
 
 const shared = natsForFile();

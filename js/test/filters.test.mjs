@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
-import { checkConditions, validateSubName } from "../telegraphy.js";
+import { checkConditions, validateSubName } from "telegraphy-client";
 import { flush, setup, online, connected } from "../testkit/fakes.mjs";
 
 /** The gateway's answer to a subscribe frame (echoing `sub` as section 8 says). */
@@ -389,14 +389,15 @@ test("subscription names: 1..64 characters of [A-Za-z0-9_.:*>-]", () => {
   for (const n of ["", "x".repeat(65), "a b", "é", "a/b", 7, null]) assert.equal(validateSubName(n), false, String(n));
 });
 
-// proto/vectors/filters.json, shared with the gateway. The client checks shapes only: it must accept
-// every case, refuse every error of kind not_object, bad_key or bad_value, and leave the others (regex
-// syntax, sizes, counts) to the gateway. A present null is a wire error; in the client API a null
+// proto/vectors/filters.json, shared with the gateway. The client checks shapes and the fixed limits: it
+// must accept every case, refuse every error of kind not_object, bad_key, bad_value, too_many_values,
+// regex_too_long or too_big, and leave the others (regex syntax, the counts a gateway setting may change)
+// to the gateway. A present null is a wire error; in the client API a null
 // filter means none, so no field is sent.
 const VECTORS = new URL("../../proto/vectors/filters.json", import.meta.url);
 const vectors = existsSync(VECTORS) ? JSON.parse(readFileSync(VECTORS, "utf8")) : null;
 const needsVectors = { skip: !vectors && "proto/vectors/filters.json is not in this tree" };
-const SHAPE_KINDS = new Set(["not_object", "bad_key", "bad_value"]);
+const SHAPE_KINDS = new Set(["not_object", "bad_key", "bad_value", "too_many_values", "regex_too_long", "too_big"]);
 const CLAUSES = ["filter", "exclude"];
 
 function refuses(conditions, what) {
@@ -416,11 +417,19 @@ test("filter vectors: every case's conditions pass the client's shape checks", n
   }
 });
 
-test("filter vectors: shape errors are refused by the client, the gateway's own checks are left to it", needsVectors, () => {
+test("filter vectors: shape errors and the fixed limits are refused by the client, the gateway's own checks are left to it", needsVectors, () => {
+  const { tg } = setup({ autoConnect: false });
   let refused = 0;
-  for (const e of vectors.errors) {
+  for (const [i, e] of vectors.errors.entries()) {
     const present = CLAUSES.filter((what) => what in e && e[what] !== null);
-    const got = present.some((what) => refuses(e[what], what));
+    const options = Object.fromEntries(present.map((what) => [what, e[what]]));
+    let got = false;
+    try {
+      tg.subscribe(`v${i}.>`, () => {}, options);
+    } catch (err) {
+      assert.ok(err instanceof TypeError, String(err));
+      got = true;
+    }
     const shape = SHAPE_KINDS.has(e.kind) && present.length > 0;
     assert.equal(got, shape, `${e.kind}: ${JSON.stringify(e).slice(0, 120)}`);
     refused += got;
@@ -441,4 +450,31 @@ test("filter vectors: conditions that differ in meaning never share one gateway 
     }
   }
   assert.ok(pairs > 0);
+});
+
+test("the fixed filter limits of proto/constants.json: in values, regex bytes, bytes of filter + exclude, checked before anything is sent", async () => {
+  const limits = JSON.parse(readFileSync(new URL("../../proto/constants.json", import.meta.url), "utf8")).filters.limits;
+  const values = limits.max_in_values.default;
+  const regexBytes = limits.max_regex_bytes.default;
+  const bytes = limits.max_bytes.default;
+  const list = (n) => Array.from({ length: n }, (_, i) => i);
+  checkConditions({ a__in: list(values) });
+  assert.throws(() => checkConditions({ a__in: list(values + 1) }), /more than 100 values/);
+  checkConditions({ a__regex: "é".repeat(regexBytes / 2) }, "exclude"); // bytes of UTF-8, not characters
+  assert.throws(() => checkConditions({ a__iregex: "é".repeat(regexBytes / 2) + "x" }, "exclude"), /regex over 256 bytes/);
+  const pad = (n) => ({ pad: "x".repeat(n - '{"pad":""}'.length) });
+  checkConditions(pad(bytes));
+  assert.throws(() => checkConditions(pad(bytes + 1)), /over 4096 bytes/);
+
+  // filter and exclude together: each alone fits, both do not
+  const ctx = setup();
+  const socket = await online(ctx);
+  const half = pad(bytes / 2 + 1);
+  assert.throws(() => ctx.tg.subscribe("a.>", () => {}, { filter: half, exclude: half }), /filter and exclude are over 4096 bytes/);
+  const sub = ctx.tg.subscribe("a.>", () => {}, { filter: half });
+  assert.throws(() => sub.exclude(half), /over 4096 bytes/);
+  assert.deepEqual(sub.filters, { filter: half, exclude: null }, "unchanged");
+  await flush();
+  assert.deepEqual(socket.frames("subscribe").map((f) => [f.filter, f.exclude]), [[half, undefined]], "only what fits was sent");
+  assert.deepEqual(ctx.errors, []);
 });

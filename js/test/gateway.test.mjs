@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
-import { Telegraphy } from "../telegraphy.js";
+import { Telegraphy } from "telegraphy-client";
 import { natsForFile, Gateway, Inbox, recordingWebSocket, waitState, within } from "../testkit/stack.mjs";
 
 const shared = natsForFile();

@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { validateName, validatePattern, matches, contains, encodeKey, decodeKey } from "../telegraphy.js";
+import { validateName, validatePattern, matches, contains, encodeKey, decodeKey } from "telegraphy-client";
 
 const vectors = (file) => JSON.parse(readFileSync(new URL(`../../proto/vectors/${file}`, import.meta.url), "utf8"));
 

@@ -3,7 +3,7 @@
 // presence.max_join_leave_members the join/leave stop (presence_paused) until leaves resume them.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Telegraphy } from "../telegraphy.js";
+import { Telegraphy } from "telegraphy-client";
 import { natsForFile, Gateway, Inbox, recordingWebSocket, within } from "../testkit/stack.mjs";
 
 const shared = natsForFile();

@@ -1,10 +1,10 @@
-// Presence in the client (PROTOCOL.md section 11) against the fake WebSocket / EventSource and a manual
+// Presence in the client (PROTOCOL.md section 11) against the fake WebSocket / SSE stream and a manual
 // clock: the frames sent, replies matched by id, join/leave routing, re-subscribe after a reconnect,
 // errors. The same against the real gateway: presence-gateway.test.mjs.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
-import { fakeEventSource, fakeFetch, flush, setup, connected, online, answerSubscribes } from "../testkit/fakes.mjs";
+import { fakeFetch, flush, setup, connected, online, answerSubscribes } from "../testkit/fakes.mjs";
 
 const last = (socket, type) => socket.frames(type).at(-1);
 
@@ -118,24 +118,23 @@ test("presence: a request pending when the connection drops rejects; the re-subs
 });
 
 test("presence over SSE: presence:true in the opening frames, requests by POST, replies on the stream", async () => {
-  const es = fakeEventSource();
   const http = fakeFetch(202);
-  const ctx = setup({ transports: ["sse"], EventSource: es.FakeEventSource, fetch: http.fetch });
+  const ctx = setup({ transports: ["sse"], fetch: http.fetch });
   const sub = ctx.tg.subscribe("chat.lobby", () => {}, { presence: true });
   await flush();
-  const source = es.last();
+  const source = http.last();
   const [connect, subscribe] = source.frames;
   assert.deepEqual(subscribe, { type: "subscribe", id: subscribe.id, event: "chat.lobby", presence: true });
-  source.stream();
-  source.receive({ type: "connected", id: connect.id, session: "s1", node: "gw-1", heartbeat: 25, resume: "tg1r.r", resume_expires_in: 900 });
-  source.receive({ type: "subscribed", id: subscribe.id, event: "chat.lobby" });
+  await source.stream();
+  await source.receive({ type: "connected", id: connect.id, session: "s1", node: "gw-1", heartbeat: 25, resume: "tg1r.r", resume_expires_in: 900 });
+  await source.receive({ type: "subscribed", id: subscribe.id, event: "chat.lobby" });
   const snapshot = sub.presence();
   await flush();
   await flush();
   const posted = http.posts.flatMap((p) => (Array.isArray(p.body) ? p.body : [p.body])).filter((f) => f.type === "presence");
   assert.equal(posted.length, 1);
   assert.deepEqual(posted[0], { type: "presence", id: posted[0].id, event: "chat.lobby" });
-  source.receive({ type: "presence", id: posted[0].id, event: "chat.lobby", clients: [], truncated: true });
+  await source.receive({ type: "presence", id: posted[0].id, event: "chat.lobby", clients: [], truncated: true });
   assert.deepEqual(await snapshot, { clients: [], truncated: true });
 });
 

@@ -3,7 +3,7 @@
 // receive them arrive after the reconnect exactly once and in order, or the app hears recovered:false.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Telegraphy } from "../telegraphy.js";
+import { Telegraphy } from "telegraphy-client";
 import { natsForFile, Gateway, Inbox, recordingWebSocket, within } from "../testkit/stack.mjs";
 
 const shared = natsForFile();

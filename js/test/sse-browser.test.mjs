@@ -8,7 +8,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import { readFileSync } from "node:fs";
-import { Telegraphy } from "../telegraphy.js";
+import { Telegraphy } from "telegraphy-client";
 import { NatsServer, NatsPublisher, Gateway, within, recordingWebSocket, GATEWAY_BIN } from "../testkit/stack.mjs";
 import { launchBrowser, pageProblems } from "../testkit/browser.mjs";
 
@@ -18,7 +18,7 @@ let target = null; // the gateway the proxy forwards to, when not gw
 let browser;
 let site; // serves the test page and the module; forwards /sse* to the gateway; refuses WebSocket upgrades
 let origin;
-const traffic = { upgradesRefused: 0, sseGets: 0, ssePosts: 0 };
+const traffic = { upgradesRefused: 0, sseGets: 0, ssePosts: 0, gets: [] }; // gets: {url, frames} of each GET /sse
 let upgradeRefusal = "403"; // how the proxy refuses WebSocket upgrades: "403" or "drop"
 let tokenAnswer = 200; // what POST /token answers (200 with a fresh token, or 403)
 let tokensGiven = 0;
@@ -65,7 +65,10 @@ const PAGE = `<!doctype html>
 
 // The gateway's SSE endpoint through this server: every request and the streaming response as they are.
 function forward(req, res) {
-  if (req.method === "GET") traffic.sseGets++;
+  if (req.method === "GET") {
+    traffic.sseGets++;
+    traffic.gets.push({ url: req.url, frames: req.headers["x-telegraphy-frames"] ?? null });
+  }
   if (req.method === "POST") traffic.ssePosts++;
   const addr = (target || gw).addr;
   const [host, port] = [addr.slice(0, addr.lastIndexOf(":")), addr.slice(addr.lastIndexOf(":") + 1)];
@@ -90,7 +93,7 @@ before(async () => {
       if (req.url === "/") {
         res.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(PAGE);
       } else if (req.url === "/telegraphy.js") {
-        res.writeHead(200, { "content-type": "text/javascript; charset=utf-8" }).end(readFileSync(new URL("../telegraphy.js", import.meta.url)));
+        res.writeHead(200, { "content-type": "text/javascript; charset=utf-8" }).end(readFileSync(new URL("../dist/telegraphy.mjs", import.meta.url)));
       } else if (req.url === "/token" && req.method === "POST") {
         if (tokenAnswer !== 200) return void res.writeHead(tokenAnswer).end();
         tokensGiven++;
@@ -129,9 +132,26 @@ async function openPage(t) {
   t.after(() => context.close());
   const page = await context.newPage();
   const problems = pageProblems(page);
+  // every request the page makes (the gateway is another origin: its requests come straight from Chromium)
+  const requests = [];
+  page.on("request", (r) => requests.push({ url: r.url(), method: r.method(), headers: r.headers() }));
   await page.goto(origin + "/");
   await page.waitForFunction(() => window.harness === true, null, { timeout: 10000 });
-  return { page, problems };
+  return { page, problems, requests };
+}
+
+/**
+ * Issue 20: no token in any URL. The SSE GETs carry their frames (the connect with its token or resume token)
+ * in the X-Telegraphy-Frames header; returns the connect frames they sent.
+ */
+function assertNoTokenInUrls(requests) {
+  for (const r of requests) assert.doesNotMatch(decodeURIComponent(r.url), /tg1|frames=/, `${r.method} ${r.url}`);
+  const gets = requests.filter((r) => r.method === "GET" && new URL(r.url).pathname.endsWith("/sse"));
+  assert.ok(gets.length > 0, "the page opened an SSE stream");
+  return gets.map((r) => {
+    assert.ok(r.headers["x-telegraphy-frames"], `${r.url}: the frames header`);
+    return JSON.parse(r.headers["x-telegraphy-frames"])[0];
+  });
 }
 
 // What Chromium logs by itself for a refused connection (not the client's doing).
@@ -147,7 +167,7 @@ const until = (page, key, pred, what, ms = 10000) =>
 
 for (const transport of ["websocket", "sse"]) {
   test(`${transport} in Chromium: connect, subscribe, events, unsubscribe; recovery after the gateway closes the connection (1012)`, async (t) => {
-    const { page, problems } = await openPage(t);
+    const { page, problems, requests } = await openPage(t);
     await page.evaluate(([token, url, transports]) => window.make("c", { url, token, transports, minDelay: 100, maxDelay: 1000 }), [
       await gw.token({ allow: ["t.>"] }),
       gw.wsUrl,
@@ -188,10 +208,16 @@ for (const transport of ["websocket", "sse"]) {
     assert.deepEqual((await info(page, "c")).events.map((e) => e.data.n), [1, 2, 3, "marker"], "nothing after unsubscribe");
     assert.deepEqual(now.errors, []);
     assert.deepEqual(problems.filter((p) => !NETWORK_NOISE.test(p)), []);
+    if (transport === "sse") {
+      const connects = assertNoTokenInUrls(requests);
+      assert.ok(connects.length >= 2, "streams before and after the restart");
+      assert.ok(connects[0].token.startsWith("tg1."), "the connect token, in the header");
+      for (const c of connects.slice(1)) assert.ok(c.resume.startsWith("tg1r."), "then the resume token, in the header");
+    }
   });
 
   test(`${transport} in Chromium: 4001 for a used token stops as unauthorized; 4003 gets one fresh token, a second with the backend refusing stops`, async (t) => {
-    const { page } = await openPage(t);
+    const { page, requests } = await openPage(t);
     const token = await gw.token({ allow: ["t.>"] });
     await page.evaluate(([token, url, transports]) => window.make("first", { url, token, transports }), [token, gw.wsUrl, [transport]]);
     await until(page, "first", (i) => i.state === "connected", "first connected");
@@ -216,15 +242,50 @@ for (const transport of ["websocket", "sse"]) {
     await until(page, "revoked", (i) => i.state === "unauthorized", "4003 and the backend refuses: unauthorized");
     tokenAnswer = 200;
     await page.evaluate(() => window.closeAll());
+    if (transport === "sse") assertNoTokenInUrls(requests);
   });
 }
+
+test("SSE without a streaming fetch in Chromium (ReadableStream: null): EventSource, only a single-use connect token in its URL; after a 1012 a fresh token from tokenUrl, never the resume token", async (t) => {
+  const { page, problems, requests } = await openPage(t);
+  const given = tokensGiven;
+  await page.evaluate((url) => window.make("fb", { url, tokenUrl: "/token", transports: ["sse"], ReadableStream: null, minDelay: 100, maxDelay: 1000 }), gw.wsUrl);
+  assert.equal(await page.evaluate(() => window.sub("fb", "t.fb")), "active");
+  await shared.pub.publish("t.fb", { n: 1 });
+  await until(page, "fb", (i) => i.events.length === 1, "first event");
+  const first = await info(page, "fb");
+
+  await gw.stop("SIGTERM");
+  await until(page, "fb", (i) => i.states.includes("reconnecting"), "reconnecting");
+  await shared.pub.publish("t.fb", { n: 2 });
+  await gw.restart();
+  await until(page, "fb", (i) => i.state === "connected" && i.recovered.length === 1, "connected again, recovered", 20000);
+  await until(page, "fb", (i) => i.events.length === 2, "the missed event, from history");
+  const now = await info(page, "fb");
+  assert.deepEqual(now.events.map((e) => e.data.n), [1, 2]);
+  assert.equal(now.recovered[0].recovered, true);
+  assert.notEqual(now.session, first.session, "a new session: the resume token was never sent");
+  assert.ok(tokensGiven - given >= 2, "a fresh connect token for the reconnect");
+
+  const gets = requests.filter((r) => r.method === "GET" && new URL(r.url).pathname === "/sse");
+  assert.ok(gets.length >= 2, "EventSource GETs");
+  for (const r of gets) {
+    assert.doesNotMatch(r.url, /tg1r/, "never a resume token in a URL");
+    const frames = JSON.parse(new URL(r.url).searchParams.get("frames"));
+    assert.deepEqual(Object.keys(frames[0]).sort(), ["id", "token", "type"], "a connect token only");
+    assert.equal(r.headers["x-telegraphy-frames"], undefined);
+  }
+  assert.deepEqual(now.errors, []);
+  assert.deepEqual(problems.filter((p) => !NETWORK_NOISE.test(p)), []);
+  await page.evaluate(() => window.closeAll());
+});
 
 for (const refusal of ["403", "drop"]) {
   test(`a proxy that refuses WebSocket upgrades (${refusal}): default transports end on SSE through it, events flow both ways`, async (t) => {
     upgradeRefusal = refusal;
     t.after(() => (upgradeRefusal = "403"));
     const { page, problems } = await openPage(t);
-    const before = { ...traffic };
+    const before = { ...traffic, gets: traffic.gets.slice() };
     // the page's own origin, as a page behind such a proxy would have it
     await page.evaluate((token) => window.make("p", { url: "/ws", token, minDelay: 100 }), await gw.token({ allow: ["t.>"] }));
     assert.equal(await page.evaluate(() => window.sub("p", "t.p.>")), "active");
@@ -232,6 +293,9 @@ for (const refusal of ["403", "drop"]) {
     assert.deepEqual([now.state, now.transport, now.url], ["connected", "sse", origin.replace("http:", "ws:") + "/ws"]);
     assert.ok(traffic.upgradesRefused > before.upgradesRefused, "the WebSocket was tried first, and refused");
     assert.equal(traffic.sseGets - before.sseGets, 1, "one event stream");
+    const [get] = traffic.gets.slice(before.gets.length);
+    assert.equal(get.url, "/sse", "what the proxy (and its access log) sees: no token, no frames");
+    assert.equal(JSON.parse(get.frames)[0].type, "connect", "the frames came in the header");
 
     for (const n of [1, 2, 3]) await shared.pub.publish(`t.p.${n}`, { n });
     await until(page, "p", (i) => i.events.length === 3, "events through the proxy");

@@ -1,7 +1,7 @@
 // In-process fakes for unit tests of the client's state machine: a manual clock and a WebSocket
 // class whose "server side" the test drives, and a client wired to both. Integration tests use the
 // real gateway instead.
-import { Telegraphy } from "../telegraphy.js";
+import { Telegraphy } from "telegraphy-client";
 
 /** Let pending promise callbacks (and the client's queueMicrotask start) run. */
 export const flush = () => new Promise((resolve) => setImmediate(resolve));
@@ -110,6 +110,7 @@ export function setup(options = {}) {
     timers: clock,
     now: clock.now,
     random: () => 0.5,
+    transports: ["websocket"],
     ...options,
   });
   tg.on("state", (s) => states.push(s));
@@ -150,8 +151,9 @@ export function answerSubscribes(socket, extra = {}) {
 }
 
 /**
- * An EventSource class recording every stream the client opens; the test plays the gateway's SSE
- * endpoint (section 10.1). Like a real EventSource, a closed one dispatches nothing.
+ * An EventSource class recording every stream the client opens (the fallback where fetch cannot stream: a
+ * client with `ReadableStream: null`); the test plays the gateway's SSE endpoint (section 10.1). Like a real
+ * EventSource, a closed one dispatches nothing.
  */
 export function fakeEventSource() {
   const sources = [];
@@ -206,14 +208,104 @@ export function fakeEventSource() {
   return { FakeEventSource, sources, last: () => sources[sources.length - 1] };
 }
 
+/** The text/event-stream message the gateway writes for `data` (and `type`, when not a plain frame). */
+export const sseMessage = (type, data) => `${type === "message" ? "" : `event: ${type}\n`}data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`;
+
 /**
- * A fetch recording the client's POSTs; each waits for the test's answer(status) unless `auto` gives
- * the status at once.
+ * One SSE stream the client opened with fetch (GET, the opening frames in X-Telegraphy-Frames); the test
+ * plays the gateway. The response (200, text/event-stream) is sent with the first message, or refused with
+ * refuse(status). Every method that writes awaits until the client has read it.
+ */
+class FakeStream {
+  constructor(url, init) {
+    this.url = url;
+    this.init = init;
+    this.closed = false;
+    this._answered = false;
+    this._controller = null;
+    this.response = new Promise((resolve, reject) => {
+      this._resolve = resolve;
+      this._reject = reject;
+    });
+    init.signal?.addEventListener("abort", () => {
+      this.closed = true;
+      const err = new DOMException("The operation was aborted.", "AbortError");
+      if (this._controller) this._controller.error(err);
+      else this._reject(err);
+    });
+  }
+
+  /** The client frames of the GET (its X-Telegraphy-Frames header). */
+  get frames() {
+    return JSON.parse(this.init.headers["X-Telegraphy-Frames"]);
+  }
+
+  _answer() {
+    if (this._answered) return;
+    this._answered = true;
+    const body = new ReadableStream({ start: (controller) => void (this._controller = controller) });
+    this._resolve(new Response(body, { status: 200, headers: { "Content-Type": "text/event-stream", "Cache-Control": "no-cache" } }));
+  }
+
+  // ---- the gateway's side ----
+  /** Raw text of the stream (split anywhere). */
+  async write(text) {
+    this._answer();
+    await flush();
+    if (!this.closed) this._controller.enqueue(new TextEncoder().encode(text));
+    await flush();
+  }
+
+  dispatch(type, data) {
+    return this.write(sseMessage(type, data));
+  }
+
+  stream(id = "AAAAAAAAAAAAAAAAAAAAAA") {
+    return this.dispatch("stream", { stream: id, post: `/sse/${id}` });
+  }
+
+  receive(frame) {
+    return this.dispatch("message", frame);
+  }
+
+  /** The close message; the gateway then ends the response. */
+  async serverClose(code, reason = "") {
+    await this.dispatch("close", { code, reason });
+    if (!this.closed) this._controller.close();
+    await flush();
+  }
+
+  /** The request is answered `status` (e.g. 400 for bad frames, 503) with a plain-text reason. */
+  async refuse(status, reason = "refused") {
+    this._answered = true;
+    this._resolve(new Response(reason, { status, headers: { "Content-Type": "text/plain" } }));
+    await flush();
+  }
+
+  /** The request failed (no answer) or the stream broke. */
+  async fail() {
+    if (!this._answered) {
+      this._answered = true;
+      this._reject(new TypeError("Failed to fetch"));
+    } else if (!this.closed) this._controller.error(new TypeError("network error"));
+    await flush();
+  }
+}
+
+/**
+ * A fetch playing the gateway's SSE endpoint: a GET opens a FakeStream (in `sources`), a POST is recorded
+ * and waits for the test's answer(status) unless `auto` gives the status at once.
  */
 export function fakeFetch(auto = null) {
   const posts = [];
-  const fetch = (url, init) =>
-    new Promise((resolve, reject) => {
+  const sources = [];
+  const fetch = (url, init) => {
+    if (init.method === "GET") {
+      const source = new FakeStream(url, init);
+      sources.push(source);
+      return source.response;
+    }
+    return new Promise((resolve, reject) => {
       const post = {
         url,
         init,
@@ -224,5 +316,6 @@ export function fakeFetch(auto = null) {
       posts.push(post);
       if (auto !== null) post.answer(auto);
     });
-  return { fetch, posts };
+  };
+  return { fetch, posts, sources, last: () => sources[sources.length - 1] };
 }

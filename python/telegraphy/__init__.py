@@ -7,11 +7,14 @@ browsers over WebSocket (protocol v1, see proto/PROTOCOL.md).
     telegraphy.revoke_user(user)                                      # close the user's sockets (4003)
     telegraphy.grant_changed(user)                                    # the same, after commit (allow changed)
     telegraphy.presence("shop.order.42")                              # who is viewing it (section 11)
+    with telegraphy.muted(): ...       # no events (imports, fixtures, data migrations)
+    with telegraphy.coalesced(): ...   # one event per saved object, at the end
 
 Every error it raises on purpose is a ``telegraphy.TelegraphyError`` (see ``telegraphy.exceptions``).
 """
 
 from .auth_signals import grant_changed
+from .emitting import coalesced, muted
 from .events import BaseEvent, BaseEventModel, allow_patterns
 from .exceptions import (
     FilterError,
@@ -45,8 +48,10 @@ __all__ = [
     "arevoke_session",
     "arevoke_user",
     "arevoke_users",
+    "coalesced",
     "flush",
     "grant_changed",
+    "muted",
     "presence",
     "presence_stats",
     "publish",

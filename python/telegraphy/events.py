@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from functools import partial
 from typing import Any, ClassVar, Iterable
 
-from . import names
+from . import emitting, names
 from . import presence as presence_kv
-from .nats_link import get_link
-from .publisher import apublish, encode_data, publish, subject_for
+from .conf import telegraphy_settings
+from .publisher import apublish, encode_data, publish
 
 logger = logging.getLogger("telegraphy")
 
@@ -101,7 +100,7 @@ class EventTemplate:
                 parts.append(names.key_token(value))
             else:
                 parts.append(names.validate_token(str(value), f"value for {{{text}}} in {self.template!r}"))
-        return names.validate_name(".".join(parts))
+        return names.check_joined(".".join(parts))  # every part is a valid token: only the size may be wrong
 
     def pattern(self) -> str:
         """The template with every parameter replaced by ``*``."""
@@ -237,6 +236,17 @@ class BaseEventModel:
             raise ValueError(f"{type(self).__qualname__}.operations: unknown {unknown}; use {tuple(ACTIONS)}")
         self.template = EventTemplate(self.name or f"{self.opts.app_label}.{self.opts.model_name}")
         self._uid = f"telegraphy:{type(self).__module__}.{type(self).__qualname__}"
+        # Worked out once per class rather than on every save (issue 25).
+        self._operations = frozenset(self.operations)
+        self._static_base = None if self.template.params else self.template.render({})
+        cls = type(self)
+        self._own_names = cls.event_name is BaseEventModel.event_name
+        self._own_fields = cls.get_fields is BaseEventModel.get_fields
+        self._fields: list[Any] | None = None  # get_fields(), unless a subclass overrides it
+        self._own_serialize = cls.serialize_field is BaseEventModel.serialize_field
+        from django.db.models import FileField
+
+        self._file_fields = frozenset(f.name for f in self.opts.concrete_fields if isinstance(f, FileField))
 
     # -- signals
 
@@ -261,27 +271,42 @@ class BaseEventModel:
         self.emit(instance, "delete", using=using)
 
     def emit(self, instance: Any, operation: str, using: str | None = None) -> None:
-        """Serialise now (a deleted row loses its pk later), publish when the transaction commits."""
-        from django.db import transaction
-
-        if operation not in self.operations:
+        """Serialise now (a deleted row loses its pk later), publish when the transaction commits; nothing
+        inside ``muted()``, one event per object at the end of ``coalesced()``."""
+        if emitting.is_muted():
+            return
+        coalescer = emitting.current_coalescer()
+        if coalescer is None and operation not in self._operations:
             return
         try:
-            event = self.event_name(instance, operation)
-            subject = subject_for(event)
+            prefix = telegraphy_settings.as_dict()["SUBJECT_PREFIX"]
+            if coalescer is None:
+                subject = f"{prefix}.{self._event_name(instance, operation)}"
+            else:  # the merged event may end as any published operation: name them now, while the pk is there
+                subjects = {op: f"{prefix}.{self._event_name(instance, op)}" for op in self._operations}
             payload = encode_data(self.to_dict(instance))
         except ValueError:
             logger.exception("telegraphy: %s event for %r not published", operation, instance)
             return
-        transaction.on_commit(partial(_publish_subject, subject, payload), using=using)
+        if coalescer is None:
+            emitting.after_commit(subject, payload, using)
+        else:
+            key = (self._uid, names.key_token(instance.pk))
+            coalescer.add(key, operation, subjects, payload, using, self._operations)
 
     # -- naming, payload, permissions (override freely)
 
+    def _event_name(self, instance: Any, operation: str) -> str:
+        if self._own_names:
+            return self._instance_name(instance, ACTIONS[operation])
+        return names.validate_name(self.event_name(instance, operation))
+
     def _instance_name(self, instance: Any, middle: str) -> str:
         """``<rendered name>.<middle>.<key_token(pk)>``: an event name or the presence channel."""
-        values = {p: getattr(instance, p) for p in self.template.params}
-        base = self.template.render(values, escape=True)
-        return names.validate_name(f"{base}.{middle}.{names.key_token(instance.pk)}")
+        base = self._static_base
+        if base is None:
+            base = self.template.render({p: getattr(instance, p) for p in self.template.params}, escape=True)
+        return names.check_joined(f"{base}.{middle}.{names.key_token(instance.pk)}")
 
     def event_name(self, instance: Any, operation: str) -> str:
         return self._instance_name(instance, ACTIONS[operation])
@@ -337,8 +362,22 @@ class BaseEventModel:
 
     def to_dict(self, instance: Any) -> dict[str, Any]:
         """The payload: selected concrete fields by name, plus ``pk``. JSON-encoded with Django's rules."""
+        fields = self._fields
+        if fields is None:
+            fields = self.get_fields()
+            if self._own_fields:  # kept; an overridden get_fields() is asked every time, as it always was
+                self._fields = fields
         data: dict[str, Any] = {"pk": instance.pk}
-        for field in self.get_fields():
+        if self._own_serialize:
+            file_fields = self._file_fields
+            for field in fields:
+                name = field.name
+                if name in file_fields:
+                    data[name] = self.serialize_field(field, instance)
+                else:
+                    data[name] = field.value_from_object(instance)  # a foreign key gives the related pk
+            return data
+        for field in fields:
             data[field.name] = self.serialize_field(field, instance)
         return data
 
@@ -348,6 +387,3 @@ class BaseEventModel:
     def allow_patterns(self, user: Any) -> list[str]:
         return [f"{self.template.pattern()}.>"] if self.allowed(user) else []
 
-
-def _publish_subject(subject: str, payload: bytes) -> None:
-    get_link().publish_raw(subject, payload)

@@ -21,6 +21,7 @@ __all__ = [
     "validate_name",
     "validate_pattern",
     "validate_token",
+    "check_joined",
     "matches",
     "contains",
     "key_token",
@@ -31,7 +32,9 @@ MAX_BYTES = constants.NAMES_MAX_BYTES
 MAX_PLAIN_KEY = constants.NAMES_MAX_PLAIN_KEY_CHARS
 
 _TOKEN = re.compile(f"[{constants.NAMES_TOKEN_CHARS}]+")
+_NAME = re.compile(f"[{constants.NAMES_TOKEN_CHARS}]+(?:\\.[{constants.NAMES_TOKEN_CHARS}]+){{0,{MAX_TOKENS - 1}}}")
 _PLAIN_KEY = re.compile(f"[A-Za-z0-9_][{constants.NAMES_TOKEN_CHARS}]{{0,{MAX_PLAIN_KEY - 1}}}")
+_PLAIN_INT_LIMIT = 10**MAX_PLAIN_KEY  # non-negative ints below it have at most MAX_PLAIN_KEY digits: plain keys
 
 
 def is_valid_token(token: object) -> bool:
@@ -52,8 +55,8 @@ def _split(value: object) -> list[str] | None:
 
 def is_valid_name(name: object) -> bool:
     """An event name: literal tokens only."""
-    tokens = _split(name)
-    return tokens is not None and all(_TOKEN.fullmatch(t) for t in tokens)
+    # One regex for the whole name (it runs on every publish): it matches ASCII only, so characters are bytes.
+    return isinstance(name, str) and len(name) <= MAX_BYTES and _NAME.fullmatch(name) is not None
 
 
 def is_valid_pattern(pattern: object) -> bool:
@@ -101,6 +104,15 @@ def validate_pattern(pattern: object) -> str:
     )
 
 
+def check_joined(name: str) -> str:
+    """Return ``name``, made by joining valid tokens (or names) with ``.``, or raise ``ValueError`` like
+    :func:`validate_name` when it has too many tokens or bytes: the only way such a name can be invalid.
+    The cheap check for names built on every model save (tokens are ASCII, so characters are bytes)."""
+    if len(name) > MAX_BYTES or name.count(".") >= MAX_TOKENS:
+        return validate_name(name)
+    return name
+
+
 def matches(pattern: str, name: str) -> bool:
     """True when ``pattern`` matches the event name ``name`` (both assumed valid)."""
     p = pattern.split(".")
@@ -138,6 +150,8 @@ def key_token(pk: object) -> str:
     ``str(pk)`` is used as is when it is 1..64 characters of ``[A-Za-z0-9_-]`` not starting with ``-``;
     otherwise the token is ``-`` followed by base64url (no padding) of its UTF-8 bytes.
     """
+    if type(pk) is int and 0 <= pk < _PLAIN_INT_LIMIT:  # the usual auto primary key: no regex needed
+        return str(pk)
     text = str(pk)
     if _PLAIN_KEY.fullmatch(text):
         return text

@@ -4,8 +4,11 @@ and :mod:`telegraphy.revocations`).
 
 What it does:
 
-- Buffered publishing: ``publish_raw()`` appends to a bounded in-memory buffer and returns; the thread sends
-  the buffer in batches and confirms each batch with PING/PONG round trips. A batch that is not confirmed
+- Buffered publishing: ``publish_raw()`` appends to a bounded in-memory buffer and returns (it wakes the thread
+  only when that one is idle); the thread sends the buffer in batches and confirms each batch with PING/PONG
+  round trips. While events stream in, a batch that is not full leaves at most every ``_LINGER`` (10 ms): a
+  loop of saves then pays for a batch, not for each event, in time the thread holds the GIL (issue 25); an
+  event after a quiet moment leaves at once. A batch that is not confirmed
   (the link dropped) goes back to the front of the buffer and is sent again after the reconnect, so delivery
   across NATS restarts is at-least-once for what fits in the buffer (``PUBLISH_BUFFER``); beyond that, new
   events are dropped, counted and logged. Each event carries a ``Nats-Msg-Id`` header, so a JetStream stream
@@ -48,6 +51,7 @@ __all__ = ["NatsLink", "get_link", "reset_link"]
 
 _BATCH_BYTES = 512 * 1024
 _BATCH_ITEMS = 1000
+_LINGER = 0.01  # seconds: while events stream in, at most one (non-full) batch leaves per _LINGER (_pump)
 _DROP_LOG_INTERVAL = 10.0
 _GRACE = 0.5  # a bridged call waits this much longer than the timeout its coroutine enforces itself
 
@@ -69,7 +73,14 @@ class _Item:
         self.future = future
         # A JetStream stream that captures the subject (the gateway's history stream) drops a resent copy
         # with the same Nats-Msg-Id within its duplicate window: resends after a lost link do not duplicate.
-        self.headers = {"Nats-Msg-Id": _message_id()}
+        # Given by the link's thread when the item is first sent (not in the caller's thread), kept for resends.
+        self.headers: dict[str, str] | None = None
+
+    def message_headers(self) -> dict[str, str]:
+        headers = self.headers
+        if headers is None:
+            headers = self.headers = {"Nats-Msg-Id": _message_id()}
+        return headers
 
 
 class NatsLink:
@@ -101,8 +112,11 @@ class NatsLink:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._buffer: collections.deque[_Item] = collections.deque()
+        # True while the pump waits for work: the next enqueue wakes it (one wake-up per batch, not per event).
+        self._sleeping = False
         self._in_flight = 0
         self._published = 0
+        self._batches = 0  # batches confirmed by NATS (stats()): what the link thread's work is counted in
         self._dropped = 0
         self._drops_unlogged = 0
         self._last_drop_log = 0.0
@@ -212,7 +226,9 @@ class NatsLink:
                     self._drops_unlogged = 0
                 return False
             self._buffer.append(_Item(subject, payload))
-        self._wake(loop)
+            wake, self._sleeping = self._sleeping, False
+        if wake:
+            self._wake(loop)
         return True
 
     def publish_acked_future(self, subject: str, payload: bytes) -> concurrent.futures.Future:
@@ -221,7 +237,9 @@ class NatsLink:
         future: concurrent.futures.Future = concurrent.futures.Future()
         with self._lock:
             self._buffer.append(_Item(subject, payload, future))
-        self._wake(loop)
+            wake, self._sleeping = self._sleeping, False
+        if wake:
+            self._wake(loop)
         return future
 
     def publish_acked(self, subject: str, payload: bytes, timeout: float | None = None) -> Any:
@@ -254,6 +272,7 @@ class NatsLink:
                 "connected": self.connected,
                 "buffered": len(self._buffer) + self._in_flight,
                 "published": self._published,
+                "batches": self._batches,
                 "dropped": self._dropped,
             }
 
@@ -410,6 +429,7 @@ class NatsLink:
         with self._lock:
             if delivered:
                 self._published += len(batch)
+                self._batches += 1
             else:
                 self._buffer.extendleft(reversed(batch))
             self._in_flight = 0
@@ -417,6 +437,8 @@ class NatsLink:
                 self._idle.notify_all()
 
     async def _pump(self, nc: Any) -> None:
+        loop = asyncio.get_running_loop()
+        last_batch = -_LINGER
         while True:
             # "up" is set by the connect/reconnect callbacks only: nats-py reports CONNECTED a moment before
             # its reconnected callback has run, and sending then would race the "down" signal.
@@ -426,13 +448,23 @@ class NatsLink:
             if not nc.is_connected:  # link just lost; disconnected_cb has not run yet
                 self._up.clear()
                 continue
+            # At most one batch per _LINGER unless batches are full: while a loop of saves streams events in,
+            # they leave in batches instead of this thread taking the GIL from the saving one for every few
+            # events (issue 25). An event after a quiet moment leaves at once.
+            wait = last_batch + _LINGER - loop.time()
+            if wait > 0 and len(self._buffer) < _BATCH_ITEMS:
+                await asyncio.sleep(wait)
+                continue
             batch = self._take_batch()
             if not batch:
                 self._pending.clear()
-                if self._buffer:
-                    continue
+                with self._lock:
+                    if self._buffer:
+                        continue
+                    self._sleeping = True  # the next enqueue wakes us; none does while we work
                 await self._pending.wait()
                 continue
+            last_batch = loop.time()
             if batch[0].future is not None:
                 await self._send_acked(nc, batch[0])
                 self._settle([], True)
@@ -451,7 +483,7 @@ class NatsLink:
         generation = self._link_generation
         try:
             for item in batch:
-                await nc.publish(item.subject, item.payload, headers=item.headers)
+                await nc.publish(item.subject, item.payload, headers=item.message_headers())
             for _ in range(2):
                 if not await self._round_trip(nc):
                     break
@@ -486,7 +518,7 @@ class NatsLink:
             return  # the caller gave up waiting
         try:
             ack = await nc.jetstream(timeout=self.timeout).publish(
-                item.subject, item.payload, timeout=self.timeout, headers=item.headers
+                item.subject, item.payload, timeout=self.timeout, headers=item.message_headers()
             )
         except NoStreamResponseError:
             future.set_exception(

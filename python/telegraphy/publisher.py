@@ -6,6 +6,9 @@ returns at once. ``publish(..., ack=True)`` and ``apublish(..., ack=True)`` wait
 acknowledgement instead; ``flush()`` waits until NATS has everything. Model events and event classes
 (:mod:`telegraphy.events`) publish through here.
 
+Inside ``muted()`` nothing is published; inside ``coalesced()`` on-commit events wait for the end of the block
+(:mod:`telegraphy.emitting`).
+
 ``get_publisher()`` and ``reset_publisher()`` are the names this module has always had for the process's link
 (``get_publisher().stats()``); they are ``telegraphy.nats_link.get_link`` and ``reset_link``.
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import names
+from . import emitting, names
 from .conf import telegraphy_settings
 from .exceptions import PublishError
 from .nats_link import NatsLink, get_link, reset_link
@@ -40,15 +43,22 @@ get_publisher = get_link
 reset_publisher = reset_link
 
 
+_encoder: json.JSONEncoder | None = None  # one for the process: encoding keeps no state between calls
+
+
 def encode_data(data: Any) -> bytes:
     """Serialise event data as compact UTF-8 JSON with Django's JSON rules (Decimal, datetime, UUID...).
 
     Raises ``ValueError`` for data that JSON cannot represent or that exceeds 1 MiB.
     """
-    from django.core.serializers.json import DjangoJSONEncoder
+    global _encoder
+    encoder = _encoder
+    if encoder is None:
+        from django.core.serializers.json import DjangoJSONEncoder
 
+        encoder = _encoder = DjangoJSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     try:
-        text = json.dumps(data, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = encoder.encode(data)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"event data is not JSON-serialisable: {exc}") from exc
     payload = text.encode("utf-8")
@@ -61,7 +71,7 @@ def subject_for(event: str, prefix: str | None = None) -> str:
     """The NATS subject of a valid event name: ``<prefix>.<event>``. Raises ``ValueError`` on a bad name."""
     names.validate_name(event)
     if prefix is None:
-        prefix = telegraphy_settings.SUBJECT_PREFIX
+        prefix = telegraphy_settings.as_dict()["SUBJECT_PREFIX"]  # the cached dict: cheaper than the attribute
     return f"{prefix}.{event}"
 
 
@@ -82,15 +92,16 @@ def publish(
     ``on_commit=True`` defers the (non-acknowledged) publish until the current transaction of database
     ``using`` commits (nothing is sent on rollback) and returns None.
     Raises ``ValueError`` for an invalid name or data JSON cannot represent, before anything is queued.
+    Inside ``muted()`` it returns None after these checks, publishing nothing.
     """
     subject = subject_for(event)
     payload = encode_data(data)
+    if on_commit and ack:
+        raise ValueError("ack=True cannot wait for a commit that has not happened: use one or the other")
+    if emitting.is_muted():
+        return None
     if on_commit:
-        if ack:
-            raise ValueError("ack=True cannot wait for a commit that has not happened: use one or the other")
-        from django.db import transaction
-
-        transaction.on_commit(lambda: get_link().publish_raw(subject, payload), using=using)
+        emitting.after_commit(subject, payload, using)
         return None
     link = get_link()
     if ack:
@@ -102,6 +113,8 @@ async def apublish(event: str, data: Any = None, *, ack: bool = False, timeout: 
     """:func:`publish` for async code: with ``ack=True`` the acknowledgement is awaited, not blocked on."""
     subject = subject_for(event)
     payload = encode_data(data)
+    if emitting.is_muted():
+        return None
     link = get_link()
     if ack:
         return await link.apublish_acked(subject, payload, timeout)

@@ -1,5 +1,5 @@
 // Compiled (not run) by types.test.mjs with tsc --strict: the declarations cover what README.md shows.
-import { Telegraphy, Subscription, TelegraphyError, RecoveryInfo, Position, ModelEvent, TransportName, checkConditions, validateSubName, PresenceMember, PresenceSnapshot, PresenceStats, PresenceCount } from "../../telegraphy.js";
+import { Telegraphy, Subscription, TelegraphyError, RecoveryInfo, Position, ModelEvent, TransportName, checkConditions, validateSubName, PresenceMember, PresenceSnapshot, PresenceStats, PresenceCount } from "telegraphy-client";
 
 interface Order {
   pk: number;
@@ -11,6 +11,7 @@ new Telegraphy({ url: async ({ attempt, previous }) => `wss://gw${attempt}.examp
 const url: string | null = tg.url;
 const transport: TransportName | null = tg.transport;
 new Telegraphy({ url: "/ws", transports: ["websocket", "sse"], sseUrl: "https://rt.example/sse", EventSource, fetch });
+new Telegraphy({ url: "/ws", transports: ["sse"], fetch: globalThis.fetch, ReadableStream: null, EventSource: null, WebSocket: null });
 new Telegraphy({ url: "/ws", transports: ["sse"], sseUrl: (ws) => ws.replace(/^ws/, "http").replace(/\/ws$/, "/events") });
 
 const sub: Subscription<Order> = tg
