@@ -17,6 +17,7 @@ from .auth_signals import grant_changed
 from .emitting import coalesced, muted
 from .events import BaseEvent, BaseEventModel, allow_patterns
 from .exceptions import (
+    CatalogError,
     FilterError,
     PresenceError,
     PublishError,
@@ -34,6 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BaseEvent",
     "BaseEventModel",
+    "CatalogError",
     "FilterError",
     "PresenceError",
     "PublishError",

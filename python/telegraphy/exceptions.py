@@ -15,6 +15,7 @@ __all__ = [
     "TokenRegistrationError",
     "FilterError",
     "PresenceError",
+    "CatalogError",
 ]
 
 
@@ -54,3 +55,12 @@ class FilterError(TelegraphyError, ValueError):
 
 class PresenceError(TelegraphyError, RuntimeError):
     """Presence could not be read from the ``PRESENCE_BUCKET`` KV bucket (NATS unreachable, no answer in time)."""
+
+
+class CatalogError(TelegraphyError, ValueError):
+    """An event catalog entry that breaks proto/PROTOCOL.md section 12; ``reason`` is ``too_big``, ``not_json``,
+    ``invalid`` or ``key_mismatch`` (as the vectors say)."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason

@@ -1,7 +1,9 @@
 """``manage.py run_telegraph``: exec the Telegraphy gateway with this site's TELEGRAPHY settings.
 
 The binary is ``TELEGRAPHY["GATEWAY_BINARY"]``, else ``$TELEGRAPHY_GATEWAY_BIN``, else ``telegraphy-gateway``
-on PATH. Settings reach it as environment variables (never on the command line, where ``ps`` shows them).
+on PATH. Settings reach it as environment variables (never on the command line, where ``ps`` shows them). Before
+that it syncs the event catalog (proto/PROTOCOL.md section 12), bounded by PUBLISH_TIMEOUT and never fatal
+(``--no-catalog`` skips it).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from ... import catalog
 from ...conf import telegraphy_settings as ts
 
 BINARY_NAME = "telegraphy-gateway"
@@ -70,6 +73,7 @@ class Command(BaseCommand):
             action="store_true",
             help="print the command and the TELEGRAPHY_* variables it would get (secret masked), do not run",
         )
+        parser.add_argument("--no-catalog", action="store_true", help="do not sync the event catalog first")
         parser.add_argument("gateway_args", nargs="*", help="further arguments for the gateway binary")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -85,6 +89,8 @@ class Command(BaseCommand):
                 value = "********" if key == "TELEGRAPHY_AUTH__SECRET" else env[key]
                 self.stdout.write(f"{key}={value}")
             return
+        if not options["no_catalog"]:
+            catalog.sync_quietly(self.stderr.write)
         self.stdout.flush()
         self.stderr.flush()
         os.execve(binary, argv, env)

@@ -1,4 +1,5 @@
-"""``manage.py telegraphy_check``: is NATS reachable, the tokens KV bucket there, the gateway ready?"""
+"""``manage.py telegraphy_check``: is NATS reachable, the tokens KV bucket there, the gateway ready? With NATS
+reachable it also syncs the event catalog (proto/PROTOCOL.md section 12; ``--no-catalog`` skips it)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from django.core.management.base import BaseCommand, CommandError
 
+from ... import catalog
 from ...conf import telegraphy_settings as ts
 from ...exceptions import PublishError
 from ...nats_link import get_link
@@ -34,6 +36,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--create-bucket", action="store_true", help="create the tokens KV bucket if missing")
         parser.add_argument("--skip-gateway", action="store_true", help="do not check the gateway")
+        parser.add_argument("--no-catalog", action="store_true", help="do not sync the event catalog")
         parser.add_argument("--timeout", type=float, default=3.0)
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -68,11 +71,20 @@ class Command(BaseCommand):
                                            "or run with --create-bucket)"))
             return results
 
+        nats_up = False
         try:
             for ok, what in get_link().run(nats_checks, timeout):
                 report(ok, what)
+                nats_up = nats_up or ok
         except (PublishError, ConnectionError) as exc:
             report(False, f"NATS not reachable at {ts.NATS_URL}: {exc}")
+
+        if nats_up and not options["no_catalog"]:
+            lines: list[str] = []
+            synced = catalog.sync_quietly(lines.append, timeout=timeout)
+            report(synced is not None and not synced.problems, lines[0])
+            for line in lines[1:]:
+                self.stdout.write(f"     {line}")
 
         base = gateway_http_url()
         if not options["skip_gateway"] and base is None:
