@@ -38,9 +38,9 @@ const LIST_KEYS: &[&str] =
     &["http.allowed_origins", "auth.previous_secrets", "auth.anonymous_allow", "http.trusted_proxies"];
 
 /// Longest token lifetime the KV bucket keeps entries for (its `max_age`); see proto/PROTOCOL.md section 4.
-pub const TOKENS_BUCKET_MAX_AGE: Duration = Duration::from_secs(3600);
+pub const TOKENS_BUCKET_MAX_AGE: Duration = crate::constants::buckets::tokens::MAX_AGE;
 /// Revocations outlive every resume token.
-pub const REVOCATIONS_BUCKET_MAX_AGE: Duration = Duration::from_secs(86_400);
+pub const REVOCATIONS_BUCKET_MAX_AGE: Duration = crate::constants::buckets::revocations::MAX_AGE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -265,7 +265,7 @@ pub struct PresenceSettings {
 impl PresenceSettings {
     /// How long an entry lives after its last refresh: 3 refresh intervals.
     pub fn ttl(&self) -> Duration {
-        Duration::from_secs(self.refresh_interval.saturating_mul(3))
+        Duration::from_secs(self.refresh_interval.saturating_mul(crate::constants::presence::TTL_REFRESH_INTERVALS))
     }
 
     /// Members at or below which a paused channel's `join`/`leave` resume: 10 % under the bound, so that a

@@ -71,25 +71,7 @@ use crate::{
 };
 
 /// The lookup names, in PROTOCOL.md order.
-pub const LOOKUPS: [&str; 17] = [
-    "exact",
-    "iexact",
-    "contains",
-    "icontains",
-    "in",
-    "gt",
-    "gte",
-    "lt",
-    "lte",
-    "range",
-    "startswith",
-    "istartswith",
-    "endswith",
-    "iendswith",
-    "isnull",
-    "regex",
-    "iregex",
-];
+pub const LOOKUPS: &[&str] = crate::constants::filters::LOOKUPS;
 
 /// Most bytes of compiled program per regex (the NFA: `meta::Config::nfa_size_limit`, what
 /// `regex::RegexBuilder::size_limit` sets; the crate's default is 10 MiB). Measured with
@@ -97,7 +79,7 @@ pub const LOOKUPS: [&str; 17] = [
 /// `^[\p{L}\p{N}_-]+$` 47 KiB, `\w+@\w+\.\w+` 147 KiB, `\w{5}` 244 KiB; counted repetitions of
 /// Unicode classes grow fastest (`\w{6}` and up, `\w{19}` 927 KiB, `\w{1,64}` are refused as
 /// too complex, while `(?-u:\w){1,64}` 9 KiB or `\w+` are fine).
-pub const REGEX_SIZE_LIMIT: usize = 256 << 10;
+pub const REGEX_SIZE_LIMIT: usize = crate::constants::filters::limits::MAX_REGEX_PROGRAM_BYTES;
 
 /// Capacity of each lazy DFA cache of a regex (`meta::Config::hybrid_cache_capacity`, what
 /// `regex::RegexBuilder::dfa_size_limit` sets; the crate's default is 2 MiB). A matching cache
@@ -125,12 +107,13 @@ pub struct FilterLimits {
 
 impl Default for FilterLimits {
     fn default() -> Self {
+        use crate::constants::filters::limits;
         FilterLimits {
-            max_conditions: 16,
-            max_bytes: 4096,
-            max_regex_bytes: 256,
-            max_in_values: 100,
-            max_regex_conditions: 4,
+            max_conditions: limits::MAX_CONDITIONS,
+            max_bytes: limits::MAX_BYTES,
+            max_regex_bytes: limits::MAX_REGEX_BYTES,
+            max_in_values: limits::MAX_IN_VALUES,
+            max_regex_conditions: limits::MAX_REGEX_CONDITIONS,
         }
     }
 }
@@ -562,9 +545,10 @@ impl Condition {
         }
         let (fields, lookup) = match parts.split_last() {
             Some((last, rest)) if !rest.is_empty() && LOOKUPS.contains(last) => (rest, *last),
-            _ => (&parts[..], "exact"),
+            _ => (&parts[..], crate::constants::filters::DEFAULT_LOOKUP),
         };
-        let lookup = LOOKUPS.iter().copied().find(|l| *l == lookup).unwrap_or("exact");
+        let lookup =
+            LOOKUPS.iter().copied().find(|l| *l == lookup).unwrap_or(crate::constants::filters::DEFAULT_LOOKUP);
         let bad = |expected: &'static str| FilterError::BadValue { clause, key: shown(key), lookup, expected };
         let string = || value.as_str().ok_or_else(|| bad("a string"));
         let (test, lookup, canon_value) = match lookup {

@@ -141,7 +141,7 @@ fn event_pattern(obj: &mut Map<String, Value>, id: Option<u64>) -> Result<String
 
 /// Is `name` a valid subscription name: 1..64 characters of `[A-Za-z0-9_.:*>-]`?
 pub fn valid_sub_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
+    (crate::constants::sub_names::MIN_CHARS..=crate::constants::sub_names::MAX_CHARS).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'*' | b'>' | b'-'))
 }
 
@@ -265,13 +265,14 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     pub fn as_str(&self) -> &'static str {
+        use crate::constants::error_codes;
         match self {
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::NotConnected => "not_connected",
-            ErrorCode::LimitExceeded => "limit_exceeded",
-            ErrorCode::Internal => "internal",
+            ErrorCode::BadRequest => error_codes::BAD_REQUEST,
+            ErrorCode::Unauthorized => error_codes::UNAUTHORIZED,
+            ErrorCode::Forbidden => error_codes::FORBIDDEN,
+            ErrorCode::NotConnected => error_codes::NOT_CONNECTED,
+            ErrorCode::LimitExceeded => error_codes::LIMIT_EXCEEDED,
+            ErrorCode::Internal => error_codes::INTERNAL,
         }
     }
 }
@@ -284,24 +285,26 @@ impl std::fmt::Display for ErrorCode {
 
 /// WebSocket close codes (PROTOCOL.md section 3, "Close codes").
 pub mod close {
+    use crate::constants::close as codes;
+
     /// Normal, e.g. heartbeat timeout: reconnect with backoff.
-    pub const NORMAL: u16 = 1000;
+    pub const NORMAL: u16 = codes::NORMAL;
     /// Protocol violation (too many bad frames).
-    pub const PROTOCOL: u16 = 1008;
+    pub const PROTOCOL: u16 = codes::PROTOCOL_VIOLATION;
     /// Frame too big.
-    pub const TOO_BIG: u16 = 1009;
+    pub const TOO_BIG: u16 = codes::FRAME_TOO_BIG;
     /// Node restarting (drain): reconnect at once.
-    pub const RESTART: u16 = 1012;
+    pub const RESTART: u16 = codes::RESTART;
     /// Connect timeout, bad/expired/used token.
-    pub const UNAUTHORIZED: u16 = 4001;
+    pub const UNAUTHORIZED: u16 = codes::UNAUTHORIZED;
     /// Forbidden / revoked: stop.
-    pub const FORBIDDEN: u16 = 4003;
+    pub const FORBIDDEN: u16 = codes::FORBIDDEN;
     /// Outbound queue full.
-    pub const TOO_SLOW: u16 = 4008;
+    pub const TOO_SLOW: u16 = codes::TOO_SLOW;
     /// Rate limited.
-    pub const RATE_LIMITED: u16 = 4029;
+    pub const RATE_LIMITED: u16 = codes::RATE_LIMITED;
     /// The token store (NATS) could not answer; the token was not consumed: retry later.
-    pub const TRY_AGAIN_LATER: u16 = 1013;
+    pub const TRY_AGAIN_LATER: u16 = codes::TRY_AGAIN_LATER;
 }
 
 /// Appends `s` as a JSON string literal. Strings without characters that need escaping (all

@@ -4,6 +4,7 @@
 //! are the node's inner parts: an embedding application or a test reaches the node through [`node::Gateway`],
 //! [`server::Application`] and the public modules.
 //! - [`config`]: settings from defaults, a TOML file and `TELEGRAPHY_<SECTION>__<KEY>` variables.
+//! - [`constants`]: the protocol's constants, generated from proto/constants.json by scripts/gen-constants.
 //! - [`server`]: start-up ([`server::Application`]: bind, build the node once, run, drain) and the routes:
 //!   `/healthz`, `/readyz`, `/metrics`, and `/sse` (`sse`) on the public listener. HTTP/1 requests go to
 //!   actix-web; `Upgrade: websocket` requests leave the HTTP dispatcher with their raw connection.
@@ -52,6 +53,7 @@ pub mod auth;
 mod client_ip;
 pub mod config;
 mod connections;
+pub mod constants;
 mod decimal;
 pub mod filter;
 mod filter_memory;

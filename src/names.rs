@@ -17,11 +17,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
 /// Most tokens in a name or pattern.
-pub const MAX_TOKENS: usize = 16;
+pub const MAX_TOKENS: usize = crate::constants::names::MAX_TOKENS;
 /// Most bytes in a name or pattern.
-pub const MAX_NAME_BYTES: usize = 255;
+pub const MAX_NAME_BYTES: usize = crate::constants::names::MAX_BYTES;
 /// Longest primary key (in characters of the token alphabet) that [`key_token`] keeps as is.
-pub const MAX_PLAIN_KEY: usize = 64;
+pub const MAX_PLAIN_KEY: usize = crate::constants::names::MAX_PLAIN_KEY_CHARS;
 
 /// Why a string is not a valid event name or pattern. The messages are fixed texts (they never
 /// repeat the input), so they are safe to send to a client in an `error` frame.
@@ -29,9 +29,9 @@ pub const MAX_PLAIN_KEY: usize = 64;
 pub enum NameError {
     #[error("name is empty")]
     Empty,
-    #[error("name is longer than 255 bytes")]
+    #[error("name is longer than {MAX_NAME_BYTES} bytes")]
     TooLong,
-    #[error("name has more than 16 tokens")]
+    #[error("name has more than {MAX_TOKENS} tokens")]
     TooManyTokens,
     #[error("name has an empty token")]
     EmptyToken,

@@ -67,7 +67,7 @@ pub enum PresenceError {
 pub fn client_id(session: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, format!("telegraphy-presence:{session}").as_bytes());
     let mut id = URL_SAFE_NO_PAD.encode(digest.as_ref());
-    id.truncate(16);
+    id.truncate(crate::constants::presence::CLIENT_ID_CHARS);
     id
 }
 

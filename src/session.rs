@@ -31,7 +31,7 @@ use crate::{
 };
 
 /// Rate-bucket tokens a `presence` snapshot takes (its reply holds up to `presence.max_snapshot` clients).
-pub const SNAPSHOT_COST: u32 = 5;
+pub const SNAPSHOT_COST: u32 = crate::constants::presence::SNAPSHOT_COST;
 
 /// Bound on waiting for NATS/JetStream or queue room while recovering history.
 const HISTORY_WAIT: Duration = Duration::from_secs(5);

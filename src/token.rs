@@ -35,15 +35,15 @@ use ring::rand::{SecureRandom as _, SystemRandom};
 use crate::names;
 
 /// Largest token accepted, in bytes.
-pub const MAX_TOKEN_BYTES: usize = 4096;
+pub const MAX_TOKEN_BYTES: usize = crate::constants::tokens::MAX_BYTES;
 /// Most patterns in `allow`.
-pub const MAX_ALLOW: usize = 64;
+pub const MAX_ALLOW: usize = crate::constants::tokens::MAX_ALLOW;
 /// Tolerated clock difference between minting and verifying hosts, in seconds.
-pub const CLOCK_SKEW: i64 = 5;
+pub const CLOCK_SKEW: i64 = crate::constants::tokens::CLOCK_SKEW;
 /// Shortest secret, in bytes.
-pub const MIN_SECRET_BYTES: usize = 32;
+pub const MIN_SECRET_BYTES: usize = crate::constants::tokens::MIN_SECRET_BYTES;
 /// Largest `info` claim (a JSON object shown by presence), in bytes of compact JSON.
-pub const MAX_INFO_BYTES: usize = 256;
+pub const MAX_INFO_BYTES: usize = crate::constants::tokens::MAX_INFO_BYTES;
 
 /// Connect token (`tg1`) or resume token (`tg1r`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,15 +56,15 @@ impl TokenKind {
     /// The token prefix: `tg1` or `tg1r`.
     pub fn prefix(self) -> &'static str {
         match self {
-            TokenKind::Connect => "tg1",
-            TokenKind::Resume => "tg1r",
+            TokenKind::Connect => crate::constants::tokens::CONNECT_PREFIX,
+            TokenKind::Resume => crate::constants::tokens::RESUME_PREFIX,
         }
     }
 
     fn from_prefix(prefix: &str) -> Option<Self> {
         match prefix {
-            "tg1" => Some(TokenKind::Connect),
-            "tg1r" => Some(TokenKind::Resume),
+            crate::constants::tokens::CONNECT_PREFIX => Some(TokenKind::Connect),
+            crate::constants::tokens::RESUME_PREFIX => Some(TokenKind::Resume),
             _ => None,
         }
     }
@@ -122,7 +122,7 @@ pub enum TokenError {
     BadSignature,
     #[error("token expired")]
     Expired,
-    #[error("secret must be at least 32 bytes")]
+    #[error("secret must be at least {MIN_SECRET_BYTES} bytes")]
     WeakSecret,
     #[error("no secret configured")]
     NoSecret,
@@ -160,7 +160,8 @@ fn is_b64url(s: &str) -> bool {
 }
 
 fn is_jti(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == crate::constants::tokens::JTI_HEX_CHARS
+        && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl Keyring {
@@ -278,9 +279,9 @@ pub fn check_info(info: &serde_json::Value) -> Result<(), InfoError> {
 
 /// A fresh token id: 128 random bits from the system CSPRNG as 32 lowercase hex characters.
 pub fn new_jti() -> String {
-    let mut bytes = [0u8; 16];
+    let mut bytes = [0u8; crate::constants::tokens::JTI_HEX_CHARS / 2];
     SystemRandom::new().fill(&mut bytes).expect("system random number generator failed");
-    let mut out = String::with_capacity(32);
+    let mut out = String::with_capacity(crate::constants::tokens::JTI_HEX_CHARS);
     for b in bytes {
         out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
         out.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));

@@ -288,3 +288,15 @@ async fn secrets_and_tokens_never_reach_the_log() {
         }
     }
 }
+
+/// `--version` prints the project's one version (the VERSION file, which scripts/gen-constants copies into
+/// Cargo.toml, the Python and the JS packages).
+#[tokio::test]
+async fn version_is_the_version_file() {
+    let version = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/VERSION")).unwrap();
+    let mut cmd = gateway_command("nats://127.0.0.1:1", CLI_SECRET);
+    cmd.arg("--version");
+    let (code, stdout, stderr) = run(cmd).await;
+    assert_eq!(code, 0, "--version failed: {stderr}");
+    assert_eq!(stdout.trim(), format!("telegraphy-gateway {}", version.trim()));
+}

@@ -137,6 +137,17 @@ fn filter_lookups_and_limits_match() {
 }
 
 #[test]
+fn event_limit_matches() {
+    let limit = &constants()["limits"]["max_event_bytes"];
+    let defaults = settings(&[]);
+    assert_eq!(int(&limit["default"]) as usize, defaults.limits.max_event_bytes);
+    assert_eq!(int(&limit["default"]) as usize, telegraphy::constants::limits::MAX_EVENT_BYTES);
+    let setting = text(&limit["gateway_setting"]);
+    let changed = settings(&[(&env_name(setting), "2048")]);
+    assert_eq!(changed.limits.max_event_bytes, 2048, "{setting} sets max_event_bytes");
+}
+
+#[test]
 fn tokens_match() {
     let t = &constants()["tokens"];
     assert_eq!(text(&t["connect_prefix"]), TokenKind::Connect.prefix());

@@ -1,26 +1,22 @@
 /* telegraphy-client: bundled from src/ by build.mjs (esbuild); do not edit. */
 (() => {
   // src/constants.js
-  var deepFreeze = (value) => {
-    if (value !== null && typeof value === "object") Object.values(value).forEach(deepFreeze);
-    return Object.freeze(value);
-  };
-  var PROTOCOL = deepFreeze({
-    "names": {
+  var PROTOCOL = Object.freeze({
+    "names": Object.freeze({
       "max_tokens": 16,
       "max_bytes": 255,
       "token_chars": "A-Za-z0-9_-",
       "single_wildcard": "*",
       "tail_wildcard": ">",
       "max_plain_key_chars": 64
-    },
-    "sub_names": {
+    }),
+    "sub_names": Object.freeze({
       "min_chars": 1,
       "max_chars": 64,
       "chars": "A-Za-z0-9_.:*>-"
-    },
-    "filters": {
-      "lookups": [
+    }),
+    "filters": Object.freeze({
+      "lookups": Object.freeze([
         "exact",
         "iexact",
         "contains",
@@ -38,32 +34,38 @@
         "isnull",
         "regex",
         "iregex"
-      ],
+      ]),
       "default_lookup": "exact",
-      "limits": {
-        "max_conditions": {
+      "limits": Object.freeze({
+        "max_conditions": Object.freeze({
           "default": 16,
           "gateway_setting": "limits.max_filter_conditions"
-        },
-        "max_regex_conditions": {
+        }),
+        "max_regex_conditions": Object.freeze({
           "default": 4,
           "gateway_setting": "limits.max_regex_conditions"
-        },
-        "max_bytes": {
+        }),
+        "max_bytes": Object.freeze({
           "default": 4096
-        },
-        "max_in_values": {
+        }),
+        "max_in_values": Object.freeze({
           "default": 100
-        },
-        "max_regex_bytes": {
+        }),
+        "max_regex_bytes": Object.freeze({
           "default": 256
-        },
-        "max_regex_program_bytes": {
+        }),
+        "max_regex_program_bytes": Object.freeze({
           "default": 262144
-        }
-      }
-    },
-    "tokens": {
+        })
+      })
+    }),
+    "limits": Object.freeze({
+      "max_event_bytes": Object.freeze({
+        "default": 1048576,
+        "gateway_setting": "limits.max_event_bytes"
+      })
+    }),
+    "tokens": Object.freeze({
       "connect_prefix": "tg1",
       "resume_prefix": "tg1r",
       "max_bytes": 4096,
@@ -73,74 +75,74 @@
       "max_ttl": 3600,
       "min_secret_bytes": 32,
       "max_info_bytes": 256
-    },
-    "buckets": {
-      "tokens": {
+    }),
+    "buckets": Object.freeze({
+      "tokens": Object.freeze({
         "name": "telegraphy_tokens",
         "max_age": 3600,
         "gateway_setting": "auth.tokens_bucket"
-      },
-      "revocations": {
+      }),
+      "revocations": Object.freeze({
         "name": "telegraphy_revocations",
         "max_age": 86400,
         "gateway_setting": "auth.revocations_bucket"
-      }
-    },
-    "presence": {
-      "bucket": {
+      })
+    }),
+    "presence": Object.freeze({
+      "bucket": Object.freeze({
         "name": "telegraphy_presence",
         "gateway_setting": "presence.bucket"
-      },
+      }),
       "ttl_refresh_intervals": 3,
       "snapshot_cost": 5,
       "client_id_chars": 16
-    },
-    "error_codes": [
+    }),
+    "error_codes": Object.freeze([
       "bad_request",
       "unauthorized",
       "forbidden",
       "not_connected",
       "limit_exceeded",
       "internal"
-    ],
-    "close_codes": {
-      "normal": {
+    ]),
+    "close_codes": Object.freeze({
+      "normal": Object.freeze({
         "code": 1e3,
         "client": "reconnect"
-      },
-      "protocol_violation": {
+      }),
+      "protocol_violation": Object.freeze({
         "code": 1008,
         "client": "stop"
-      },
-      "frame_too_big": {
+      }),
+      "frame_too_big": Object.freeze({
         "code": 1009,
         "client": "stop"
-      },
-      "restart": {
+      }),
+      "restart": Object.freeze({
         "code": 1012,
         "client": "reconnect_at_once"
-      },
-      "try_again_later": {
+      }),
+      "try_again_later": Object.freeze({
         "code": 1013,
         "client": "reconnect"
-      },
-      "unauthorized": {
+      }),
+      "unauthorized": Object.freeze({
         "code": 4001,
         "client": "new_token"
-      },
-      "forbidden": {
+      }),
+      "forbidden": Object.freeze({
         "code": 4003,
         "client": "stop"
-      },
-      "too_slow": {
+      }),
+      "too_slow": Object.freeze({
         "code": 4008,
         "client": "reconnect"
-      },
-      "rate_limited": {
+      }),
+      "rate_limited": Object.freeze({
         "code": 4029,
         "client": "reconnect"
-      }
-    }
+      })
+    })
   });
 
   // src/names.js

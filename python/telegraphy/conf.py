@@ -45,9 +45,14 @@ import re
 import threading
 from typing import Any
 
+from . import constants
+
 # The two filter limits a gateway may change (its limits.* settings), with the protocol's defaults
 # (proto/constants.json); telegraphy.filters applies them.
-DEFAULT_FILTER_LIMITS: dict[str, int] = {"max_filter_conditions": 16, "max_regex_conditions": 4}
+DEFAULT_FILTER_LIMITS: dict[str, int] = {
+    "max_filter_conditions": constants.FILTERS_LIMITS_MAX_CONDITIONS,
+    "max_regex_conditions": constants.FILTERS_LIMITS_MAX_REGEX_CONDITIONS,
+}
 
 DEFAULTS: dict[str, Any] = {
     "NATS_URL": "nats://127.0.0.1:4222",
@@ -58,9 +63,9 @@ DEFAULTS: dict[str, Any] = {
     "SECRET": None,
     "TOKEN_TTL": 60,
     "REGISTER_TOKENS": True,
-    "TOKENS_BUCKET": "telegraphy_tokens",
-    "REVOCATIONS_BUCKET": "telegraphy_revocations",
-    "PRESENCE_BUCKET": "telegraphy_presence",
+    "TOKENS_BUCKET": constants.BUCKETS_TOKENS_NAME,
+    "REVOCATIONS_BUCKET": constants.BUCKETS_REVOCATIONS_NAME,
+    "PRESENCE_BUCKET": constants.PRESENCE_BUCKET_NAME,
     "KV_REPLICAS": 1,
     "PUBLISH_BUFFER": 10000,
     "PUBLISH_TIMEOUT": 5.0,

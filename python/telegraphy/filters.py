@@ -24,23 +24,21 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from . import constants
 from .conf import DEFAULT_FILTER_LIMITS, telegraphy_settings
 from .exceptions import FilterError
 
 __all__ = ["LOOKUPS", "DEFAULT_LIMITS", "FilterError", "check", "limits"]
 
-LOOKUPS = frozenset({
-    "exact", "iexact", "contains", "icontains", "in", "gt", "gte", "lt", "lte", "range",
-    "startswith", "istartswith", "endswith", "iendswith", "isnull", "regex", "iregex",
-})  # fmt: skip
+LOOKUPS = frozenset(constants.FILTERS_LOOKUPS)
 TEXT_LOOKUPS = frozenset({"contains", "icontains", "startswith", "istartswith", "endswith", "iendswith"})
 # TELEGRAPHY["FILTER_LIMITS"]: the limits a gateway may change, by its setting names (proto/constants.json).
 DEFAULT_LIMITS = DEFAULT_FILTER_LIMITS
 MAX_CONDITIONS = DEFAULT_LIMITS["max_filter_conditions"]  # the protocol's default of limits.max_filter_conditions
 MAX_REGEX_CONDITIONS = DEFAULT_LIMITS["max_regex_conditions"]  # ... and of limits.max_regex_conditions
-MAX_BYTES = 4096
-MAX_IN_VALUES = 100
-MAX_REGEX_BYTES = 256
+MAX_BYTES = constants.FILTERS_LIMITS_MAX_BYTES
+MAX_IN_VALUES = constants.FILTERS_LIMITS_MAX_IN_VALUES
+MAX_REGEX_BYTES = constants.FILTERS_LIMITS_MAX_REGEX_BYTES
 
 
 def limits() -> dict[str, int]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import re
 
+from . import constants
+
 __all__ = [
     "MAX_TOKENS",
     "MAX_BYTES",
@@ -25,14 +27,14 @@ __all__ = [
     "key_token",
 ]
 
-MAX_TOKENS = 16
-MAX_BYTES = 255
-MAX_PLAIN_KEY = 64
+MAX_TOKENS = constants.NAMES_MAX_TOKENS
+MAX_BYTES = constants.NAMES_MAX_BYTES
+MAX_PLAIN_KEY = constants.NAMES_MAX_PLAIN_KEY_CHARS
 
-_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
-_NAME = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+){0,%d}" % (MAX_TOKENS - 1))
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
-_PLAIN_INT_LIMIT = 10**MAX_PLAIN_KEY  # non-negative ints below it have at most 64 digits: plain keys
+_TOKEN = re.compile(f"[{constants.NAMES_TOKEN_CHARS}]+")
+_NAME = re.compile(f"[{constants.NAMES_TOKEN_CHARS}]+(?:\\.[{constants.NAMES_TOKEN_CHARS}]+){{0,{MAX_TOKENS - 1}}}")
+_PLAIN_KEY = re.compile(f"[A-Za-z0-9_][{constants.NAMES_TOKEN_CHARS}]{{0,{MAX_PLAIN_KEY - 1}}}")
+_PLAIN_INT_LIMIT = 10**MAX_PLAIN_KEY  # non-negative ints below it have at most MAX_PLAIN_KEY digits: plain keys
 
 
 def is_valid_token(token: object) -> bool:

@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any, Iterable
 
+from . import constants
 from .conf import telegraphy_settings as ts
 from .exceptions import RevocationError
 from .nats_link import NatsLink, get_link
@@ -39,7 +40,8 @@ __all__ = [
     "issue_time",
 ]
 
-REVOCATIONS_MAX_AGE = 86400  # the bucket's max_age when this package creates it (>= the gateway's resume TTL)
+# the bucket's max_age when this package creates it (>= the gateway's resume TTL)
+REVOCATIONS_MAX_AGE = constants.BUCKETS_REVOCATIONS_MAX_AGE
 PUTS_IN_FLIGHT = 256  # revoke_users: KV puts awaiting their acknowledgement at once
 
 _KV_KEY = re.compile(r"[-/_=.A-Za-z0-9]+")

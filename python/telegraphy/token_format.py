@@ -24,7 +24,7 @@ import secrets as _secrets
 import time
 from typing import Any, Iterable
 
-from . import names
+from . import constants, names
 from .exceptions import TokenError
 
 __all__ = [
@@ -47,20 +47,20 @@ __all__ = [
     "user_sub",
 ]
 
-CONNECT_PREFIX = "tg1"
-RESUME_PREFIX = "tg1r"
-MAX_TOKEN_BYTES = 4096
-MAX_ALLOW = 64
-MAX_TTL = 3600  # the telegraphy_tokens bucket's max_age: token TTLs must not exceed it
-CLOCK_SKEW = 5
-MIN_SECRET_BYTES = 32
-MAX_INFO_BYTES = 256  # the presence `info` claim: a JSON object of at most this many bytes as compact JSON
+CONNECT_PREFIX = constants.TOKENS_CONNECT_PREFIX
+RESUME_PREFIX = constants.TOKENS_RESUME_PREFIX
+MAX_TOKEN_BYTES = constants.TOKENS_MAX_BYTES
+MAX_ALLOW = constants.TOKENS_MAX_ALLOW
+MAX_TTL = constants.TOKENS_MAX_TTL  # the telegraphy_tokens bucket's max_age: token TTLs must not exceed it
+CLOCK_SKEW = constants.TOKENS_CLOCK_SKEW
+MIN_SECRET_BYTES = constants.TOKENS_MIN_SECRET_BYTES
+MAX_INFO_BYTES = constants.TOKENS_MAX_INFO_BYTES  # the presence `info` claim: at most this many bytes as compact JSON
 # PROTOCOL section 4 "Secrets" (vectors/secrets.json): the words of the shipped examples, and the entropy floor.
 PLACEHOLDER_WORDS = ("change", "replace", "example", "placeholder", "dummy", "insecure")
 MIN_SECRET_ENTROPY_BITS = 80
 
 _B64 = re.compile(r"[A-Za-z0-9_-]+")
-_JTI = re.compile(r"[0-9a-f]{32}")
+_JTI = re.compile(f"[0-9a-f]{{{constants.TOKENS_JTI_HEX_CHARS}}}")
 
 
 def _b64encode(data: bytes) -> str:
@@ -167,7 +167,7 @@ def claims_for(
         check_info(info)
     iat = int(time.time()) if now is None else int(now)
     claims = {
-        "jti": jti if jti is not None else _secrets.token_hex(16),
+        "jti": jti if jti is not None else _secrets.token_hex(constants.TOKENS_JTI_HEX_CHARS // 2),
         "sub": sub,
         "allow": allow_list,
         "iat": iat,
