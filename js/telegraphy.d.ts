@@ -284,6 +284,8 @@ export declare class Telegraphy {
   /** Compatibility with the original API: subscribe the page instance. */
   static register<T = unknown>(eventName: string, callback: EventHandler<T>): Subscription<T>;
 
+  /** The client's version: the same as the gateway's and the Django app's (VERSION). */
+  static version: string;
   static validateName: typeof validateName;
   static validatePattern: typeof validatePattern;
   static matches: typeof matches;

@@ -390,7 +390,9 @@ async fn resume_on_the_other_replica_keeps_session_and_permissions() {
     assert_eq!(connected["node"], "gw-a");
     let (_, claims) = keyring(SECRET).verify(&resume, token::now_unix()).unwrap();
     assert_eq!((claims.sub.as_str(), claims.sid.as_deref()), ("alice", Some(session.as_str())));
-    assert!(claims.exp - claims.iat == 900);
+    // `iat` is the session's first authentication (the connect), `exp` the resume's minting: the same second,
+    // or the next one on a loaded machine.
+    assert!((900..=902).contains(&(claims.exp - claims.iat)), "{claims:?}");
     first.close().await;
 
     let (mut again, resumed) = resume_ok(&b, &resume).await;

@@ -1420,6 +1420,9 @@
     }
   };
 
+  // src/version.js
+  var VERSION = "0.1.0";
+
   // src/client.js
   var TRANSPORTS = { websocket: WebSocketTransport, sse: SseTransport };
   var TRANSPORT_NAMES = Object.keys(TRANSPORTS);
@@ -1443,6 +1446,8 @@
   var thePage = () => pageInstance ||= fromPage({});
   var Telegraphy = class {
     // The rules and helpers, also on the class (the <script> build defines only the global `Telegraphy`).
+    /** The client's version (VERSION, as the gateway's and the Django app's). */
+    static version = VERSION;
     static validateName = validateName;
     static validatePattern = validatePattern;
     static matches = matches;

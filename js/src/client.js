@@ -13,6 +13,7 @@ import { Recovery } from "./recovery.js";
 import { Subscription } from "./subscription.js";
 import { Subscriptions } from "./subscriptions.js";
 import { pageConfig } from "./page.js";
+import { VERSION } from "./version.js";
 
 const TRANSPORTS = { websocket: WebSocketTransport, sse: SseTransport };
 
@@ -48,6 +49,8 @@ const thePage = () => (pageInstance ||= fromPage({}));
 
 export class Telegraphy {
   // The rules and helpers, also on the class (the <script> build defines only the global `Telegraphy`).
+  /** The client's version (VERSION, as the gateway's and the Django app's). */
+  static version = VERSION;
   static validateName = validateName;
   static validatePattern = validatePattern;
   static matches = matches;

@@ -75,6 +75,12 @@ test("telegraphy.d.ts declares every runtime export and static helper", () => {
   }
 });
 
+test("Telegraphy.version is the package's version (one VERSION for the three packages)", () => {
+  const pkg = JSON.parse(read("../package.json"));
+  assert.equal(mod.Telegraphy.version, pkg.version);
+  assert.equal(read("../../VERSION").trim(), pkg.version);
+});
+
 test("package.json: name, ES module, exports and types resolve to real files", () => {
   const pkg = JSON.parse(read("../package.json"));
   assert.equal(pkg.name, "telegraphy-client");

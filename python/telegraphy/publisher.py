@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import emitting, names
+from . import constants, emitting, names
 from .conf import telegraphy_settings
 from .exceptions import PublishError
 from .nats_link import NatsLink, get_link, reset_link
@@ -35,7 +35,7 @@ __all__ = [
     "flush",
 ]
 
-MAX_EVENT_BYTES = 1024 * 1024  # the gateway's default limits.max_event_bytes
+MAX_EVENT_BYTES = constants.LIMITS_MAX_EVENT_BYTES  # the gateway's default limits.max_event_bytes
 
 # The names of the process's NATS link from before it had a module of its own (issue 14).
 Publisher = NatsLink
