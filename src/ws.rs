@@ -13,7 +13,9 @@
 //!   write. A client that stops reading blocks only its own writer; its queue fills and the hub closes it with
 //!   4008 (see [`crate::outbox`]).
 //!
-//! WebSocket pings from the client are answered by the WebSocket layer itself.
+//! WebSocket pings from the client are answered by the WebSocket layer itself; they take request-rate tokens like
+//! data frames (the session counts them). Once the connection is closed, the reader keeps reading and discarding
+//! until the client's close frame (RFC 6455 7.1.1, see [`writer::linger`]).
 
 use std::sync::Arc;
 
@@ -123,7 +125,7 @@ fn inbound(message: Result<Message, WsError>) -> Inbound<Utf8Bytes> {
     match message {
         Ok(Message::Text(text)) => Inbound::Text(text),
         Ok(Message::Binary(_)) => Inbound::Binary,
-        // Pings are answered by the WebSocket layer; pongs only count as life.
+        // Pings are answered by the WebSocket layer; pings and pongs count as life and as requests.
         Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => Inbound::Alive,
         Ok(Message::Close(_)) => Inbound::Closed,
         Err(WsError::Capacity(CapacityError::MessageTooLong { .. })) => Inbound::TooBig,
