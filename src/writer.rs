@@ -5,7 +5,8 @@
 //! decides what goes out once the connection closes (queued frames, then the close frame with the code and reason
 //! of [`Control`], all within [`CLOSE_GRACE`]; a 4008 gets no more queued frames).
 //!
-//! Once the session ended, its reader **lingers** ([`linger`], RFC 6455 7.1.1): it keeps reading and discarding
+//! Once the session ended and the writer sent the close frame, the reader **lingers** ([`linger`], RFC 6455
+//! 7.1.1): it keeps reading and discarding
 //! what the client still sends, for at most [`LINGER`] and [`LINGER_BYTES`], until the client's close frame or
 //! EOF, and only then lets the TCP connection go. Dropping a socket with unread input makes the kernel send a
 //! reset, and a client still sending (e.g. the frames that got it closed with 1008 or 4029) would lose the close
@@ -64,7 +65,7 @@ where
     gw.metrics.connections.increment(1.0);
     gw.metrics.connections_total.increment(1);
     tracing::debug!(conn = id, "WebSocket upgraded");
-    actix_web::rt::spawn(writer(sink, queue, ctl));
+    let writing = actix_web::rt::spawn(writer(sink, queue, ctl));
     actix_web::rt::spawn(async move {
         // Whether the last item the session read ended the input (the client closed, or the stream broke).
         let ended = Rc::new(Cell::new(false));
@@ -73,6 +74,9 @@ where
         let mut inbound = std::pin::pin!(inbound);
         Session::new(gw, id, outbox).run(inbound.as_mut()).await;
         if !ended.get() {
+            // After the close frame went (the writer ends within CLOSE_GRACE of the close): what is read from then
+            // on gets no answer (no pong).
+            let _ = tokio::time::timeout(CLOSE_GRACE * 2, writing).await;
             linger(inbound).await;
         }
     });
