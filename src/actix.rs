@@ -28,7 +28,9 @@
 //! Per connection, as on the raw path: a reader task (the [`crate::session::Session`], fed from actix-ws's
 //! message stream, continuations aggregated up to `limits.max_frame_bytes`) and the shared writer task
 //! (`writer`) draining the bounded outbox into actix-ws's session. The writer is the only task that awaits
-//! the socket, so a client that stops reading blocks nobody else and is closed with 4008.
+//! the socket, so a client that stops reading blocks nobody else and is closed with 4008. After the close frame
+//! the reader lingers (closing handshake, see `crate::writer`) and the response body is held open meanwhile, so
+//! that actix-web closes the TCP connection only then.
 //!
 //! Differences from the raw path, both from actix-web owning the socket: the connection keeps actix-web's HTTP/1
 //! dispatcher and its buffers (more memory per idle connection: bench/README.md); and when the node closes a

@@ -8,10 +8,11 @@
 //!   that first holds the opening frames, then the posted ones. The response body (`Downlink`) drains the
 //!   connection's outbox: `event: stream` first, then one SSE message per server frame (several queued frames
 //!   per chunk), then `event: close` with the close code and reason.
-//! - `POST /sse/{stream}`: one client frame or a JSON array of frames into that channel: 413 over
-//!   `limits.max_frame_bytes` (Content-Length first, then the bytes read, never more buffered) or over
-//!   `limits.max_subscriptions` + 2 frames, 404 no such stream, 429 no room for all of them (nothing taken),
-//!   else 202.
+//! - `POST /sse/{stream}`: one client frame or a JSON array of frames into that channel, only once the
+//!   connection's `connect` succeeded (409 before: the body is not read): 413 over `limits.max_frame_bytes`
+//!   (Content-Length first, then the bytes read, buffered as they arrive, never reserved) or over
+//!   `limits.max_subscriptions` + 2 frames, 404 no such stream (also at once when it ends while the body
+//!   arrives), 408 body not in within `http.body_timeout`, 429 no room for all of them (nothing taken), else 202.
 //! - `OPTIONS` on both: CORS preflight.
 //!
 //! Client gone: actix drops the response body when the client's TCP connection closes or cannot be written
