@@ -12,7 +12,8 @@
 //!   connection's `connect` succeeded (409 before: the body is not read): 413 over `limits.max_frame_bytes`
 //!   (Content-Length first, then the bytes read, buffered as they arrive, never reserved) or over
 //!   `limits.max_subscriptions` + 2 frames, 404 no such stream (also at once when it ends while the body
-//!   arrives), 408 body not in within `http.body_timeout`, 429 no room for all of them (nothing taken), else 202.
+//!   arrives), 408 body not in within `http.body_timeout`, 429 no room for all of them (nothing taken) or
+//!   [`streams::POSTS_IN_FLIGHT`] bodies of this stream already being read, else 202.
 //! - `OPTIONS` on both: CORS preflight.
 //!
 //! Client gone: actix drops the response body when the client's TCP connection closes or cannot be written
@@ -383,7 +384,7 @@ async fn post(
     if !admission::origin_allowed(req.headers(), &gw.settings.http.allowed_origins) {
         return plain(&gw, &req, StatusCode::FORBIDDEN, "origin not allowed");
     }
-    let Some(streams::Stream { uplink, conn }) = gw.sse.get(&stream) else {
+    let Some(streams::Stream { uplink, conn, posts }) = gw.sse.get(&stream) else {
         return plain(&gw, &req, StatusCode::NOT_FOUND, "no such stream on this node");
     };
     if !gw.connections.is_connected(conn) {
@@ -392,6 +393,10 @@ async fn post(
     if uplink.capacity() == 0 {
         return plain(&gw, &req, StatusCode::TOO_MANY_REQUESTS, "too many frames waiting");
     }
+    // Held until this body was read: a stream reads few bodies at once, whatever their number.
+    let Ok(_reading) = posts.try_acquire_owned() else {
+        return closing(&gw, &req, StatusCode::TOO_MANY_REQUESTS, "too many POSTs in flight on this stream");
+    };
     let deadline = std::time::Duration::from_secs(gw.settings.http.body_timeout);
     let read = async {
         let mut received = Vec::new();

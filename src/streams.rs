@@ -3,22 +3,30 @@
 //! ([`crate::sse`] serves both) once it is connected.
 //! Owned by the node ([`crate::node::Gateway`]); a stream id is a secret of its connection, never logged.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use ring::rand::{SecureRandom, SystemRandom};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::{hub::ConnId, inbound::Inbound};
 
 /// What the session of an SSE connection reads: the client frames, opening and posted.
 pub type Uplink = mpsc::Sender<Inbound<String>>;
 
-/// An open stream: the sender into its connection's inbound channel, and the connection.
+/// Most `POST /sse/{stream}` bodies one stream reads at once (a client has one in flight; more answer 429).
+pub const POSTS_IN_FLIGHT: usize = 4;
+
+/// An open stream: the sender into its connection's inbound channel, the connection, and the permits of the
+/// POST bodies being read for it ([`POSTS_IN_FLIGHT`]).
 #[derive(Clone)]
 pub struct Stream {
     pub uplink: Uplink,
     pub conn: ConnId,
+    pub posts: Arc<Semaphore>,
 }
 
 /// The node's open SSE streams: stream id -> [`Stream`]. An entry lives as long as the connection's session.
@@ -34,7 +42,7 @@ impl Streams {
         loop {
             let id = new_stream_id();
             if !open.contains_key(&id) {
-                open.insert(id.clone(), Stream { uplink, conn });
+                open.insert(id.clone(), Stream { uplink, conn, posts: Arc::new(Semaphore::new(POSTS_IN_FLIGHT)) });
                 return id;
             }
         }

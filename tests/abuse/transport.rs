@@ -77,8 +77,14 @@ async fn slow_sse_post_bodies_are_cut_at_the_deadline_and_need_a_connected_strea
     let mut attacker = SseClient::open(&base, &[json!({"type":"connect","id":1})]).await;
     assert_eq!(attacker.recv_or_close(WAIT).await.expect("connected")["type"], "connected");
     let mut slow = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..4 {
         slow.push(slow_post(&app, &attacker.stream, 60_000, br#"[{"type":"ping","#).await);
+    }
+    // The gateway reads at most 4 bodies of one stream at once: more are refused at once, not held.
+    assert_eq!(attacker.post(r#"{"type":"ping","id":3}"#).await, 429);
+    for _ in 0..16 {
+        let mut extra = slow_post(&app, &attacker.stream, 60_000, b"[").await;
+        assert_eq!(answer_then_eof(&mut extra, WAIT).await, 429);
     }
     // Meanwhile the user is served.
     sse_ping(&mut user, 7).await;
