@@ -11,8 +11,8 @@
 //! EOF, and only then lets the TCP connection go. Dropping a socket with unread input makes the kernel send a
 //! reset, and a client still sending (e.g. the frames that got it closed with 1008 or 4029) would lose the close
 //! frame and see 1006. A connection that ended on a frame too big (1009) or a broken WebSocket stream (1008
-//! protocol error) is not read any further: its input can no longer be split into frames without buffering what
-//! the client declared.
+//! protocol error) is not read any further here: its input can no longer be split into frames without buffering
+//! what the client declared (the raw path then drains its TCP connection instead, see `crate::ws`).
 //!
 //! Generic over the library's sink and message type ([`WsMessage`]): monomorphised, so the raw path pays nothing
 //! for the sharing.
@@ -39,7 +39,7 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 pub const LINGER: Duration = Duration::from_secs(2);
 
 /// Most bytes of client frames discarded while lingering (then the connection is dropped anyway).
-const LINGER_BYTES: usize = 1 << 20;
+pub const LINGER_BYTES: usize = 1 << 20;
 
 /// Most queued frames the writer takes per wake-up and writes with one flush.
 const WRITE_BATCH: usize = 64;

@@ -252,6 +252,17 @@ async fn raw_path_closes_with_the_code_while_the_client_keeps_sending() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_path_closes_1009_with_the_code_while_the_client_keeps_sending() {
+    let nats = NatsServer::start();
+    let app = spawn_app(&nats.url()).await;
+    let mut user = app.client(&["a.>"]).await;
+    // Frames over limits.max_frame_bytes (65536): the first closes the socket with 1009, the rest is discarded.
+    let too_big = Message::text("x".repeat(100_000));
+    assert_eq!(ending_while_sending(&app.ws_url(), 3, too_big).await, Ending::Clean(1009));
+    ws_ping(&mut user, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actix_ws_path_closes_with_the_code_while_the_client_keeps_sending() {
     let nats = NatsServer::start();
     let app = spawn_embedded(&nats.url()).await;
