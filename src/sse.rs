@@ -25,6 +25,7 @@
 use std::{convert::Infallible, fmt::Write as _, sync::Arc};
 
 use actix_web::{
+    error::PayloadError,
     http::{
         header::{self, HeaderMap, HeaderValue},
         Method, StatusCode,
@@ -397,11 +398,16 @@ async fn post(
     let Ok(_reading) = posts.try_acquire_owned() else {
         return closing(&gw, &req, StatusCode::TOO_MANY_REQUESTS, "too many POSTs in flight on this stream");
     };
-    let deadline = std::time::Duration::from_secs(gw.settings.http.body_timeout);
+    // The body's deadline (`http.body_timeout`) is the server's, for every request (`crate::server`).
     let read = async {
         let mut received = Vec::new();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|_| (StatusCode::BAD_REQUEST, "body not read"))?;
+            let chunk = chunk.map_err(|e| match e {
+                PayloadError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    (StatusCode::REQUEST_TIMEOUT, "body not received within http.body_timeout")
+                }
+                _ => (StatusCode::BAD_REQUEST, "body not read"),
+            })?;
             if received.len() + chunk.len() > max_bytes {
                 return Err((StatusCode::PAYLOAD_TOO_LARGE, "body larger than limits.max_frame_bytes"));
             }
@@ -410,10 +416,9 @@ async fn post(
         Ok(received)
     };
     let received = tokio::select! {
-        read = tokio::time::timeout(deadline, read) => match read {
-            Ok(Ok(received)) => received,
-            Ok(Err((status, why))) => return plain(&gw, &req, status, why),
-            Err(_) => return closing(&gw, &req, StatusCode::REQUEST_TIMEOUT, "body not received within http.body_timeout"),
+        read = read => match read {
+            Ok(received) => received,
+            Err((status, why)) => return closing(&gw, &req, status, why),
         },
         () = uplink.closed() => return closing(&gw, &req, StatusCode::NOT_FOUND, "no such stream on this node"),
     };

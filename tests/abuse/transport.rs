@@ -61,6 +61,7 @@ async fn slow_sse_post_bodies_are_cut_at_the_deadline_and_need_a_connected_strea
     let app = spawn_app_with(&nats.url(), |s| {
         s.auth.anonymous_allow = vec!["public.>".into()];
         s.http.body_timeout = 2;
+        s.http.api_key = "transport-test-api-key-0123456789abcdef".into();
     })
     .await;
     let base = app.http("");
@@ -93,6 +94,13 @@ async fn slow_sse_post_bodies_are_cut_at_the_deadline_and_need_a_connected_strea
     for tcp in &mut slow {
         assert_eq!(answer_then_eof(tcp, Duration::from_secs(2) + WAIT).await, 408);
     }
+    // Every request body has the deadline, the API's too (its extractor answers 400; on main: held for ever).
+    let mut api = TcpStream::connect(app.addr).await.unwrap();
+    let head = "POST /api/v1/publish HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n\
+                Authorization: Bearer transport-test-api-key-0123456789abcdef\r\nContent-Length: 60000\r\n\r\n{";
+    api.write_all(head.as_bytes()).await.unwrap();
+    let status = answer_then_eof(&mut api, Duration::from_secs(2) + WAIT).await;
+    assert!((400..500).contains(&status), "the API answered {status}");
 
     // A body still arriving when its stream ends is answered at once (404), not at the deadline.
     let mut pending = slow_post(&app, &attacker.stream, 60_000, b"[").await;
