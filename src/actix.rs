@@ -28,7 +28,9 @@
 //! Per connection, as on the raw path: a reader task (the [`crate::session::Session`], fed from actix-ws's
 //! message stream, continuations aggregated up to `limits.max_frame_bytes`) and the shared writer task
 //! (`writer`) draining the bounded outbox into actix-ws's session. The writer is the only task that awaits
-//! the socket, so a client that stops reading blocks nobody else and is closed with 4008.
+//! the socket, so a client that stops reading blocks nobody else and is closed with 4008. After the close frame
+//! the reader lingers (closing handshake, see `crate::writer`) and the response body is held open meanwhile, so
+//! that actix-web closes the TCP connection only then.
 //!
 //! Differences from the raw path, both from actix-web owning the socket: the connection keeps actix-web's HTTP/1
 //! dispatcher and its buffers (more memory per idle connection: bench/README.md); and when the node closes a
@@ -37,10 +39,23 @@
 //! messages) until the client reads or goes away. [`abort_stalled_after`], given to `HttpServer::on_connect`,
 //! bounds that: the kernel aborts a TCP connection whose unsent data has not moved for that long.
 
-use std::{any::Any, time::Duration};
+use std::{
+    any::Any,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use actix_http::ws::verify_handshake;
-use actix_web::{dev::Extensions, http::StatusCode, rt::net::TcpStream, web, HttpRequest, HttpResponse};
+use actix_web::{
+    body::{BodySize, BoxBody, MessageBody},
+    dev::Extensions,
+    http::StatusCode,
+    rt::net::TcpStream,
+    web::{self, Bytes},
+    HttpRequest, HttpResponse,
+};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Message, ProtocolError};
 use bytestring::ByteString;
 use futures_util::{FutureExt, StreamExt};
@@ -80,14 +95,45 @@ pub async fn ws(req: HttpRequest, body: web::Payload, node: web::Data<Gateway>) 
     let stream = stream.max_frame_size(max).aggregate_continuations().max_continuation_size(max);
     // Pings are answered at once if actix-ws's queue has room (a client that does not read needs no pong).
     let mut pong = session.clone();
+    // The response body (actix-ws ends it right after the close frame) is held open until the reader has
+    // lingered (it drops `lingering` with the stream): actix-web closes the TCP connection when the body ends,
+    // and unread client input would turn that into a reset (see `crate::writer`).
+    let (lingering, lingered) = tokio::sync::oneshot::channel::<()>();
     let inbound = stream.map(move |message| {
+        let _ = &lingering;
         if let Ok(AggregatedMessage::Ping(payload)) = &message {
             let _ = pong.pong(payload).now_or_never();
         }
         inbound(message)
     });
     writer::spawn(node.into_inner(), admitted, session, inbound);
-    Ok(response)
+    Ok(response.map_body(|_, body| HeldOpen { body, ended: false, lingered }).map_into_boxed_body())
+}
+
+/// A WebSocket response body that, once ended, ends only when `lingered` resolves (its sender is dropped).
+struct HeldOpen {
+    body: BoxBody,
+    ended: bool,
+    lingered: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl MessageBody for HeldOpen {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        BodySize::Stream
+    }
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        if !this.ended {
+            match Pin::new(&mut this.body).poll_next(cx) {
+                Poll::Ready(None) => this.ended = true,
+                other => return other,
+            }
+        }
+        Pin::new(&mut this.lingered).poll(cx).map(|_| None)
+    }
 }
 
 /// A callback for `HttpServer::on_connect`: every accepted TCP connection gets `TCP_USER_TIMEOUT` = `limit`, so

@@ -16,7 +16,6 @@ use tokio::sync::mpsc;
 
 use crate::{
     client_ip,
-    connections::OverQuota,
     hub::ConnId,
     node::Gateway,
     outbox::{Control, Frame, Outbox},
@@ -42,7 +41,8 @@ pub struct Refusal {
 
 /// Admits a connection from `peer` whose request carried `headers`, or says why not (counted in
 /// `telegraphy_connections_refused_total`): the node is draining (503), the `Origin` is not allowed (403), the
-/// node is full (503), the client address is over its quota (429).
+/// node is full or has too many connections waiting for `connect` (503), the client address is over its quota
+/// of connections or of connections waiting for `connect` (429).
 pub fn admit(gw: &Gateway, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<Admitted, Refusal> {
     let refused = |status, reason| {
         gw.metrics.connections_refused.increment(1);
@@ -61,7 +61,7 @@ pub fn admit(gw: &Gateway, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<
         Err(over) => {
             over.count(&gw.metrics);
             let status =
-                if over == OverQuota::Ip { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::SERVICE_UNAVAILABLE };
+                if over.is_per_ip() { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::SERVICE_UNAVAILABLE };
             Err(refused(status, over.reason()))
         }
     }

@@ -99,6 +99,8 @@ pub struct HttpSettings {
     pub client_ip_header: String,
     /// host:port of a separate internal listener for `/metrics` and `/api/v1/*` (then not on `bind`); empty = off.
     pub admin_bind: String,
+    /// Seconds a request body (`POST /sse/<stream>`) may take to arrive in full.
+    pub body_timeout: u64,
 }
 
 impl std::fmt::Debug for HttpSettings {
@@ -111,6 +113,7 @@ impl std::fmt::Debug for HttpSettings {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("client_ip_header", &self.client_ip_header)
             .field("admin_bind", &self.admin_bind)
+            .field("body_timeout", &self.body_timeout)
             .finish()
     }
 }
@@ -186,6 +189,12 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     /// Live anonymous sessions on this node; 0 = no limit of their own.
     pub max_anonymous_connections: usize,
+    /// Live anonymous sessions per client address on this node; 0 = no limit.
+    pub max_anonymous_connections_per_ip: usize,
+    /// Connections upgraded but not yet connected (no token yet) on this node; 0 = no limit of their own.
+    pub max_pending_connections: usize,
+    /// Connections upgraded but not yet connected per client address on this node; 0 = no limit.
+    pub max_pending_connections_per_ip: usize,
     /// Client frames per second a connection may send on average (token bucket, close 4029 past it); 0 = off.
     pub requests_per_second: u32,
     /// Client frames a connection may send at once (the bucket's size); at least `max_subscriptions` + 2.
@@ -297,6 +306,7 @@ workers = 0
 trusted_proxies = []
 client_ip_header = ""
 admin_bind = ""
+body_timeout = 10
 [nats]
 url = "nats://127.0.0.1:4222"
 subject_prefix = "telegraphy"
@@ -327,6 +337,9 @@ filter_memory_per_node = 268435456
 max_connections_per_session = 4
 max_connections_per_ip = 0
 max_anonymous_connections = 1000
+max_anonymous_connections_per_ip = 64
+max_pending_connections = 1000
+max_pending_connections_per_ip = 32
 requests_per_second = 20
 request_burst = 150
 outbound_queue_bytes = 1048576
@@ -525,6 +538,9 @@ impl Settings {
         self.validate_filter_memory()?;
         if self.limits.max_connections_per_session == 0 {
             return Err(invalid("limits.max_connections_per_session", "must be at least 1"));
+        }
+        if !(1..=3600).contains(&self.http.body_timeout) {
+            return Err(invalid("http.body_timeout", "must be 1..3600 seconds"));
         }
         let max_age = REVOCATIONS_BUCKET_MAX_AGE.as_secs();
         if self.auth.max_session_age == 0 || self.auth.max_session_age > max_age {

@@ -1,6 +1,10 @@
 //! The node's live connections: counted against the connection quotas (`limits.max_connections`, per client
 //! address, per session, anonymous), closed together on drain, and found by user or session when a revocation
 //! arrives. Touched on upgrade, connect and disconnect only, never per frame.
+//!
+//! A connection is *pending* from its upgrade until its `connect` succeeds (it has no token yet): pending ones
+//! have a small budget of their own, per node and per client address (`limits.max_pending_connections*`), so
+//! that token-less upgrades cannot fill the node; anonymous sessions also have one per client address.
 
 use std::{
     collections::HashMap,
@@ -29,6 +33,11 @@ pub struct Quotas {
     pub per_ip: usize,
     pub per_session: usize,
     pub anonymous: usize,
+    /// Pending connections (upgraded, not yet connected) per node and per client address.
+    pub pending: usize,
+    pub pending_per_ip: usize,
+    /// Live anonymous sessions per client address.
+    pub anonymous_per_ip: usize,
 }
 
 impl From<&Limits> for Quotas {
@@ -38,6 +47,9 @@ impl From<&Limits> for Quotas {
             per_ip: limits.max_connections_per_ip,
             per_session: limits.max_connections_per_session,
             anonymous: limits.max_anonymous_connections,
+            pending: limits.max_pending_connections,
+            pending_per_ip: limits.max_pending_connections_per_ip,
+            anonymous_per_ip: limits.max_anonymous_connections_per_ip,
         }
     }
 }
@@ -53,6 +65,12 @@ pub enum OverQuota {
     Session,
     /// `limits.max_anonymous_connections` (`limit_exceeded`, close 4029).
     Anonymous,
+    /// `limits.max_pending_connections`: too many connections without `connect` on the node (HTTP 503).
+    Pending,
+    /// `limits.max_pending_connections_per_ip` (HTTP 429).
+    PendingIp,
+    /// `limits.max_anonymous_connections_per_ip` (`limit_exceeded`, close 4029).
+    AnonymousIp,
 }
 
 impl OverQuota {
@@ -63,6 +81,9 @@ impl OverQuota {
             OverQuota::Ip => &metrics.over_quota_ip,
             OverQuota::Session => &metrics.over_quota_session,
             OverQuota::Anonymous => &metrics.over_quota_anonymous,
+            OverQuota::Pending => &metrics.over_quota_pending,
+            OverQuota::PendingIp => &metrics.over_quota_pending_ip,
+            OverQuota::AnonymousIp => &metrics.over_quota_anonymous_ip,
         }
         .increment(1);
     }
@@ -74,7 +95,15 @@ impl OverQuota {
             OverQuota::Ip => "too many connections from this address",
             OverQuota::Session => "too many connections for this session",
             OverQuota::Anonymous => "too many anonymous connections",
+            OverQuota::Pending => "too many connections waiting for connect",
+            OverQuota::PendingIp => "too many connections waiting for connect from this address",
+            OverQuota::AnonymousIp => "too many anonymous connections from this address",
         }
+    }
+
+    /// Whether this quota is the client address's share (HTTP 429 at the upgrade) rather than the node's (503).
+    pub fn is_per_ip(self) -> bool {
+        matches!(self, OverQuota::Ip | OverQuota::PendingIp)
     }
 }
 
@@ -84,6 +113,10 @@ struct Table {
     per_ip: HashMap<IpAddr, usize>,
     per_session: HashMap<String, usize>,
     anonymous: usize,
+    /// Connections not yet connected (no session): on the node and per client address.
+    pending: usize,
+    pending_per_ip: HashMap<IpAddr, usize>,
+    anonymous_per_ip: HashMap<IpAddr, usize>,
 }
 
 /// Adds one to `map[key]`.
@@ -119,8 +152,16 @@ impl Connections {
         if quotas.per_ip > 0 && table.per_ip.get(&ip).is_some_and(|n| *n >= quotas.per_ip) {
             return Err(OverQuota::Ip);
         }
+        if quotas.pending_per_ip > 0 && table.pending_per_ip.get(&ip).is_some_and(|n| *n >= quotas.pending_per_ip) {
+            return Err(OverQuota::PendingIp);
+        }
+        if quotas.pending > 0 && table.pending >= quotas.pending {
+            return Err(OverQuota::Pending);
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         count_up(&mut table.per_ip, ip);
+        count_up(&mut table.pending_per_ip, ip);
+        table.pending += 1;
         table.live.insert(id, Live { ctl, sub: None, session: None, ip });
         Ok(id)
     }
@@ -141,11 +182,26 @@ impl Connections {
         if anonymous && quotas.anonymous > 0 && table.anonymous >= quotas.anonymous {
             return Err(OverQuota::Anonymous);
         }
+        let per_ip = |map: &HashMap<IpAddr, usize>| map.get(&conn.ip).copied().unwrap_or(0);
+        if anonymous && quotas.anonymous_per_ip > 0 && per_ip(&table.anonymous_per_ip) >= quotas.anonymous_per_ip {
+            return Err(OverQuota::AnonymousIp);
+        }
         conn.sub = Some(sub.to_string());
         conn.session = Some(session.to_string());
         count_up(&mut table.per_session, session.to_string());
         table.anonymous += usize::from(anonymous);
+        if anonymous {
+            count_up(&mut table.anonymous_per_ip, conn.ip);
+        }
+        // No longer pending.
+        table.pending -= 1;
+        count_down(&mut table.pending_per_ip, &conn.ip);
         Ok(())
+    }
+
+    /// Whether connection `id` is live and its `connect` succeeded.
+    pub fn is_connected(&self, id: ConnId) -> bool {
+        self.table.lock().expect("connections lock").live.get(&id).is_some_and(|conn| conn.session.is_some())
     }
 
     pub fn remove(&self, id: ConnId) {
@@ -153,11 +209,16 @@ impl Connections {
             let mut table = self.table.lock().expect("connections lock");
             if let Some(conn) = table.live.remove(&id) {
                 count_down(&mut table.per_ip, &conn.ip);
-                if let Some(session) = &conn.session {
-                    count_down(&mut table.per_session, session);
+                match &conn.session {
+                    Some(session) => count_down(&mut table.per_session, session),
+                    None => {
+                        table.pending -= 1;
+                        count_down(&mut table.pending_per_ip, &conn.ip);
+                    }
                 }
                 if conn.sub.as_deref() == Some("") {
                     table.anonymous -= 1;
+                    count_down(&mut table.anonymous_per_ip, &conn.ip);
                 }
             }
         }
@@ -217,7 +278,15 @@ mod tests {
 
     #[test]
     fn quotas_count_and_release() {
-        let q = Quotas { max_connections: 10, per_ip: 2, per_session: 2, anonymous: 1 };
+        let q = Quotas {
+            max_connections: 10,
+            per_ip: 2,
+            per_session: 2,
+            anonymous: 1,
+            pending: 0,
+            pending_per_ip: 0,
+            anonymous_per_ip: 0,
+        };
         let conns = Connections::default();
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         let one = conns.try_register(ctl(), a, q).unwrap();
@@ -241,5 +310,41 @@ mod tests {
         let table = conns.table.lock().unwrap();
         assert!(table.live.is_empty() && table.per_ip.is_empty() && table.per_session.is_empty());
         assert_eq!(table.anonymous, 0);
+    }
+
+    #[test]
+    fn pending_and_anonymous_budgets_per_ip_and_node() {
+        let q = Quotas {
+            max_connections: 10,
+            per_ip: 0,
+            per_session: 4,
+            anonymous: 0,
+            pending: 3,
+            pending_per_ip: 2,
+            anonymous_per_ip: 1,
+        };
+        let conns = Connections::default();
+        let (a, b, c): (IpAddr, IpAddr, IpAddr) =
+            ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap(), "192.0.2.3".parse().unwrap());
+        let one = conns.try_register(ctl(), a, q).unwrap();
+        let two = conns.try_register(ctl(), a, q).unwrap();
+        assert_eq!(conns.try_register(ctl(), a, q), Err(OverQuota::PendingIp));
+        let three = conns.try_register(ctl(), b, q).unwrap();
+        assert_eq!(conns.try_register(ctl(), c, q), Err(OverQuota::Pending), "the node's pending budget");
+        assert!(!conns.is_connected(one));
+        assert_eq!(conns.identify(one, "", "anon1", q), Ok(()));
+        assert!(conns.is_connected(one));
+        assert_eq!(conns.identify(two, "", "anon2", q), Err(OverQuota::AnonymousIp));
+        assert_eq!(conns.identify(two, "u", "s2", q), Ok(()), "a user is no anonymous session");
+        let four = conns.try_register(ctl(), a, q).unwrap();
+        assert_eq!(conns.identify(three, "", "anon3", q), Ok(()), "another address has its own share");
+        conns.remove(one);
+        assert_eq!(conns.identify(four, "", "anon4", q), Ok(()), "the anonymous slot was released");
+        for id in [two, three, four] {
+            conns.remove(id);
+        }
+        let table = conns.table.lock().unwrap();
+        assert!(table.pending_per_ip.is_empty() && table.anonymous_per_ip.is_empty());
+        assert_eq!(table.pending, 0);
     }
 }

@@ -8,7 +8,8 @@ pub enum Inbound<T> {
     Text(T),
     /// A binary frame (not supported: a bad frame).
     Binary,
-    /// Transport-level traffic (a WebSocket ping or pong): counts as life, nothing more.
+    /// Transport-level traffic (a WebSocket ping or pong control frame): counts as life and, like a data frame,
+    /// takes a token of the request rate (the transport answers a ping itself).
     Alive,
     /// The client closed the connection (an end of the stream counts as this too).
     Closed,

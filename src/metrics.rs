@@ -49,6 +49,11 @@ pub struct Metrics {
     pub over_quota_ip: Counter,
     pub over_quota_session: Counter,
     pub over_quota_anonymous: Counter,
+    /// Upgrades refused by the pending budgets (`pending`, `pending_ip`) and connects by the anonymous
+    /// per-address quota (`anonymous_ip`).
+    pub over_quota_pending: Counter,
+    pub over_quota_pending_ip: Counter,
+    pub over_quota_anonymous_ip: Counter,
     /// Live connections closed because their session reached `auth.max_session_age`.
     pub sessions_expired: Counter,
     /// Connections closed with 4029 for sending frames faster than `limits.requests_per_second`.
@@ -121,6 +126,9 @@ impl Metrics {
             over_quota_ip: cl("telegraphy_connections_over_quota_total", "quota", "ip"),
             over_quota_session: cl("telegraphy_connections_over_quota_total", "quota", "session"),
             over_quota_anonymous: cl("telegraphy_connections_over_quota_total", "quota", "anonymous"),
+            over_quota_pending: cl("telegraphy_connections_over_quota_total", "quota", "pending"),
+            over_quota_pending_ip: cl("telegraphy_connections_over_quota_total", "quota", "pending_ip"),
+            over_quota_anonymous_ip: cl("telegraphy_connections_over_quota_total", "quota", "anonymous_ip"),
             sessions_expired: c("telegraphy_sessions_expired_total"),
             requests_rate_limited: c("telegraphy_requests_rate_limited_total"),
             recoveries_refused_busy: cl("telegraphy_recoveries_refused_total", "reason", "busy"),
@@ -169,6 +177,9 @@ impl Metrics {
             &m.over_quota_ip,
             &m.over_quota_session,
             &m.over_quota_anonymous,
+            &m.over_quota_pending,
+            &m.over_quota_pending_ip,
+            &m.over_quota_anonymous_ip,
             &m.sessions_expired,
             &m.requests_rate_limited,
             &m.recoveries_refused_busy,

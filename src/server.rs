@@ -14,9 +14,11 @@ use std::{
 use actix_http::HttpService;
 use actix_service::map_config;
 use actix_web::{
-    dev::{fn_service, AppConfig},
-    web, App, HttpResponse,
+    dev::{fn_service, AppConfig, Payload, ServiceRequest},
+    error::PayloadError,
+    web, App, HttpMessage, HttpResponse,
 };
+use futures_util::StreamExt;
 
 use crate::{
     api,
@@ -89,12 +91,14 @@ impl Application {
         let upgrade_gateway = gateway.clone();
         let internal_here = admin.is_none();
         let public_data = data.clone();
+        let body_timeout = std::time::Duration::from_secs(gateway.settings.http.body_timeout);
         let mut builder = actix_server::Server::build()
             .workers(workers)
             .disable_signals()
             .shutdown_timeout(shutdown_timeout)
             .listen("telegraphy", listener, move || {
                 let app = App::new()
+                    .wrap_fn(move |req, srv| actix_service::Service::call(srv, body_deadline(req, body_timeout)))
                     .app_data(public_data.clone())
                     // Upgrade requests never get here (see below); a plain GET is told what it missed.
                     .route("/ws", web::get().to(not_an_upgrade))
@@ -120,7 +124,10 @@ impl Application {
             let bound = admin.local_addr().map_err(|source| bind_error(&gateway.settings.http.admin_bind, source))?;
             builder = builder
                 .listen("telegraphy-admin", admin, move || {
-                    let app = App::new().app_data(data.clone()).configure(|cfg| routes(cfg, true));
+                    let app = App::new()
+                        .wrap_fn(move |req, srv| actix_service::Service::call(srv, body_deadline(req, body_timeout)))
+                        .app_data(data.clone())
+                        .configure(|cfg| routes(cfg, true));
                     HttpService::build().local_addr(bound).finish(map_config(app, |_| AppConfig::default())).tcp()
                 })
                 .map_err(|source| bind_error(&bound.to_string(), source))?;
@@ -154,6 +161,30 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         self.gateway.run_until(self.server, shutdown).await
     }
+}
+
+/// The error a request body gives when it did not arrive in full within `http.body_timeout`.
+pub const BODY_TIMEOUT: &str = "request body not received within http.body_timeout";
+
+/// Gives the request's body a deadline, `timeout` from now (every route of both listeners): a body still
+/// arriving then ends with an I/O error of kind `TimedOut` ([`BODY_TIMEOUT`]), which the handler reading it
+/// answers (the SSE POST with 408, an extractor with 400), so no request holds its connection longer.
+fn body_deadline(mut req: ServiceRequest, timeout: std::time::Duration) -> ServiceRequest {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let payload = req.take_payload();
+    let timed = futures_util::stream::unfold(Some(payload), move |payload| async move {
+        let mut payload = payload?;
+        match tokio::time::timeout_at(deadline, payload.next()).await {
+            Ok(Some(chunk)) => Some((chunk, Some(payload))),
+            Ok(None) => None,
+            Err(_) => {
+                let late = std::io::Error::new(std::io::ErrorKind::TimedOut, BODY_TIMEOUT);
+                Some((Err(PayloadError::Io(late)), None))
+            }
+        }
+    });
+    req.set_payload(Payload::from(Box::pin(timed) as actix_http::BoxedPayloadStream));
+    req
 }
 
 /// Binds `http.admin_bind` when set.

@@ -138,7 +138,8 @@ impl Session {
                 message = stream.next() => {
                     last_seen = Instant::now();
                     match message {
-                        Some(Inbound::Text(_) | Inbound::Binary) if !self.admit(last_seen) => break,
+                        // WebSocket pings and pongs count like data frames (each ping costs a pong).
+                        Some(Inbound::Text(_) | Inbound::Binary | Inbound::Alive) if !self.admit(last_seen) => break,
                         Some(Inbound::Text(text)) => {
                             let text = text.as_ref();
                             tracing::trace!(conn = self.id, len = text.len(), "frame in");

@@ -8,10 +8,12 @@
 //!   that first holds the opening frames, then the posted ones. The response body (`Downlink`) drains the
 //!   connection's outbox: `event: stream` first, then one SSE message per server frame (several queued frames
 //!   per chunk), then `event: close` with the close code and reason.
-//! - `POST /sse/{stream}`: one client frame or a JSON array of frames into that channel: 413 over
-//!   `limits.max_frame_bytes` (Content-Length first, then the bytes read, never more buffered) or over
-//!   `limits.max_subscriptions` + 2 frames, 404 no such stream, 429 no room for all of them (nothing taken),
-//!   else 202.
+//! - `POST /sse/{stream}`: one client frame or a JSON array of frames into that channel, only once the
+//!   connection's `connect` succeeded (409 before: the body is not read): 413 over `limits.max_frame_bytes`
+//!   (Content-Length first, then the bytes read, buffered as they arrive, never reserved) or over
+//!   `limits.max_subscriptions` + 2 frames, 404 no such stream (also at once when it ends while the body
+//!   arrives), 408 body not in within `http.body_timeout`, 429 no room for all of them (nothing taken) or
+//!   [`streams::POSTS_IN_FLIGHT`] bodies of this stream already being read, else 202.
 //! - `OPTIONS` on both: CORS preflight.
 //!
 //! Client gone: actix drops the response body when the client's TCP connection closes or cannot be written
@@ -23,6 +25,7 @@
 use std::{convert::Infallible, fmt::Write as _, sync::Arc};
 
 use actix_web::{
+    error::PayloadError,
     http::{
         header::{self, HeaderMap, HeaderValue},
         Method, StatusCode,
@@ -41,6 +44,7 @@ use crate::{
     node::Gateway,
     outbox::{Control, Frame},
     session::{Inbound, Session},
+    streams,
 };
 
 /// The header carrying the opening frames instead of the `frames` query parameter.
@@ -215,6 +219,11 @@ fn plain(gw: &Gateway, req: &HttpRequest, status: StatusCode, text: impl Into<St
     respond(gw, req, status).content_type("text/plain").body(text.into() + "\n")
 }
 
+/// A plain-text answer given before the request's body was read in full: the HTTP connection is closed after it.
+fn closing(gw: &Gateway, req: &HttpRequest, status: StatusCode, text: &str) -> HttpResponse {
+    respond(gw, req, status).force_close().content_type("text/plain").body(format!("{text}\n"))
+}
+
 /// Routes of the SSE transport (public listener only).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/sse").route(web::get().to(open)).route(web::method(Method::OPTIONS).to(preflight)))
@@ -255,7 +264,7 @@ async fn open(gw: web::Data<Gateway>, req: HttpRequest) -> HttpResponse {
         // At most `inbound` frames: they fit.
         let _ = uplink.try_send(Inbound::Text(frame));
     }
-    let stream = gw.sse.open(uplink);
+    let stream = gw.sse.open(uplink, id);
     gw.metrics.connections.increment(1.0);
     gw.metrics.connections_total.increment(1);
     tracing::debug!(conn = id, "SSE stream opened");
@@ -358,7 +367,9 @@ fn push_messages(out: &mut String, frames: impl Iterator<Item = Frame>) -> usize
 }
 
 /// `POST /sse/{stream}`: one client frame (a JSON object) or a JSON array of frames into the stream's
-/// connection (see the module docs).
+/// connection (see the module docs). Every check comes before the body is read; the body is buffered as its
+/// bytes arrive (never reserved from `Content-Length`), within `http.body_timeout`, and its reading ends at once
+/// when the stream does.
 async fn post(
     gw: web::Data<Gateway>,
     req: HttpRequest,
@@ -374,22 +385,43 @@ async fn post(
     if !admission::origin_allowed(req.headers(), &gw.settings.http.allowed_origins) {
         return plain(&gw, &req, StatusCode::FORBIDDEN, "origin not allowed");
     }
-    let Some(uplink) = gw.sse.get(&stream) else {
+    let Some(streams::Stream { uplink, conn, posts }) = gw.sse.get(&stream) else {
         return plain(&gw, &req, StatusCode::NOT_FOUND, "no such stream on this node");
     };
+    if !gw.connections.is_connected(conn) {
+        return plain(&gw, &req, StatusCode::CONFLICT, "not connected: the connect frame goes in GET /sse");
+    }
     if uplink.capacity() == 0 {
         return plain(&gw, &req, StatusCode::TOO_MANY_REQUESTS, "too many frames waiting");
     }
-    let mut received = Vec::with_capacity(declared.unwrap_or(0) as usize);
-    while let Some(chunk) = body.next().await {
-        let Ok(chunk) = chunk else {
-            return plain(&gw, &req, StatusCode::BAD_REQUEST, "body not read");
-        };
-        if received.len() + chunk.len() > max_bytes {
-            return plain(&gw, &req, StatusCode::PAYLOAD_TOO_LARGE, "body larger than limits.max_frame_bytes");
+    // Held until this body was read: a stream reads few bodies at once, whatever their number.
+    let Ok(_reading) = posts.try_acquire_owned() else {
+        return closing(&gw, &req, StatusCode::TOO_MANY_REQUESTS, "too many POSTs in flight on this stream");
+    };
+    // The body's deadline (`http.body_timeout`) is the server's, for every request (`crate::server`).
+    let read = async {
+        let mut received = Vec::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| match e {
+                PayloadError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    (StatusCode::REQUEST_TIMEOUT, "body not received within http.body_timeout")
+                }
+                _ => (StatusCode::BAD_REQUEST, "body not read"),
+            })?;
+            if received.len() + chunk.len() > max_bytes {
+                return Err((StatusCode::PAYLOAD_TOO_LARGE, "body larger than limits.max_frame_bytes"));
+            }
+            received.extend_from_slice(&chunk);
         }
-        received.extend_from_slice(&chunk);
-    }
+        Ok(received)
+    };
+    let received = tokio::select! {
+        read = read => match read {
+            Ok(received) => received,
+            Err((status, why)) => return closing(&gw, &req, status, why),
+        },
+        () = uplink.closed() => return closing(&gw, &req, StatusCode::NOT_FOUND, "no such stream on this node"),
+    };
     // An array longer than the inbound queue could never be taken: too large, like a body over the byte bound
     // (a client splits it).
     let Some(frames) = posted_frames(received, limits.max_subscriptions + 2) else {

@@ -1,39 +1,54 @@
 //! The node's open SSE streams (proto/PROTOCOL.md section 10.1): stream id -> the sender into that connection's
-//! inbound channel, so that `POST /sse/{stream}` reaches the connection's session ([`crate::sse`] serves both).
+//! inbound channel and its connection id, so that `POST /sse/{stream}` reaches the connection's session
+//! ([`crate::sse`] serves both) once it is connected.
 //! Owned by the node ([`crate::node::Gateway`]); a stream id is a secret of its connection, never logged.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use ring::rand::{SecureRandom, SystemRandom};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
-use crate::inbound::Inbound;
+use crate::{hub::ConnId, inbound::Inbound};
 
 /// What the session of an SSE connection reads: the client frames, opening and posted.
 pub type Uplink = mpsc::Sender<Inbound<String>>;
 
-/// The node's open SSE streams: stream id -> the sender into that connection's inbound channel. An entry
-/// lives as long as the connection's session.
+/// Most `POST /sse/{stream}` bodies one stream reads at once (a client has one in flight; more answer 429).
+pub const POSTS_IN_FLIGHT: usize = 4;
+
+/// An open stream: the sender into its connection's inbound channel, the connection, and the permits of the
+/// POST bodies being read for it ([`POSTS_IN_FLIGHT`]).
+#[derive(Clone)]
+pub struct Stream {
+    pub uplink: Uplink,
+    pub conn: ConnId,
+    pub posts: Arc<Semaphore>,
+}
+
+/// The node's open SSE streams: stream id -> [`Stream`]. An entry lives as long as the connection's session.
 #[derive(Default)]
 pub struct Streams {
-    open: Mutex<HashMap<String, Uplink>>,
+    open: Mutex<HashMap<String, Stream>>,
 }
 
 impl Streams {
-    /// Registers `uplink` under a new random stream id, which it returns.
-    pub fn open(&self, uplink: Uplink) -> String {
+    /// Registers the stream of connection `conn` under a new random stream id, which it returns.
+    pub fn open(&self, uplink: Uplink, conn: ConnId) -> String {
         let mut open = self.open.lock().expect("streams lock");
         loop {
             let id = new_stream_id();
             if !open.contains_key(&id) {
-                open.insert(id.clone(), uplink);
+                open.insert(id.clone(), Stream { uplink, conn, posts: Arc::new(Semaphore::new(POSTS_IN_FLIGHT)) });
                 return id;
             }
         }
     }
 
-    pub fn get(&self, id: &str) -> Option<Uplink> {
+    pub fn get(&self, id: &str) -> Option<Stream> {
         self.open.lock().expect("streams lock").get(id).cloned()
     }
 

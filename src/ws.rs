@@ -13,14 +13,27 @@
 //!   write. A client that stops reading blocks only its own writer; its queue fills and the hub closes it with
 //!   4008 (see [`crate::outbox`]).
 //!
-//! WebSocket pings from the client are answered by the WebSocket layer itself.
+//! WebSocket pings from the client are answered by the WebSocket layer itself; they take request-rate tokens like
+//! data frames (the session counts them). Once the connection is closed, the reader keeps reading and discarding
+//! until the client's close frame (RFC 6455 7.1.1, see [`writer::linger`]); after a frame too big or a protocol
+//! error, the TCP connection itself is drained until EOF (`Lingering`).
 
-use std::sync::Arc;
+use std::{
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+};
 
 use actix_codec::Framed;
 use actix_http::{body::BodySize, h1, header, ws as handshake, HttpMessage, Request, Response, StatusCode};
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf},
+    net::TcpStream,
+};
 use tokio_tungstenite::{
     tungstenite::{
         error::CapacityError,
@@ -32,9 +45,9 @@ use tokio_tungstenite::{
 
 use crate::{
     admission,
+    inbound::Inbound,
     node::Gateway,
     outbox::Frame,
-    session::Inbound,
     writer::{self, WsMessage},
 };
 
@@ -42,7 +55,7 @@ use crate::{
 /// `limits.max_frame_bytes`, still arrive, in several reads).
 const READ_BUFFER: usize = 1024;
 
-type Socket = WebSocketStream<TcpStream>;
+type Socket = WebSocketStream<Lingering>;
 
 #[derive(Debug, thiserror::Error)]
 #[error("WebSocket upgrade failed: {0}")]
@@ -85,10 +98,80 @@ pub async fn upgrade(
         .max_frame_size(Some(limits.max_frame_bytes))
         .max_message_size(Some(limits.max_frame_bytes));
     // Bytes the client sent right after its request (its first frames) are already in the read buffer.
-    let socket = Socket::from_partially_read(parts.io, parts.read_buf.to_vec(), Role::Server, Some(config)).await;
+    let unreadable = Arc::new(AtomicBool::new(false));
+    let io = Lingering { tcp: Some(parts.io), unreadable: unreadable.clone() };
+    let socket = Socket::from_partially_read(io, parts.read_buf.to_vec(), Role::Server, Some(config)).await;
     let (sink, stream) = socket.split();
-    writer::spawn(gw, admitted, sink, stream.map(inbound));
+    let inbound = stream.map(move |message| {
+        let item = inbound(message);
+        if matches!(item, Inbound::TooBig | Inbound::ProtocolError(_)) {
+            unreadable.store(true, Ordering::Relaxed);
+        }
+        item
+    });
+    writer::spawn(gw, admitted, sink, inbound);
     Ok(())
+}
+
+/// The TCP connection under a raw WebSocket. When the WebSocket stream broke (a frame over the limit: 1009; a
+/// protocol error: 1008), its input can no longer be read as frames (the WebSocket layer would buffer what the
+/// client declared), so the shared linger cannot run; dropped in that state, the connection lingers on its own:
+/// its input is read and discarded until EOF, at most [`writer::LINGER`] and [`writer::LINGER_BYTES`], so that
+/// the close frame sent before reaches a client that was still sending (no reset).
+struct Lingering {
+    tcp: Option<TcpStream>,
+    unreadable: Arc<AtomicBool>,
+}
+
+impl Lingering {
+    fn tcp(&mut self) -> Pin<&mut TcpStream> {
+        Pin::new(self.tcp.as_mut().expect("present until dropped"))
+    }
+}
+
+impl AsyncRead for Lingering {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        self.get_mut().tcp().poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Lingering {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.get_mut().tcp().poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.get_mut().tcp().poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.get_mut().tcp().poll_shutdown(cx)
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        let Some(mut tcp) = self.tcp.take() else { return };
+        if !self.unreadable.load(Ordering::Relaxed) {
+            return;
+        }
+        // Outside a runtime (it is shutting down) the connection just closes.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let mut scratch = [0u8; 4096];
+                let mut discarded = 0;
+                let _ = tokio::time::timeout(writer::LINGER, async {
+                    while let Ok(n @ 1..) = tcp.read(&mut scratch).await {
+                        discarded += n;
+                        if discarded > writer::LINGER_BYTES {
+                            break;
+                        }
+                    }
+                })
+                .await;
+            });
+        }
+    }
 }
 
 /// Answers a refused upgrade with `status` and a short text, then drops the connection.
@@ -123,7 +206,7 @@ fn inbound(message: Result<Message, WsError>) -> Inbound<Utf8Bytes> {
     match message {
         Ok(Message::Text(text)) => Inbound::Text(text),
         Ok(Message::Binary(_)) => Inbound::Binary,
-        // Pings are answered by the WebSocket layer; pongs only count as life.
+        // Pings are answered by the WebSocket layer; pings and pongs count as life and as requests.
         Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => Inbound::Alive,
         Ok(Message::Close(_)) => Inbound::Closed,
         Err(WsError::Capacity(CapacityError::MessageTooLong { .. })) => Inbound::TooBig,

@@ -1,4 +1,4 @@
-//! Abuse tests of issue 11 ("Hardening"): each reproduces an attack on a real gateway (real nats-server, real
+//! Abuse tests of issues 11 and 20 ("Hardening", "Hardening II"): each reproduces an attack on a real gateway (real nats-server, real
 //! WebSocket clients, the binary where start-up matters) and shows it refused within the documented limit.
 //! One module per part; every wait is bounded and every test stops by itself.
 
@@ -11,3 +11,4 @@ mod listeners;
 mod rate;
 mod secrets;
 mod sessions;
+mod transport;

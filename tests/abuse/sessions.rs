@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
 use crate::common::*;
 
 /// Opens a WebSocket with an `X-Forwarded-For` header; the HTTP status when the upgrade is refused.
-async fn open_from(url: &str, forwarded_for: Option<&str>) -> Result<WsClient, u16> {
+pub(crate) async fn open_from(url: &str, forwarded_for: Option<&str>) -> Result<WsClient, u16> {
     let mut request = url.into_client_request().unwrap();
     if let Some(xff) = forwarded_for {
         request.headers_mut().insert("X-Forwarded-For", xff.parse().unwrap());
