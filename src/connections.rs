@@ -1,5 +1,5 @@
 //! The node's live connections: counted against the connection quotas (`limits.max_connections`, per client
-//! address, per session, anonymous), closed together on drain, and found by user or session when a revocation
+//! address, per session, per user, anonymous), closed together on drain, and found by user or session when a revocation
 //! arrives. Touched on upgrade, connect and disconnect only, never per frame.
 
 use std::{
@@ -29,6 +29,8 @@ pub struct Quotas {
     pub per_ip: usize,
     pub per_session: usize,
     pub anonymous: usize,
+    /// `limits.max_connections_per_user` (sockets of one token `sub`, across its sessions).
+    pub per_user: usize,
 }
 
 impl From<&Limits> for Quotas {
@@ -38,6 +40,7 @@ impl From<&Limits> for Quotas {
             per_ip: limits.max_connections_per_ip,
             per_session: limits.max_connections_per_session,
             anonymous: limits.max_anonymous_connections,
+            per_user: limits.max_connections_per_user,
         }
     }
 }
@@ -53,6 +56,8 @@ pub enum OverQuota {
     Session,
     /// `limits.max_anonymous_connections` (`limit_exceeded`, close 4029).
     Anonymous,
+    /// `limits.max_connections_per_user` (`limit_exceeded`, close 4029).
+    User,
 }
 
 impl OverQuota {
@@ -63,6 +68,7 @@ impl OverQuota {
             OverQuota::Ip => &metrics.over_quota_ip,
             OverQuota::Session => &metrics.over_quota_session,
             OverQuota::Anonymous => &metrics.over_quota_anonymous,
+            OverQuota::User => &metrics.over_quota_user,
         }
         .increment(1);
     }
@@ -74,6 +80,7 @@ impl OverQuota {
             OverQuota::Ip => "too many connections from this address",
             OverQuota::Session => "too many connections for this session",
             OverQuota::Anonymous => "too many anonymous connections",
+            OverQuota::User => "too many connections for this user",
         }
     }
 }
@@ -83,6 +90,8 @@ struct Table {
     live: HashMap<ConnId, Live>,
     per_ip: HashMap<IpAddr, usize>,
     per_session: HashMap<String, usize>,
+    /// Live sockets per non-empty `sub`.
+    per_user: HashMap<String, usize>,
     anonymous: usize,
 }
 
@@ -126,7 +135,8 @@ impl Connections {
     }
 
     /// Records who the connection is once `connect` succeeded, unless its session already has
-    /// `quotas.per_session` sockets here or (anonymous, `sub` empty) the anonymous quota is full.
+    /// `quotas.per_session` sockets here, its user `quotas.per_user`, or (anonymous, `sub` empty) the anonymous
+    /// quota is full.
     pub fn identify(&self, id: ConnId, sub: &str, session: &str, quotas: Quotas) -> Result<(), OverQuota> {
         let mut table = self.table.lock().expect("connections lock");
         let table = &mut *table;
@@ -141,10 +151,16 @@ impl Connections {
         if anonymous && quotas.anonymous > 0 && table.anonymous >= quotas.anonymous {
             return Err(OverQuota::Anonymous);
         }
+        if !anonymous && table.per_user.get(sub).is_some_and(|n| *n >= quotas.per_user) {
+            return Err(OverQuota::User);
+        }
         conn.sub = Some(sub.to_string());
         conn.session = Some(session.to_string());
         count_up(&mut table.per_session, session.to_string());
         table.anonymous += usize::from(anonymous);
+        if !anonymous {
+            count_up(&mut table.per_user, sub.to_string());
+        }
         Ok(())
     }
 
@@ -156,8 +172,10 @@ impl Connections {
                 if let Some(session) = &conn.session {
                     count_down(&mut table.per_session, session);
                 }
-                if conn.sub.as_deref() == Some("") {
-                    table.anonymous -= 1;
+                match conn.sub.as_deref() {
+                    Some("") => table.anonymous -= 1,
+                    Some(sub) => count_down(&mut table.per_user, &sub.to_string()),
+                    None => {}
                 }
             }
         }
@@ -217,7 +235,7 @@ mod tests {
 
     #[test]
     fn quotas_count_and_release() {
-        let q = Quotas { max_connections: 10, per_ip: 2, per_session: 2, anonymous: 1 };
+        let q = Quotas { max_connections: 10, per_ip: 2, per_session: 2, anonymous: 1, per_user: 3 };
         let conns = Connections::default();
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         let one = conns.try_register(ctl(), a, q).unwrap();
@@ -235,11 +253,21 @@ mod tests {
         assert_eq!(conns.identify(four, "", "anon2", q), Ok(()), "the anonymous slot was released");
         let five = conns.try_register(ctl(), a, q).unwrap();
         assert_eq!(conns.identify(five, "u", "s1", q), Ok(()), "the session slot was released");
+        // A user's sockets across sessions.
+        let c: IpAddr = "192.0.2.3".parse().unwrap();
+        let six = conns.try_register(ctl(), c, q).unwrap();
+        assert_eq!(conns.identify(six, "u", "s2", q), Ok(()));
+        let seven = conns.try_register(ctl(), c, q).unwrap();
+        assert_eq!(conns.identify(seven, "u", "s3", q), Err(OverQuota::User));
+        conns.remove(six);
+        assert_eq!(conns.identify(seven, "u", "s3", q), Ok(()), "the user slot was released");
+        conns.remove(seven);
         conns.remove(two);
         conns.remove(four);
         conns.remove(five);
         let table = conns.table.lock().unwrap();
         assert!(table.live.is_empty() && table.per_ip.is_empty() && table.per_session.is_empty());
+        assert!(table.per_user.is_empty());
         assert_eq!(table.anonymous, 0);
     }
 }

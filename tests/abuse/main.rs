@@ -11,3 +11,4 @@ mod listeners;
 mod rate;
 mod secrets;
 mod sessions;
+mod users;
