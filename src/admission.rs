@@ -69,7 +69,7 @@ pub fn admit(gw: &Gateway, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<
 
 /// The address the per-IP quota counts this connection under: the TCP peer, or behind a trusted proxy the
 /// client its header names (see [`crate::client_ip`]).
-pub(crate) fn client_ip(gw: &Gateway, headers: &HeaderMap, peer: Option<IpAddr>) -> IpAddr {
+fn client_ip(gw: &Gateway, headers: &HeaderMap, peer: Option<IpAddr>) -> IpAddr {
     let peer = peer.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
     let values = gw.client_ip.header().into_iter().flat_map(|h| headers.get_all(h)).filter_map(|v| v.to_str().ok());
     client_ip::quota_key(gw.client_ip.client_ip(peer, values))

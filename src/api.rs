@@ -1,64 +1,17 @@
 //! HTTP API for backends without a NATS client or a token library (proto/PROTOCOL.md section 5):
 //! `POST /api/v1/tokens` mints a connect token, `POST /api/v1/publish` publishes an event.
 //! Both need `Authorization: Bearer <http.api_key>`; with no key configured the routes answer 404. A client
-//! address that sent [`MAX_KEY_FAILURES`] wrong (non-empty) keys within [`KEY_FAILURE_WINDOW`] gets 429 (any
-//! key) until that window ends ([`ApiFailures`]); the key itself must pass the weak-secret rule (`crate::secret`).
+//! address that sent [`crate::api_throttle::MAX_KEY_FAILURES`] wrong (non-empty) keys within [`KEY_FAILURE_WINDOW`] gets 429 (any
+//! key) until that window ends (`crate::api_throttle`); the key itself must pass the weak-secret rule (`crate::secret`).
 
-use std::{collections::HashMap, net::IpAddr, sync::Mutex, time::Duration};
+use std::net::IpAddr;
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
-use crate::{auth::MintError, names, node::Gateway};
-
-/// Wrong API keys a client address may send within [`KEY_FAILURE_WINDOW`]; past it every request from there
-/// gets 429 until the window ends.
-pub const MAX_KEY_FAILURES: u32 = 20;
-/// The window wrong keys are counted in, from the first one.
-pub const KEY_FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// Addresses tracked at once; past it (many addresses, e.g. IPv6 /64s) the new ones share one count.
-const MAX_TRACKED: usize = 10_000;
-
-/// Wrong API keys per client address ([`crate::client_ip::quota_key`]), counted per window.
-#[derive(Default)]
-pub(crate) struct ApiFailures {
-    by_ip: Mutex<HashMap<IpAddr, (Instant, u32)>>,
-}
-
-impl ApiFailures {
-    /// Whether `ip` sent [`MAX_KEY_FAILURES`] wrong keys in its current window.
-    fn throttled(&self, ip: IpAddr, now: Instant) -> bool {
-        let by_ip = self.by_ip.lock().unwrap_or_else(|e| e.into_inner());
-        by_ip
-            .get(&Self::tracked(&by_ip, ip))
-            .is_some_and(|(start, n)| now < *start + KEY_FAILURE_WINDOW && *n >= MAX_KEY_FAILURES)
-    }
-
-    /// Counts a wrong key from `ip`.
-    fn failed(&self, ip: IpAddr, now: Instant) {
-        let mut by_ip = self.by_ip.lock().unwrap_or_else(|e| e.into_inner());
-        if by_ip.len() >= MAX_TRACKED && !by_ip.contains_key(&ip) {
-            by_ip.retain(|_, (start, _)| now < *start + KEY_FAILURE_WINDOW);
-        }
-        let key = Self::tracked(&by_ip, ip);
-        let (start, n) = by_ip.entry(key).or_insert((now, 0));
-        if now >= *start + KEY_FAILURE_WINDOW {
-            (*start, *n) = (now, 0);
-        }
-        *n = n.saturating_add(1);
-    }
-
-    /// The key `ip` is counted under: itself, or when the table is full and it is new, the shared overflow key.
-    fn tracked(by_ip: &HashMap<IpAddr, (Instant, u32)>, ip: IpAddr) -> IpAddr {
-        if by_ip.len() >= MAX_TRACKED && !by_ip.contains_key(&ip) {
-            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
-        } else {
-            ip
-        }
-    }
-}
+use crate::{api_throttle::KEY_FAILURE_WINDOW, auth::MintError, names, node::Gateway};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -104,7 +57,7 @@ fn guard(req: &HttpRequest, gw: &Gateway) -> Option<HttpResponse> {
         return Some(HttpResponse::NotFound().finish());
     }
     // Checked before the key: a throttled address learns nothing about the keys it tries.
-    let ip = crate::admission::client_ip(gw, req.headers(), req.peer_addr().map(|a| a.ip()));
+    let ip = client_address(gw, req);
     let now = Instant::now();
     if gw.api_failures.throttled(ip, now) {
         gw.metrics.api_key_throttled.increment(1);
@@ -132,6 +85,15 @@ fn guard(req: &HttpRequest, gw: &Gateway) -> Option<HttpResponse> {
                 .json(serde_json::json!({ "error": "unauthorized" })),
         )
     }
+}
+
+/// The address wrong keys are counted under: as for the per-IP connection quota (the peer, or behind a trusted
+/// proxy the client its header names; IPv6 by /64).
+fn client_address(gw: &Gateway, req: &HttpRequest) -> IpAddr {
+    let peer = req.peer_addr().map_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), |a| a.ip());
+    let values =
+        gw.client_ip.header().into_iter().flat_map(|h| req.headers().get_all(h)).filter_map(|v| v.to_str().ok());
+    crate::client_ip::quota_key(gw.client_ip.client_ip(peer, values))
 }
 
 /// Compares without leaking where the first difference is (the length is not secret).

@@ -12,7 +12,7 @@ use std::{
 };
 
 use crate::{
-    api::ApiFailures,
+    api_throttle::ApiFailures,
     auth::{Auth, Revoked},
     client_ip::ClientIpConfig,
     config::{ConfigError, Settings},
