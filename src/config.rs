@@ -272,8 +272,8 @@ pub struct PresenceSettings {
     pub max_writes_in_flight: usize,
     /// Presence subscriptions one user (or anonymous session) may hold on this node at once.
     pub max_per_user: usize,
-    /// Presence subscribes and unsubscribes per second one user (or anonymous session) may average; past it
-    /// (bursts of `user_churn_burst`) its presence subscribe gets `limit_exceeded`.
+    /// Presence subscribes per second one user (or anonymous session) may average; past it (bursts of
+    /// `user_churn_burst`) its presence subscribe gets `limit_exceeded`.
     pub user_churn_per_second: u32,
     pub user_churn_burst: u32,
 }
@@ -374,8 +374,8 @@ join_leave_per_second = 20
 join_leave_burst = 200
 max_writes_in_flight = 256
 max_per_user = 32
-user_churn_per_second = 1
-user_churn_burst = 10
+user_churn_per_second = 2
+user_churn_burst = 40
 [log]
 format = "text"
 level = "info"

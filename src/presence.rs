@@ -16,10 +16,11 @@
 //!
 //! Per-user budgets (issue 20), in one node-level table keyed by user (or, anonymous, by session): presence
 //! subscriptions held at once (`presence.max_per_user`) and a churn budget (`presence.user_churn_per_second`,
-//! bursts of `user_churn_burst`) that every presence subscribe and unsubscribe takes from. A subscribe finding
-//! either used up is refused (`limit_exceeded`) before any KV write, so one member coming and going in a loop
-//! costs the channel at most its own small budget of `join`/`leave` frames and never pauses it; the channel's
-//! own churn budget remains as a backstop against many distinct members churning together.
+//! bursts of `user_churn_burst`) that every presence subscribe takes from (each can cause one `join` and one
+//! `leave`). A subscribe finding either used up is refused (`limit_exceeded`) before any KV write, so one member
+//! coming and going in a loop costs the channel at most twice its own budget of `join`/`leave` frames, below
+//! the channel's, and never pauses it; the channel's own churn budget remains as a backstop against many
+//! distinct members churning together.
 
 use std::{
     collections::HashMap,
@@ -335,12 +336,12 @@ impl Presence {
         let who = user_key(user, session);
         self.charge_user(&who)?;
         if let Err(e) = self.acquire(channel) {
-            self.uncharge_user(&who, false);
+            self.uncharge_user(&who);
             return Err(e);
         }
         let Ok(Ok(slot)) = tokio::time::timeout(WRITE_SLOT_WAIT, self.writes.acquire()).await else {
             self.release(channel);
-            self.uncharge_user(&who, false);
+            self.uncharge_user(&who);
             self.metrics.presence_busy.increment(1);
             return Err(PresenceError::Busy);
         };
@@ -382,7 +383,7 @@ impl Presence {
     /// refreshed by this node once its last holder here is gone, and deleted then when `delete` (a `leave` at
     /// once everywhere; otherwise it expires unless another node refreshes it).
     pub async fn leave(&self, channel: &str, session: &str, user: &str, delete: bool) {
-        self.uncharge_user(&user_key(user, session), true);
+        self.uncharge_user(&user_key(user, session));
         let key = format!("{channel}.{}", client_id(session));
         let last = {
             let mut local = self.local.lock().expect("presence local lock");
@@ -442,16 +443,12 @@ impl Presence {
         Err(refused)
     }
 
-    /// One presence subscription of `who` less; an unsubscribe (`churn`) also takes a token of its churn
-    /// budget when one is left.
-    fn uncharge_user(&self, who: &str, churn: bool) {
+    /// One presence subscription of `who` less (its churn budget is unchanged: the subscribe paid for both).
+    fn uncharge_user(&self, who: &str) {
         let now = Instant::now();
         let mut users = self.users.lock().expect("presence users lock");
         let Some(entry) = users.get_mut(who) else { return };
         entry.held = entry.held.saturating_sub(1);
-        if churn {
-            entry.churn.take(now);
-        }
         if entry.held == 0 && entry.churn.is_full(now) {
             users.remove(who);
         }

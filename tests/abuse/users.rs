@@ -148,10 +148,10 @@ async fn one_user_holds_at_most_its_share_of_the_nodes_presence_channels() {
 }
 
 /// Finding: one member subscribing and unsubscribing with presence at 18.8 frames/s (under its request rate)
-/// paused join/leave on the channel for everyone. Now each presence subscribe and unsubscribe takes from the
-/// member's own budget (`presence.user_churn_per_second`, bursts of `user_churn_burst`): past it its presence
-/// subscribe gets `limit_exceeded`, the others see at most its budget of join/leave frames, and the channel is
-/// never paused (its own churn budget, here small, stays a backstop against many members).
+/// paused join/leave on the channel for everyone. Now each presence subscribe takes from the member's own
+/// budget (`presence.user_churn_per_second`, bursts of `user_churn_burst`; it pays for the join and the leave):
+/// past it its presence subscribe gets `limit_exceeded`, the others see at most twice its budget of join/leave
+/// frames, and the channel is never paused (its own churn budget, here small, stays a backstop).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_churning_member_is_refused_and_never_pauses_the_channel() {
     const CYCLES: usize = 40;
@@ -188,8 +188,8 @@ async fn a_churning_member_is_refused_and_never_pauses_the_channel() {
     let churned_in = started.elapsed();
     eprintln!("{CYCLES} presence subscribes in {churned_in:?}: {joined} served, {refused} refused");
     let budget = 10 + churned_in.as_secs_f64().ceil() as usize;
-    assert!(2 * joined <= budget + 1, "{joined} joins (and as many leaves) > the member's budget {budget}");
-    assert!(refused >= CYCLES - budget, "{refused} refused");
+    assert!(joined <= budget, "{joined} joins (and as many leaves) > the member's budget {budget}");
+    assert!(refused >= CYCLES.saturating_sub(budget), "{refused} refused");
     assert_eq!(app.metric("telegraphy_presence_refused_total{reason=\"churn\"}").await, refused as f64);
     // The watcher got the churner's joins and leaves (no pause), then a newcomer's join.
     let mut bob = user_client(&app, "bob").await;
