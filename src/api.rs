@@ -1,12 +1,17 @@
 //! HTTP API for backends without a NATS client or a token library (proto/PROTOCOL.md section 5):
 //! `POST /api/v1/tokens` mints a connect token, `POST /api/v1/publish` publishes an event.
-//! Both need `Authorization: Bearer <http.api_key>`; with no key configured the routes answer 404.
+//! Both need `Authorization: Bearer <http.api_key>`; with no key configured the routes answer 404. A client
+//! address that sent [`crate::api_throttle::MAX_KEY_FAILURES`] wrong (non-empty) keys within [`KEY_FAILURE_WINDOW`] gets 429 (any
+//! key) until that window ends (`crate::api_throttle`); the key itself must pass the weak-secret rule (`crate::secret`).
+
+use std::net::IpAddr;
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use tokio::time::Instant;
 
-use crate::{auth::MintError, names, node::Gateway};
+use crate::{api_throttle::KEY_FAILURE_WINDOW, auth::MintError, names, node::Gateway};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -51,6 +56,17 @@ fn guard(req: &HttpRequest, gw: &Gateway) -> Option<HttpResponse> {
     if key.is_empty() {
         return Some(HttpResponse::NotFound().finish());
     }
+    // Checked before the key: a throttled address learns nothing about the keys it tries.
+    let ip = client_address(gw, req);
+    let now = Instant::now();
+    if gw.api_failures.throttled(ip, now) {
+        gw.metrics.api_key_throttled.increment(1);
+        return Some(
+            HttpResponse::TooManyRequests()
+                .insert_header((header::RETRY_AFTER, KEY_FAILURE_WINDOW.as_secs().to_string()))
+                .json(serde_json::json!({ "error": "too_many_requests" })),
+        );
+    }
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -60,12 +76,24 @@ fn guard(req: &HttpRequest, gw: &Gateway) -> Option<HttpResponse> {
     if constant_time_eq(presented.as_bytes(), key.as_bytes()) {
         None
     } else {
+        if !presented.is_empty() {
+            gw.api_failures.failed(ip, now); // a wrong key (not a request without one)
+        }
         Some(
             HttpResponse::Unauthorized()
                 .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
                 .json(serde_json::json!({ "error": "unauthorized" })),
         )
     }
+}
+
+/// The address wrong keys are counted under: as for the per-IP connection quota (the peer, or behind a trusted
+/// proxy the client its header names; IPv6 by /64).
+fn client_address(gw: &Gateway, req: &HttpRequest) -> IpAddr {
+    let peer = req.peer_addr().map_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), |a| a.ip());
+    let values =
+        gw.client_ip.header().into_iter().flat_map(|h| req.headers().get_all(h)).filter_map(|v| v.to_str().ok());
+    crate::client_ip::quota_key(gw.client_ip.client_ip(peer, values))
 }
 
 /// Compares without leaking where the first difference is (the length is not secret).

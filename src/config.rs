@@ -201,6 +201,13 @@ pub struct Limits {
     pub request_burst: u32,
     /// Bytes queued per connection before it is closed as too slow (4008); at least `max_event_bytes`.
     pub outbound_queue_bytes: usize,
+    /// Live sockets of one user (token `sub`) on this node, across its sessions (close 4029 past it).
+    pub max_connections_per_user: usize,
+    /// Bytes of compiled filter regexes one user's connections may hold together on this node.
+    pub filter_memory_per_user: usize,
+    /// Bytes queued for every connection of the node together before the one pushing more into a non-empty queue
+    /// is closed as too slow (4008); at least `outbound_queue_bytes`.
+    pub outbound_queue_bytes_per_node: usize,
 }
 
 /// Event history in a JetStream stream, for recovery after reconnects (proto/PROTOCOL.md section 7).
@@ -229,6 +236,9 @@ pub struct HistorySettings {
     pub max_concurrent_recoveries: usize,
     /// Most payload bytes replayed for one `subscribe` with `since`; more = `recovered: false`.
     pub max_replay_bytes: usize,
+    /// Recoveries of one user (or anonymous session) under way at once on this node; more wait (within the
+    /// same 5 s as for a node slot), then get `recovered: false`. At most `max_concurrent_recoveries`.
+    pub max_recoveries_per_user: usize,
 }
 
 impl HistorySettings {
@@ -269,6 +279,12 @@ pub struct PresenceSettings {
     /// Most presence joins and leaves writing the bucket at once on this node (more wait, then `internal`
     /// "presence busy": the client retries).
     pub max_writes_in_flight: usize,
+    /// Presence subscriptions one user (or anonymous session) may hold on this node at once.
+    pub max_per_user: usize,
+    /// Presence subscribes per second one user (or anonymous session) may average; past it (bursts of
+    /// `user_churn_burst`) its presence subscribe gets `limit_exceeded`.
+    pub user_churn_per_second: u32,
+    pub user_churn_burst: u32,
 }
 
 impl PresenceSettings {
@@ -343,6 +359,9 @@ max_pending_connections_per_ip = 32
 requests_per_second = 20
 request_burst = 150
 outbound_queue_bytes = 1048576
+max_connections_per_user = 32
+filter_memory_per_user = 16777216
+outbound_queue_bytes_per_node = 536870912
 [history]
 enabled = true
 stream = "TELEGRAPHY"
@@ -354,6 +373,7 @@ live_prefix = ""
 position_interval = 60
 max_concurrent_recoveries = 32
 max_replay_bytes = 4194304
+max_recoveries_per_user = 8
 [presence]
 enabled = true
 bucket = "telegraphy_presence"
@@ -366,6 +386,9 @@ max_join_leave_members = 1000
 join_leave_per_second = 20
 join_leave_burst = 200
 max_writes_in_flight = 256
+max_per_user = 32
+user_churn_per_second = 2
+user_churn_burst = 40
 [log]
 format = "text"
 level = "info"
@@ -401,6 +424,7 @@ impl Settings {
             None => std::env::var(name).ok(),
         };
         let (secret, previous) = (raw("TELEGRAPHY_AUTH__SECRET"), raw("TELEGRAPHY_AUTH__PREVIOUS_SECRETS"));
+        let api_key = raw("TELEGRAPHY_HTTP__API_KEY");
         if let Some(env) = env {
             environment = environment.source(Some(env.into_iter().collect()));
         }
@@ -412,6 +436,9 @@ impl Settings {
         }
         if let Some(previous) = previous {
             settings.auth.previous_secrets = previous.split(',').map(str::to_string).collect();
+        }
+        if let Some(api_key) = api_key {
+            settings.http.api_key = api_key;
         }
         // `TELEGRAPHY_HTTP__ALLOWED_ORIGINS=` (empty) means "none", not one empty origin.
         for list in [
@@ -429,6 +456,10 @@ impl Settings {
     /// Checks that do not need the secret (the secret is checked where it is used, see [`Settings::secrets`]).
     fn validate(&self) -> Result<(), ConfigError> {
         self.http_bind()?;
+        // The API key mints any user's token: the weak-secret rule of the signing secret applies ("" = API off).
+        if let Some(weak) = Some(&self.http.api_key).filter(|k| !k.is_empty()).and_then(|k| secret::weakness(k)) {
+            return Err(weak_secret("http.api_key", weak));
+        }
         if names::validate_name(&self.nats.subject_prefix).is_err() {
             return Err(invalid(
                 "nats.subject_prefix",
@@ -530,6 +561,15 @@ impl Settings {
         if !(1..=100_000).contains(&p.max_writes_in_flight) {
             return Err(invalid("presence.max_writes_in_flight", "must be 1..100000"));
         }
+        if p.max_per_user == 0 {
+            return Err(invalid("presence.max_per_user", "must be at least 1"));
+        }
+        if !(1..=1_000_000).contains(&p.user_churn_per_second) || !(1..=1_000_000).contains(&p.user_churn_burst) {
+            return Err(invalid(
+                "presence.user_churn_per_second",
+                "user_churn_per_second and user_churn_burst must be 1..1000000",
+            ));
+        }
         Ok(())
     }
 
@@ -541,6 +581,12 @@ impl Settings {
         }
         if !(1..=3600).contains(&self.http.body_timeout) {
             return Err(invalid("http.body_timeout", "must be 1..3600 seconds"));
+        }
+        if self.limits.max_connections_per_user < self.limits.max_connections_per_session {
+            return Err(invalid(
+                "limits.max_connections_per_user",
+                "must be at least limits.max_connections_per_session",
+            ));
         }
         let max_age = REVOCATIONS_BUCKET_MAX_AGE.as_secs();
         if self.auth.max_session_age == 0 || self.auth.max_session_age > max_age {
@@ -581,6 +627,15 @@ impl Settings {
         if self.history.max_replay_bytes < limits.max_event_bytes {
             return Err(invalid("history.max_replay_bytes", "must be at least limits.max_event_bytes"));
         }
+        if !(1..=self.history.max_concurrent_recoveries).contains(&self.history.max_recoveries_per_user) {
+            return Err(invalid("history.max_recoveries_per_user", "must be 1..history.max_concurrent_recoveries"));
+        }
+        if limits.outbound_queue_bytes_per_node < limits.outbound_queue_bytes {
+            return Err(invalid(
+                "limits.outbound_queue_bytes_per_node",
+                "must be at least limits.outbound_queue_bytes",
+            ));
+        }
         Ok(())
     }
 
@@ -593,11 +648,14 @@ impl Settings {
         if limits.filter_memory_per_connection == 0 {
             return Err(invalid("limits.filter_memory_per_connection", "must be at least 1 byte"));
         }
-        if limits.filter_memory_per_node < limits.filter_memory_per_connection {
+        if limits.filter_memory_per_user < limits.filter_memory_per_connection {
             return Err(invalid(
-                "limits.filter_memory_per_node",
+                "limits.filter_memory_per_user",
                 "must be at least limits.filter_memory_per_connection",
             ));
+        }
+        if limits.filter_memory_per_node < limits.filter_memory_per_user {
+            return Err(invalid("limits.filter_memory_per_node", "must be at least limits.filter_memory_per_user"));
         }
         Ok(())
     }
@@ -689,9 +747,23 @@ mod tests {
         let s = Settings::load_from(None, env(&[("TELEGRAPHY_AUTH__SECRET", "short-secret-value")])).unwrap();
         let err = s.secrets().unwrap_err().to_string();
         assert!(err.contains("auth.secret") && !err.contains("short-secret-value"), "{err}");
-        let debug =
-            format!("{:?}", Settings::load_from(None, env(&[("TELEGRAPHY_HTTP__API_KEY", "k3y-value")])).unwrap());
-        assert!(!debug.contains("k3y-value"), "api key redacted in Debug");
+        let key = "k3y-value-5d81c7e2a9f04b36e1d8c2a7f9b3e60d";
+        let debug = format!("{:?}", Settings::load_from(None, env(&[("TELEGRAPHY_HTTP__API_KEY", key)])).unwrap());
+        assert!(!debug.contains(key), "api key redacted in Debug");
+    }
+
+    #[test]
+    fn a_weak_api_key_is_refused_naming_the_key_only() {
+        for weak in ["abc", "change-me-change-me-change-me-change-me", &"ab".repeat(20)] {
+            let err = Settings::load_from(None, env(&[("TELEGRAPHY_HTTP__API_KEY", weak)])).unwrap_err().to_string();
+            assert!(err.contains("http.api_key") && err.contains("weak secret") && !err.contains(weak), "{err}");
+        }
+        let strong = "9f2c41d07be85a36c1e0d4f7a92b6e3158c0d7f4a1e92b63";
+        assert_eq!(
+            Settings::load_from(None, env(&[("TELEGRAPHY_HTTP__API_KEY", strong)])).unwrap().http.api_key,
+            strong
+        );
+        assert!(Settings::load_from(None, env(&[("TELEGRAPHY_HTTP__API_KEY", "")])).is_ok(), "empty = off");
     }
 
     #[test]

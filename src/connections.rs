@@ -1,5 +1,5 @@
 //! The node's live connections: counted against the connection quotas (`limits.max_connections`, per client
-//! address, per session, anonymous), closed together on drain, and found by user or session when a revocation
+//! address, per session, per user, anonymous), closed together on drain, and found by user or session when a revocation
 //! arrives. Touched on upgrade, connect and disconnect only, never per frame.
 //!
 //! A connection is *pending* from its upgrade until its `connect` succeeds (it has no token yet): pending ones
@@ -38,6 +38,8 @@ pub struct Quotas {
     pub pending_per_ip: usize,
     /// Live anonymous sessions per client address.
     pub anonymous_per_ip: usize,
+    /// `limits.max_connections_per_user` (sockets of one token `sub`, across its sessions).
+    pub per_user: usize,
 }
 
 impl From<&Limits> for Quotas {
@@ -50,6 +52,7 @@ impl From<&Limits> for Quotas {
             pending: limits.max_pending_connections,
             pending_per_ip: limits.max_pending_connections_per_ip,
             anonymous_per_ip: limits.max_anonymous_connections_per_ip,
+            per_user: limits.max_connections_per_user,
         }
     }
 }
@@ -71,6 +74,8 @@ pub enum OverQuota {
     PendingIp,
     /// `limits.max_anonymous_connections_per_ip` (`limit_exceeded`, close 4029).
     AnonymousIp,
+    /// `limits.max_connections_per_user` (`limit_exceeded`, close 4029).
+    User,
 }
 
 impl OverQuota {
@@ -84,6 +89,7 @@ impl OverQuota {
             OverQuota::Pending => &metrics.over_quota_pending,
             OverQuota::PendingIp => &metrics.over_quota_pending_ip,
             OverQuota::AnonymousIp => &metrics.over_quota_anonymous_ip,
+            OverQuota::User => &metrics.over_quota_user,
         }
         .increment(1);
     }
@@ -98,6 +104,7 @@ impl OverQuota {
             OverQuota::Pending => "too many connections waiting for connect",
             OverQuota::PendingIp => "too many connections waiting for connect from this address",
             OverQuota::AnonymousIp => "too many anonymous connections from this address",
+            OverQuota::User => "too many connections for this user",
         }
     }
 
@@ -112,6 +119,8 @@ struct Table {
     live: HashMap<ConnId, Live>,
     per_ip: HashMap<IpAddr, usize>,
     per_session: HashMap<String, usize>,
+    /// Live sockets per non-empty `sub`.
+    per_user: HashMap<String, usize>,
     anonymous: usize,
     /// Connections not yet connected (no session): on the node and per client address.
     pending: usize,
@@ -167,7 +176,8 @@ impl Connections {
     }
 
     /// Records who the connection is once `connect` succeeded, unless its session already has
-    /// `quotas.per_session` sockets here or (anonymous, `sub` empty) the anonymous quota is full.
+    /// `quotas.per_session` sockets here, its user `quotas.per_user`, or (anonymous, `sub` empty) the anonymous
+    /// quota is full.
     pub fn identify(&self, id: ConnId, sub: &str, session: &str, quotas: Quotas) -> Result<(), OverQuota> {
         let mut table = self.table.lock().expect("connections lock");
         let table = &mut *table;
@@ -186,6 +196,9 @@ impl Connections {
         if anonymous && quotas.anonymous_per_ip > 0 && per_ip(&table.anonymous_per_ip) >= quotas.anonymous_per_ip {
             return Err(OverQuota::AnonymousIp);
         }
+        if !anonymous && table.per_user.get(sub).is_some_and(|n| *n >= quotas.per_user) {
+            return Err(OverQuota::User);
+        }
         conn.sub = Some(sub.to_string());
         conn.session = Some(session.to_string());
         count_up(&mut table.per_session, session.to_string());
@@ -196,6 +209,9 @@ impl Connections {
         // No longer pending.
         table.pending -= 1;
         count_down(&mut table.pending_per_ip, &conn.ip);
+        if !anonymous {
+            count_up(&mut table.per_user, sub.to_string());
+        }
         Ok(())
     }
 
@@ -216,9 +232,13 @@ impl Connections {
                         count_down(&mut table.pending_per_ip, &conn.ip);
                     }
                 }
-                if conn.sub.as_deref() == Some("") {
-                    table.anonymous -= 1;
-                    count_down(&mut table.anonymous_per_ip, &conn.ip);
+                match conn.sub.as_deref() {
+                    Some("") => {
+                        table.anonymous -= 1;
+                        count_down(&mut table.anonymous_per_ip, &conn.ip);
+                    }
+                    Some(sub) => count_down(&mut table.per_user, &sub.to_string()),
+                    None => {}
                 }
             }
         }
@@ -286,6 +306,7 @@ mod tests {
             pending: 0,
             pending_per_ip: 0,
             anonymous_per_ip: 0,
+            per_user: 3,
         };
         let conns = Connections::default();
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
@@ -304,11 +325,21 @@ mod tests {
         assert_eq!(conns.identify(four, "", "anon2", q), Ok(()), "the anonymous slot was released");
         let five = conns.try_register(ctl(), a, q).unwrap();
         assert_eq!(conns.identify(five, "u", "s1", q), Ok(()), "the session slot was released");
+        // A user's sockets across sessions.
+        let c: IpAddr = "192.0.2.3".parse().unwrap();
+        let six = conns.try_register(ctl(), c, q).unwrap();
+        assert_eq!(conns.identify(six, "u", "s2", q), Ok(()));
+        let seven = conns.try_register(ctl(), c, q).unwrap();
+        assert_eq!(conns.identify(seven, "u", "s3", q), Err(OverQuota::User));
+        conns.remove(six);
+        assert_eq!(conns.identify(seven, "u", "s3", q), Ok(()), "the user slot was released");
+        conns.remove(seven);
         conns.remove(two);
         conns.remove(four);
         conns.remove(five);
         let table = conns.table.lock().unwrap();
         assert!(table.live.is_empty() && table.per_ip.is_empty() && table.per_session.is_empty());
+        assert!(table.per_user.is_empty());
         assert_eq!(table.anonymous, 0);
     }
 
@@ -322,6 +353,7 @@ mod tests {
             pending: 3,
             pending_per_ip: 2,
             anonymous_per_ip: 1,
+            per_user: 4,
         };
         let conns = Connections::default();
         let (a, b, c): (IpAddr, IpAddr, IpAddr) =

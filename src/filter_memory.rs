@@ -6,7 +6,9 @@
 //! is [`CompiledRegex::bytes`] (program plus one matching cache, see there); it is charged when compiled and
 //! released when its last holder drops it (the subscription or connection ended). The per-connection budget
 //! (`limits.filter_memory_per_connection`) is kept by the session, which counts every regex its subscriptions
-//! hold, shared or not.
+//! hold, shared or not; the per-user budget (`limits.filter_memory_per_user`) likewise, summed over the user's
+//! connections in this node's table ([`FilterMemory::charge_user`]), so that many sockets of one user cannot take
+//! the node's budget. A subscription of a user at its budget is refused before anything is compiled.
 //!
 //! Compiles run on tokio's blocking threads, one at a time per node ([`COMPILE_PERMITS`]): a burst of
 //! `subscribe` frames with regexes queues there and never runs on an async worker, so other sockets' frames and
@@ -47,6 +49,9 @@ pub enum CompileError {
 pub struct FilterMemory {
     inner: Arc<Inner>,
     compiles: Semaphore,
+    /// Bytes charged per user (token `sub`) across its connections; entries at zero are removed.
+    users: Mutex<HashMap<String, usize>>,
+    per_user: usize,
 }
 
 struct Inner {
@@ -82,9 +87,48 @@ impl Drop for Charge {
 }
 
 impl FilterMemory {
-    pub fn new(per_node: usize, metrics: Arc<Metrics>) -> Self {
+    pub fn new(per_node: usize, per_user: usize, metrics: Arc<Metrics>) -> Self {
         let inner = Inner { pool: Mutex::default(), used: AtomicUsize::new(0), per_node, metrics };
-        FilterMemory { inner: Arc::new(inner), compiles: Semaphore::new(COMPILE_PERMITS) }
+        let compiles = Semaphore::new(COMPILE_PERMITS);
+        FilterMemory { inner: Arc::new(inner), compiles, users: Mutex::default(), per_user }
+    }
+
+    /// Bytes `user`'s connections hold (every regex of their subscriptions, shared or not).
+    pub fn user_used(&self, user: &str) -> usize {
+        self.users.lock().unwrap_or_else(|e| e.into_inner()).get(user).copied().unwrap_or(0)
+    }
+
+    /// Whether `user` (not counting `credit` bytes about to be released) is under its budget: may compile more.
+    pub fn user_has_room(&self, user: &str, credit: usize) -> bool {
+        self.user_used(user).saturating_sub(credit) < self.per_user
+    }
+
+    /// Charges `bytes` to `user` if, with `credit` bytes about to be released, they fit its budget.
+    pub fn charge_user(&self, user: &str, bytes: usize, credit: usize) -> bool {
+        if bytes == 0 {
+            return true;
+        }
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        let used = users.get(user).copied().unwrap_or(0);
+        if used.saturating_sub(credit) + bytes > self.per_user {
+            return false;
+        }
+        users.insert(user.to_string(), used + bytes);
+        true
+    }
+
+    /// Releases `bytes` charged to `user` ([`Self::charge_user`]).
+    pub fn release_user(&self, user: &str, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(used) = users.get_mut(user) {
+            *used = used.saturating_sub(bytes);
+            if *used == 0 {
+                users.remove(user);
+            }
+        }
     }
 
     /// Bytes of compiled regexes live on the node.
@@ -164,7 +208,7 @@ mod tests {
 
     #[tokio::test]
     async fn identical_patterns_share_one_regex_and_memory_is_released_with_the_last_holder() {
-        let memory = FilterMemory::new(1 << 20, Arc::new(Metrics::new()));
+        let memory = FilterMemory::new(1 << 20, 1 << 20, Arc::new(Metrics::new()));
         let a = memory.regex(&key(r"\d{3}-\d{4}")).await.unwrap();
         let used = memory.used();
         assert!(used >= a.bytes() && used > 1000, "charged {used}");
@@ -180,9 +224,22 @@ mod tests {
         assert_eq!((memory.used(), memory.pooled()), (0, 0));
     }
 
+    #[test]
+    fn a_users_charges_are_bounded_and_released() {
+        let memory = FilterMemory::new(1000, 100, Arc::new(Metrics::new()));
+        assert!(memory.charge_user("u", 60, 0));
+        assert!(!memory.charge_user("u", 60, 0), "over the user's budget");
+        assert!(memory.charge_user("v", 60, 0), "another user has its own");
+        assert!(memory.charge_user("u", 60, 60), "a replaced subscription's bytes are credited");
+        assert!(!memory.user_has_room("u", 0));
+        memory.release_user("u", 60);
+        memory.release_user("u", 60);
+        assert_eq!((memory.user_used("u"), memory.users.lock().unwrap().len()), (0, 1), "empty entries removed");
+    }
+
     #[tokio::test]
     async fn over_the_node_budget_nothing_is_kept() {
-        let memory = FilterMemory::new(100_000, Arc::new(Metrics::new()));
+        let memory = FilterMemory::new(100_000, 100_000, Arc::new(Metrics::new()));
         let small = memory.regex(&key("^ord")).await.unwrap();
         let err = memory.regex(&key(r"\w+@\w+\.\w+")).await.unwrap_err();
         assert_eq!(err, CompileError::OverBudget);

@@ -9,10 +9,13 @@
 //! filtered consumer, while the hub buffers live frames for that subscription; the session then sends the
 //! replay and switches to live, dropping buffered frames already replayed (see [`crate::hub::Hub::go_live`]).
 //!
-//! Bounds on the work and memory of recoveries (issue 11 parts 3 and 6): at most
+//! Bounds on the work and memory of recoveries (issue 11 parts 3 and 6, issue 20): at most
 //! `history.max_concurrent_recoveries` replay at once on the node (others wait up to [`RECOVERY_WAIT`], then are
-//! refused), a replay stops reading once over `history.max_replay_bytes`, and concurrent position reads share
-//! one JetStream request ([`History::position`]).
+//! refused), at most `history.max_recoveries_per_user` of one user (or anonymous session; more wait within the
+//! same [`RECOVERY_WAIT`], then are refused), a replay stops reading once over `history.max_replay_bytes`, and concurrent position
+//! reads share one JetStream request ([`History::position`]). A recovery keeps its slots ([`RecoverySlot`])
+//! until its replay is queued to the client, so the events read and not yet queued are bounded node-wide by
+//! `max_concurrent_recoveries` x `max_replay_bytes`.
 
 use std::{
     sync::{Arc, RwLock},
@@ -118,6 +121,8 @@ pub enum Refused {
     TooManyEvents,
     /// More than `history.max_replay_bytes` of payload missed.
     TooManyBytes,
+    /// The user had `history.max_recoveries_per_user` recoveries under way for [`RECOVERY_WAIT`].
+    User,
 }
 
 impl Refused {
@@ -127,6 +132,7 @@ impl Refused {
             Refused::Busy => &metrics.recoveries_refused_busy,
             Refused::TooManyEvents => &metrics.recoveries_refused_events,
             Refused::TooManyBytes => &metrics.recoveries_refused_bytes,
+            Refused::User => &metrics.recoveries_refused_user,
         }
         .increment(1);
     }
@@ -136,6 +142,7 @@ impl Refused {
             Refused::Busy => "too many recoveries at once",
             Refused::TooManyEvents => "too many missed events",
             Refused::TooManyBytes => "too many missed bytes",
+            Refused::User => "too many recoveries of this user",
         }
     }
 }
@@ -149,6 +156,11 @@ pub struct History {
     epoch: RwLock<Option<Arc<str>>>,
     /// Node-wide slots for client recoveries.
     recoveries: Semaphore,
+    /// Recoveries under way (waiting for a node slot or replaying) per user key; entries at zero are removed.
+    users: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    per_user: usize,
+    /// Signalled when a user's recovery ends (a waiting one of that user may start).
+    user_freed: tokio::sync::Notify,
     /// The last position read and when its request was sent; the lock makes concurrent reads one request.
     last_read: Mutex<Option<(Instant, Result<Position, HistoryError>)>>,
 }
@@ -182,6 +194,9 @@ impl History {
             max_replay_bytes: h.max_replay_bytes,
             epoch: RwLock::new(None),
             recoveries: Semaphore::new(h.max_concurrent_recoveries.min(Semaphore::MAX_PERMITS)),
+            users: std::sync::Mutex::default(),
+            per_user: h.max_recoveries_per_user,
+            user_freed: tokio::sync::Notify::new(),
             last_read: Mutex::new(None),
         }
     }
@@ -280,19 +295,57 @@ impl History {
         tokio::time::timeout(RECOVERY_WAIT, self.recoveries.acquire()).await.ok()?.ok()
     }
 
-    /// A client's recovery (`subscribe` with `since`), within the node's bounds: one of
-    /// `history.max_concurrent_recoveries` slots (waiting up to [`RECOVERY_WAIT`]), `history.max_replay` events
-    /// and `history.max_replay_bytes`.
+    /// Recoveries of the user key `user` under way (waiting for a slot or replaying).
+    pub fn recoveries_of(&self, user: &str) -> usize {
+        self.users.lock().unwrap_or_else(|e| e.into_inner()).get(user).copied().unwrap_or(0)
+    }
+
+    /// The node's recovery slots free now.
+    pub fn free_recovery_slots(&self) -> usize {
+        self.recoveries.available_permits()
+    }
+
+    /// One more recovery of `user` (a user key: one per user or anonymous session), waiting up to `deadline`
+    /// while it has `history.max_recoveries_per_user` under way.
+    async fn user_recovery(&self, user: &str, deadline: Instant) -> Option<UserRecovery<'_>> {
+        loop {
+            let freed = self.user_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable(); // an end between the check below and the wait is not missed
+            {
+                let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+                let n = users.entry(user.to_string()).or_default();
+                if *n < self.per_user {
+                    *n += 1;
+                    return Some(UserRecovery { history: self, user: user.to_string() });
+                }
+            }
+            tokio::time::timeout_at(deadline, freed).await.ok()?;
+        }
+    }
+
+    /// A client's recovery (`subscribe` with `since`) for `user` (a user key), within the node's bounds:
+    /// `history.max_recoveries_per_user` (refused at once), one of `history.max_concurrent_recoveries` slots
+    /// (waiting up to [`RECOVERY_WAIT`]), `history.max_replay` events and `history.max_replay_bytes`. The caller
+    /// keeps the returned slot until the replay is queued.
     pub async fn recover_for_client(
         &self,
+        user: &str,
         pattern: &str,
         epoch: &str,
         seq: u64,
-    ) -> Result<(Recovery, Position), HistoryError> {
-        let Some(_slot) = self.recovery_slot().await else {
-            return Ok((Recovery::Refused(Refused::Busy), self.position().await?));
+    ) -> Result<(Recovery, Position, Option<RecoverySlot<'_>>), HistoryError> {
+        let deadline = Instant::now() + RECOVERY_WAIT;
+        let Some(user) = self.user_recovery(user, deadline).await else {
+            return Ok((Recovery::Refused(Refused::User), self.position().await?, None));
         };
-        self.recover_within(pattern, epoch, seq, self.max_replay, self.max_replay_bytes).await
+        let node = tokio::time::timeout_at(deadline, self.recoveries.acquire()).await.ok().and_then(Result::ok);
+        let Some(node) = node else {
+            return Ok((Recovery::Refused(Refused::Busy), self.position().await?, None));
+        };
+        let (recovery, position) =
+            self.recover_within(pattern, epoch, seq, self.max_replay, self.max_replay_bytes).await?;
+        Ok((recovery, position, Some(RecoverySlot { _node: node, _user: user })))
     }
 
     fn position_from(&self, info: &stream::Info) -> Position {
@@ -431,6 +484,32 @@ impl History {
         }
         Ok(Some(events))
     }
+}
+
+/// A user's recovery under way, counted in `history.max_recoveries_per_user` until dropped.
+struct UserRecovery<'a> {
+    history: &'a History,
+    user: String,
+}
+
+impl Drop for UserRecovery<'_> {
+    fn drop(&mut self) {
+        let mut users = self.history.users.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = users.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                users.remove(&self.user);
+            }
+        }
+        drop(users);
+        self.history.user_freed.notify_waiters();
+    }
+}
+
+/// The node's and the user's recovery slots a client recovery holds until its replay is queued.
+pub struct RecoverySlot<'a> {
+    _node: tokio::sync::SemaphorePermit<'a>,
+    _user: UserRecovery<'a>,
 }
 
 async fn timeout<F: std::future::Future>(f: F) -> Result<F::Output, HistoryError> {

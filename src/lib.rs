@@ -34,6 +34,7 @@
 //! - [`nats`]: the NATS connection (reconnect forever, state and slow-consumer tracking) and KV buckets.
 //! - [`auth`]: connect step: token checks, single-use consumption in KV, resume tokens, revocation watch, minting.
 //! - `api` (private): HTTP API for backends: mint tokens, publish events.
+//! - `api_throttle` (private): wrong API keys per client address, throttled past a bound.
 //! - [`names`]: event names and patterns: validation, matching, containment, model key escaping.
 //! - [`frames`]: client frame parsing, server frame encoding, error and close codes.
 //! - [`filter`]: server-side filters: Django-style lookups on event data (checked first, then compiled).
@@ -49,6 +50,7 @@
 pub mod actix;
 mod admission;
 mod api;
+mod api_throttle;
 pub mod auth;
 mod client_ip;
 pub mod config;

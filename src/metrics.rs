@@ -54,6 +54,8 @@ pub struct Metrics {
     pub over_quota_pending: Counter,
     pub over_quota_pending_ip: Counter,
     pub over_quota_anonymous_ip: Counter,
+    /// Connects refused by `limits.max_connections_per_user` (`quota="user"`).
+    pub over_quota_user: Counter,
     /// Live connections closed because their session reached `auth.max_session_age`.
     pub sessions_expired: Counter,
     /// Connections closed with 4029 for sending frames faster than `limits.requests_per_second`.
@@ -64,6 +66,8 @@ pub struct Metrics {
     pub recoveries_refused_busy: Counter,
     pub recoveries_refused_events: Counter,
     pub recoveries_refused_bytes: Counter,
+    /// `reason="user"`: the user already had `history.max_recoveries_per_user` recoveries under way.
+    pub recoveries_refused_user: Counter,
     /// Estimated bytes of compiled filter regexes live on the node (see `filter_memory`).
     pub filter_memory: Gauge,
     /// `subscribe` frames refused because a filter memory budget (node or connection) was used up.
@@ -82,6 +86,12 @@ pub struct Metrics {
     /// Presence joins refused and leaves not deleted (left to expire) because `presence.max_writes_in_flight`
     /// writes were already under way.
     pub presence_busy: Counter,
+    /// Presence subscribes refused by a per-user budget, by reason (`channels`: `presence.max_per_user`;
+    /// `churn`: `presence.user_churn_per_second`).
+    pub presence_refused_user_channels: Counter,
+    pub presence_refused_user_churn: Counter,
+    /// `/api/v1` requests answered 429 because their client address sent too many wrong API keys.
+    pub api_key_throttled: Counter,
 }
 
 impl Default for Metrics {
@@ -129,11 +139,13 @@ impl Metrics {
             over_quota_pending: cl("telegraphy_connections_over_quota_total", "quota", "pending"),
             over_quota_pending_ip: cl("telegraphy_connections_over_quota_total", "quota", "pending_ip"),
             over_quota_anonymous_ip: cl("telegraphy_connections_over_quota_total", "quota", "anonymous_ip"),
+            over_quota_user: cl("telegraphy_connections_over_quota_total", "quota", "user"),
             sessions_expired: c("telegraphy_sessions_expired_total"),
             requests_rate_limited: c("telegraphy_requests_rate_limited_total"),
             recoveries_refused_busy: cl("telegraphy_recoveries_refused_total", "reason", "busy"),
             recoveries_refused_events: cl("telegraphy_recoveries_refused_total", "reason", "events"),
             recoveries_refused_bytes: cl("telegraphy_recoveries_refused_total", "reason", "bytes"),
+            recoveries_refused_user: cl("telegraphy_recoveries_refused_total", "reason", "user"),
             filter_memory: g("telegraphy_filter_memory_bytes"),
             filter_memory_refused: c("telegraphy_filter_memory_refused_total"),
             presence_channels: g("telegraphy_presence_channels"),
@@ -142,6 +154,9 @@ impl Metrics {
             presence_refresh_seconds: g("telegraphy_presence_refresh_seconds"),
             presence_paused_channels: g("telegraphy_presence_paused_channels"),
             presence_busy: c("telegraphy_presence_busy_total"),
+            presence_refused_user_channels: cl("telegraphy_presence_refused_total", "reason", "channels"),
+            presence_refused_user_churn: cl("telegraphy_presence_refused_total", "reason", "churn"),
+            api_key_throttled: c("telegraphy_api_key_throttled_total"),
             recorder,
             handle,
         };
@@ -180,14 +195,19 @@ impl Metrics {
             &m.over_quota_pending,
             &m.over_quota_pending_ip,
             &m.over_quota_anonymous_ip,
+            &m.over_quota_user,
             &m.sessions_expired,
             &m.requests_rate_limited,
             &m.recoveries_refused_busy,
             &m.recoveries_refused_events,
             &m.recoveries_refused_bytes,
+            &m.recoveries_refused_user,
             &m.filter_memory_refused,
             &m.presence_refreshes,
             &m.presence_busy,
+            &m.presence_refused_user_channels,
+            &m.presence_refused_user_churn,
+            &m.api_key_throttled,
         ] {
             counter.increment(0);
         }

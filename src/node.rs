@@ -12,6 +12,7 @@ use std::{
 };
 
 use crate::{
+    api_throttle::ApiFailures,
     auth::{Auth, Revoked},
     client_ip::ClientIpConfig,
     config::{ConfigError, Settings},
@@ -22,6 +23,7 @@ use crate::{
     hub::{Hub, HubConfig},
     metrics::Metrics,
     nats::{self, NatsError},
+    outbox::SharedQueue,
     presence::Presence,
     streams::Streams,
 };
@@ -53,6 +55,10 @@ pub struct Gateway {
     pub sse: Streams,
     /// Who is present on which channel (section 11).
     pub presence: Arc<Presence>,
+    /// Bytes queued for every connection of the node (`limits.outbound_queue_bytes_per_node`).
+    pub outbound: Arc<SharedQueue>,
+    /// Wrong `/api/v1` keys per client address (throttled past a bound).
+    pub(crate) api_failures: ApiFailures,
     /// Set once by [`Gateway::drain`] (built false by the server).
     pub(crate) draining: AtomicBool,
 }
@@ -91,7 +97,12 @@ impl Gateway {
         );
         let client_ip = ClientIpConfig::new(&settings.http.trusted_proxies, &settings.http.client_ip_header)
             .map_err(|problem| ConfigError::Invalid { key: "http.trusted_proxies", problem })?;
-        let filter_memory = FilterMemory::new(settings.limits.filter_memory_per_node, metrics.clone());
+        let filter_memory = FilterMemory::new(
+            settings.limits.filter_memory_per_node,
+            settings.limits.filter_memory_per_user,
+            metrics.clone(),
+        );
+        let outbound = SharedQueue::new(settings.limits.outbound_queue_bytes_per_node);
         let presence = Presence::start(client.clone(), &settings.presence, metrics.clone());
         let gateway = Arc::new(Gateway {
             settings,
@@ -105,6 +116,8 @@ impl Gateway {
             filter_memory,
             sse: Streams::default(),
             presence,
+            outbound,
+            api_failures: ApiFailures::default(),
             draining: AtomicBool::new(false),
         });
         gateway.watch_revocations();

@@ -6,6 +6,11 @@
 //!
 //! The queue is bounded twice: in frames (`limits.outbound_queue`) and in bytes (`limits.outbound_queue_bytes`,
 //! counted from the push until the writer has written the frame). Into an empty queue any frame fits.
+//!
+//! Once connected, a connection's queued bytes also count in the node's total ([`SharedQueue`],
+//! `limits.outbound_queue_bytes_per_node`): a push into a non-empty queue that would take the total over its
+//! bound closes that connection as too slow, like its own bound. (A user's queued bytes are bounded by its
+//! sockets, `limits.max_connections_per_user` x `limits.outbound_queue_bytes`.)
 
 use std::sync::{
     atomic::{AtomicUsize, Ordering},
@@ -27,6 +32,50 @@ pub struct Control {
     queued_bytes: AtomicUsize,
     /// Signalled when the writer has written frames (room for [`Outbox::push_wait`]).
     room: Notify,
+    /// The node's total this connection's queued bytes also count in, once connected ([`Control::share`]).
+    shared: OnceLock<Arc<SharedQueue>>,
+}
+
+impl Drop for Control {
+    /// The connection is gone: what it still had queued (never written, e.g. after a 4008) leaves the totals.
+    fn drop(&mut self) {
+        if let Some(node) = self.shared.get() {
+            node.sub(*self.queued_bytes.get_mut());
+        }
+    }
+}
+
+/// Bytes queued for a group of connections (the node's) and their bound.
+#[derive(Debug)]
+pub struct SharedQueue {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl SharedQueue {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(SharedQueue { used: AtomicUsize::new(0), max })
+    }
+
+    /// Bytes queued and not yet written, in the group.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Counts `len` more bytes if they fit, or anyway when `force`.
+    fn add(&self, len: usize, force: bool) -> bool {
+        if force {
+            self.used.fetch_add(len, Ordering::AcqRel);
+            return true;
+        }
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| (u + len <= self.max).then_some(u + len))
+            .is_ok()
+    }
+
+    fn sub(&self, len: usize) {
+        let _ = self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| Some(u.saturating_sub(len)));
+    }
 }
 
 impl Control {
@@ -49,7 +98,21 @@ impl Control {
     /// The writer has written frames of `bytes` bytes: they leave the queue's byte count.
     pub fn written(&self, bytes: usize) {
         self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        if let Some(node) = self.shared.get() {
+            node.sub(bytes);
+        }
         self.room.notify_waiters();
+    }
+
+    /// From now on, this connection's queued bytes also count in the node's total `node`; once only (at
+    /// `connect`, by the connection's own task). Bytes queued before are counted too (a frame written while this
+    /// runs may be taken off the total without having been counted: the total errs low, never high).
+    pub fn share(&self, node: Arc<SharedQueue>) {
+        if self.shared.set(node).is_ok() {
+            if let Some(shared) = self.shared.get() {
+                shared.add(self.queued_bytes.load(Ordering::Acquire), true);
+            }
+        }
     }
 }
 
@@ -153,11 +216,16 @@ impl Outbox {
         }
     }
 
-    /// Counts `len` more queued bytes if they fit (any frame fits into an empty queue).
+    /// Counts `len` more queued bytes if they fit, in the connection's queue and in its shared totals (any
+    /// frame fits into an empty queue).
     fn reserve(&self, len: usize) -> bool {
         let before = self.ctl.queued_bytes.fetch_add(len, Ordering::AcqRel);
         if before > 0 && before.saturating_add(len) > self.max_bytes {
-            self.unreserve(len);
+            self.ctl.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            return false;
+        }
+        if self.ctl.shared.get().is_some_and(|node| !node.add(len, before == 0)) {
+            self.ctl.queued_bytes.fetch_sub(len, Ordering::AcqRel);
             return false;
         }
         true
@@ -166,6 +234,9 @@ impl Outbox {
     /// Takes back bytes [`Outbox::reserve`] counted for a frame that was not queued.
     fn unreserve(&self, len: usize) {
         self.ctl.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+        if let Some(node) = self.ctl.shared.get() {
+            node.sub(len);
+        }
     }
 
     /// The queue stayed full: close with 4008 (the first to notice reports `TooSlow`, to count it once).
@@ -207,6 +278,28 @@ mod tests {
         let (outbox, _rx, _ctl) = Outbox::bounded(100, 10);
         assert_eq!(outbox.push(frame(50)), Push::Queued);
         assert_eq!(outbox.push(frame(1)), Push::TooSlow);
+    }
+
+    #[test]
+    fn the_node_total_bounds_every_queue_together() {
+        let node = SharedQueue::new(1000);
+        let (a, mut a_rx, a_ctl) = Outbox::bounded(100, 1000);
+        let (b, _b_rx, b_ctl) = Outbox::bounded(100, 1000);
+        assert_eq!(a.push(frame(400)), Push::Queued, "before connect: not counted");
+        a_ctl.share(node.clone());
+        b_ctl.share(node.clone());
+        assert_eq!(node.used(), 400, "what was queued counts from then on");
+        assert_eq!(a.push(frame(400)), Push::Queued);
+        assert_eq!(b.push(frame(300)), Push::Queued, "an empty queue takes any frame");
+        assert_eq!(node.used(), 1100);
+        assert_eq!(b.push(frame(10)), Push::TooSlow, "over the node's total");
+        assert_eq!(node.used(), 1100, "the refused frame is not counted");
+        let taken = a_rx.try_recv().unwrap().len();
+        a_ctl.written(taken);
+        assert_eq!(node.used(), 700);
+        assert_eq!(a.push(frame(200)), Push::Queued, "room again once written");
+        drop((b, b_ctl, _b_rx));
+        assert_eq!(node.used(), 600, "a closed connection's unwritten bytes leave the total");
     }
 
     #[tokio::test]

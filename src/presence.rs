@@ -13,6 +13,14 @@
 //! watcher when an entry ages out (without limit markers), so the sweep is what bounds a killed node's
 //! clients. Snapshots and counts come from this memory, under the same lock as the events, so a reply and
 //! the events queued around it are in one order. Nothing here awaits a socket: frames go to outboxes.
+//!
+//! Per-user budgets (issue 20), in one node-level table keyed by user (or, anonymous, by session): presence
+//! subscriptions held at once (`presence.max_per_user`) and a churn budget (`presence.user_churn_per_second`,
+//! bursts of `user_churn_burst`) that every presence subscribe takes from (each can cause one `join` and one
+//! `leave`). A subscribe finding either used up is refused (`limit_exceeded`) before any KV write, so one member
+//! coming and going in a loop costs the channel at most twice its own budget of `join`/`leave` frames, below
+//! the channel's, and never pauses it; the channel's own churn budget remains as a backstop against many
+//! distinct members churning together.
 
 use std::{
     collections::HashMap,
@@ -54,6 +62,12 @@ pub enum PresenceError {
     /// The node's connections are present on `presence.max_channels` channels already.
     #[error("too many presence channels on this node")]
     TooManyChannels,
+    /// The user holds `presence.max_per_user` presence subscriptions on this node already.
+    #[error("too many presence subscriptions of this user")]
+    UserChannels,
+    /// The user subscribed and unsubscribed with presence faster than `presence.user_churn_per_second`.
+    #[error("presence changes too frequent")]
+    UserChurn,
     /// No write slot (`presence.max_writes_in_flight`) within [`WRITE_SLOT_WAIT`].
     #[error("presence writes busy on this node")]
     Busy,
@@ -69,6 +83,21 @@ pub fn client_id(session: &str) -> String {
     let mut id = URL_SAFE_NO_PAD.encode(digest.as_ref());
     id.truncate(crate::constants::presence::CLIENT_ID_CHARS);
     id
+}
+
+/// One user's (or anonymous session's) presence on this node: subscriptions held and churn budget.
+struct UserPresence {
+    held: usize,
+    churn: TokenBucket,
+}
+
+/// The key of a per-user table: the user, or for an anonymous session (`user` empty) the session.
+pub fn user_key(user: &str, session: &str) -> String {
+    if user.is_empty() {
+        format!("s:{session}")
+    } else {
+        format!("u:{user}")
+    }
 }
 
 /// The entry this node keeps refreshed for (channel, client), shared by the node's sockets of that session.
@@ -112,7 +141,7 @@ struct State {
 
 /// When a channel's `join`/`leave` pause and resume: above `presence.max_join_leave_members` members (each
 /// join or leave would cost a frame per member), or once its members came and went faster than the churn
-/// budget (an attacker subscribing and unsubscribing in a loop).
+/// budget (a backstop against many members churning at once: one member is held to its own user budget).
 #[derive(Clone, Copy)]
 struct Bound {
     /// More members than this: paused.
@@ -243,6 +272,8 @@ pub struct Presence {
     local: Mutex<HashMap<String, Local>>,
     /// The node's budget of join puts and leave deletes under way.
     writes: tokio::sync::Semaphore,
+    /// Per user key ([`user_key`]); an entry holding nothing with a full churn budget is removed.
+    users: Mutex<HashMap<String, UserPresence>>,
     metrics: Arc<Metrics>,
 }
 
@@ -270,6 +301,7 @@ impl Presence {
             watch: Mutex::new(None),
             local: Mutex::new(HashMap::new()),
             writes: tokio::sync::Semaphore::new(settings.max_writes_in_flight),
+            users: Mutex::new(HashMap::new()),
             metrics,
         });
         if settings.enabled {
@@ -301,9 +333,15 @@ impl Presence {
         user: &str,
         info: Option<&serde_json::Value>,
     ) -> Result<(), PresenceError> {
-        self.acquire(channel)?;
+        let who = user_key(user, session);
+        self.charge_user(&who)?;
+        if let Err(e) = self.acquire(channel) {
+            self.uncharge_user(&who);
+            return Err(e);
+        }
         let Ok(Ok(slot)) = tokio::time::timeout(WRITE_SLOT_WAIT, self.writes.acquire()).await else {
             self.release(channel);
+            self.uncharge_user(&who);
             self.metrics.presence_busy.increment(1);
             return Err(PresenceError::Busy);
         };
@@ -326,11 +364,11 @@ impl Presence {
         let written = match put {
             Ok(Ok(written)) => written,
             Ok(Err(e)) => {
-                self.leave(channel, session, false).await;
+                self.leave(channel, session, user, false).await;
                 return Err(e);
             }
             Err(_) => {
-                self.leave(channel, session, false).await;
+                self.leave(channel, session, user, false).await;
                 return Err(PresenceError::Write("timed out".into()));
             }
         };
@@ -344,7 +382,8 @@ impl Presence {
     /// Ends one presence subscription of `session` on `channel` on this node: the entry is no longer
     /// refreshed by this node once its last holder here is gone, and deleted then when `delete` (a `leave` at
     /// once everywhere; otherwise it expires unless another node refreshes it).
-    pub async fn leave(&self, channel: &str, session: &str, delete: bool) {
+    pub async fn leave(&self, channel: &str, session: &str, user: &str, delete: bool) {
+        self.uncharge_user(&user_key(user, session));
         let key = format!("{channel}.{}", client_id(session));
         let last = {
             let mut local = self.local.lock().expect("presence local lock");
@@ -376,6 +415,49 @@ impl Presence {
             }
         }
         self.release(channel);
+    }
+
+    /// One more presence subscription of the user key `who`, taking a token of its churn budget; refused when
+    /// it holds `presence.max_per_user` or its churn budget is used up.
+    fn charge_user(&self, who: &str) -> Result<(), PresenceError> {
+        let now = Instant::now();
+        let mut users = self.users.lock().expect("presence users lock");
+        let entry = users.entry(who.to_string()).or_insert_with(|| UserPresence {
+            held: 0,
+            churn: TokenBucket::new(self.settings.user_churn_per_second, self.settings.user_churn_burst, now)
+                .expect("user_churn_per_second is at least 1"),
+        });
+        let refused = if entry.held >= self.settings.max_per_user {
+            self.metrics.presence_refused_user_channels.increment(1);
+            PresenceError::UserChannels
+        } else if !entry.churn.take(now) {
+            self.metrics.presence_refused_user_churn.increment(1);
+            PresenceError::UserChurn
+        } else {
+            entry.held += 1;
+            return Ok(());
+        };
+        if entry.held == 0 && entry.churn.is_full(now) {
+            users.remove(who);
+        }
+        Err(refused)
+    }
+
+    /// One presence subscription of `who` less (its churn budget is unchanged: the subscribe paid for both).
+    fn uncharge_user(&self, who: &str) {
+        let now = Instant::now();
+        let mut users = self.users.lock().expect("presence users lock");
+        let Some(entry) = users.get_mut(who) else { return };
+        entry.held = entry.held.saturating_sub(1);
+        if entry.held == 0 && entry.churn.is_full(now) {
+            users.remove(who);
+        }
+    }
+
+    /// Forgets the users holding nothing whose churn budget is full again (run by the refresher).
+    fn prune_users(&self) {
+        let now = Instant::now();
+        self.users.lock().expect("presence users lock").retain(|_, u| u.held > 0 || !u.churn.is_full(now));
     }
 
     /// Starts the node's watch on the bucket (once).
@@ -495,6 +577,7 @@ async fn refresh(presence: Weak<Presence>, interval: Duration) {
     loop {
         ticker.tick().await;
         let Some(presence) = presence.upgrade() else { return };
+        presence.prune_users();
         let entries: Vec<(String, Bytes)> = {
             let local = presence.local.lock().expect("presence local lock");
             local.iter().map(|(k, l)| (k.clone(), l.value.clone())).collect()

@@ -20,12 +20,12 @@ use crate::{
     filter::{Filter, FilterError, FilterLimits, PreparedFilter, RegexError},
     filter_memory::CompileError,
     frames::{self, close, ClientFrame, ErrorCode, Since, SubscribedAt},
-    history::{History, HistoryError, Position, Recovery, Stored},
+    history::{History, HistoryError, Position, Recovery, RecoverySlot, Stored},
     hub::{self, ConnId, Subscription},
     names,
     node::Gateway,
     outbox::{Control, Outbox, Push},
-    presence::PresenceError,
+    presence::{self, PresenceError},
     rate::TokenBucket,
     token,
 };
@@ -252,6 +252,8 @@ impl Session {
                 {
                     return self.refuse_over_quota(id, over);
                 }
+                // From now on its queued bytes count in the node's total too.
+                self.ctl.share(gw.outbound.clone());
                 // A revocation that arrived while the token was being checked found no identified socket to close.
                 if gw.auth.is_revoked(&identity.sub, Some(&identity.session), identity.auth_time) {
                     gw.metrics.connects_failed.increment(1);
@@ -303,6 +305,8 @@ impl Session {
         if !identity.permits(&event) {
             return self.reply(frames::encode_error(id, ErrorCode::Forbidden, "pattern not allowed"));
         }
+        // The user whose filter memory budget this subscription counts in (none for an anonymous session).
+        let user = identity.sub.clone();
         let name = sub.clone().unwrap_or_else(|| event.clone());
         // Presence limits, before any KV work.
         if presence {
@@ -355,9 +359,11 @@ impl Session {
             return self.reply(frames::encode_error(id, ErrorCode::LimitExceeded, "too many filtered subscriptions"));
         }
         // The connection's other subscriptions' regexes (a replaced subscription's are released with it).
-        let kept_bytes = self.filter_bytes() - replacing.unwrap_or(0);
+        let credit = replacing.unwrap_or(0);
+        let kept_bytes = self.filter_bytes() - credit;
         let budget = limits.filter_memory_per_connection;
-        if prepared.regexes().next().is_some() && kept_bytes >= budget {
+        let user_full = !user.is_empty() && !self.gw.filter_memory.user_has_room(&user, credit);
+        if prepared.regexes().next().is_some() && (kept_bytes >= budget || user_full) {
             return self.refuse_filter_memory(id);
         }
         let filter = match self.compile(prepared).await {
@@ -367,14 +373,17 @@ impl Session {
             Err(Uncompiled::OverBudget) => return self.refuse_filter_memory(id),
         };
         let filter_bytes = filter.as_ref().map_or(0, |f| f.regex_bytes());
-        if kept_bytes + filter_bytes > budget {
+        if kept_bytes + filter_bytes > budget
+            || (!user.is_empty() && !self.gw.filter_memory.charge_user(&user, filter_bytes, credit))
+        {
             return self.refuse_filter_memory(id);
         }
         let gw = self.gw.clone();
+        let release_user = || gw.filter_memory.release_user(&user, filter_bytes);
         // Joined before a replaced subscription is dropped: a presence kept across the replacement is no
         // leave/join.
         if presence && !self.join_presence(id, &event).await {
-            return;
+            return release_user();
         }
         if replacing.is_some() {
             self.drop_subscription(&name, true).await;
@@ -384,6 +393,7 @@ impl Session {
         // releases them without duplicates (Hub::go_live). `subscribed` is sent only once the node's NATS
         // interest is in place on the server (Hub::subscribe), so an event published after it is delivered.
         if !self.register(id, &name, held).await {
+            release_user();
             if presence {
                 self.leave_presence(&event, true).await;
             }
@@ -413,7 +423,8 @@ impl Session {
                 self.reply(frames::encode_subscribed_at(id, &event, &at));
             }
             Some(since) => match self.recover(history, &event, &since).await {
-                Ok((Recovery::Complete(events), position)) => {
+                // The recovery's slots are kept until its replay is queued.
+                Ok((Recovery::Complete(events), position, _slot)) => {
                     let at = SubscribedAt {
                         recovered: Some(true),
                         position: Some((&position.epoch, position.last_seq)),
@@ -423,7 +434,7 @@ impl Session {
                     replayed_through = Some(events.last().map_or(since.seq, |e| e.seq.max(since.seq)));
                     self.replay(&name, filter.as_deref(), &position.epoch, events).await;
                 }
-                Ok((lost, position)) => {
+                Ok((lost, position, _)) => {
                     if let Recovery::Refused(refused) = lost {
                         refused.count(&gw.metrics);
                     }
@@ -461,6 +472,10 @@ impl Session {
                 self.reply(frames::encode_error(id, ErrorCode::LimitExceeded, "too many presence channels"));
                 false
             }
+            Err(e @ (PresenceError::UserChannels | PresenceError::UserChurn)) => {
+                self.reply(frames::encode_error(id, ErrorCode::LimitExceeded, &e.to_string()));
+                false
+            }
             Err(e) => {
                 tracing::warn!(conn = self.id, error = %e, "presence join failed");
                 self.reply(frames::encode_error(id, ErrorCode::Internal, "presence failed, try again"));
@@ -479,7 +494,7 @@ impl Session {
     /// Ends one presence subscription of the session on `channel` (`delete`: a leave at once).
     async fn leave_presence(&self, channel: &str, delete: bool) {
         if let Some(identity) = &self.identity {
-            self.gw.presence.leave(channel, &identity.session, delete).await;
+            self.gw.presence.leave(channel, &identity.session, &identity.sub, delete).await;
         }
     }
 
@@ -528,14 +543,18 @@ impl Session {
         self.reply(frames::encode_error(id, ErrorCode::LimitExceeded, "filter memory limit exceeded"));
     }
 
-    async fn recover(
+    async fn recover<'h>(
         &self,
-        history: &History,
+        history: &'h History,
         pattern: &str,
         since: &Since,
-    ) -> Result<(Recovery, Position), HistoryError> {
+    ) -> Result<(Recovery, Position, Option<RecoverySlot<'h>>), HistoryError> {
         let started = Instant::now();
-        let result = history.recover_for_client(pattern, &since.epoch, since.seq).await;
+        let user = match &self.identity {
+            Some(identity) => presence::user_key(&identity.sub, &identity.session),
+            None => String::new(),
+        };
+        let result = history.recover_for_client(&user, pattern, &since.epoch, since.seq).await;
         tracing::debug!(conn = self.id, took = ?started.elapsed(), "history recovery");
         result
     }
@@ -571,8 +590,10 @@ impl Session {
                 continue;
             }
             let frame = frames::encode_event_at(sub, &event.name, data, event.seq, epoch);
-            if self.outbox.push_wait(ByteString::from(frame), HISTORY_WAIT).await != Push::Queued {
-                return;
+            match self.outbox.push_wait(ByteString::from(frame), HISTORY_WAIT).await {
+                Push::Queued => {}
+                Push::TooSlow => return self.gw.metrics.slow_disconnects.increment(1),
+                Push::Gone => return,
             }
         }
     }
@@ -592,6 +613,9 @@ impl Session {
     /// pattern if it existed.
     async fn drop_subscription(&mut self, name: &str, delete: bool) -> Option<String> {
         let held = self.subscriptions.remove(name)?;
+        if let Some(identity) = self.identity.as_ref().filter(|i| !i.sub.is_empty()) {
+            self.gw.filter_memory.release_user(&identity.sub, held.filter_bytes);
+        }
         self.gw.hub.unsubscribe(&held.pattern, self.id, name).await;
         self.gw.metrics.subscriptions.decrement(1.0);
         if held.presence {

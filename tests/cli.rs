@@ -221,7 +221,7 @@ async fn sigterm_exits_even_when_nats_was_never_reached() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_and_tokens_never_reach_the_log() {
-    const API_KEY: &str = "api-key-NEVER-LOGGED-0123456789";
+    const API_KEY: &str = "api-key-NEVER-LOGGED-0123456789-q7Zx";
     let nats = NatsServer::start();
     let env = [("TELEGRAPHY_LOG__LEVEL", "debug"), ("TELEGRAPHY_HTTP__API_KEY", API_KEY)];
     let mut gateway = GatewayBinary::start("gw-cli", &nats.url(), CLI_SECRET, &env).await;

@@ -593,16 +593,21 @@ async fn a_crowded_channel_costs_counts_not_n_squared_frames() {
     assert_eq!(paused, N);
 }
 
-/// Abuse: a client subscribing and unsubscribing with presence in a loop costs every member of the channel a
-/// frame per join and leave. Past the channel's churn budget (here 5 per second, bursts of 5) the channel is
-/// paused like a crowded one, and resumes once it has been quiet.
+/// Backstop: members coming and going cost every member of the channel a frame per join and leave. One member
+/// churning is refused by its own budget first (`presence.user_churn_per_second`, tests/abuse/users.rs); many
+/// distinct members churning together past the channel's churn budget (here 5 per second, bursts of 5) pause
+/// it like a crowded one, and it resumes once it has been quiet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_churning_member_pauses_join_leave_until_the_channel_is_quiet() {
+async fn churn_over_the_channels_budget_pauses_join_leave_until_the_channel_is_quiet() {
     const CYCLES: usize = 50;
     let nats = NatsServer::start();
     let app = presence_app(&nats.url(), |s| {
         s.presence.join_leave_per_second = 5;
         s.presence.join_leave_burst = 5;
+        // One member stands for many distinct ones here: its own churn budget (which refuses a single churning
+        // member long before the channel's, tests/abuse/users.rs) is raised, so the channel's backstop is tested.
+        s.presence.user_churn_per_second = 1000;
+        s.presence.user_churn_burst = 1000;
         s.limits.requests_per_second = 0; // the churner is limited by presence, not by its request rate
     })
     .await;

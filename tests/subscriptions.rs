@@ -127,7 +127,8 @@ async fn a_thousand_subscribers_over_fifty_filters_each_get_exactly_their_events
     const FILTERS: usize = 50;
     const EVENTS: usize = 200;
     let nats = NatsServer::start();
-    let app = spawn_app(&nats.url()).await;
+    // Every client is the harness's one user: allow it this many sockets (limits.max_connections_per_user).
+    let app = spawn_app_with(&nats.url(), |s| s.limits.max_connections_per_user = CONNECTIONS).await;
     let publisher = publisher(&nats.url()).await;
     let mut clients = Vec::new();
     for c in 0..CONNECTIONS {

@@ -12,3 +12,4 @@ mod rate;
 mod secrets;
 mod sessions;
 mod transport;
+mod users;
