@@ -11,13 +11,12 @@
 use std::{sync::Arc, time::Duration};
 
 use futures_util::{Sink, SinkExt, Stream};
-use tokio::sync::mpsc;
 
 use crate::{
     admission::Admitted,
     frames::close,
     node::Gateway,
-    outbox::{Control, Frame},
+    outbox::{self, Control, Frame, Queue},
     session::{Inbound, Session},
 };
 
@@ -55,7 +54,7 @@ where
 
 /// Sends queued frames until the connection is closed, then the close frame. The only task writing to the
 /// socket: each wake-up takes every queued frame (up to `WRITE_BATCH`) and writes them with one flush.
-pub async fn writer<S, M>(mut sink: S, mut queue: mpsc::Receiver<Frame>, ctl: Arc<Control>)
+pub async fn writer<S, M>(mut sink: S, mut queue: Queue, ctl: Arc<Control>)
 where
     S: Sink<M> + Unpin,
     M: WsMessage,
@@ -80,6 +79,7 @@ where
             },
         }
         ctl.written(bytes);
+        outbox::trim(&mut batch);
     }
     // What is left to send (none after a 4008), within the grace period.
     let (code, reason) = crate::outbox::closing_frames(&ctl, &mut queue, &mut batch);
