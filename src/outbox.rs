@@ -50,7 +50,8 @@ pub struct Control {
     /// Signalled (to every waiter) when the reason is set.
     closing: Notify,
     frames: Mutex<Frames>,
-    /// A permit for the writer: frames arrived in an empty queue, or the last sender left.
+    /// A permit for the writer: frames arrived in an empty queue, the last sender left, or the connection is
+    /// closing.
     ready: Notify,
     /// Bytes of the frames queued and not yet written.
     queued_bytes: AtomicUsize,
@@ -64,6 +65,7 @@ impl Control {
         let first = self.reason.set((code, reason)).is_ok();
         if first {
             self.closing.notify_waiters();
+            self.ready.notify_one(); // a writer in `Queue::recv_batch` returns
         }
         first
     }
@@ -108,6 +110,22 @@ impl Queue {
     pub async fn recv_many(&mut self, into: &mut Vec<Frame>, limit: usize) -> usize {
         loop {
             let ready = self.ctl.ready.notified();
+            if let Some(n) = self.take(into, limit) {
+                return n;
+            }
+            ready.await;
+        }
+    }
+
+    /// As [`Queue::recv_many`], but 0 as soon as the connection is closing (what is left to send then is for
+    /// [`closing_frames`]). The writer's wait: a close wakes it through the queue, so it needs no wait of its own
+    /// on [`Control::closed`] per batch (in a burst to many sockets every writer wakes for every event).
+    pub async fn recv_batch(&mut self, into: &mut Vec<Frame>, limit: usize) -> usize {
+        loop {
+            let ready = self.ctl.ready.notified();
+            if self.ctl.closing().is_some() {
+                return 0;
+            }
             if let Some(n) = self.take(into, limit) {
                 return n;
             }
@@ -425,6 +443,26 @@ mod tests {
         let (outbox, mut rx, _ctl) = Outbox::bounded(100, usize::MAX);
         drop(outbox);
         assert_eq!(rx.recv_many(&mut batch, 64).await, 0, "every sender gone");
+    }
+
+    #[tokio::test]
+    async fn a_close_ends_the_writers_wait_and_leaves_the_frames_for_the_closing_flush() {
+        let (outbox, mut rx, ctl) = Outbox::bounded(100, usize::MAX);
+        let writer = tokio::spawn(async move {
+            let mut batch = Vec::new();
+            let n = rx.recv_batch(&mut batch, 64).await;
+            (n, rx)
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(outbox.push(frame(1)), Push::Queued);
+        let (n, mut rx) = writer.await.unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(outbox.push(frame(2)), Push::Queued);
+        ctl.close(close::UNAUTHORIZED, "session expired");
+        let mut batch = Vec::new();
+        assert_eq!(rx.recv_batch(&mut batch, 64).await, 0, "closing");
+        assert_eq!(closing_frames(&ctl, &mut rx, &mut batch), (close::UNAUTHORIZED, "session expired"));
+        assert_eq!(batch.len(), 1, "the frame queued before the close is still sent");
     }
 
     #[test]

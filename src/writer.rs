@@ -61,22 +61,20 @@ where
 {
     let mut batch = Vec::new();
     loop {
-        let received = tokio::select! {
-            biased;
-            _ = ctl.closed() => break,
-            n = queue.recv_many(&mut batch, WRITE_BATCH) => n,
-        };
-        if received == 0 {
-            break; // every sender is gone
+        // A close wakes this wait too (no wait on `ctl.closed()` to register and drop per batch).
+        if queue.recv_batch(&mut batch, WRITE_BATCH).await == 0 {
+            break; // closing, or every sender is gone
         }
         let bytes = batch.iter().map(|frame| frame.len()).sum();
+        // The send first: a socket with room completes it at once, and the close is only waited for (a
+        // registration) while a send is blocked.
         tokio::select! {
             biased;
-            _ = ctl.closed() => break,
             sent = send_all(&mut sink, &mut batch) => if sent.is_err() {
                 ctl.close(close::NORMAL, "client gone");
                 return;
             },
+            _ = ctl.closed() => break,
         }
         ctl.written(bytes);
         outbox::trim(&mut batch);
