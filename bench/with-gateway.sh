@@ -15,6 +15,9 @@
 #   GATEWAY_WRAP            command prefix for the gateway, e.g. "valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out"
 #                           (BENCH_GATEWAY_PID is then the wrapper's pid: right for valgrind, which runs the program
 #                           in its own process; for heaptrack, find the gateway with pgrep -P)
+#   BENCH_BARE              1: also start `telegraphy-bench bare-server` (the baseline forwarder, BENCH_BARE_BIN or
+#                           target/release/telegraphy-bench) on the same nats-server; exports BENCH_BARE_URL and
+#                           BENCH_BARE_PID (run `fanout --url "$BENCH_BARE_URL" --gateway-pid "$BENCH_BARE_PID"`)
 #   BENCH_LOGS              directory to keep nats.log and gateway.log in (default: a temp dir, removed)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,11 +33,16 @@ logs=${BENCH_LOGS:-$tmp}
 mkdir -p "$logs"
 nats_pid=
 gateway_pid=
+bare_pid=
 cleanup() {
   local status=$?
   set +e
   # SIGTERM to the gateway's process group (the gateway and any GATEWAY_WRAP around it): it drains, bounded by
   # its shutdown_timeout; then nats-server stops.
+  if [ -n "$bare_pid" ]; then
+    kill -TERM "$bare_pid" 2>/dev/null
+    wait "$bare_pid" 2>/dev/null
+  fi
   if [ -n "$gateway_pid" ]; then
     kill -TERM -- "-$gateway_pid" 2>/dev/null
     wait "$gateway_pid" 2>/dev/null
@@ -87,4 +95,10 @@ export BENCH_NATS=$TELEGRAPHY_NATS__URL
 export BENCH_GATEWAY_PID=$gateway_pid
 export BENCH_NATS_PID=$nats_pid
 export BENCH_NATS_MONITOR=$nats_monitor
+if [ "${BENCH_BARE:-}" = 1 ]; then
+  "${BENCH_BARE_BIN:-$ROOT/target/release/telegraphy-bench}" bare-server --nats "$BENCH_NATS" >"$logs/bare.log" 2>&1 &
+  bare_pid=$!
+  BENCH_BARE_URL=$(wait_for "$logs/bare.log" 'ws://[0-9.]+:[0-9]+/ws' 30)
+  export BENCH_BARE_URL BENCH_BARE_PID=$bare_pid
+fi
 "$@"

@@ -12,13 +12,12 @@ use actix_http::{
     header::{self, HeaderMap},
     StatusCode,
 };
-use tokio::sync::mpsc;
 
 use crate::{
     client_ip,
     hub::ConnId,
     node::Gateway,
-    outbox::{Control, Frame, Outbox},
+    outbox::{Control, Outbox, Queue},
 };
 
 /// A connection the node took: registered in its connections, with its outbox. Whoever admitted it runs a
@@ -28,7 +27,7 @@ use crate::{
 pub struct Admitted {
     pub id: ConnId,
     pub outbox: Outbox,
-    pub queue: mpsc::Receiver<Frame>,
+    pub queue: Queue,
     pub ctl: Arc<Control>,
 }
 

@@ -44,6 +44,8 @@
 //! - [`secret`]: the weak-secret rule for configured secrets.
 //! - `client_ip` (private): a connection's client address (peer, or a trusted proxy's header) for per-IP quotas.
 //! - `metrics` (private): Prometheus metrics of the node.
+//! - `vec_map` (private): a small map as a vector of pairs, for per-connection maps (no table per connection).
+//! - [`footprint`] (hidden): the sizes of a connection's task futures, for the memory budget test.
 //! - [`shutdown`]: the shutdown signals (SIGTERM/SIGINT).
 //! - [`telemetry`]: logging setup.
 
@@ -59,6 +61,8 @@ pub mod constants;
 mod decimal;
 pub mod filter;
 mod filter_memory;
+#[doc(hidden)]
+pub mod footprint;
 pub mod frames;
 mod history;
 mod hub;
@@ -78,6 +82,7 @@ mod sse;
 mod streams;
 pub mod telemetry;
 pub mod token;
+mod vec_map;
 mod writer;
 mod ws;
 

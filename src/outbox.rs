@@ -2,7 +2,7 @@
 //!
 //! The hub and the session push encoded frames with [`Outbox::push`], which never waits: when the queue is
 //! full the connection is marked too slow (close 4008) and the frame is dropped for it alone. The connection's
-//! writer task is the only reader of the queue and the only one that awaits the socket.
+//! writer task is the only reader of the queue ([`Queue`]) and the only one that awaits the socket.
 //!
 //! The queue is bounded twice: in frames (`limits.outbound_queue`) and in bytes (`limits.outbound_queue_bytes`,
 //! counted from the push until the writer has written the frame). Into an empty queue any frame fits.
@@ -11,23 +11,53 @@
 //! `limits.outbound_queue_bytes_per_node`): a push into a non-empty queue that would take the total over its
 //! bound closes that connection as too slow, like its own bound. (A user's queued bytes are bounded by its
 //! sockets, `limits.max_connections_per_user` x `limits.outbound_queue_bytes`.)
+//!
+//! Memory and wake-ups (issue 24): the queue is a `VecDeque` under a short lock inside the connection's one
+//! [`Control`] allocation, empty (unallocated) until the first frame, instead of a tokio `mpsc` channel, whose
+//! channel state and first block of 32 slots cost every idle connection ~1.6 KB up front. A push wakes the writer
+//! only when it finds the queue empty (once per batch, not per frame), and the writer takes up to a batch of
+//! frames per lock.
 
-use std::sync::{
-    atomic::{AtomicUsize, Ordering},
-    Arc, OnceLock,
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex, OnceLock,
+    },
 };
 
 use bytestring::ByteString;
-use tokio::sync::{mpsc, Notify};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 
 use crate::frames::close;
 
-/// Why and how a connection is being closed; the first caller wins.
+/// One queued WebSocket text message (an encoded protocol frame).
+pub type Frame = ByteString;
+
+/// The most frames a drained queue's buffer (and a writer's batch buffer, [`trim`]) keeps: a larger one, grown
+/// by a burst, is freed once empty, so it does not stay with an idle connection.
+const SPARE_FRAMES: usize = 16;
+
+/// The queued frames and who is still there to use them.
+#[derive(Debug, Default)]
+struct Frames {
+    queued: VecDeque<Frame>,
+    /// Live [`Outbox`] handles (pushers); 0 = none will push again.
+    senders: usize,
+    /// The [`Queue`] (the writer's end) was dropped: pushes find the connection gone.
+    reader_gone: bool,
+}
+
+/// Why and how a connection is being closed (the first caller wins), and its queue of frames.
 #[derive(Debug, Default)]
 pub struct Control {
     reason: OnceLock<(u16, &'static str)>,
-    cancel: CancellationToken,
+    /// Signalled (to every waiter) when the reason is set.
+    closing: Notify,
+    frames: Mutex<Frames>,
+    /// A permit for the writer: frames arrived in an empty queue, the last sender left, or the connection is
+    /// closing.
+    ready: Notify,
     /// Bytes of the frames queued and not yet written.
     queued_bytes: AtomicUsize,
     /// Signalled when the writer has written frames (room for [`Outbox::push_wait`]).
@@ -82,7 +112,10 @@ impl Control {
     /// Asks the connection to close with `code`; returns false if it was already closing.
     pub fn close(&self, code: u16, reason: &'static str) -> bool {
         let first = self.reason.set((code, reason)).is_ok();
-        self.cancel.cancel();
+        if first {
+            self.closing.notify_waiters();
+            self.ready.notify_one(); // a writer in `Queue::recv_batch` returns
+        }
         first
     }
 
@@ -92,7 +125,15 @@ impl Control {
 
     /// Resolves once [`Control::close`] has been called.
     pub async fn closed(&self) {
-        self.cancel.cancelled().await
+        loop {
+            let notified = self.closing.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable(); // a close between the check below and the wait is not missed
+            if self.reason.get().is_some() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// The writer has written frames of `bytes` bytes: they leave the queue's byte count.
@@ -114,30 +155,149 @@ impl Control {
             }
         }
     }
+
+    fn frames(&self) -> std::sync::MutexGuard<'_, Frames> {
+        self.frames.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The writer's end of a connection's queue (one per connection).
+#[derive(Debug)]
+pub struct Queue {
+    ctl: Arc<Control>,
+}
+
+impl Queue {
+    /// Moves up to `limit` queued frames to the end of `into`, waiting until there is one; 0 once every
+    /// [`Outbox`] is gone and nothing is queued (as tokio's `mpsc::Receiver::recv_many`).
+    pub async fn recv_many(&mut self, into: &mut Vec<Frame>, limit: usize) -> usize {
+        loop {
+            let ready = self.ctl.ready.notified();
+            if let Some(n) = self.take(into, limit) {
+                return n;
+            }
+            ready.await;
+        }
+    }
+
+    /// As [`Queue::recv_many`], but 0 as soon as the connection is closing (what is left to send then is for
+    /// [`closing_frames`]). The writer's wait: a close wakes it through the queue, so it needs no wait of its own
+    /// on [`Control::closed`] per batch (in a burst to many sockets every writer wakes for every event).
+    pub async fn recv_batch(&mut self, into: &mut Vec<Frame>, limit: usize) -> usize {
+        loop {
+            let ready = self.ctl.ready.notified();
+            if self.ctl.closing().is_some() {
+                return 0;
+            }
+            if let Some(n) = self.take(into, limit) {
+                return n;
+            }
+            ready.await;
+        }
+    }
+
+    /// The next queued frame, waiting for one; None once every [`Outbox`] is gone and nothing is queued.
+    pub async fn recv(&mut self) -> Option<Frame> {
+        let mut one = Vec::with_capacity(1);
+        self.recv_many(&mut one, 1).await;
+        one.pop()
+    }
+
+    /// The next queued frame, if any, without waiting.
+    pub fn try_recv(&mut self) -> Option<Frame> {
+        let mut one = Vec::with_capacity(1);
+        self.take(&mut one, 1);
+        one.pop()
+    }
+
+    /// Moves up to `limit` queued frames to `into` without waiting: their count, 0 when nothing is queued and
+    /// no [`Outbox`] is left, None when nothing is queued yet.
+    fn take(&self, into: &mut Vec<Frame>, limit: usize) -> Option<usize> {
+        let mut frames = self.ctl.frames();
+        let n = frames.queued.len().min(limit);
+        if n == 0 {
+            return (frames.senders == 0).then_some(0);
+        }
+        into.extend(frames.queued.drain(..n));
+        if frames.queued.is_empty() && frames.queued.capacity() > SPARE_FRAMES {
+            frames.queued = VecDeque::new(); // a burst's buffer does not stay with an idle connection
+        }
+        let left = !frames.queued.is_empty();
+        drop(frames);
+        if left {
+            // The next call must not wait for a push: a push into a non-empty queue wakes nobody.
+            self.ctl.ready.notify_one();
+        }
+        Some(n)
+    }
+
+    /// Every queued frame, without waiting (for a closing connection's last flush).
+    pub fn drain_into(&mut self, into: &mut Vec<Frame>) {
+        let _ = self.take(into, usize::MAX);
+    }
+}
+
+/// Frees a writer's batch buffer grown by a burst (keeps a small one for the next batch).
+pub fn trim(batch: &mut Vec<Frame>) {
+    if batch.capacity() > SPARE_FRAMES {
+        *batch = Vec::new();
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        let dropped = {
+            let mut frames = self.ctl.frames();
+            frames.reader_gone = true;
+            std::mem::take(&mut frames.queued)
+        };
+        let bytes = dropped.iter().map(|frame| frame.len()).sum();
+        // Never written: they leave the connection's count and the node's total.
+        self.ctl.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        if let Some(node) = self.ctl.shared.get() {
+            node.sub(bytes);
+        }
+    }
 }
 
 /// What a closing connection still sends, for its writer: the close code and reason, and the queued frames
 /// (none after a 4008: a slow client gets no more of them; any other close first flushes them, e.g. the `error`
 /// frame explaining a 4001). One rule for every transport's writer.
-pub fn closing_frames(ctl: &Control, queue: &mut mpsc::Receiver<Frame>, into: &mut Vec<Frame>) -> (u16, &'static str) {
+pub fn closing_frames(ctl: &Control, queue: &mut Queue, into: &mut Vec<Frame>) -> (u16, &'static str) {
     let (code, reason) = ctl.closing().unwrap_or((close::NORMAL, "closing"));
     into.clear();
     if code != close::TOO_SLOW {
-        while let Ok(frame) = queue.try_recv() {
-            into.push(frame);
-        }
+        queue.drain_into(into);
     }
     (code, reason)
 }
 
-/// One queued WebSocket text message (an encoded protocol frame).
-pub type Frame = ByteString;
-
-#[derive(Clone, Debug)]
+/// A pusher's handle on a connection's queue (cheap to clone: the hub keeps one per subscription).
+#[derive(Debug)]
 pub struct Outbox {
-    tx: mpsc::Sender<Frame>,
     ctl: Arc<Control>,
+    capacity: usize,
     max_bytes: usize,
+}
+
+impl Clone for Outbox {
+    fn clone(&self) -> Self {
+        self.ctl.frames().senders += 1;
+        Outbox { ctl: self.ctl.clone(), capacity: self.capacity, max_bytes: self.max_bytes }
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        let last = {
+            let mut frames = self.ctl.frames();
+            frames.senders -= 1;
+            frames.senders == 0
+        };
+        if last {
+            self.ctl.ready.notify_one();
+        }
+    }
 }
 
 /// What happened to a pushed frame.
@@ -150,18 +310,25 @@ pub enum Push {
     Gone,
 }
 
+/// Why a frame was not queued.
+enum Refused {
+    /// No free slot: the frame is handed back.
+    Full(Frame),
+    Gone,
+}
+
 impl Outbox {
     /// A queue of at most `capacity` frames and no byte bound of its own.
-    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Frame>, Arc<Control>) {
+    pub fn new(capacity: usize) -> (Self, Queue, Arc<Control>) {
         Self::bounded(capacity, usize::MAX)
     }
 
     /// A queue of at most `capacity` frames and `max_bytes` bytes. The writer reports what it wrote with
     /// [`Control::written`].
-    pub fn bounded(capacity: usize, max_bytes: usize) -> (Self, mpsc::Receiver<Frame>, Arc<Control>) {
-        let (tx, rx) = mpsc::channel(capacity);
+    pub fn bounded(capacity: usize, max_bytes: usize) -> (Self, Queue, Arc<Control>) {
         let ctl = Arc::new(Control::default());
-        (Outbox { tx, ctl: ctl.clone(), max_bytes }, rx, ctl)
+        ctl.frames().senders = 1;
+        (Outbox { ctl: ctl.clone(), capacity: capacity.max(1), max_bytes }, Queue { ctl: ctl.clone() }, ctl)
     }
 
     /// Queues a text frame without waiting.
@@ -173,16 +340,36 @@ impl Outbox {
         if !self.reserve(len) {
             return self.too_slow();
         }
-        match self.tx.try_send(frame) {
+        match self.enqueue(frame) {
             Ok(()) => Push::Queued,
-            Err(e) => {
+            Err(refused) => {
                 self.unreserve(len);
-                match e {
-                    mpsc::error::TrySendError::Full(_) => self.too_slow(),
-                    mpsc::error::TrySendError::Closed(_) => Push::Gone,
+                match refused {
+                    Refused::Full(_) => self.too_slow(),
+                    Refused::Gone => Push::Gone,
                 }
             }
         }
+    }
+
+    /// Appends `frame` if the queue has a free slot; wakes the writer when the queue was empty (it takes the
+    /// whole queue per wake-up, so one wake-up per batch).
+    fn enqueue(&self, frame: Frame) -> Result<(), Refused> {
+        let was_empty = {
+            let mut frames = self.ctl.frames();
+            if frames.reader_gone {
+                return Err(Refused::Gone);
+            }
+            if frames.queued.len() >= self.capacity {
+                return Err(Refused::Full(frame));
+            }
+            frames.queued.push_back(frame);
+            frames.queued.len() == 1
+        };
+        if was_empty {
+            self.ctl.ready.notify_one();
+        }
+        Ok(())
     }
 
     /// Queues a text frame, waiting up to `limit` for room (only for the connection's own task, e.g. a history
@@ -190,6 +377,7 @@ impl Outbox {
     pub async fn push_wait(&self, frame: ByteString, limit: std::time::Duration) -> Push {
         let deadline = tokio::time::Instant::now() + limit;
         let len = frame.len();
+        let mut frame = Some(frame);
         loop {
             if self.ctl.closing().is_some() {
                 return Push::Gone;
@@ -198,20 +386,21 @@ impl Outbox {
             tokio::pin!(room);
             room.as_mut().enable(); // a write between the check below and the wait is not missed
             if self.reserve(len) {
-                break;
+                match self.enqueue(frame.take().expect("frame not yet queued")) {
+                    Ok(()) => return Push::Queued,
+                    Err(Refused::Gone) => {
+                        self.unreserve(len);
+                        return Push::Gone;
+                    }
+                    Err(Refused::Full(back)) => {
+                        // No free slot: wait for the writer, as for bytes.
+                        self.unreserve(len);
+                        frame = Some(back);
+                    }
+                }
             }
             if tokio::time::timeout_at(deadline, room).await.is_err() {
                 return self.too_slow();
-            }
-        }
-        match self.tx.send_timeout(frame, deadline.saturating_duration_since(tokio::time::Instant::now())).await {
-            Ok(()) => Push::Queued,
-            Err(e) => {
-                self.unreserve(len);
-                match e {
-                    mpsc::error::SendTimeoutError::Timeout(_) => self.too_slow(),
-                    mpsc::error::SendTimeoutError::Closed(_) => Push::Gone,
-                }
             }
         }
     }
@@ -314,5 +503,79 @@ mod tests {
         let pushed = outbox.push_wait(frame(900), std::time::Duration::from_secs(5)).await;
         assert_eq!(pushed, Push::Queued);
         let _rx = writer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn frames_bound_the_queue_and_push_wait_waits_for_a_slot() {
+        let (outbox, mut rx, ctl) = Outbox::bounded(2, usize::MAX);
+        assert_eq!(outbox.push(frame(1)), Push::Queued);
+        assert_eq!(outbox.push(frame(1)), Push::Queued);
+        let writer = tokio::spawn(async move {
+            let mut batch = Vec::new();
+            let n = rx.recv_many(&mut batch, 64).await;
+            ctl.written(n);
+            (rx, ctl)
+        });
+        let pushed = outbox.push_wait(frame(1), std::time::Duration::from_secs(5)).await;
+        assert_eq!(pushed, Push::Queued, "a slot freed by the writer");
+        let (_rx, ctl) = writer.await.unwrap();
+        assert_eq!(outbox.push(frame(1)), Push::Queued);
+        assert_eq!(outbox.push(frame(1)), Push::TooSlow, "the third frame of a 2-frame queue");
+        assert_eq!(ctl.closing(), Some((close::TOO_SLOW, "too slow")));
+    }
+
+    #[tokio::test]
+    async fn the_writer_takes_a_batch_per_wake_up_and_ends_with_the_last_sender() {
+        let (outbox, mut rx, _ctl) = Outbox::bounded(100, usize::MAX);
+        let hub_copy = outbox.clone();
+        for _ in 0..5 {
+            assert_eq!(hub_copy.push(frame(3)), Push::Queued);
+        }
+        let mut batch = Vec::new();
+        assert_eq!(rx.recv_many(&mut batch, 3).await, 3, "at most the limit");
+        assert_eq!(rx.recv_many(&mut batch, 64).await, 2, "the rest without another push");
+        drop(hub_copy);
+        let reader = tokio::spawn(async move { rx.recv().await });
+        assert_eq!(outbox.push(frame(1)), Push::Queued);
+        assert_eq!(reader.await.unwrap().map(|f| f.len()), Some(1));
+        let (outbox, mut rx, _ctl) = Outbox::bounded(100, usize::MAX);
+        drop(outbox);
+        assert_eq!(rx.recv_many(&mut batch, 64).await, 0, "every sender gone");
+    }
+
+    #[tokio::test]
+    async fn a_close_ends_the_writers_wait_and_leaves_the_frames_for_the_closing_flush() {
+        let (outbox, mut rx, ctl) = Outbox::bounded(100, usize::MAX);
+        let writer = tokio::spawn(async move {
+            let mut batch = Vec::new();
+            let n = rx.recv_batch(&mut batch, 64).await;
+            (n, rx)
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(outbox.push(frame(1)), Push::Queued);
+        let (n, mut rx) = writer.await.unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(outbox.push(frame(2)), Push::Queued);
+        ctl.close(close::UNAUTHORIZED, "session expired");
+        let mut batch = Vec::new();
+        assert_eq!(rx.recv_batch(&mut batch, 64).await, 0, "closing");
+        assert_eq!(closing_frames(&ctl, &mut rx, &mut batch), (close::UNAUTHORIZED, "session expired"));
+        assert_eq!(batch.len(), 1, "the frame queued before the close is still sent");
+    }
+
+    #[test]
+    fn a_burst_buffer_is_freed_once_drained_and_a_gone_writer_refuses() {
+        let (outbox, mut rx, ctl) = Outbox::bounded(1000, usize::MAX);
+        for _ in 0..100 {
+            assert_eq!(outbox.push(frame(1)), Push::Queued);
+        }
+        let mut batch = Vec::new();
+        rx.drain_into(&mut batch);
+        assert_eq!(batch.len(), 100);
+        assert_eq!(ctl.frames().queued.capacity(), 0, "freed");
+        trim(&mut batch);
+        assert_eq!(batch.capacity(), 0, "freed");
+        drop(rx);
+        assert_eq!(outbox.push(frame(1)), Push::Gone);
     }
 }

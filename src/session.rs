@@ -7,7 +7,7 @@
 //! goes to its [`Outbox`] (so replies and events keep their order), and a close is decided on the outbox's
 //! [`Control`]; the transport's writer drains both (e.g. `crate::ws`).
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use bytestring::ByteString;
 use futures_util::{Stream, StreamExt};
@@ -28,6 +28,7 @@ use crate::{
     presence::{self, PresenceError},
     rate::TokenBucket,
     token,
+    vec_map::VecMap,
 };
 
 /// Rate-bucket tokens a `presence` snapshot takes (its reply holds up to `presence.max_snapshot` clients).
@@ -71,8 +72,8 @@ pub struct Session {
     outbox: Outbox,
     ctl: Arc<Control>,
     identity: Option<Identity>,
-    /// By subscription name (default: the pattern).
-    subscriptions: HashMap<String, Held>,
+    /// By subscription name (default: the pattern); a vector, not a hash table, per connection (issue 24).
+    subscriptions: VecMap<String, Held>,
     bad_frames: u32,
     /// Request rate limit (`limits.requests_per_second`); None = off.
     requests: Option<TokenBucket>,
@@ -90,7 +91,7 @@ impl Session {
             ctl: outbox.control().clone(),
             outbox,
             identity: None,
-            subscriptions: HashMap::new(),
+            subscriptions: VecMap::new(),
             bad_frames: 0,
             requests,
             gw,
@@ -105,27 +106,26 @@ impl Session {
         let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
         // After a long frame handler (a history replay), one ping, not a burst of the missed ones.
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let connect_deadline = tokio::time::sleep(Duration::from_secs(self.gw.settings.auth.connect_timeout));
-        tokio::pin!(connect_deadline);
+        // One timer for both deadlines (each timer is stored in every connection's task): the connect timeout
+        // until `connect` succeeded, then the end of the session (`auth.max_session_age`), once armed.
+        let deadline = tokio::time::sleep(Duration::from_secs(self.gw.settings.auth.connect_timeout));
+        tokio::pin!(deadline);
         let mut last_seen = Instant::now();
-        // Armed once `connect` succeeded: the end of the session (`auth.max_session_age`).
-        let session_end = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(session_end);
         let mut session_armed = false;
         tracing::trace!(conn = self.id, "reader started");
         loop {
             tokio::select! {
                 biased;
                 _ = self.ctl.closed() => break,
-                _ = &mut connect_deadline, if self.identity.is_none() => {
-                    self.reply(frames::encode_error(None, ErrorCode::Unauthorized, "connect timeout"));
-                    self.ctl.close(close::UNAUTHORIZED, "connect timeout");
-                    break;
-                }
-                _ = &mut session_end, if session_armed => {
-                    self.gw.metrics.sessions_expired.increment(1);
-                    self.reply(frames::encode_error(None, ErrorCode::Unauthorized, "session expired"));
-                    self.ctl.close(close::UNAUTHORIZED, "session expired");
+                _ = &mut deadline, if self.identity.is_none() || session_armed => {
+                    if self.identity.is_none() {
+                        self.reply(frames::encode_error(None, ErrorCode::Unauthorized, "connect timeout"));
+                        self.ctl.close(close::UNAUTHORIZED, "connect timeout");
+                    } else {
+                        self.gw.metrics.sessions_expired.increment(1);
+                        self.reply(frames::encode_error(None, ErrorCode::Unauthorized, "session expired"));
+                        self.ctl.close(close::UNAUTHORIZED, "session expired");
+                    }
                     break;
                 }
                 _ = ticker.tick() => {
@@ -149,7 +149,7 @@ impl Session {
                             Box::pin(self.on_text(text)).await;
                             if !session_armed {
                                 if let Some(end) = self.session_end() {
-                                    session_end.as_mut().reset(end);
+                                    deadline.as_mut().reset(end);
                                     session_armed = true;
                                 }
                             }
@@ -177,7 +177,7 @@ impl Session {
                 }
             }
         }
-        self.cleanup().await;
+        Box::pin(self.cleanup()).await;
     }
 
     /// When the connected session ends (`auth.max_session_age` after its first authentication); None before

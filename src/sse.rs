@@ -290,7 +290,7 @@ async fn open(gw: web::Data<Gateway>, req: HttpRequest) -> HttpResponse {
 /// The response body of an SSE connection: drains its outbox. Dropped (the client is gone, or the response
 /// ended), it closes the connection.
 struct Downlink {
-    queue: mpsc::Receiver<Frame>,
+    queue: crate::outbox::Queue,
     ctl: Arc<Control>,
     /// The `event: stream` message, until sent.
     first: Option<Bytes>,

@@ -20,13 +20,12 @@
 use std::{cell::Cell, rc::Rc, sync::Arc, time::Duration};
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use tokio::sync::mpsc;
 
 use crate::{
     admission::Admitted,
     frames::close,
     node::Gateway,
-    outbox::{Control, Frame},
+    outbox::{self, Control, Frame, Queue},
     session::{Inbound, Session},
 };
 
@@ -108,31 +107,30 @@ where
 
 /// Sends queued frames until the connection is closed, then the close frame. The only task writing to the
 /// socket: each wake-up takes every queued frame (up to `WRITE_BATCH`) and writes them with one flush.
-pub async fn writer<S, M>(mut sink: S, mut queue: mpsc::Receiver<Frame>, ctl: Arc<Control>)
+pub async fn writer<S, M>(mut sink: S, mut queue: Queue, ctl: Arc<Control>)
 where
     S: Sink<M> + Unpin,
     M: WsMessage,
 {
     let mut batch = Vec::new();
     loop {
-        let received = tokio::select! {
-            biased;
-            _ = ctl.closed() => break,
-            n = queue.recv_many(&mut batch, WRITE_BATCH) => n,
-        };
-        if received == 0 {
-            break; // every sender is gone
+        // A close wakes this wait too (no wait on `ctl.closed()` to register and drop per batch).
+        if queue.recv_batch(&mut batch, WRITE_BATCH).await == 0 {
+            break; // closing, or every sender is gone
         }
         let bytes = batch.iter().map(|frame| frame.len()).sum();
+        // The send first: a socket with room completes it at once, and the close is only waited for (a
+        // registration) while a send is blocked.
         tokio::select! {
             biased;
-            _ = ctl.closed() => break,
             sent = send_all(&mut sink, &mut batch) => if sent.is_err() {
                 ctl.close(close::NORMAL, "client gone");
                 return;
             },
+            _ = ctl.closed() => break,
         }
         ctl.written(bytes);
+        outbox::trim(&mut batch);
     }
     // What is left to send (none after a 4008), within the grace period.
     let (code, reason) = crate::outbox::closing_frames(&ctl, &mut queue, &mut batch);

@@ -12,7 +12,7 @@ use telegraphy::{
     config::Settings,
     frames::close,
     node::Gateway,
-    outbox::{Control, Frame, Outbox},
+    outbox::{Control, Outbox, Queue},
     server::Application,
     session::{Inbound, Session},
 };
@@ -24,7 +24,7 @@ const NO_NATS: &str = "nats://127.0.0.1:1";
 /// One session driven by the test.
 struct Core {
     client: mpsc::UnboundedSender<Inbound<String>>,
-    queue: mpsc::Receiver<Frame>,
+    queue: Queue,
     ctl: Arc<Control>,
     task: JoinHandle<()>,
     gateway: Arc<Gateway>,

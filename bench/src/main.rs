@@ -2,6 +2,7 @@
 //! time (`--timeout`) and count, and stops by itself. See bench/README.md for the method and the recorded
 //! figures.
 
+mod bare;
 mod client;
 mod connect;
 mod fanout;
@@ -49,6 +50,10 @@ enum Command {
     Connect(connect::ConnectArgs),
     /// Fast clients' latency without and then with one client that never reads.
     Slow(fanout::SlowArgs),
+    /// A minimal NATS -> WebSocket forwarder (no auth, limits or history) to run `fanout` against as the
+    /// baseline: `bench/with-gateway.sh` starts one beside the gateway when BENCH_BARE=1 (BENCH_BARE_URL,
+    /// BENCH_BARE_PID).
+    BareServer(bare::BareArgs),
     /// (internal) a client worker process driven by the coordinator over stdin/stdout.
     #[command(name = "__worker", hide = true)]
     Worker {
@@ -174,6 +179,16 @@ fn main() -> ExitCode {
         };
     }
     let fd_limit = target::raise_fd_limit();
+    if let Command::BareServer(args) = cli.command {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+        return match runtime.block_on(bare::run(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("telegraphy-bench bare-server: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let loadavg = report::loadavg();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let (common, run) = match &cli.command {
@@ -181,7 +196,7 @@ fn main() -> ExitCode {
         Command::Fanout(a) => (&a.common, "fanout"),
         Command::Connect(a) => (&a.common, "connect"),
         Command::Slow(a) => (&a.common, "slow"),
-        Command::Worker { .. } => unreachable!("handled above"),
+        Command::Worker { .. } | Command::BareServer(_) => unreachable!("handled above"),
     };
     if let Err(e) = common.validate() {
         eprintln!("telegraphy-bench: {e:#}");
@@ -195,7 +210,7 @@ fn main() -> ExitCode {
                 Command::Fanout(a) => fanout::run(a).await,
                 Command::Connect(a) => connect::run(a).await,
                 Command::Slow(a) => fanout::run_slow(a).await,
-                Command::Worker { .. } => unreachable!("handled above"),
+                Command::Worker { .. } | Command::BareServer(_) => unreachable!("handled above"),
             }
         };
         tokio::time::timeout(limit, scenario)
