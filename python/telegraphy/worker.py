@@ -40,6 +40,7 @@ __all__ = ["Worker", "QUEUE_GROUP", "HEADERS", "rpc_subject", "lifecycle_subject
 QUEUE_GROUP = "telegraphy_workers"
 HEADERS = {"client": "Telegraphy-Client", "user": "Telegraphy-User", "session": "Telegraphy-Session",
            "info": "Telegraphy-Info", "node": "Telegraphy-Node"}
+_LOG_INTERVAL = 10.0  # seconds between two logs of NATS connection errors
 MAX_REPLY_BYTES = 65536  # the gateway's rpc.max_reply_bytes default: a larger reply would reach no client
 
 
@@ -146,9 +147,11 @@ class Worker:
 
         self._stop = asyncio.Event()
         self._slots = asyncio.Semaphore(self.concurrency)
+        nc = await self._connect(nats)
+        if nc is None:
+            logger.info("telegraphy worker stopped before NATS was reached")
+            return
         self._pool = concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="telegraphy-worker")
-        nc = await nats.connect(servers=ts.nats_servers, name="telegraphy-worker", max_reconnect_attempts=-1,
-                                reconnect_time_wait=ts.RECONNECT_WAIT, **(ts.NATS_OPTIONS or {}))
         try:
             subs = []
             for method in self.handlers:
@@ -169,6 +172,36 @@ class Worker:
             finally:
                 self._pool.shutdown(wait=False, cancel_futures=True)
         logger.info("telegraphy worker stopped")
+
+    async def _connect(self, nats: Any) -> Any:
+        """The NATS connection, retried until it succeeds (logged every 10 s), or None when stopped first."""
+        assert self._stop is not None
+        logged = [-_LOG_INTERVAL]
+
+        async def error_cb(exc: Exception) -> None:
+            now = asyncio.get_running_loop().time()
+            if now - logged[0] >= _LOG_INTERVAL:
+                logged[0] = now
+                logger.warning("telegraphy worker: NATS connection error: %s", exc or type(exc).__name__)
+
+        async def disconnected_cb() -> None:
+            logger.warning("telegraphy worker: disconnected from NATS, reconnecting")
+
+        async def reconnected_cb() -> None:
+            logger.info("telegraphy worker: reconnected to NATS")
+
+        options = {"name": "telegraphy-worker", "allow_reconnect": True, "max_reconnect_attempts": -1,
+                   "reconnect_time_wait": ts.RECONNECT_WAIT, "connect_timeout": 2, **(ts.NATS_OPTIONS or {})}
+        connecting = asyncio.ensure_future(nats.connect(servers=ts.nats_servers, error_cb=error_cb,
+                                                        disconnected_cb=disconnected_cb,
+                                                        reconnected_cb=reconnected_cb, **options))
+        stopping = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            return None
+        return connecting.result()
 
     async def _drain(self, subs: list[Any]) -> None:
         loop = asyncio.get_running_loop()

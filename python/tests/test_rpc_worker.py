@@ -235,3 +235,16 @@ def test_a_worker_with_nothing_to_serve_says_so(nats_server, database):
     done = subprocess.run([sys.executable, "-m", "django", "telegraphy_worker"], env=env, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode != 0 and "nothing to serve" in done.stderr
+
+
+def test_a_worker_waits_for_nats_and_stops_on_sigterm_meanwhile(database):
+    """NATS unreachable at start: the worker logs it and keeps trying; SIGTERM still ends it (exit 0)."""
+    worker = Process([sys.executable, "-m", "django", "telegraphy_worker"],
+                     env=django_env(database, "unused", "nats://127.0.0.1:1"))
+    try:
+        worker.wait_for(r"NATS connection error", timeout=60)
+        os.killpg(worker.proc.pid, signal.SIGTERM)
+        assert worker.proc.wait(20) == 0
+        worker.wait_for(r"stopped before NATS was reached", timeout=5)
+    finally:
+        worker.stop()
