@@ -133,6 +133,24 @@ def test_handler_errors_reach_the_client_as_their_code_and_crashes_as_internal(s
     worker.wait_for(r"rpc test.crash raised", timeout=10)  # the worker's log says which handler failed
 
 
+def test_replies_the_gateway_would_refuse_are_answered_internal_by_the_worker(setup):
+    """A reply over the gateway's rpc.max_reply_bytes default, or a value JSON cannot hold: the client gets a
+    clear `internal` at once (not a gateway-side `bad rpc reply`), and the worker's log says why."""
+    gw, start_worker = setup
+    worker = start_worker()
+    assert gw.request("test.big") == {"error": {"code": "internal", "message": "rpc reply too large"}}
+    worker.wait_for(r"rpc test.big reply is 7\d{4} bytes, over 65536", timeout=10)
+    assert gw.request("test.unencodable") == {"error": {"code": "internal", "message": "internal error"}}
+    worker.wait_for(r"rpc test.unencodable returned a value that is not JSON", timeout=10)
+
+
+def test_the_worker_refuses_a_method_nobody_registered(nats_server, database):
+    done = subprocess.run([sys.executable, "-m", "django", "telegraphy_worker", "--method", "test.nope"],
+                          env=django_env(database, "unused", nats_server.url), capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode != 0 and "no handler registered for test.nope" in done.stderr
+
+
 def test_the_worker_checks_the_permission_again_with_the_current_user(setup):
     gw, start_worker = setup
     start_worker()

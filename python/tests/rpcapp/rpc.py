@@ -66,3 +66,13 @@ def disconnected(event):
     telegraphy.publish("test.lifecycle.disconnect", {"user": getattr(event.user, "username", ""), "code": event.code,
                                                       "client": event.client, "session": event.session})
     telegraphy.flush(5)
+
+
+@telegraphy.rpc("test.big", allow=lambda user: True)
+def big(request):
+    return "x" * 70000  # over the gateway's rpc.max_reply_bytes default (65536)
+
+
+@telegraphy.rpc("test.unencodable", allow=lambda user: True)
+def unencodable(request):
+    return {"value": object()}
