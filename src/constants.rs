@@ -143,6 +143,63 @@ pub mod error_codes {
     pub const ALL: &[&str] =
         &["bad_request", "unauthorized", "forbidden", "not_connected", "limit_exceeded", "internal"];
 }
+/// `action_error_codes`.
+pub const ACTION_ERROR_CODES: &[&str] = &["unavailable", "timeout"];
+/// `actions`.
+pub mod actions {
+    /// `actions.grant_claims`.
+    pub const GRANT_CLAIMS: &[&str] = &["publish", "publish_ephemeral", "rpc"];
+    /// `actions.max_grant_patterns`.
+    pub const MAX_GRANT_PATTERNS: usize = 64;
+    /// `actions.rpc_suffix`.
+    pub const RPC_SUFFIX: &str = "_rpc";
+    /// `actions.lifecycle_suffix`.
+    pub const LIFECYCLE_SUFFIX: &str = "_lifecycle";
+    /// `actions.queue_group`.
+    pub const QUEUE_GROUP: &str = "telegraphy_workers";
+    /// `actions.headers`.
+    pub mod headers {
+        /// `actions.headers.client`.
+        pub const CLIENT: &str = "Telegraphy-Client";
+        /// `actions.headers.user`.
+        pub const USER: &str = "Telegraphy-User";
+        /// `actions.headers.session`.
+        pub const SESSION: &str = "Telegraphy-Session";
+        /// `actions.headers.info`.
+        pub const INFO: &str = "Telegraphy-Info";
+        /// `actions.headers.node`.
+        pub const NODE: &str = "Telegraphy-Node";
+    }
+    /// `actions.rpc_error_code_chars`.
+    pub const RPC_ERROR_CODE_CHARS: &str = "a-z0-9_";
+    /// `actions.rpc_error_code_max_chars`.
+    pub const RPC_ERROR_CODE_MAX_CHARS: usize = 64;
+    /// `actions.rpc_error_message_max_bytes`.
+    pub const RPC_ERROR_MESSAGE_MAX_BYTES: usize = 256;
+    /// `actions.lifecycle_kinds`.
+    pub const LIFECYCLE_KINDS: &[&str] = &["connect", "disconnect", "subscribe", "unsubscribe"];
+    /// `actions.limits`.
+    pub mod limits {
+        /// `actions.limits.rpc_timeout`: default of the gateway setting `rpc.timeout`.
+        pub const RPC_TIMEOUT: usize = 5;
+        /// `actions.limits.rpc_max_in_flight`: default of the gateway setting `rpc.max_in_flight`.
+        pub const RPC_MAX_IN_FLIGHT: usize = 4;
+        /// `actions.limits.rpc_max_request_bytes`: default of the gateway setting `rpc.max_request_bytes`.
+        pub const RPC_MAX_REQUEST_BYTES: usize = 16384;
+        /// `actions.limits.rpc_max_reply_bytes`: default of the gateway setting `rpc.max_reply_bytes`.
+        pub const RPC_MAX_REPLY_BYTES: usize = 65536;
+        /// `actions.limits.rpc_requests_per_second`: default of the gateway setting `rpc.requests_per_second`.
+        pub const RPC_REQUESTS_PER_SECOND: usize = 5;
+        /// `actions.limits.rpc_request_burst`: default of the gateway setting `rpc.request_burst`.
+        pub const RPC_REQUEST_BURST: usize = 20;
+        /// `actions.limits.publish_max_bytes`: default of the gateway setting `client_publish.max_bytes`.
+        pub const PUBLISH_MAX_BYTES: usize = 4096;
+        /// `actions.limits.publish_requests_per_second`: default of the gateway setting `client_publish.requests_per_second`.
+        pub const PUBLISH_REQUESTS_PER_SECOND: usize = 10;
+        /// `actions.limits.publish_request_burst`: default of the gateway setting `client_publish.request_burst`.
+        pub const PUBLISH_REQUEST_BURST: usize = 20;
+    }
+}
 /// `close_codes`.
 pub mod close {
     /// `close_codes.normal`: a client does `reconnect`.

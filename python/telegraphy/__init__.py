@@ -10,6 +10,9 @@ browsers over WebSocket (protocol v1, see proto/PROTOCOL.md).
     with telegraphy.muted(): ...       # no events (imports, fixtures, data migrations)
     with telegraphy.coalesced(): ...   # one event per saved object, at the end
 
+    @telegraphy.rpc("chat.send")                                      # a method browsers call (section 14),
+    def send(request): ...                                            # served by manage.py telegraphy_worker
+
 Every error it raises on purpose is a ``telegraphy.TelegraphyError`` (see ``telegraphy.exceptions``).
 """
 
@@ -28,6 +31,7 @@ from .exceptions import (
 )
 from .presence import apresence, apresence_stats, presence, presence_stats
 from .publisher import apublish, flush, publish
+from .rpc import RpcError, RpcRequest, LifecycleEvent, on_connect, on_disconnect, on_subscribe, on_unsubscribe, rpc
 from .revocations import arevoke_session, arevoke_user, arevoke_users, revoke_session, revoke_user, revoke_users
 
 __version__ = "0.1.0"
@@ -37,9 +41,12 @@ __all__ = [
     "BaseEventModel",
     "CatalogError",
     "FilterError",
+    "LifecycleEvent",
     "PresenceError",
     "PublishError",
     "RevocationError",
+    "RpcError",
+    "RpcRequest",
     "TelegraphyError",
     "TokenError",
     "TokenRegistrationError",
@@ -54,10 +61,15 @@ __all__ = [
     "flush",
     "grant_changed",
     "muted",
+    "on_connect",
+    "on_disconnect",
+    "on_subscribe",
+    "on_unsubscribe",
     "presence",
     "presence_stats",
     "publish",
     "revoke_session",
     "revoke_user",
     "revoke_users",
+    "rpc",
 ]

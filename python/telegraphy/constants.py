@@ -77,6 +77,34 @@ PRESENCE_CLIENT_ID_CHARS = 16
 # error_codes
 ERROR_CODES = ("bad_request", "unauthorized", "forbidden", "not_connected", "limit_exceeded", "internal")
 
+# action_error_codes
+ACTION_ERROR_CODES = ("unavailable", "timeout")
+
+# actions
+ACTIONS_GRANT_CLAIMS = ("publish", "publish_ephemeral", "rpc")
+ACTIONS_MAX_GRANT_PATTERNS = 64
+ACTIONS_RPC_SUFFIX = "_rpc"
+ACTIONS_LIFECYCLE_SUFFIX = "_lifecycle"
+ACTIONS_QUEUE_GROUP = "telegraphy_workers"
+ACTIONS_HEADERS_CLIENT = "Telegraphy-Client"
+ACTIONS_HEADERS_USER = "Telegraphy-User"
+ACTIONS_HEADERS_SESSION = "Telegraphy-Session"
+ACTIONS_HEADERS_INFO = "Telegraphy-Info"
+ACTIONS_HEADERS_NODE = "Telegraphy-Node"
+ACTIONS_RPC_ERROR_CODE_CHARS = "a-z0-9_"
+ACTIONS_RPC_ERROR_CODE_MAX_CHARS = 64
+ACTIONS_RPC_ERROR_MESSAGE_MAX_BYTES = 256
+ACTIONS_LIFECYCLE_KINDS = ("connect", "disconnect", "subscribe", "unsubscribe")
+ACTIONS_LIMITS_RPC_TIMEOUT = 5  # default of the gateway setting rpc.timeout
+ACTIONS_LIMITS_RPC_MAX_IN_FLIGHT = 4  # default of the gateway setting rpc.max_in_flight
+ACTIONS_LIMITS_RPC_MAX_REQUEST_BYTES = 16384  # default of the gateway setting rpc.max_request_bytes
+ACTIONS_LIMITS_RPC_MAX_REPLY_BYTES = 65536  # default of the gateway setting rpc.max_reply_bytes
+ACTIONS_LIMITS_RPC_REQUESTS_PER_SECOND = 5  # default of the gateway setting rpc.requests_per_second
+ACTIONS_LIMITS_RPC_REQUEST_BURST = 20  # default of the gateway setting rpc.request_burst
+ACTIONS_LIMITS_PUBLISH_MAX_BYTES = 4096  # default of the gateway setting client_publish.max_bytes
+ACTIONS_LIMITS_PUBLISH_REQUESTS_PER_SECOND = 10  # default of the gateway setting client_publish.requests_per_second
+ACTIONS_LIMITS_PUBLISH_REQUEST_BURST = 20  # default of the gateway setting client_publish.request_burst
+
 # close_codes
 CLOSE_NORMAL = 1000  # a client does reconnect
 CLOSE_PROTOCOL_VIOLATION = 1008  # a client does stop

@@ -1,4 +1,5 @@
-"""Minting connect tokens for a Django site: claims from the settings and the registered event classes,
+"""Minting connect tokens for a Django site: claims from the settings, the registered event classes and RPC
+handlers (the action grants of PROTOCOL section 13),
 the token id registered create-only in the JetStream KV bucket ``telegraphy_tokens`` (the gateway accepts
 each token once, proto/PROTOCOL.md section 4), then signed.
 
@@ -16,7 +17,9 @@ from asgiref.sync import sync_to_async
 from django.utils.module_loading import import_string
 
 from .conf import telegraphy_settings as ts
-from .events import allow_patterns
+from . import names
+from .rpc import rpc_methods
+from .events import allow_patterns, registered
 from .exceptions import TokenRegistrationError
 from .nats_link import NatsLink, get_link
 from .revocations import issue_time
@@ -24,7 +27,7 @@ from .token_format import MAX_TTL, claims_for, sign, user_sub
 
 logger = logging.getLogger("telegraphy")
 
-__all__ = ["token_allowed", "mint", "amint", "register", "aregister"]
+__all__ = ["token_allowed", "mint", "amint", "register", "aregister", "publish_grants"]
 
 
 def token_allowed(user: object) -> bool:
@@ -45,14 +48,53 @@ def token_info(user: object) -> dict | None:
     return hook(user)
 
 
-def _prepare(user: object, allow: Iterable[str] | None, ttl: int | None, info: dict | None = None) -> tuple[dict, bool]:
+def publish_grants(user: object) -> tuple[list[str], list[str]]:
+    """What ``user`` may publish as a client (PROTOCOL section 13): ``(stored, ephemeral)``, the union over the
+    registered event classes that define ``publish_patterns(user)``; a class with ``ephemeral = True`` grants
+    into the second list (never stored: typing, cursors). Both in registration order, without duplicates."""
+    stored: list[str] = []
+    ephemeral: list[str] = []
+    for event in registered():
+        hook = getattr(event, "publish_patterns", None)
+        if hook is None:
+            continue
+        target = ephemeral if getattr(event, "ephemeral", False) is True else stored
+        for pattern in hook(user):
+            names.validate_pattern(pattern)
+            if pattern not in target:
+                target.append(pattern)
+    return stored, ephemeral
+
+
+class Grants:
+    """The action grants of a token; ``None`` fields are filled from the event classes and RPC handlers."""
+
+    __slots__ = ("publish", "publish_ephemeral", "rpc")
+
+    def __init__(self, publish: Iterable[str] | None, publish_ephemeral: Iterable[str] | None,
+                 rpc_methods: Iterable[str] | None):
+        self.publish, self.publish_ephemeral, self.rpc = publish, publish_ephemeral, rpc_methods
+
+    def resolve(self, user: object) -> dict[str, Iterable[str]]:
+        publish, ephemeral = self.publish, self.publish_ephemeral
+        if publish is None or ephemeral is None:
+            stored, temporary = publish_grants(user)
+            publish = stored if publish is None else publish
+            ephemeral = temporary if ephemeral is None else ephemeral
+        methods = rpc_methods(user) if self.rpc is None else self.rpc
+        return {"publish": publish, "publish_ephemeral": ephemeral, "rpc": methods}
+
+
+def _prepare(user: object, allow: Iterable[str] | None, ttl: int | None, info: dict | None = None,
+             grants: Grants | None = None) -> tuple[dict, bool]:
     if allow is None:
         allow = allow_patterns(user)
     sub = user_sub(user)
     if info is None:
         info = token_info(user)
     ttl = ts.TOKEN_TTL if ttl is None else ttl
-    claims = claims_for(sub, allow, ttl, now=issue_time(sub) if sub else None, info=info)
+    actions = (grants or Grants(None, None, None)).resolve(user)
+    claims = claims_for(sub, allow, ttl, now=issue_time(sub) if sub else None, info=info, **actions)
     return claims, bool(ts.REGISTER_TOKENS)
 
 
@@ -60,11 +102,13 @@ def _sign_registered(claims: dict, rev: int | None) -> str:
     """Signs connect-token claims, adding ``rev`` (the registration's KV revision) when known: the gateway then
     consumes the token with one revision-guarded write instead of a read and a write."""
     if rev is not None:
-        # Protocol order: `rev` before the optional `info`.
-        info = claims.get("info")
-        claims = {**{k: v for k, v in claims.items() if k != "info"}, "rev": rev}
-        if info is not None:
-            claims["info"] = info
+        # Protocol order: `rev` right after `exp`, before the optional `info` and the action grants.
+        ordered: dict = {}
+        for key, value in claims.items():
+            ordered[key] = value
+            if key == "exp":
+                ordered["rev"] = rev
+        claims = ordered
     return sign(claims, ts.secret_bytes)
 
 
@@ -127,7 +171,8 @@ async def _create(link: NatsLink, bucket: str, jti: str, timeout: float) -> int 
 
 
 def mint(user: object, allow: Iterable[str] | None = None, ttl: int | None = None, *,
-         timeout: float | None = None, info: dict | None = None) -> str:
+         timeout: float | None = None, info: dict | None = None, publish: Iterable[str] | None = None,
+         publish_ephemeral: Iterable[str] | None = None, rpc: Iterable[str] | None = None) -> str:
     """A fresh single-use connect token for ``user`` (a Django user, ``None``/anonymous, or a ``sub`` string).
 
     ``allow`` defaults to the patterns the registered event classes grant ``user``. ``ttl`` defaults to
@@ -135,19 +180,23 @@ def mint(user: object, allow: Iterable[str] | None = None, ttl: int | None = Non
     ``REGISTER_TOKENS`` is False; that wait is bounded by ``timeout`` (default ``PUBLISH_TIMEOUT``).
     ``info`` is the presence claim (PROTOCOL section 11, e.g. ``{"name": user.get_full_name()}``): a dict of at
     most 256 bytes as compact JSON, checked (``ValueError``) before anything is registered.
+    ``publish``/``publish_ephemeral``/``rpc`` are the action grants (PROTOCOL section 13); each defaults to
+    what the event classes (``publish_patterns(user)``, ``ephemeral``) and RPC handlers (``allow``) grant.
     """
-    claims, do_register = _prepare(user, allow, ttl, info)
+    claims, do_register = _prepare(user, allow, ttl, info, Grants(publish, publish_ephemeral, rpc))
     rev = register(claims["jti"], timeout) if do_register else None
     return _sign_registered(claims, rev)
 
 
 async def amint(user: object, allow: Iterable[str] | None = None, ttl: int | None = None, *,
-                timeout: float | None = None, info: dict | None = None) -> str:
+                timeout: float | None = None, info: dict | None = None, publish: Iterable[str] | None = None,
+                publish_ephemeral: Iterable[str] | None = None, rpc: Iterable[str] | None = None) -> str:
     """:func:`mint` for async code: awaits the KV registration without blocking the event loop.
 
     Resolving default ``allow`` may touch the database (``allow_patterns``), so pass ``allow`` explicitly
     or call this where synchronous ORM access is fine (it is run in a worker thread here).
     """
-    claims, do_register = await sync_to_async(_prepare)(user, allow, ttl, info)
+    grants = Grants(publish, publish_ephemeral, rpc)
+    claims, do_register = await sync_to_async(_prepare)(user, allow, ttl, info, grants)
     rev = await aregister(claims["jti"], timeout) if do_register else None
     return _sign_registered(claims, rev)

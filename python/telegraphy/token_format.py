@@ -2,8 +2,9 @@
 
 ``tg1.<claims>.<sig>`` where ``claims`` is base64url (no padding) of the compact JSON claims in the order
 ``jti, sub, allow, iat, exp`` (+ ``rev``, the KV revision of the token's registration, on connect tokens;
-``sid`` on ``tg1r`` resume tokens, then the optional ``info`` shown by presence, section 11) and ``sig`` is
-base64url of HMAC-SHA256(secret, "<prefix>." + claims).
+``sid`` on ``tg1r`` resume tokens, then the optional ``info`` shown by presence, section 11, then the optional
+action grants ``publish``, ``publish_ephemeral`` and ``rpc``, section 13) and ``sig`` is base64url of
+HMAC-SHA256(secret, "<prefix>." + claims).
 
 ``telegraphy.minting.mint()`` (public as ``telegraphy.tokens.mint()``) is what a Django site uses; ``sign()``
 and ``verify()`` here are the pure functions behind it (the gateway verifies in production, ``verify()``
@@ -36,6 +37,8 @@ __all__ = [
     "CLOCK_SKEW",
     "MIN_SECRET_BYTES",
     "MAX_INFO_BYTES",
+    "GRANT_CLAIMS",
+    "MAX_GRANT",
     "PLACEHOLDER_WORDS",
     "MIN_SECRET_ENTROPY_BITS",
     "TokenError",
@@ -55,6 +58,9 @@ MAX_TTL = constants.TOKENS_MAX_TTL  # the telegraphy_tokens bucket's max_age: to
 CLOCK_SKEW = constants.TOKENS_CLOCK_SKEW
 MIN_SECRET_BYTES = constants.TOKENS_MIN_SECRET_BYTES
 MAX_INFO_BYTES = constants.TOKENS_MAX_INFO_BYTES  # the presence `info` claim: at most this many bytes as compact JSON
+# The action grants (PROTOCOL section 13), in claim order after `info`: arrays of at most MAX_GRANT patterns.
+GRANT_CLAIMS = constants.ACTIONS_GRANT_CLAIMS
+MAX_GRANT = constants.ACTIONS_MAX_GRANT_PATTERNS
 # PROTOCOL section 4 "Secrets" (vectors/secrets.json): the words of the shipped examples, and the entropy floor.
 PLACEHOLDER_WORDS = ("change", "replace", "example", "placeholder", "dummy", "insecure")
 MIN_SECRET_ENTROPY_BITS = 80
@@ -141,6 +147,20 @@ def check_info(info: object) -> None:
         raise ValueError(problem)
 
 
+def _patterns(claim: str, patterns: Iterable[str], limit: int) -> list[str]:
+    """``patterns`` validated, without duplicates, in order; ``ValueError`` past ``limit``."""
+    if isinstance(patterns, str):
+        raise ValueError(f"{claim} must be a list of patterns, not a string")
+    result: list[str] = []
+    for pattern in patterns:
+        names.validate_pattern(pattern)
+        if pattern not in result:
+            result.append(pattern)
+    if len(result) > limit:
+        raise ValueError(f"a token may carry at most {limit} {claim} patterns, got {len(result)}")
+    return result
+
+
 def claims_for(
     sub: str,
     allow: Iterable[str],
@@ -149,18 +169,19 @@ def claims_for(
     now: int | None = None,
     jti: str | None = None,
     info: dict | None = None,
+    publish: Iterable[str] = (),
+    publish_ephemeral: Iterable[str] = (),
+    rpc: Iterable[str] = (),
 ) -> dict:
     """Build connect-token claims in protocol order after validating them (``info``: the presence claim,
-    checked by :func:`check_info`, last)."""
+    checked by :func:`check_info`; then the action grants of PROTOCOL section 13, each omitted when empty)."""
     if not isinstance(sub, str):
         raise ValueError("sub must be a string")
-    allow_list: list[str] = []
-    for pattern in allow:
-        names.validate_pattern(pattern)
-        if pattern not in allow_list:
-            allow_list.append(pattern)
-    if len(allow_list) > MAX_ALLOW:
-        raise ValueError(f"a token may carry at most {MAX_ALLOW} allow patterns, got {len(allow_list)}")
+    allow_list = _patterns("allow", allow, MAX_ALLOW)
+    grants = {
+        claim: _patterns(claim, patterns, MAX_GRANT)
+        for claim, patterns in zip(GRANT_CLAIMS, (publish, publish_ephemeral, rpc))
+    }
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL:
         raise ValueError(f"ttl must be an integer number of seconds in 1..{MAX_TTL}, got {ttl!r}")
     if info is not None:
@@ -175,6 +196,7 @@ def claims_for(
     }
     if info is not None:
         claims["info"] = info
+    claims.update((claim, patterns) for claim, patterns in grants.items() if patterns)
     return claims
 
 
@@ -227,6 +249,10 @@ def verify(token: object, secrets: Iterable[str | bytes], *, now: int | None = N
         raise TokenError("malformed", "rev must be an integer >= 1, on connect tokens only")
     if "info" in claims and _info_problem(claims["info"]):
         raise TokenError("malformed", "info must be a JSON object of at most 256 bytes")
+    for claim in GRANT_CLAIMS:
+        grant = claims.get(claim, [])
+        if not isinstance(grant, list) or len(grant) > MAX_GRANT or not all(names.is_valid_pattern(p) for p in grant):
+            raise TokenError("malformed", f"{claim} must be a list of at most {MAX_GRANT} valid patterns")
     current = int(time.time()) if now is None else int(now)
     if claims["iat"] > current + CLOCK_SKEW:
         raise TokenError("malformed", "issued in the future")

@@ -2,7 +2,8 @@
 
 ``tg1.<claims>.<sig>`` where ``claims`` is base64url (no padding) of the compact JSON claims in the order
 ``jti, sub, allow, iat, exp`` (+ ``rev``, the KV revision of the token's registration, on connect tokens;
-``sid`` on ``tg1r`` resume tokens; the optional presence ``info`` last) and ``sig`` is base64url of HMAC-SHA256(secret, "<prefix>." + claims).
+``sid`` on ``tg1r`` resume tokens; the optional presence ``info``; then the optional action grants ``publish``,
+``publish_ephemeral`` and ``rpc`` of PROTOCOL section 13) and ``sig`` is base64url of HMAC-SHA256(secret, "<prefix>." + claims).
 
 ``mint()``/``amint()`` are what a Django site uses; ``sign()`` and ``verify()`` are the pure functions behind
 them (the gateway verifies in production, ``verify()`` exists for tests and tools). Two modules do the work,
@@ -14,11 +15,13 @@ from __future__ import annotations
 
 from . import minting, token_format
 from .exceptions import TokenError, TokenRegistrationError
-from .minting import amint, aregister, mint, register, token_allowed
+from .minting import amint, aregister, mint, publish_grants, register, token_allowed
 from .token_format import (
     CLOCK_SKEW,
     CONNECT_PREFIX,
+    GRANT_CLAIMS,
     MAX_ALLOW,
+    MAX_GRANT,
     MAX_INFO_BYTES,
     MAX_TOKEN_BYTES,
     MAX_TTL,

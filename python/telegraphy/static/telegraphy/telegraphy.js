@@ -105,6 +105,75 @@
       "limit_exceeded",
       "internal"
     ]),
+    "action_error_codes": Object.freeze([
+      "unavailable",
+      "timeout"
+    ]),
+    "actions": Object.freeze({
+      "grant_claims": Object.freeze([
+        "publish",
+        "publish_ephemeral",
+        "rpc"
+      ]),
+      "max_grant_patterns": 64,
+      "rpc_suffix": "_rpc",
+      "lifecycle_suffix": "_lifecycle",
+      "queue_group": "telegraphy_workers",
+      "headers": Object.freeze({
+        "client": "Telegraphy-Client",
+        "user": "Telegraphy-User",
+        "session": "Telegraphy-Session",
+        "info": "Telegraphy-Info",
+        "node": "Telegraphy-Node"
+      }),
+      "rpc_error_code_chars": "a-z0-9_",
+      "rpc_error_code_max_chars": 64,
+      "rpc_error_message_max_bytes": 256,
+      "lifecycle_kinds": Object.freeze([
+        "connect",
+        "disconnect",
+        "subscribe",
+        "unsubscribe"
+      ]),
+      "limits": Object.freeze({
+        "rpc_timeout": Object.freeze({
+          "default": 5,
+          "gateway_setting": "rpc.timeout"
+        }),
+        "rpc_max_in_flight": Object.freeze({
+          "default": 4,
+          "gateway_setting": "rpc.max_in_flight"
+        }),
+        "rpc_max_request_bytes": Object.freeze({
+          "default": 16384,
+          "gateway_setting": "rpc.max_request_bytes"
+        }),
+        "rpc_max_reply_bytes": Object.freeze({
+          "default": 65536,
+          "gateway_setting": "rpc.max_reply_bytes"
+        }),
+        "rpc_requests_per_second": Object.freeze({
+          "default": 5,
+          "gateway_setting": "rpc.requests_per_second"
+        }),
+        "rpc_request_burst": Object.freeze({
+          "default": 20,
+          "gateway_setting": "rpc.request_burst"
+        }),
+        "publish_max_bytes": Object.freeze({
+          "default": 4096,
+          "gateway_setting": "client_publish.max_bytes"
+        }),
+        "publish_requests_per_second": Object.freeze({
+          "default": 10,
+          "gateway_setting": "client_publish.requests_per_second"
+        }),
+        "publish_request_burst": Object.freeze({
+          "default": 20,
+          "gateway_setting": "client_publish.request_burst"
+        })
+      })
+    }),
     "close_codes": Object.freeze({
       "normal": Object.freeze({
         "code": 1e3,
