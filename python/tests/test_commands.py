@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from telegraphy.management.commands.run_telegraph import gateway_env
+from telegraphy.management.commands.run_telegraph import find_gateway_binary, gateway_env
 from telegraphy.management.commands.telegraphy_check import gateway_http_url
 
 PYTHON_DIR = Path(__file__).resolve().parents[1]
@@ -21,6 +21,24 @@ def test_run_telegraph_missing_binary_is_a_clear_error(settings, tmp_path, monke
     settings.TELEGRAPHY = {**settings.TELEGRAPHY, "GATEWAY_BINARY": str(tmp_path / "nope")}
     with pytest.raises(CommandError, match="does not exist or is not executable"):
         call_command("run_telegraph")
+
+
+def test_run_telegraph_finds_the_binary_beside_the_interpreter(tmp_path, monkeypatch):
+    """`pip install "django-telegraphy[gateway]"` puts the binary in the venv's bin/, which is not on PATH when
+    manage.py runs as `venv/bin/python manage.py`: the lookup falls back to the interpreter's directory."""
+    venv_bin = tmp_path / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    binary = venv_bin / "telegraphy-gateway"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    monkeypatch.delenv("TELEGRAPHY_GATEWAY_BIN", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(sys, "executable", str(venv_bin / "python"))
+    assert find_gateway_binary() == str(binary)
+    on_path = tmp_path / "telegraphy-gateway"  # PATH still wins: the user's explicit choice
+    on_path.write_text("#!/bin/sh\n")
+    on_path.chmod(0o755)
+    assert find_gateway_binary() == str(on_path)
 
 
 def test_gateway_env_maps_settings(settings):

@@ -1,15 +1,18 @@
 """``manage.py run_telegraph``: exec the Telegraphy gateway with this site's TELEGRAPHY settings.
 
 The binary is ``TELEGRAPHY["GATEWAY_BINARY"]``, else ``$TELEGRAPHY_GATEWAY_BIN``, else ``telegraphy-gateway``
-on PATH. Settings reach it as environment variables (never on the command line, where ``ps`` shows them). Before
-that it syncs the event catalog (proto/PROTOCOL.md section 12), bounded by PUBLISH_TIMEOUT and never fatal
-(``--no-catalog`` skips it).
+on PATH, else in this Python environment's scripts directory (where ``pip install "django-telegraphy[gateway]"``
+puts it: a virtualenv's bin/ is not on PATH when manage.py runs as ``venv/bin/python manage.py``). Settings reach
+it as environment variables (never on the command line, where ``ps`` shows them). Before that it syncs the event
+catalog (proto/PROTOCOL.md section 12), bounded by PUBLISH_TIMEOUT and never fatal (``--no-catalog`` skips it).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
+import sysconfig
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -18,6 +21,17 @@ from ... import catalog
 from ...conf import telegraphy_settings as ts
 
 BINARY_NAME = "telegraphy-gateway"
+
+
+def environment_scripts_dirs() -> list[str]:
+    """Where pip puts console scripts and wheel binaries for this interpreter: next to it, its scheme's
+    scripts directory, and the user scheme's (``pip install --user``)."""
+    dirs = [os.path.dirname(sys.executable), sysconfig.get_path("scripts")]
+    try:
+        dirs.append(sysconfig.get_path("scripts", f"{os.name}_user"))
+    except KeyError:  # no user scheme on this platform
+        pass
+    return list(dict.fromkeys(d for d in dirs if d))
 
 
 def find_gateway_binary() -> str:
@@ -31,10 +45,11 @@ def find_gateway_binary() -> str:
                 "`cargo build --release --bin telegraphy-gateway` or install it."
             )
         return path
-    found = shutil.which(BINARY_NAME)
+    found = shutil.which(BINARY_NAME) or shutil.which(BINARY_NAME, path=os.pathsep.join(environment_scripts_dirs()))
     if not found:
         raise CommandError(
-            f"The gateway binary {BINARY_NAME!r} was not found on PATH. Set TELEGRAPHY[\"GATEWAY_BINARY\"] or "
+            f"The gateway binary {BINARY_NAME!r} was not found on PATH nor in this Python environment. Install it "
+            'with `pip install "django-telegraphy[gateway]"`, or set TELEGRAPHY["GATEWAY_BINARY"] or '
             "$TELEGRAPHY_GATEWAY_BIN to its path (build it with `cargo build --release --bin telegraphy-gateway`)."
         )
     return found
