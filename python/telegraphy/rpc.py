@@ -186,6 +186,12 @@ def discover() -> None:
     global _discovered
     if _discovered:
         return
+    from django.apps import apps
+
+    if not apps.ready:
+        # Outside a configured Django project (a script minting tokens with only TELEGRAPHY_* variables, as
+        # deploy/tests/cluster_test.py does): no app to look in; only handlers registered by hand count.
+        return
     from django.utils.module_loading import autodiscover_modules
 
     autodiscover_modules("rpc")
