@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 pub use crate::inbound::Inbound;
 use crate::{
+    actions::{self, Actions},
     auth::{AuthError, Identity},
     connections::OverQuota,
     filter::{Filter, FilterError, FilterLimits, PreparedFilter, RegexError},
@@ -77,6 +78,8 @@ pub struct Session {
     bad_frames: u32,
     /// Request rate limit (`limits.requests_per_second`); None = off.
     requests: Option<TokenBucket>,
+    /// Client publish / RPC state, allocated on the first such frame (section 13).
+    actions: Option<Box<Actions>>,
     gw: Arc<Gateway>,
 }
 
@@ -94,6 +97,7 @@ impl Session {
             subscriptions: VecMap::new(),
             bad_frames: 0,
             requests,
+            actions: None,
             gw,
         }
     }
@@ -235,6 +239,8 @@ impl Session {
             }
             ClientFrame::Presence { id, event, stats } => self.on_presence(id, &event, stats),
             ClientFrame::Unsubscribe { id, event, sub } => self.on_unsubscribe(id, event, sub).await,
+            ClientFrame::Publish { id, event, data } => self.on_publish(id, &event, data).await,
+            ClientFrame::Rpc { id, method, data } => self.on_rpc(id, &method, data),
             ClientFrame::Ping { id } => self.reply(frames::encode_pong(id)),
             ClientFrame::Pong => {}
         }
@@ -262,9 +268,10 @@ impl Session {
                     return;
                 }
                 let (resume, expires_in) = gw.auth.resume_token(&identity);
-                self.reply(frames::encode_connected(
+                self.reply(frames::encode_connected_as(
                     id,
                     &identity.session,
+                    &crate::presence::client_id(&identity.session),
                     &gw.settings.node.name,
                     gw.settings.heartbeat,
                     Some((&resume, expires_in)),
@@ -285,6 +292,27 @@ impl Session {
                 self.reply(frames::encode_error(id, ErrorCode::Internal, "try again later"));
                 self.ctl.close(close::TRY_AGAIN_LATER, "try again later");
             }
+        }
+    }
+
+    /// A `publish` frame (section 13.1): checked and published by [`actions::publish`].
+    async fn on_publish(&mut self, id: Option<u64>, event: &str, data: String) {
+        let Some(identity) = &self.identity else {
+            return self.bad_frame(id, ErrorCode::NotConnected, "connect first");
+        };
+        let state = self.actions.get_or_insert_with(|| Actions::new(&self.gw, identity));
+        let reply = actions::publish::publish(&self.gw, identity, state, id, event, data).await;
+        self.reply(reply);
+    }
+
+    /// An `rpc` frame (section 14): checked by [`actions::rpc`], which answers later through the outbox.
+    fn on_rpc(&mut self, id: u64, method: &str, data: String) {
+        let Some(identity) = &self.identity else {
+            return self.bad_frame(Some(id), ErrorCode::NotConnected, "connect first");
+        };
+        let state = self.actions.get_or_insert_with(|| Actions::new(&self.gw, identity));
+        if let Some(refused) = actions::rpc::call(&self.gw, identity, state, &self.outbox, id, method, data) {
+            self.reply(refused);
         }
     }
 
@@ -589,7 +617,8 @@ impl Session {
             if filter.is_some_and(|f| !f.matches(&hub::parse_data(data))) {
                 continue;
             }
-            let frame = frames::encode_event_at(sub, &event.name, data, event.seq, epoch);
+            let frame =
+                frames::encode_event_full(sub, &event.name, data, event.from.as_deref(), Some((event.seq, epoch)));
             match self.outbox.push_wait(ByteString::from(frame), HISTORY_WAIT).await {
                 Push::Queued => {}
                 Push::TooSlow => return self.gw.metrics.slow_disconnects.increment(1),

@@ -312,7 +312,20 @@ fn claims() -> impl Strategy<Value = (TokenKind, Claims)> {
             let kind = if resume { TokenKind::Resume } else { TokenKind::Connect };
             let sid = resume.then_some(sid);
             let rev = rev.filter(|_| !resume);
-            (kind, Claims { jti, sub, allow, iat: NOW + iat_off, exp: NOW + ttl, rev, sid, info: None })
+            (
+                kind,
+                Claims {
+                    jti,
+                    sub,
+                    allow,
+                    iat: NOW + iat_off,
+                    exp: NOW + ttl,
+                    rev,
+                    sid,
+                    info: None,
+                    grants: Default::default(),
+                },
+            )
         })
 }
 
