@@ -478,7 +478,7 @@ impl History {
                 }
                 let seq = message.info().map_err(unavailable)?.stream_sequence;
                 let name = message.subject.as_str().get(prefix_len..).unwrap_or_default().to_string();
-                let from = crate::actions::sender::from_of(message.headers.as_ref());
+                let from = crate::sender::from_of(message.headers.as_ref());
                 events.push(Stored { seq, name, payload: message.payload.clone(), from });
             }
             if events.len() == before {

@@ -408,7 +408,7 @@ async fn fan_out(
                 }
                 let name = message.subject.as_str().get(ctx.prefix_len..).unwrap_or_default();
                 // A client publish's sender, decided once per message (section 13.1).
-                let from = crate::actions::sender::from_of(message.headers.as_ref());
+                let from = crate::sender::from_of(message.headers.as_ref());
                 ctx.deliver(name, &message.payload, seq, from.as_deref());
                 if let Some(seq) = seq {
                     track.seen(ctx.history.as_ref().and_then(|h| h.epoch()), seq);

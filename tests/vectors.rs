@@ -274,9 +274,9 @@ fn check_tokens() -> usize {
 /// proto/vectors/rpc.json (sections 13-15): client frames, grants, RPC subjects/payloads/headers, reply
 /// envelopes, the `from` of event frames. (Lifecycle payloads: see the lifecycle case below.)
 fn check_rpc() -> usize {
-    use telegraphy::actions::sender;
     use telegraphy::auth::Identity;
     use telegraphy::constants::actions::{limits, RPC_SUFFIX};
+    use telegraphy::sender;
     use telegraphy::token::{Grants, PublishKind};
     let v = load("rpc.json");
     let prefix = s(&v, "prefix");

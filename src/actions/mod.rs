@@ -1,6 +1,6 @@
 //! Client actions (proto/PROTOCOL.md sections 13 to 15): what a connected client may send beyond subscriptions.
+//! The sender they carry is [`crate::sender`]'s.
 //!
-//! - [`sender`]: who sent it, as the gateway stamps it on NATS (headers) and as receivers see it (`from`);
 //! - [`publish`]: the `publish` frame (section 13.1): checks in order, then one core NATS publish;
 //! - [`rpc`]: the `rpc` frame (section 14): checks in order, then a NATS request answered from a task of its
 //!   own through the connection's outbox, so the session's reading loop never waits for a worker.
@@ -11,7 +11,6 @@
 
 pub(crate) mod publish;
 pub(crate) mod rpc;
-pub mod sender;
 
 use std::sync::{atomic::AtomicUsize, Arc};
 

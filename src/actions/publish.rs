@@ -1,5 +1,5 @@
 //! Client publish (proto/PROTOCOL.md section 13.1): a connected client's `publish` frame becomes one core NATS
-//! publish of its `data`, stamped with the sender ([`super::sender`]).
+//! publish of its `data`, stamped with the sender ([`crate::sender`]).
 //!
 //! Checks, in the documented order, before any NATS work (connected and well-formed are the session's):
 //! size (`client_publish.max_bytes`), the connection's publish bucket (0 per second: off on the node), the
@@ -15,7 +15,8 @@ use crate::{
     token::PublishKind,
 };
 
-use super::{sender, Actions};
+use super::Actions;
+use crate::sender;
 
 /// How long a publish may wait for room in the NATS client's command queue (only when NATS is slow).
 const PUBLISH_WAIT: Duration = Duration::from_secs(1);

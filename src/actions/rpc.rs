@@ -25,7 +25,8 @@ use crate::{
     outbox::{Outbox, Push},
 };
 
-use super::{sender, Actions};
+use super::Actions;
+use crate::sender;
 
 /// Slack beyond `rpc.timeout` for the NATS client's own timer to fire first.
 const TIMER_SLACK: Duration = Duration::from_secs(1);
