@@ -372,6 +372,13 @@ fn push_json_str(buf: &mut String, s: &str) {
     }
 }
 
+/// `s` as a JSON string literal.
+pub fn json_string(s: &str) -> String {
+    let mut buf = String::with_capacity(s.len() + 2);
+    push_json_str(&mut buf, s);
+    buf
+}
+
 /// Starts a frame: `{"type":"<kind>"` then `,"id":N` when `id` is set.
 fn start(kind: &str, id: Option<u64>, extra: usize) -> String {
     let mut buf = String::with_capacity(32 + kind.len() + extra);

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 pub use crate::inbound::Inbound;
 use crate::{
-    actions::{self, Actions},
+    actions::{self, lifecycle, Actions},
     auth::{AuthError, Identity},
     connections::OverQuota,
     filter::{Filter, FilterError, FilterLimits, PreparedFilter, RegexError},
@@ -251,6 +251,7 @@ impl Session {
             return self.bad_frame(id, ErrorCode::BadRequest, "already connected");
         }
         let gw = self.gw.clone();
+        let resumed = resume.is_some();
         match gw.auth.connect(token.as_deref(), resume.as_deref(), token::new_jti()).await {
             Ok(identity) => {
                 if let Err(over) =
@@ -278,6 +279,7 @@ impl Session {
                 ));
                 gw.metrics.connects_ok.increment(1);
                 tracing::debug!(conn = self.id, session = %identity.session, "connected");
+                lifecycle::emit(&gw, lifecycle::Kind::Connect { resumed }, &identity, None);
                 self.identity = Some(identity);
             }
             Err(AuthError::Rejected(reason)) => {
@@ -414,7 +416,9 @@ impl Session {
             return release_user();
         }
         if replacing.is_some() {
-            self.drop_subscription(&name, true).await;
+            if let Some(old) = self.drop_subscription(&name, true).await {
+                self.lifecycle(lifecycle::Kind::Unsubscribe, &old, &name);
+            }
         }
         let held = Held { pattern: event.clone(), canonical, filter: filter.clone(), filter_bytes, presence };
         // The hub holds this subscription's live frames until `subscribed` (and any replay) is queued, then
@@ -430,6 +434,7 @@ impl Session {
         let Some(history) = &gw.history else {
             let at = SubscribedAt { recovered: since.as_ref().map(|_| false), position: None, sub: sub.as_deref() };
             self.reply(frames::encode_subscribed_at(id, &event, &at));
+            self.lifecycle(lifecycle::Kind::Subscribe, &event, &name);
             if presence {
                 self.attach_presence(&event, &name);
             }
@@ -481,6 +486,7 @@ impl Session {
                 }
             },
         }
+        self.lifecycle(lifecycle::Kind::Subscribe, &event, &name);
         if presence {
             self.attach_presence(&event, &name);
         }
@@ -634,7 +640,11 @@ impl Session {
         let Some(name) = sub.clone().or_else(|| event.clone()) else {
             return self.bad_frame(id, ErrorCode::BadRequest, "unsubscribe needs 'sub' or 'event'");
         };
-        let pattern = self.drop_subscription(&name, true).await.or(event).unwrap_or_else(|| name.clone());
+        let dropped = self.drop_subscription(&name, true).await;
+        if let Some(pattern) = &dropped {
+            self.lifecycle(lifecycle::Kind::Unsubscribe, pattern, &name);
+        }
+        let pattern = dropped.or(event).unwrap_or_else(|| name.clone());
         self.reply(frames::encode_unsubscribed_named(id, &pattern, sub.as_deref()));
     }
 
@@ -661,7 +671,18 @@ impl Session {
         matches!(self.ctl.closing(), Some((close::NORMAL, "bye") | (close::UNAUTHORIZED | close::FORBIDDEN, _)))
     }
 
+    /// A lifecycle event of this connected session (section 15), when the node publishes that kind.
+    fn lifecycle(&self, kind: lifecycle::Kind, pattern: &str, name: &str) {
+        if let Some(identity) = &self.identity {
+            lifecycle::emit(&self.gw, kind, identity, Some((pattern, name)));
+        }
+    }
+
     async fn cleanup(&mut self) {
+        if let Some(identity) = &self.identity {
+            let (code, reason) = self.ctl.closing().unwrap_or((1006, ""));
+            lifecycle::emit(&self.gw, lifecycle::Kind::Disconnect { code, reason }, identity, None);
+        }
         let delete = self.client_left();
         for name in self.subscriptions.keys().cloned().collect::<Vec<_>>() {
             self.drop_subscription(&name, delete).await;

@@ -358,3 +358,44 @@ async fn two_gateways_share_workers_and_client_publishes() {
     let seen = bob.next_event().await;
     assert_eq!((&seen["name"], &seen["data"], &seen["from"]), (&json!("chat.lobby.typing"), &json!(true), &from));
 }
+
+#[tokio::test]
+async fn lifecycle_events_reach_a_worker_when_enabled() {
+    let nats = NatsServer::start();
+    let watcher = publisher(&nats.url()).await;
+    let mut events = watcher.queue_subscribe("telegraphy_lifecycle.>", "telegraphy_workers".into()).await.unwrap();
+    watcher.flush().await.unwrap();
+    let app = spawn_app_with(&nats.url(), |s| {
+        s.lifecycle.events = ["connect", "disconnect", "subscribe", "unsubscribe"].map(String::from).to_vec()
+    })
+    .await;
+    let (mut alice, connected) = actor(&app, "alice", Grants::default()).await;
+    alice.subscribe("chat.>").await;
+    let reply = alice.request(json!({"type": "unsubscribe", "id": 3, "event": "chat.>"})).await;
+    assert_eq!(reply["type"], "unsubscribed");
+    alice.close().await;
+    // Fire-and-forget publishes: collected by kind (their order is not promised).
+    let mut by_kind = std::collections::BTreeMap::new();
+    while by_kind.len() < 4 {
+        let message = tokio::time::timeout(WAIT, events.next()).await.expect("a lifecycle message").unwrap();
+        let payload: Value = serde_json::from_slice(&message.payload).unwrap();
+        assert_eq!(format!("telegraphy_lifecycle.{}", payload["kind"].as_str().unwrap()), message.subject.as_str());
+        by_kind.insert(payload["kind"].as_str().unwrap().to_string(), payload);
+    }
+    let connect = &by_kind["connect"];
+    assert_eq!(connect["session"], connected["session"]);
+    assert_eq!(
+        (&connect["client"], &connect["user"], &connect["info"], &connect["resumed"], &connect["node"]),
+        (&connected["client"], &json!("alice"), &json!({"name": "alice"}), &json!(false), &json!("gw-1"))
+    );
+    for kind in ["subscribe", "unsubscribe"] {
+        assert_eq!((&by_kind[kind]["event"], &by_kind[kind]["sub"]), (&json!("chat.>"), &json!("chat.>")));
+    }
+    let gone = &by_kind["disconnect"];
+    assert_eq!((&gone["code"], &gone["reason"]), (&json!(1000), &json!("bye")));
+    assert!(gone["time"].as_u64().unwrap() >= connect["time"].as_u64().unwrap());
+    eventually("the lifecycle counter", || async {
+        app.metric("telegraphy_lifecycle_events_total{kind=\"disconnect\",result=\"ok\"}").await == 1.0
+    })
+    .await;
+}

@@ -3,12 +3,14 @@
 //!
 //! - [`publish`]: the `publish` frame (section 13.1): checks in order, then one core NATS publish;
 //! - [`rpc`]: the `rpc` frame (section 14): checks in order, then a NATS request answered from a task of its
-//!   own through the connection's outbox, so the session's reading loop never waits for a worker.
+//!   own through the connection's outbox, so the session's reading loop never waits for a worker;
+//! - [`lifecycle`]: connect/disconnect/subscribe/unsubscribe messages for backends (opt-in, section 15).
 //!
 //! A connection pays for none of this until its first `publish` or `rpc`: its [`Actions`] state (rate buckets,
 //! in-flight count, its client id) is allocated then ([`Actions::new`]), and an idle connection holds one null
 //! pointer.
 
+pub(crate) mod lifecycle;
 pub(crate) mod publish;
 pub(crate) mod rpc;
 
