@@ -44,7 +44,7 @@ pub struct RpcArgs {
 async fn client(url: String, token: String, method: String, data: Value, count: u64) -> anyhow::Result<(Vec<u64>, Vec<String>)> {
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.context("WebSocket connect")?;
     ws.send(Message::text(json!({"type": "connect", "id": 0, "token": token}).to_string())).await?;
-    let mut next = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| -> anyhow::Result<Value> {
+    let next = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| -> anyhow::Result<Value> {
         loop {
             match ws.next().await.context("connection ended")?? {
                 Message::Text(text) => {
