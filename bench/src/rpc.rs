@@ -41,7 +41,13 @@ pub struct RpcArgs {
 }
 
 /// One connection's loop: its share of the round trips, their latencies (µs) and the errors' codes.
-async fn client(url: String, token: String, method: String, data: Value, count: u64) -> anyhow::Result<(Vec<u64>, Vec<String>)> {
+async fn client(
+    url: String,
+    token: String,
+    method: String,
+    data: Value,
+    count: u64,
+) -> anyhow::Result<(Vec<u64>, Vec<String>)> {
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.context("WebSocket connect")?;
     ws.send(Message::text(json!({"type": "connect", "id": 0, "token": token}).to_string())).await?;
     let next = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| -> anyhow::Result<Value> {
@@ -117,8 +123,23 @@ pub async fn run(args: &RpcArgs) -> anyhow::Result<Outcome> {
     let ok = hist.len() - errors.len() as u64;
     let rate = hist.len() as f64 / secs.max(1e-9);
     let mut table = Table::new(
-        format!("rpc: {} round trips of {} over {} connection(s), one in flight each", args.requests, args.method, args.connections),
-        vec!["round trips", "ok", "errors", "seconds", "round trips/s", "p50 ms", "p99 ms", "p999 ms", "max ms", "gw CPU%", "nats CPU%"],
+        format!(
+            "rpc: {} round trips of {} over {} connection(s), one in flight each",
+            args.requests, args.method, args.connections
+        ),
+        vec![
+            "round trips",
+            "ok",
+            "errors",
+            "seconds",
+            "round trips/s",
+            "p50 ms",
+            "p99 ms",
+            "p999 ms",
+            "max ms",
+            "gw CPU%",
+            "nats CPU%",
+        ],
     );
     table.row(vec![
         hist.len().to_string(),
