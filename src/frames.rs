@@ -3,7 +3,8 @@
 //!
 //! Decoding rules ([`parse_client_frame`]):
 //! * the text must be a JSON object with a string `type` among `connect`, `subscribe`,
-//!   `unsubscribe`, `ping`, `pong`, `presence`, `presence_stats`; anything else is a bad frame (`bad_request`);
+//!   `unsubscribe`, `ping`, `pong`, `presence`, `presence_stats`, `publish`, `rpc`; anything else is a bad frame
+//!   (`bad_request`);
 //! * `id`, when present, must be an integer in 0 ..= 2^53-1 (`1.0`, `"1"`, `-1` and `null` are
 //!   wrong types); it is read first so that the error for a bad frame can echo it;
 //! * a present field of a known name with the wrong JSON type (including `null`) is a bad frame,
@@ -15,6 +16,8 @@
 //! * `connect` takes at most one of `token` and `resume` (both strings); neither means anonymous.
 //! * `subscribe` may carry `presence` (a boolean); `presence` and `presence_stats` need `event`, a valid
 //!   pattern (PROTOCOL.md section 11).
+//! * `publish` needs `event` and `rpc` needs `method`, each a valid name (no wildcards), and `rpc` an `id`;
+//!   their `data` is kept as the bytes received (`null` when absent), sections 13.1 and 14.
 //!
 //! Encoders write compact JSON with the field order of the tables in PROTOCOL.md (sections 3 and 7)
 //! and of `proto/vectors/frames.json` (`server` cases are byte-exact), omitting `id` when it is
