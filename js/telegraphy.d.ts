@@ -9,6 +9,21 @@ export interface TelegraphyEvent<T = unknown> {
   data: T;
   /** The name of the subscription that matched (the frame's `sub`): its pattern unless it was named or filtered. */
   sub: string;
+  /** Who sent it, for an event a client published (PROTOCOL.md section 13.1); stamped by the gateway. */
+  from?: EventSender;
+}
+
+/** The sender of a client publish: the token's `user` ("" = anonymous) and the connection's client id. */
+export interface EventSender {
+  user: string;
+  /** Equal to `Telegraphy.client` on the connection that published it. */
+  client: string;
+}
+
+/** Options of `rpc()`. */
+export interface RpcOptions {
+  /** Milliseconds to wait for the answer before rejecting with code "timeout" (default 65000; the gateway's own rpc.timeout answers first). */
+  timeout?: number;
 }
 
 /** A stream position (PROTOCOL.md section 7): `seq` within the history stream's life `epoch`. */
@@ -201,6 +216,13 @@ export declare class TelegraphyError extends Error {
   constructor(code: string, message: string, details?: { id?: number; event?: string; closeCode?: number; cause?: unknown });
 }
 
+/** A publish or RPC refused or failed. `code`: the worker's own (e.g. "not_found"), the worker's "forbidden" /
+ * "internal", the gateway's ("forbidden", "limit_exceeded", "unavailable", "timeout", "internal", "bad_request"),
+ * or the client's "disconnected" (the connection ended before the answer) / "timeout" (options.timeout). */
+export declare class RpcError extends TelegraphyError {
+  constructor(code: string, message: string, details?: { id?: number; cause?: unknown });
+}
+
 export declare class Subscription<T = unknown> {
   readonly pattern: string;
   /** The name on the gateway: what this subscription's events carry in `sub`. */
@@ -276,6 +298,8 @@ export declare class Telegraphy {
   /** Session id and node name from the last `connected` frame. */
   readonly session: string | null;
   readonly node: string | null;
+  /** This connection's client id (from `connected`): `event.from.client` of its own publishes. */
+  readonly client: string | null;
 
   /** An instance configured by <script id="telegraphy-config" type="application/json">{"url":..., "token":...}</script>. */
   static fromPage(options?: Partial<TelegraphyOptions>): Telegraphy;
@@ -297,6 +321,7 @@ export declare class Telegraphy {
   static checkConditions: typeof checkConditions;
   static Subscription: typeof Subscription;
   static TelegraphyError: typeof TelegraphyError;
+  static RpcError: typeof RpcError;
 
   subscribe<T = unknown>(pattern: string, handler?: EventHandler<T> | null, options?: SubscribeOptions): Subscription<T>;
   subscribe<T = unknown>(pattern: string, options: SubscribeOptions): Subscription<T>;
@@ -306,6 +331,11 @@ export declare class Telegraphy {
   /** Every subscription's RecoveryInfo after a reconnect (also given to its onRecover). */
   on(type: "recovered", fn: (info: RecoveryInfo) => void): () => void;
   off(type: "state" | "error" | "recovered", fn: (...args: any[]) => void): void;
+
+  /** Publish an event (PROTOCOL.md section 13.1; the token needs a publish grant). Resolves on `published`; rejects with an RpcError. Never retried. */
+  publish(name: string, data?: unknown): Promise<void>;
+  /** Call an RPC method (section 14); resolves with the worker's result, rejects with an RpcError. Never retried automatically. */
+  rpc<R = unknown>(method: string, data?: unknown, options?: RpcOptions): Promise<R>;
 
   /** Start (or restart after close()) connecting. Called automatically unless autoConnect is false. */
   connect(): this;

@@ -110,12 +110,21 @@ struct TokenRequest {
     ttl: Option<u64>,
     /// Presence `info` claim (a small JSON object, checked before any KV write).
     info: Option<serde_json::Value>,
+    /// Action grants (proto/PROTOCOL.md section 13), checked before any KV write.
+    #[serde(default)]
+    publish: Vec<String>,
+    #[serde(default)]
+    publish_ephemeral: Vec<String>,
+    #[serde(default)]
+    rpc: Vec<String>,
 }
 
 async fn tokens(_: ApiKey, gw: web::Data<Gateway>, body: web::Json<TokenRequest>) -> HttpResponse {
     let body = body.into_inner();
     let ttl = body.ttl.unwrap_or(gw.settings.auth.token_ttl);
-    match gw.auth.mint_with_info(&body.user, &body.allow, ttl, body.info).await {
+    let grants =
+        crate::token::Grants { publish: body.publish, publish_ephemeral: body.publish_ephemeral, rpc: body.rpc };
+    match gw.auth.mint_with_grants(&body.user, &body.allow, ttl, body.info, grants).await {
         Ok(token) => HttpResponse::Ok().json(serde_json::json!({ "token": token, "expires_in": ttl })),
         Err(MintError::Nats(e)) => {
             tracing::warn!(error = %e, "token mint failed");

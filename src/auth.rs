@@ -21,7 +21,7 @@ use crate::{
     config::{ConfigError, Settings, REVOCATIONS_BUCKET_MAX_AGE, TOKENS_BUCKET_MAX_AGE},
     names,
     nats::{self, BoxError, NatsError},
-    token::{self, Claims, Keyring, TokenKind},
+    token::{self, Claims, Grants, Keyring, TokenKind},
 };
 
 /// An authenticated connection's identity.
@@ -36,6 +36,9 @@ pub struct Identity {
     pub auth_time: i64,
     /// The token's `info` claim (shown by presence), kept across resumes.
     pub info: Option<serde_json::Value>,
+    /// The token's action grants (section 13), kept across resumes; None when it has none (boxed: most
+    /// connections have none and pay one pointer).
+    pub grants: Option<Box<Grants>>,
 }
 
 impl Identity {
@@ -43,6 +46,17 @@ impl Identity {
     pub fn permits(&self, pattern: &str) -> bool {
         self.allow.iter().any(|a| names::contains(a, pattern))
     }
+
+    /// The action grants (empty when the token had none).
+    pub fn grants(&self) -> &Grants {
+        static NONE: Grants = Grants { publish: Vec::new(), publish_ephemeral: Vec::new(), rpc: Vec::new() };
+        self.grants.as_deref().unwrap_or(&NONE)
+    }
+}
+
+/// The grants as an identity keeps them: None when empty.
+fn boxed(grants: Grants) -> Option<Box<Grants>> {
+    (!grants.is_empty()).then(|| Box::new(grants))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +84,8 @@ pub enum MintError {
     BadTtl { max: u64 },
     #[error("too many allow patterns (max {0})")]
     TooManyPatterns(usize),
+    #[error("invalid {0} grant: at most 64 valid patterns")]
+    BadGrant(&'static str),
     #[error("user id too long (max 255 bytes)")]
     BadUser,
     #[error(transparent)]
@@ -173,6 +189,7 @@ impl Auth {
                     session,
                     auth_time: now,
                     info: None,
+                    grants: None,
                 });
             }
             (None, None) => return Err(AuthError::Rejected("no token")),
@@ -207,7 +224,14 @@ impl Auth {
         if kind == TokenKind::Connect && self.single_use {
             self.consume(&claims.jti, claims.rev).await?;
         }
-        Ok(Identity { sub: claims.sub, allow, session, auth_time: claims.iat, info: claims.info })
+        Ok(Identity {
+            sub: claims.sub,
+            allow,
+            session,
+            auth_time: claims.iat,
+            info: claims.info,
+            grants: boxed(claims.grants),
+        })
     }
 
     /// Marks a connect token used; exactly one caller per `jti` succeeds, on any node: `"1"` -> `"used"`,
@@ -261,6 +285,7 @@ impl Auth {
             rev: None,
             sid: Some(identity.session.clone()),
             info: identity.info.clone(),
+            grants: identity.grants().clone(),
         };
         (self.keyring.sign(TokenKind::Resume, &claims), (exp - now).max(0) as u64)
     }
@@ -285,12 +310,26 @@ impl Auth {
         ttl: u64,
         info: Option<serde_json::Value>,
     ) -> Result<String, MintError> {
+        self.mint_with_grants(sub, allow, ttl, info, Grants::default()).await
+    }
+
+    /// [`Auth::mint_with_info`] with action grants (proto/PROTOCOL.md section 13), checked first.
+    pub async fn mint_with_grants(
+        &self,
+        sub: &str,
+        allow: &[String],
+        ttl: u64,
+        info: Option<serde_json::Value>,
+        grants: Grants,
+    ) -> Result<String, MintError> {
         check_mint_request(sub, allow, ttl)?;
+        check_grants(&grants)?;
         if let Some(info) = &info {
             token::check_info(info)?;
         }
         let mut claims = Claims::new(sub, allow.to_vec(), token::now_unix(), ttl as i64, None);
         claims.info = info;
+        claims.grants = grants;
         claims.rev = self.register(&claims.jti).await?;
         Ok(self.keyring.sign(TokenKind::Connect, &claims))
     }
@@ -466,6 +505,11 @@ pub fn check_mint_request(sub: &str, allow: &[String], ttl: u64) -> Result<(), M
         return Err(MintError::BadPattern(bad.clone()));
     }
     Ok(())
+}
+
+/// The action grants a minter may sign: each at most 64 valid patterns.
+pub fn check_grants(grants: &Grants) -> Result<(), MintError> {
+    grants.check().map_err(MintError::BadGrant)
 }
 
 /// Records a revocation (used by the CLI and tests; backends can write the same key themselves).

@@ -11,8 +11,21 @@ use crate::{names, secret};
 
 /// Top-level keys of the configuration (a file may hold only these; the environment may hold others that are
 /// not ours, such as `TELEGRAPHY_GATEWAY_BIN`).
-const TOP_LEVEL: &[&str] =
-    &["node", "http", "nats", "auth", "limits", "history", "presence", "log", "heartbeat", "shutdown_timeout"];
+const TOP_LEVEL: &[&str] = &[
+    "node",
+    "http",
+    "nats",
+    "auth",
+    "limits",
+    "history",
+    "presence",
+    "log",
+    "heartbeat",
+    "shutdown_timeout",
+    "rpc",
+    "client_publish",
+    "lifecycle",
+];
 
 /// A misspelt section in a file (`[histroy]`) is an error, not silently ignored.
 fn check_file_sections(path: &Path) -> Result<(), ConfigError> {
@@ -34,8 +47,13 @@ fn check_file_sections(path: &Path) -> Result<(), ConfigError> {
 }
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] =
-    &["http.allowed_origins", "auth.previous_secrets", "auth.anonymous_allow", "http.trusted_proxies"];
+const LIST_KEYS: &[&str] = &[
+    "http.allowed_origins",
+    "auth.previous_secrets",
+    "auth.anonymous_allow",
+    "http.trusted_proxies",
+    "lifecycle.events",
+];
 
 /// Longest token lifetime the KV bucket keeps entries for (its `max_age`); see proto/PROTOCOL.md section 4.
 pub const TOKENS_BUCKET_MAX_AGE: Duration = crate::constants::buckets::tokens::MAX_AGE;
@@ -70,6 +88,12 @@ pub struct Settings {
     pub history: HistorySettings,
     pub presence: PresenceSettings,
     pub log: LogSettings,
+    /// RPC from clients to backend workers (proto/PROTOCOL.md section 14).
+    pub rpc: RpcSettings,
+    /// Events published by clients (section 13.1).
+    pub client_publish: ClientPublishSettings,
+    /// Lifecycle events for backends (section 15).
+    pub lifecycle: LifecycleSettings,
     /// Seconds between server pings; a connection silent for two intervals is closed.
     pub heartbeat: u64,
     /// Seconds a SIGTERM/SIGINT drain may take before the process exits anyway.
@@ -300,6 +324,55 @@ impl PresenceSettings {
     }
 }
 
+/// RPC (proto/PROTOCOL.md section 14, "Settings").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RpcSettings {
+    /// Seconds the gateway waits for a worker's reply (0.1..60), then answers `timeout`.
+    pub timeout: f64,
+    /// RPCs of one connection awaiting an answer at once.
+    pub max_in_flight: usize,
+    /// Largest `data` of an `rpc` frame, bytes as received.
+    pub max_request_bytes: usize,
+    /// Largest reply a worker may send (larger: `internal` "bad rpc reply").
+    pub max_reply_bytes: usize,
+    /// RPCs per second one connection may average (bursts of `request_burst`); 0 = RPC off on this node.
+    pub requests_per_second: u32,
+    pub request_burst: u32,
+}
+
+impl RpcSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout)
+    }
+}
+
+/// Client publish (section 13.1).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientPublishSettings {
+    /// Largest `data` of a `publish` frame, bytes as received.
+    pub max_bytes: usize,
+    /// Publishes per second one connection may average (bursts of `request_burst`); 0 = client publish off.
+    pub requests_per_second: u32,
+    pub request_burst: u32,
+}
+
+/// Lifecycle events (section 15): the kinds published, none by default.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleSettings {
+    /// Any of "connect", "disconnect", "subscribe", "unsubscribe".
+    pub events: Vec<String>,
+}
+
+impl LifecycleSettings {
+    /// Is the lifecycle event `kind` published?
+    pub fn publishes(&self, kind: &str) -> bool {
+        self.events.iter().any(|k| k == kind)
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSettings {
@@ -392,6 +465,19 @@ user_churn_burst = 40
 [log]
 format = "text"
 level = "info"
+[rpc]
+timeout = 5.0
+max_in_flight = 4
+max_request_bytes = 16384
+max_reply_bytes = 65536
+requests_per_second = 5
+request_burst = 20
+[client_publish]
+max_bytes = 4096
+requests_per_second = 10
+request_burst = 20
+[lifecycle]
+events = []
 "#;
 
 impl Settings {
@@ -446,6 +532,7 @@ impl Settings {
             &mut settings.auth.previous_secrets,
             &mut settings.auth.anonymous_allow,
             &mut settings.http.trusted_proxies,
+            &mut settings.lifecycle.events,
         ] {
             list.retain(|item| !item.trim().is_empty());
         }
@@ -527,11 +614,64 @@ impl Settings {
         self.validate_quotas()?;
         self.validate_rates()?;
         self.validate_presence()?;
+        self.validate_actions()?;
         match self.log.format.as_str() {
             "text" | "json" => {}
             _ => return Err(invalid("log.format", "must be \"text\" or \"json\"")),
         }
         Ok(())
+    }
+
+    /// Client actions (issue 22, proto/PROTOCOL.md sections 13-15).
+    fn validate_actions(&self) -> Result<(), ConfigError> {
+        let (rpc, publish) = (&self.rpc, &self.client_publish);
+        if !(0.1..=60.0).contains(&rpc.timeout) {
+            return Err(invalid("rpc.timeout", "must be 0.1..60 seconds"));
+        }
+        if rpc.max_in_flight == 0 {
+            return Err(invalid("rpc.max_in_flight", "must be at least 1"));
+        }
+        let frame = self.limits.max_frame_bytes;
+        for (key, bytes) in
+            [("rpc.max_request_bytes", rpc.max_request_bytes), ("client_publish.max_bytes", publish.max_bytes)]
+        {
+            if bytes == 0 || bytes > frame {
+                return Err(invalid(key, "must be 1..limits.max_frame_bytes"));
+            }
+        }
+        if rpc.max_reply_bytes < 64 {
+            return Err(invalid("rpc.max_reply_bytes", "must be at least 64"));
+        }
+        if rpc.requests_per_second > 0 && rpc.request_burst == 0 {
+            return Err(invalid("rpc.request_burst", "must be at least 1 (or rpc.requests_per_second = 0: off)"));
+        }
+        if publish.requests_per_second > 0 && publish.request_burst == 0 {
+            return Err(invalid(
+                "client_publish.request_burst",
+                "must be at least 1 (or client_publish.requests_per_second = 0: off)",
+            ));
+        }
+        let kinds = crate::constants::actions::LIFECYCLE_KINDS;
+        if let Some(bad) = self.lifecycle.events.iter().find(|k| !kinds.contains(&k.as_str())) {
+            return Err(invalid("lifecycle.events", format!("{bad:?} is not one of {}", kinds.join(", "))));
+        }
+        if self.history.enabled {
+            let live = self.history.live_prefix(&self.nats.subject_prefix);
+            if live == self.rpc_prefix() || live == self.lifecycle_prefix() {
+                return Err(invalid("history.live_prefix", "must differ from the RPC and lifecycle prefixes"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `<prefix>_rpc`: the prefix with `_rpc` appended to its last token (section 14).
+    pub fn rpc_prefix(&self) -> String {
+        format!("{}{}", self.nats.subject_prefix, crate::constants::actions::RPC_SUFFIX)
+    }
+
+    /// `<prefix>_lifecycle` (section 15).
+    pub fn lifecycle_prefix(&self) -> String {
+        format!("{}{}", self.nats.subject_prefix, crate::constants::actions::LIFECYCLE_SUFFIX)
     }
 
     /// Presence (issue 13).

@@ -139,12 +139,22 @@ pub mod error_codes {
     pub const LIMIT_EXCEEDED: &str = "limit_exceeded";
     /// `internal`.
     pub const INTERNAL: &str = "internal";
+    /// `unavailable`.
+    pub const UNAVAILABLE: &str = "unavailable";
+    /// `timeout`.
+    pub const TIMEOUT: &str = "timeout";
     /// Every code, in file order.
-    pub const ALL: &[&str] =
-        &["bad_request", "unauthorized", "forbidden", "not_connected", "limit_exceeded", "internal"];
+    pub const ALL: &[&str] = &[
+        "bad_request",
+        "unauthorized",
+        "forbidden",
+        "not_connected",
+        "limit_exceeded",
+        "internal",
+        "unavailable",
+        "timeout",
+    ];
 }
-/// `action_error_codes`.
-pub const ACTION_ERROR_CODES: &[&str] = &["unavailable", "timeout"];
 /// `actions`.
 pub mod actions {
     /// `actions.grant_claims`.

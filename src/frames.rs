@@ -3,7 +3,8 @@
 //!
 //! Decoding rules ([`parse_client_frame`]):
 //! * the text must be a JSON object with a string `type` among `connect`, `subscribe`,
-//!   `unsubscribe`, `ping`, `pong`, `presence`, `presence_stats`; anything else is a bad frame (`bad_request`);
+//!   `unsubscribe`, `ping`, `pong`, `presence`, `presence_stats`, `publish`, `rpc`; anything else is a bad frame
+//!   (`bad_request`);
 //! * `id`, when present, must be an integer in 0 ..= 2^53-1 (`1.0`, `"1"`, `-1` and `null` are
 //!   wrong types); it is read first so that the error for a bad frame can echo it;
 //! * a present field of a known name with the wrong JSON type (including `null`) is a bad frame,
@@ -15,6 +16,8 @@
 //! * `connect` takes at most one of `token` and `resume` (both strings); neither means anonymous.
 //! * `subscribe` may carry `presence` (a boolean); `presence` and `presence_stats` need `event`, a valid
 //!   pattern (PROTOCOL.md section 11).
+//! * `publish` needs `event` and `rpc` needs `method`, each a valid name (no wildcards), and `rpc` an `id`;
+//!   their `data` is kept as the bytes received (`null` when absent), sections 13.1 and 14.
 //!
 //! Encoders write compact JSON with the field order of the tables in PROTOCOL.md (sections 3 and 7)
 //! and of `proto/vectors/frames.json` (`server` cases are byte-exact), omitting `id` when it is
@@ -79,6 +82,19 @@ pub enum ClientFrame {
         event: String,
         stats: bool,
     },
+    /// Client publish (section 13.1): `event` is a name; `data` the value's bytes as received (`null` when
+    /// absent).
+    Publish {
+        id: Option<u64>,
+        event: String,
+        data: String,
+    },
+    /// RPC (section 14): `id` is required; `method` is a name; `data` as for `Publish`.
+    Rpc {
+        id: u64,
+        method: String,
+        data: String,
+    },
 }
 
 impl ClientFrame {
@@ -89,7 +105,9 @@ impl ClientFrame {
             | ClientFrame::Subscribe { id, .. }
             | ClientFrame::Unsubscribe { id, .. }
             | ClientFrame::Presence { id, .. }
+            | ClientFrame::Publish { id, .. }
             | ClientFrame::Ping { id } => *id,
+            ClientFrame::Rpc { id, .. } => Some(*id),
             ClientFrame::Pong => None,
         }
     }
@@ -188,6 +206,28 @@ fn since(obj: &mut Map<String, Value>, id: Option<u64>) -> Result<Option<Since>,
     Ok(Some(Since { epoch, seq }))
 }
 
+/// Reads the required field `key` of a `publish`/`rpc`: a string holding a valid name (no wildcards).
+fn action_name(obj: &mut Map<String, Value>, key: &'static str, id: Option<u64>) -> Result<String, FrameError> {
+    let name = opt_str(obj, key, id)?.ok_or_else(|| FrameError::new(id, format!("field '{key}' is required")))?;
+    names::validate_name(&name).map_err(|e| FrameError::new(id, format!("invalid {key}: {e}")))?;
+    Ok(name)
+}
+
+/// The `data` value of a `publish`/`rpc` frame as received (its bytes in the frame, whitespace included), or
+/// `null` when absent. The frame already parsed as a JSON object; a second, borrowing pass takes the raw text.
+fn raw_data(text: &str, id: Option<u64>) -> Result<String, FrameError> {
+    #[derive(serde::Deserialize)]
+    struct Data<'a> {
+        #[serde(borrow, default)]
+        data: Option<&'a RawValue>,
+    }
+    match serde_json::from_str::<Data>(text) {
+        Ok(Data { data: Some(raw) }) => Ok(raw.get().to_string()),
+        Ok(Data { data: None }) => Ok(String::from("null")),
+        Err(_) => Err(FrameError::new(id, "field 'data' must be a JSON value")),
+    }
+}
+
 /// Decodes one client text frame. Never panics.
 pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
     let mut obj = match serde_json::from_str::<Value>(text) {
@@ -240,6 +280,15 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
             let event = event_pattern(&mut obj, id)?;
             Ok(ClientFrame::Presence { id, event, stats: kind == "presence_stats" })
         }
+        "publish" => {
+            let event = action_name(&mut obj, "event", id)?;
+            Ok(ClientFrame::Publish { id, event, data: raw_data(text, id)? })
+        }
+        "rpc" => {
+            let Some(id) = id else { return Err(FrameError::new(None, "rpc needs an 'id'")) };
+            let method = action_name(&mut obj, "method", Some(id))?;
+            Ok(ClientFrame::Rpc { id, method, data: raw_data(text, Some(id))? })
+        }
         "ping" => Ok(ClientFrame::Ping { id }),
         "pong" => Ok(ClientFrame::Pong),
         _ => Err(FrameError::new(id, "unknown frame type")),
@@ -261,6 +310,10 @@ pub enum ErrorCode {
     LimitExceeded,
     /// The gateway could not do it now (e.g. NATS down); retry later.
     Internal,
+    /// No worker for an RPC's method, or NATS down (section 14).
+    Unavailable,
+    /// No reply to an RPC within `rpc.timeout` (section 14).
+    Timeout,
 }
 
 impl ErrorCode {
@@ -273,6 +326,8 @@ impl ErrorCode {
             ErrorCode::NotConnected => error_codes::NOT_CONNECTED,
             ErrorCode::LimitExceeded => error_codes::LIMIT_EXCEEDED,
             ErrorCode::Internal => error_codes::INTERNAL,
+            ErrorCode::Unavailable => error_codes::UNAVAILABLE,
+            ErrorCode::Timeout => error_codes::TIMEOUT,
         }
     }
 }
@@ -320,6 +375,13 @@ fn push_json_str(buf: &mut String, s: &str) {
     }
 }
 
+/// `s` as a JSON string literal.
+pub fn json_string(s: &str) -> String {
+    let mut buf = String::with_capacity(s.len() + 2);
+    push_json_str(&mut buf, s);
+    buf
+}
+
 /// Starts a frame: `{"type":"<kind>"` then `,"id":N` when `id` is set.
 fn start(kind: &str, id: Option<u64>, extra: usize) -> String {
     let mut buf = String::with_capacity(32 + kind.len() + extra);
@@ -347,6 +409,24 @@ fn push_num_field(buf: &mut String, key: &str, value: u64) {
     buf.push_str("\":");
     // Writing to a String cannot fail.
     let _ = write!(buf, "{value}");
+}
+
+/// [`encode_connected`] with the connection's own client id after `session` (section 13.1: a client recognises
+/// its own publishes by `from.client`).
+pub fn encode_connected_as(
+    id: Option<u64>,
+    session: &str,
+    client: &str,
+    node: &str,
+    heartbeat: u64,
+    resume: Option<(&str, u64)>,
+) -> String {
+    let mut buf = encode_connected(id, session, node, heartbeat, resume);
+    let at = buf.find(",\"node\":").unwrap_or(buf.len() - 1);
+    let mut field = String::with_capacity(client.len() + 12);
+    push_str_field(&mut field, "client", client);
+    buf.insert_str(at, &field);
+    buf
 }
 
 /// `{"type":"connected","id":..,"session":..,"node":..,"heartbeat":..,"resume":..,"resume_expires_in":..}`;
@@ -417,6 +497,92 @@ fn event_without_brace(sub: &str, name: &str, data: &RawValue, extra: usize) -> 
     push_str_field(&mut buf, "name", name);
     buf.push_str(",\"data\":");
     buf.push_str(data);
+    buf
+}
+
+/// `,"from":{"user":..,"client":..}`: the sender of a client publish as receivers see it (section 13.1), built
+/// once per NATS message and appended to each group's event frame.
+pub fn encode_from(user: &str, client: &str) -> String {
+    let mut buf = String::with_capacity(32 + user.len() + client.len());
+    buf.push_str(",\"from\":{\"user\":");
+    push_json_str(&mut buf, user);
+    push_str_field(&mut buf, "client", client);
+    buf.push('}');
+    buf
+}
+
+/// An event frame with its sender (`from`, [`encode_from`]'s text) and its history position, each when present:
+/// `{"type":"event","sub":..,"name":..,"data":..[,"from":{..}][,"seq":N,"epoch":".."]}`.
+pub fn encode_event_full(
+    sub: &str,
+    name: &str,
+    data: &RawValue,
+    from: Option<&str>,
+    position: Option<(u64, &str)>,
+) -> String {
+    let extra = from.map_or(0, str::len) + position.map_or(0, |(_, e)| 40 + e.len());
+    let mut buf = event_without_brace(sub, name, data, extra);
+    if let Some(from) = from {
+        buf.push_str(from);
+    }
+    if let Some((seq, epoch)) = position {
+        push_num_field(&mut buf, "seq", seq);
+        push_str_field(&mut buf, "epoch", epoch);
+    }
+    buf.push('}');
+    buf
+}
+
+/// `{"type":"published","id":..}`: a client publish was handed to NATS (section 13.1).
+pub fn encode_published(id: Option<u64>) -> String {
+    let mut buf = start("published", id, 0);
+    buf.push('}');
+    buf
+}
+
+/// `{"type":"rpc_result","id":..,"data":<data verbatim>}` (section 14).
+pub fn encode_rpc_result(id: u64, data: &str) -> String {
+    let mut buf = start("rpc_result", Some(id), data.len() + 8);
+    buf.push_str(",\"data\":");
+    buf.push_str(data);
+    buf.push('}');
+    buf
+}
+
+/// The frame answering RPC `id` for a worker's reply body (section 14, "The answer"): `(rpc_result, true)` for
+/// `{"data":X}` (X copied verbatim), `(error, false)` for `{"error":{"code":C,"message":M}}`; None for anything
+/// else (not UTF-8 JSON, not an object, both or neither key, a code that is not 1..64 of `[a-z0-9_]` starting
+/// with a letter, a message that is not a string of at most 256 bytes): the gateway answers "bad rpc reply".
+/// The caller bounds the reply's size first (`rpc.max_reply_bytes`).
+pub fn encode_rpc_reply(id: u64, reply: &[u8]) -> Option<(String, bool)> {
+    use crate::constants::actions::{RPC_ERROR_CODE_MAX_CHARS, RPC_ERROR_MESSAGE_MAX_BYTES};
+    #[derive(serde::Deserialize)]
+    struct WorkerError {
+        code: String,
+        message: String,
+    }
+    let text = std::str::from_utf8(reply).ok()?;
+    let envelope: std::collections::BTreeMap<String, &RawValue> = serde_json::from_str(text).ok()?;
+    match (envelope.get("data"), envelope.get("error")) {
+        (Some(data), None) => Some((encode_rpc_result(id, data.get()), true)),
+        (None, Some(error)) => {
+            let WorkerError { code, message } = serde_json::from_str(error.get()).ok()?;
+            let code_ok = code.len() <= RPC_ERROR_CODE_MAX_CHARS
+                && code.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+                && code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            (code_ok && message.len() <= RPC_ERROR_MESSAGE_MAX_BYTES)
+                .then(|| (encode_error_str(Some(id), &code, &message), false))
+        }
+        _ => None,
+    }
+}
+
+/// An `error` frame with a code that is not the gateway's own (a worker's RPC error code, already checked).
+pub fn encode_error_str(id: Option<u64>, code: &str, message: &str) -> String {
+    let mut buf = start("error", id, message.len() + code.len() + 30);
+    push_str_field(&mut buf, "code", code);
+    push_str_field(&mut buf, "message", message);
+    buf.push('}');
     buf
 }
 

@@ -88,6 +88,8 @@ pub struct Stored {
     pub seq: u64,
     pub name: String,
     pub payload: bytes::Bytes,
+    /// The sender of a client publish (`,"from":{..}`, section 13.1), from the stored headers.
+    pub from: Option<String>,
 }
 
 /// The answer to a `since` request.
@@ -476,7 +478,8 @@ impl History {
                 }
                 let seq = message.info().map_err(unavailable)?.stream_sequence;
                 let name = message.subject.as_str().get(prefix_len..).unwrap_or_default().to_string();
-                events.push(Stored { seq, name, payload: message.payload.clone() });
+                let from = crate::sender::from_of(message.headers.as_ref());
+                events.push(Stored { seq, name, payload: message.payload.clone(), from });
             }
             if events.len() == before {
                 break; // nothing more arrived within `expires`: the rest was deleted meanwhile

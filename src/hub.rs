@@ -407,7 +407,9 @@ async fn fan_out(
                     continue; // already delivered when healing
                 }
                 let name = message.subject.as_str().get(ctx.prefix_len..).unwrap_or_default();
-                ctx.deliver(name, &message.payload, seq);
+                // A client publish's sender, decided once per message (section 13.1).
+                let from = crate::sender::from_of(message.headers.as_ref());
+                ctx.deliver(name, &message.payload, seq, from.as_deref());
                 if let Some(seq) = seq {
                     track.seen(ctx.history.as_ref().and_then(|h| h.epoch()), seq);
                 }
@@ -462,7 +464,7 @@ const HEAL_TRIES: u32 = 10;
 impl FanOut {
     /// Checks one event, then per group: filter, encode once, queue to every receiver (or hold the frame for a
     /// recovering one).
-    fn deliver(&self, name: &str, payload: &[u8], seq: Option<u64>) {
+    fn deliver(&self, name: &str, payload: &[u8], seq: Option<u64>, from: Option<&str>) {
         let Some(data) = check(&self.metrics, name, payload, self.max_event_bytes) else { return };
         let epoch = self.history.as_ref().and_then(|h| h.epoch());
         let position = seq.zip(epoch);
@@ -477,10 +479,8 @@ impl FanOut {
                         continue;
                     }
                 }
-                let frame = ByteString::from(match &position {
-                    Some((seq, epoch)) => frames::encode_event_at(&group.name, name, data, *seq, epoch),
-                    None => frames::encode_event(&group.name, name, data),
-                });
+                let at = position.as_ref().map(|(seq, epoch)| (*seq, &**epoch));
+                let frame = ByteString::from(frames::encode_event_full(&group.name, name, data, from, at));
                 for receiver in &group.receivers {
                     if let Some(pending) = &receiver.pending {
                         let mut pending = pending.lock().expect("pending lock");
@@ -513,7 +513,7 @@ impl FanOut {
                         self.metrics.healed_events.increment(events.len() as u64);
                     }
                     for event in events {
-                        self.deliver(&event.name, &event.payload, Some(event.seq));
+                        self.deliver(&event.name, &event.payload, Some(event.seq), event.from.as_deref());
                         track.skip_through = track.skip_through.max(event.seq);
                         track.seen(Some(epoch.clone()), event.seq);
                     }

@@ -10,6 +10,9 @@
 //!   actix-web; `Upgrade: websocket` requests leave the HTTP dispatcher with their raw connection.
 //! - [`node`]: the node's shared state ([`node::Gateway`], one for all actix workers), readiness, the closing of
 //!   revoked connections, and the drain.
+//! - `actions` (private): client actions (sections 13-15): client publish and RPC to backend workers;
+//!   per-connection state allocated on first use.
+//! - [`sender`]: who sent a client action: the NATS headers the gateway stamps, `from` in event frames.
 //! - `inbound` (private): what a transport read from its client, as the session core takes it.
 //! - [`session`]: the protocol core of one connection ([`session::Session`]): client frames, connect,
 //!   subscriptions, heartbeat and timers, limits, when to close; it writes only to its outbox and knows no socket.
@@ -49,6 +52,7 @@
 //! - [`shutdown`]: the shutdown signals (SIGTERM/SIGINT).
 //! - [`telemetry`]: logging setup.
 
+mod actions;
 pub mod actix;
 mod admission;
 mod api;
@@ -75,6 +79,7 @@ pub mod outbox;
 mod presence;
 mod rate;
 pub mod secret;
+pub mod sender;
 pub mod server;
 pub mod session;
 pub mod shutdown;

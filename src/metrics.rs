@@ -3,8 +3,8 @@
 //! Each [`Metrics`] owns its own Prometheus recorder (no process-global state, so several gateways can run in
 //! one test process) and registers every handle once: the hot path only does atomic adds on stored handles.
 
-use metrics::{Counter, Gauge, Key, Label, Metadata, Recorder};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 pub struct Metrics {
     recorder: PrometheusRecorder,
@@ -92,6 +92,77 @@ pub struct Metrics {
     pub presence_refused_user_churn: Counter,
     /// `/api/v1` requests answered 429 because their client address sent too many wrong API keys.
     pub api_key_throttled: Counter,
+    /// Client publish and RPC (proto/PROTOCOL.md sections 13.1 and 14).
+    pub actions: ActionMetrics,
+}
+
+/// `telegraphy_client_publishes_total{result}`, `telegraphy_rpc_requests_total{result}`,
+/// `telegraphy_rpc_duration_seconds` and `telegraphy_lifecycle_events_total{kind,result}`.
+pub struct ActionMetrics {
+    pub publish_ok: Counter,
+    pub publish_forbidden: Counter,
+    pub publish_too_large: Counter,
+    pub publish_rate_limited: Counter,
+    pub publish_failed: Counter,
+    pub rpc_ok: Counter,
+    pub rpc_error: Counter,
+    pub rpc_forbidden: Counter,
+    pub rpc_unavailable: Counter,
+    pub rpc_timeout: Counter,
+    pub rpc_too_large: Counter,
+    pub rpc_rate_limited: Counter,
+    pub rpc_in_flight: Counter,
+    pub rpc_bad_reply: Counter,
+    /// From the request to its answer (any answer), seconds.
+    pub rpc_duration: Histogram,
+    /// Lifecycle messages by kind (in `LIFECYCLE_KINDS` order): handed to NATS / dropped (NATS down).
+    pub lifecycle_sent: [Counter; 4],
+    pub lifecycle_dropped: [Counter; 4],
+}
+
+/// Buckets of `telegraphy_rpc_duration_seconds` (up to the longest `rpc.timeout`).
+const RPC_DURATION_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0];
+
+impl ActionMetrics {
+    fn new(recorder: &PrometheusRecorder, meta: &Metadata<'static>) -> Self {
+        let cl = |name: &'static str, v: &'static str| {
+            let counter = recorder.register_counter(&Key::from_parts(name, vec![Label::new("result", v)]), meta);
+            counter.increment(0);
+            counter
+        };
+        let publish = |v| cl("telegraphy_client_publishes_total", v);
+        let rpc = |v| cl("telegraphy_rpc_requests_total", v);
+        let lifecycle = |result: &'static str| {
+            std::array::from_fn(|i| {
+                let kind = crate::constants::actions::LIFECYCLE_KINDS[i];
+                let labels = vec![Label::new("kind", kind), Label::new("result", result)];
+                let counter =
+                    recorder.register_counter(&Key::from_parts("telegraphy_lifecycle_events_total", labels), meta);
+                counter.increment(0);
+                counter
+            })
+        };
+        ActionMetrics {
+            publish_ok: publish("ok"),
+            publish_forbidden: publish("forbidden"),
+            publish_too_large: publish("too_large"),
+            publish_rate_limited: publish("rate_limited"),
+            publish_failed: publish("failed"),
+            rpc_ok: rpc("ok"),
+            rpc_error: rpc("error"),
+            rpc_forbidden: rpc("forbidden"),
+            rpc_unavailable: rpc("unavailable"),
+            rpc_timeout: rpc("timeout"),
+            rpc_too_large: rpc("too_large"),
+            rpc_rate_limited: rpc("rate_limited"),
+            rpc_in_flight: rpc("in_flight"),
+            rpc_bad_reply: rpc("bad_reply"),
+            rpc_duration: recorder.register_histogram(&Key::from_static_name("telegraphy_rpc_duration_seconds"), meta),
+            lifecycle_sent: lifecycle("ok"),
+            lifecycle_dropped: lifecycle("dropped"),
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -102,7 +173,10 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full("telegraphy_rpc_duration_seconds".into()), RPC_DURATION_BUCKETS)
+            .expect("non-empty buckets")
+            .build_recorder();
         let handle = recorder.handle();
         let meta = Metadata::new(module_path!(), metrics::Level::INFO, None);
         let c = |name: &'static str| recorder.register_counter(&Key::from_static_name(name), &meta);
@@ -157,6 +231,7 @@ impl Metrics {
             presence_refused_user_channels: cl("telegraphy_presence_refused_total", "reason", "channels"),
             presence_refused_user_churn: cl("telegraphy_presence_refused_total", "reason", "churn"),
             api_key_throttled: c("telegraphy_api_key_throttled_total"),
+            actions: ActionMetrics::new(&recorder, &meta),
             recorder,
             handle,
         };

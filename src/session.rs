@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 pub use crate::inbound::Inbound;
 use crate::{
+    actions::{self, lifecycle, Actions},
     auth::{AuthError, Identity},
     connections::OverQuota,
     filter::{Filter, FilterError, FilterLimits, PreparedFilter, RegexError},
@@ -77,6 +78,8 @@ pub struct Session {
     bad_frames: u32,
     /// Request rate limit (`limits.requests_per_second`); None = off.
     requests: Option<TokenBucket>,
+    /// Client publish / RPC state, allocated on the first such frame (section 13).
+    actions: Option<Box<Actions>>,
     gw: Arc<Gateway>,
 }
 
@@ -94,6 +97,7 @@ impl Session {
             subscriptions: VecMap::new(),
             bad_frames: 0,
             requests,
+            actions: None,
             gw,
         }
     }
@@ -235,6 +239,8 @@ impl Session {
             }
             ClientFrame::Presence { id, event, stats } => self.on_presence(id, &event, stats),
             ClientFrame::Unsubscribe { id, event, sub } => self.on_unsubscribe(id, event, sub).await,
+            ClientFrame::Publish { id, event, data } => self.on_publish(id, &event, data).await,
+            ClientFrame::Rpc { id, method, data } => self.on_rpc(id, &method, data),
             ClientFrame::Ping { id } => self.reply(frames::encode_pong(id)),
             ClientFrame::Pong => {}
         }
@@ -245,6 +251,7 @@ impl Session {
             return self.bad_frame(id, ErrorCode::BadRequest, "already connected");
         }
         let gw = self.gw.clone();
+        let resumed = resume.is_some();
         match gw.auth.connect(token.as_deref(), resume.as_deref(), token::new_jti()).await {
             Ok(identity) => {
                 if let Err(over) =
@@ -262,15 +269,17 @@ impl Session {
                     return;
                 }
                 let (resume, expires_in) = gw.auth.resume_token(&identity);
-                self.reply(frames::encode_connected(
+                self.reply(frames::encode_connected_as(
                     id,
                     &identity.session,
+                    &crate::presence::client_id(&identity.session),
                     &gw.settings.node.name,
                     gw.settings.heartbeat,
                     Some((&resume, expires_in)),
                 ));
                 gw.metrics.connects_ok.increment(1);
                 tracing::debug!(conn = self.id, session = %identity.session, "connected");
+                lifecycle::emit(&gw, lifecycle::Kind::Connect { resumed }, &identity, None);
                 self.identity = Some(identity);
             }
             Err(AuthError::Rejected(reason)) => {
@@ -285,6 +294,27 @@ impl Session {
                 self.reply(frames::encode_error(id, ErrorCode::Internal, "try again later"));
                 self.ctl.close(close::TRY_AGAIN_LATER, "try again later");
             }
+        }
+    }
+
+    /// A `publish` frame (section 13.1): checked and published by [`actions::publish`].
+    async fn on_publish(&mut self, id: Option<u64>, event: &str, data: String) {
+        let Some(identity) = &self.identity else {
+            return self.bad_frame(id, ErrorCode::NotConnected, "connect first");
+        };
+        let state = self.actions.get_or_insert_with(|| Actions::new(&self.gw, identity));
+        let reply = actions::publish::publish(&self.gw, identity, state, id, event, data).await;
+        self.reply(reply);
+    }
+
+    /// An `rpc` frame (section 14): checked by [`actions::rpc`], which answers later through the outbox.
+    fn on_rpc(&mut self, id: u64, method: &str, data: String) {
+        let Some(identity) = &self.identity else {
+            return self.bad_frame(Some(id), ErrorCode::NotConnected, "connect first");
+        };
+        let state = self.actions.get_or_insert_with(|| Actions::new(&self.gw, identity));
+        if let Some(refused) = actions::rpc::call(&self.gw, identity, state, &self.outbox, id, method, data) {
+            self.reply(refused);
         }
     }
 
@@ -386,7 +416,9 @@ impl Session {
             return release_user();
         }
         if replacing.is_some() {
-            self.drop_subscription(&name, true).await;
+            if let Some(old) = self.drop_subscription(&name, true).await {
+                self.lifecycle(lifecycle::Kind::Unsubscribe, &old, &name);
+            }
         }
         let held = Held { pattern: event.clone(), canonical, filter: filter.clone(), filter_bytes, presence };
         // The hub holds this subscription's live frames until `subscribed` (and any replay) is queued, then
@@ -402,6 +434,7 @@ impl Session {
         let Some(history) = &gw.history else {
             let at = SubscribedAt { recovered: since.as_ref().map(|_| false), position: None, sub: sub.as_deref() };
             self.reply(frames::encode_subscribed_at(id, &event, &at));
+            self.lifecycle(lifecycle::Kind::Subscribe, &event, &name);
             if presence {
                 self.attach_presence(&event, &name);
             }
@@ -453,6 +486,7 @@ impl Session {
                 }
             },
         }
+        self.lifecycle(lifecycle::Kind::Subscribe, &event, &name);
         if presence {
             self.attach_presence(&event, &name);
         }
@@ -589,7 +623,8 @@ impl Session {
             if filter.is_some_and(|f| !f.matches(&hub::parse_data(data))) {
                 continue;
             }
-            let frame = frames::encode_event_at(sub, &event.name, data, event.seq, epoch);
+            let frame =
+                frames::encode_event_full(sub, &event.name, data, event.from.as_deref(), Some((event.seq, epoch)));
             match self.outbox.push_wait(ByteString::from(frame), HISTORY_WAIT).await {
                 Push::Queued => {}
                 Push::TooSlow => return self.gw.metrics.slow_disconnects.increment(1),
@@ -605,7 +640,11 @@ impl Session {
         let Some(name) = sub.clone().or_else(|| event.clone()) else {
             return self.bad_frame(id, ErrorCode::BadRequest, "unsubscribe needs 'sub' or 'event'");
         };
-        let pattern = self.drop_subscription(&name, true).await.or(event).unwrap_or_else(|| name.clone());
+        let dropped = self.drop_subscription(&name, true).await;
+        if let Some(pattern) = &dropped {
+            self.lifecycle(lifecycle::Kind::Unsubscribe, pattern, &name);
+        }
+        let pattern = dropped.or(event).unwrap_or_else(|| name.clone());
         self.reply(frames::encode_unsubscribed_named(id, &pattern, sub.as_deref()));
     }
 
@@ -632,7 +671,18 @@ impl Session {
         matches!(self.ctl.closing(), Some((close::NORMAL, "bye") | (close::UNAUTHORIZED | close::FORBIDDEN, _)))
     }
 
+    /// A lifecycle event of this connected session (section 15), when the node publishes that kind.
+    fn lifecycle(&self, kind: lifecycle::Kind, pattern: &str, name: &str) {
+        if let Some(identity) = &self.identity {
+            lifecycle::emit(&self.gw, kind, identity, Some((pattern, name)));
+        }
+    }
+
     async fn cleanup(&mut self) {
+        if let Some(identity) = &self.identity {
+            let (code, reason) = self.ctl.closing().unwrap_or((1006, ""));
+            lifecycle::emit(&self.gw, lifecycle::Kind::Disconnect { code, reason }, identity, None);
+        }
         let delete = self.client_left();
         for name in self.subscriptions.keys().cloned().collect::<Vec<_>>() {
             self.drop_subscription(&name, delete).await;

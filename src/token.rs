@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! tg1.<claims>.<sig>     connect token        tg1r.<claims>.<sig>     resume token
-//! claims = base64url_nopad(compact UTF-8 JSON object: jti, sub, allow, iat, exp[, rev][, sid][, info])
+//! claims = base64url_nopad(compact UTF-8 JSON object: jti, sub, allow, iat, exp[, rev][, sid][, info]
+//!                          [, publish][, publish_ephemeral][, rpc])
 //! sig    = base64url_nopad(HMAC-SHA256(secret, "<prefix>." + claims))
 //! ```
 //! The signature covers the prefix and the claims part exactly as sent, so verifiers never
@@ -16,7 +17,8 @@
 //!    nothing of the claims is parsed before this passes;
 //! 3. the claims JSON: object with the right types, `jti` 32 lowercase hex, `allow` at most
 //!    [`MAX_ALLOW`] valid patterns, `sid` present for resume tokens, `info` a small object
-//!    ([`check_info`])                                                     -> `Malformed`;
+//!    ([`check_info`]), the action grants ([`Grants`]: arrays of at most [`MAX_GRANT_PATTERNS`] valid
+//!    patterns, section 13)                                                 -> `Malformed`;
 //! 4. `iat <= now + CLOCK_SKEW`                                             -> `Malformed`
 //!    (a token issued in the future is treated as malformed, as in `vectors/tokens.json`);
 //! 5. `exp > now - CLOCK_SKEW`                                              -> `Expired`.
@@ -44,6 +46,9 @@ pub const CLOCK_SKEW: i64 = crate::constants::tokens::CLOCK_SKEW;
 pub const MIN_SECRET_BYTES: usize = crate::constants::tokens::MIN_SECRET_BYTES;
 /// Largest `info` claim (a JSON object shown by presence), in bytes of compact JSON.
 pub const MAX_INFO_BYTES: usize = crate::constants::tokens::MAX_INFO_BYTES;
+
+/// Most patterns in each action grant (`publish`, `publish_ephemeral`, `rpc`; proto/PROTOCOL.md section 13).
+pub const MAX_GRANT_PATTERNS: usize = crate::constants::actions::MAX_GRANT_PATTERNS;
 
 /// Connect token (`tg1`) or resume token (`tg1r`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +100,68 @@ pub struct Claims {
     /// as compact JSON ([`check_info`]), signed by the minter (proto/PROTOCOL.md section 11).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub info: Option<serde_json::Value>,
+    /// What the holder may publish and call (section 13), after `info`; empty grants are not serialised, so a
+    /// token without actions is byte-identical to one minted before them.
+    #[serde(flatten)]
+    pub grants: Grants,
+}
+
+/// The action grants of a token (proto/PROTOCOL.md section 13): patterns of events the holder may publish
+/// (stored or ephemeral) and of RPC methods it may call. Absent and `[]` mean the same: nothing. A claim that
+/// is present with another type (`null` included) fails to parse: the token is malformed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Grants {
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub publish: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub publish_ephemeral: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub rpc: Vec<String>,
+}
+
+/// How a granted client publish goes out (proto/PROTOCOL.md section 13.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PublishKind {
+    /// Stored like any event (history).
+    Stored,
+    /// Never stored (typing, cursors).
+    Ephemeral,
+}
+
+impl Grants {
+    /// No grant at all.
+    pub fn is_empty(&self) -> bool {
+        self.publish.is_empty() && self.publish_ephemeral.is_empty() && self.rpc.is_empty()
+    }
+
+    /// Whether each grant holds at most [`MAX_GRANT_PATTERNS`] valid patterns; the first wrong claim's name.
+    pub fn check(&self) -> Result<(), &'static str> {
+        for (claim, patterns) in
+            [("publish", &self.publish), ("publish_ephemeral", &self.publish_ephemeral), ("rpc", &self.rpc)]
+        {
+            if patterns.len() > MAX_GRANT_PATTERNS || patterns.iter().any(|p| names::validate_pattern(p).is_err()) {
+                return Err(claim);
+            }
+        }
+        Ok(())
+    }
+
+    /// May the holder publish the event `name` (a name, never a pattern), and how: an ephemeral grant wins over
+    /// a stored one; None = not granted.
+    pub fn publish_kind(&self, name: &str) -> Option<PublishKind> {
+        if self.publish_ephemeral.iter().any(|p| names::contains(p, name)) {
+            Some(PublishKind::Ephemeral)
+        } else if self.publish.iter().any(|p| names::contains(p, name)) {
+            Some(PublishKind::Stored)
+        } else {
+            None
+        }
+    }
+
+    /// May the holder call the RPC `method` (a name)?
+    pub fn may_call(&self, method: &str) -> bool {
+        self.rpc.iter().any(|p| names::contains(p, method))
+    }
 }
 
 impl Claims {
@@ -109,6 +176,7 @@ impl Claims {
             rev: None,
             sid,
             info: None,
+            grants: Grants::default(),
         }
     }
 }
@@ -236,6 +304,9 @@ impl Keyring {
         if claims.info.as_ref().is_some_and(|info| check_info(info).is_err()) {
             return Err(Malformed("info"));
         }
+        if claims.grants.check().is_err() {
+            return Err(Malformed("action grant"));
+        }
         if claims.iat > now.saturating_add(CLOCK_SKEW) {
             return Err(Malformed("issued in the future"));
         }
@@ -315,6 +386,7 @@ mod tests {
             rev: None,
             sid: sid.map(Into::into),
             info: None,
+            grants: Grants::default(),
         }
     }
 

@@ -46,6 +46,7 @@ fn claims(sub: &str, allow: &[&str], iat: i64, exp: i64) -> Claims {
         rev: None,
         sid: None,
         info: None,
+        grants: Default::default(),
     }
 }
 

@@ -195,10 +195,11 @@ fn presence_matches() {
 /// Every error code, by a match that stops compiling when a variant is added.
 fn error_codes() -> Vec<ErrorCode> {
     use ErrorCode::*;
-    let all = vec![BadRequest, Unauthorized, Forbidden, NotConnected, LimitExceeded, Internal];
+    let all = vec![BadRequest, Unauthorized, Forbidden, NotConnected, LimitExceeded, Internal, Unavailable, Timeout];
     for code in &all {
         match code {
-            BadRequest | Unauthorized | Forbidden | NotConnected | LimitExceeded | Internal => {}
+            BadRequest | Unauthorized | Forbidden | NotConnected | LimitExceeded | Internal | Unavailable | Timeout => {
+            }
         }
     }
     all

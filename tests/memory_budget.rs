@@ -178,7 +178,8 @@ async fn open_all(addr: SocketAddr, tokens: Vec<String>, into: &mut Vec<Idle>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_connection_stays_within_its_memory_budget() {
     let nats = NatsServer::start();
-    let app = spawn_app(&nats.url()).await;
+    // One user holds every measured connection: its per-user quota must not refuse them.
+    let app = spawn_app_with(&nats.url(), |s| s.limits.max_connections_per_user = 2 * (WARM_UP + SESSIONS)).await;
     let mut tokens = Vec::with_capacity(WARM_UP + SESSIONS);
     // One user per connection, as on a real node (and under `limits.max_connections_per_user`): the per-user
     // count each connected user adds is part of what an idle connection costs.

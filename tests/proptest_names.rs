@@ -238,6 +238,12 @@ fn client_frame_json(f: &ClientFrame) -> String {
         ClientFrame::Presence { event, stats, .. } => {
             json!({"type": if *stats { "presence_stats" } else { "presence" }, "event": event})
         }
+        ClientFrame::Publish { event, data, .. } => {
+            json!({"type": "publish", "event": event, "data": serde_json::from_str::<serde_json::Value>(data).unwrap()})
+        }
+        ClientFrame::Rpc { method, data, .. } => {
+            json!({"type": "rpc", "method": method, "data": serde_json::from_str::<serde_json::Value>(data).unwrap()})
+        }
     };
     let obj = v.as_object_mut().unwrap();
     obj.retain(|_, v| !v.is_null());
@@ -312,7 +318,20 @@ fn claims() -> impl Strategy<Value = (TokenKind, Claims)> {
             let kind = if resume { TokenKind::Resume } else { TokenKind::Connect };
             let sid = resume.then_some(sid);
             let rev = rev.filter(|_| !resume);
-            (kind, Claims { jti, sub, allow, iat: NOW + iat_off, exp: NOW + ttl, rev, sid, info: None })
+            (
+                kind,
+                Claims {
+                    jti,
+                    sub,
+                    allow,
+                    iat: NOW + iat_off,
+                    exp: NOW + ttl,
+                    rev,
+                    sid,
+                    info: None,
+                    grants: Default::default(),
+                },
+            )
         })
 }
 

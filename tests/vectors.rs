@@ -122,6 +122,16 @@ fn frame_to_json(f: &ClientFrame) -> Value {
             put("event", Some(event.clone().into()));
             (if *stats { "presence_stats" } else { "presence" }, *id)
         }
+        ClientFrame::Publish { id, event, data } => {
+            put("event", Some(event.clone().into()));
+            put("data", Some(serde_json::from_str(data).unwrap()));
+            ("publish", *id)
+        }
+        ClientFrame::Rpc { id, method, data } => {
+            put("method", Some(method.clone().into()));
+            put("data", Some(serde_json::from_str(data).unwrap()));
+            ("rpc", Some(*id))
+        }
         ClientFrame::Ping { id } => ("ping", *id),
         ClientFrame::Pong => ("pong", None),
     };
@@ -231,7 +241,7 @@ fn check_tokens() -> usize {
     let first = Keyring::new(std::slice::from_ref(&secret)).unwrap();
     let second = Keyring::new(std::slice::from_ref(&secret2)).unwrap();
     let both = Keyring::new(&[secret.clone(), secret2.clone()]).unwrap();
-    let mut n = each(arr(&v, "valid"), |c| {
+    let check_valid = |c: &Value| {
         let what = s(c, "what");
         let kind = match s(c, "prefix") {
             "tg1" => TokenKind::Connect,
@@ -247,11 +257,168 @@ fn check_tokens() -> usize {
         assert_eq!(got, claims, "{what:?}");
         // Claims serialise back to the vector's JSON (same fields, sid only when present).
         assert_eq!(serde_json::to_value(&got).unwrap(), c["claims"], "{what:?}");
-    });
-    n += each(arr(&v, "invalid"), |c| {
+    };
+    let check_invalid = |c: &Value| {
         let what = s(c, "what");
         let err = both.verify(s(c, "token"), now).expect_err(what);
         assert_eq!(err.category(), s(c, "error"), "{what:?}: got {err}");
+    };
+    let mut n = each(arr(&v, "valid"), &check_valid);
+    n += each(arr(&v, "invalid"), &check_invalid);
+    // Section 13: the action grants (publish, publish_ephemeral, rpc).
+    n += each(arr(&v, "valid_grants"), &check_valid);
+    n += each(arr(&v, "invalid_grants"), &check_invalid);
+    n
+}
+
+/// proto/vectors/rpc.json (sections 13-15): client frames, grants, RPC subjects/payloads/headers, reply
+/// envelopes, the `from` of event frames. (Lifecycle payloads: see the lifecycle case below.)
+fn check_rpc() -> usize {
+    use telegraphy::auth::Identity;
+    use telegraphy::constants::actions::{limits, RPC_SUFFIX};
+    use telegraphy::sender;
+    use telegraphy::token::{Grants, PublishKind};
+    let v = load("rpc.json");
+    let prefix = s(&v, "prefix");
+    // The sender: client id, headers.
+    let who = &v["sender"];
+    assert_eq!(telegraphy::presence_client_id(s(who, "session")), s(who, "client"));
+    let identity = |sub: &str| Identity {
+        sub: sub.into(),
+        allow: vec![],
+        session: s(who, "session").into(),
+        auth_time: 0,
+        info: (!sub.is_empty()).then(|| who["info"].clone()),
+        grants: None,
+    };
+    let headers_json = |h: &async_nats::HeaderMap| -> Value {
+        let mut out = serde_json::Map::new();
+        for (name, values) in h.iter() {
+            out.insert(name.to_string(), Value::String(values[0].as_str().to_string()));
+        }
+        Value::Object(out)
+    };
+    let node = s(&v, "node");
+    assert_eq!(headers_json(&sender::rpc_headers(&identity(s(who, "sub")), s(who, "client"), node)), who["headers"]);
+    assert_eq!(headers_json(&sender::rpc_headers(&identity(""), s(who, "client"), node)), who["anonymous_headers"]);
+    let mut n = 2;
+    n += each(arr(&v, "client_frames"), |c| {
+        let what = s(c, "what");
+        let text = c["frame"].to_string();
+        let parsed = frames::parse_client_frame(&text);
+        if c["ok"] == json!(true) {
+            assert!(parsed.is_ok(), "{what}: {parsed:?}");
+        } else if c["bad_frame"] == json!(true) {
+            assert_eq!(s(c, "error"), "bad_request");
+            assert!(parsed.is_err(), "{what}");
+        } else {
+            // Refused by a limit with the default settings: parses, and its data is over the limit.
+            let data = match parsed.unwrap_or_else(|e| panic!("{what}: {e}")) {
+                ClientFrame::Publish { data, .. } => {
+                    assert_eq!(s(c, "limit"), "client_publish.max_bytes");
+                    assert!(data.len() > limits::PUBLISH_MAX_BYTES, "{what}");
+                    data
+                }
+                ClientFrame::Rpc { data, .. } => {
+                    assert_eq!(s(c, "limit"), "rpc.max_request_bytes");
+                    assert!(data.len() > limits::RPC_MAX_REQUEST_BYTES, "{what}");
+                    data
+                }
+                other => panic!("{what}: {other:?}"),
+            };
+            assert_eq!(s(c, "error"), "limit_exceeded", "{what}: {}", data.len());
+        }
+    });
+    let strings = |c: &Value, key: &str| -> Vec<String> {
+        c.get(key).and_then(Value::as_array).map_or(vec![], |a| a.iter().map(|p| p.as_str().unwrap().into()).collect())
+    };
+    n += each(arr(&v, "grants"), |c| {
+        let what = s(c, "what");
+        let grants = Grants {
+            publish: strings(c, "publish"),
+            publish_ephemeral: strings(c, "publish_ephemeral"),
+            rpc: strings(c, "rpc"),
+        };
+        let got = match (c.get("event"), c.get("method")) {
+            (Some(event), _) => match grants.publish_kind(event.as_str().unwrap()) {
+                Some(PublishKind::Ephemeral) => "ephemeral",
+                Some(PublishKind::Stored) => "stored",
+                None => "forbidden",
+            },
+            (_, Some(method)) => {
+                if grants.may_call(method.as_str().unwrap()) {
+                    "allowed"
+                } else {
+                    "forbidden"
+                }
+            }
+            _ => panic!("{what}: neither event nor method"),
+        };
+        assert_eq!(got, s(c, "result"), "{what}");
+    });
+    n += each(arr(&v, "rpc_requests"), |c| {
+        let what = s(c, "what");
+        let Ok(ClientFrame::Rpc { method, data, .. }) = frames::parse_client_frame(s(c, "frame")) else {
+            panic!("{what}: not an rpc frame")
+        };
+        let prefix = c.get("prefix").and_then(Value::as_str).unwrap_or(prefix);
+        assert_eq!(format!("{prefix}{RPC_SUFFIX}.{method}"), s(c, "subject"), "{what}");
+        assert_eq!(data, s(c, "payload"), "{what}");
+    });
+    n += each(arr(&v, "rpc_replies"), |c| {
+        let what = s(c, "what");
+        let frame = match (c["reply"].as_str(), c.get("nats").and_then(Value::as_str)) {
+            (Some(reply), _) => frames::encode_rpc_reply(7, reply.as_bytes())
+                .map(|(f, _)| f)
+                .unwrap_or_else(|| frames::encode_error(Some(7), ErrorCode::Internal, "bad rpc reply")),
+            (None, Some("no_responders")) => {
+                frames::encode_error(Some(7), ErrorCode::Unavailable, "no worker for this method")
+            }
+            (None, Some("timeout")) => frames::encode_error(Some(7), ErrorCode::Timeout, "rpc timed out"),
+            other => panic!("{what}: {other:?}"),
+        };
+        assert_eq!(frame, s(c, "frame"), "{what}");
+    });
+    n += each(arr(&v, "publish"), |c| {
+        let what = s(c, "what");
+        let (headers, payload) = match c.get("frame") {
+            Some(frame) => {
+                let Ok(ClientFrame::Publish { id, data, .. }) = frames::parse_client_frame(s(c, "frame")) else {
+                    panic!("{what}: not a publish frame")
+                };
+                let ident = identity(if c["headers"].get("Telegraphy-User").is_some() { s(who, "sub") } else { "" });
+                let sent = sender::publish_headers(&ident, s(who, "client"));
+                let mut h = headers_json(&sent);
+                assert_eq!(
+                    h.as_object_mut().unwrap().remove("Nats-Msg-Id").map(|m| m.as_str().unwrap().len()),
+                    Some(32)
+                );
+                assert_eq!(h, c["headers"], "{what}");
+                assert_eq!(frames::encode_published(id), s(c, "reply"), "{what}");
+                assert_eq!(data, s(c, "payload"), "{what}");
+                let _ = frame;
+                (c["headers"].clone(), data)
+            }
+            None => (c["nats_headers"].clone(), s(c, "payload").to_string()),
+        };
+        let from = sender::from_values(
+            headers["Telegraphy-Client"].as_str().unwrap(),
+            headers.get("Telegraphy-User").and_then(Value::as_str),
+        );
+        let name = c.get("subject").map_or_else(
+            || {
+                frames::parse_client_frame(s(c, "frame"))
+                    .map(|f| match f {
+                        ClientFrame::Publish { event, .. } => event,
+                        _ => unreachable!(),
+                    })
+                    .unwrap()
+            },
+            |subject| subject.as_str().unwrap().strip_prefix(&format!("{prefix}.")).unwrap().to_string(),
+        );
+        let data = RawValue::from_string(payload).unwrap();
+        let frame = frames::encode_event_full(s(c, "sub"), &name, &data, from.as_deref(), None);
+        assert_eq!(frame, s(c, "event_frame"), "{what}");
     });
     n
 }
@@ -290,6 +457,7 @@ fn every_vector_file_and_case_passes() {
             "keys.json" => check_keys(),
             "frames.json" => check_frames(),
             "tokens.json" => check_tokens(),
+            "rpc.json" => check_rpc(),
             "secrets.json" => check_secrets(),
             "filters.json" => {
                 eprintln!("filters.json: checked by tests/filters.rs");

@@ -9,6 +9,7 @@ mod fanout;
 mod idle;
 mod pool;
 mod report;
+mod rpc;
 mod stats;
 mod target;
 mod tokens;
@@ -50,6 +51,8 @@ enum Command {
     Connect(connect::ConnectArgs),
     /// Fast clients' latency without and then with one client that never reads.
     Slow(fanout::SlowArgs),
+    /// RPC round trips per second and their latency through the gateway, NATS and the method's workers.
+    Rpc(rpc::RpcArgs),
     /// A minimal NATS -> WebSocket forwarder (no auth, limits or history) to run `fanout` against as the
     /// baseline: `bench/with-gateway.sh` starts one beside the gateway when BENCH_BARE=1 (BENCH_BARE_URL,
     /// BENCH_BARE_PID).
@@ -196,6 +199,7 @@ fn main() -> ExitCode {
         Command::Fanout(a) => (&a.common, "fanout"),
         Command::Connect(a) => (&a.common, "connect"),
         Command::Slow(a) => (&a.common, "slow"),
+        Command::Rpc(a) => (&a.common, "rpc"),
         Command::Worker { .. } | Command::BareServer(_) => unreachable!("handled above"),
     };
     if let Err(e) = common.validate() {
@@ -210,6 +214,7 @@ fn main() -> ExitCode {
                 Command::Fanout(a) => fanout::run(a).await,
                 Command::Connect(a) => connect::run(a).await,
                 Command::Slow(a) => fanout::run_slow(a).await,
+                Command::Rpc(a) => rpc::run(a).await,
                 Command::Worker { .. } | Command::BareServer(_) => unreachable!("handled above"),
             }
         };

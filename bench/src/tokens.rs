@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use anyhow::Context;
 use futures_util::{stream, StreamExt};
-use telegraphy::{auth::Auth, config::Settings};
+use telegraphy::{auth::Auth, config::Settings, token::Grants};
 
 /// Environment variable holding the gateway's signing secret (the same one the gateway reads).
 pub const SECRET_ENV: &str = "TELEGRAPHY_AUTH__SECRET";
@@ -50,5 +50,11 @@ impl Minter {
             .collect()
             .await;
         tokens.into_iter().collect::<Result<_, _>>().context("minting tokens")
+    }
+
+    /// One token of user `user` allowed `allow` with action `grants` (proto/PROTOCOL.md section 13).
+    pub async fn mint_with_grants(&self, user: &str, allow: &str, grants: Grants) -> anyhow::Result<String> {
+        let allow = vec![allow.to_string()];
+        self.auth.mint_with_grants(user, &allow, self.ttl, None, grants).await.context("minting a token")
     }
 }

@@ -103,9 +103,7 @@
       "forbidden",
       "not_connected",
       "limit_exceeded",
-      "internal"
-    ]),
-    "action_error_codes": Object.freeze([
+      "internal",
       "unavailable",
       "timeout"
     ]),
@@ -382,6 +380,74 @@
     }
   };
 
+  // src/actions.js
+  var RpcError = class extends TelegraphyError {
+    constructor(code, message, details = {}) {
+      super(code, message, details);
+      this.name = "RpcError";
+    }
+  };
+  var DEFAULT_TIMEOUT_MS = 65e3;
+  var Actions = class {
+    // host: {send(frame) -> bool, live() -> bool, id() -> number, setTimeout, clearTimeout}
+    constructor(host) {
+      this._host = host;
+      this._pending = /* @__PURE__ */ new Map();
+      this._abandoned = /* @__PURE__ */ new Set();
+    }
+    publish(name, data) {
+      if (typeof name !== "string" || name === "") return Promise.reject(new TypeError("Telegraphy: publish needs an event name"));
+      return this._request("publish", { type: "publish", event: name, data: data === void 0 ? null : data }, null);
+    }
+    rpc(method, data, options = {}) {
+      if (typeof method !== "string" || method === "") return Promise.reject(new TypeError("Telegraphy: rpc needs a method name"));
+      const timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
+      if (!(timeout > 0)) return Promise.reject(new TypeError("Telegraphy: rpc timeout must be a positive number of ms"));
+      return this._request("rpc", { type: "rpc", method, data: data === void 0 ? null : data }, timeout);
+    }
+    _request(kind, frame, timeout) {
+      if (!this._host.live()) return Promise.reject(new RpcError("disconnected", "not connected"));
+      const id = this._host.id();
+      return new Promise((resolve, reject) => {
+        const entry = { kind, resolve, reject, timer: null };
+        this._pending.set(id, entry);
+        if (timeout !== null) {
+          entry.timer = this._host.setTimeout(() => {
+            this._abandoned.add(id);
+            this._settle(id, new RpcError("timeout", "no answer in time", { id }));
+          }, timeout);
+        }
+        if (!this._host.send({ ...frame, id })) this._settle(id, new RpcError("disconnected", "not connected", { id }));
+      });
+    }
+    // Settles request `id` with `error`, or with `value` when error is null.
+    _settle(id, error, value) {
+      const entry = this._pending.get(id);
+      if (!entry) return;
+      this._pending.delete(id);
+      if (entry.timer !== null) this._host.clearTimeout(entry.timer);
+      if (error) entry.reject(error);
+      else entry.resolve(value);
+    }
+    // A frame from the gateway: true when it answered one of our requests.
+    receive(frame) {
+      if (typeof frame.id !== "number") return false;
+      if (this._abandoned.delete(frame.id)) return frame.type === "rpc_result" || frame.type === "error";
+      if (!this._pending.has(frame.id)) return false;
+      const kind = this._pending.get(frame.id).kind;
+      if (frame.type === "published" && kind === "publish") this._settle(frame.id, null, void 0);
+      else if (frame.type === "rpc_result" && kind === "rpc") this._settle(frame.id, null, frame.data);
+      else if (frame.type === "error") this._settle(frame.id, new RpcError(String(frame.code), String(frame.message ?? ""), { id: frame.id }));
+      else return false;
+      return true;
+    }
+    // The connection ended: every request still waiting rejects (never resent).
+    lost() {
+      this._abandoned.clear();
+      for (const id of [...this._pending.keys()]) this._settle(id, new RpcError("disconnected", "the connection ended before the answer", { id }));
+    }
+  };
+
   // src/subscription.js
   var Subscription = class {
     constructor(owner, entry, handler, options) {
@@ -532,6 +598,7 @@
     _deliver(frame) {
       if (this._closed) return;
       const event = { name: frame.name, data: frame.data, sub: frame.sub ?? this._entry.key };
+      if (frame.from) event.from = frame.from;
       if (this._handler) this._owner._call(this._handler, event);
       if (!this._actions) return;
       const model = modelEvent(frame.name);
@@ -1528,6 +1595,7 @@
     static checkConditions = checkConditions;
     static Subscription = Subscription;
     static TelegraphyError = TelegraphyError;
+    static RpcError = RpcError;
     /**
      * options: url (ws:, wss:, http(s): or relative; or a list of them, tried in turn from a random
      * start; or a function returning the next one, possibly as a promise), token (single-use connect
@@ -1571,6 +1639,7 @@
       }
       this.state = "disconnected";
       this.session = null;
+      this.client = null;
       this.node = null;
       this.transport = null;
       this._listeners = /* @__PURE__ */ new Map();
@@ -1585,6 +1654,13 @@
         setTimeout: this._setTimeout,
         clearTimeout: this._clearTimeout,
         retryDelay: (attempt) => this._recovery.backoff(attempt)
+      });
+      this._actions = new Actions({
+        send: (frame) => this._send(frame),
+        live: () => this._live,
+        id: () => this._nextId++,
+        setTimeout: this._setTimeout,
+        clearTimeout: this._clearTimeout
       });
       this._conn = null;
       this._connOpened = false;
@@ -1646,6 +1722,24 @@
      */
     subscribe(pattern, handler, options) {
       return this._subs.subscribe(pattern, handler, options);
+    }
+    /**
+     * Publish event `name` (section 13.1) as this connection's user; resolves once the gateway handed it to NATS
+     * (`published`), rejects with an RpcError (code "forbidden", "limit_exceeded", "internal", "disconnected"...).
+     * Needs a token with a publish grant. Never retried: call again if you want to.
+     */
+    publish(name, data) {
+      return this._actions.publish(name, data);
+    }
+    /**
+     * Call RPC `method` (section 14) with `data`; resolves with the worker's result, rejects with an RpcError
+     * whose `code` is the worker's (e.g. "not_found") or the gateway's ("forbidden", "unavailable", "timeout",
+     * "limit_exceeded", "internal"), or "disconnected" / "timeout" from the client. options.timeout: ms to wait
+     * for the answer (default 65000). Never retried automatically: retry only methods whose handlers are
+     * idempotent.
+     */
+    rpc(method, data, options) {
+      return this._actions.rpc(method, data, options);
     }
     // ---- internals ----
     _emit(type, ...args) {
@@ -1770,6 +1864,7 @@
       this._clear("_connectTimer");
       this._clear("_deadTimer");
       this._subs.lost();
+      this._actions.lost();
     }
     // We give up on the current connection ourselves (dead link, connect timeout).
     _drop(reason) {
@@ -1820,11 +1915,13 @@
       this._alive();
       if (frame.type === "connected") return this._onConnected(frame);
       if (frame.type === "ping") return void this._send({ type: "pong" });
+      if (this._actions.receive(frame)) return;
       this._subs.receive(frame);
     }
     _onConnected(frame) {
       this._clear("_connectTimer");
       this.session = frame.session ?? null;
+      this.client = frame.client ?? null;
       this.node = frame.node ?? null;
       this._recovery.connected(frame);
       this._heartbeatMs = (frame.heartbeat > 0 ? frame.heartbeat : 25) * 1e3;

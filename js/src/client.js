@@ -12,6 +12,7 @@ import { SseTransport, asciiJson } from "./sse.js";
 import { Recovery } from "./recovery.js";
 import { Subscription } from "./subscription.js";
 import { Subscriptions } from "./subscriptions.js";
+import { Actions, RpcError } from "./actions.js";
 import { pageConfig } from "./page.js";
 import { VERSION } from "./version.js";
 
@@ -62,6 +63,7 @@ export class Telegraphy {
   static checkConditions = checkConditions;
   static Subscription = Subscription;
   static TelegraphyError = TelegraphyError;
+  static RpcError = RpcError;
 
   /**
    * options: url (ws:, wss:, http(s): or relative; or a list of them, tried in turn from a random
@@ -109,6 +111,7 @@ export class Telegraphy {
 
     this.state = "disconnected";
     this.session = null;
+    this.client = null; // this connection's client id (`from.client` of its own publishes)
     this.node = null;
     this.transport = null; // "websocket" | "sse": of the current (or last) connection
     this._listeners = new Map();
@@ -123,6 +126,13 @@ export class Telegraphy {
       setTimeout: this._setTimeout,
       clearTimeout: this._clearTimeout,
       retryDelay: (attempt) => this._recovery.backoff(attempt),
+    });
+    this._actions = new Actions({
+      send: (frame) => this._send(frame),
+      live: () => this._live,
+      id: () => this._nextId++,
+      setTimeout: this._setTimeout,
+      clearTimeout: this._clearTimeout,
     });
     this._conn = null; // the current transport
     this._connOpened = false; // it opened
@@ -193,6 +203,26 @@ export class Telegraphy {
    */
   subscribe(pattern, handler, options) {
     return this._subs.subscribe(pattern, handler, options);
+  }
+
+  /**
+   * Publish event `name` (section 13.1) as this connection's user; resolves once the gateway handed it to NATS
+   * (`published`), rejects with an RpcError (code "forbidden", "limit_exceeded", "internal", "disconnected"...).
+   * Needs a token with a publish grant. Never retried: call again if you want to.
+   */
+  publish(name, data) {
+    return this._actions.publish(name, data);
+  }
+
+  /**
+   * Call RPC `method` (section 14) with `data`; resolves with the worker's result, rejects with an RpcError
+   * whose `code` is the worker's (e.g. "not_found") or the gateway's ("forbidden", "unavailable", "timeout",
+   * "limit_exceeded", "internal"), or "disconnected" / "timeout" from the client. options.timeout: ms to wait
+   * for the answer (default 65000). Never retried automatically: retry only methods whose handlers are
+   * idempotent.
+   */
+  rpc(method, data, options) {
+    return this._actions.rpc(method, data, options);
   }
 
   // ---- internals ----
@@ -331,6 +361,7 @@ export class Telegraphy {
     this._clear("_connectTimer");
     this._clear("_deadTimer");
     this._subs.lost();
+    this._actions.lost();
   }
 
   // We give up on the current connection ourselves (dead link, connect timeout).
@@ -388,12 +419,14 @@ export class Telegraphy {
     this._alive();
     if (frame.type === "connected") return this._onConnected(frame);
     if (frame.type === "ping") return void this._send({ type: "pong" });
+    if (this._actions.receive(frame)) return;
     this._subs.receive(frame);
   }
 
   _onConnected(frame) {
     this._clear("_connectTimer");
     this.session = frame.session ?? null;
+    this.client = frame.client ?? null;
     this.node = frame.node ?? null;
     this._recovery.connected(frame);
     this._heartbeatMs = (frame.heartbeat > 0 ? frame.heartbeat : 25) * 1000;

@@ -101,9 +101,7 @@ export const PROTOCOL = Object.freeze({
     "forbidden",
     "not_connected",
     "limit_exceeded",
-    "internal"
-  ]),
-  "action_error_codes": Object.freeze([
+    "internal",
     "unavailable",
     "timeout"
   ]),

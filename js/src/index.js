@@ -4,5 +4,6 @@ export { validateName, validatePattern, matches, contains, encodeKey, decodeKey,
 export { checkConditions } from "./filters.js";
 export { backoffDelay } from "./backoff.js";
 export { TelegraphyError } from "./errors.js";
+export { RpcError } from "./actions.js";
 export { Subscription } from "./subscription.js";
 export { Telegraphy } from "./client.js";

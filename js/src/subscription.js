@@ -178,6 +178,7 @@ export class Subscription {
   _deliver(frame) {
     if (this._closed) return;
     const event = { name: frame.name, data: frame.data, sub: frame.sub ?? this._entry.key };
+    if (frame.from) event.from = frame.from; // a client publish's sender (section 13.1)
     if (this._handler) this._owner._call(this._handler, event);
     if (!this._actions) return;
     const model = modelEvent(frame.name);

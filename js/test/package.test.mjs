@@ -59,7 +59,7 @@ test("the <script> build defines exactly one global, Telegraphy, with the helper
 test("the module build is one file: it imports nothing (no runtime dependencies)", () => {
   const esm = readFileSync(ESM, "utf8");
   assert.doesNotMatch(esm, /^\s*import\b|\bimport\(|\brequire\(/m);
-  assert.deepEqual(Object.keys(mod).sort(), ["Subscription", "Telegraphy", "TelegraphyError", "backoffDelay", "checkConditions", "contains", "decodeKey", "encodeKey", "matches", "validateName", "validatePattern", "validateSubName"]);
+  assert.deepEqual(Object.keys(mod).sort(), ["RpcError", "Subscription", "Telegraphy", "TelegraphyError", "backoffDelay", "checkConditions", "contains", "decodeKey", "encodeKey", "matches", "validateName", "validatePattern", "validateSubName"]);
 });
 
 test("telegraphy.d.ts declares every runtime export and static helper", () => {
@@ -70,7 +70,7 @@ test("telegraphy.d.ts declares every runtime export and static helper", () => {
   for (const name of Object.keys(mod.Telegraphy)) {
     assert.match(dts, new RegExp(`static ${name}\\b`), `static ${name}`);
   }
-  for (const name of ["subscribe", "on", "off", "connect", "close", "fromPage", "register", "page"]) {
+  for (const name of ["subscribe", "on", "off", "connect", "close", "fromPage", "register", "page", "publish", "rpc"]) {
     assert.match(dts, new RegExp(`\\b${name}(?:<[^>]*>)?\\(`), name);
   }
 });

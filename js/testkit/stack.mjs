@@ -169,8 +169,11 @@ export class Gateway {
   }
 
   /** A fresh single-use connect token from the gateway CLI (`info`: an object for the presence claim). */
-  token({ user = "u", allow = [">"], ttl, info } = {}) {
+  token({ user = "u", allow = [">"], ttl, info, publish = [], publishEphemeral = [], rpc = [] } = {}) {
     const args = ["token", "--user", user, ...allow.flatMap((p) => ["--allow", p])];
+    // Action grants (section 13).
+    args.push(...publish.flatMap((p) => ["--publish", p]), ...publishEphemeral.flatMap((p) => ["--publish-ephemeral", p]));
+    args.push(...rpc.flatMap((p) => ["--rpc", p]));
     if (ttl) args.push("--ttl", String(ttl));
     if (info) args.push("--info", JSON.stringify(info)); // presence `info` claim (section 11)
     return this.#cli(args);
@@ -193,6 +196,70 @@ export class Gateway {
 
   output() {
     return this.proc ? this.proc.output() : "";
+  }
+}
+
+/**
+ * An RPC worker (PROTOCOL.md section 14) over one raw TCP connection: serves `subject` in the queue group
+ * `telegraphy_workers`, answering each request with `answer({subject, headers, payload})` (a string; null: no
+ * answer).
+ */
+export class NatsWorker {
+  static async start(port, subject, answer) {
+    const w = new NatsWorker();
+    w.socket = net.connect(port, "127.0.0.1");
+    w.buffer = Buffer.alloc(0);
+    w.answer = answer;
+    w.pongs = [];
+    const info = new Promise((resolve, reject) => {
+      w.onInfo = resolve;
+      w.socket.once("error", reject);
+    });
+    w.socket.on("data", (chunk) => w.#read(chunk));
+    w.socket.on("error", () => {});
+    await within(5000, info, "NATS INFO");
+    w.socket.write('CONNECT {"verbose":false,"pedantic":false,"headers":true,"name":"telegraphy-js-worker"}\r\n');
+    w.socket.write(`SUB ${subject} telegraphy_workers 1\r\n`);
+    await within(5000, new Promise((resolve) => { w.pongs.push(resolve); w.socket.write("PING\r\n"); }), "NATS PONG");
+    return w;
+  }
+
+  #read(chunk) {
+    this.buffer = Buffer.concat([this.buffer, chunk]);
+    for (;;) {
+      const i = this.buffer.indexOf("\r\n");
+      if (i < 0) return;
+      const line = this.buffer.subarray(0, i).toString();
+      const parts = line.split(" ");
+      if (parts[0] === "MSG" || parts[0] === "HMSG") {
+        const headed = parts[0] === "HMSG";
+        const total = Number(parts.at(-1));
+        const headerBytes = headed ? Number(parts.at(-2)) : 0;
+        const reply = parts.length === (headed ? 6 : 5) ? parts[3] : null;
+        if (this.buffer.length < i + 2 + total + 2) return;
+        const body = this.buffer.subarray(i + 2, i + 2 + total);
+        this.buffer = this.buffer.subarray(i + 2 + total + 2);
+        const headers = {};
+        for (const h of body.subarray(0, headerBytes).toString().split("\r\n").slice(1)) {
+          const at = h.indexOf(":");
+          if (at > 0) headers[h.slice(0, at).trim()] = h.slice(at + 1).trim();
+        }
+        const out = this.answer({ subject: parts[1], headers, payload: body.subarray(headerBytes).toString() });
+        if (reply && out !== null && out !== undefined) {
+          const data = Buffer.from(out);
+          this.socket.write(Buffer.concat([Buffer.from(`PUB ${reply} ${data.length}\r\n`), data, Buffer.from("\r\n")]));
+        }
+        continue;
+      }
+      this.buffer = this.buffer.subarray(i + 2);
+      if (line.startsWith("INFO")) this.onInfo?.();
+      else if (line === "PING") this.socket.write("PONG\r\n");
+      else if (line === "PONG") this.pongs.shift()?.();
+    }
+  }
+
+  close() {
+    this.socket.destroy();
   }
 }
 

@@ -75,10 +75,16 @@ PRESENCE_SNAPSHOT_COST = 5
 PRESENCE_CLIENT_ID_CHARS = 16
 
 # error_codes
-ERROR_CODES = ("bad_request", "unauthorized", "forbidden", "not_connected", "limit_exceeded", "internal")
-
-# action_error_codes
-ACTION_ERROR_CODES = ("unavailable", "timeout")
+ERROR_CODES = (
+    "bad_request",
+    "unauthorized",
+    "forbidden",
+    "not_connected",
+    "limit_exceeded",
+    "internal",
+    "unavailable",
+    "timeout",
+)
 
 # actions
 ACTIONS_GRANT_CLAIMS = ("publish", "publish_ephemeral", "rpc")

@@ -50,8 +50,8 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
 ]
 
-# PROTOCOL section 3 error codes and section 14's gateway codes (constants.json error_codes and
-# action_error_codes): a handler's RpcError may not use them, so a client can tell its codes from the protocol's.
+# PROTOCOL section 3 error codes, section 14's gateway codes included (constants.json error_codes): a handler's
+# RpcError may not use them, so a client can tell its codes from the protocol's.
 PROTOCOL_ERROR_CODES = frozenset({"bad_request", "unauthorized", "forbidden", "not_connected", "limit_exceeded",
                                   "internal", "unavailable", "timeout"})
 LIFECYCLE_KINDS = ("connect", "disconnect", "subscribe", "unsubscribe")

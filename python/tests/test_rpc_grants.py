@@ -176,7 +176,7 @@ def test_constants_json_actions_match_the_django_app():
     assert tuple(a["lifecycle_kinds"]) == LIFECYCLE_KINDS
     assert a["rpc_error_message_max_bytes"] == MAX_MESSAGE_BYTES
     assert a["limits"]["rpc_max_reply_bytes"]["default"] == MAX_REPLY_BYTES
-    assert PROTOCOL_ERROR_CODES == set(CONSTANTS["error_codes"]) | set(CONSTANTS["action_error_codes"])
+    assert PROTOCOL_ERROR_CODES == set(CONSTANTS["error_codes"])
     assert not {"publish", "publish_ephemeral", "rpc"} & set(conf.DEFAULTS)  # no Django setting: grants come from code
 
 

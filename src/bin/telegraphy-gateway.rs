@@ -6,7 +6,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use telegraphy::{auth, config::Settings, nats, server::Application, shutdown, telemetry};
+use telegraphy::{auth, config::Settings, nats, server::Application, shutdown, telemetry, token::Grants};
 
 #[derive(Parser)]
 #[command(name = "telegraphy-gateway", version, about = "Telegraphy WebSocket gateway (protocol v1)")]
@@ -36,6 +36,15 @@ enum Command {
         /// Presence `info` claim: a JSON object of at most 256 bytes, e.g. '{"name":"Alice"}'.
         #[arg(long, value_parser = parse_info)]
         info: Option<serde_json::Value>,
+        /// Event pattern the token may publish, stored (repeat for several; proto/PROTOCOL.md section 13).
+        #[arg(long = "publish", value_name = "PATTERN")]
+        publish: Vec<String>,
+        /// Event pattern the token may publish, ephemeral: never stored (repeat for several).
+        #[arg(long = "publish-ephemeral", value_name = "PATTERN")]
+        publish_ephemeral: Vec<String>,
+        /// RPC method pattern the token may call (repeat for several).
+        #[arg(long = "rpc", value_name = "PATTERN")]
+        rpc: Vec<String>,
     },
     /// Check the configuration (defaults < --config file < environment) and exit: 0 if valid, 2 if not.
     CheckConfig,
@@ -60,7 +69,9 @@ async fn main() -> ExitCode {
     };
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
-        Command::Token { user, allow, ttl, info } => mint(settings, user, allow, ttl, info).await,
+        Command::Token { user, allow, ttl, info, publish, publish_ephemeral, rpc } => {
+            mint(settings, user, allow, ttl, info, Grants { publish, publish_ephemeral, rpc }).await
+        }
         Command::Revoke { user, session } => revoke(settings, user, session).await,
         Command::CheckConfig => settings.secrets().map(|_| println!("configuration ok")).map_err(Into::into),
     };
@@ -117,15 +128,17 @@ async fn mint(
     allow: Vec<String>,
     ttl: Option<u64>,
     info: Option<serde_json::Value>,
+    grants: Grants,
 ) -> anyhow::Result<()> {
     settings.secrets()?;
     let ttl = ttl.unwrap_or(settings.auth.token_ttl);
     auth::check_mint_request(&user, &allow, ttl)?;
+    auth::check_grants(&grants)?;
     let client = nats::connect_once(&settings.nats.url).await?;
     let auth = auth::Auth::new(&settings, client.clone())?;
     let token = tokio::time::timeout(
         auth::MINT_RETRY_FOR + Duration::from_secs(10),
-        auth.mint_with_info(&user, &allow, ttl, info),
+        auth.mint_with_grants(&user, &allow, ttl, info, grants),
     )
     .await
     .context("timed out registering the token in NATS KV")??;

@@ -1,10 +1,11 @@
-//! Abuse tests of issues 11 and 20 ("Hardening", "Hardening II"): each reproduces an attack on a real gateway (real nats-server, real
+//! Abuse tests of issues 11, 20 and 22 ("Hardening", "Hardening II", "Client actions"): each reproduces an attack on a real gateway (real nats-server, real
 //! WebSocket clients, the binary where start-up matters) and shows it refused within the documented limit.
 //! One module per part; every wait is bounded and every test stops by itself.
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod actions;
 mod bytes;
 mod filters;
 mod listeners;

@@ -1,5 +1,5 @@
 // Compiled (not run) by types.test.mjs with tsc --strict: the declarations cover what README.md shows.
-import { Telegraphy, Subscription, TelegraphyError, RecoveryInfo, Position, ModelEvent, TransportName, checkConditions, validateSubName, PresenceMember, PresenceSnapshot, PresenceStats, PresenceCount } from "telegraphy-client";
+import { Telegraphy, Subscription, TelegraphyError, RpcError, EventSender, RecoveryInfo, Position, ModelEvent, TransportName, checkConditions, validateSubName, PresenceMember, PresenceSnapshot, PresenceStats, PresenceCount } from "telegraphy-client";
 
 interface Order {
   pk: number;
@@ -68,3 +68,17 @@ void paused;
 lobby.presencePaused = true;
 // @ts-expect-error: presence_paused gives a count, not a member
 lobby.on("presence_paused", (m: PresenceMember) => console.log(m.client));
+
+// Client actions (sections 13.1 and 14): publish and rpc with typed errors; `from` on client publishes.
+tg.subscribe("chat.lobby.*", (e) => {
+  const sender: EventSender | undefined = e.from;
+  if (sender && sender.client !== tg.client) console.log(`${sender.user} is typing`);
+});
+tg.publish("chat.lobby.typing", { typing: true }).then(() => {});
+tg.rpc<{ message_id: number }>("chat.send", { text: "hi" }, { timeout: 5000 })
+  .then((r) => console.log(r.message_id))
+  .catch((e: unknown) => {
+    if (e instanceof RpcError && e.code === "unavailable") console.log("no worker, try later");
+  });
+// @ts-expect-error: the timeout is a number of ms
+tg.rpc("chat.send", null, { timeout: "5s" });
