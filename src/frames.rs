@@ -3,7 +3,7 @@
 //!
 //! Decoding rules ([`parse_client_frame`]):
 //! * the text must be a JSON object with a string `type` among `connect`, `subscribe`,
-//!   `unsubscribe`, `ping`, `pong`, `presence`, `presence_stats`; anything else is a bad frame (`bad_request`);
+//!   `unsubscribe`, `ping`, `pong`, `presence`, `presence_stats`, `events`; anything else is a bad frame (`bad_request`);
 //! * `id`, when present, must be an integer in 0 ..= 2^53-1 (`1.0`, `"1"`, `-1` and `null` are
 //!   wrong types); it is read first so that the error for a bad frame can echo it;
 //! * a present field of a known name with the wrong JSON type (including `null`) is a bad frame,
@@ -15,6 +15,7 @@
 //! * `connect` takes at most one of `token` and `resume` (both strings); neither means anonymous.
 //! * `subscribe` may carry `presence` (a boolean); `presence` and `presence_stats` need `event`, a valid
 //!   pattern (PROTOCOL.md section 11).
+//! * `events` may carry `event`, a valid pattern (PROTOCOL.md section 12).
 //!
 //! Encoders write compact JSON with the field order of the tables in PROTOCOL.md (sections 3 and 7)
 //! and of `proto/vectors/frames.json` (`server` cases are byte-exact), omitting `id` when it is
@@ -79,6 +80,12 @@ pub enum ClientFrame {
         event: String,
         stats: bool,
     },
+    /// The catalogued events the connection may subscribe to (section 12), narrowed by `event` (a valid
+    /// pattern) when given.
+    Events {
+        id: Option<u64>,
+        event: Option<String>,
+    },
 }
 
 impl ClientFrame {
@@ -89,6 +96,7 @@ impl ClientFrame {
             | ClientFrame::Subscribe { id, .. }
             | ClientFrame::Unsubscribe { id, .. }
             | ClientFrame::Presence { id, .. }
+            | ClientFrame::Events { id, .. }
             | ClientFrame::Ping { id } => *id,
             ClientFrame::Pong => None,
         }
@@ -240,6 +248,10 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
             let event = event_pattern(&mut obj, id)?;
             Ok(ClientFrame::Presence { id, event, stats: kind == "presence_stats" })
         }
+        "events" => {
+            let event = if obj.contains_key("event") { Some(event_pattern(&mut obj, id)?) } else { None };
+            Ok(ClientFrame::Events { id, event })
+        }
         "ping" => Ok(ClientFrame::Ping { id }),
         "pong" => Ok(ClientFrame::Pong),
         _ => Err(FrameError::new(id, "unknown frame type")),
@@ -261,6 +273,8 @@ pub enum ErrorCode {
     LimitExceeded,
     /// The gateway could not do it now (e.g. NATS down); retry later.
     Internal,
+    /// Strict catalog mode: the pattern can match no catalogued event (section 12).
+    UnknownEvent,
 }
 
 impl ErrorCode {
@@ -273,6 +287,7 @@ impl ErrorCode {
             ErrorCode::NotConnected => error_codes::NOT_CONNECTED,
             ErrorCode::LimitExceeded => error_codes::LIMIT_EXCEEDED,
             ErrorCode::Internal => error_codes::INTERNAL,
+            ErrorCode::UnknownEvent => error_codes::UNKNOWN_EVENT,
         }
     }
 }
