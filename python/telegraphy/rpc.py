@@ -186,7 +186,11 @@ def discover() -> None:
     global _discovered
     if _discovered:
         return
+    from django.apps import apps
     from django.utils.module_loading import autodiscover_modules
+
+    if not apps.ready:  # the package used without a Django project (e.g. amint from a script): no apps, no rpc
+        return
 
     autodiscover_modules("rpc")
     _discovered = True
