@@ -1,11 +1,13 @@
-//! Abuse tests of issues 11 and 20 ("Hardening", "Hardening II"): each reproduces an attack on a real gateway (real nats-server, real
-//! WebSocket clients, the binary where start-up matters) and shows it refused within the documented limit.
+//! Abuse tests of issues 11, 20 and 21 ("Hardening", "Hardening II", the catalog's `events` frame): each
+//! reproduces an attack on a real gateway (real nats-server, real WebSocket clients, the binary where start-up
+//! matters) and shows it refused within the documented limit.
 //! One module per part; every wait is bounded and every test stops by itself.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod bytes;
+mod catalog;
 mod filters;
 mod listeners;
 mod rate;
