@@ -169,7 +169,7 @@ pub fn parse(key: &str, value: &[u8]) -> Result<Option<Entry>, Invalid> {
     if !operations_ok {
         return Err(Invalid::Field("operations must be distinct create/update/delete, some for a model only"));
     }
-    if !string(&obj, "description").is_some_and(|d| d.chars().count() <= MAX_DESCRIPTION_CHARS) {
+    if string(&obj, "description").is_none_or(|d| d.chars().count() > MAX_DESCRIPTION_CHARS) {
         return Err(Invalid::Field("description must be a string of at most 4096 characters"));
     }
     if !matches!(obj.get("data"), Some(Value::Object(_) | Value::Bool(_))) {

@@ -347,3 +347,54 @@ impl NodeCatalog {
         put
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(mode: Mode) -> NodeCatalog {
+        NodeCatalog {
+            mode,
+            max_reply_bytes: 262_144,
+            catalog: RwLock::new(Catalog::new(2)),
+            loaded: AtomicBool::new(false),
+            metrics: CatalogMetrics::new(&Metrics::new()),
+        }
+    }
+
+    fn value(name: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({"format": 1, "name": name, "patterns": [name], "kind": "custom",
+            "operations": [], "description": "", "data": {}, "presence": null, "version": 1, "owner": "o",
+            "generation": 1}))
+        .unwrap()
+    }
+
+    #[test]
+    fn before_the_first_replay_events_is_not_loaded_and_strict_lets_through() {
+        let strict = node(Mode::Strict);
+        assert_eq!(strict.reply(Some(1), &[">".into()], None), Err(CatalogError::NotLoaded));
+        assert!(strict.admits("anything.>"), "availability first");
+        strict.replace(Catalog::new(2));
+        assert!(!strict.admits("anything.>"));
+        assert_eq!(
+            strict.reply(Some(1), &[">".into()], None).unwrap(),
+            r#"{"type":"events","id":1,"mode":"strict","events":[],"truncated":false}"#
+        );
+        let off = node(Mode::Off);
+        assert_eq!(off.reply(None, &[">".into()], None).unwrap(), off_reply(None));
+        assert!(off.admits("anything.>"));
+    }
+
+    #[test]
+    fn max_entries_bounds_new_keys_but_not_replacements() {
+        let mut c = Catalog::new(2);
+        assert_eq!(c.put("o.a", &value("a")), Put::Stored);
+        assert_eq!(c.put("o.b", &value("b")), Put::Stored);
+        assert_eq!(c.put("o.c", &value("c")), Put::Full);
+        assert_eq!(c.put("o.b", &value("b")), Put::Stored, "a replacement is not a new entry");
+        assert!(c.knows("b") && !c.knows("c"));
+        assert!(c.remove("o.a"));
+        assert!(!c.knows("a") && c.knows("*"), "the index follows removals");
+        assert_eq!(c.put("o.c", &value("c")), Put::Stored);
+    }
+}
