@@ -3,6 +3,7 @@
 //! figures.
 
 mod bare;
+mod catalog;
 mod client;
 mod connect;
 mod fanout;
@@ -50,6 +51,9 @@ enum Command {
     Connect(connect::ConnectArgs),
     /// Fast clients' latency without and then with one client that never reads.
     Slow(fanout::SlowArgs),
+    /// The event catalog: put N entries in its KV bucket, the gateway's memory per entry, and the round trip of
+    /// `events` requests (full and narrowed).
+    Catalog(catalog::CatalogArgs),
     /// A minimal NATS -> WebSocket forwarder (no auth, limits or history) to run `fanout` against as the
     /// baseline: `bench/with-gateway.sh` starts one beside the gateway when BENCH_BARE=1 (BENCH_BARE_URL,
     /// BENCH_BARE_PID).
@@ -196,6 +200,7 @@ fn main() -> ExitCode {
         Command::Fanout(a) => (&a.common, "fanout"),
         Command::Connect(a) => (&a.common, "connect"),
         Command::Slow(a) => (&a.common, "slow"),
+        Command::Catalog(a) => (&a.common, "catalog"),
         Command::Worker { .. } | Command::BareServer(_) => unreachable!("handled above"),
     };
     if let Err(e) = common.validate() {
@@ -210,6 +215,7 @@ fn main() -> ExitCode {
                 Command::Fanout(a) => fanout::run(a).await,
                 Command::Connect(a) => connect::run(a).await,
                 Command::Slow(a) => fanout::run_slow(a).await,
+                Command::Catalog(a) => catalog::run(a).await,
                 Command::Worker { .. } | Command::BareServer(_) => unreachable!("handled above"),
             }
         };
