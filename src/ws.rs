@@ -216,6 +216,11 @@ fn inbound(message: Result<Message, WsError>) -> Inbound<Utf8Bytes> {
     }
 }
 
+/// The size of the future `make` returns, without building one.
+fn future_size<A, F: std::future::Future>(_make: impl FnOnce(A) -> F) -> usize {
+    std::mem::size_of::<F>()
+}
+
 /// Sizes in bytes of the futures of one raw WebSocket connection's two tasks (reader = its session, writer), as
 /// spawned by [`upgrade`]: each is stored whole in its task for the connection's lifetime, idle or not.
 pub(crate) fn task_sizes() -> (usize, usize) {
@@ -224,8 +229,8 @@ pub(crate) fn task_sizes() -> (usize, usize) {
         fn(Result<Message, WsError>) -> Inbound<Utf8Bytes>,
     >;
     let reader =
-        crate::footprint::future_size(|(session, stream): (crate::session::Session, Reader)| session.run(stream));
-    let writer = crate::footprint::future_size(
+        future_size(|(session, stream): (crate::session::Session, Reader)| session.run(stream));
+    let writer = future_size(
         |(sink, queue, ctl): (
             futures_util::stream::SplitSink<Socket, Message>,
             crate::outbox::Queue,

@@ -187,10 +187,12 @@ def discover() -> None:
     if _discovered:
         return
     from django.apps import apps
-    from django.utils.module_loading import autodiscover_modules
 
-    if not apps.ready:  # the package used without a Django project (e.g. amint from a script): no apps, no rpc
+    if not apps.ready:
+        # Outside a configured Django project (a script minting tokens with only TELEGRAPHY_* variables, as
+        # deploy/tests/cluster_test.py does): no app to look in; only handlers registered by hand count.
         return
+    from django.utils.module_loading import autodiscover_modules
 
     autodiscover_modules("rpc")
     _discovered = True

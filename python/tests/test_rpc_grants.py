@@ -51,23 +51,23 @@ def test_claims_for_puts_grants_last_in_protocol_order_and_omits_empty_ones():
         tokens.claims_for("alice", [], 60, publish="chat.lobby.typing")  # a string, not a list
 
 
-class Typing(BaseEvent):
-    name = "grants.{room}.typing"
-    ephemeral = True
-
-    def publish_patterns(self, user):
-        return ["grants.*.typing"] if self.allowed(user) else []
-
-
-class Said(BaseEvent):
-    name = "grants.{room}.said"
-
-    def publish_patterns(self, user):
-        return ["grants.lobby.said"] if self.allowed(user) else []
-
-
 @pytest.fixture
 def registered_grants():
+    # Defined here, not at module level: a class registers itself when defined, and one left registered would
+    # show up in every later test's grants and catalog.
+    class Typing(BaseEvent):
+        name = "grants.{room}.typing"
+        ephemeral = True
+
+        def publish_patterns(self, user):
+            return ["grants.*.typing"] if self.allowed(user) else []
+
+    class Said(BaseEvent):
+        name = "grants.{room}.said"
+
+        def publish_patterns(self, user):
+            return ["grants.lobby.said"] if self.allowed(user) else []
+
     @telegraphy.rpc("grants.send")
     def send(request):
         return None
@@ -79,6 +79,8 @@ def registered_grants():
     yield
     unregister_rpc("grants.send")
     unregister_rpc("grants.admin")
+    unregister(Typing)
+    unregister(Said)
 
 
 @pytest.mark.django_db
