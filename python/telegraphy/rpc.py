@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import names
+from . import constants, names
 from .exceptions import TelegraphyError
 
 __all__ = [
@@ -52,8 +52,7 @@ __all__ = [
 
 # PROTOCOL section 3 error codes and section 14's gateway codes (constants.json error_codes and
 # action_error_codes): a handler's RpcError may not use them, so a client can tell its codes from the protocol's.
-PROTOCOL_ERROR_CODES = frozenset({"bad_request", "unauthorized", "forbidden", "not_connected", "limit_exceeded",
-                                  "internal", "unavailable", "timeout"})
+PROTOCOL_ERROR_CODES = frozenset(constants.ERROR_CODES) | frozenset(constants.ACTION_ERROR_CODES)
 LIFECYCLE_KINDS = ("connect", "disconnect", "subscribe", "unsubscribe")
 MAX_MESSAGE_BYTES = 256
 _CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
