@@ -197,6 +197,34 @@ export interface PresenceStats {
   users: number;
 }
 
+/** One catalogued event (PROTOCOL.md section 12), as the gateway's `events` reply lists it. */
+export interface CatalogEvent {
+  /** The name template, e.g. "shop.order.{action}.{key}" or "chat.{room}.message". */
+  name: string;
+  /** Every event name of the entry (and its presence channels) matches one of these patterns. */
+  patterns: string[];
+  kind: "model" | "custom";
+  /** Model events: the operations published (create, update, delete); custom: []. */
+  operations: Array<"create" | "update" | "delete">;
+  description: string;
+  /** A JSON Schema (2020-12) of the events' data; {} = any JSON value. */
+  data: Record<string, unknown> | boolean;
+  /** The template of the presence channels, or null. */
+  presence: string | null;
+  /** The version of the data contract (raised on a breaking change). */
+  version: number;
+}
+
+/** The answer of Telegraphy.events(). */
+export interface CatalogListing {
+  /** The gateway's catalog.mode: "off" lists nothing; "strict" refuses subscriptions that match no event (code "unknown_event"). */
+  mode: "off" | "open" | "strict";
+  /** Only events the token's grant may subscribe to, in the catalog's key order. */
+  events: CatalogEvent[];
+  /** The list did not fit the gateway's catalog.max_reply_bytes: narrow it with options.event. */
+  truncated: boolean;
+}
+
 /** What presence_paused / presence_resumed carry: the channel's members at that moment. */
 export interface PresenceCount {
   clients: number;
@@ -205,7 +233,7 @@ export interface PresenceCount {
 export type EventHandler<T = unknown> = (event: TelegraphyEvent<T>) => void;
 
 export declare class TelegraphyError extends Error {
-  /** Gateway error code (bad_request, unauthorized, forbidden, not_connected, limit_exceeded, internal) or a client one (revoked, protocol_violation, frame_too_big, bad_frame, no_token, token, handler, bad_url, closed, unsupported: the gateway ignored a name or filter, disconnected: the connection dropped before a presence answer). */
+  /** Gateway error code (bad_request, unauthorized, forbidden, not_connected, limit_exceeded, internal, unknown_event: strict catalog mode, no catalogued event matches the subscribed pattern) or a client one (revoked, protocol_violation, frame_too_big, bad_frame, no_token, token, handler, bad_url, closed, unsupported: the gateway ignored a name or filter, disconnected: the connection dropped before a presence answer). */
   code: string;
   /** Request id of the failed request, if any. */
   id?: number;
@@ -336,6 +364,13 @@ export declare class Telegraphy {
   publish(name: string, data?: unknown): Promise<void>;
   /** Call an RPC method (section 14); resolves with the worker's result, rejects with an RpcError. Never retried automatically. */
   rpc<R = unknown>(method: string, data?: unknown, options?: RpcOptions): Promise<R>;
+  /**
+   * The catalogued events this connection may subscribe to (PROTOCOL.md section 12), narrowed by
+   * options.event (a pattern). Waits for the connection (up to connectTimeout). Rejects with a
+   * TelegraphyError: not_connected, internal (the gateway's catalog is not loaded yet: retry), bad_request,
+   * disconnected.
+   */
+  events(options?: { event?: string }): Promise<CatalogListing>;
 
   /** Start (or restart after close()) connecting. Called automatically unless autoConnect is false. */
   connect(): this;

@@ -19,6 +19,7 @@ const TOP_LEVEL: &[&str] = &[
     "limits",
     "history",
     "presence",
+    "catalog",
     "log",
     "heartbeat",
     "shutdown_timeout",
@@ -87,6 +88,7 @@ pub struct Settings {
     pub limits: Limits,
     pub history: HistorySettings,
     pub presence: PresenceSettings,
+    pub catalog: CatalogSettings,
     pub log: LogSettings,
     /// RPC from clients to backend workers (proto/PROTOCOL.md section 14).
     pub rpc: RpcSettings,
@@ -311,6 +313,22 @@ pub struct PresenceSettings {
     pub user_churn_burst: u32,
 }
 
+/// The event catalog (proto/PROTOCOL.md section 12): which events exist, read from a KV bucket the publishers
+/// write.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogSettings {
+    /// `off` (no watch; `events` lists nothing), `open` (watch and list) or `strict` (also refuse a subscription
+    /// that can match no entry: `unknown_event`).
+    pub mode: String,
+    /// The KV bucket of the entries (the gateway never creates nor writes it; missing = empty catalog).
+    pub bucket: String,
+    /// Valid entries the node keeps; more are ignored (counted, logged rate-limited).
+    pub max_entries: usize,
+    /// The largest `events` reply frame, in bytes (past it: `truncated`).
+    pub max_reply_bytes: usize,
+}
+
 impl PresenceSettings {
     /// How long an entry lives after its last refresh: 3 refresh intervals.
     pub fn ttl(&self) -> Duration {
@@ -462,6 +480,11 @@ max_writes_in_flight = 256
 max_per_user = 32
 user_churn_per_second = 2
 user_churn_burst = 40
+[catalog]
+mode = "open"
+bucket = "telegraphy_catalog"
+max_entries = 10000
+max_reply_bytes = 262144
 [log]
 format = "text"
 level = "info"
@@ -615,6 +638,7 @@ impl Settings {
         self.validate_rates()?;
         self.validate_presence()?;
         self.validate_actions()?;
+        self.validate_catalog()?;
         match self.log.format.as_str() {
             "text" | "json" => {}
             _ => return Err(invalid("log.format", "must be \"text\" or \"json\"")),
@@ -672,6 +696,29 @@ impl Settings {
     /// `<prefix>_lifecycle` (section 15).
     pub fn lifecycle_prefix(&self) -> String {
         format!("{}{}", self.nats.subject_prefix, crate::constants::actions::LIFECYCLE_SUFFIX)
+    }
+
+    /// The event catalog (issue 21).
+    fn validate_catalog(&self) -> Result<(), ConfigError> {
+        let c = &self.catalog;
+        if crate::catalog::Mode::parse(&c.mode).is_none() {
+            return Err(invalid("catalog.mode", "must be \"off\", \"open\" or \"strict\""));
+        }
+        if c.bucket.is_empty() || !c.bucket.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
+            return Err(invalid("catalog.bucket", "must be a bucket name of [A-Za-z0-9_-]"));
+        }
+        if !(1..=1_000_000).contains(&c.max_entries) {
+            return Err(invalid("catalog.max_entries", "must be 1..1000000"));
+        }
+        // One entry of MAX_ENTRY_BYTES must fit a reply, and a reply must fit a client's outbound queue.
+        let min = crate::catalog::MAX_ENTRY_BYTES + 256;
+        if c.max_reply_bytes < min || c.max_reply_bytes > self.limits.outbound_queue_bytes {
+            return Err(invalid(
+                "catalog.max_reply_bytes",
+                format!("must be {min}..limits.outbound_queue_bytes ({})", self.limits.outbound_queue_bytes),
+            ));
+        }
+        Ok(())
     }
 
     /// Presence (issue 13).
@@ -981,5 +1028,21 @@ mod tests {
         assert_eq!(interval("0").unwrap().history.position_interval, 0, "0 = off");
         let err = interval("60").unwrap_err().to_string();
         assert!(err.contains("history.position_interval") && err.contains("max_age"), "{err}");
+    }
+
+    #[test]
+    fn catalog_settings_are_checked() {
+        let s = Settings::load_from(None, env(&[("TELEGRAPHY_CATALOG__MODE", "strict")])).unwrap();
+        assert_eq!((s.catalog.mode.as_str(), s.catalog.bucket.as_str()), ("strict", "telegraphy_catalog"));
+        assert_eq!((s.catalog.max_entries, s.catalog.max_reply_bytes), (10000, 262144));
+        for (var, value, key) in [
+            ("TELEGRAPHY_CATALOG__MODE", "closed", "catalog.mode"),
+            ("TELEGRAPHY_CATALOG__BUCKET", "a.b", "catalog.bucket"),
+            ("TELEGRAPHY_CATALOG__MAX_ENTRIES", "0", "catalog.max_entries"),
+            ("TELEGRAPHY_CATALOG__MAX_REPLY_BYTES", "1000", "catalog.max_reply_bytes"),
+        ] {
+            let err = Settings::load_from(None, env(&[(var, value)])).unwrap_err().to_string();
+            assert!(err.contains(key), "{var}={value}: {err}");
+        }
     }
 }

@@ -125,6 +125,30 @@ pub mod presence {
     /// `presence.client_id_chars`.
     pub const CLIENT_ID_CHARS: usize = 16;
 }
+/// `catalog`.
+pub mod catalog {
+    /// `catalog.bucket`, default of the gateway setting `catalog.bucket`.
+    pub mod bucket {
+        /// `catalog.bucket.name`.
+        pub const NAME: &str = "telegraphy_catalog";
+    }
+    /// `catalog.format`.
+    pub const FORMAT: usize = 1;
+    /// `catalog.max_entry_bytes`.
+    pub const MAX_ENTRY_BYTES: usize = 65536;
+    /// `catalog.max_patterns`.
+    pub const MAX_PATTERNS: usize = 32;
+    /// `catalog.max_description_chars`.
+    pub const MAX_DESCRIPTION_CHARS: usize = 4096;
+    /// `catalog.mode`: default of the gateway setting `catalog.mode`.
+    pub const MODE: &str = "open";
+    /// `catalog.modes`.
+    pub const MODES: &[&str] = &["off", "open", "strict"];
+    /// `catalog.max_entries`: default of the gateway setting `catalog.max_entries`.
+    pub const MAX_ENTRIES: usize = 10000;
+    /// `catalog.max_reply_bytes`: default of the gateway setting `catalog.max_reply_bytes`.
+    pub const MAX_REPLY_BYTES: usize = 262144;
+}
 /// `error_codes`: one constant per code, and all of them in file order.
 pub mod error_codes {
     /// `bad_request`.
@@ -143,6 +167,8 @@ pub mod error_codes {
     pub const UNAVAILABLE: &str = "unavailable";
     /// `timeout`.
     pub const TIMEOUT: &str = "timeout";
+    /// `unknown_event`.
+    pub const UNKNOWN_EVENT: &str = "unknown_event";
     /// Every code, in file order.
     pub const ALL: &[&str] = &[
         "bad_request",
@@ -153,6 +179,7 @@ pub mod error_codes {
         "internal",
         "unavailable",
         "timeout",
+        "unknown_event",
     ];
 }
 /// `actions`.

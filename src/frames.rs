@@ -3,8 +3,8 @@
 //!
 //! Decoding rules ([`parse_client_frame`]):
 //! * the text must be a JSON object with a string `type` among `connect`, `subscribe`,
-//!   `unsubscribe`, `ping`, `pong`, `presence`, `presence_stats`, `publish`, `rpc`; anything else is a bad frame
-//!   (`bad_request`);
+//!   `unsubscribe`, `ping`, `pong`, `presence`, `presence_stats`, `events`, `publish`, `rpc`; anything else is a
+//!   bad frame (`bad_request`);
 //! * `id`, when present, must be an integer in 0 ..= 2^53-1 (`1.0`, `"1"`, `-1` and `null` are
 //!   wrong types); it is read first so that the error for a bad frame can echo it;
 //! * a present field of a known name with the wrong JSON type (including `null`) is a bad frame,
@@ -18,6 +18,7 @@
 //!   pattern (PROTOCOL.md section 11).
 //! * `publish` needs `event` and `rpc` needs `method`, each a valid name (no wildcards), and `rpc` an `id`;
 //!   their `data` is kept as the bytes received (`null` when absent), sections 13.1 and 14.
+//! * `events` may carry `event`, a valid pattern (PROTOCOL.md section 12).
 //!
 //! Encoders write compact JSON with the field order of the tables in PROTOCOL.md (sections 3 and 7)
 //! and of `proto/vectors/frames.json` (`server` cases are byte-exact), omitting `id` when it is
@@ -82,6 +83,12 @@ pub enum ClientFrame {
         event: String,
         stats: bool,
     },
+    /// The catalogued events the connection may subscribe to (section 12), narrowed by `event` (a valid
+    /// pattern) when given.
+    Events {
+        id: Option<u64>,
+        event: Option<String>,
+    },
     /// Client publish (section 13.1): `event` is a name; `data` the value's bytes as received (`null` when
     /// absent).
     Publish {
@@ -106,6 +113,7 @@ impl ClientFrame {
             | ClientFrame::Unsubscribe { id, .. }
             | ClientFrame::Presence { id, .. }
             | ClientFrame::Publish { id, .. }
+            | ClientFrame::Events { id, .. }
             | ClientFrame::Ping { id } => *id,
             ClientFrame::Rpc { id, .. } => Some(*id),
             ClientFrame::Pong => None,
@@ -280,6 +288,10 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
             let event = event_pattern(&mut obj, id)?;
             Ok(ClientFrame::Presence { id, event, stats: kind == "presence_stats" })
         }
+        "events" => {
+            let event = if obj.contains_key("event") { Some(event_pattern(&mut obj, id)?) } else { None };
+            Ok(ClientFrame::Events { id, event })
+        }
         "publish" => {
             let event = action_name(&mut obj, "event", id)?;
             Ok(ClientFrame::Publish { id, event, data: raw_data(text, id)? })
@@ -314,6 +326,8 @@ pub enum ErrorCode {
     Unavailable,
     /// No reply to an RPC within `rpc.timeout` (section 14).
     Timeout,
+    /// Strict catalog mode: the pattern can match no catalogued event (section 12).
+    UnknownEvent,
 }
 
 impl ErrorCode {
@@ -328,6 +342,7 @@ impl ErrorCode {
             ErrorCode::Internal => error_codes::INTERNAL,
             ErrorCode::Unavailable => error_codes::UNAVAILABLE,
             ErrorCode::Timeout => error_codes::TIMEOUT,
+            ErrorCode::UnknownEvent => error_codes::UNKNOWN_EVENT,
         }
     }
 }

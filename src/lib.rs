@@ -38,6 +38,8 @@
 //! - [`auth`]: connect step: token checks, single-use consumption in KV, resume tokens, revocation watch, minting.
 //! - `api` (private): HTTP API for backends: mint tokens, publish events.
 //! - `api_throttle` (private): wrong API keys per client address, throttled past a bound.
+//! - [`catalog`]: the event catalog (section 12): entry checks, overlap, the node's one KV watch of the catalog
+//!   bucket, the `events` reply and the strict-mode check of a `subscribe`.
 //! - [`names`]: event names and patterns: validation, matching, containment, model key escaping.
 //! - [`frames`]: client frame parsing, server frame encoding, error and close codes.
 //! - [`filter`]: server-side filters: Django-style lookups on event data (checked first, then compiled).
@@ -58,6 +60,7 @@ mod admission;
 mod api;
 mod api_throttle;
 pub mod auth;
+pub mod catalog;
 mod client_ip;
 pub mod config;
 mod connections;

@@ -289,6 +289,25 @@ impl Metrics {
         m
     }
 
+    /// A counter registered by a module that keeps its own handles (e.g. the catalog).
+    pub(crate) fn counter(&self, name: &'static str) -> Counter {
+        self.recorder.register_counter(&Key::from_static_name(name), &self.meta())
+    }
+
+    /// A counter with one label, registered by a module that keeps its own handles.
+    pub(crate) fn labelled_counter(&self, name: &'static str, label: &'static str, value: &'static str) -> Counter {
+        self.recorder.register_counter(&Key::from_parts(name, vec![Label::new(label, value)]), &self.meta())
+    }
+
+    /// A gauge registered by a module that keeps its own handles.
+    pub(crate) fn gauge(&self, name: &'static str) -> Gauge {
+        self.recorder.register_gauge(&Key::from_static_name(name), &self.meta())
+    }
+
+    fn meta(&self) -> Metadata<'static> {
+        Metadata::new(module_path!(), metrics::Level::INFO, None)
+    }
+
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
         let _ = &self.recorder;

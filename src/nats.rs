@@ -158,7 +158,7 @@ pub async fn key_value(
 }
 
 /// Did JetStream answer that the bucket's stream does not exist (as opposed to not answering at all)?
-fn is_bucket_missing(e: &jetstream::context::KeyValueError) -> bool {
+pub(crate) fn is_bucket_missing(e: &jetstream::context::KeyValueError) -> bool {
     use std::error::Error as _;
     e.kind() == jetstream::context::KeyValueErrorKind::GetBucket
         && e.source().and_then(|s| s.downcast_ref::<jetstream::context::GetStreamError>()).is_some_and(|s| {

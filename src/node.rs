@@ -14,6 +14,7 @@ use std::{
 use crate::{
     api_throttle::ApiFailures,
     auth::{Auth, Revoked},
+    catalog::NodeCatalog,
     client_ip::ClientIpConfig,
     config::{ConfigError, Settings},
     connections::Connections,
@@ -55,6 +56,8 @@ pub struct Gateway {
     pub sse: Streams,
     /// Who is present on which channel (section 11).
     pub presence: Arc<Presence>,
+    /// Which events exist (section 12): one KV watch per node, unless `catalog.mode` is `off`.
+    pub catalog: Arc<NodeCatalog>,
     /// Bytes queued for every connection of the node (`limits.outbound_queue_bytes_per_node`).
     pub outbound: Arc<SharedQueue>,
     /// Wrong `/api/v1` keys per client address (throttled past a bound).
@@ -104,6 +107,7 @@ impl Gateway {
         );
         let outbound = SharedQueue::new(settings.limits.outbound_queue_bytes_per_node);
         let presence = Presence::start(client.clone(), &settings.presence, metrics.clone());
+        let catalog = NodeCatalog::start(client.clone(), &settings.catalog, &metrics);
         let gateway = Arc::new(Gateway {
             settings,
             nats: client,
@@ -116,6 +120,7 @@ impl Gateway {
             filter_memory,
             sse: Streams::default(),
             presence,
+            catalog,
             outbound,
             api_failures: ApiFailures::default(),
             draining: AtomicBool::new(false),

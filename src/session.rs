@@ -35,6 +35,9 @@ use crate::{
 /// Rate-bucket tokens a `presence` snapshot takes (its reply holds up to `presence.max_snapshot` clients).
 pub const SNAPSHOT_COST: u32 = crate::constants::presence::SNAPSHOT_COST;
 
+/// The message of `unknown_event` (strict catalog mode, section 12).
+const UNKNOWN_EVENT_MESSAGE: &str = "no catalogued event matches this pattern";
+
 /// Bound on waiting for NATS/JetStream or queue room while recovering history.
 const HISTORY_WAIT: Duration = Duration::from_secs(5);
 
@@ -238,6 +241,7 @@ impl Session {
                 self.on_subscribe(id, SubscribeRequest { event, since, sub, filter, exclude, presence }).await
             }
             ClientFrame::Presence { id, event, stats } => self.on_presence(id, &event, stats),
+            ClientFrame::Events { id, event } => self.on_events(id, event.as_deref()),
             ClientFrame::Unsubscribe { id, event, sub } => self.on_unsubscribe(id, event, sub).await,
             ClientFrame::Publish { id, event, data } => self.on_publish(id, &event, data).await,
             ClientFrame::Rpc { id, method, data } => self.on_rpc(id, &method, data),
@@ -334,6 +338,10 @@ impl Session {
         };
         if !identity.permits(&event) {
             return self.reply(frames::encode_error(id, ErrorCode::Forbidden, "pattern not allowed"));
+        }
+        // Strict catalog mode (section 12): after the permission, before any limit.
+        if !self.gw.catalog.admits(&event) {
+            return self.reply(frames::encode_error(id, ErrorCode::UnknownEvent, UNKNOWN_EVENT_MESSAGE));
         }
         // The user whose filter memory budget this subscription counts in (none for an anonymous session).
         let user = identity.sub.clone();
@@ -529,6 +537,18 @@ impl Session {
     async fn leave_presence(&self, channel: &str, delete: bool) {
         if let Some(identity) = &self.identity {
             self.gw.presence.leave(channel, &identity.session, &identity.sub, delete).await;
+        }
+    }
+
+    /// An `events` request (section 12): the catalogued events the connection's grant may subscribe to,
+    /// answered from the node's catalog (its `allow` patterns filter it; never an event outside them).
+    fn on_events(&mut self, id: Option<u64>, event: Option<&str>) {
+        let Some(identity) = &self.identity else {
+            return self.bad_frame(id, ErrorCode::NotConnected, "connect first");
+        };
+        match self.gw.catalog.reply(id, &identity.allow, event) {
+            Ok(frame) => self.reply(frame),
+            Err(e) => self.reply(frames::encode_error(id, ErrorCode::Internal, &e.to_string())),
         }
     }
 

@@ -192,14 +192,44 @@ fn presence_matches() {
     assert_eq!(telegraphy::presence_client_id("any session").len() as u64, int(&p["client_id_chars"]));
 }
 
+#[test]
+fn catalog_matches() {
+    let c = &constants()["catalog"];
+    let defaults = settings(&[]);
+    assert_eq!(text(&c["bucket"]["name"]), defaults.catalog.bucket);
+    assert_eq!(settings(&[(&env_name(text(&c["bucket"]["gateway_setting"])), "c2")]).catalog.bucket, "c2");
+    assert_eq!(text(&c["mode"]["default"]), defaults.catalog.mode);
+    assert_eq!(settings(&[(&env_name(text(&c["mode"]["gateway_setting"])), "strict")]).catalog.mode, "strict");
+    for mode in c["modes"].as_array().unwrap() {
+        assert_eq!(telegraphy::catalog::Mode::parse(text(mode)).map(|m| m.as_str()), Some(text(mode)));
+    }
+    assert_eq!(int(&c["max_entries"]["default"]), defaults.catalog.max_entries as u64);
+    assert_eq!(int(&c["max_reply_bytes"]["default"]), defaults.catalog.max_reply_bytes as u64);
+    assert_eq!(int(&c["max_entry_bytes"]), telegraphy::catalog::MAX_ENTRY_BYTES as u64);
+    // One value past the bound is refused before it is parsed; the entry format is the one the reader takes.
+    let big = vec![b' '; telegraphy::catalog::MAX_ENTRY_BYTES + 1];
+    assert_eq!(telegraphy::catalog::parse("o.a", &big).unwrap_err().reason(), "too_big");
+    assert_eq!(int(&c["format"]), telegraphy::constants::catalog::FORMAT as u64);
+}
+
 /// Every error code, by a match that stops compiling when a variant is added.
 fn error_codes() -> Vec<ErrorCode> {
     use ErrorCode::*;
-    let all = vec![BadRequest, Unauthorized, Forbidden, NotConnected, LimitExceeded, Internal, Unavailable, Timeout];
+    let all = vec![
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        NotConnected,
+        LimitExceeded,
+        Internal,
+        Unavailable,
+        Timeout,
+        UnknownEvent,
+    ];
     for code in &all {
         match code {
-            BadRequest | Unauthorized | Forbidden | NotConnected | LimitExceeded | Internal | Unavailable | Timeout => {
-            }
+            BadRequest | Unauthorized | Forbidden | NotConnected | LimitExceeded | Internal | Unavailable | Timeout
+            | UnknownEvent => {}
         }
     }
     all

@@ -216,6 +216,7 @@ fn valid_client_frame() -> impl Strategy<Value = ClientFrame> {
             event: Some(event),
             sub: None
         }),
+        (id.clone(), prop::option::of(valid_pattern())).prop_map(|(id, event)| ClientFrame::Events { id, event }),
         id.prop_map(|id| ClientFrame::Ping { id }),
         Just(ClientFrame::Pong),
     ]
@@ -244,6 +245,7 @@ fn client_frame_json(f: &ClientFrame) -> String {
         ClientFrame::Rpc { method, data, .. } => {
             json!({"type": "rpc", "method": method, "data": serde_json::from_str::<serde_json::Value>(data).unwrap()})
         }
+        ClientFrame::Events { event, .. } => json!({"type": "events", "event": event}),
     };
     let obj = v.as_object_mut().unwrap();
     obj.retain(|_, v| !v.is_null());
@@ -362,5 +364,50 @@ proptest! {
         bytes[i] = new;
         let tampered = String::from_utf8(bytes).unwrap();
         prop_assert!(kr.verify(&tampered, NOW).is_err(), "{} accepted", tampered);
+    }
+}
+
+// ---------- catalog overlap (PROTOCOL.md section 12) ----------
+
+/// Reference: do two patterns share a name? Brute force over names of tokens from the small alphabet plus one
+/// literal neither side uses ("z"), up to the longer pattern's length plus one token.
+fn overlap_reference(a: &[&str], b: &[&str]) -> bool {
+    let max = a.len().max(b.len()) + 1;
+    let alphabet = ["a", "b", "z"];
+    let (pa, pb) = (a.join("."), b.join("."));
+    let mut names: Vec<Vec<&str>> = vec![vec![]];
+    for _ in 0..max {
+        let mut longer = Vec::new();
+        for n in &names {
+            for t in alphabet {
+                let mut m = n.clone();
+                m.push(t);
+                if matches(&pa, &m.join(".")) && matches(&pb, &m.join(".")) {
+                    return true;
+                }
+                longer.push(m);
+            }
+        }
+        names = longer;
+    }
+    false
+}
+
+proptest! {
+    #[test]
+    fn overlap_is_symmetric(a in valid_pattern(), b in valid_pattern()) {
+        prop_assert_eq!(telegraphy::catalog::overlaps(&a, &b), telegraphy::catalog::overlaps(&b, &a));
+    }
+
+    #[test]
+    fn a_name_overlaps_a_pattern_exactly_when_the_pattern_matches_it(p in valid_pattern(), n in valid_name()) {
+        prop_assert_eq!(telegraphy::catalog::overlaps(&p, &n), matches(&p, &n));
+        prop_assert_eq!(telegraphy::catalog::overlaps(&n, &n), true);
+    }
+
+    #[test]
+    fn overlap_agrees_with_brute_force(a in small_pattern(), b in small_pattern()) {
+        let (pa, pb) = (a.join("."), b.join("."));
+        prop_assert_eq!(telegraphy::catalog::overlaps(&pa, &pb), overlap_reference(&a, &b), "{} {}", pa, pb);
     }
 }

@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use telegraphy::frames::{self, ClientFrame, ErrorCode};
 use telegraphy::token::{Claims, Keyring, TokenKind};
-use telegraphy::{names, secret, token};
+use telegraphy::{catalog, names, secret, token};
 
 fn vectors_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("proto").join("vectors")
@@ -122,6 +122,10 @@ fn frame_to_json(f: &ClientFrame) -> Value {
             put("event", Some(event.clone().into()));
             (if *stats { "presence_stats" } else { "presence" }, *id)
         }
+        ClientFrame::Events { id, event } => {
+            put("event", event.clone().map(Value::from));
+            ("events", *id)
+        }
         ClientFrame::Publish { id, event, data } => {
             put("event", Some(event.clone().into()));
             put("data", Some(serde_json::from_str(data).unwrap()));
@@ -142,7 +146,7 @@ fn frame_to_json(f: &ClientFrame) -> Value {
 
 fn error_code(name: &str) -> ErrorCode {
     use ErrorCode::*;
-    [BadRequest, Unauthorized, Forbidden, NotConnected, LimitExceeded, Internal]
+    [BadRequest, Unauthorized, Forbidden, NotConnected, LimitExceeded, Internal, UnknownEvent]
         .into_iter()
         .find(|c| c.as_str() == name)
         .unwrap_or_else(|| panic!("unknown error code {name:?}"))
@@ -467,12 +471,7 @@ fn every_vector_file_and_case_passes() {
                 eprintln!("sse.json: checked by the sse module's unit tests (src/sse.rs)");
                 continue;
             }
-            "catalog.json" => {
-                eprintln!(
-                    "catalog.json: checked by python/tests/test_catalog.py until the gateway implements section 12"
-                );
-                continue;
-            }
+            "catalog.json" => check_catalog(),
             "rpc.json" => {
                 eprintln!(
                     "rpc.json: checked by python/tests/test_rpc_vectors.py until the gateway implements sections 13-15"
@@ -487,4 +486,97 @@ fn every_vector_file_and_case_passes() {
     }
     assert!(files.len() >= 6, "expected the six vector files, found {files:?}");
     eprintln!("total: {total} cases");
+}
+
+// ---------- catalog.json (PROTOCOL.md section 12) ----------
+
+/// A vector's KV value: the entry compactly encoded (its description first made `description_chars` x's), or
+/// the raw `value` string.
+fn catalog_value(case: &Value) -> Vec<u8> {
+    if let Some(raw) = case.get("value") {
+        return raw.as_str().expect("value is a string").as_bytes().to_vec();
+    }
+    let mut entry = case["entry"].clone();
+    if let Some(chars) = case.get("description_chars") {
+        entry["description"] = Value::String("x".repeat(chars.as_u64().unwrap() as usize));
+    }
+    serde_json::to_vec(&entry).unwrap()
+}
+
+/// A catalog of a vector's `entries` (key -> entry); every one must be valid.
+fn catalog_of(entries: &Value) -> catalog::Catalog {
+    let mut c = catalog::Catalog::new(10_000);
+    for (key, entry) in entries.as_object().expect("entries is an object") {
+        assert_eq!(c.put(key, &serde_json::to_vec(entry).unwrap()), catalog::Put::Stored, "{key}");
+    }
+    c
+}
+
+fn check_catalog() -> usize {
+    let v = load("catalog.json");
+    let c = &v["constants"];
+    use telegraphy::constants::catalog as k;
+    assert_eq!(c["bucket"]["name"], k::bucket::NAME);
+    assert_eq!(c["format"], k::FORMAT);
+    assert_eq!(c["max_entry_bytes"], k::MAX_ENTRY_BYTES);
+    assert_eq!(c["max_patterns"], k::MAX_PATTERNS);
+    assert_eq!(c["max_description_chars"], k::MAX_DESCRIPTION_CHARS);
+    assert_eq!(c["mode"]["default"], k::MODE);
+    assert_eq!(c["mode"]["values"], json!(k::MODES));
+    for code in arr(c, "reserved_error_codes") {
+        assert!(telegraphy::constants::error_codes::ALL.contains(&code.as_str().unwrap()), "{code}");
+    }
+    let mut n = each(arr(&v, "overlap"), |case| {
+        let (a, b) = (s(case, "a"), s(case, "b"));
+        let want = case["overlap"].as_bool().unwrap();
+        assert_eq!(catalog::overlaps(a, b), want, "overlap {a} {b}");
+        assert_eq!(catalog::overlaps(b, a), want, "overlap {b} {a} (symmetric)");
+    });
+    n += each(arr(&v, "keys"), |case| {
+        let key = catalog::entry_key(s(case, "owner"), s(case, "name"));
+        assert_eq!(key.as_deref(), case["key"].as_str(), "{case}");
+    });
+    let entries = &v["entries"];
+    n += each(arr(entries, "valid"), |case| {
+        let parsed = catalog::parse(s(case, "key"), &catalog_value(case));
+        let entry = parsed.unwrap_or_else(|e| panic!("{case}: {e}")).expect("format 1");
+        assert_eq!(&*entry.name, case["entry"]["name"].as_str().unwrap());
+        let listed: Value = serde_json::from_str(&entry.listed).unwrap();
+        let mut want = case["entry"].clone();
+        let want = want.as_object_mut().unwrap();
+        want.retain(|k, _| {
+            ["name", "patterns", "kind", "operations", "description", "data", "presence", "version"]
+                .contains(&k.as_str())
+        });
+        assert_eq!(listed, Value::Object(want.clone()), "listed form of {}", s(case, "key"));
+    });
+    n += each(arr(entries, "invalid"), |case| {
+        let parsed = catalog::parse(s(case, "key"), &catalog_value(case));
+        let reason = parsed.err().unwrap_or_else(|| panic!("accepted {case}")).reason();
+        assert_eq!(reason, s(case, "reason"), "{case}");
+    });
+    n += each(arr(entries, "other_format"), |case| {
+        assert_eq!(catalog::parse(s(case, "key"), &catalog_value(case)), Ok(None), "{case}");
+    });
+    n += each(arr(&v, "listing"), |case| {
+        let cat = catalog_of(&case["entries"]);
+        let allow: Vec<String> = arr(case, "allow").iter().map(|a| a.as_str().unwrap().to_string()).collect();
+        let event = case["event"].as_str();
+        let listed: Vec<&str> = cat.listing(&allow, event).map(|(key, _)| key).collect();
+        assert_eq!(json!(listed), case["listed"], "{}", case["comment"]);
+        // The frame lists the same entries, in that order, in their listed form.
+        let frame: Value =
+            serde_json::from_str(&cat.reply(Some(5), catalog::Mode::Open, &allow, event, 262_144)).unwrap();
+        assert_eq!((&frame["type"], &frame["id"], &frame["truncated"]), (&json!("events"), &json!(5), &json!(false)));
+        let names: Vec<&Value> = frame["events"].as_array().unwrap().iter().map(|e| &e["name"]).collect();
+        let want: Vec<&Value> =
+            arr(case, "listed").iter().map(|k| &case["entries"][k.as_str().unwrap()]["name"]).collect();
+        assert_eq!(names, want);
+    });
+    n += each(arr(&v, "strict"), |case| {
+        let cat = catalog_of(&case["entries"]);
+        let known = cat.knows(s(case, "subscribe"));
+        assert_eq!(if known { "subscribed" } else { "unknown_event" }, s(case, "result"), "{case}");
+    });
+    n
 }

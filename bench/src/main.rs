@@ -3,6 +3,7 @@
 //! figures.
 
 mod bare;
+mod catalog;
 mod client;
 mod connect;
 mod fanout;
@@ -53,6 +54,9 @@ enum Command {
     Slow(fanout::SlowArgs),
     /// RPC round trips per second and their latency through the gateway, NATS and the method's workers.
     Rpc(rpc::RpcArgs),
+    /// The event catalog: put N entries in its KV bucket, the gateway's memory per entry, and the round trip of
+    /// `events` requests (full and narrowed).
+    Catalog(catalog::CatalogArgs),
     /// A minimal NATS -> WebSocket forwarder (no auth, limits or history) to run `fanout` against as the
     /// baseline: `bench/with-gateway.sh` starts one beside the gateway when BENCH_BARE=1 (BENCH_BARE_URL,
     /// BENCH_BARE_PID).
@@ -200,6 +204,7 @@ fn main() -> ExitCode {
         Command::Connect(a) => (&a.common, "connect"),
         Command::Slow(a) => (&a.common, "slow"),
         Command::Rpc(a) => (&a.common, "rpc"),
+        Command::Catalog(a) => (&a.common, "catalog"),
         Command::Worker { .. } | Command::BareServer(_) => unreachable!("handled above"),
     };
     if let Err(e) = common.validate() {
@@ -215,6 +220,7 @@ fn main() -> ExitCode {
                 Command::Connect(a) => connect::run(a).await,
                 Command::Slow(a) => fanout::run_slow(a).await,
                 Command::Rpc(a) => rpc::run(a).await,
+                Command::Catalog(a) => catalog::run(a).await,
                 Command::Worker { .. } | Command::BareServer(_) => unreachable!("handled above"),
             }
         };

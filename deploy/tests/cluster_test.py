@@ -411,6 +411,37 @@ async def main() -> int:
             pass
         assert c.ws.close_code == 4003, f"closed with {c.ws.close_code}, expected 4003"
 
+    async def catalog_roles():
+        # The package (NATS user django) syncs its catalog entries (bucket created, create-only writes); every
+        # gateway (NATS user gateway, a read-only watch) lists them in its `events` reply.
+        from telegraphy import BaseEvent, catalog
+        from telegraphy.events import unregister
+        from telegraphy.tokens import amint
+
+        class DeployTestSaid(BaseEvent):
+            """Said in a deploy-test room."""
+
+            name = "deploytest.{room}.said"
+
+        try:
+            report = await asyncio.to_thread(catalog.sync, owner="deploy-test", generation=1, timeout=15)
+        finally:
+            unregister(DeployTestSaid)
+        assert report.written == ["deploy-test.deploytest.=.said"] and not report.problems, report
+        for node in (1, 3):
+            c = Client(ENV[f"GW_{node}_WS"])
+            try:
+                await c.open(token=await amint(DJANGO_USER + "-catalog", allow=[PATTERN], ttl=120, timeout=10))
+                deadline = time.monotonic() + 10
+                while True:  # the node's watch applies the put within milliseconds
+                    reply = await c.request({"type": "events"}, "events")
+                    if [e["name"] for e in reply["events"]] == ["deploytest.{room}.said"]:
+                        break
+                    assert time.monotonic() < deadline, f"gw-{node} never listed the synced entry: {reply}"
+                    await asyncio.sleep(0.2)
+            finally:
+                await c.close()
+
     async def kill_nats_node():
         tokens_leader, tokens_hosts = stream_hosts("KV_telegraphy_tokens")
         history_leader, history_hosts = stream_hosts("TELEGRAPHY")
@@ -550,6 +581,7 @@ async def main() -> int:
         ("NATS user publisher: publishes events, cannot subscribe, write KV, forge live frames or call JetStream", publisher_publishes_only),
         ("NATS user gateway: cannot delete or purge the history stream nor write revocations", gateway_user_cannot_delete),
         ("NATS user django (python/telegraphy): mints a token, reads presence, publishes with ack, revokes the user (4003)", django_role),
+        ("catalog: NATS user django syncs its entries, gw-1 and gw-3 (user gateway) list them in `events`", catalog_roles),
         ("kill -9 one NATS node", kill_nats_node),
         ("the 3 gateways are ready (stayed or recovered); JetStream elects leaders on the survivors", gateways_ready_after_kill),
         ("events published after the kill reach the connected clients, same epoch, next seq", delivered_after_kill),

@@ -97,6 +97,33 @@ var PROTOCOL = Object.freeze({
     "snapshot_cost": 5,
     "client_id_chars": 16
   }),
+  "catalog": Object.freeze({
+    "bucket": Object.freeze({
+      "name": "telegraphy_catalog",
+      "gateway_setting": "catalog.bucket"
+    }),
+    "format": 1,
+    "max_entry_bytes": 65536,
+    "max_patterns": 32,
+    "max_description_chars": 4096,
+    "mode": Object.freeze({
+      "default": "open",
+      "gateway_setting": "catalog.mode"
+    }),
+    "modes": Object.freeze([
+      "off",
+      "open",
+      "strict"
+    ]),
+    "max_entries": Object.freeze({
+      "default": 1e4,
+      "gateway_setting": "catalog.max_entries"
+    }),
+    "max_reply_bytes": Object.freeze({
+      "default": 262144,
+      "gateway_setting": "catalog.max_reply_bytes"
+    })
+  }),
   "error_codes": Object.freeze([
     "bad_request",
     "unauthorized",
@@ -105,7 +132,8 @@ var PROTOCOL = Object.freeze({
     "limit_exceeded",
     "internal",
     "unavailable",
-    "timeout"
+    "timeout",
+    "unknown_event"
   ]),
   "actions": Object.freeze({
     "grant_claims": Object.freeze([
@@ -1242,11 +1270,31 @@ var Subscriptions = class {
       }
     });
   }
+  /**
+   * A request of the connection itself (not of a subscription), e.g. `events` (section 12): resolves with
+   * the answer's data, rejects with the gateway's error; `fields` are sent with it.
+   */
+  request(type, fields) {
+    const id = this._host.id();
+    return new Promise((resolve, reject) => {
+      this._pending.set(id, { ask: { type, id, event: fields.event, resolve, reject } });
+      if (!this._host.send({ type, id, ...fields })) {
+        this._pending.delete(id);
+        reject(new TelegraphyError("not_connected", "not connected", { id, event: fields.event }));
+      }
+    });
+  }
   _onAnswer(frame) {
     const p = this._pending.get(frame.id);
     if (!p?.ask || p.ask.type !== frame.type) return;
     this._pending.delete(frame.id);
-    if (frame.type === "presence") {
+    if (frame.type === "events") {
+      p.ask.resolve({
+        mode: typeof frame.mode === "string" ? frame.mode : "open",
+        events: Array.isArray(frame.events) ? frame.events : [],
+        truncated: frame.truncated === true
+      });
+    } else if (frame.type === "presence") {
       p.ask.resolve({ clients: Array.isArray(frame.clients) ? frame.clients : [], truncated: frame.truncated === true });
     } else {
       p.ask.resolve({ clients: frame.clients, users: frame.users });
@@ -1284,6 +1332,7 @@ var Subscriptions = class {
         return this._onUnsubscribed(frame);
       case "presence":
       case "presence_stats":
+      case "events":
         return this._onAnswer(frame);
       case "join":
       case "leave":
@@ -1741,7 +1790,42 @@ var Telegraphy = class {
   rpc(method, data, options) {
     return this._actions.rpc(method, data, options);
   }
+  /**
+   * The catalogued events this connection may subscribe to (PROTOCOL.md section 12): resolves with
+   * {mode, events, truncated}, each event {name, patterns, kind, operations, description, data (a JSON
+   * Schema), presence, version}, only those the token's grant allows. options.event (a pattern) narrows the
+   * list. Waits for the connection when it is being made (up to connectTimeout); rejects with a
+   * TelegraphyError: "not_connected" (closed, or not connected in time), "internal" (the gateway has not
+   * loaded its catalog yet: retry), "bad_request", "disconnected" (the connection dropped before the answer).
+   */
+  async events(options = {}) {
+    const event = options?.event;
+    if (event !== void 0 && !validatePattern(event)) {
+      throw new TelegraphyError("bad_request", `invalid pattern ${JSON.stringify(event)}`, { event });
+    }
+    await this._whenLive();
+    return this._subs.request("events", event === void 0 ? {} : { event });
+  }
   // ---- internals ----
+  // Resolves once `connected` (at once when it is); rejects "not_connected" when the client is stopped or
+  // stops, or after connectTimeout.
+  _whenLive() {
+    if (this._live) return Promise.resolve();
+    if (this._stopped && !this._auto) return Promise.reject(new TelegraphyError("not_connected", "not connected"));
+    return new Promise((resolve, reject) => {
+      const done = (ok) => {
+        off();
+        this._clearTimeout(timer);
+        if (ok) resolve();
+        else reject(new TelegraphyError("not_connected", "not connected"));
+      };
+      const off = this.on("state", (state) => {
+        if (state === "connected") done(true);
+        else if (this._stopped) done(false);
+      });
+      const timer = this._setTimeout(() => done(false), this._connectTimeout);
+    });
+  }
   _emit(type, ...args) {
     const fns = this._listeners.get(type);
     if (!fns || fns.size === 0) return false;

@@ -225,7 +225,45 @@ export class Telegraphy {
     return this._actions.rpc(method, data, options);
   }
 
+  /**
+   * The catalogued events this connection may subscribe to (PROTOCOL.md section 12): resolves with
+   * {mode, events, truncated}, each event {name, patterns, kind, operations, description, data (a JSON
+   * Schema), presence, version}, only those the token's grant allows. options.event (a pattern) narrows the
+   * list. Waits for the connection when it is being made (up to connectTimeout); rejects with a
+   * TelegraphyError: "not_connected" (closed, or not connected in time), "internal" (the gateway has not
+   * loaded its catalog yet: retry), "bad_request", "disconnected" (the connection dropped before the answer).
+   */
+  async events(options = {}) {
+    const event = options?.event;
+    if (event !== undefined && !validatePattern(event)) {
+      throw new TelegraphyError("bad_request", `invalid pattern ${JSON.stringify(event)}`, { event });
+    }
+    await this._whenLive();
+    return this._subs.request("events", event === undefined ? {} : { event });
+  }
+
   // ---- internals ----
+
+  // Resolves once `connected` (at once when it is); rejects "not_connected" when the client is stopped or
+  // stops, or after connectTimeout.
+  _whenLive() {
+    if (this._live) return Promise.resolve();
+    // (a client made with autoConnect starts in a microtask: not stopped)
+    if (this._stopped && !this._auto) return Promise.reject(new TelegraphyError("not_connected", "not connected"));
+    return new Promise((resolve, reject) => {
+      const done = (ok) => {
+        off();
+        this._clearTimeout(timer);
+        if (ok) resolve();
+        else reject(new TelegraphyError("not_connected", "not connected"));
+      };
+      const off = this.on("state", (state) => {
+        if (state === "connected") done(true);
+        else if (this._stopped) done(false);
+      });
+      const timer = this._setTimeout(() => done(false), this._connectTimeout);
+    });
+  }
 
   _emit(type, ...args) {
     const fns = this._listeners.get(type);

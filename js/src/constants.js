@@ -95,6 +95,33 @@ export const PROTOCOL = Object.freeze({
     "snapshot_cost": 5,
     "client_id_chars": 16
   }),
+  "catalog": Object.freeze({
+    "bucket": Object.freeze({
+      "name": "telegraphy_catalog",
+      "gateway_setting": "catalog.bucket"
+    }),
+    "format": 1,
+    "max_entry_bytes": 65536,
+    "max_patterns": 32,
+    "max_description_chars": 4096,
+    "mode": Object.freeze({
+      "default": "open",
+      "gateway_setting": "catalog.mode"
+    }),
+    "modes": Object.freeze([
+      "off",
+      "open",
+      "strict"
+    ]),
+    "max_entries": Object.freeze({
+      "default": 10000,
+      "gateway_setting": "catalog.max_entries"
+    }),
+    "max_reply_bytes": Object.freeze({
+      "default": 262144,
+      "gateway_setting": "catalog.max_reply_bytes"
+    })
+  }),
   "error_codes": Object.freeze([
     "bad_request",
     "unauthorized",
@@ -103,7 +130,8 @@ export const PROTOCOL = Object.freeze({
     "limit_exceeded",
     "internal",
     "unavailable",
-    "timeout"
+    "timeout",
+    "unknown_event"
   ]),
   "actions": Object.freeze({
     "grant_claims": Object.freeze([

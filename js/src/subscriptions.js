@@ -168,11 +168,32 @@ export class Subscriptions {
     });
   }
 
+  /**
+   * A request of the connection itself (not of a subscription), e.g. `events` (section 12): resolves with
+   * the answer's data, rejects with the gateway's error; `fields` are sent with it.
+   */
+  request(type, fields) {
+    const id = this._host.id();
+    return new Promise((resolve, reject) => {
+      this._pending.set(id, { ask: { type, id, event: fields.event, resolve, reject } });
+      if (!this._host.send({ type, id, ...fields })) {
+        this._pending.delete(id);
+        reject(new TelegraphyError("not_connected", "not connected", { id, event: fields.event }));
+      }
+    });
+  }
+
   _onAnswer(frame) {
     const p = this._pending.get(frame.id);
     if (!p?.ask || p.ask.type !== frame.type) return;
     this._pending.delete(frame.id);
-    if (frame.type === "presence") {
+    if (frame.type === "events") {
+      p.ask.resolve({
+        mode: typeof frame.mode === "string" ? frame.mode : "open",
+        events: Array.isArray(frame.events) ? frame.events : [],
+        truncated: frame.truncated === true,
+      });
+    } else if (frame.type === "presence") {
       p.ask.resolve({ clients: Array.isArray(frame.clients) ? frame.clients : [], truncated: frame.truncated === true });
     } else {
       p.ask.resolve({ clients: frame.clients, users: frame.users });
@@ -213,6 +234,7 @@ export class Subscriptions {
         return this._onUnsubscribed(frame);
       case "presence":
       case "presence_stats":
+      case "events":
         return this._onAnswer(frame);
       case "join":
       case "leave":

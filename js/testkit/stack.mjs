@@ -289,6 +289,17 @@ export class NatsPublisher {
     while ((i = this.buffer.indexOf("\r\n")) >= 0) {
       const line = this.buffer.slice(0, i);
       this.buffer = this.buffer.slice(i + 2);
+      if (this.reading) {
+        // the payload line of a MSG (JSON answers of the JetStream API hold no CRLF)
+        const waiter = this.replies.get(this.reading);
+        this.reading = null;
+        waiter?.(line);
+        continue;
+      }
+      if (line.startsWith("MSG ")) {
+        this.reading = line.split(" ")[2]; // MSG <subject> <sid> <bytes>: the sid of the request's inbox
+        continue;
+      }
       if (line.startsWith("INFO")) this.onInfo?.();
       else if (line === "PING") this.socket.write("PONG\r\n");
       else if (line === "PONG") this.waiters.shift()?.resolve();
@@ -310,6 +321,33 @@ export class NatsPublisher {
       }),
       "NATS PONG",
     );
+  }
+
+  /** A request on `subject` with JSON `body`; resolves with the parsed answer (bounded). */
+  request(subject, body) {
+    this.sids = (this.sids || 0) + 1;
+    this.replies ||= new Map();
+    const sid = String(this.sids);
+    const inbox = `_INBOX.telegraphy_js_tests.${sid}`;
+    const answer = new Promise((resolve) => this.replies.set(sid, (text) => resolve(JSON.parse(text))));
+    const data = Buffer.from(JSON.stringify(body));
+    this.socket.write(`SUB ${inbox} ${sid}\r\nUNSUB ${sid} 1\r\nPUB ${subject} ${inbox} ${data.length}\r\n`);
+    this.socket.write(Buffer.concat([data, Buffer.from("\r\n")]));
+    return within(5000, answer, `answer on ${subject}`).finally(() => this.replies.delete(sid));
+  }
+
+  /**
+   * Put `value` (JSON) under `key` in the JetStream KV bucket `bucket` (created as a KV bucket, history 1, when
+   * missing) with plain NATS messages, as a publisher in any language would; resolves once stored.
+   */
+  async kvPut(bucket, key, value) {
+    const created = await this.request(`$JS.API.STREAM.CREATE.KV_${bucket}`, {
+      name: `KV_${bucket}`, subjects: [`$KV.${bucket}.>`], max_msgs_per_subject: 1, discard: "new",
+      allow_rollup_hdrs: true, deny_delete: true, allow_direct: true, num_replicas: 1, storage: "file",
+    });
+    if (created.error && created.error.err_code !== 10058) throw new Error(`KV bucket: ${JSON.stringify(created.error)}`); // 10058: exists
+    const ack = await this.request(`$KV.${bucket}.${key}`, value);
+    if (ack.error || typeof ack.seq !== "number") throw new Error(`KV put: ${JSON.stringify(ack)}`);
   }
 
   /** Publish event `name` with JSON `data` on `<prefix>.<name>`. */

@@ -25,7 +25,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from . import names
+from . import constants, names
 from .events import ACTIONS, PRESENT, BaseEventModel, EventTemplate, registered
 from .exceptions import CatalogError, PublishError
 from .kv_replay import current_entries
@@ -38,11 +38,11 @@ __all__ = [
     "check_entry", "build", "default_owner", "default_generation", "plan_sync", "sync", "sync_quietly", "read",
 ]
 
-BUCKET = "telegraphy_catalog"  # gateway catalog.bucket
-FORMAT = 1  # the entry format of this section; a reader leaves entries of another format alone
-MAX_ENTRY_BYTES = 65536  # one entry's JSON value, checked before it is parsed
-MAX_PATTERNS = 32
-MAX_DESCRIPTION_CHARS = 4096
+BUCKET = constants.CATALOG_BUCKET_NAME  # gateway catalog.bucket
+FORMAT = constants.CATALOG_FORMAT  # the entry format of this section; a reader leaves entries of another format alone
+MAX_ENTRY_BYTES = constants.CATALOG_MAX_ENTRY_BYTES  # one entry's JSON value, checked before it is parsed
+MAX_PATTERNS = constants.CATALOG_MAX_PATTERNS
+MAX_DESCRIPTION_CHARS = constants.CATALOG_MAX_DESCRIPTION_CHARS
 MAX_ENTRIES_READ = 10000  # most entries one read or sync looks at (a bound on its work)
 MAX_SAFE_INTEGER = 2**53 - 1
 GENERATION_ENV = "TELEGRAPHY_CATALOG_GENERATION"

@@ -74,6 +74,18 @@ PRESENCE_TTL_REFRESH_INTERVALS = 3
 PRESENCE_SNAPSHOT_COST = 5
 PRESENCE_CLIENT_ID_CHARS = 16
 
+# catalog
+# catalog.bucket: default of the gateway setting catalog.bucket
+CATALOG_BUCKET_NAME = "telegraphy_catalog"
+CATALOG_FORMAT = 1
+CATALOG_MAX_ENTRY_BYTES = 65536
+CATALOG_MAX_PATTERNS = 32
+CATALOG_MAX_DESCRIPTION_CHARS = 4096
+CATALOG_MODE = "open"  # default of the gateway setting catalog.mode
+CATALOG_MODES = ("off", "open", "strict")
+CATALOG_MAX_ENTRIES = 10000  # default of the gateway setting catalog.max_entries
+CATALOG_MAX_REPLY_BYTES = 262144  # default of the gateway setting catalog.max_reply_bytes
+
 # error_codes
 ERROR_CODES = (
     "bad_request",
@@ -84,6 +96,7 @@ ERROR_CODES = (
     "internal",
     "unavailable",
     "timeout",
+    "unknown_event",
 )
 
 # actions

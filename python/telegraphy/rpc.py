@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import names
+from . import constants, names
 from .exceptions import TelegraphyError
 
 __all__ = [
@@ -50,10 +50,10 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
 ]
 
-# PROTOCOL section 3 error codes, section 14's gateway codes included (constants.json error_codes): a handler's
-# RpcError may not use them, so a client can tell its codes from the protocol's.
-PROTOCOL_ERROR_CODES = frozenset({"bad_request", "unauthorized", "forbidden", "not_connected", "limit_exceeded",
-                                  "internal", "unavailable", "timeout"})
+# PROTOCOL section 3 error codes, section 14's gateway codes and section 12's unknown_event included
+# (constants.json error_codes): a handler's RpcError may not use them, so a client can tell its codes from the
+# protocol's.
+PROTOCOL_ERROR_CODES = frozenset(constants.ERROR_CODES)
 LIFECYCLE_KINDS = ("connect", "disconnect", "subscribe", "unsubscribe")
 MAX_MESSAGE_BYTES = 256
 _CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")

@@ -42,8 +42,12 @@ def test_constants_agree():
     assert (catalog.BUCKET, catalog.FORMAT, catalog.MAX_ENTRY_BYTES, catalog.MAX_PATTERNS,
             catalog.MAX_DESCRIPTION_CHARS) == (c["bucket"]["name"], c["format"], c["max_entry_bytes"],
                                                c["max_patterns"], c["max_description_chars"])
-    # unknown_event is reserved: not in error_codes until the gateway sends it (tests/constants.rs).
-    assert "unknown_event" in c["reserved_error_codes"] and "unknown_event" not in CONSTANTS["error_codes"]
+    # The gateway sends unknown_event (strict mode): it is in error_codes, and the section's values are in
+    # constants.json's catalog section, which the package's constants are generated from.
+    assert set(c["reserved_error_codes"]) <= set(CONSTANTS["error_codes"])
+    assert CONSTANTS["catalog"]["bucket"]["name"] == c["bucket"]["name"] == catalog.BUCKET
+    assert CONSTANTS["catalog"]["mode"]["default"] == c["mode"]["default"]
+    assert CONSTANTS["catalog"]["modes"] == c["mode"]["values"]
 
 
 @pytest.mark.parametrize("case", VECTORS["overlap"], ids=lambda c: f"{c['a']}~{c['b']}")

@@ -146,6 +146,12 @@ class DemoTests(TestCase):
         allow = tokens.verify(config["token"], ["demo-tests-secret-0123456789abcdef0123"])["allow"]
         self.assertTrue(any(contains(a, page["pattern"]) for a in allow), allow)
 
+    def test_events_page_lists_the_catalog_from_the_gateway(self):
+        html, config, _ = self.page(self.alice, "/events/")
+        self.assertIn('id="events"', html)
+        self.assertIn("tg.events()", html)
+        self.assertIn('href="/events/"', html, "in the navigation")
+
     def test_pages_render_when_nats_is_down(self):
         html, config, _ = self.page(self.alice, "/chat/lobby/")
         self.assertIsNone(config["token"])

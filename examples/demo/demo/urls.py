@@ -11,4 +11,5 @@ urlpatterns = [
     path("items/<int:pk>/delete/", views.item_delete, name="item-delete"),
     path("chat/<str:room>/", views.chat, name="chat"),
     path("chat/<str:room>/send/", views.chat_send, name="chat-send"),
+    path("events/", views.events, name="events"),
 ]

@@ -115,6 +115,13 @@ def chat(request, room):
     return render(request, "demo/chat.html", {"room": room, "page": page})
 
 
+@login_required
+def events(request):
+    """The event catalog as this user's token sees it: the page asks the gateway (`tg.events()`, PROTOCOL
+    section 12) and lists what it may subscribe to, with each event's data schema."""
+    return render(request, "demo/events.html", {"page": {}})
+
+
 def _load_user(request):
     request.user.is_authenticated  # evaluates the lazy user (a database query) here, in a thread
     return request.user

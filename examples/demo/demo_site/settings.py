@@ -110,6 +110,11 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "tracker"
 LOGOUT_REDIRECT_URL = "login"
 
+# The demo's gateway (started by `manage.py run_telegraph`, which hands it this environment and syncs the event
+# catalog first) refuses a subscription that can match no catalogued event (PROTOCOL.md section 12): a typo in a
+# page's pattern is an `unknown_event` error in the console rather than a page that silently receives nothing.
+os.environ.setdefault("TELEGRAPHY_CATALOG__MODE", "strict")
+
 TELEGRAPHY = {
     "NATS_URL": os.environ.get("TELEGRAPHY_NATS_URL", "nats://127.0.0.1:4222"),
     "GATEWAY_URL": os.environ.get("TELEGRAPHY_GATEWAY_URL", "ws://127.0.0.1:8080/ws"),

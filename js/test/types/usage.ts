@@ -1,5 +1,5 @@
 // Compiled (not run) by types.test.mjs with tsc --strict: the declarations cover what README.md shows.
-import { Telegraphy, Subscription, TelegraphyError, RpcError, EventSender, RecoveryInfo, Position, ModelEvent, TransportName, checkConditions, validateSubName, PresenceMember, PresenceSnapshot, PresenceStats, PresenceCount } from "telegraphy-client";
+import { Telegraphy, Subscription, TelegraphyError, RpcError, EventSender, RecoveryInfo, Position, ModelEvent, TransportName, checkConditions, validateSubName, PresenceMember, PresenceSnapshot, PresenceStats, PresenceCount, CatalogListing, CatalogEvent } from "telegraphy-client";
 
 interface Order {
   pk: number;
@@ -58,6 +58,10 @@ const lobby = tg
   .on("leave", ({ client }) => console.log(client));
 lobby.presence().then((snap: PresenceSnapshot) => console.log(snap.truncated, snap.clients.map((m) => m.user)));
 lobby.presenceStats().then((s: PresenceStats) => console.log(s.clients + s.users));
+tg.events({ event: "shop.>" }).then((listing: CatalogListing) => {
+  const first: CatalogEvent | undefined = listing.events[0];
+  if (listing.mode === "strict" && first) console.log(first.name, first.patterns.join(","), first.version, listing.truncated);
+});
 // Over the gateway's join/leave bound: a count instead of a list, the list again once resumed.
 lobby
   .on("presence_paused", ({ clients }: PresenceCount) => console.log(`${clients} online`))
