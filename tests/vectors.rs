@@ -472,12 +472,6 @@ fn every_vector_file_and_case_passes() {
                 continue;
             }
             "catalog.json" => check_catalog(),
-            "rpc.json" => {
-                eprintln!(
-                    "rpc.json: checked by python/tests/test_rpc_vectors.py until the gateway implements sections 13-15"
-                );
-                continue;
-            }
             other => panic!("proto/vectors/{other} is not checked by tests/vectors.rs"),
         };
         assert!(count > 0, "{file} has no cases");
