@@ -8,9 +8,12 @@
 //! counted from the push until the writer has written the frame). Into an empty queue any frame fits.
 //!
 //! Once connected, a connection's queued bytes also count in the node's total ([`SharedQueue`],
-//! `limits.outbound_queue_bytes_per_node`): a push into a non-empty queue that would take the total over its
-//! bound closes that connection as too slow, like its own bound. (A user's queued bytes are bounded by its
-//! sockets, `limits.max_connections_per_user` x `limits.outbound_queue_bytes`.)
+//! `limits.outbound_queue_bytes_per_node`). A push that would take the total over its bound closes that
+//! connection as too slow, like its own bound, if its queue holds at least [`LARGE_SHARE`] of its own bound;
+//! a smaller queue (a reader a few frames behind) still takes the frame and the node closes its largest queues
+//! instead ([`SharedQueue::over`], `crate::node`), so that readers are not closed for what never-reading sockets
+//! hold. (A user's queued bytes are bounded by its sockets, `limits.max_connections_per_user` x
+//! `limits.outbound_queue_bytes`.)
 //!
 //! Memory and wake-ups (issue 24): the queue is a `VecDeque` under a short lock inside the connection's one
 //! [`Control`] allocation, empty (unallocated) until the first frame, instead of a tokio `mpsc` channel, whose
@@ -75,21 +78,38 @@ impl Drop for Control {
     }
 }
 
+/// Over the node's total, a queue holding at least this share (1/8) of its connection's own bound
+/// (`limits.outbound_queue_bytes`) is closed as too slow by the push that finds it so; a smaller one takes the
+/// frame (see the module's doc).
+pub const LARGE_SHARE: usize = 8;
+
 /// Bytes queued for a group of connections (the node's) and their bound.
 #[derive(Debug)]
 pub struct SharedQueue {
     used: AtomicUsize,
     max: usize,
+    /// Signalled when a small queue took a frame over the total: the node closes its largest queues.
+    over: Notify,
 }
 
 impl SharedQueue {
     pub fn new(max: usize) -> Arc<Self> {
-        Arc::new(SharedQueue { used: AtomicUsize::new(0), max })
+        Arc::new(SharedQueue { used: AtomicUsize::new(0), max, over: Notify::new() })
     }
 
     /// Bytes queued and not yet written, in the group.
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)
+    }
+
+    /// The group's bound, bytes.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Resolves once the total went over its bound through a small queue (since the last call).
+    pub async fn over(&self) {
+        self.over.notified().await
     }
 
     /// Counts `len` more bytes if they fit, or anyway when `force`.
@@ -134,6 +154,16 @@ impl Control {
             }
             notified.await;
         }
+    }
+
+    /// Bytes queued and not yet written for this connection.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether this connection's queued bytes count in a shared total (it is connected).
+    pub fn is_shared(&self) -> bool {
+        self.shared.get().is_some()
     }
 
     /// The writer has written frames of `bytes` bytes: they leave the queue's byte count.
@@ -413,9 +443,16 @@ impl Outbox {
             self.ctl.queued_bytes.fetch_sub(len, Ordering::AcqRel);
             return false;
         }
-        if self.ctl.shared.get().is_some_and(|node| !node.add(len, before == 0)) {
-            self.ctl.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-            return false;
+        if let Some(node) = self.ctl.shared.get() {
+            if !node.add(len, before == 0) {
+                if before >= self.max_bytes / LARGE_SHARE {
+                    self.ctl.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                    return false;
+                }
+                // A small queue: taken; the node closes its largest queues.
+                node.add(len, true);
+                node.over.notify_one();
+            }
         }
         true
     }
@@ -483,6 +520,17 @@ mod tests {
         assert_eq!(node.used(), 1100);
         assert_eq!(b.push(frame(10)), Push::TooSlow, "over the node's total");
         assert_eq!(node.used(), 1100, "the refused frame is not counted");
+        // A queue under 1/LARGE_SHARE of its own bound (here 300 < 10000 / 8) takes the frame over the total, and
+        // the node is told to close its largest queues.
+        let (c, _c_rx, c_ctl) = Outbox::bounded(100, 10_000);
+        c_ctl.share(node.clone());
+        assert_eq!(c.push(frame(300)), Push::Queued);
+        assert!(futures_util::FutureExt::now_or_never(node.over()).is_none(), "an empty queue's frame is no excess");
+        assert_eq!(c.push(frame(10)), Push::Queued, "a small queue is not closed for the others' bytes");
+        assert!(futures_util::FutureExt::now_or_never(node.over()).is_some(), "the node was told");
+        assert_eq!(node.used(), 1410);
+        drop((c, c_ctl, _c_rx));
+        assert_eq!(node.used(), 1100);
         let taken = a_rx.try_recv().unwrap().len();
         a_ctl.written(taken);
         assert_eq!(node.used(), 700);

@@ -178,7 +178,9 @@ async fn upgrades_without_a_token_are_held_to_their_budget(app: &TestApp) {
 /// when refused.
 async fn sse_without_a_token(app: &TestApp, forwarded_for: &str) -> Result<SseClient, u16> {
     let query = format!("frames={}", frames_param(&[]));
-    SseClient::try_open(&app.http(""), &query, &[("X-Forwarded-For", forwarded_for)]).await.map_err(|(status, _)| status)
+    SseClient::try_open(&app.http(""), &query, &[("X-Forwarded-For", forwarded_for)])
+        .await
+        .map_err(|(status, _)| status)
 }
 
 /// Finding: `GET /sse?frames=[]` handed out a stream id to anyone. A stream without a token counts as pending
@@ -205,9 +207,10 @@ async fn sse_streams_without_a_token_have_the_pending_budget() {
     // Another address opens a stream with a token and connects (its slot is released by the connect).
     let token = app.token("visitor", &["a.>"]).await;
     let frames = frames_param(&[json!({"type":"connect","id":1,"token":token})]);
-    let mut visitor = SseClient::try_open(&app.http(""), &format!("frames={frames}"), &[("X-Forwarded-For", "198.51.100.2")])
-        .await
-        .expect("another address gets in");
+    let mut visitor =
+        SseClient::try_open(&app.http(""), &format!("frames={frames}"), &[("X-Forwarded-For", "198.51.100.2")])
+            .await
+            .expect("another address gets in");
     assert_eq!(visitor.recv_or_close(WAIT).await.expect("connected")["type"], "connected");
     sse_ping(&mut visitor, 2).await;
     // Many addresses: the node's pending budget (5) refuses with 503 before the node is full.
@@ -334,6 +337,17 @@ async fn raw_path_closes_with_the_code_while_the_client_keeps_sending() {
 async fn raw_path_closes_1009_with_the_code_while_the_client_keeps_sending() {
     let nats = NatsServer::start();
     let app = spawn_app(&nats.url()).await;
+    closes_1009_while_the_client_keeps_sending(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actix_ws_path_closes_1009_with_the_code_while_the_client_keeps_sending() {
+    let nats = NatsServer::start();
+    let app = spawn_embedded(&nats.url()).await;
+    closes_1009_while_the_client_keeps_sending(&app).await;
+}
+
+async fn closes_1009_while_the_client_keeps_sending(app: &TestApp) {
     let mut user = app.client(&["a.>"]).await;
     // Frames over limits.max_frame_bytes (65536): the first closes the socket with 1009, the rest is discarded.
     let too_big = Message::text("x".repeat(100_000));
