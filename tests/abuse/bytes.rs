@@ -126,15 +126,16 @@ async fn never_reading(app: &TestApp, user: &str) -> WsClient {
     client
 }
 
-/// Issue 20, node total of outbound bytes: 6 users' sockets that stop reading could each queue
-/// `limits.outbound_queue_bytes` (here 512 KiB: 3 MiB together); the node's total
-/// (`limits.outbound_queue_bytes_per_node`, here 1 MiB) closes them with 4008 (counted as slow) once they hold
-/// it together, while a reading user, whose queue is small but not always empty, is never the one closed (it
-/// was, before the largest queues were closed first): it gets every event and its ping answered.
+/// Issue 20, node total of outbound bytes: 3 users' sockets that stop reading could each queue
+/// `limits.outbound_queue_bytes` (here 512 KiB); the node's total (`limits.outbound_queue_bytes_per_node`, here
+/// 1 MiB) closes them with 4008 (counted as slow) once they hold it together, while a reading user, a few frames
+/// behind during each burst of events, is never the one closed (it was: the total closed whichever connection
+/// with a non-empty queue pushed next); it gets every event and its ping answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn never_reading_sockets_of_many_users_share_the_nodes_outbound_total() {
-    const SLOW: usize = 6;
-    const EVENTS: usize = 150;
+    const SLOW: usize = 3;
+    const BURSTS: usize = 60;
+    const BURST: usize = 3;
     const NODE_TOTAL: usize = 1 << 20;
     const FRAME: usize = 48 * 1024;
     let nats = NatsServer::start();
@@ -151,33 +152,27 @@ async fn never_reading_sockets_of_many_users_share_the_nodes_outbound_total() {
         slow.push(never_reading(&app, &format!("slow{i}")).await);
     }
     app.flush().await;
-    let url = nats.url();
-    let publishing = tokio::spawn(async move {
-        let publisher = publisher(&url).await;
-        let data = format!("\"{}\"", "z".repeat(FRAME - 200));
-        for _ in 0..EVENTS {
-            publisher.publish("telegraphy.feed.big", data.clone().into()).await.unwrap();
+    let publisher = publisher(&nats.url()).await;
+    let data = bytes::Bytes::from(format!("\"{}\"", "z".repeat(FRAME - 200)));
+    // Bursts of events; the reader reads each burst as it comes. The node's queued bytes are sampled meanwhile.
+    let mut peak = 0;
+    for _ in 0..BURSTS {
+        for _ in 0..BURST {
+            publisher.publish("telegraphy.feed.big", data.clone()).await.unwrap();
         }
         publisher.flush().await.unwrap();
-    });
-    // The reader gets every event; the node's queued bytes are sampled as they arrive.
-    let peak = std::cell::Cell::new(0);
-    let sample = || peak.set(peak.get().max(app.gateway.outbound.used()));
-    for _ in 0..EVENTS {
-        assert_eq!(alice.next_event().await["name"], "feed.big");
-        sample();
+        for _ in 0..BURST {
+            assert_eq!(alice.next_event().await["name"], "feed.big");
+            peak = peak.max(app.gateway.outbound.used());
+        }
     }
-    publishing.await.unwrap();
     eventually("the never-reading sockets are closed as too slow", || async {
-        sample();
         app.metric("telegraphy_slow_disconnects_total").await >= SLOW as f64
     })
     .await;
-    let peak = peak.get();
     eprintln!("{SLOW} never-reading sockets: node queued bytes peaked at {peak} (node total {NODE_TOTAL})");
-    // Over the total only by frames that went into empty queues (an empty queue takes any frame) or into small
-    // ones (under 1/8 of their own bound) until the largest were closed.
-    assert!(peak <= NODE_TOTAL + (SLOW + 1) * (512 * 1024 / 8 + FRAME), "the node queued {peak} bytes");
+    // Over the total only by the frames queued before the largest queues were closed.
+    assert!(peak <= NODE_TOTAL + (SLOW + 1) * BURST * FRAME, "the node queued {peak} bytes");
     for client in &mut slow {
         let ended = loop {
             match client.recv_or_close(Duration::from_secs(30)).await {
@@ -190,5 +185,5 @@ async fn never_reading_sockets_of_many_users_share_the_nodes_outbound_total() {
     }
     assert_eq!(app.metric("telegraphy_slow_disconnects_total").await, SLOW as f64);
     assert_eq!(alice.request(json!({"type":"ping","id":2})).await["type"], "pong");
-    assert_eq!(app.gateway.outbound.used(), 0, "everything queued for the closed sockets was released");
+    eventually("everything queued for the closed sockets released", || async { app.gateway.outbound.used() == 0 }).await;
 }
