@@ -271,6 +271,34 @@ impl Connections {
         self.close_where(|_, _| true, code, reason)
     }
 
+    /// Brings the node's queued bytes down by `excess`: the connections with the largest queues are closed
+    /// with 4008 (too slow) until those closing hold at least `excess` bytes (connections already closing count
+    /// first, so that repeated calls close no more than needed); returns how many this call closed. Called when
+    /// the node's total of queued bytes is exceeded, never per frame.
+    pub fn close_largest_queues(&self, excess: usize) -> usize {
+        let table = self.table.lock().expect("connections lock");
+        let mut releasing = 0;
+        let mut open = Vec::new();
+        for conn in table.live.values().filter(|c| c.ctl.is_shared()) {
+            match conn.ctl.closing() {
+                Some(_) => releasing += conn.ctl.queued_bytes(),
+                None => open.push((conn.ctl.queued_bytes(), &conn.ctl)),
+            }
+        }
+        open.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        let mut closed = 0;
+        for (queued, ctl) in open {
+            if releasing >= excess || queued == 0 {
+                break;
+            }
+            if ctl.close(crate::frames::close::TOO_SLOW, "too slow") {
+                releasing += queued;
+                closed += 1;
+            }
+        }
+        closed
+    }
+
     /// Closes the connections whose (sub, session) satisfy `pred`; returns how many.
     pub fn close_where(
         &self,
@@ -341,6 +369,38 @@ mod tests {
         assert!(table.live.is_empty() && table.per_ip.is_empty() && table.per_session.is_empty());
         assert!(table.per_user.is_empty());
         assert_eq!(table.anonymous, 0);
+    }
+
+    #[test]
+    fn over_the_node_total_the_largest_queues_are_closed_first() {
+        use crate::outbox::{Outbox, SharedQueue};
+        let node = SharedQueue::new(1 << 20);
+        let conns = Connections::default();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let quotas = Quotas {
+            max_connections: 10,
+            per_ip: 0,
+            per_session: 4,
+            anonymous: 0,
+            pending: 0,
+            pending_per_ip: 0,
+            anonymous_per_ip: 0,
+            per_user: 4,
+        };
+        let mut held = Vec::new();
+        for len in [100, 5000, 300, 2000] {
+            let (outbox, queue, ctl) = Outbox::bounded(10, 1 << 20);
+            ctl.share(node.clone());
+            assert_eq!(outbox.push(bytestring::ByteString::from("x".repeat(len))), crate::outbox::Push::Queued);
+            conns.try_register(ctl.clone(), ip, quotas).unwrap();
+            held.push((outbox, queue, ctl));
+        }
+        assert_eq!(conns.close_largest_queues(6000), 2, "the 5000 and 2000 byte queues");
+        let closing: Vec<bool> = held.iter().map(|(_, _, ctl)| ctl.closing().is_some()).collect();
+        assert_eq!(closing, [false, true, false, true]);
+        assert_eq!(conns.close_largest_queues(6000), 0, "the closing ones already release enough");
+        assert_eq!(conns.close_largest_queues(7200), 1, "then the next largest");
+        assert!(held[2].2.closing().is_some());
     }
 
     #[test]

@@ -14,6 +14,13 @@
 //! `subscribe` frames with regexes queues there and never runs on an async worker, so other sockets' frames and
 //! pings on that worker are not held up. The pool is only touched on `subscribe` and when a regex is dropped,
 //! never on event fan-out.
+//!
+//! Compile time is shared per user (issue 20): a user's compiles (keyed like its other budgets: the token's
+//! `sub`, or the session of an anonymous one) take their turn in the node's first-come queue one after
+//! another, through the user's own lane, so a user has at most one compile waiting there however many sockets
+//! and `subscribe` frames it queued. Another user's compile thus waits for at most one compile of each user
+//! ahead of it, not for everything one user queued. A lane exists only while its user has a compile waiting or
+//! running.
 
 use std::{
     collections::HashMap,
@@ -52,6 +59,32 @@ pub struct FilterMemory {
     /// Bytes charged per user (token `sub`) across its connections; entries at zero are removed.
     users: Mutex<HashMap<String, usize>>,
     per_user: usize,
+    /// Per user key with a compile waiting or running: its lane (its compiles one at a time).
+    lanes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Compiles waiting for their turn or running, on the node.
+    queued: AtomicUsize,
+    /// Regexes compiled on the node since it started (pool hits not counted).
+    compiled: AtomicUsize,
+}
+
+/// A compile's place in its user's lane: counted in [`FilterMemory::queued`] and holding the lane in the map
+/// until dropped (then the lane goes when no other compile of the user holds it), also when the compiling
+/// `subscribe` is abandoned (its connection closed).
+struct InLane<'a> {
+    memory: &'a FilterMemory,
+    user: &'a str,
+    lane: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl Drop for InLane<'_> {
+    fn drop(&mut self) {
+        self.memory.queued.fetch_sub(1, Ordering::Relaxed);
+        let mut lanes = self.memory.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        // Held by the map and this compile only: no other compile of the user waits on it.
+        if self.lane.take().is_some_and(|lane| Arc::strong_count(&lane) == 2) {
+            lanes.remove(self.user);
+        }
+    }
 }
 
 struct Inner {
@@ -90,7 +123,32 @@ impl FilterMemory {
     pub fn new(per_node: usize, per_user: usize, metrics: Arc<Metrics>) -> Self {
         let inner = Inner { pool: Mutex::default(), used: AtomicUsize::new(0), per_node, metrics };
         let compiles = Semaphore::new(COMPILE_PERMITS);
-        FilterMemory { inner: Arc::new(inner), compiles, users: Mutex::default(), per_user }
+        FilterMemory {
+            inner: Arc::new(inner),
+            compiles,
+            users: Mutex::default(),
+            per_user,
+            lanes: Mutex::default(),
+            queued: AtomicUsize::new(0),
+            compiled: AtomicUsize::new(0),
+        }
+    }
+
+    /// Compiles waiting for their turn or running on the node now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Regexes compiled on the node so far (a pool hit compiles nothing).
+    pub fn compiled(&self) -> usize {
+        self.compiled.load(Ordering::Relaxed)
+    }
+
+    /// Enters `user`'s lane (made if it has none).
+    fn enter_lane<'a>(&'a self, user: &'a str) -> InLane<'a> {
+        let lane = self.lanes.lock().unwrap_or_else(|e| e.into_inner()).entry(user.to_string()).or_default().clone();
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        InLane { memory: self, user, lane: Some(lane) }
     }
 
     /// Bytes `user`'s connections hold (every regex of their subscriptions, shared or not).
@@ -146,13 +204,18 @@ impl FilterMemory {
         self.inner.metrics.filter_memory_refused.increment(1);
     }
 
-    /// The compiled regex for `key`: a live one from the pool, else compiled on a blocking thread (after the
-    /// compiles queued before it) and charged to the node budget. Over the budget the new regex is dropped at
-    /// once and [`CompileError::OverBudget`] returned (the caller counts the refusal: [`Self::refused`]).
-    pub async fn regex(&self, key: &RegexKey) -> Result<Arc<CompiledRegex>, CompileError> {
+    /// The compiled regex for `key`, for `user` (a user key: the token's `sub`, or an anonymous session's): a
+    /// live one from the pool, else compiled on a blocking thread (after the user's earlier compiles, then after
+    /// the compiles queued before it on the node) and charged to the node budget. Over the budget the new regex
+    /// is dropped at once and [`CompileError::OverBudget`] returned (the caller counts the refusal:
+    /// [`Self::refused`]).
+    pub async fn regex(&self, key: &RegexKey, user: &str) -> Result<Arc<CompiledRegex>, CompileError> {
         if let Some(hit) = self.lookup(key) {
             return Ok(hit);
         }
+        let in_lane = self.enter_lane(user);
+        let lane = in_lane.lane.clone().expect("in its lane");
+        let _turn = lane.lock().await;
         // Never closed; a permit is held until this compile is charged or dropped.
         let _permit = self.compiles.acquire().await.ok();
         if let Some(hit) = self.lookup(key) {
@@ -165,6 +228,7 @@ impl FilterMemory {
         let compiled = tokio::task::spawn_blocking(move || CompiledRegex::compile(&owned))
             .await
             .map_err(|_| CompileError::Regex(RegexError::TooComplex))??;
+        self.compiled.fetch_add(1, Ordering::Relaxed);
         let bytes = compiled.bytes();
         let reserved = self.inner.used.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
             (used + bytes <= self.inner.per_node).then_some(used + bytes)
@@ -209,13 +273,13 @@ mod tests {
     #[tokio::test]
     async fn identical_patterns_share_one_regex_and_memory_is_released_with_the_last_holder() {
         let memory = FilterMemory::new(1 << 20, 1 << 20, Arc::new(Metrics::new()));
-        let a = memory.regex(&key(r"\d{3}-\d{4}")).await.unwrap();
+        let a = memory.regex(&key(r"\d{3}-\d{4}"), "u").await.unwrap();
         let used = memory.used();
         assert!(used >= a.bytes() && used > 1000, "charged {used}");
-        let b = memory.regex(&key(r"\d{3}-\d{4}")).await.unwrap();
+        let b = memory.regex(&key(r"\d{3}-\d{4}"), "u").await.unwrap();
         assert!(Arc::ptr_eq(&a, &b), "a pool hit");
         assert_eq!(memory.used(), used, "a pool hit costs no new budget");
-        let ci = memory.regex(&RegexKey { pattern: r"\d{3}-\d{4}".into(), insensitive: true }).await.unwrap();
+        let ci = memory.regex(&RegexKey { pattern: r"\d{3}-\d{4}".into(), insensitive: true }, "u").await.unwrap();
         assert!(!Arc::ptr_eq(&a, &ci), "iregex is another key");
         drop(ci);
         drop(a);
@@ -240,12 +304,12 @@ mod tests {
     #[tokio::test]
     async fn over_the_node_budget_nothing_is_kept() {
         let memory = FilterMemory::new(100_000, 100_000, Arc::new(Metrics::new()));
-        let small = memory.regex(&key("^ord")).await.unwrap();
-        let err = memory.regex(&key(r"\w+@\w+\.\w+")).await.unwrap_err();
+        let small = memory.regex(&key("^ord"), "u").await.unwrap();
+        let err = memory.regex(&key(r"\w+@\w+\.\w+"), "u").await.unwrap_err();
         assert_eq!(err, CompileError::OverBudget);
         assert_eq!(memory.used(), small.bytes(), "the refused regex was not kept");
-        assert_eq!(memory.regex(&key("(")).await.unwrap_err(), CompileError::Regex(RegexError::Invalid));
-        assert_eq!(memory.regex(&key(r"\w{19}")).await.unwrap_err(), CompileError::Regex(RegexError::TooComplex));
+        assert_eq!(memory.regex(&key("("), "u").await.unwrap_err(), CompileError::Regex(RegexError::Invalid));
+        assert_eq!(memory.regex(&key(r"\w{19}"), "u").await.unwrap_err(), CompileError::Regex(RegexError::TooComplex));
         let text = Metrics::new().render();
         assert!(text.contains("telegraphy_filter_memory_bytes"), "{text}");
     }

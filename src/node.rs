@@ -126,6 +126,7 @@ impl Gateway {
             draining: AtomicBool::new(false),
         });
         gateway.watch_revocations();
+        gateway.trim_outbound();
         Ok(gateway)
     }
 
@@ -157,6 +158,25 @@ impl Gateway {
         } else {
             None
         }
+    }
+
+    /// For as long as the node lives: whenever its queued bytes went over `limits.outbound_queue_bytes_per_node`
+    /// through a small queue (see [`crate::outbox`]), closes the connections with the largest queues (4008,
+    /// counted as slow) until the excess is released.
+    pub(crate) fn trim_outbound(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let outbound = self.outbound.clone();
+        tokio::spawn(async move {
+            loop {
+                outbound.over().await;
+                let Some(gw) = weak.upgrade() else { return };
+                let excess = outbound.used().saturating_sub(outbound.max());
+                if excess > 0 {
+                    let closed = gw.connections.close_largest_queues(excess);
+                    gw.metrics.slow_disconnects.increment(closed as u64);
+                }
+            }
+        });
     }
 
     /// Watches the revocations bucket for as long as the node lives, closing revoked connections with 4003.

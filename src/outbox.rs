@@ -8,9 +8,11 @@
 //! counted from the push until the writer has written the frame). Into an empty queue any frame fits.
 //!
 //! Once connected, a connection's queued bytes also count in the node's total ([`SharedQueue`],
-//! `limits.outbound_queue_bytes_per_node`): a push into a non-empty queue that would take the total over its
-//! bound closes that connection as too slow, like its own bound. (A user's queued bytes are bounded by its
-//! sockets, `limits.max_connections_per_user` x `limits.outbound_queue_bytes`.)
+//! `limits.outbound_queue_bytes_per_node`). A push that takes the total over its bound is queued all the same
+//! (it fits its connection's own bound), and the node closes the connections with the largest queues as too
+//! slow until the excess is released ([`SharedQueue::over`], `crate::node`): the never-reading sockets that
+//! fill the total go, not whichever reader happened to be a few frames behind when it was reached. (A user's
+//! queued bytes are bounded by its sockets, `limits.max_connections_per_user` x `limits.outbound_queue_bytes`.)
 //!
 //! Memory and wake-ups (issue 24): the queue is a `VecDeque` under a short lock inside the connection's one
 //! [`Control`] allocation, empty (unallocated) until the first frame, instead of a tokio `mpsc` channel, whose
@@ -80,11 +82,13 @@ impl Drop for Control {
 pub struct SharedQueue {
     used: AtomicUsize,
     max: usize,
+    /// Signalled when a frame took the total over its bound: the node closes its largest queues.
+    over: Notify,
 }
 
 impl SharedQueue {
     pub fn new(max: usize) -> Arc<Self> {
-        Arc::new(SharedQueue { used: AtomicUsize::new(0), max })
+        Arc::new(SharedQueue { used: AtomicUsize::new(0), max, over: Notify::new() })
     }
 
     /// Bytes queued and not yet written, in the group.
@@ -92,15 +96,21 @@ impl SharedQueue {
         self.used.load(Ordering::Relaxed)
     }
 
-    /// Counts `len` more bytes if they fit, or anyway when `force`.
-    fn add(&self, len: usize, force: bool) -> bool {
-        if force {
-            self.used.fetch_add(len, Ordering::AcqRel);
-            return true;
+    /// The group's bound, bytes.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Resolves once a frame took the total over its bound (since the last call).
+    pub async fn over(&self) {
+        self.over.notified().await
+    }
+
+    /// Counts `len` more bytes; over the bound, the node is told to close its largest queues.
+    fn add(&self, len: usize) {
+        if self.used.fetch_add(len, Ordering::AcqRel).saturating_add(len) > self.max {
+            self.over.notify_one();
         }
-        self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| (u + len <= self.max).then_some(u + len))
-            .is_ok()
     }
 
     fn sub(&self, len: usize) {
@@ -113,6 +123,11 @@ impl Control {
     pub fn close(&self, code: u16, reason: &'static str) -> bool {
         let first = self.reason.set((code, reason)).is_ok();
         if first {
+            if code == close::TOO_SLOW {
+                // Never sent (a slow client gets no more frames): their bytes leave the totals now, not when
+                // the writer is done with a full socket.
+                self.drop_queued();
+            }
             self.closing.notify_waiters();
             self.ready.notify_one(); // a writer in `Queue::recv_batch` returns
         }
@@ -136,6 +151,26 @@ impl Control {
         }
     }
 
+    /// Drops the queued frames, unwritten: they leave the connection's count and the node's total.
+    fn drop_queued(&self) {
+        let dropped = std::mem::take(&mut self.frames().queued);
+        let bytes = dropped.iter().map(|frame| frame.len()).sum();
+        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        if let Some(node) = self.shared.get() {
+            node.sub(bytes);
+        }
+    }
+
+    /// Bytes queued and not yet written for this connection.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether this connection's queued bytes count in a shared total (it is connected).
+    pub fn is_shared(&self) -> bool {
+        self.shared.get().is_some()
+    }
+
     /// The writer has written frames of `bytes` bytes: they leave the queue's byte count.
     pub fn written(&self, bytes: usize) {
         self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
@@ -151,7 +186,7 @@ impl Control {
     pub fn share(&self, node: Arc<SharedQueue>) {
         if self.shared.set(node).is_ok() {
             if let Some(shared) = self.shared.get() {
-                shared.add(self.queued_bytes.load(Ordering::Acquire), true);
+                shared.add(self.queued_bytes.load(Ordering::Acquire));
             }
         }
     }
@@ -246,17 +281,8 @@ pub fn trim(batch: &mut Vec<Frame>) {
 
 impl Drop for Queue {
     fn drop(&mut self) {
-        let dropped = {
-            let mut frames = self.ctl.frames();
-            frames.reader_gone = true;
-            std::mem::take(&mut frames.queued)
-        };
-        let bytes = dropped.iter().map(|frame| frame.len()).sum();
-        // Never written: they leave the connection's count and the node's total.
-        self.ctl.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-        if let Some(node) = self.ctl.shared.get() {
-            node.sub(bytes);
-        }
+        self.ctl.frames().reader_gone = true;
+        self.ctl.drop_queued();
     }
 }
 
@@ -405,17 +431,16 @@ impl Outbox {
         }
     }
 
-    /// Counts `len` more queued bytes if they fit, in the connection's queue and in its shared totals (any
-    /// frame fits into an empty queue).
+    /// Counts `len` more queued bytes if they fit the connection's queue (any frame fits into an empty one),
+    /// and in its shared total (over it, the node is told to close its largest queues).
     fn reserve(&self, len: usize) -> bool {
         let before = self.ctl.queued_bytes.fetch_add(len, Ordering::AcqRel);
         if before > 0 && before.saturating_add(len) > self.max_bytes {
             self.ctl.queued_bytes.fetch_sub(len, Ordering::AcqRel);
             return false;
         }
-        if self.ctl.shared.get().is_some_and(|node| !node.add(len, before == 0)) {
-            self.ctl.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-            return false;
+        if let Some(node) = self.ctl.shared.get() {
+            node.add(len); // over the node's total: taken all the same, the node closes its largest queues
         }
         true
     }
@@ -479,16 +504,24 @@ mod tests {
         b_ctl.share(node.clone());
         assert_eq!(node.used(), 400, "what was queued counts from then on");
         assert_eq!(a.push(frame(400)), Push::Queued);
-        assert_eq!(b.push(frame(300)), Push::Queued, "an empty queue takes any frame");
+        let told = || futures_util::FutureExt::now_or_never(node.over()).is_some();
+        assert!(!told());
+        assert_eq!(b.push(frame(300)), Push::Queued, "over the node's total: the pusher is not the one closed");
         assert_eq!(node.used(), 1100);
-        assert_eq!(b.push(frame(10)), Push::TooSlow, "over the node's total");
-        assert_eq!(node.used(), 1100, "the refused frame is not counted");
+        assert!(told(), "the node is told to close its largest queues");
+        assert_eq!(b.push(frame(10)), Push::Queued);
+        assert!(told());
+        assert_eq!(node.used(), 1110);
+        assert_eq!(b.push(frame(800)), Push::TooSlow, "its own bound still holds");
+        assert_eq!(node.used(), 800, "a 4008 drops the connection's queued frames at once");
         let taken = a_rx.try_recv().unwrap().len();
         a_ctl.written(taken);
-        assert_eq!(node.used(), 700);
-        assert_eq!(a.push(frame(200)), Push::Queued, "room again once written");
+        assert_eq!(node.used(), 400);
+        assert_eq!(a.push(frame(200)), Push::Queued);
         drop((b, b_ctl, _b_rx));
-        assert_eq!(node.used(), 600, "a closed connection's unwritten bytes leave the total");
+        assert_eq!(node.used(), 600);
+        drop(a_rx);
+        assert_eq!(node.used(), 0, "a closed connection's unwritten bytes leave the total");
     }
 
     #[tokio::test]

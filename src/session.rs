@@ -571,8 +571,13 @@ impl Session {
     /// Compiles the filter's regexes through the node's pool (off this worker, see [`crate::filter_memory`]).
     async fn compile(&self, prepared: PreparedFilter) -> Result<Filter, Uncompiled> {
         let mut compiled = Vec::new();
+        // Compile time is shared per user (or anonymous session), see `crate::filter_memory`.
+        let user = match &self.identity {
+            Some(identity) => presence::user_key(&identity.sub, &identity.session),
+            None => String::new(),
+        };
         for key in prepared.regexes() {
-            match self.gw.filter_memory.regex(key).await {
+            match self.gw.filter_memory.regex(key, &user).await {
                 Ok(regex) => compiled.push(Ok(regex)),
                 Err(CompileError::OverBudget) => return Err(Uncompiled::OverBudget),
                 Err(CompileError::Regex(e)) => {

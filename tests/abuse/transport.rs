@@ -14,7 +14,10 @@ use tokio::{
 use tokio_tungstenite::{tungstenite::Message, MaybeTlsStream};
 
 use crate::{
-    common::{transport::SseClient, *},
+    common::{
+        transport::{frames_param, SseClient},
+        *,
+    },
     sessions::open_from,
 };
 
@@ -111,17 +114,34 @@ async fn slow_sse_post_bodies_are_cut_at_the_deadline_and_need_a_connected_strea
     sse_ping(&mut user, 9).await;
 }
 
+/// Settings of the pending-budget tests: 5 connections without a token per node, 3 per address, the address
+/// read from `X-Forwarded-For` (the test client is the trusted proxy).
+fn pending_budgets(s: &mut telegraphy::config::Settings) {
+    s.limits.max_connections = 100;
+    s.limits.max_pending_connections = 5;
+    s.limits.max_pending_connections_per_ip = 3;
+    s.http.trusted_proxies = vec!["127.0.0.0/8".into()];
+    s.http.client_ip_header = "X-Forwarded-For".into();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_without_a_token_have_a_budget_per_address_and_per_node() {
     let nats = NatsServer::start();
-    let app = spawn_app_with(&nats.url(), |s| {
-        s.limits.max_connections = 100;
-        s.limits.max_pending_connections = 5;
-        s.limits.max_pending_connections_per_ip = 3;
-        s.http.trusted_proxies = vec!["127.0.0.0/8".into()];
-        s.http.client_ip_header = "X-Forwarded-For".into();
-    })
-    .await;
+    let app = spawn_app_with(&nats.url(), pending_budgets).await;
+    upgrades_without_a_token_are_held_to_their_budget(&app).await;
+}
+
+/// The same on the actix-ws path of an app that embeds the node: its upgrades go through the same admission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_without_a_token_have_a_budget_on_the_actix_ws_path() {
+    let nats = NatsServer::start();
+    let app = spawn_embedded_with(&nats.url(), pending_budgets).await;
+    upgrades_without_a_token_are_held_to_their_budget(&app).await;
+}
+
+/// One address floods `app` (settings [`pending_budgets`]) with upgrades that never send `connect`: 429 past
+/// its 3, another address still connects, many addresses get 503 at the node's 5; users beside are served.
+async fn upgrades_without_a_token_are_held_to_their_budget(app: &TestApp) {
     let url = app.ws_url();
     let mut user = app.client(&["a.>"]).await;
     // One address floods with upgrades that never send `connect` (on main: all taken, up to max_connections).
@@ -152,6 +172,60 @@ async fn connections_without_a_token_have_a_budget_per_address_and_per_node() {
     let mut late = open_from(&url, Some("203.0.113.4")).await.expect("room again");
     let token = app.token("late", &["a.>"]).await;
     assert_eq!(late.connect_with(json!({"type":"connect","id":1,"token":token})).await["type"], "connected");
+}
+
+/// Opens `GET /sse` with no frames (no token: the stream can never connect) from `forwarded_for`; the status
+/// when refused.
+async fn sse_without_a_token(app: &TestApp, forwarded_for: &str) -> Result<SseClient, u16> {
+    let query = format!("frames={}", frames_param(&[]));
+    SseClient::try_open(&app.http(""), &query, &[("X-Forwarded-For", forwarded_for)])
+        .await
+        .map_err(|(status, _)| status)
+}
+
+/// Finding: `GET /sse?frames=[]` handed out a stream id to anyone. A stream without a token counts as pending
+/// like an upgrade: the same budgets per address (429) and per node (503) bound `GET /sse` without a token, the
+/// WebSocket upgrades and the SSE streams together; another address still opens a stream and connects, and a
+/// connected SSE user and a WebSocket user beside are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_streams_without_a_token_have_the_pending_budget() {
+    let nats = NatsServer::start();
+    let app = spawn_app_with(&nats.url(), pending_budgets).await;
+    let token = app.token("reader", &["a.>"]).await;
+    let mut user = SseClient::open(&app.http(""), &[json!({"type":"connect","id":1,"token":token})]).await;
+    assert_eq!(user.recv_or_close(WAIT).await.expect("connected")["type"], "connected");
+    let mut ws = app.client(&["a.>"]).await;
+    let mut flood = Vec::new();
+    for _ in 0..3 {
+        flood.push(sse_without_a_token(&app, "203.0.113.1").await.expect("within the address's pending budget"));
+    }
+    for _ in 0..4 {
+        assert_eq!(sse_without_a_token(&app, "203.0.113.1").await.err(), Some(429));
+    }
+    // A WebSocket upgrade from that address shares its budget.
+    assert_eq!(open_from(&app.ws_url(), Some("203.0.113.1")).await.err(), Some(429));
+    // Another address opens a stream with a token and connects (its slot is released by the connect).
+    let token = app.token("visitor", &["a.>"]).await;
+    let frames = frames_param(&[json!({"type":"connect","id":1,"token":token})]);
+    let mut visitor =
+        SseClient::try_open(&app.http(""), &format!("frames={frames}"), &[("X-Forwarded-For", "198.51.100.2")])
+            .await
+            .expect("another address gets in");
+    assert_eq!(visitor.recv_or_close(WAIT).await.expect("connected")["type"], "connected");
+    sse_ping(&mut visitor, 2).await;
+    // Many addresses: the node's pending budget (5) refuses with 503 before the node is full.
+    flood.push(sse_without_a_token(&app, "203.0.113.2").await.unwrap());
+    flood.push(sse_without_a_token(&app, "203.0.113.3").await.unwrap());
+    assert_eq!(sse_without_a_token(&app, "203.0.113.4").await.err(), Some(503));
+    assert_eq!(app.gateway.connections.len(), 3 + 5, "3 connected + 5 pending, far below max_connections");
+    assert_eq!(app.metric("telegraphy_connections_over_quota_total{quota=\"pending_ip\"}").await, 5.0);
+    assert_eq!(app.metric("telegraphy_connections_over_quota_total{quota=\"pending\"}").await, 1.0);
+    sse_ping(&mut user, 3).await;
+    ws_ping(&mut ws, 4).await;
+    // A stream that goes frees its slot.
+    drop(flood.pop());
+    eventually("pending slot released", || async { app.gateway.connections.len() == 7 }).await;
+    assert!(sse_without_a_token(&app, "203.0.113.4").await.is_ok(), "room again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,6 +337,17 @@ async fn raw_path_closes_with_the_code_while_the_client_keeps_sending() {
 async fn raw_path_closes_1009_with_the_code_while_the_client_keeps_sending() {
     let nats = NatsServer::start();
     let app = spawn_app(&nats.url()).await;
+    closes_1009_while_the_client_keeps_sending(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actix_ws_path_closes_1009_with_the_code_while_the_client_keeps_sending() {
+    let nats = NatsServer::start();
+    let app = spawn_embedded(&nats.url()).await;
+    closes_1009_while_the_client_keeps_sending(&app).await;
+}
+
+async fn closes_1009_while_the_client_keeps_sending(app: &TestApp) {
     let mut user = app.client(&["a.>"]).await;
     // Frames over limits.max_frame_bytes (65536): the first closes the socket with 1009, the rest is discarded.
     let too_big = Message::text("x".repeat(100_000));

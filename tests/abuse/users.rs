@@ -85,6 +85,20 @@ async fn assert_served(app: &TestApp, channel: &str) {
 async fn one_user_opens_at_most_max_connections_per_user_sockets_across_sessions() {
     let nats = NatsServer::start();
     let app = spawn_app_with(&nats.url(), |s| s.limits.max_connections_per_user = 3).await;
+    one_user_is_held_to_its_sockets(&app).await;
+}
+
+/// The same on the actix-ws path of an app that embeds the node (`telegraphy::actix::ws`): the per-user cap
+/// holds there too, and a legitimate user beside is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_user_opens_at_most_max_connections_per_user_sockets_on_the_actix_ws_path() {
+    let nats = NatsServer::start();
+    let app = spawn_embedded_with(&nats.url(), |s| s.limits.max_connections_per_user = 3).await;
+    one_user_is_held_to_its_sockets(&app).await;
+}
+
+/// mallory (each socket a new session) gets 3 sockets (`max_connections_per_user` = 3 on `app`), then 4029.
+async fn one_user_is_held_to_its_sockets(app: &TestApp) {
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(user_client(&app, "mallory").await);
@@ -254,6 +268,64 @@ async fn one_users_sockets_cannot_take_the_nodes_filter_memory() {
     let reply = alice.request(regex_subscribe(99, 1)).await;
     assert_eq!(reply["type"], "subscribed", "another user's filter fits the node: {reply}");
     assert_served(&app, "chat.filters").await;
+}
+
+/// A `subscribe` whose filter has 4 `regex` conditions of heavy patterns (Unicode `\w`), distinct per (socket, i).
+fn heavy_subscribe(socket: usize, i: usize) -> Value {
+    let filter: serde_json::Map<String, Value> =
+        (0..4).map(|c| (format!("f{c}__regex"), json!(format!("^s{socket}i{i}c{c}\\w{{4}}$")))).collect();
+    json!({"type": "subscribe", "id": i, "event": "feed.x", "sub": format!("h{i}"), "filter": filter})
+}
+
+/// Issue 20, "a user's share of compile time": the node compiles one regex at a time in arrival order, so one
+/// user's sockets each with a regex `subscribe` queued made every other user's filter wait behind all of them.
+/// Now a user's compiles take their turn one after another (its lane): however many of its sockets queued
+/// compiles, another user's waits for at most one of them (plus the one running), and is answered while the
+/// flood still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_users_regex_compiles_queue_behind_each_other_not_ahead_of_other_users() {
+    const SOCKETS: usize = 24;
+    const SUBSCRIBES: usize = 3;
+    let nats = NatsServer::start();
+    let app = spawn_app_with(&nats.url(), |s| {
+        s.limits.max_filters = 64;
+        s.limits.filter_memory_per_connection = 256 << 20;
+        s.limits.filter_memory_per_user = 1 << 30;
+        s.limits.filter_memory_per_node = 1 << 30;
+        s.limits.requests_per_second = 0;
+    })
+    .await;
+    let memory = &app.gateway.filter_memory;
+    let mut alice = user_client(&app, "alice").await;
+    let mut flood = Vec::new();
+    for _ in 0..SOCKETS {
+        flood.push(user_client(&app, "mallory").await);
+    }
+    // Every socket of mallory queues its subscribes (each socket handles them one after another).
+    for (socket, mallory) in flood.iter_mut().enumerate() {
+        for i in 0..SUBSCRIBES {
+            mallory.send(heavy_subscribe(socket, i)).await;
+        }
+    }
+    eventually("every socket of mallory has a compile queued", || async { memory.queued() >= SOCKETS }).await;
+    let before = memory.compiled();
+    let reply = alice.request(regex_subscribe(99, 1)).await;
+    let waited = memory.compiled() - before - 1;
+    let left = memory.queued();
+    eprintln!("alice's compile came after {waited} of mallory's; {left} of mallory's still queued");
+    assert_eq!(reply["type"], "subscribed", "{reply}");
+    // First-come order would put her behind one compile of each of mallory's 24 sockets.
+    assert!(waited <= 6, "alice's compile waited for {waited} of mallory's compiles");
+    assert!(left >= SOCKETS / 2, "answered while mallory's flood still runs ({left} queued)");
+    // Mallory is served too, in its turn.
+    for mallory in &mut flood {
+        for _ in 0..SUBSCRIBES {
+            let reply = mallory.recv_or_close(Duration::from_secs(60)).await.expect("mallory served in its turn");
+            assert_eq!(reply["type"], "subscribed", "{reply}");
+        }
+    }
+    assert_eq!(memory.queued(), 0);
+    assert_served(&app, "chat.compiles").await;
 }
 
 /// Finding: 200 sockets that subscribe with `since` on 4 MB of history and never read held +389 MB: the node's
