@@ -180,8 +180,10 @@ async fn an_idle_connection_stays_within_its_memory_budget() {
     let nats = NatsServer::start();
     let app = spawn_app(&nats.url()).await;
     let mut tokens = Vec::with_capacity(WARM_UP + SESSIONS);
-    for _ in 0..WARM_UP + SESSIONS {
-        tokens.push(app.token("budget", &["budget.>"]).await);
+    for user in 0..WARM_UP + SESSIONS {
+        // One user per connection, as browsers are (and `limits.max_connections_per_user` is 32): each
+        // connection also pays its user's entry in the node's per-user budgets.
+        tokens.push(app.token(&format!("budget-{user}"), &["budget.>"]).await);
     }
     let measured = tokens.split_off(WARM_UP);
     let mut clients = Vec::with_capacity(WARM_UP + SESSIONS);
