@@ -59,8 +59,7 @@ pub fn admit(gw: &Gateway, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<
         Ok(id) => Ok(Admitted { id, outbox, queue, ctl }),
         Err(over) => {
             over.count(&gw.metrics);
-            let status =
-                if over.is_per_ip() { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::SERVICE_UNAVAILABLE };
+            let status = if over.is_per_ip() { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::SERVICE_UNAVAILABLE };
             Err(refused(status, over.reason()))
         }
     }

@@ -30,6 +30,7 @@ use crate::{
     metrics::Metrics,
     names,
     outbox::{Outbox, Push},
+    wakes::Wakes,
 };
 
 pub type ConnId = u64;
@@ -437,18 +438,21 @@ async fn next_tick(ticker: &mut Option<tokio::time::Interval>) {
 struct Queued {
     queued: u64,
     too_slow: u64,
+    /// The writers to wake for the round, one hand-over per worker thread ([`crate::wakes`]).
+    wakes: Wakes,
 }
 
 impl Queued {
     fn push(&mut self, outbox: &Outbox, frame: &ByteString) {
-        match outbox.push(frame.clone()) {
+        match outbox.push_batched(frame.clone(), &mut self.wakes) {
             Push::Queued => self.queued += 1,
             Push::TooSlow => self.too_slow += 1,
             Push::Gone => {}
         }
     }
 
-    fn record(self, metrics: &Metrics, frames: &metrics::Counter) {
+    fn record(mut self, metrics: &Metrics, frames: &metrics::Counter) {
+        self.wakes.flush();
         frames.increment(self.queued);
         if self.too_slow > 0 {
             metrics.slow_disconnects.increment(self.too_slow);

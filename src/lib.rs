@@ -49,6 +49,8 @@
 //! - [`secret`]: the weak-secret rule for configured secrets.
 //! - `client_ip` (private): a connection's client address (peer, or a trusted proxy's header) for per-IP quotas.
 //! - `metrics` (private): Prometheus metrics of the node.
+//! - `wakes` (private): writer wake-ups of a fan-out round handed to each worker thread at once (one
+//!   cross-thread wake-up per thread, not per socket).
 //! - `vec_map` (private): a small map as a vector of pairs, for per-connection maps (no table per connection).
 //! - [`footprint`] (hidden): the sizes of a connection's task futures, for the memory budget test.
 //! - [`shutdown`]: the shutdown signals (SIGTERM/SIGINT).
@@ -91,6 +93,7 @@ mod streams;
 pub mod telemetry;
 pub mod token;
 mod vec_map;
+mod wakes;
 mod writer;
 mod ws;
 

@@ -31,7 +31,10 @@ use std::{
 use bytestring::ByteString;
 use tokio::sync::Notify;
 
-use crate::frames::close;
+use crate::{
+    frames::close,
+    wakes::{self, Group, Wakes},
+};
 
 /// One queued WebSocket text message (an encoded protocol frame).
 pub type Frame = ByteString;
@@ -66,6 +69,9 @@ pub struct Control {
     room: Notify,
     /// The node's total this connection's queued bytes also count in, once connected ([`Control::share`]).
     shared: OnceLock<Arc<SharedQueue>>,
+    /// The worker thread's group that wakes the writer for a fan-out round ([`crate::wakes`]); None = woken
+    /// directly.
+    group: Option<Arc<Group>>,
 }
 
 impl Drop for Control {
@@ -191,6 +197,15 @@ impl Control {
         }
     }
 
+    /// Wakes the writer (it takes what is queued, or sees the close).
+    pub(crate) fn wake_writer(&self) {
+        self.ready.notify_one();
+    }
+
+    pub(crate) fn wake_group(&self) -> Option<&Arc<Group>> {
+        self.group.as_ref()
+    }
+
     fn frames(&self) -> std::sync::MutexGuard<'_, Frames> {
         self.frames.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -274,8 +289,13 @@ impl Queue {
 
 /// Frees a writer's batch buffer grown by a burst (keeps a small one for the next batch).
 pub fn trim(batch: &mut Vec<Frame>) {
-    if batch.capacity() > SPARE_FRAMES {
-        *batch = Vec::new();
+    trim_spare(batch);
+}
+
+/// Frees an emptied buffer grown beyond [`SPARE_FRAMES`] items.
+pub(crate) fn trim_spare<T>(buffer: &mut Vec<T>) {
+    if buffer.capacity() > SPARE_FRAMES {
+        *buffer = Vec::new();
     }
 }
 
@@ -350,15 +370,28 @@ impl Outbox {
     }
 
     /// A queue of at most `capacity` frames and `max_bytes` bytes. The writer reports what it wrote with
-    /// [`Control::written`].
+    /// [`Control::written`]. Made on the thread its writer will run on (the writer's wake-ups from a fan-out
+    /// go through that thread's [`crate::wakes`] group).
     pub fn bounded(capacity: usize, max_bytes: usize) -> (Self, Queue, Arc<Control>) {
-        let ctl = Arc::new(Control::default());
+        let mut ctl = Control::default();
+        ctl.group = wakes::local();
+        let ctl = Arc::new(ctl);
         ctl.frames().senders = 1;
         (Outbox { ctl: ctl.clone(), capacity: capacity.max(1), max_bytes }, Queue { ctl: ctl.clone() }, ctl)
     }
 
     /// Queues a text frame without waiting.
     pub fn push(&self, frame: Frame) -> Push {
+        self.push_to(frame, None)
+    }
+
+    /// As [`Outbox::push`], for one of many connections a frame goes to: the writer's wake-up, if it needs one,
+    /// is left to `wakes` (one per worker thread when flushed, not one per connection).
+    pub fn push_batched(&self, frame: Frame, wakes: &mut Wakes) -> Push {
+        self.push_to(frame, Some(wakes))
+    }
+
+    fn push_to(&self, frame: Frame, wakes: Option<&mut Wakes>) -> Push {
         if self.ctl.closing().is_some() {
             return Push::Gone;
         }
@@ -366,7 +399,7 @@ impl Outbox {
         if !self.reserve(len) {
             return self.too_slow();
         }
-        match self.enqueue(frame) {
+        match self.enqueue(frame, wakes) {
             Ok(()) => Push::Queued,
             Err(refused) => {
                 self.unreserve(len);
@@ -379,8 +412,8 @@ impl Outbox {
     }
 
     /// Appends `frame` if the queue has a free slot; wakes the writer when the queue was empty (it takes the
-    /// whole queue per wake-up, so one wake-up per batch).
-    fn enqueue(&self, frame: Frame) -> Result<(), Refused> {
+    /// whole queue per wake-up, so one wake-up per batch), now or through `wakes`.
+    fn enqueue(&self, frame: Frame, wakes: Option<&mut Wakes>) -> Result<(), Refused> {
         let was_empty = {
             let mut frames = self.ctl.frames();
             if frames.reader_gone {
@@ -393,7 +426,10 @@ impl Outbox {
             frames.queued.len() == 1
         };
         if was_empty {
-            self.ctl.ready.notify_one();
+            match wakes {
+                Some(wakes) => wakes.add(&self.ctl),
+                None => self.ctl.wake_writer(),
+            }
         }
         Ok(())
     }
@@ -412,7 +448,7 @@ impl Outbox {
             tokio::pin!(room);
             room.as_mut().enable(); // a write between the check below and the wait is not missed
             if self.reserve(len) {
-                match self.enqueue(frame.take().expect("frame not yet queued")) {
+                match self.enqueue(frame.take().expect("frame not yet queued"), None) {
                     Ok(()) => return Push::Queued,
                     Err(Refused::Gone) => {
                         self.unreserve(len);

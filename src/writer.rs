@@ -69,7 +69,8 @@ where
         // Whether the last item the session read ended the input (the client closed, or the stream broke).
         let ended = Rc::new(Cell::new(false));
         let seen = ended.clone();
-        let inbound = inbound.inspect(move |item| seen.set(!matches!(item, Inbound::Text(_) | Inbound::Binary | Inbound::Alive)));
+        let inbound =
+            inbound.inspect(move |item| seen.set(!matches!(item, Inbound::Text(_) | Inbound::Binary | Inbound::Alive)));
         let mut inbound = std::pin::pin!(inbound);
         Session::new(gw, id, outbox).run(inbound.as_mut()).await;
         if !ended.get() {
