@@ -180,8 +180,9 @@ async fn an_idle_connection_stays_within_its_memory_budget() {
     let nats = NatsServer::start();
     let app = spawn_app(&nats.url()).await;
     let mut tokens = Vec::with_capacity(WARM_UP + SESSIONS);
-    for _ in 0..WARM_UP + SESSIONS {
-        tokens.push(app.token("budget", &["budget.>"]).await);
+    // One user per socket, as for visitors (a user has at most `limits.max_connections_per_user` sockets).
+    for i in 0..WARM_UP + SESSIONS {
+        tokens.push(app.token(&format!("budget{i}"), &["budget.>"]).await);
     }
     let measured = tokens.split_off(WARM_UP);
     let mut clients = Vec::with_capacity(WARM_UP + SESSIONS);
