@@ -272,27 +272,25 @@ impl Connections {
     }
 
     /// Brings the node's queued bytes down by `excess`: the connections with the largest queues are closed
-    /// with 4008 (too slow) until those closing hold at least `excess` bytes (connections already closing count
-    /// first, so that repeated calls close no more than needed); returns how many this call closed. Called when
-    /// the node's total of queued bytes is exceeded, never per frame.
+    /// with 4008 (too slow) until they held at least `excess` bytes (a 4008 drops a connection's queued frames at
+    /// once, see [`crate::outbox`]); returns how many were closed. Called when the node's total of queued bytes
+    /// is exceeded, never per frame.
     pub fn close_largest_queues(&self, excess: usize) -> usize {
         let table = self.table.lock().expect("connections lock");
-        let mut releasing = 0;
-        let mut open = Vec::new();
-        for conn in table.live.values().filter(|c| c.ctl.is_shared()) {
-            match conn.ctl.closing() {
-                Some(_) => releasing += conn.ctl.queued_bytes(),
-                None => open.push((conn.ctl.queued_bytes(), &conn.ctl)),
-            }
-        }
+        let mut open: Vec<_> = table
+            .live
+            .values()
+            .filter(|c| c.ctl.is_shared() && c.ctl.closing().is_none())
+            .map(|c| (c.ctl.queued_bytes(), &c.ctl))
+            .collect();
         open.sort_unstable_by(|a, b| b.0.cmp(&a.0));
-        let mut closed = 0;
+        let (mut released, mut closed) = (0, 0);
         for (queued, ctl) in open {
-            if releasing >= excess || queued == 0 {
+            if released >= excess || queued == 0 {
                 break;
             }
             if ctl.close(crate::frames::close::TOO_SLOW, "too slow") {
-                releasing += queued;
+                released += queued;
                 closed += 1;
             }
         }
@@ -395,12 +393,14 @@ mod tests {
             conns.try_register(ctl.clone(), ip, quotas).unwrap();
             held.push((outbox, queue, ctl));
         }
+        assert_eq!(node.used(), 7400);
         assert_eq!(conns.close_largest_queues(6000), 2, "the 5000 and 2000 byte queues");
         let closing: Vec<bool> = held.iter().map(|(_, _, ctl)| ctl.closing().is_some()).collect();
         assert_eq!(closing, [false, true, false, true]);
-        assert_eq!(conns.close_largest_queues(6000), 0, "the closing ones already release enough");
-        assert_eq!(conns.close_largest_queues(7200), 1, "then the next largest");
+        assert_eq!(node.used(), 400, "their frames were dropped at once");
+        assert_eq!(conns.close_largest_queues(250), 1, "then the next largest");
         assert!(held[2].2.closing().is_some());
+        assert_eq!(node.used(), 100);
     }
 
     #[test]
