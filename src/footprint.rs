@@ -1,11 +1,6 @@
 //! What one idle connection's tasks weigh: the size of the futures stored in them for the connection's whole life
 //! (reported for the memory budget guard, tests/memory_budget.rs, and bench/README.md).
 
-/// The size of the future `make` returns, without building one.
-pub(crate) fn future_size<A, F: std::future::Future>(_make: impl FnOnce(A) -> F) -> usize {
-    std::mem::size_of::<F>()
-}
-
 /// Bytes of the futures of one raw WebSocket connection's reader (its session) and writer tasks.
 #[doc(hidden)]
 pub fn raw_websocket_tasks() -> (usize, usize) {

@@ -223,9 +223,8 @@ pub(crate) fn task_sizes() -> (usize, usize) {
         futures_util::stream::SplitStream<Socket>,
         fn(Result<Message, WsError>) -> Inbound<Utf8Bytes>,
     >;
-    let reader =
-        crate::footprint::future_size(|(session, stream): (crate::session::Session, Reader)| session.run(stream));
-    let writer = crate::footprint::future_size(
+    let reader = future_size(|(session, stream): (crate::session::Session, Reader)| session.run(stream));
+    let writer = future_size(
         |(sink, queue, ctl): (
             futures_util::stream::SplitSink<Socket, Message>,
             crate::outbox::Queue,
@@ -233,4 +232,9 @@ pub(crate) fn task_sizes() -> (usize, usize) {
         )| { writer::writer(sink, queue, ctl) },
     );
     (reader, writer)
+}
+
+/// The size of the future `make` returns, without building one.
+fn future_size<A, F: std::future::Future>(_make: impl FnOnce(A) -> F) -> usize {
+    std::mem::size_of::<F>()
 }
