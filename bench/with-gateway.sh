@@ -96,7 +96,9 @@ export BENCH_GATEWAY_PID=$gateway_pid
 export BENCH_NATS_PID=$nats_pid
 export BENCH_NATS_MONITOR=$nats_monitor
 if [ "${BENCH_BARE:-}" = 1 ]; then
-  "${BENCH_BARE_BIN:-$ROOT/target/release/telegraphy-bench}" bare-server --nats "$BENCH_NATS" >"$logs/bare.log" 2>&1 &
+  # setsid like the gateway: with the kernel's autogroup scheduling (sched_autogroup_enabled) each session gets
+  # a fair share of the CPU, so both servers must be in a session of their own, not in the load client's.
+  setsid "${BENCH_BARE_BIN:-$ROOT/target/release/telegraphy-bench}" bare-server --nats "$BENCH_NATS" >"$logs/bare.log" 2>&1 &
   bare_pid=$!
   BENCH_BARE_URL=$(wait_for "$logs/bare.log" 'ws://[0-9.]+:[0-9]+/ws' 30)
   export BENCH_BARE_URL BENCH_BARE_PID=$bare_pid

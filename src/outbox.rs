@@ -33,7 +33,7 @@ use tokio::sync::Notify;
 
 use crate::{
     frames::close,
-    wakes::{self, Group, Wakes},
+    wakes::{self, Group, Wakes, Writer as _},
 };
 
 /// One queued WebSocket text message (an encoded protocol frame).
@@ -124,6 +124,17 @@ impl SharedQueue {
     }
 }
 
+impl wakes::Writer for Control {
+    /// Wakes the writer (it takes what is queued, or sees the close).
+    fn wake_writer(&self) {
+        self.ready.notify_one();
+    }
+
+    fn wake_group(&self) -> Option<&Arc<Group>> {
+        self.group.as_ref()
+    }
+}
+
 impl Control {
     /// Asks the connection to close with `code`; returns false if it was already closing.
     pub fn close(&self, code: u16, reason: &'static str) -> bool {
@@ -195,15 +206,6 @@ impl Control {
                 shared.add(self.queued_bytes.load(Ordering::Acquire));
             }
         }
-    }
-
-    /// Wakes the writer (it takes what is queued, or sees the close).
-    pub(crate) fn wake_writer(&self) {
-        self.ready.notify_one();
-    }
-
-    pub(crate) fn wake_group(&self) -> Option<&Arc<Group>> {
-        self.group.as_ref()
     }
 
     fn frames(&self) -> std::sync::MutexGuard<'_, Frames> {
@@ -646,5 +648,29 @@ mod tests {
         assert_eq!(batch.capacity(), 0, "freed");
         drop(rx);
         assert_eq!(outbox.push(frame(1)), Push::Gone);
+    }
+
+    /// A writer on a current-thread runtime (as on an actix worker) is woken by a push from another thread once
+    /// the round's wakes are flushed, through its thread's group.
+    #[test]
+    fn a_flushed_round_wakes_a_writer_of_another_threads_runtime() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let worker = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let (outbox, mut queue, ctl) = Outbox::bounded(16, usize::MAX);
+                assert!(crate::wakes::Writer::wake_group(&*ctl).is_some(), "bound to this thread's group");
+                tx.send(outbox).unwrap();
+                let mut batch = Vec::new();
+                tokio::time::timeout(std::time::Duration::from_secs(5), queue.recv_batch(&mut batch, 64))
+                    .await
+                    .expect("woken")
+            })
+        });
+        let outbox = rx.recv_timeout(std::time::Duration::from_secs(5)).expect("outbox made");
+        let mut wakes = crate::wakes::Wakes::default();
+        assert_eq!(outbox.push_batched(ByteString::from("frame"), &mut wakes), Push::Queued);
+        wakes.flush();
+        assert_eq!(worker.join().unwrap(), 1, "the writer took the frame");
     }
 }

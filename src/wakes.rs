@@ -22,12 +22,20 @@ use std::{
 
 use tokio::{runtime::RuntimeFlavor, sync::Notify};
 
-use crate::outbox::Control;
+/// What a group wakes: a connection's writer (the outbox's `Control`; a trait so that this module does not
+/// depend on the outbox).
+pub trait Writer: Send + Sync + std::fmt::Debug {
+    fn wake_writer(&self);
+    fn wake_group(&self) -> Option<&Arc<Group>>;
+}
+
+/// Most entries an emptied list keeps.
+const SPARE: usize = 16;
 
 /// The writers of one worker thread to wake, and the task that wakes them.
 #[derive(Debug, Default)]
 pub struct Group {
-    pending: Mutex<Vec<Arc<Control>>>,
+    pending: Mutex<Vec<Arc<dyn Writer>>>,
     signal: Notify,
     /// The waking task is running (false once its runtime dropped it).
     alive: AtomicBool,
@@ -76,26 +84,28 @@ async fn wake_writers(group: Arc<Group>) {
         for ctl in waking.drain(..) {
             ctl.wake_writer();
         }
-        crate::outbox::trim_spare(&mut waking);
+        if waking.capacity() > SPARE {
+            waking = Vec::new(); // a burst's list does not stay
+        }
     }
 }
 
 /// Writers to wake, collected by one fan-out round and handed to their threads at once by [`Wakes::flush`].
 #[derive(Default)]
 pub struct Wakes {
-    groups: Vec<(Arc<Group>, Vec<Arc<Control>>)>,
+    groups: Vec<(Arc<Group>, Vec<Arc<dyn Writer>>)>,
 }
 
 impl Wakes {
     /// Wakes `ctl`'s writer at the next [`Wakes::flush`] (at once if it has no group).
-    pub fn add(&mut self, ctl: &Arc<Control>) {
+    pub fn add<W: Writer + 'static>(&mut self, ctl: &Arc<W>) {
         let Some(group) = ctl.wake_group() else {
             ctl.wake_writer();
             return;
         };
         match self.groups.iter_mut().find(|(g, _)| Arc::ptr_eq(g, group)) {
-            Some((_, list)) => list.push(ctl.clone()),
-            None => self.groups.push((group.clone(), vec![ctl.clone()])),
+            Some((_, list)) => list.push(ctl.clone() as Arc<dyn Writer>),
+            None => self.groups.push((group.clone(), vec![ctl.clone() as Arc<dyn Writer>])),
         }
     }
 

@@ -228,8 +228,7 @@ pub(crate) fn task_sizes() -> (usize, usize) {
         futures_util::stream::SplitStream<Socket>,
         fn(Result<Message, WsError>) -> Inbound<Utf8Bytes>,
     >;
-    let reader =
-        future_size(|(session, stream): (crate::session::Session, Reader)| session.run(stream));
+    let reader = future_size(|(session, stream): (crate::session::Session, Reader)| session.run(stream));
     let writer = future_size(
         |(sink, queue, ctl): (
             futures_util::stream::SplitSink<Socket, Message>,

@@ -23,11 +23,12 @@ use common::*;
 /// Heap bytes held per idle authenticated connection (one subscription), at most. Derived from this test on the
 /// debug build (`cargo test`): 13.1 KB on main at 59cef4c (its reader future alone was 7 560 B, the session's
 /// cleanup with presence's KV calls awaited inline; a tokio mpsc channel with its first 32-slot block, 1.6 KB;
-/// a hash table for one subscription; a 1 KiB read buffer); 4.2 KB on branch h4-perf (bench/README.md, "Idle
-/// memory, issue 24", has the breakdown). The budget is that plus ~10 % for map growth steps while the
-/// connections register and allocator rounding: anything paying per idle connection for presence, history, a
-/// queue block or a frame handler's state again lands above it.
-const BUDGET_PER_SESSION: isize = 4_608;
+/// a hash table for one subscription; a 1 KiB read buffer); 4.2 KB on branch h4-perf with one user for all
+/// connections; 4 498 B with one user per connection and issue 20's per-user budgets (their entry per user) and
+/// the wake-group pointer (bench/README.md, "Performance budget (issue 24)", says what is counted). The budget is
+/// that plus ~8 % for map growth steps while the connections register: anything paying per idle connection for
+/// presence, history, a queue block or a frame handler's state again lands above it.
+const BUDGET_PER_SESSION: isize = 4_864;
 
 /// The raw WebSocket path's reader (session) future, at most: 896 B measured on the debug build (7 560 B on
 /// main at 59cef4c). Every idle connection stores it whole in its task; a frame handler or a cleanup awaited
