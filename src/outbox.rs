@@ -373,7 +373,7 @@ impl Outbox {
 
     /// A queue of at most `capacity` frames and `max_bytes` bytes. The writer reports what it wrote with
     /// [`Control::written`]. Made on the thread its writer will run on (the writer's wake-ups from a fan-out
-    /// go through that thread's [`crate::wakes`] group).
+    /// go through that thread's `crate::wakes` group).
     pub fn bounded(capacity: usize, max_bytes: usize) -> (Self, Queue, Arc<Control>) {
         let mut ctl = Control::default();
         ctl.group = wakes::local();
