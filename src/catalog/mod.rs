@@ -12,7 +12,7 @@ mod entry;
 mod watch;
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, HashMap},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, RwLock,
@@ -67,15 +67,18 @@ pub enum Put {
     Full,
 }
 
+/// An entry's patterns, shared between the entry and the index.
+type Patterns = Arc<[Box<str>]>;
+
 /// The valid entries by key, in ascending byte order of their keys.
 #[derive(Debug, Default)]
 pub struct Catalog {
     max_entries: usize,
     entries: BTreeMap<Arc<str>, Entry>,
     /// Keys of the entries with a pattern whose first token is this literal.
-    by_first: HashMap<Box<str>, BTreeSet<Arc<str>>>,
+    by_first: HashMap<Box<str>, BTreeMap<Arc<str>, Patterns>>,
     /// Keys of the entries with a pattern whose first token is `*` or `>`.
-    wild_first: BTreeSet<Arc<str>>,
+    wild_first: BTreeMap<Arc<str>, Patterns>,
 }
 
 fn first_token(pattern: &str) -> &str {
@@ -106,8 +109,10 @@ impl Catalog {
                 let key: Arc<str> = key.into();
                 for pattern in entry.patterns.iter() {
                     match first_token(pattern) {
-                        "*" | ">" => self.wild_first.insert(key.clone()),
-                        token => self.by_first.entry(token.into()).or_default().insert(key.clone()),
+                        "*" | ">" => self.wild_first.insert(key.clone(), entry.patterns.clone()),
+                        token => {
+                            self.by_first.entry(token.into()).or_default().insert(key.clone(), entry.patterns.clone())
+                        }
                     };
                 }
                 self.entries.insert(key, entry);
@@ -163,7 +168,9 @@ impl Catalog {
     /// Whether a subscription to `pattern` can match an entry (strict mode): one of the entries' patterns
     /// overlaps it. Looks only at the entries whose patterns can share its first token.
     pub fn knows(&self, pattern: &str) -> bool {
-        let check = |keys: &BTreeSet<Arc<str>>| keys.iter().any(|k| self.entries[k].overlaps(pattern));
+        let check = |index: &BTreeMap<Arc<str>, Patterns>| {
+            index.values().any(|patterns| patterns.iter().any(|p| entry::overlaps(p, pattern)))
+        };
         match first_token(pattern) {
             "*" | ">" => self.entries.values().any(|e| e.overlaps(pattern)),
             token => check(&self.wild_first) || self.by_first.get(token).is_some_and(check),
