@@ -84,6 +84,13 @@ export TELEGRAPHY_AUTH__SECRET=${TELEGRAPHY_AUTH__SECRET:-bench-$(od -An -tx1 -N
 export TELEGRAPHY_NATS__URL=nats://$nats_addr
 export TELEGRAPHY_HTTP__BIND=127.0.0.1:0
 export TELEGRAPHY_LIMITS__MAX_CONNECTIONS=${TELEGRAPHY_LIMITS__MAX_CONNECTIONS:-19000}
+# Every load client connects from 127.0.0.1: lift the per-address budget of connections waiting for `connect`
+# (issue 20, default 32) and size the node's to the load. Builds from before issue 20 reject these settings: run
+# them with BENCH_PRE_ISSUE_20=1.
+if [ "${BENCH_PRE_ISSUE_20:-0}" != 1 ]; then
+  export TELEGRAPHY_LIMITS__MAX_PENDING_CONNECTIONS_PER_IP=${TELEGRAPHY_LIMITS__MAX_PENDING_CONNECTIONS_PER_IP:-0}
+  export TELEGRAPHY_LIMITS__MAX_PENDING_CONNECTIONS=${TELEGRAPHY_LIMITS__MAX_PENDING_CONNECTIONS:-5000}
+fi
 # shellcheck disable=SC2086 # GATEWAY_WRAP is a command prefix
 # setsid: the gateway leads its own process group, so cleanup also reaches a process under GATEWAY_WRAP.
 setsid ${GATEWAY_WRAP:-} "$GATEWAY_BIN" >"$logs/gateway.log" 2>&1 &
