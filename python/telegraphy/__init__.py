@@ -21,6 +21,7 @@ from .emitting import coalesced, muted
 from .events import BaseEvent, BaseEventModel, allow_patterns
 from .exceptions import (
     CatalogError,
+    EventDataError,
     FilterError,
     PresenceError,
     PublishError,
@@ -40,6 +41,7 @@ __all__ = [
     "BaseEvent",
     "BaseEventModel",
     "CatalogError",
+    "EventDataError",
     "FilterError",
     "LifecycleEvent",
     "PresenceError",

@@ -7,9 +7,10 @@ class TelegraphyConfig(AppConfig):
     verbose_name = "Telegraphy"
 
     def ready(self) -> None:
-        from . import auth_signals, checks  # noqa: F401  (checks registers the system checks)
+        from . import auth_signals, checks, validation  # noqa: F401  (checks registers the system checks)
 
-        auth_signals.connect()  # revoke gateway sessions on logout, password change, deactivation
+        auth_signals.connect()
+        validation.install()  # outgoing event data checked against its schema when VALIDATE_DATA / DEBUG  # revoke gateway sessions on logout, password change, deactivation
 
         # Imports <app>.events of every installed app. A missing module is fine; an events module that
         # fails to import raises here (autodiscover_modules re-raises when the submodule exists).

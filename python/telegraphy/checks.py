@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from django.core.checks import Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
-from . import client_ip, events, names
+from . import client_ip, events, names, validation
 from .conf import CLIENT_TRANSPORTS, DEFAULTS, parse_rate, redact_url, user_settings
 from .filters import DEFAULT_LIMITS as FILTER_LIMITS
 from .token_format import MAX_TTL, MIN_SECRET_BYTES, secret_weakness
@@ -162,6 +162,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
     errors.extend(_check_token_info(conf["TOKEN_INFO"]))
     errors.extend(_check_client_ip(conf["TRUSTED_PROXIES"], conf["CLIENT_IP_HEADER"]))
     errors.extend(_check_grant_fields(conf["GRANT_FIELDS"]))
+    errors.extend(_check_validate_data(conf["VALIDATE_DATA"]))
 
     unknown = sorted(set(raw) - set(DEFAULTS))
     if unknown:
@@ -173,6 +174,18 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
             )
         )
     return errors
+
+
+def _check_validate_data(value: Any) -> list:
+    """VALIDATE_DATA: None (follow DEBUG) or a bool; checking needs jsonschema."""
+    if value is not None and not isinstance(value, bool):
+        return [Error("TELEGRAPHY['VALIDATE_DATA'] must be None (follow DEBUG), True or False.",
+                      id="telegraphy.E020")]
+    if validation.wanted() and not validation.available():
+        return [Warning("Outgoing event data is not checked against its JSON Schema: jsonschema is not installed.",
+                        hint="pip install jsonschema (or set TELEGRAPHY['VALIDATE_DATA'] = False).",
+                        id="telegraphy.W002")]
+    return []
 
 
 def _check_filter_limits(limits: Any) -> list:

@@ -32,6 +32,7 @@ Every key is optional except ``SECRET``::
         "TRANSPORTS": None,                     # the page client's transports, e.g. ["websocket", "sse"]; None: its default
         "SSE_URL": None,                        # the page client's SSE URL (http(s):// or /path); None: from GATEWAY_URL
         "TOKEN_INFO": None,                     # callable(user) -> dict | None, or its dotted path: tokens' presence info
+        "VALIDATE_DATA": None,                  # check outgoing event data against its JSON Schema; None: when DEBUG
     }
 
 Outside a configured Django project (a plain script), the defaults apply, overridden by the environment
@@ -84,6 +85,7 @@ DEFAULTS: dict[str, Any] = {
     "TRANSPORTS": None,
     "SSE_URL": None,
     "TOKEN_INFO": None,
+    "VALIDATE_DATA": None,
 }
 
 # The transports the JS client knows (proto/PROTOCOL.md section 10), in its default order.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, ClassVar, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 from . import emitting, names
 from . import presence as presence_kv
@@ -23,6 +23,17 @@ __all__ = ["BaseEvent", "BaseEventModel", "registered", "unregister", "allow_pat
 ACTIONS = {"create": "created", "update": "updated", "delete": "deleted"}
 PRESENT = "present"  # <base>.present.<key>: a model instance's presence channel, beside its action tokens
 PRESENT_KEYWORDS = ("limit", "timeout")  # BaseEvent.present()'s own keywords: no name parameter may use them
+
+# The check of outgoing data against its class's JSON Schema (telegraphy.validation, installed by the app's ready():
+# a no-op unless VALIDATE_DATA / DEBUG). Called with the event object, the event name and the data as JSON text;
+# raises EventDataError. Kept as a hook so that this module does not depend on the catalog's schemas.
+_data_check: Callable[[Any, str, str], None] | None = None
+
+
+def set_data_check(check: Callable[[Any, str, str], None] | None) -> None:
+    global _data_check
+    _data_check = check
+
 
 _registry_lock = threading.Lock()
 _registry: dict[str, Any] = {}  # "module.QualName" -> event class instance
@@ -154,12 +165,24 @@ class BaseEvent:
     def send(cls, data: Any = None, **params: Any) -> Any:
         """Publish ``data`` under the name rendered with ``params``. See :func:`telegraphy.publish`."""
         ack = params.pop("ack", False)
-        return publish(cls.event_name(**params), data, ack=ack)
+        name = cls.event_name(**params)
+        cls._check_data(name, data)
+        return publish(name, data, ack=ack)
 
     @classmethod
     async def asend(cls, data: Any = None, **params: Any) -> Any:
         ack = params.pop("ack", False)
-        return await apublish(cls.event_name(**params), data, ack=ack)
+        name = cls.event_name(**params)
+        cls._check_data(name, data)
+        return await apublish(name, data, ack=ack)
+
+    @classmethod
+    def _check_data(cls, name: str, data: Any) -> None:
+        if _data_check is not None:
+            with _registry_lock:
+                event = _registry.get(f"{cls.__module__}.{cls.__qualname__}")
+            if event is not None:
+                _data_check(event, name, encode_data(data))
 
     # -- presence (presence = True)
 
@@ -288,6 +311,9 @@ class BaseEventModel:
         except ValueError:
             logger.exception("telegraphy: %s event for %r not published", operation, instance)
             return
+        if _data_check is not None:
+            name = subject if coalescer is None else subjects.get(operation, f"{prefix}.{type(self).__qualname__}")
+            _data_check(self, name[len(prefix) + 1:], payload)
         if coalescer is None:
             emitting.after_commit(subject, payload, using)
         else:

@@ -8,6 +8,7 @@ This module imports nothing from the package, so any module may import it.
 from __future__ import annotations
 
 __all__ = [
+    "EventDataError",
     "TelegraphyError",
     "PublishError",
     "RevocationError",
@@ -29,6 +30,16 @@ class PublishError(TelegraphyError, RuntimeError):
 
 class RevocationError(PublishError):
     """The revocation was not stored: NATS unreachable, no answer within the timeout, KV failure."""
+
+
+class EventDataError(TelegraphyError, TypeError):
+    """An event's ``data`` does not match its class's JSON Schema (the catalog's ``data``), raised where the event
+    is emitted while ``VALIDATE_DATA`` is on (``DEBUG`` by default): contract drift fails tests, not browsers.
+    ``event`` is the event name, ``path`` the JSON path of the first mismatch."""
+
+    def __init__(self, event: str, path: str, message: str):
+        super().__init__(f"{event}: data{path} {message} (its JSON Schema: manage.py telegraphy_catalog)")
+        self.event, self.path = event, path
 
 
 class TokenError(TelegraphyError, ValueError):
