@@ -24,8 +24,8 @@ ACTIONS = {"create": "created", "update": "updated", "delete": "deleted"}
 PRESENT = "present"  # <base>.present.<key>: a model instance's presence channel, beside its action tokens
 PRESENT_KEYWORDS = ("limit", "timeout")  # BaseEvent.present()'s own keywords: no name parameter may use them
 
-# The check of outgoing data against its class's JSON Schema (telegraphy.validation, installed by the app's ready():
-# a no-op unless VALIDATE_DATA / DEBUG). Called with the event object, the event name and the data as JSON text;
+# The check of outgoing data against its class's JSON Schema (telegraphy.validation, set by the app's ready() only
+# while VALIDATE_DATA / DEBUG is on; None otherwise, so production events skip it entirely). Called with the event object, the event name and the data as JSON text;
 # raises EventDataError. Kept as a hook so that this module does not depend on the catalog's schemas.
 _data_check: Callable[[Any, str, str], None] | None = None
 

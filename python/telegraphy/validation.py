@@ -4,7 +4,7 @@ its DEBUG runs instead of the browsers and the other-language consumers that rel
 
 On when ``TELEGRAPHY["VALIDATE_DATA"]`` is true, or, when it is ``None`` (the default), when Django's ``DEBUG``
 is: the check runs where the event is emitted (``BaseEvent.send``, a model save's ``emit``) and raises
-:class:`~telegraphy.exceptions.EventDataError`. Off (production), an event pays one cached boolean read. Needs
+:class:`~telegraphy.exceptions.EventDataError`. Off (production), the check is not hooked in at all. Needs
 the ``jsonschema`` package (``pip install jsonschema``; a system check warns when it is missing and the check is
 wanted). Validators are built once per class (the schema comes from :func:`telegraphy.catalog.entry_of`).
 """
@@ -80,11 +80,14 @@ def check(event: Any, name: str, payload: str) -> None:
 
 
 def reset() -> None:
-    """Forget the cached state and validators (settings changed, or a class was redefined)."""
+    """Forget the cached state and validators (settings changed, or a class was redefined), and hook
+    :func:`check` into the event classes only when it is on: off, an event pays nothing (not even encoding its
+    data a second time)."""
     global _enabled
     with _lock:
         _enabled = None
         _validators.clear()
+    events.set_data_check(check if enabled() else None)
 
 
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
@@ -93,8 +96,9 @@ def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
 
 
 def install() -> None:
-    """Hooks :func:`check` into the event classes (the app's ``ready()``)."""
+    """Hooks :func:`check` into the event classes when it is on, now and whenever DEBUG or TELEGRAPHY change
+    (the app's ``ready()``)."""
     from django.core.signals import setting_changed
 
     setting_changed.connect(_on_setting_changed, dispatch_uid="telegraphy-validation-settings-changed")
-    events.set_data_check(check)
+    reset()

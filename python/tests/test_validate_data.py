@@ -106,9 +106,12 @@ def test_system_checks_refuse_a_bad_value(settings):
     assert "telegraphy.E020" not in [m.id for m in run_checks()]
 
 
-def test_off_costs_one_cached_read(settings, said):
+def test_off_the_check_is_not_even_hooked_in(settings, said):
+    from telegraphy import events
+
     settings.DEBUG = False
-    validation.reset()
-    assert validation.enabled() is False
-    settings.DEBUG = True  # setting_changed resets the cache
-    assert validation.enabled() is True
+    assert validation.enabled() is False and events._data_check is None
+    settings.DEBUG = True  # setting_changed recomputes it
+    assert validation.enabled() is True and events._data_check is validation.check
+    settings.TELEGRAPHY = {**settings.TELEGRAPHY, "VALIDATE_DATA": False}
+    assert events._data_check is None
