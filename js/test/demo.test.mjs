@@ -279,11 +279,18 @@ test("Django demo chat: alice's typing shows on the admin's page (client publish
       await typing(adminTab, "alice");
       assert.equal(await adminTab.textContent("#typing"), "alice is typing", "forged data changes nothing");
       await adminTab.waitForFunction(() => document.getElementById("typing").hidden, null, { timeout: 10000 }); // hides after a few s
+      // every list of typers alice's page shows from now on
+      await aliceTab.evaluate(() => {
+        const el = document.getElementById("typing");
+        window.typersShown = [];
+        new MutationObserver(() => window.typersShown.push(el.dataset.users)).observe(el, { attributes: true, attributeFilter: ["data-users"] });
+      });
       await aliceTab.type("#chat-text", "hello", { delay: 20 });
       await typing(adminTab, "alice");
       await adminTab.type("#chat-text", "hi", { delay: 20 });
-      // alice's own typing came before the admin's over the same gateway: her page never lists herself
+      // alice's own typing came before the admin's over the same gateway: her page never listed herself
       await typing(aliceTab, "admin");
+      assert.deepEqual([...new Set(await aliceTab.evaluate(() => window.typersShown))], ["admin"]);
       assert.ok(statSync(await screenshot(aliceTab, "django-demo-chat-typing")).size > 1000);
       await adminTab.fill("#chat-text", "");
 
