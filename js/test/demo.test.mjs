@@ -2,7 +2,9 @@
 // view travels Django -> NATS -> gateway (started by `manage.py run_telegraph`) -> the client served by
 // `{% telegraphy_scripts %}`, reaching two tabs within 1 s; permissions in the token keep alice's page
 // to her own items; presence shows who is online in the chat and who else views an item, and a count
-// instead of the list while the room is over the gateway's join/leave bound.
+// instead of the list while the room is over the gateway's join/leave bound; the chat talks back over the
+// socket: "is typing" by client publish, messages by tg.rpc("chat.send") answered by a real
+// `manage.py telegraphy_worker` (issue 22).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -251,4 +253,78 @@ test("Django demo: the owner and the staff on one item page see each other as vi
     assert.deepEqual(problems, []);
     await adminTab.close();
     await aliceTab.waitForFunction(() => document.getElementById("viewers").textContent === "nobody else", null, { timeout: 10000 });
+  }));
+
+test("Django demo chat: alice's typing shows on the admin's page (client publish, sender from the gateway); a message goes through tg.rpc(\"chat.send\") and a real telegraphy_worker to both pages and the database; errors show", () =>
+  adminAndAlice(async ({ adminTab, aliceTab }) => {
+    const worker = await demo.startWorker();
+    try {
+      const roomName = `talk-${randomBytes(3).toString("hex")}`;
+      for (const tab of [adminTab, aliceTab]) {
+        await tab.goto(`${demo.url}/chat/${roomName}/`);
+        await tab.waitForSelector('#online[data-state="live"]', { timeout: 10000 });
+      }
+      // each page knows the other's client (its presence info names it): the name a typer is shown by
+      for (const tab of [adminTab, aliceTab]) {
+        await tab.waitForFunction(() => document.querySelectorAll("#online li").length === 2, null, { timeout: 10000 });
+      }
+      const typing = (tab, users) =>
+        tab.waitForFunction((users) => {
+          const el = document.getElementById("typing");
+          return users === "" ? el.hidden : !el.hidden && el.dataset.users === users;
+        }, users, { timeout: 10000 });
+
+      // alice types: the admin's page shows it; the name comes from the gateway's `from`, never from data
+      await aliceTab.evaluate((name) => tg.publish(name, { user: "admin", from: { user: "1", client: "AAAAAAAAAAAAAAAA" } }), `demo.chat.${roomName}.typing`);
+      await typing(adminTab, "alice");
+      assert.equal(await adminTab.textContent("#typing"), "alice is typing", "forged data changes nothing");
+      await adminTab.waitForFunction(() => document.getElementById("typing").hidden, null, { timeout: 10000 }); // hides after a few s
+      // every list of typers alice's page shows from now on
+      await aliceTab.evaluate(() => {
+        const el = document.getElementById("typing");
+        window.typersShown = [];
+        new MutationObserver(() => window.typersShown.push(el.dataset.users)).observe(el, { attributes: true, attributeFilter: ["data-users"] });
+      });
+      await aliceTab.type("#chat-text", "hello", { delay: 20 });
+      await typing(adminTab, "alice");
+      await adminTab.type("#chat-text", "hi", { delay: 20 });
+      // alice's own typing came before the admin's over the same gateway: her page never listed herself
+      await typing(aliceTab, "admin");
+      assert.deepEqual([...new Set(await aliceTab.evaluate(() => window.typersShown))], ["admin"]);
+      assert.ok(statSync(await screenshot(aliceTab, "django-demo-chat-typing")).size > 1000);
+      await adminTab.fill("#chat-text", "");
+
+      // alice sends: the handler saves and publishes; both pages show it and alice's typing disappears at once
+      const text = `hello ${randomBytes(3).toString("hex")}`;
+      await aliceTab.fill("#chat-text", text);
+      await aliceTab.click("#chat-form button");
+      for (const tab of [adminTab, aliceTab]) {
+        const li = await tab.waitForSelector(`#messages li:has-text("${text}")`, { timeout: 10000 });
+        assert.equal(await li.getAttribute("data-user"), "alice");
+        assert.match(await li.getAttribute("data-id"), /^\d+$/);
+      }
+      await typing(adminTab, "");
+      assert.equal(await aliceTab.inputValue("#chat-text"), "", "sent: the input is cleared");
+      assert.equal(await aliceTab.isHidden("#chat-error"), true);
+      // saved in the database: a fresh load of the room renders it from the Message rows
+      await adminTab.reload();
+      assert.equal(await adminTab.locator("#messages li", { hasText: text }).count(), 1);
+
+      // the handler's error (whitespace passes the input's `required`, the handler strips it): shown, kept
+      await aliceTab.fill("#chat-text", "   ");
+      await aliceTab.click("#chat-form button");
+      await aliceTab.waitForSelector('#chat-error[data-code="empty"]:not([hidden])', { timeout: 10000 });
+      assert.equal(await aliceTab.textContent("#chat-error"), "say something");
+      assert.equal(await aliceTab.inputValue("#chat-text"), "   ");
+
+      // no worker: the gateway's error reaches the page the same way
+      assert.equal(await worker.stop(), 0, "the worker drains and exits 0 on SIGTERM");
+      await aliceTab.fill("#chat-text", "anyone?");
+      await aliceTab.click("#chat-form button");
+      await aliceTab.waitForSelector('#chat-error[data-code="unavailable"]:not([hidden])', { timeout: 10000 });
+      assert.equal(await adminTab.locator("#messages li", { hasText: "anyone?" }).count(), 0);
+      assert.ok(statSync(await screenshot(aliceTab, "django-demo-chat")).size > 1000);
+    } finally {
+      await worker.stop();
+    }
   }));

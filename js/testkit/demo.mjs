@@ -1,5 +1,6 @@
 // The Django demo site (examples/demo, owned by the Django side) run as a user would: migrate, then
-// runserver; its gateway through `manage.py run_telegraph`. Settings come from the environment
+// runserver; its gateway through `manage.py run_telegraph`; its RPC worker through `manage.py
+// telegraphy_worker` (demo.startWorker()). Settings come from the environment
 // variables its settings.py documents.
 import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
@@ -47,6 +48,7 @@ export class DjangoDemo {
     const demo = new DjangoDemo();
     demo.dir = mkdtempSync(join(tmpdir(), "tg-js-demo-"));
     const env = { ...process.env, ...demoEnv(nats, secret, { TELEGRAPHY_GATEWAY_URL: gatewayUrl, DEMO_DB: join(demo.dir, "db.sqlite3") }) };
+    demo.env = env;
     await new Promise((resolve, reject) =>
       execFile(PYTHON, [MANAGE, "migrate", "--noinput"], { env, timeout: 120000 }, (err, stdout, stderr) =>
         err ? reject(new Error(`demo migrate failed: ${err.message}\n${stdout}\n${stderr}`)) : resolve(),
@@ -81,5 +83,29 @@ export class DjangoDemo {
 
   output() {
     return this.proc ? this.proc.output() : "";
+  }
+
+  /**
+   * `manage.py telegraphy_worker` on the demo's database and NATS (serves demo/rpc.py's "chat.send"), ready
+   * once it subscribed. stop() drains it with SIGTERM (SIGKILL after 15 s); a test process that dies kills it
+   * too (stack.mjs kills its children on exit).
+   */
+  async startWorker() {
+    requireDemo();
+    const proc = start(PYTHON, [MANAGE, "telegraphy_worker", "--drain-timeout", "5"], this.env, /telegraphy worker ready/, "telegraphy_worker", 60000);
+    await proc.result;
+    let stopped;
+    return {
+      output: () => proc.output(),
+      stop: () =>
+        (stopped ??= (async () => {
+          proc.child.kill("SIGTERM");
+          const { code } = await within(15000, proc.exited, "telegraphy_worker to drain").catch(() => {
+            proc.child.kill("SIGKILL");
+            return { code: null };
+          });
+          return code;
+        })()),
+    };
   }
 }

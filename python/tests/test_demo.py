@@ -243,3 +243,62 @@ def test_demo_tracker_toggle_in_a_browser(demo_site, gateway):
         assert tab.problems() == []
     finally:
         chromium.close()
+
+
+def test_demo_chat_send_through_a_real_worker(nats_server, tmp_path, migrated_demo_db):
+    """The demo's ``chat.send`` (examples/demo/demo/rpc.py) served by ``manage.py telegraphy_worker`` on a real
+    nats-server: this test plays the gateway (PROTOCOL.md section 14: the request on ``telegraphy_rpc.chat.send``
+    with the sender in the ``Telegraphy-*`` headers). The handler saves the message and publishes it on
+    ``telegraphy.demo.chat.lobby.message``; a refused one is an error envelope, nothing saved, nothing sent."""
+    import base64
+
+    from .helpers import NatsClient, next_message
+
+    db = tmp_path / "demo.sqlite3"
+    shutil.copyfile(migrated_demo_db, db)
+    env = {"DEMO_DB": str(db), "TELEGRAPHY_SECRET": SECRET, "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "demo-tests-" + "k" * 40}
+
+    def shell(code: str) -> str:
+        result = run_demo("shell", "-c", code, tmp_path=tmp_path, **env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout.strip().splitlines()[-1]  # after what Django 5.2's shell says it imported
+
+    alice = shell("from django.contrib.auth.models import User; print(User.objects.get(username='alice').pk)")
+    worker_env = {**os.environ, **env, "TELEGRAPHY_NATS_URL": nats_server.url, "PYTHONPATH": str(REPO / "python")}
+    worker_env.pop("DJANGO_SETTINGS_MODULE", None)
+    worker = Process([sys.executable, str(DEMO / "manage.py"), "telegraphy_worker", "--drain-timeout", "5"], env=worker_env)
+    client = NatsClient(nats_server.url)
+    try:
+        worker.wait_for(r"telegraphy worker ready", timeout=60)
+        published = client.subscribe("telegraphy.demo.chat.lobby.message")
+        headers = {"Telegraphy-User": base64.urlsafe_b64encode(alice.encode()).decode().rstrip("="),
+                   "Telegraphy-Client": "zeWRwZWB0FcDVYYQ", "Telegraphy-Session": "s-demo", "Telegraphy-Node": "gw-test"}
+
+        def call(data: object) -> dict:
+            reply = client.run(client.nc.request("telegraphy_rpc.chat.send", json.dumps(data).encode(), timeout=10,
+                                                 headers=headers), timeout=15)
+            return json.loads(reply.data)
+
+        reply = call({"room": "lobby", "text": "  hello from the worker "})
+        assert set(reply) == {"data"}, reply
+        event = json.loads(next_message(published, timeout=10).data)
+        assert event["id"] == reply["data"]["id"]
+        assert (event["user"], event["text"]) == ("alice", "hello from the worker"), event
+        saved = shell("from demo.models import Message; print([(m.pk, m.room, m.author.username, m.text) "
+                      "for m in Message.objects.all()])")
+        assert saved == repr([(reply["data"]["id"], "lobby", "alice", "hello from the worker")])
+
+        assert call({"room": "lobby", "text": "   "}) == {"error": {"code": "empty", "message": "say something"}}
+        assert call({"room": "a.b", "text": "hi"})["error"]["code"] == "bad_room"
+        assert call({"room": "lobby", "text": "x" * 501})["error"]["code"] == "too_long"
+        # an anonymous sender (no Telegraphy-User) is refused by the method's allow before the handler runs
+        del headers["Telegraphy-User"]
+        assert call({"room": "lobby", "text": "hi"})["error"]["code"] == "forbidden"
+        headers["Telegraphy-User"] = base64.urlsafe_b64encode(alice.encode()).decode().rstrip("=")
+        second = call({"room": "lobby", "text": "second"})["data"]["id"]
+        # the worker's events leave in order: the next one on the subject is this, none came from the refusals
+        assert json.loads(next_message(published, timeout=10).data)["id"] == second
+        assert shell("from demo.models import Message; print(Message.objects.count())") == "2"
+    finally:
+        client.close()
+        worker.stop()

@@ -50,7 +50,27 @@ class ItemViewers(BaseEvent):
 
 class ChatMessage(BaseEvent):
     """demo.chat.<room>.message, for any signed-in user (the default allowed()); a room's page is present on
-    that name too, so ``ChatMessage.present(room=...)`` says who is in the room."""
+    that name too, so ``ChatMessage.present(room=...)`` says who is in the room. Only the ``chat.send`` RPC
+    handler (demo/rpc.py, in the worker) publishes it, after saving the message: no token may publish it."""
 
     name = "demo.chat.{room}.message"
     presence = True
+
+
+class ChatTyping(BaseEvent):
+    """demo.chat.<room>.typing: "alice is typing", published by the pages themselves (client publish, PROTOCOL
+    section 13.1) with empty data; the receivers show the sender the gateway stamps (``from.user``), never
+    anything from the data. Ephemeral: never stored, so it is not in history and never recovered.
+
+    The publish grant is the typing names and nothing else: every room is open to every signed-in user here
+    (the pages receive any room's events, the default allowed()), so ``demo.chat.*.typing`` is exactly the
+    rooms a user may be in, and a token can publish no message, presence or model event. (A site with
+    private rooms would grant the rooms the user is a member of.)"""
+
+    name = "demo.chat.{room}.typing"
+    ephemeral = True
+
+    def publish_patterns(self, user):
+        if user is None or not user.is_authenticated:
+            return []
+        return ["demo.chat.*.typing"]

@@ -7,7 +7,3 @@ class ItemForm(forms.ModelForm):
     class Meta:
         model = Item
         fields = ["name", "description", "price"]
-
-
-class ChatForm(forms.Form):
-    text = forms.CharField(max_length=500)

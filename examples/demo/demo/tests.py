@@ -8,11 +8,14 @@ from django.contrib.auth.models import User
 from django.core.serializers.json import DjangoJSONEncoder
 from django.test import TestCase, override_settings
 
+import telegraphy
 from telegraphy import tokens
 from telegraphy.names import contains
+from telegraphy.rpc import RpcRequest, handlers
 
-from .events import ChatMessage, ItemEvents
-from .models import Item
+from . import rpc
+from .events import ChatMessage, ChatTyping, ItemEvents
+from .models import Item, Message
 
 NO_KV = override_settings(
     TELEGRAPHY={"SECRET": "demo-tests-secret-0123456789abcdef0123", "REGISTER_TOKENS": False}
@@ -157,14 +160,73 @@ class DemoTests(TestCase):
         self.assertIsNone(config["token"])
         self.assertEqual(config["tokenUrl"], "/rt/token/")
 
-    def test_chat_send_is_an_async_view_that_never_fails_on_nats(self):
+    def test_chat_send_fallback_without_javascript_saves_and_goes_back_to_the_room(self):
         self.client.force_login(self.alice)
-        response = self.client.post("/chat/lobby/send/", {"text": "hello"})
-        self.assertEqual(response.status_code, 200)
-        self.assertEqual(self.client.post("/chat/lobby/send/", {}).status_code, 400)
+        response = self.client.post("/chat/lobby/send/", {"text": " hello "})
+        self.assertRedirects(response, "/chat/lobby/")
+        self.assertEqual(list(Message.objects.values_list("room", "author", "text")), [("lobby", self.alice.pk, "hello")])
+        self.assertContains(self.client.post("/chat/lobby/send/", {"text": "  "}), "say something", status_code=400)
+        self.assertEqual(self.client.get("/chat/lobby/send/").status_code, 405)
         self.assertEqual(self.client.get("/chat/bad room/").status_code, 404)
+        self.assertEqual(self.client.get(f"/chat/{'r' * 65}/").status_code, 404, "room names fit the model's field")
         self.client.logout()
-        self.assertEqual(self.client.post("/chat/lobby/send/", {"text": "x"}).status_code, 403)
+        self.assertRedirects(self.client.post("/chat/lobby/send/", {"text": "x"}), "/accounts/login/?next=/chat/lobby/send/")
+        self.assertEqual(Message.objects.count(), 1)
+
+    @NO_KV
+    def test_chat_page_grants_the_typing_names_and_chat_send_but_no_message_publish(self):
+        html, config, page = self.page(self.alice, "/chat/lobby/")
+        self.assertEqual(page["typing"], "demo.chat.lobby.typing")
+        self.assertEqual(page["typing"], ChatTyping.event_name(room="lobby"))
+        claims = tokens.verify(config["token"], ["demo-tests-secret-0123456789abcdef0123"])
+        self.assertEqual(claims["publish_ephemeral"], ["demo.chat.*.typing"], "typing is ephemeral: never stored")
+        self.assertNotIn("publish", claims, "nothing a client publishes is stored")
+        self.assertTrue(any(contains(p, page["typing"]) for p in claims["publish_ephemeral"]))
+        self.assertFalse(any(contains(p, page["pattern"]) for p in claims["publish_ephemeral"]),
+                         "a page may not publish a message itself: only the chat.send handler does")
+        self.assertIn("chat.send", claims["rpc"])
+        self.assertTrue(any(contains(a, page["typing"]) for a in claims["allow"]), "the pages receive typing")
+        self.assertIn('tg.rpc("chat.send"', html)
+        self.assertIn("tg.publish(page.typing", html)
+
+    def test_chat_page_shows_the_rooms_saved_messages_escaped(self):
+        Message.objects.create(room="lobby", author=self.bob, text="<b>hi</b>")
+        Message.objects.create(room="other", author=self.bob, text="elsewhere")
+        html, _, _ = self.page(self.alice, "/chat/lobby/")
+        self.assertIn("&lt;b&gt;hi&lt;/b&gt;", html)
+        self.assertNotIn("<b>hi</b>", html)
+        self.assertNotIn("elsewhere", html)
+
+    def call_chat_send(self, user, data):
+        request = RpcRequest(method="chat.send", data=data, user=user, sub=str(user.pk), client="zeWRwZWB0FcDVYYQ",
+                             session="s-test")
+        return handlers()["chat.send"].func(request)
+
+    def test_chat_send_rpc_handler_saves_the_message(self):
+        self.assertIs(handlers()["chat.send"].func, rpc.chat_send, "registered from demo/rpc.py")
+        reply = self.call_chat_send(self.alice, {"room": "lobby", "text": "  hi there "})
+        message = Message.objects.get()
+        self.assertEqual(reply, {"id": message.pk})
+        self.assertEqual((message.room, message.author, message.text), ("lobby", self.alice, "hi there"))
+
+    def test_chat_send_rpc_handler_refuses_bad_requests_before_saving(self):
+        cases = [
+            ({"room": "lobby", "text": ""}, "empty", "say something"),
+            ({"room": "lobby", "text": " \n\t"}, "empty", "say something"),
+            ({"room": "lobby"}, "bad_text", "text must be a string"),
+            ({"room": "lobby", "text": 7}, "bad_text", "text must be a string"),
+            ({"room": "lobby", "text": "x" * 501}, "too_long", "at most 500 characters"),
+            ({"room": "no room", "text": "hi"}, "bad_room", "room names are 1..64 characters of [A-Za-z0-9_-]"),
+            ({"room": "r" * 65, "text": "hi"}, "bad_room", "room names are 1..64 characters of [A-Za-z0-9_-]"),
+            ({"room": ["lobby"], "text": "hi"}, "bad_room", "room names are 1..64 characters of [A-Za-z0-9_-]"),
+            ("hi", "bad_data", 'send {"room": ..., "text": ...}'),
+        ]
+        for data, code, message in cases:
+            with self.subTest(data=data), self.assertRaises(telegraphy.RpcError) as raised:
+                self.call_chat_send(self.alice, data)
+            self.assertEqual((raised.exception.code, raised.exception.message), (code, message))
+        self.assertEqual(self.call_chat_send(self.alice, {"room": "lobby", "text": "x" * 500})["id"],
+                         Message.objects.get().pk, "500 characters are fine")
 
     def test_static_client_is_served(self):
         response = self.client.get("/static/telegraphy/telegraphy.js")

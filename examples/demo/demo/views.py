@@ -1,4 +1,3 @@
-from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponseBadRequest, JsonResponse
@@ -6,10 +5,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from telegraphy.filters import FilterError, check
-from telegraphy.names import is_valid_token, key_token
+from telegraphy.names import key_token
 
-from .events import ChatMessage, ItemEvents, ItemViewers
-from .forms import ChatForm, ItemForm
+from . import chat as chat_rules
+from .events import ChatMessage, ChatTyping, ItemEvents, ItemViewers
+from .forms import ItemForm
 from .models import Item
 
 
@@ -103,16 +103,35 @@ def item_delete(request, pk):
 
 
 def _check_room(room):
-    if not is_valid_token(room):
-        raise Http404("room names are one token of [A-Za-z0-9_-]")
+    if not chat_rules.valid_room(room):
+        raise Http404("room names are 1..64 characters of [A-Za-z0-9_-]")
 
 
 @login_required
 def chat(request, room):
     _check_room(room)
-    # The room's messages and its presence channel are one name (ChatMessage.presence = True).
-    page = {"pattern": ChatMessage.presence_channel(room=room)}
-    return render(request, "demo/chat.html", {"room": room, "page": page})
+    # The room's messages and its presence channel are one name (ChatMessage.presence = True); "is typing" is
+    # a client publish on the room's typing name (ChatTyping, ephemeral), which the token's grant allows.
+    page = {
+        "pattern": ChatMessage.presence_channel(room=room),
+        "typing": ChatTyping.event_name(room=room),
+        "room": room,
+    }
+    context = {"room": room, "page": page, "recent": chat_rules.recent(room), "text_max": chat_rules.Message.TEXT_MAX}
+    return render(request, "demo/chat.html", context)
+
+
+@login_required
+@require_POST
+def chat_send(request, room):
+    """The form's fallback without JavaScript (the page sends with ``tg.rpc("chat.send")`` over its socket):
+    the same rules (demo/chat.py), then back to the room."""
+    _check_room(room)
+    try:
+        chat_rules.post(request.user, room, request.POST.get("text", ""))
+    except chat_rules.ChatError as exc:
+        return HttpResponseBadRequest(exc.message)
+    return redirect("chat", room=room)
 
 
 @login_required
@@ -120,24 +139,3 @@ def events(request):
     """The event catalog as this user's token sees it: the page asks the gateway (`tg.events()`, PROTOCOL
     section 12) and lists what it may subscribe to, with each event's data schema."""
     return render(request, "demo/events.html", {"page": {}})
-
-
-def _load_user(request):
-    request.user.is_authenticated  # evaluates the lazy user (a database query) here, in a thread
-    return request.user
-
-
-async def chat_send(request, room):
-    """An async view: publishing from async code is `await ChatMessage.asend(...)`."""
-    # request.auser() exists from Django 5.0 on; 4.2 needs the thread.
-    user = await request.auser() if hasattr(request, "auser") else await sync_to_async(_load_user)(request)
-    if not user.is_authenticated:
-        return JsonResponse({"error": "sign in first"}, status=403)
-    if request.method != "POST":
-        return JsonResponse({"error": "POST only"}, status=405)
-    _check_room(room)
-    form = ChatForm(request.POST)
-    if not form.is_valid():
-        return HttpResponseBadRequest("text is required")
-    queued = await ChatMessage.asend({"user": user.get_username(), "text": form.cleaned_data["text"]}, room=room)
-    return JsonResponse({"queued": queued})
