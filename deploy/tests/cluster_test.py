@@ -9,6 +9,7 @@ failed. Run by deploy/test.sh after `local-cluster.sh start`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -326,6 +327,8 @@ async def main() -> int:
                 f"$KV.telegraphy_revocations.{REVOKED_KEY}": "revocation",
                 "$KV.telegraphy_tokens.0123456789abcdef0123456789abcdef": "token registration",
                 f"{PREFIX}_live.deploytest.forged": "live frame",
+                f"{PREFIX}_rpc.deploytest.echo": "RPC request (forged sender headers)",
+                f"{PREFIX}_lifecycle.connect": "lifecycle event",
                 f"$JS.API.STREAM.DELETE.{STREAM}": "stream deletion",
                 f"$JS.API.STREAM.INFO.KV_telegraphy_tokens": "KV bucket lookup",
             }
@@ -410,6 +413,36 @@ async def main() -> int:
         except Exception:  # websockets' ConnectionClosed once the gateway closed the socket
             pass
         assert c.ws.close_code == 4003, f"closed with {c.ws.close_code}, expected 4003"
+
+    async def client_actions_roles():
+        # Client actions (PROTOCOL.md sections 13-14) with the deployment's NATS users: an RPC through gw-1 reaches a
+        # worker connected to NATS node 2 as user django (a queue subscription, answering with allow_responses), and
+        # a client publish through gw-1 reaches the client on gw-3 with the sender the gateway stamped.
+        seen = Violations()
+        worker = await nats_as("django", 2, error_cb=seen.error_cb)
+
+        async def answer(msg):
+            raw = msg.headers.get("Telegraphy-User", "")
+            user = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+            await msg.respond(json.dumps({"data": {"user": user, "node": msg.headers.get("Telegraphy-Node"),
+                                                   "echo": json.loads(msg.data)}}).encode())
+
+        c = Client(ENV["GW_1_WS"])
+        try:
+            await worker.subscribe(f"{PREFIX}_rpc.deploytest.echo", queue="telegraphy_workers", cb=answer)
+            await worker.flush(2)
+            token = cluster("token", "--user", "deploy-actions", "--allow", PATTERN, "--rpc", "deploytest.echo",
+                            "--publish", "deploytest.typing", "--ttl", "120", timeout=45).strip()
+            await c.open(token=token)
+            result = await c.request({"type": "rpc", "method": "deploytest.echo", "data": {"n": 7}}, "rpc_result")
+            assert result["data"] == {"user": "deploy-actions", "node": "gw-1", "echo": {"n": 7}}, result
+            await c.request({"type": "publish", "event": "deploytest.typing", "data": {"user": "forged"}}, "published")
+            ev = await state["gw3"].event("deploytest.typing")
+            assert ev["data"] == {"user": "forged"} and ev["from"]["user"] == "deploy-actions", ev
+            assert not seen.errors, f"the worker's NATS user was refused: {seen.errors}"
+        finally:
+            await c.close()
+            await worker.close()
 
     async def catalog_roles():
         # The package (NATS user django) syncs its catalog entries (bucket created, create-only writes); every
@@ -581,6 +614,7 @@ async def main() -> int:
         ("NATS user publisher: publishes events, cannot subscribe, write KV, forge live frames or call JetStream", publisher_publishes_only),
         ("NATS user gateway: cannot delete or purge the history stream nor write revocations", gateway_user_cannot_delete),
         ("NATS user django (python/telegraphy): mints a token, reads presence, publishes with ack, revokes the user (4003)", django_role),
+        ("client actions: an RPC via gw-1 answered by a worker as NATS user django; a client publish reaches gw-3", client_actions_roles),
         ("catalog: NATS user django syncs its entries, gw-1 and gw-3 (user gateway) list them in `events`", catalog_roles),
         ("kill -9 one NATS node", kill_nats_node),
         ("the 3 gateways are ready (stayed or recovered); JetStream elects leaders on the survivors", gateways_ready_after_kill),

@@ -314,7 +314,7 @@ def nats_conf_parse(text: str) -> dict:
             for scope in reversed(scopes):
                 if tok[1:] in scope:
                     return scope[tok[1:]]
-        return tok
+        return {"true": True, "false": False}.get(tok, tok)
 
     def block(end):
         nonlocal pos
@@ -357,7 +357,14 @@ def _():
         assert "_INBOX.>" in perms["subscribe"]["allow"], f"{name} gets no replies"
     assert not any("revocations" in a and a.startswith("$KV.") for a in gateway["publish"]["allow"]), "gateway writes revocations"
     assert set(gateway["subscribe"]["allow"]) == {"telegraphy_live.>", "telegraphy.>", "_INBOX.>"}
-    assert django["subscribe"]["allow"] == ["_INBOX.>"]
+    # Client actions (PROTOCOL.md sections 14-15): only the gateway may send RPC requests and lifecycle events (their
+    # headers are trusted because of that); the Django worker takes them and answers only what it received.
+    for subject in ("telegraphy_rpc.>", "telegraphy_lifecycle.>"):
+        assert subject in gateway["publish"]["allow"], f"the gateway may not publish {subject}"
+        assert not any(subject in u["publish"]["allow"] for u in (publisher, django)), f"{subject} can be forged"
+    assert django["subscribe"]["allow"] == ["_INBOX.>", "telegraphy_rpc.>", "telegraphy_lifecycle.>"], django
+    assert django.get("allow_responses") is True, "the worker cannot answer RPC requests"
+    assert "_INBOX.>" not in django["publish"]["allow"], "django may publish to any reply inbox (use allow_responses)"
 
 
 @check("NATS nodes: distinct server names, one cluster, routes to all three, JetStream store, max_payload")
