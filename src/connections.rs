@@ -17,10 +17,12 @@ use std::{
 
 use crate::{config::Limits, hub::ConnId, metrics::Metrics, outbox::Control};
 
+/// A connection's entry. Its user and session are the keys of the per-user and per-session counts, shared
+/// (one allocation per user and per session on the node, not one per table: issue 24's idle budget).
 struct Live {
     ctl: Arc<Control>,
-    sub: Option<String>,
-    session: Option<String>,
+    sub: Option<Arc<str>>,
+    session: Option<Arc<str>>,
     /// The client address the per-IP quota counts it under ([`crate::client_ip::quota_key`]).
     ip: IpAddr,
 }
@@ -114,13 +116,16 @@ impl OverQuota {
     }
 }
 
+/// The `sub` of every anonymous connection (one allocation for the node).
+static ANONYMOUS: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
+
 #[derive(Default)]
 struct Table {
     live: HashMap<ConnId, Live>,
     per_ip: HashMap<IpAddr, usize>,
-    per_session: HashMap<String, usize>,
+    per_session: HashMap<Arc<str>, usize>,
     /// Live sockets per non-empty `sub`.
-    per_user: HashMap<String, usize>,
+    per_user: HashMap<Arc<str>, usize>,
     anonymous: usize,
     /// Connections not yet connected (no session): on the node and per client address.
     pending: usize,
@@ -133,8 +138,22 @@ fn count_up<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K) {
     *map.entry(key).or_default() += 1;
 }
 
+/// Adds one to `map[key]` and returns the key as the map holds it (one allocation per distinct key).
+fn count_up_shared(map: &mut HashMap<Arc<str>, usize>, key: &str) -> Arc<str> {
+    if let Some(n) = map.get_mut(key) {
+        *n += 1;
+        return map.get_key_value(key).map(|(k, _)| k.clone()).expect("just found");
+    }
+    let key: Arc<str> = Arc::from(key);
+    map.insert(key.clone(), 1);
+    key
+}
+
 /// Takes one from `map[key]`, dropping the entry at zero.
-fn count_down<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
+fn count_down<K: std::hash::Hash + Eq + std::borrow::Borrow<Q>, Q: std::hash::Hash + Eq + ?Sized>(
+    map: &mut HashMap<K, usize>,
+    key: &Q,
+) {
     if let Some(n) = map.get_mut(key) {
         *n -= 1;
         if *n == 0 {
@@ -199,9 +218,7 @@ impl Connections {
         if !anonymous && table.per_user.get(sub).is_some_and(|n| *n >= quotas.per_user) {
             return Err(OverQuota::User);
         }
-        conn.sub = Some(sub.to_string());
-        conn.session = Some(session.to_string());
-        count_up(&mut table.per_session, session.to_string());
+        conn.session = Some(count_up_shared(&mut table.per_session, session));
         table.anonymous += usize::from(anonymous);
         if anonymous {
             count_up(&mut table.anonymous_per_ip, conn.ip);
@@ -209,9 +226,7 @@ impl Connections {
         // No longer pending.
         table.pending -= 1;
         count_down(&mut table.pending_per_ip, &conn.ip);
-        if !anonymous {
-            count_up(&mut table.per_user, sub.to_string());
-        }
+        conn.sub = Some(if anonymous { Arc::clone(&ANONYMOUS) } else { count_up_shared(&mut table.per_user, sub) });
         Ok(())
     }
 
@@ -226,7 +241,7 @@ impl Connections {
             if let Some(conn) = table.live.remove(&id) {
                 count_down(&mut table.per_ip, &conn.ip);
                 match &conn.session {
-                    Some(session) => count_down(&mut table.per_session, session),
+                    Some(session) => count_down(&mut table.per_session, &**session),
                     None => {
                         table.pending -= 1;
                         count_down(&mut table.pending_per_ip, &conn.ip);
@@ -237,7 +252,7 @@ impl Connections {
                         table.anonymous -= 1;
                         count_down(&mut table.anonymous_per_ip, &conn.ip);
                     }
-                    Some(sub) => count_down(&mut table.per_user, &sub.to_string()),
+                    Some(sub) => count_down(&mut table.per_user, sub),
                     None => {}
                 }
             }

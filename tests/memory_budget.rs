@@ -45,6 +45,21 @@ const WARM_UP: usize = 20;
 /// Heap bytes allocated and not yet freed, process-wide.
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 
+/// Live allocations by requested size: index `size / 16` for sizes under 4 KiB, the last slot for the rest.
+/// Printed (the difference over the measured connections) to find what each idle connection allocates.
+const SIZE_CLASSES: usize = 257;
+#[allow(clippy::declare_interior_mutable_const)] // only the array's initialiser
+const ZERO: AtomicIsize = AtomicIsize::new(0);
+static BY_SIZE: [AtomicIsize; SIZE_CLASSES] = [ZERO; SIZE_CLASSES];
+
+fn size_class(size: usize) -> &'static AtomicIsize {
+    &BY_SIZE[(size / 16).min(SIZE_CLASSES - 1)]
+}
+
+fn by_size() -> Vec<isize> {
+    BY_SIZE.iter().map(|n| n.load(Ordering::Relaxed)).collect()
+}
+
 struct Counting;
 
 // SAFETY: every call is forwarded to the system allocator unchanged; only a counter is kept beside it.
@@ -53,6 +68,7 @@ unsafe impl GlobalAlloc for Counting {
         let ptr = unsafe { System.alloc(layout) };
         if !ptr.is_null() {
             LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+            size_class(layout.size()).fetch_add(1, Ordering::Relaxed);
         }
         ptr
     }
@@ -61,6 +77,7 @@ unsafe impl GlobalAlloc for Counting {
         let ptr = unsafe { System.alloc_zeroed(layout) };
         if !ptr.is_null() {
             LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+            size_class(layout.size()).fetch_add(1, Ordering::Relaxed);
         }
         ptr
     }
@@ -68,12 +85,15 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) };
         LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        size_class(layout.size()).fetch_sub(1, Ordering::Relaxed);
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let new = unsafe { System.realloc(ptr, layout, new_size) };
         if !new.is_null() {
             LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+            size_class(layout.size()).fetch_sub(1, Ordering::Relaxed);
+            size_class(new_size).fetch_add(1, Ordering::Relaxed);
         }
         new
     }
@@ -164,6 +184,26 @@ impl Idle {
     }
 }
 
+/// Prints what the measured connections added, per size class of 16 bytes: live allocations per connection
+/// (classes where it is at least 0.05), so a change in what every idle connection allocates can be found.
+fn print_allocations_per_session(before: &[isize], after: &[isize]) {
+    let mut count = 0.0;
+    eprintln!("live allocations added per idle connection, by requested size:");
+    for (class, (b, a)) in before.iter().zip(after).enumerate() {
+        let per = (a - b) as f64 / SESSIONS as f64;
+        if per.abs() >= 0.05 {
+            let range = if class == SIZE_CLASSES - 1 {
+                ">= 4096 B".to_string()
+            } else {
+                format!("{}-{} B", class * 16, class * 16 + 15)
+            };
+            eprintln!("  {range:>12}: {per:6.2}");
+            count += per;
+        }
+    }
+    eprintln!("  {:>12}: {count:6.2}", "total");
+}
+
 /// Opens one idle connection per token, on a blocking thread (the gateway runs meanwhile).
 async fn open_all(addr: SocketAddr, tokens: Vec<String>, into: &mut Vec<Idle>) {
     let opened = tokio::task::spawn_blocking(move || {
@@ -190,9 +230,11 @@ async fn an_idle_connection_stays_within_its_memory_budget() {
     let mut clients = Vec::with_capacity(WARM_UP + SESSIONS);
     open_all(app.addr, tokens, &mut clients).await;
     let before = settled_live().await;
+    let sizes_before = by_size();
 
     open_all(app.addr, measured, &mut clients).await;
     let after = settled_live().await;
+    print_allocations_per_session(&sizes_before, &by_size());
     let per_session = (after - before) / SESSIONS as isize;
     let (reader, writer) = telegraphy::footprint::raw_websocket_tasks();
     eprintln!(
