@@ -149,6 +149,7 @@ impl Node {
 const MAX_TOKENS: usize = 16;
 
 impl Index {
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.root.is_empty()
     }

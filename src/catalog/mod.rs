@@ -92,6 +92,11 @@ impl Catalog {
         self.entries.is_empty()
     }
 
+    /// Whether a valid entry under a new key would be stored (fewer than `catalog.max_entries`).
+    pub fn has_room(&self) -> bool {
+        self.entries.len() < self.max_entries
+    }
+
     /// Applies a KV put of `value` under `key` (checked as section 12 says, size first).
     pub fn put(&mut self, key: &str, value: &[u8]) -> Put {
         match entry::parse(key, value) {
