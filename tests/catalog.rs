@@ -246,3 +246,49 @@ async fn the_reply_is_bounded_and_says_truncated() {
     let narrowed = client.request(json!({"type": "events", "id": 9, "event": "big.e29"})).await;
     assert_eq!((names(&narrowed), &narrowed["truncated"]), (vec!["big.e29"], &json!(false)));
 }
+
+/// Sends `subscribe` to `pattern` and returns the reply's `type`, or its error `code`.
+async fn subscribe_outcome(client: &mut WsClient, pattern: &str) -> String {
+    let reply = client.request(json!({"type": "subscribe", "id": 7, "event": pattern})).await;
+    match reply["type"].as_str() {
+        Some("error") => reply["code"].as_str().unwrap_or_default().to_string(),
+        other => other.unwrap_or_default().to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_mode_follows_deletes_and_skipped_entries_come_back_when_there_is_room() {
+    let nats = NatsServer::start();
+    let store = bucket(&nats.url()).await;
+    let custom = |name: &str| entry("go-x", name, &[name], "");
+    for name in ["a.one", "b.two", "c.three"] {
+        put(&store, &format!("go-x.{name}"), &custom(name)).await;
+    }
+    let app = spawn_app_with(&nats.url(), |s| {
+        s.catalog.mode = "strict".into();
+        s.catalog.max_entries = 2;
+    })
+    .await;
+    let mut client = app.client(&[">"]).await;
+    // The replay keeps the first two in the bucket's order; the third is skipped and counted.
+    listed(&mut client, None, &["a.one", "b.two"]).await;
+    assert_eq!(subscribe_outcome(&mut client, "c.>").await, "unknown_event");
+    assert!(app.metric(r#"telegraphy_catalog_invalid_total{reason="max_entries"}"#).await >= 1.0);
+
+    // A delete leaves room: the skipped entry comes back, and the deleted one's pattern is refused again.
+    store.delete("go-x.a.one").await.unwrap();
+    listed(&mut client, None, &["b.two", "c.three"]).await;
+    assert_eq!(subscribe_outcome(&mut client, "c.>").await, "subscribed");
+    assert_eq!(subscribe_outcome(&mut client, "a.one").await, "unknown_event");
+    assert_eq!(subscribe_outcome(&mut client, "*.two").await, "subscribed");
+
+    // Live: a put while full is skipped; a purge leaves room and it comes back.
+    put(&store, "go-x.d.four", &custom("d.four")).await;
+    put(&store, "go-x.b.two", &custom("b.two")).await; // a replacement is not a new entry: still stored
+    events_until(&mut client, None, |_| true).await;
+    assert_eq!(subscribe_outcome(&mut client, "d.*").await, "unknown_event");
+    store.purge("go-x.c.three").await.unwrap();
+    listed(&mut client, None, &["b.two", "d.four"]).await;
+    assert_eq!(subscribe_outcome(&mut client, "d.*").await, "subscribed");
+    assert_eq!(subscribe_outcome(&mut client, "c.three").await, "unknown_event");
+}

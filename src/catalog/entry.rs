@@ -45,8 +45,8 @@ impl Invalid {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub name: Box<str>,
-    /// Shared with the node's strict-mode index (no lookup by key per checked entry).
-    pub patterns: std::sync::Arc<[Box<str>]>,
+    /// Also in the node's strict-mode index (`index`), which counts them.
+    pub patterns: Box<[Box<str>]>,
     /// The entry as an `events` reply lists it: the stored value's `name`, `patterns`, `kind`, `operations`,
     /// `description`, `data`, `presence` and `version`, in that order, compact JSON.
     pub listed: Box<str>,

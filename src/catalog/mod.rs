@@ -2,17 +2,20 @@
 //! `catalog.bucket` that publishers write (a gateway never writes it).
 //!
 //! * `entry`: the key rule, the checks of a stored value, the overlap of two patterns.
-//! * [`Catalog`]: the valid entries by key (at most `catalog.max_entries`), with an index by first token so that
-//!   a strict-mode check does not scan every entry; [`Catalog::listing`] and [`Catalog::knows`].
+//! * `index`: a token trie of the entries' patterns, so that a strict-mode check walks the checked pattern's
+//!   tokens, not the entries.
+//! * [`Catalog`]: the valid entries by key (at most `catalog.max_entries`) and their patterns' index;
+//!   [`Catalog::listing`] and [`Catalog::knows`].
 //! * [`NodeCatalog`]: the node's one catalog (not one per connection), behind a `RwLock` that only an `events`
 //!   request, a strict-mode `subscribe` and the node's one KV watch (`watch`) take; the hub's delivery path never
 //!   touches it. Not ready until the watch's first replay is complete.
 
 mod entry;
+mod index;
 mod watch;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, RwLock,
@@ -67,22 +70,13 @@ pub enum Put {
     Full,
 }
 
-/// An entry's patterns, shared between the entry and the index.
-type Patterns = Arc<[Box<str>]>;
-
 /// The valid entries by key, in ascending byte order of their keys.
 #[derive(Debug, Default)]
 pub struct Catalog {
     max_entries: usize,
     entries: BTreeMap<Arc<str>, Entry>,
-    /// Keys of the entries with a pattern whose first token is this literal.
-    by_first: HashMap<Box<str>, BTreeMap<Arc<str>, Patterns>>,
-    /// Keys of the entries with a pattern whose first token is `*` or `>`.
-    wild_first: BTreeMap<Arc<str>, Patterns>,
-}
-
-fn first_token(pattern: &str) -> &str {
-    pattern.split('.').next().unwrap_or("")
+    /// Every pattern of every entry (counted: two entries may share one).
+    index: index::Index,
 }
 
 impl Catalog {
@@ -98,6 +92,11 @@ impl Catalog {
         self.entries.is_empty()
     }
 
+    /// Whether a valid entry under a new key would be stored (fewer than `catalog.max_entries`).
+    pub fn has_room(&self) -> bool {
+        self.entries.len() < self.max_entries
+    }
+
     /// Applies a KV put of `value` under `key` (checked as section 12 says, size first).
     pub fn put(&mut self, key: &str, value: &[u8]) -> Put {
         match entry::parse(key, value) {
@@ -106,16 +105,10 @@ impl Catalog {
                     return Put::Full;
                 }
                 self.remove(key);
-                let key: Arc<str> = key.into();
                 for pattern in entry.patterns.iter() {
-                    match first_token(pattern) {
-                        "*" | ">" => self.wild_first.insert(key.clone(), entry.patterns.clone()),
-                        token => {
-                            self.by_first.entry(token.into()).or_default().insert(key.clone(), entry.patterns.clone())
-                        }
-                    };
+                    self.index.insert(pattern);
                 }
-                self.entries.insert(key, entry);
+                self.entries.insert(key.into(), entry);
                 Put::Stored
             }
             Ok(None) => {
@@ -131,23 +124,12 @@ impl Catalog {
 
     /// Applies a KV delete or purge of `key`.
     pub fn remove(&mut self, key: &str) -> bool {
-        let Some((key, entry)) = self.entries.remove_entry(key) else {
+        let Some(entry) = self.entries.remove(key) else {
             return false;
         };
         for pattern in entry.patterns.iter() {
-            match first_token(pattern) {
-                "*" | ">" => {
-                    self.wild_first.remove(&key);
-                }
-                token => {
-                    if let Some(keys) = self.by_first.get_mut(token) {
-                        keys.remove(&key);
-                        if keys.is_empty() {
-                            self.by_first.remove(token);
-                        }
-                    }
-                }
-            }
+            let indexed = self.index.remove(pattern);
+            debug_assert!(indexed, "every stored entry's patterns are indexed");
         }
         true
     }
@@ -165,16 +147,10 @@ impl Catalog {
             .map(|(k, e)| (&**k, e))
     }
 
-    /// Whether a subscription to `pattern` can match an entry (strict mode): one of the entries' patterns
-    /// overlaps it. Looks only at the entries whose patterns can share its first token.
+    /// Whether a subscription to `pattern` (a valid pattern) can match an entry (strict mode): one of the
+    /// entries' patterns overlaps it. Walks the pattern's tokens in the index, not the entries.
     pub fn knows(&self, pattern: &str) -> bool {
-        let check = |index: &BTreeMap<Arc<str>, Patterns>| {
-            index.values().any(|patterns| patterns.iter().any(|p| entry::overlaps(p, pattern)))
-        };
-        match first_token(pattern) {
-            "*" | ">" => self.entries.values().any(|e| e.overlaps(pattern)),
-            token => check(&self.wild_first) || self.by_first.get(token).is_some_and(check),
-        }
+        self.index.overlaps_any(pattern)
     }
 
     /// The `events` reply: entries of [`Catalog::listing`] in order while the frame stays at most `max_bytes`;

@@ -3,6 +3,11 @@
 //! put, delete and purge as it comes. A missing bucket is an empty catalog, checked again with a bounded backoff
 //! (the first writer creates it); an error restarts the watch after the same backoff. Invalid values are
 //! skipped, counted and logged at most once per [`LOG_EVERY`].
+//!
+//! `catalog.max_entries`: a valid entry under a new key while the catalog is full is skipped (`Put::Full`). The
+//! watch remembers that it skipped some (not which: that would cost memory per skipped entry), and once a
+//! removal leaves room it replays the bucket again after [`REFILL_DELAY`] (coalescing a burst of deletes), so the
+//! skipped entries come back; the node keeps serving its current catalog until the new replay replaces it.
 
 use std::{
     sync::Weak,
@@ -19,6 +24,8 @@ use crate::{config::CatalogSettings, nats};
 /// [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Wait before the replay that brings back entries skipped at `catalog.max_entries` once there is room.
+const REFILL_DELAY: Duration = Duration::from_millis(250);
 /// At most one log line about skipped entries per this interval (the others are counted in it).
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -48,6 +55,8 @@ enum Outcome {
     Missing,
     /// The watch ended (the server or the connection closed it).
     Ended,
+    /// Entries were skipped at `catalog.max_entries` and a removal left room: replay to bring them back.
+    Refill,
 }
 
 pub(super) async fn run(client: async_nats::Client, settings: CatalogSettings, node: Weak<NodeCatalog>) {
@@ -64,6 +73,12 @@ pub(super) async fn run(client: async_nats::Client, settings: CatalogSettings, n
                 }
             }
             Ok(Outcome::Ended) => tracing::warn!("catalog watch ended; restarting"),
+            Ok(Outcome::Refill) => {
+                tracing::info!("catalog has room for entries skipped at catalog.max_entries; replaying");
+                drop(catalog);
+                tokio::time::sleep(REFILL_DELAY).await;
+                continue;
+            }
             Err(e) => tracing::warn!(error = %e, "catalog watch failed; retrying"),
         }
         drop(catalog);
@@ -88,6 +103,8 @@ async fn watch_once(
     let mut entries = kv.watch_with_history(">").await?;
     // The replay of what is stored ends with the entry that has nothing pending; an empty bucket has none.
     let mut fresh = Some(Catalog::new(settings.max_entries));
+    // Some valid entry was skipped at `catalog.max_entries` by this watch.
+    let mut skipped = false;
     if kv.status().await?.values() == 0 {
         if let (Some(node), Some(fresh)) = (node.upgrade(), fresh.take()) {
             node.replace(fresh);
@@ -113,6 +130,7 @@ async fn watch_once(
                 log.skipped(&entry.key, invalid.reason(), &invalid);
             }
             Some(Put::Full) => {
+                skipped = true;
                 node.metrics.max_entries.increment(1);
                 log.skipped(&entry.key, "max_entries", &"catalog.max_entries reached");
             }
@@ -124,6 +142,9 @@ async fn watch_once(
                 node.replace(replay);
                 *backoff = MIN_BACKOFF;
             }
+        }
+        if skipped && fresh.is_none() && node.catalog.read().expect("catalog lock").has_room() {
+            return Ok(Outcome::Refill);
         }
     }
     Ok(Outcome::Ended)
