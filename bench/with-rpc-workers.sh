@@ -67,7 +67,7 @@ for ((i = 0; i < count; i++)); do
 done
 for ((i = 0; i < count; i++)); do
   for ((t = 0; t < 600; t++)); do
-    grep -q "$ready" "$tmp/worker-$i.log" && break
+    grep -q "$ready" "$tmp/worker-$i.log" 2>/dev/null && break
     kill -0 "${pids[$i]}" 2>/dev/null || { echo "$0: worker $i exited" >&2; exit 1; }
     sleep 0.1
   done

@@ -5,9 +5,9 @@
 //!
 //! Two phases run in one process against the same subscribers: 1 = client publish (data
 //! `{"t":<ns>,"s":1,...}` in the frame), 2 = the same rate of the same event published server-side on
-//! `<subject_prefix>.<event>` straight to NATS, like `fanout` (skip it with --no-nats-phase). Each phase
-//! publishes for --duration seconds, then waits until every expected delivery arrived (published x S) or
-//! nothing arrived for a second, bounded by --drain. Reported per phase: publishes/s, the `published` ack's
+//! `<subject_prefix>.<event>` straight to NATS, like `fanout` (skip it with --no-nats-phase; run it first with
+//! --nats-first). Each phase publishes for --duration seconds, then waits until every expected delivery arrived
+//! (published x S) or nothing arrived for a second, bounded by --drain. Reported per phase: publishes/s, the `published` ack's
 //! round trip (client phase), refusals by code, deliveries/s, lost, publish -> delivery latency, how many client
 //! events carried `from` (and NATS events none), and the CPU of the gateway, nats-server and the bench.
 //!
@@ -83,6 +83,9 @@ pub struct PublishArgs {
     /// Run only the client publish phase (no server-side comparison).
     #[arg(long)]
     pub no_nats_phase: bool,
+    /// Run the server-side NATS phase before the client publish phase (to see whether the order matters).
+    #[arg(long)]
+    pub nats_first: bool,
     /// Count lost deliveries, refused publishes and events with a wrong `from` as errors (exit status 1).
     #[arg(long)]
     pub strict: bool,
@@ -194,69 +197,14 @@ pub async fn run(args: &PublishArgs) -> anyhow::Result<Outcome> {
         publishers.push(ws);
     }
 
+    // The phases in the asked order; with --nats-first the server-side one runs first (warm-up effects).
     let mut phases = Vec::new();
-    // Phase 1: client publish.
-    let cpu = common.cpu_meters(vec![]);
-    let rate_each = args.rate / args.publishers as f64;
-    let tasks: Vec<_> = publishers
-        .into_iter()
-        .enumerate()
-        .map(|(i, ws)| {
-            let event = args.event();
-            let (duration, drain, size) = (Duration::from_secs(args.duration), args.drain, args.size as usize);
-            // Publishers start spread over one ticker period, so their frames do not leave in lockstep.
-            let stagger = Duration::from_micros(1000 * i as u64 / args.publishers);
-            tokio::spawn(publisher(ws, i as u64, event, rate_each, duration, drain, size, stagger))
-        })
-        .collect();
-    let mut sent = Vec::new();
-    for task in tasks {
-        sent.push(task.await??);
+    if args.nats_first && !args.no_nats_phase {
+        phases.push(nats_phase(args, &arrivals).await?);
     }
-    let published: u64 = sent.iter().map(|s| s.acked).sum();
-    let expected = published * args.subscribers;
-    drain(&arrivals, CLIENT, expected, args.drain).await;
-    let cpu_use = cpu.read();
-    let mut acks = new_hist();
-    let mut refused = BTreeMap::new();
-    for s in &sent {
-        acks.add(&s.acks).context("merging ack histograms")?;
-        for (code, n) in &s.refused {
-            *refused.entry(code.clone()).or_insert(0) += n;
-        }
-    }
-    let attempted: u64 = sent.iter().map(|s| s.sent).sum();
-    phases.push(PhaseStart {
-        phase: "client publish",
-        target_rate: args.rate,
-        published,
-        publish_rate: attempted as f64 / args.duration as f64,
-        refused,
-        unanswered: sent.iter().map(|s| s.unanswered).sum(),
-        ack: Some(Latency::of(&acks)),
-        expected,
-        cpu: cpu_use,
-    });
-
-    // Phase 2: the same rate published server-side on NATS.
-    if !args.no_nats_phase {
-        let nats = async_nats::connect(&common.nats).await.context("connecting to NATS")?;
-        let subject = format!("{}.{}", common.subject_prefix, args.event());
-        let cpu = common.cpu_meters(vec![]);
-        let (published, secs) = publish_nats(&nats, subject, args.rate, args.duration, args.size as usize).await?;
-        let expected = published * args.subscribers;
-        drain(&arrivals, SERVER, expected, args.drain).await;
-        phases.push(PhaseStart {
-            phase: "NATS publish (server)",
-            target_rate: args.rate,
-            published,
-            publish_rate: published as f64 / secs,
-            refused: BTreeMap::new(),
-            unanswered: 0,
-            ack: None,
-            expected,
-            cpu: cpu.read(),
-        });
+    phases.push(client_phase(args, publishers, &arrivals).await?);
+    if !args.nats_first && !args.no_nats_phase {
+        phases.push(nats_phase(args, &arrivals).await?);
     }
 
     let _ = stop_tx.send(true);
@@ -294,6 +242,72 @@ pub async fn run(args: &PublishArgs) -> anyhow::Result<Outcome> {
         .collect();
     let unexpected: u64 = seen.iter().map(|s| s.unexpected).sum();
     report(args, phases, unexpected)
+}
+
+/// Phase 1: the publishers send `publish` frames at --rate in total for --duration, then the deliveries drain.
+async fn client_phase(args: &PublishArgs, publishers: Vec<Ws>, arrivals: &Arrivals) -> anyhow::Result<PhaseStart> {
+    let cpu = args.common.cpu_meters(vec![]);
+    let rate_each = args.rate / args.publishers as f64;
+    let tasks: Vec<_> = publishers
+        .into_iter()
+        .enumerate()
+        .map(|(i, ws)| {
+            let event = args.event();
+            let (duration, drain, size) = (Duration::from_secs(args.duration), args.drain, args.size as usize);
+            // Publishers start spread over one ticker period, so their frames do not leave in lockstep.
+            let stagger = Duration::from_micros(1000 * i as u64 / args.publishers);
+            tokio::spawn(publisher(ws, i as u64, event, rate_each, duration, drain, size, stagger))
+        })
+        .collect();
+    let mut sent = Vec::new();
+    for task in tasks {
+        sent.push(task.await??);
+    }
+    let published: u64 = sent.iter().map(|s| s.acked).sum();
+    let expected = published * args.subscribers;
+    drain(arrivals, CLIENT, expected, args.drain).await;
+    let cpu_use = cpu.read();
+    let mut acks = new_hist();
+    let mut refused = BTreeMap::new();
+    for s in &sent {
+        acks.add(&s.acks).context("merging ack histograms")?;
+        for (code, n) in &s.refused {
+            *refused.entry(code.clone()).or_insert(0) += n;
+        }
+    }
+    let attempted: u64 = sent.iter().map(|s| s.sent).sum();
+    Ok(PhaseStart {
+        phase: "client publish",
+        target_rate: args.rate,
+        published,
+        publish_rate: attempted as f64 / args.duration as f64,
+        refused,
+        unanswered: sent.iter().map(|s| s.unanswered).sum(),
+        ack: Some(Latency::of(&acks)),
+        expected,
+        cpu: cpu_use,
+    })
+}
+
+/// Phase 2: the same rate of the same event published server-side on NATS, like `fanout`.
+async fn nats_phase(args: &PublishArgs, arrivals: &Arrivals) -> anyhow::Result<PhaseStart> {
+    let nats = async_nats::connect(&args.common.nats).await.context("connecting to NATS")?;
+    let subject = format!("{}.{}", args.common.subject_prefix, args.event());
+    let cpu = args.common.cpu_meters(vec![]);
+    let (published, secs) = publish_nats(&nats, subject, args.rate, args.duration, args.size as usize).await?;
+    let expected = published * args.subscribers;
+    drain(arrivals, SERVER, expected, args.drain).await;
+    Ok(PhaseStart {
+        phase: "NATS publish (server)",
+        target_rate: args.rate,
+        published,
+        publish_rate: published as f64 / secs,
+        refused: BTreeMap::new(),
+        unanswered: 0,
+        ack: None,
+        expected,
+        cpu: cpu.read(),
+    })
 }
 
 /// A phase's figures known before the subscribers' histograms are gathered.
