@@ -142,6 +142,9 @@ struct Phase {
     with_from: u64,
     latency: Latency,
     cpu_percent: CpuUse,
+    /// The gateway threads' voluntary context switches during the phase per delivered frame (lower = more frames
+    /// handled per wake-up).
+    gateway_sleeps_per_delivery: Option<f64>,
 }
 
 pub async fn run(args: &PublishArgs) -> anyhow::Result<Outcome> {
@@ -237,6 +240,7 @@ pub async fn run(args: &PublishArgs) -> anyhow::Result<Outcome> {
                 with_from: seen.iter().map(|s| s.with_from[index]).sum(),
                 latency: Latency::of(&hist),
                 cpu_percent: p.cpu,
+                gateway_sleeps_per_delivery: p.gateway_sleeps.map(|w| w as f64 / delivered.max(1) as f64),
             }
         })
         .collect();
@@ -247,6 +251,7 @@ pub async fn run(args: &PublishArgs) -> anyhow::Result<Outcome> {
 /// Phase 1: the publishers send `publish` frames at --rate in total for --duration, then the deliveries drain.
 async fn client_phase(args: &PublishArgs, publishers: Vec<Ws>, arrivals: &Arrivals) -> anyhow::Result<PhaseStart> {
     let cpu = args.common.cpu_meters(vec![]);
+    let sleeps = args.common.gateway_pid.and_then(sleeps);
     let rate_each = args.rate / args.publishers as f64;
     let tasks: Vec<_> = publishers
         .into_iter()
@@ -267,6 +272,7 @@ async fn client_phase(args: &PublishArgs, publishers: Vec<Ws>, arrivals: &Arriva
     let expected = published * args.subscribers;
     drain(arrivals, CLIENT, expected, args.drain).await;
     let cpu_use = cpu.read();
+    let sleeps = sleeps_since(args, sleeps);
     let mut acks = new_hist();
     let mut refused = BTreeMap::new();
     for s in &sent {
@@ -286,6 +292,7 @@ async fn client_phase(args: &PublishArgs, publishers: Vec<Ws>, arrivals: &Arriva
         ack: Some(Latency::of(&acks)),
         expected,
         cpu: cpu_use,
+        gateway_sleeps: sleeps,
     })
 }
 
@@ -294,6 +301,7 @@ async fn nats_phase(args: &PublishArgs, arrivals: &Arrivals) -> anyhow::Result<P
     let nats = async_nats::connect(&args.common.nats).await.context("connecting to NATS")?;
     let subject = format!("{}.{}", args.common.subject_prefix, args.event());
     let cpu = args.common.cpu_meters(vec![]);
+    let sleeps = args.common.gateway_pid.and_then(sleeps);
     let (published, secs) = publish_nats(&nats, subject, args.rate, args.duration, args.size as usize).await?;
     let expected = published * args.subscribers;
     drain(arrivals, SERVER, expected, args.drain).await;
@@ -307,6 +315,7 @@ async fn nats_phase(args: &PublishArgs, arrivals: &Arrivals) -> anyhow::Result<P
         ack: None,
         expected,
         cpu: cpu.read(),
+        gateway_sleeps: sleeps_since(args, sleeps),
     })
 }
 
@@ -321,6 +330,7 @@ struct PhaseStart {
     ack: Option<Latency>,
     expected: u64,
     cpu: CpuUse,
+    gateway_sleeps: Option<u64>,
 }
 
 fn report(args: &PublishArgs, phases: Vec<Phase>, unexpected: u64) -> anyhow::Result<Outcome> {
@@ -357,6 +367,7 @@ fn report(args: &PublishArgs, phases: Vec<Phase>, unexpected: u64) -> anyhow::Re
             "gw CPU%",
             "nats CPU%",
             "bench CPU%",
+            "gw sleeps/frame",
         ],
     );
     let mut errors = 0;
@@ -388,6 +399,7 @@ fn report(args: &PublishArgs, phases: Vec<Phase>, unexpected: u64) -> anyhow::Re
             percent_cell(p.cpu_percent.gateway),
             percent_cell(p.cpu_percent.nats),
             percent_cell(Some(p.cpu_percent.bench)),
+            p.gateway_sleeps_per_delivery.map_or("-".into(), |w| num(w, 4)),
         ]);
     }
     if args.strict {
@@ -410,6 +422,26 @@ fn report(args: &PublishArgs, phases: Vec<Phase>, unexpected: u64) -> anyhow::Re
         "unexpected": unexpected,
     });
     Ok(Outcome { tables: vec![table], notes, json, errors })
+}
+
+/// The voluntary context switches of all threads of process `pid` so far (None if unreadable): each is a thread
+/// going to sleep for lack of work, so fewer per delivered frame means more frames handled per wake-up.
+fn sleeps(pid: u32) -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        total += status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(total)
+}
+
+/// The gateway's voluntary context switches since `before`.
+fn sleeps_since(args: &PublishArgs, before: Option<u64>) -> Option<u64> {
+    Some(args.common.gateway_pid.and_then(sleeps)?.saturating_sub(before?))
 }
 
 /// Waits until `expected` events of `phase` arrived, or nothing arrived for a second, or `limit` seconds passed.
