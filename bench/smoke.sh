@@ -12,6 +12,9 @@ if [ -z "${TELEGRAPHY_GATEWAY_BIN:-}" ]; then
   export TELEGRAPHY_GATEWAY_BIN=$ROOT/target/debug/telegraphy-gateway
 fi
 export BENCH=$ROOT/target/debug/telegraphy-bench
+# rpc and publish: lift the per-connection RPC and client publish budgets (defaults 5/s and 10/s) for the bench.
+export TELEGRAPHY_RPC__REQUESTS_PER_SECOND=1000 TELEGRAPHY_RPC__REQUEST_BURST=1000
+export TELEGRAPHY_CLIENT_PUBLISH__REQUESTS_PER_SECOND=1000 TELEGRAPHY_CLIENT_PUBLISH__REQUEST_BURST=1000
 
 bench/with-gateway.sh bash -c '
   set -euo pipefail
@@ -26,5 +29,7 @@ bench/with-gateway.sh bash -c '
   run fanout --connections 20 --sse --rate 50 --duration 2 --drain 5 --strict
   run connect --connections 40 --concurrency 8 --workers 2
   run slow --connections 20 --rate 50 --duration 2 --drain 5 --strict
+  run publish --publishers 2 --subscribers 10 --rate 20 --duration 2 --drain 5 --strict
+  RPC_WORKER=echo BENCH_BIN=$BENCH bench/with-rpc-workers.sh "$BENCH" rpc --connections 2 --requests 20 --timeout 60 --output table
 '
 echo "bench smoke: ok"

@@ -6,9 +6,11 @@ mod bare;
 mod catalog;
 mod client;
 mod connect;
+mod echo;
 mod fanout;
 mod idle;
 mod pool;
+mod publish;
 mod report;
 mod rpc;
 mod stats;
@@ -54,6 +56,9 @@ enum Command {
     Slow(fanout::SlowArgs),
     /// RPC round trips per second and their latency through the gateway, NATS and the method's workers.
     Rpc(rpc::RpcArgs),
+    /// Client publish fan-out: P connections send `publish` frames, S subscribed connections receive them with
+    /// `from`; then the same rate published server-side on NATS to the same subscribers, for comparison.
+    Publish(publish::PublishArgs),
     /// The event catalog: put N entries in its KV bucket, the gateway's memory per entry, and the round trip of
     /// `events` requests (full and narrowed).
     Catalog(catalog::CatalogArgs),
@@ -61,6 +66,9 @@ enum Command {
     /// baseline: `bench/with-gateway.sh` starts one beside the gateway when BENCH_BARE=1 (BENCH_BARE_URL,
     /// BENCH_BARE_PID).
     BareServer(bare::BareArgs),
+    /// The RPC baseline: a raw NATS responder answering `{"data":<request>}` in the workers' queue group
+    /// (`bench/with-rpc-workers.sh` starts N with RPC_WORKER=echo).
+    EchoWorker(echo::EchoArgs),
     /// (internal) a client worker process driven by the coordinator over stdin/stdout.
     #[command(name = "__worker", hide = true)]
     Worker {
@@ -196,6 +204,16 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::EchoWorker(args) = cli.command {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+        return match runtime.block_on(echo::run(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("telegraphy-bench echo-worker: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let loadavg = report::loadavg();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let (common, run) = match &cli.command {
@@ -204,8 +222,9 @@ fn main() -> ExitCode {
         Command::Connect(a) => (&a.common, "connect"),
         Command::Slow(a) => (&a.common, "slow"),
         Command::Rpc(a) => (&a.common, "rpc"),
+        Command::Publish(a) => (&a.common, "publish"),
         Command::Catalog(a) => (&a.common, "catalog"),
-        Command::Worker { .. } | Command::BareServer(_) => unreachable!("handled above"),
+        Command::Worker { .. } | Command::BareServer(_) | Command::EchoWorker(_) => unreachable!("handled above"),
     };
     if let Err(e) = common.validate() {
         eprintln!("telegraphy-bench: {e:#}");
@@ -220,8 +239,11 @@ fn main() -> ExitCode {
                 Command::Connect(a) => connect::run(a).await,
                 Command::Slow(a) => fanout::run_slow(a).await,
                 Command::Rpc(a) => rpc::run(a).await,
+                Command::Publish(a) => publish::run(a).await,
                 Command::Catalog(a) => catalog::run(a).await,
-                Command::Worker { .. } | Command::BareServer(_) => unreachable!("handled above"),
+                Command::Worker { .. } | Command::BareServer(_) | Command::EchoWorker(_) => {
+                    unreachable!("handled above")
+                }
             }
         };
         tokio::time::timeout(limit, scenario)

@@ -154,20 +154,20 @@ pub fn cpu_time(pid: u32) -> Duration {
 }
 
 /// CPU use of a set of processes over a span of wall time, as a percentage of one core.
-struct CpuMeter {
+pub struct CpuMeter {
     pids: Vec<u32>,
     start: Instant,
     used: Duration,
 }
 
 impl CpuMeter {
-    fn start(pids: Vec<u32>) -> Self {
+    pub fn start(pids: Vec<u32>) -> Self {
         let used = pids.iter().map(|p| cpu_time(*p)).sum();
         CpuMeter { pids, start: Instant::now(), used }
     }
 
     /// Percent of one core used since `start` (200 = both cores of this machine).
-    fn percent(&self) -> f64 {
+    pub fn percent(&self) -> f64 {
         let used: Duration = self.pids.iter().map(|p| cpu_time(*p)).sum();
         let wall = self.start.elapsed().as_secs_f64().max(1e-6);
         (used.saturating_sub(self.used).as_secs_f64() / wall * 100.0 * 10.0).round() / 10.0
