@@ -2,8 +2,8 @@
 //! bucket (as any publisher would), waits until the gateway lists the last one, and reports the gateway's memory
 //! before and after (per entry), then the round trip of `--requests` sequential `events` requests, full (the
 //! listing bounded by `catalog.max_reply_bytes`) and narrowed to one entry. The last entry (in key order) is
-//! `bench.fan.{n}` (pattern `bench.fan.*`): a strict-mode node checking `connect --subscribe`'s `bench.fan.>`
-//! walks every other entry first, the worst case for a known pattern.
+//! `bench.fan.{n}` (pattern `bench.fan.*`): the pattern `connect --subscribe` takes (`bench.fan.>`) shares its first
+//! tokens with every entry, the worst case of the strict-mode check before its token trie (issue 21).
 
 use std::time::{Duration, Instant};
 
