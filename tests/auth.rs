@@ -12,9 +12,9 @@ use common::*;
 use futures_util::{future::join_all, StreamExt};
 use serde_json::{json, Value};
 use telegraphy::{
-    auth::{self, Auth},
     config::{REVOCATIONS_BUCKET_MAX_AGE, TOKENS_BUCKET_MAX_AGE},
-    token::{self, Claims, Keyring, TokenKind},
+    node::auth::{self, Auth},
+    protocol::token::{self, Claims, Keyring, TokenKind},
 };
 
 const REVOCATIONS: &str = "telegraphy_revocations";
@@ -53,7 +53,7 @@ fn claims(sub: &str, allow: &[&str], iat: i64, exp: i64) -> Claims {
 /// Registers a `jti` in the tokens bucket exactly as minting does, so a hand-signed token fails only for the
 /// reason under test (not for "not registered").
 async fn register(nats: &async_nats::Client, jti: &str) {
-    let kv = telegraphy::nats::key_value(nats, TOKENS, TOKENS_BUCKET_MAX_AGE, 1).await.unwrap();
+    let kv = telegraphy::node::nats::key_value(nats, TOKENS, TOKENS_BUCKET_MAX_AGE, 1).await.unwrap();
     kv.create(jti, Bytes::from_static(b"1")).await.unwrap();
 }
 
@@ -252,7 +252,7 @@ async fn a_token_is_consumed_at_its_registered_revision_only() {
     assert!(minted.rev.is_some_and(|r| r >= 1), "a minted token carries its registration's revision: {minted:?}");
 
     let nc = publisher(&nats.url()).await;
-    let kv = telegraphy::nats::key_value(&nc, TOKENS, TOKENS_BUCKET_MAX_AGE, 1).await.unwrap();
+    let kv = telegraphy::node::nats::key_value(&nc, TOKENS, TOKENS_BUCKET_MAX_AGE, 1).await.unwrap();
     let mut c = claims("bob", &["a.>"], token::now_unix(), token::now_unix() + 60);
     let rev = kv.create(&c.jti, Bytes::from_static(b"1")).await.unwrap();
     for wrong in [rev + 1, rev - 1] {
@@ -498,7 +498,7 @@ async fn revocations_written_before_a_replica_starts_apply_to_it_at_once() {
     let (_, connected) = connect_ok(&a, &a.token("dave", &["d.>"]).await).await;
     let resume = connected["resume"].as_str().unwrap().to_string();
     let unused = a.token("dave", &["d.>"]).await;
-    let kv = telegraphy::nats::key_value(&nc, REVOCATIONS, REVOCATIONS_BUCKET_MAX_AGE, 1).await.unwrap();
+    let kv = telegraphy::node::nats::key_value(&nc, REVOCATIONS, REVOCATIONS_BUCKET_MAX_AGE, 1).await.unwrap();
     let at = Bytes::from(token::now_unix().to_string());
     let puts = futures_util::stream::iter(0..3000)
         .map(|i| {
@@ -539,7 +539,7 @@ async fn a_resume_token_refreshed_by_a_lagging_replica_is_still_revoked() {
     let (mut socket, connected) = connect_ok(&a, &first).await;
     let resume = connected["resume"].as_str().unwrap().to_string();
     // Revoked "3 seconds ago", i.e. after frank authenticated and before the lagging replica resumes him.
-    let kv = telegraphy::nats::key_value(&nc, REVOCATIONS, REVOCATIONS_BUCKET_MAX_AGE, 1).await.unwrap();
+    let kv = telegraphy::node::nats::key_value(&nc, REVOCATIONS, REVOCATIONS_BUCKET_MAX_AGE, 1).await.unwrap();
     kv.put(auth::user_key("frank"), Bytes::from((now - 3).to_string())).await.unwrap();
     assert_eq!(tokio::time::timeout(REVOKE_WITHIN, socket.expect_close()).await.expect("closed within 1 s"), 4003);
 

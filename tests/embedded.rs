@@ -1,4 +1,4 @@
-//! The gateway embedded in an actix-web app (`telegraphy::actix::ws` on the app's route, issue 12): what only
+//! The gateway embedded in an actix-web app (`telegraphy::transports::actix::ws` on the app's route, issue 12): what only
 //! embedding has (the app's own routes, fragmented frames through actix-ws, the TCP abort of a stalled client)
 //! and the example app `examples/embed-actix` as a process. The protocol cases every transport shares (4008,
 //! drain 1012, revocation 4003, history, filters) run in tests/transports.rs.
@@ -10,7 +10,7 @@ use std::{path::PathBuf, time::Duration};
 use common::*;
 use futures_util::SinkExt;
 use serde_json::json;
-use telegraphy::auth::Auth;
+use telegraphy::node::auth::Auth;
 use tokio_tungstenite::tungstenite::{
     client::IntoClientRequest,
     protocol::frame::{

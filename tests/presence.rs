@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
-use telegraphy::token::{self, Claims, Keyring, TokenKind};
+use telegraphy::protocol::token::{self, Claims, Keyring, TokenKind};
 use tokio::time::Instant;
 
 /// A short refresh so that expiry is seen within seconds: TTL = 3 s.
@@ -216,7 +216,7 @@ async fn limits_are_checked_before_any_kv_work() {
     // The info claim: at most 256 bytes of a JSON object, refused at mint and at verify.
     let big = json!({"n": "x".repeat(token::MAX_INFO_BYTES)});
     let minted = app.gateway.auth.mint_with_info("erin", &["chat.>".into()], 60, Some(big.clone())).await;
-    assert!(matches!(minted, Err(telegraphy::auth::MintError::BadInfo(_))), "{minted:?}");
+    assert!(matches!(minted, Err(telegraphy::node::auth::MintError::BadInfo(_))), "{minted:?}");
     let keyring = Keyring::new(&[SECRET.to_string()]).unwrap();
     let now = token::now_unix();
     let mut claims = Claims::new("erin", vec!["chat.>".into()], now, 60, Some("s-erin".into()));
@@ -403,7 +403,7 @@ async fn a_revoked_user_leaves_at_once() {
 
     let revoked_at = Instant::now();
     let bucket = app.gateway.settings.auth.revocations_bucket.clone();
-    telegraphy::auth::revoke(&app.gateway.nats, &bucket, &telegraphy::auth::user_key("rex")).await.unwrap();
+    telegraphy::node::auth::revoke(&app.gateway.nats, &bucket, &telegraphy::node::auth::user_key("rex")).await.unwrap();
     assert_eq!(revoked.expect_close().await, 4003);
     let left = presence_event(&mut stays).await;
     assert_eq!((&left["type"], &left["client"]), (&json!("leave"), &rex), "{left}");

@@ -10,9 +10,9 @@ use common::*;
 use serde_json::{json, Value};
 use telegraphy::{
     config::Settings,
-    frames::close,
+    node::outbox::{Control, Outbox, Queue},
     node::Gateway,
-    outbox::{Control, Outbox, Queue},
+    protocol::frames::close,
     server::Application,
     session::{Inbound, Session},
 };

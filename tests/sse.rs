@@ -116,7 +116,7 @@ async fn a_full_inbound_channel_answers_429_and_takes_nothing() {
     let nats = NatsServer::start();
     let app = spawn_app_with(&nats.url(), |s| s.limits.max_subscriptions = 2).await;
     // Something holds the sync subject and never answers: a new node subscription waits 5 s for its
-    // confirmation (src/hub.rs), and the connection's session with it, while posted frames pile up.
+    // confirmation (src/node/hub.rs), and the connection's session with it, while posted frames pile up.
     let nc = publisher(&nats.url()).await;
     let mut sync = nc.subscribe("telegraphy_sync").await.unwrap();
     nc.publish("telegraphy_sync", "probe".into()).await.unwrap();

@@ -11,7 +11,7 @@ use common::{
     *,
 };
 use serde_json::{json, Value};
-use telegraphy::auth;
+use telegraphy::node::auth;
 
 /// Runs each case as one test per transport: `<module>::<case>`.
 macro_rules! per_transport {

@@ -10,7 +10,7 @@ use std::sync::{
 
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use telegraphy::token::Grants;
+use telegraphy::protocol::token::Grants;
 
 use crate::common::*;
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use telegraphy::token::{self, Claims, Keyring, TokenKind};
+use telegraphy::protocol::token::{self, Claims, Keyring, TokenKind};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
 
 use crate::common::*;

@@ -88,7 +88,7 @@ async fn one_user_opens_at_most_max_connections_per_user_sockets_across_sessions
     one_user_is_held_to_its_sockets(&app).await;
 }
 
-/// The same on the actix-ws path of an app that embeds the node (`telegraphy::actix::ws`): the per-user cap
+/// The same on the actix-ws path of an app that embeds the node (`telegraphy::transports::actix::ws`): the per-user cap
 /// holds there too, and a legitimate user beside is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_user_opens_at_most_max_connections_per_user_sockets_on_the_actix_ws_path() {
