@@ -56,19 +56,29 @@
 //!   `max_bytes` bytes of compact JSON (`filter` plus `exclude`, as `JSON.stringify` writes them);
 //!   at most `max_in_values` values in an `in` list.
 
-use std::borrow::Cow;
-use std::cmp::Ordering;
-use std::fmt;
+//!
+//! # Parts
+//! `parse` checks a client's objects into conditions, `eval` holds the conditions and decides whether an event's
+//! data passes them, `regex` compiles the patterns of `regex`/`iregex`, `canonical` writes the text that groups
+//! filters meaning the same.
 
+use std::fmt;
 use std::sync::Arc;
 
-use regex_automata::{meta, util::syntax, MatchKind};
 use serde_json::{Map, Value};
 
-use crate::{
-    protocol::decimal::{num_cmp, num_dec, Dec, DecView},
-    protocol::frames::ErrorCode,
-};
+use crate::protocol::frames::ErrorCode;
+
+mod canonical;
+mod eval;
+mod parse;
+mod regex;
+
+pub use eval::fold;
+pub use regex::{CompiledRegex, RegexError, RegexKey};
+
+use eval::{Condition, Test};
+use parse::{conditions, json_len, object};
 
 /// The lookup names, in PROTOCOL.md order.
 pub const LOOKUPS: &[&str] = crate::protocol::constants::filters::LOOKUPS;
@@ -196,76 +206,6 @@ fn shown(key: &str) -> String {
     format!("{}...", &key[..end])
 }
 
-/// A pattern of a `regex`/`iregex` condition with its mode: what is compiled, and the key of the
-/// node's pool of compiled regexes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RegexKey {
-    pub pattern: Box<str>,
-    /// `iregex`.
-    pub insensitive: bool,
-}
-
-/// Why a pattern did not compile (a `bad_request` like every filter error).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum RegexError {
-    #[error("regex too complex")]
-    TooComplex,
-    #[error("invalid regex")]
-    Invalid,
-}
-
-/// A compiled regex with the estimate of its memory ([`CompiledRegex::bytes`]), and, when it is
-/// counted in a memory budget, the charge released when the last holder drops it.
-#[derive(Debug)]
-pub struct CompiledRegex {
-    regex: meta::Regex,
-    bytes: usize,
-    /// Whatever gives the regex's bytes back to its budget when dropped (the node's is
-    /// `filter_memory::Charge`; this module does not need to know the budget).
-    charge: Option<Box<dyn fmt::Debug + Send + Sync>>,
-}
-
-impl CompiledRegex {
-    /// Compiles with [`REGEX_SIZE_LIMIT`] and [`REGEX_CACHE_CAPACITY`] (RE2 syntax, Unicode,
-    /// unanchored search; `iregex` case-insensitive: what `regex::Regex` does). CPU-bound, up to a
-    /// few milliseconds at the size limit: the gateway calls it on a blocking thread.
-    pub fn compile(key: &RegexKey) -> Result<CompiledRegex, RegexError> {
-        let config = meta::Config::new()
-            .match_kind(MatchKind::LeftmostFirst)
-            .utf8_empty(true)
-            .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
-            .hybrid_cache_capacity(REGEX_CACHE_CAPACITY);
-        let regex = meta::Builder::new()
-            .configure(config)
-            .syntax(syntax::Config::new().case_insensitive(key.insensitive).utf8(true))
-            .build(&key.pattern)
-            .map_err(|e| if e.size_limit().is_some() { RegexError::TooComplex } else { RegexError::Invalid })?;
-        // Honest estimate: the compiled program (NFA, any DFA, prefilter: `memory_usage`) plus one matching
-        // cache as created. Caches grow with use (lazy DFA states, up to about 2 x REGEX_CACHE_CAPACITY) and
-        // there is one per thread evaluating the regex; that growth is not charged.
-        let bytes = std::mem::size_of::<CompiledRegex>()
-            + key.pattern.len()
-            + regex.memory_usage()
-            + regex.create_cache().memory_usage();
-        Ok(CompiledRegex { regex, bytes, charge: None })
-    }
-
-    /// Estimated memory of the compiled regex, bytes.
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-
-    /// Counts this regex in a budget until it is dropped: `charge` is dropped with the regex.
-    pub fn charged(mut self, charge: impl fmt::Debug + Send + Sync + 'static) -> CompiledRegex {
-        self.charge = Some(Box::new(charge));
-        self
-    }
-
-    pub fn is_match(&self, text: &str) -> bool {
-        self.regex.is_match(text)
-    }
-}
-
 /// Checked `filter` + `exclude` whose regexes are not compiled yet ([`Filter::prepare`]). Every
 /// limit, name, value and pattern length has been checked: only compiling may still fail.
 #[derive(Debug, Clone)]
@@ -359,25 +299,7 @@ impl Filter {
         if regexes > limits.max_regex_conditions {
             return Err(FilterError::TooManyRegexes(limits.max_regex_conditions));
         }
-        let mut canonical = String::new();
-        for (name, conds) in [("filter", &filter), ("exclude", &exclude)] {
-            if conds.is_empty() {
-                continue;
-            }
-            canonical.push_str(if canonical.is_empty() { "{\"" } else { ",\"" });
-            canonical.push_str(name);
-            canonical.push_str("\":[");
-            for (i, c) in conds.iter().enumerate() {
-                if i > 0 {
-                    canonical.push(',');
-                }
-                canonical.push_str(&c.canonical);
-            }
-            canonical.push(']');
-        }
-        if !canonical.is_empty() {
-            canonical.push('}');
-        }
+        let canonical = canonical::of_filter(&filter, &exclude);
         Ok(PreparedFilter { filter, exclude, canonical })
     }
 
@@ -416,392 +338,11 @@ impl Filter {
     }
 }
 
-fn object(v: Option<&Value>, clause: Clause) -> Result<Option<&Map<String, Value>>, FilterError> {
-    match v {
-        None => Ok(None),
-        Some(Value::Object(m)) => Ok(Some(m)),
-        Some(_) => Err(FilterError::NotObject(clause)),
-    }
-}
-
-/// Length of `v` as compact JSON, counted up to just past `cap` (the rest is not written).
-fn json_len(v: Option<&Value>, cap: usize) -> usize {
-    struct Count(usize, usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            if self.0 > self.1 {
-                return Err(std::io::Error::other("over the limit"));
-            }
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let Some(v) = v else { return 0 };
-    let mut count = Count(0, cap);
-    let _ = serde_json::to_writer(&mut count, v);
-    count.0
-}
-
-fn conditions(
-    map: Option<&Map<String, Value>>,
-    clause: Clause,
-    limits: &FilterLimits,
-) -> Result<Vec<Condition>, FilterError> {
-    let mut out = Vec::new();
-    for (key, value) in map.into_iter().flatten() {
-        out.push(Condition::parse(key, value, clause, limits)?);
-    }
-    out.sort_by(|a, b| a.canonical.cmp(&b.canonical));
-    out.dedup_by(|a, b| a.canonical == b.canonical);
-    Ok(out)
-}
-
-/// One step of a field path: an object key, or (on a list) an index.
-#[derive(Debug, Clone)]
-struct Step {
-    key: Box<str>,
-    index: Option<usize>,
-}
-
-impl Step {
-    fn new(part: &str) -> Step {
-        let canonical_int = part == "0" || (!part.starts_with('0') && part.bytes().all(|b| b.is_ascii_digit()));
-        Step { key: part.into(), index: if canonical_int { part.parse().ok() } else { None } }
-    }
-}
-
-/// Reads a field; `None` when it is missing. Only an object has fields (a list at the top does
-/// not: `{"0": 1}` reads nothing from `[1]`).
-fn get<'a>(data: &'a Value, path: &[Step]) -> Option<&'a Value> {
-    if !data.is_object() {
-        return None;
-    }
-    path.iter().try_fold(data, |cur, step| match cur {
-        Value::Object(m) => m.get(&*step.key),
-        Value::Array(a) => step.index.and_then(|i| a.get(i)),
-        _ => None,
-    })
-}
-
-#[derive(Debug, Clone)]
-struct Condition {
-    /// The client's key (for errors found when compiling).
-    key: Box<str>,
-    path: Vec<Step>,
-    test: Test,
-    /// `["path__lookup",value]` in canonical form.
-    canonical: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Text {
-    Contains,
-    StartsWith,
-    EndsWith,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cmp {
-    Gt,
-    Gte,
-    Lt,
-    Lte,
-}
-
-#[derive(Debug, Clone)]
-enum Test {
-    IsNull(bool),
-    Exact(Operand),
-    /// Case-folded value.
-    IExact(String),
-    /// Value case-folded when `fold`.
-    Text {
-        how: Text,
-        fold: bool,
-        value: String,
-    },
-    /// Non-null values; `null` is whether the list held a `null`.
-    In {
-        values: Vec<Operand>,
-        null: bool,
-    },
-    Cmp(Cmp, Operand),
-    Range(Operand, Operand),
-    /// Compiled by [`PreparedFilter::compile_with`]; a [`Filter`] has every one.
-    Regex {
-        key: RegexKey,
-        compiled: Option<Arc<CompiledRegex>>,
-    },
-}
-
-impl Condition {
-    fn parse(key: &str, value: &Value, clause: Clause, limits: &FilterLimits) -> Result<Condition, FilterError> {
-        let parts: Vec<&str> = key.split("__").collect();
-        if parts.iter().any(|p| p.is_empty()) {
-            return Err(FilterError::BadKey { clause, key: shown(key) });
-        }
-        let (fields, lookup) = match parts.split_last() {
-            Some((last, rest)) if !rest.is_empty() && LOOKUPS.contains(last) => (rest, *last),
-            _ => (&parts[..], crate::protocol::constants::filters::DEFAULT_LOOKUP),
-        };
-        let lookup = LOOKUPS
-            .iter()
-            .copied()
-            .find(|l| *l == lookup)
-            .unwrap_or(crate::protocol::constants::filters::DEFAULT_LOOKUP);
-        let bad = |expected: &'static str| FilterError::BadValue { clause, key: shown(key), lookup, expected };
-        let string = || value.as_str().ok_or_else(|| bad("a string"));
-        let (test, lookup, canon_value) = match lookup {
-            "exact" | "iexact" if value.is_null() => (Test::IsNull(true), "isnull", "true".to_owned()),
-            "exact" => {
-                let op = Operand::new(value);
-                let c = canon(value);
-                (Test::Exact(op), lookup, c)
-            }
-            "iexact" => {
-                let v = fold(string()?).into_owned();
-                let c = canon_str(&v);
-                (Test::IExact(v), lookup, c)
-            }
-            "isnull" => {
-                let b = value.as_bool().ok_or_else(|| bad("true or false"))?;
-                (Test::IsNull(b), lookup, b.to_string())
-            }
-            "contains" | "icontains" | "startswith" | "istartswith" | "endswith" | "iendswith" => {
-                let fold_case = lookup.starts_with('i');
-                let how = match lookup.trim_start_matches('i') {
-                    "contains" => Text::Contains,
-                    "startswith" => Text::StartsWith,
-                    _ => Text::EndsWith,
-                };
-                let s = string()?;
-                let v = if fold_case { fold(s).into_owned() } else { s.to_owned() };
-                let c = canon_str(&v);
-                (Test::Text { how, fold: fold_case, value: v }, lookup, c)
-            }
-            "in" => {
-                let list = value.as_array().ok_or_else(|| bad("a list"))?;
-                if list.len() > limits.max_in_values {
-                    return Err(FilterError::TooManyValues { clause, key: shown(key), limit: limits.max_in_values });
-                }
-                let mut texts: Vec<String> = list.iter().map(canon).collect();
-                texts.sort();
-                texts.dedup();
-                let values = list.iter().filter(|v| !v.is_null()).map(Operand::new).collect();
-                let test = Test::In { values, null: list.iter().any(Value::is_null) };
-                (test, lookup, format!("[{}]", texts.join(",")))
-            }
-            "gt" | "gte" | "lt" | "lte" => {
-                let op = ordered(value).ok_or_else(|| bad("a number or a string"))?;
-                let cmp = match lookup {
-                    "gt" => Cmp::Gt,
-                    "gte" => Cmp::Gte,
-                    "lt" => Cmp::Lt,
-                    _ => Cmp::Lte,
-                };
-                (Test::Cmp(cmp, op), lookup, canon(value))
-            }
-            "range" => {
-                let pair = match value.as_array().map(Vec::as_slice) {
-                    Some([lo, hi]) => ordered(lo).zip(ordered(hi)),
-                    _ => None,
-                };
-                let (lo, hi) = pair.ok_or_else(|| bad("[low, high] of numbers or strings"))?;
-                (Test::Range(lo, hi), lookup, canon(value))
-            }
-            _ => {
-                // regex, iregex
-                let pattern = string()?;
-                if pattern.len() > limits.max_regex_bytes {
-                    return Err(FilterError::RegexTooLong { clause, key: shown(key), limit: limits.max_regex_bytes });
-                }
-                let key = RegexKey { pattern: pattern.into(), insensitive: lookup == "iregex" };
-                (Test::Regex { key, compiled: None }, lookup, canon_str(pattern))
-            }
-        };
-        let canonical_key = format!("{}__{}", fields.join("__"), lookup);
-        let canonical = format!("[{},{}]", canon_str(&canonical_key), canon_value);
-        Ok(Condition { key: key.into(), path: fields.iter().map(|p| Step::new(p)).collect(), test, canonical })
-    }
-
-    fn holds(&self, data: &Value) -> bool {
-        let field = get(data, &self.path);
-        let Some(v) = field.filter(|v| !v.is_null()) else {
-            return match self.test {
-                Test::IsNull(want) => want,
-                Test::In { null, .. } => null,
-                _ => false,
-            };
-        };
-        match &self.test {
-            Test::IsNull(want) => !want,
-            Test::Exact(op) => op.equals(v),
-            Test::IExact(want) => v.as_str().is_some_and(|s| fold(s) == want.as_str()),
-            Test::Text { how, fold: fold_case, value } => v.as_str().is_some_and(|s| {
-                let s = if *fold_case { fold(s) } else { Cow::Borrowed(s) };
-                match how {
-                    Text::Contains => s.contains(value.as_str()),
-                    Text::StartsWith => s.starts_with(value.as_str()),
-                    Text::EndsWith => s.ends_with(value.as_str()),
-                }
-            }),
-            Test::In { values, .. } => values.iter().any(|op| op.equals(v)),
-            Test::Cmp(cmp, op) => op.compare(v).is_some_and(|o| match cmp {
-                Cmp::Gt => o == Ordering::Greater,
-                Cmp::Gte => o != Ordering::Less,
-                Cmp::Lt => o == Ordering::Less,
-                Cmp::Lte => o != Ordering::Greater,
-            }),
-            Test::Range(lo, hi) => {
-                lo.compare(v).is_some_and(|o| o != Ordering::Less)
-                    && hi.compare(v).is_some_and(|o| o != Ordering::Greater)
-            }
-            Test::Regex { compiled, .. } => {
-                v.as_str().is_some_and(|s| compiled.as_ref().is_some_and(|re| re.is_match(s)))
-            }
-        }
-    }
-}
-
-/// Unicode simple lowercase of every code point (the first code point of the full lowercase).
-pub fn fold(s: &str) -> Cow<'_, str> {
-    fn lower(c: char) -> char {
-        if c.is_ascii() {
-            c.to_ascii_lowercase()
-        } else {
-            c.to_lowercase().next().unwrap_or(c)
-        }
-    }
-    if s.chars().all(|c| lower(c) == c) {
-        Cow::Borrowed(s)
-    } else {
-        Cow::Owned(s.chars().map(lower).collect())
-    }
-}
-
-/// A filter's value with its decimal, when it is a number or a decimal string.
-#[derive(Debug, Clone)]
-struct Operand {
-    value: Value,
-    dec: Option<Dec>,
-}
-
-impl Operand {
-    fn new(value: &Value) -> Operand {
-        let dec = match value {
-            Value::Number(n) => Some(num_dec(n, Dec::from_view)),
-            Value::String(s) => DecView::parse(s).map(Dec::from_view),
-            _ => None,
-        };
-        Operand { value: value.clone(), dec }
-    }
-
-    /// Equality of a (non-null) field with this value.
-    fn equals(&self, field: &Value) -> bool {
-        match (field, &self.value, &self.dec) {
-            (Value::Number(a), Value::Number(b), _) => num_cmp(a, b) == Ordering::Equal,
-            (Value::String(s), Value::Number(_), Some(d)) => {
-                DecView::parse(s).is_some_and(|f| f.cmp(&d.view()) == Ordering::Equal)
-            }
-            (Value::Number(n), Value::String(_), Some(d)) => num_dec(n, |f| f.cmp(&d.view())) == Ordering::Equal,
-            _ => json_eq(field, &self.value),
-        }
-    }
-
-    /// Order of a (non-null) field against this value; `None` when they do not compare.
-    fn compare(&self, field: &Value) -> Option<Ordering> {
-        match (field, &self.value) {
-            (Value::Number(a), Value::Number(b)) => Some(num_cmp(a, b)),
-            (Value::String(s), Value::String(t)) => match (DecView::parse(s), &self.dec) {
-                (Some(f), Some(d)) => Some(f.cmp(&d.view())),
-                _ => Some(s.as_str().cmp(t.as_str())),
-            },
-            (Value::String(s), Value::Number(_)) => {
-                let d = self.dec.as_ref()?;
-                DecView::parse(s).map(|f| f.cmp(&d.view()))
-            }
-            (Value::Number(n), Value::String(_)) => {
-                let d = self.dec.as_ref()?;
-                Some(num_dec(n, |f| f.cmp(&d.view())))
-            }
-            _ => None,
-        }
-    }
-}
-
-/// An operand for `gt`..`range`: numbers and strings only.
-fn ordered(v: &Value) -> Option<Operand> {
-    (v.is_number() || v.is_string()).then(|| Operand::new(v))
-}
-
-/// JSON equality where numbers and decimal strings are equal by value (a string and a string
-/// only when identical).
-fn json_eq(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Null, Value::Null) => true,
-        (Value::Bool(x), Value::Bool(y)) => x == y,
-        (Value::Number(x), Value::Number(y)) => num_cmp(x, y) == Ordering::Equal,
-        (Value::String(x), Value::String(y)) => x == y,
-        (Value::Number(n), Value::String(s)) | (Value::String(s), Value::Number(n)) => {
-            DecView::parse(s).is_some_and(|d| num_dec(n, |nd| nd.cmp(&d)) == Ordering::Equal)
-        }
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q)),
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
-        }
-        _ => false,
-    }
-}
-
-fn canon_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_default()
-}
-
-/// Canonical JSON of a value: object keys sorted, numbers normalised.
-fn canon(v: &Value) -> String {
-    fn write(out: &mut String, v: &Value) {
-        match v {
-            Value::Number(n) => out.push_str(&num_dec(n, Dec::from_view).to_string()),
-            Value::String(s) => out.push_str(&canon_str(s)),
-            Value::Array(a) => {
-                out.push('[');
-                for (i, x) in a.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    write(out, x);
-                }
-                out.push(']');
-            }
-            Value::Object(m) => {
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort();
-                out.push('{');
-                for (i, k) in keys.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&canon_str(k));
-                    out.push(':');
-                    write(out, &m[k]);
-                }
-                out.push('}');
-            }
-            _ => out.push_str(&v.to_string()),
-        }
-    }
-    let mut out = String::new();
-    write(&mut out, v);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::borrow::Cow;
 
     #[test]
     fn fold_is_simple_lowercase() {
