@@ -20,17 +20,16 @@ use std::{
 
 use bytestring::ByteString;
 use futures_util::StreamExt;
-use serde_json::value::RawValue;
 use tokio::{runtime::Handle, sync::watch, task::JoinHandle};
 
 use crate::{
     node::history::{self, History, Recovery},
     node::metrics::Metrics,
     node::outbox::{Outbox, Push},
+    node::render::Checked,
     node::wakes::Wakes,
     protocol::filter::Filter,
     protocol::frames::{self, close},
-    protocol::names,
 };
 
 pub type ConnId = u64;
@@ -469,22 +468,14 @@ impl FanOut {
     /// Checks one event, then per group: filter, encode once, queue to every receiver (or hold the frame for a
     /// recovering one).
     fn deliver(&self, name: &str, payload: &[u8], seq: Option<u64>, from: Option<&str>) {
-        let Some(data) = check(&self.metrics, name, payload, self.max_event_bytes) else { return };
+        let Some(event) = Checked::new(&self.metrics, name, payload, from, self.max_event_bytes) else { return };
         let epoch = self.history.as_ref().and_then(|h| h.epoch());
-        let position = seq.zip(epoch);
+        let at = seq.zip(epoch.as_deref());
         let mut count = Queued::default();
         {
             let groups = self.groups.read().expect("groups lock");
-            // The event's JSON is parsed once, and only when some group filters.
-            let parsed = groups.iter().any(|g| g.filter.is_some()).then(|| parse_data(data));
             for group in groups.iter() {
-                if let (Some(filter), Some(parsed)) = (&group.filter, &parsed) {
-                    if !filter.matches(parsed) {
-                        continue;
-                    }
-                }
-                let at = position.as_ref().map(|(seq, epoch)| (*seq, &**epoch));
-                let frame = ByteString::from(frames::encode_event_full(&group.name, name, data, from, at));
+                let Some(frame) = event.render(&group.name, group.filter.as_deref(), at) else { continue };
                 for receiver in &group.receivers {
                     if let Some(pending) = &receiver.pending {
                         let mut pending = pending.lock().expect("pending lock");
@@ -577,43 +568,5 @@ impl FanOut {
                 receiver.outbox.control().close(close::RESTART, reason);
             }
         }
-    }
-}
-
-/// Checks one event's name, size and JSON, or counts why it is dropped. Returns its data, borrowed.
-pub fn check<'a>(metrics: &Metrics, name: &str, payload: &'a [u8], max_event_bytes: usize) -> Option<&'a RawValue> {
-    if names::validate_name(name).is_err() {
-        metrics.events_dropped_bad_name.increment(1);
-        log_dropped("bad name", name);
-        return None;
-    }
-    if payload.len() > max_event_bytes {
-        metrics.events_dropped_too_big.increment(1);
-        log_dropped("payload too big", name);
-        return None;
-    }
-    match serde_json::from_slice(payload) {
-        Ok(data) => Some(data),
-        Err(_) => {
-            metrics.events_dropped_not_json.increment(1);
-            log_dropped("payload is not JSON", name);
-            None
-        }
-    }
-}
-
-/// The event's data as a JSON value for filters (valid JSON already: only nesting beyond serde's limit fails).
-pub fn parse_data(data: &RawValue) -> serde_json::Value {
-    serde_json::from_str(data.get()).unwrap_or(serde_json::Value::Null)
-}
-
-/// Logs a dropped event at most about once a second per process, so a bad publisher cannot flood the log.
-fn log_dropped(why: &str, name: &str) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
-    if LAST.swap(now, Ordering::Relaxed) != now {
-        tracing::warn!(event = %name.chars().take(255).collect::<String>(), "event dropped: {why} (further drops this second not logged)");
     }
 }

@@ -13,6 +13,7 @@ pub(crate) mod metrics;
 pub mod nats;
 pub mod outbox;
 pub(crate) mod presence;
+pub(crate) mod render;
 pub(crate) mod wakes;
 
 use std::{

@@ -10,6 +10,7 @@
 pub(crate) mod actions;
 pub(crate) mod inbound;
 pub(crate) mod rate;
+mod subscribe;
 pub(crate) mod vec_map;
 
 use std::{sync::Arc, time::Duration};
@@ -24,13 +25,13 @@ use crate::{
     node::connections::OverQuota,
     node::filter_memory::CompileError,
     node::history::{History, HistoryError, Position, Recovery, RecoverySlot, Stored},
-    node::hub::{self, ConnId, Subscription},
+    node::hub::{ConnId, Subscription},
     node::outbox::{Control, Outbox, Push},
     node::presence::{self, PresenceError},
+    node::render::Checked,
     node::Gateway,
-    protocol::filter::{Filter, FilterError, FilterLimits, PreparedFilter, RegexError},
-    protocol::frames::{self, close, ClientFrame, ErrorCode, Since, SubscribedAt},
-    protocol::names,
+    protocol::filter::{Filter, FilterError, PreparedFilter, RegexError},
+    protocol::frames::{self, close, ClientFrame, ErrorCode, Since},
     protocol::token,
     session::actions::{lifecycle, Actions},
     session::rate::TokenBucket,
@@ -336,176 +337,6 @@ impl Session {
         self.close_limited(id, over.reason());
     }
 
-    async fn on_subscribe(&mut self, id: Option<u64>, request: SubscribeRequest) {
-        let SubscribeRequest { event, since, sub, filter, exclude, presence } = request;
-        let Some(identity) = &self.identity else {
-            return self.bad_frame(id, ErrorCode::NotConnected, "connect first");
-        };
-        if !identity.permits(&event) {
-            return self.reply(frames::encode_error(id, ErrorCode::Forbidden, "pattern not allowed"));
-        }
-        // Strict catalog mode (section 12): after the permission, before any limit.
-        if !self.gw.catalog.admits(&event) {
-            return self.reply(frames::encode_error(id, ErrorCode::UnknownEvent, UNKNOWN_EVENT_MESSAGE));
-        }
-        // The user whose filter memory budget this subscription counts in (none for an anonymous session).
-        let user = identity.sub.clone();
-        let name = sub.clone().unwrap_or_else(|| event.clone());
-        // Presence limits, before any KV work.
-        if presence {
-            let settings = self.gw.presence.settings();
-            if !settings.enabled {
-                return self.bad_frame(id, ErrorCode::BadRequest, "presence is off");
-            }
-            if names::validate_name(&event).is_err() {
-                return self.bad_frame(id, ErrorCode::BadRequest, "presence needs a channel without wildcards");
-            }
-            let held = self.subscriptions.iter().filter(|(n, h)| **n != name && h.presence).count();
-            if held >= settings.max_per_connection {
-                return self.reply(frames::encode_error(
-                    id,
-                    ErrorCode::LimitExceeded,
-                    "too many presence subscriptions",
-                ));
-            }
-        }
-        let limits = &self.gw.settings.limits;
-        let filter_limits = FilterLimits {
-            max_conditions: limits.max_filter_conditions,
-            max_regex_conditions: limits.max_regex_conditions,
-            ..FilterLimits::default()
-        };
-        // Every limit is checked before any regex is compiled.
-        let prepared = match Filter::prepare(filter.as_ref(), exclude.as_ref(), &filter_limits) {
-            Ok(prepared) => prepared,
-            Err(e) => return self.bad_frame(id, ErrorCode::BadRequest, &e.to_string()),
-        };
-        let canonical = prepared.canonical().to_string();
-        let replacing = match self.subscriptions.get(&name) {
-            Some(held)
-                if held.pattern == event
-                    && held.canonical == canonical
-                    && held.presence == presence
-                    && since.is_none() =>
-            {
-                let at = SubscribedAt { recovered: None, position: None, sub: sub.as_deref() };
-                return self.reply(frames::encode_subscribed_at(id, &event, &at));
-            }
-            Some(held) => Some(held.filter_bytes),
-            None => None,
-        };
-        if replacing.is_none() && self.subscriptions.len() >= limits.max_subscriptions {
-            return self.reply(frames::encode_error(id, ErrorCode::LimitExceeded, "too many subscriptions"));
-        }
-        let filtered = self.subscriptions.iter().filter(|(n, h)| **n != name && !h.canonical.is_empty()).count();
-        if !prepared.is_empty() && filtered >= limits.max_filters {
-            return self.reply(frames::encode_error(id, ErrorCode::LimitExceeded, "too many filtered subscriptions"));
-        }
-        // The connection's other subscriptions' regexes (a replaced subscription's are released with it).
-        let credit = replacing.unwrap_or(0);
-        let kept_bytes = self.filter_bytes() - credit;
-        let budget = limits.filter_memory_per_connection;
-        let user_full = !user.is_empty() && !self.gw.filter_memory.user_has_room(&user, credit);
-        if prepared.regexes().next().is_some() && (kept_bytes >= budget || user_full) {
-            return self.refuse_filter_memory(id);
-        }
-        let filter = match self.compile(prepared).await {
-            Ok(filter) if filter.is_empty() => None,
-            Ok(filter) => Some(Arc::new(filter)),
-            Err(Uncompiled::Bad(e)) => return self.bad_frame(id, ErrorCode::BadRequest, &e.to_string()),
-            Err(Uncompiled::OverBudget) => return self.refuse_filter_memory(id),
-        };
-        let filter_bytes = filter.as_ref().map_or(0, |f| f.regex_bytes());
-        if kept_bytes + filter_bytes > budget
-            || (!user.is_empty() && !self.gw.filter_memory.charge_user(&user, filter_bytes, credit))
-        {
-            return self.refuse_filter_memory(id);
-        }
-        let gw = self.gw.clone();
-        let release_user = || gw.filter_memory.release_user(&user, filter_bytes);
-        // Joined before a replaced subscription is dropped: a presence kept across the replacement is no
-        // leave/join.
-        if presence && !self.join_presence(id, &event).await {
-            return release_user();
-        }
-        if replacing.is_some() {
-            if let Some(old) = self.drop_subscription(&name, true).await {
-                self.lifecycle(lifecycle::Kind::Unsubscribe, &old, &name);
-            }
-        }
-        let held = Held { pattern: event.clone(), canonical, filter: filter.clone(), filter_bytes, presence };
-        // The hub holds this subscription's live frames until `subscribed` (and any replay) is queued, then
-        // releases them without duplicates (Hub::go_live). `subscribed` is sent only once the node's NATS
-        // interest is in place on the server (Hub::subscribe), so an event published after it is delivered.
-        if !self.register(id, &name, held).await {
-            release_user();
-            if presence {
-                self.leave_presence(&event, true).await;
-            }
-            return;
-        }
-        let Some(history) = &gw.history else {
-            let at = SubscribedAt { recovered: since.as_ref().map(|_| false), position: None, sub: sub.as_deref() };
-            self.reply(frames::encode_subscribed_at(id, &event, &at));
-            self.lifecycle(lifecycle::Kind::Subscribe, &event, &name);
-            if presence {
-                self.attach_presence(&event, &name);
-            }
-            gw.hub.go_live(&event, self.id, &name, None).await;
-            return;
-        };
-        if tokio::time::timeout(HISTORY_WAIT, gw.nats.flush()).await.is_err() {
-            tracing::debug!(conn = self.id, "NATS flush before history read timed out");
-        }
-        let mut replayed_through = None;
-        match since {
-            None => {
-                let position = history.position().await.ok();
-                let at = SubscribedAt {
-                    recovered: None,
-                    position: position.as_ref().map(|p| (&*p.epoch, p.last_seq)),
-                    sub: sub.as_deref(),
-                };
-                self.reply(frames::encode_subscribed_at(id, &event, &at));
-            }
-            Some(since) => match self.recover(history, &event, &since).await {
-                // The recovery's slots are kept until its replay is queued.
-                Ok((Recovery::Complete(events), position, _slot)) => {
-                    let at = SubscribedAt {
-                        recovered: Some(true),
-                        position: Some((&position.epoch, position.last_seq)),
-                        sub: sub.as_deref(),
-                    };
-                    self.reply(frames::encode_subscribed_at(id, &event, &at));
-                    replayed_through = Some(events.last().map_or(since.seq, |e| e.seq.max(since.seq)));
-                    self.replay(&name, filter.as_deref(), &position.epoch, events).await;
-                }
-                Ok((lost, position, _)) => {
-                    if let Recovery::Refused(refused) = lost {
-                        refused.count(&gw.metrics);
-                    }
-                    tracing::debug!(conn = self.id, why = lost.why(), "history not recovered");
-                    let at = SubscribedAt {
-                        recovered: Some(false),
-                        position: Some((&position.epoch, position.last_seq)),
-                        sub: sub.as_deref(),
-                    };
-                    self.reply(frames::encode_subscribed_at(id, &event, &at));
-                }
-                Err(e) => {
-                    tracing::warn!(conn = self.id, error = %e, "history unavailable for recovery");
-                    let at = SubscribedAt { recovered: Some(false), position: None, sub: sub.as_deref() };
-                    self.reply(frames::encode_subscribed_at(id, &event, &at));
-                }
-            },
-        }
-        self.lifecycle(lifecycle::Kind::Subscribe, &event, &name);
-        if presence {
-            self.attach_presence(&event, &name);
-        }
-        gw.hub.go_live(&event, self.id, &name, replayed_through).await;
-    }
-
     /// Makes the session present on `channel`; false (with an `error` reply) when it could not.
     async fn join_presence(&mut self, id: Option<u64>, channel: &str) -> bool {
         let Some(identity) = &self.identity else { return false };
@@ -623,7 +454,7 @@ impl Session {
         result
     }
 
-    /// Adds the subscription to the hub, holding its live frames until [`hub::Hub::go_live`]; false (with an
+    /// Adds the subscription to the hub, holding its live frames until [`crate::node::hub::Hub::go_live`]; false (with an
     /// `error` reply) if that failed.
     async fn register(&mut self, id: Option<u64>, name: &str, held: Held) -> bool {
         let who = Subscription { conn: self.id, name, filter: held.filter.clone(), outbox: &self.outbox };
@@ -644,18 +475,16 @@ impl Session {
     /// Queues replayed events in order (those passing the subscription's filter), waiting for room in the queue
     /// (bounded) rather than failing at once.
     async fn replay(&self, sub: &str, filter: Option<&Filter>, epoch: &str, events: Vec<Stored>) {
+        let max_event_bytes = self.gw.settings.limits.max_event_bytes;
         for event in events {
-            let Some(data) =
-                hub::check(&self.gw.metrics, &event.name, &event.payload, self.gw.settings.limits.max_event_bytes)
+            let from = event.from.as_deref();
+            // The live path drops (and counts) what fails the check too.
+            let Some(checked) = Checked::new(&self.gw.metrics, &event.name, &event.payload, from, max_event_bytes)
             else {
-                continue; // the live path drops it too
-            };
-            if filter.is_some_and(|f| !f.matches(&hub::parse_data(data))) {
                 continue;
-            }
-            let frame =
-                frames::encode_event_full(sub, &event.name, data, event.from.as_deref(), Some((event.seq, epoch)));
-            match self.outbox.push_wait(ByteString::from(frame), HISTORY_WAIT).await {
+            };
+            let Some(frame) = checked.render(sub, filter, Some((event.seq, epoch))) else { continue };
+            match self.outbox.push_wait(frame, HISTORY_WAIT).await {
                 Push::Queued => {}
                 Push::TooSlow => return self.gw.metrics.slow_disconnects.increment(1),
                 Push::Gone => return,
