@@ -56,6 +56,18 @@
 //! variables), [`secret`] (the weak-secret rule for configured secrets), [`shutdown`] (SIGTERM/SIGINT),
 //! [`telemetry`] (logging setup), and `footprint` (hidden: the sizes of a connection's task futures, for the
 //! memory budget test).
+//!
+//! # Stability
+//!
+//! The public surface is what `cargo doc` shows. Stable (changed only with the protocol version or a major release, and
+//! said in CHANGELOG.md): the protocol types of [`protocol`] (frames, names, filters, tokens, constants),
+//! [`node::Gateway`] with its methods and [`server::Application`], the actix embedding ([`transports::actix`]), and
+//! [`config`] (the settings, their file keys and `TELEGRAPHY_*` variables). Public but not a promise: [`session`] (a
+//! connection's core, public for the in-process tests and tools), [`node::nats`], [`node::outbox`], [`node::catalog`]
+//! and [`node::auth`] beyond minting and revocation, [`secret`], [`shutdown`], [`telemetry`]. Hidden (`#[doc(hidden)]`,
+//! for this repository's tests and bench only, may change in any release): `footprint` and the `Gateway` methods that
+//! hand out the node's inner parts (`history`, `presence`, `filter_memory`, `connections`). The modules not shown are
+//! private.
 
 mod api;
 pub mod config;
