@@ -21,7 +21,7 @@ fn patterns(list: &[&str]) -> Vec<String> {
 async fn actor(app: &TestApp, user: &str, grants: Grants) -> (WsClient, Value) {
     let token = app
         .gateway
-        .auth
+        .auth()
         .mint_with_grants(user, &patterns(&["chat.>", "shop.>"]), 60, Some(json!({"name": user})), grants)
         .await
         .expect("mint");

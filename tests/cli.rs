@@ -152,7 +152,7 @@ async fn an_unreachable_nats_exits_1_saying_each_cause_once() {
 async fn revoke_subcommand_closes_the_users_sockets_with_4003() {
     let nats = NatsServer::start();
     let app = spawn_app(&nats.url()).await;
-    eventually("revocations loaded", || async { app.gateway.auth.revocations_loaded() }).await;
+    eventually("revocations loaded", || async { app.gateway.auth().revocations_loaded() }).await;
     let mut alice = app.client(&["a.>"]).await; // sub "tester"
     let alice_token = app.token("alice", &["a.>"]).await;
     let mut alice_own = WsClient::connect(&app.ws_url()).await;

@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
             .route("/", web::get().to(|| async { "Hello from an actix-web app that embeds Telegraphy\n" }))
             .route("/readyz", web::get().to(readyz))
             // The node's Prometheus metrics; a real app would serve them on an internal listener only.
-            .route("/metrics", web::get().to(|node: web::Data<Gateway>| async move { node.metrics.render() }))
+            .route("/metrics", web::get().to(|node: web::Data<Gateway>| async move { node.render_metrics() }))
             .route("/ws", web::get().to(telegraphy::transports::actix::ws))
     })
     .tcp_nodelay(true) // events are small frames sent as they come: no Nagle delay

@@ -53,30 +53,93 @@ pub enum NodeError {
 
 /// The node's shared state, one per process, handed to every actix worker.
 pub struct Gateway {
-    pub settings: Settings,
-    pub nats: async_nats::Client,
-    pub hub: Hub,
+    pub(crate) settings: Settings,
+    pub(crate) nats: async_nats::Client,
+    pub(crate) hub: Hub,
     /// Present when `history.enabled`.
-    pub history: Option<Arc<History>>,
-    pub auth: Arc<Auth>,
-    pub metrics: Arc<Metrics>,
-    pub connections: Connections,
+    pub(crate) history: Option<Arc<History>>,
+    pub(crate) auth: Arc<Auth>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) connections: Connections,
     /// How a WebSocket's client address is found (per-IP quota).
-    pub client_ip: ClientIpConfig,
+    pub(crate) client_ip: ClientIpConfig,
     /// Compiled filter regexes: pool, node budget, compile queue.
-    pub filter_memory: FilterMemory,
+    pub(crate) filter_memory: FilterMemory,
     /// The open SSE streams (stream id -> the connection's inbound channel).
-    pub sse: Streams,
+    pub(crate) sse: Streams,
     /// Who is present on which channel (section 11).
-    pub presence: Arc<Presence>,
+    pub(crate) presence: Arc<Presence>,
     /// Which events exist (section 12): one KV watch per node, unless `catalog.mode` is `off`.
-    pub catalog: Arc<NodeCatalog>,
+    pub(crate) catalog: Arc<NodeCatalog>,
     /// Bytes queued for every connection of the node (`limits.outbound_queue_bytes_per_node`).
-    pub outbound: Arc<SharedQueue>,
+    pub(crate) outbound: Arc<SharedQueue>,
     /// Wrong `/api/v1` keys per client address (throttled past a bound).
     pub(crate) api_failures: ApiFailures,
     /// Set once by [`Gateway::drain`] (built false by the server).
     pub(crate) draining: AtomicBool,
+}
+/// What an embedding application, a test or a tool reads of the node. The parts marked hidden hand out the
+/// node's inner parts for the test suites: not a stable interface.
+impl Gateway {
+    /// The settings the node was started with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The node's NATS client (reconnecting forever).
+    pub fn nats(&self) -> &async_nats::Client {
+        &self.nats
+    }
+
+    /// Token minting and checks, resume tokens, revocations ([`auth::Auth`]).
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// The node's Prometheus metrics in the text exposition format (what `/metrics` serves).
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render()
+    }
+
+    /// Live connections of the node, every transport.
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Open Server-Sent Events streams of the node.
+    pub fn sse_stream_count(&self) -> usize {
+        self.sse.len()
+    }
+
+    /// Bytes queued for every connection of the node (`limits.outbound_queue_bytes_per_node`).
+    pub fn outbound_bytes(&self) -> usize {
+        self.outbound.used()
+    }
+
+    /// NATS subscriptions the node holds for its connections (one per distinct pattern).
+    pub async fn node_subscriptions(&self) -> usize {
+        self.hub.node_subscriptions().await
+    }
+
+    #[doc(hidden)]
+    pub fn history(&self) -> Option<&Arc<History>> {
+        self.history.as_ref()
+    }
+
+    #[doc(hidden)]
+    pub fn presence(&self) -> &Presence {
+        &self.presence
+    }
+
+    #[doc(hidden)]
+    pub fn filter_memory(&self) -> &FilterMemory {
+        &self.filter_memory
+    }
+
+    #[doc(hidden)]
+    pub fn connections(&self) -> &Connections {
+        &self.connections
+    }
 }
 
 impl Gateway {

@@ -13,10 +13,10 @@
 //! let node = Gateway::start(Settings::load(None)?).await?;
 //! let data = web::Data::from(node.clone());
 //! let server = HttpServer::new(move || {
-//!     App::new().app_data(data.clone()).route("/ws", web::get().to(telegraphy::actix::ws))
+//!     App::new().app_data(data.clone()).route("/ws", web::get().to(telegraphy::transports::actix::ws))
 //! })
 //! .tcp_nodelay(true) // events are small frames pushed as they come: no Nagle delay
-//! .on_connect(telegraphy::actix::abort_stalled_after(node.settings.heartbeat_interval() * 2))
+//! .on_connect(telegraphy::transports::actix::abort_stalled_after(node.settings().heartbeat_interval() * 2))
 //! .disable_signals()
 //! .bind("127.0.0.1:8000")?
 //! .run();

@@ -60,10 +60,6 @@ impl Streams {
     pub fn len(&self) -> usize {
         self.open.lock().expect("streams lock").len()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// 128 random bits, base64url without padding: 22 characters.

@@ -19,7 +19,7 @@ fn grants() -> Grants {
 }
 
 async fn user(app: &TestApp, name: &str) -> WsClient {
-    let token = app.gateway.auth.mint_with_grants(name, &["room.>".into()], 60, None, grants()).await.expect("mint");
+    let token = app.gateway.auth().mint_with_grants(name, &["room.>".into()], 60, None, grants()).await.expect("mint");
     let mut client = WsClient::connect(&app.ws_url()).await;
     let connected = client.connect_with(json!({"type": "connect", "id": 1, "token": token})).await;
     assert_eq!(connected["type"], "connected", "{connected}");

@@ -28,7 +28,7 @@ pub async fn spawn_embedded_with(nats_url: &str, tweak: impl FnOnce(&mut Setting
             .app_data(data.clone())
             .route("/", web::get().to(|| async { APP_ROUTE_BODY }))
             .route("/readyz", web::get().to(readyz))
-            .route("/metrics", web::get().to(|gw: web::Data<Gateway>| async move { gw.metrics.render() }))
+            .route("/metrics", web::get().to(|gw: web::Data<Gateway>| async move { gw.render_metrics() }))
             .route("/ws", web::get().to(telegraphy::transports::actix::ws))
     })
     .workers(1)
