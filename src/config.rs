@@ -7,7 +7,7 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 
 use serde::Deserialize;
 
-use crate::{names, secret};
+use crate::{protocol::names, secret};
 
 /// Top-level keys of the configuration (a file may hold only these; the environment may hold others that are
 /// not ours, such as `TELEGRAPHY_GATEWAY_BIN`).
@@ -57,9 +57,9 @@ const LIST_KEYS: &[&str] = &[
 ];
 
 /// Longest token lifetime the KV bucket keeps entries for (its `max_age`); see proto/PROTOCOL.md section 4.
-pub const TOKENS_BUCKET_MAX_AGE: Duration = crate::constants::buckets::tokens::MAX_AGE;
+pub const TOKENS_BUCKET_MAX_AGE: Duration = crate::protocol::constants::buckets::tokens::MAX_AGE;
 /// Revocations outlive every resume token.
-pub const REVOCATIONS_BUCKET_MAX_AGE: Duration = crate::constants::buckets::revocations::MAX_AGE;
+pub const REVOCATIONS_BUCKET_MAX_AGE: Duration = crate::protocol::constants::buckets::revocations::MAX_AGE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -334,7 +334,9 @@ pub struct CatalogSettings {
 impl PresenceSettings {
     /// How long an entry lives after its last refresh: 3 refresh intervals.
     pub fn ttl(&self) -> Duration {
-        Duration::from_secs(self.refresh_interval.saturating_mul(crate::constants::presence::TTL_REFRESH_INTERVALS))
+        Duration::from_secs(
+            self.refresh_interval.saturating_mul(crate::protocol::constants::presence::TTL_REFRESH_INTERVALS),
+        )
     }
 
     /// Members at or below which a paused channel's `join`/`leave` resume: 10 % under the bound, so that a
@@ -677,7 +679,7 @@ impl Settings {
                 "must be at least 1 (or client_publish.requests_per_second = 0: off)",
             ));
         }
-        let kinds = crate::constants::actions::LIFECYCLE_KINDS;
+        let kinds = crate::protocol::constants::actions::LIFECYCLE_KINDS;
         if let Some(bad) = self.lifecycle.events.iter().find(|k| !kinds.contains(&k.as_str())) {
             return Err(invalid("lifecycle.events", format!("{bad:?} is not one of {}", kinds.join(", "))));
         }
@@ -692,18 +694,19 @@ impl Settings {
 
     /// `<prefix>_rpc`: the prefix with `_rpc` appended to its last token (section 14).
     pub fn rpc_prefix(&self) -> String {
-        format!("{}{}", self.nats.subject_prefix, crate::constants::actions::RPC_SUFFIX)
+        format!("{}{}", self.nats.subject_prefix, crate::protocol::constants::actions::RPC_SUFFIX)
     }
 
     /// `<prefix>_lifecycle` (section 15).
     pub fn lifecycle_prefix(&self) -> String {
-        format!("{}{}", self.nats.subject_prefix, crate::constants::actions::LIFECYCLE_SUFFIX)
+        format!("{}{}", self.nats.subject_prefix, crate::protocol::constants::actions::LIFECYCLE_SUFFIX)
     }
 
     /// The event catalog (issue 21).
     fn validate_catalog(&self) -> Result<(), ConfigError> {
         let c = &self.catalog;
-        if crate::catalog::Mode::parse(&c.mode).is_none() {
+        // The names of `node::catalog::Mode` (config sits below the node: it names them, not the type).
+        if !matches!(c.mode.as_str(), "off" | "open" | "strict") {
             return Err(invalid("catalog.mode", "must be \"off\", \"open\" or \"strict\""));
         }
         if c.bucket.is_empty() || !c.bucket.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
@@ -713,7 +716,7 @@ impl Settings {
             return Err(invalid("catalog.max_entries", "must be 1..1000000"));
         }
         // One entry of MAX_ENTRY_BYTES must fit a reply, and a reply must fit a client's outbound queue.
-        let min = crate::catalog::MAX_ENTRY_BYTES + 256;
+        let min = crate::protocol::constants::catalog::MAX_ENTRY_BYTES + 256;
         if c.max_reply_bytes < min || c.max_reply_bytes > self.limits.outbound_queue_bytes {
             return Err(invalid(
                 "catalog.max_reply_bytes",
@@ -782,7 +785,7 @@ impl Settings {
             // Above the revocations' max_age a revocation could expire while the session's tokens still work.
             return Err(invalid("auth.max_session_age", format!("must be 1..{max_age} seconds")));
         }
-        if let Err(e) = crate::client_ip::parse_trusted(&self.http.trusted_proxies) {
+        if let Err(e) = crate::transports::client_ip::parse_trusted(&self.http.trusted_proxies) {
             return Err(invalid("http.trusted_proxies", e));
         }
         let header = self.http.client_ip_header.trim();

@@ -4,5 +4,5 @@
 /// Bytes of the futures of one raw WebSocket connection's reader (its session) and writer tasks.
 #[doc(hidden)]
 pub fn raw_websocket_tasks() -> (usize, usize) {
-    crate::ws::task_sizes()
+    crate::transports::ws::task_sizes()
 }

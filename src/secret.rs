@@ -2,10 +2,10 @@
 //! a configured signing or verifying secret must not be short, contain a placeholder word, be periodic or have
 //! low entropy, so that copying a shipped example file never yields a working deployment.
 //!
-//! Only the configuration uses it ([`crate::config::Settings::secrets`]); a [`crate::token::Keyring`] built in
+//! Only the configuration uses it ([`crate::config::Settings::secrets`]); a [`crate::protocol::token::Keyring`] built in
 //! code (tests, tools) checks the length only.
 
-use crate::token::MIN_SECRET_BYTES;
+use crate::protocol::token::MIN_SECRET_BYTES;
 
 /// Words of the shipped examples; a secret containing one (ignoring ASCII case) is a placeholder.
 pub const PLACEHOLDER_WORDS: &[&str] = &["change", "replace", "example", "placeholder", "dummy", "insecure"];

@@ -23,9 +23,10 @@ use futures_util::StreamExt;
 use crate::{
     api,
     config::{ConfigError, Settings},
-    nats::NatsError,
+    node::nats::NatsError,
     node::NodeError,
-    sse, ws,
+    transports::sse,
+    transports::ws,
 };
 
 /// The node's shared state lives in [`crate::node`]; kept here so `server::Gateway` still names it.

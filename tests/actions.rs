@@ -10,7 +10,7 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use common::*;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use telegraphy::token::Grants;
+use telegraphy::protocol::token::Grants;
 use tokio::task::JoinHandle;
 
 fn patterns(list: &[&str]) -> Vec<String> {
@@ -21,7 +21,7 @@ fn patterns(list: &[&str]) -> Vec<String> {
 async fn actor(app: &TestApp, user: &str, grants: Grants) -> (WsClient, Value) {
     let token = app
         .gateway
-        .auth
+        .auth()
         .mint_with_grants(user, &patterns(&["chat.>", "shop.>"]), 60, Some(json!({"name": user})), grants)
         .await
         .expect("mint");

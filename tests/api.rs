@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use telegraphy::token::{self, Keyring};
+use telegraphy::protocol::token::{self, Keyring};
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue};
 
 const API_KEY: &str = "test-api-key-0123456789";

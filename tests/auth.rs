@@ -12,9 +12,9 @@ use common::*;
 use futures_util::{future::join_all, StreamExt};
 use serde_json::{json, Value};
 use telegraphy::{
-    auth::{self, Auth},
     config::{REVOCATIONS_BUCKET_MAX_AGE, TOKENS_BUCKET_MAX_AGE},
-    token::{self, Claims, Keyring, TokenKind},
+    node::auth::{self, Auth},
+    protocol::token::{self, Claims, Keyring, TokenKind},
 };
 
 const REVOCATIONS: &str = "telegraphy_revocations";
@@ -53,7 +53,7 @@ fn claims(sub: &str, allow: &[&str], iat: i64, exp: i64) -> Claims {
 /// Registers a `jti` in the tokens bucket exactly as minting does, so a hand-signed token fails only for the
 /// reason under test (not for "not registered").
 async fn register(nats: &async_nats::Client, jti: &str) {
-    let kv = telegraphy::nats::key_value(nats, TOKENS, TOKENS_BUCKET_MAX_AGE, 1).await.unwrap();
+    let kv = telegraphy::node::nats::key_value(nats, TOKENS, TOKENS_BUCKET_MAX_AGE, 1).await.unwrap();
     kv.create(jti, Bytes::from_static(b"1")).await.unwrap();
 }
 
@@ -123,7 +123,7 @@ async fn wait_revocation_watchers(nats: &async_nats::Client, apps: &[&TestApp]) 
     let probe = format!("probe{}", token::new_jti());
     auth::revoke(nats, REVOCATIONS, &auth::session_key(&probe)).await.unwrap();
     for app in apps {
-        eventually("revocation watcher live", || async { app.gateway.auth.is_revoked("", Some(&probe), 0) }).await;
+        eventually("revocation watcher live", || async { app.gateway.auth().is_revoked("", Some(&probe), 0) }).await;
     }
 }
 
@@ -226,7 +226,7 @@ async fn each_bad_token_is_refused_with_4001_and_the_gateway_is_unharmed() {
     // Unharmed: the real token was never consumed by the forgeries, and the node serves a new client.
     let (mut alice, _) = connect_ok(&app, &good).await;
     alice.subscribe("shop.order.>").await;
-    assert_eq!(app.gateway.hub.node_subscriptions().await, 1, "no refused socket left a subscription behind");
+    assert_eq!(app.gateway.node_subscriptions().await, 1, "no refused socket left a subscription behind");
     assert_serves(&app, &nc).await;
 }
 
@@ -252,7 +252,7 @@ async fn a_token_is_consumed_at_its_registered_revision_only() {
     assert!(minted.rev.is_some_and(|r| r >= 1), "a minted token carries its registration's revision: {minted:?}");
 
     let nc = publisher(&nats.url()).await;
-    let kv = telegraphy::nats::key_value(&nc, TOKENS, TOKENS_BUCKET_MAX_AGE, 1).await.unwrap();
+    let kv = telegraphy::node::nats::key_value(&nc, TOKENS, TOKENS_BUCKET_MAX_AGE, 1).await.unwrap();
     let mut c = claims("bob", &["a.>"], token::now_unix(), token::now_unix() + 60);
     let rev = kv.create(&c.jti, Bytes::from_static(b"1")).await.unwrap();
     for wrong in [rev + 1, rev - 1] {
@@ -339,7 +339,7 @@ async fn request_order_and_permissions() {
     assert_eq!(client.recv().await, json!({"type":"error","id":1,"code":"not_connected","message":"connect first"}));
     client.send(json!({"type":"unsubscribe","id":2,"event":"shop.>"})).await;
     assert_eq!(client.recv().await["code"], "not_connected");
-    assert_eq!(app.gateway.hub.node_subscriptions().await, 0, "no path lets an unauthenticated socket subscribe");
+    assert_eq!(app.gateway.node_subscriptions().await, 0, "no path lets an unauthenticated socket subscribe");
 
     let connected = client.connect_with(json!({"type":"connect","id":3,"token":token})).await;
     assert_eq!(connected["type"], "connected", "{connected}");
@@ -364,7 +364,7 @@ async fn request_order_and_permissions() {
         (event["sub"].as_str(), event["name"].as_str()),
         (Some("shop.order.*.42"), Some("shop.order.created.42"))
     );
-    assert_eq!(app.gateway.hub.node_subscriptions().await, 3, "forbidden patterns never reached NATS");
+    assert_eq!(app.gateway.node_subscriptions().await, 3, "forbidden patterns never reached NATS");
 
     // `shop.order.>` is NOT contained in `shop.order.created.*`.
     let narrow = app.token("bob", &["shop.order.created.*"]).await;
@@ -498,7 +498,7 @@ async fn revocations_written_before_a_replica_starts_apply_to_it_at_once() {
     let (_, connected) = connect_ok(&a, &a.token("dave", &["d.>"]).await).await;
     let resume = connected["resume"].as_str().unwrap().to_string();
     let unused = a.token("dave", &["d.>"]).await;
-    let kv = telegraphy::nats::key_value(&nc, REVOCATIONS, REVOCATIONS_BUCKET_MAX_AGE, 1).await.unwrap();
+    let kv = telegraphy::node::nats::key_value(&nc, REVOCATIONS, REVOCATIONS_BUCKET_MAX_AGE, 1).await.unwrap();
     let at = Bytes::from(token::now_unix().to_string());
     let puts = futures_util::stream::iter(0..3000)
         .map(|i| {
@@ -514,7 +514,7 @@ async fn revocations_written_before_a_replica_starts_apply_to_it_at_once() {
     let b = spawn_app_with(&nats.url(), |s| s.node.name = "gw-b".into()).await;
     assert_refused(&b, json!({"type":"connect","id":1,"resume":resume}), "resume of a user revoked earlier").await;
     assert_refused(&b, json!({"type":"connect","id":2,"token":unused}), "token of a user revoked earlier").await;
-    assert!(b.gateway.auth.revocations_loaded());
+    assert!(b.gateway.auth().revocations_loaded());
     assert_serves(&b, &nc).await;
 }
 
@@ -539,7 +539,7 @@ async fn a_resume_token_refreshed_by_a_lagging_replica_is_still_revoked() {
     let (mut socket, connected) = connect_ok(&a, &first).await;
     let resume = connected["resume"].as_str().unwrap().to_string();
     // Revoked "3 seconds ago", i.e. after frank authenticated and before the lagging replica resumes him.
-    let kv = telegraphy::nats::key_value(&nc, REVOCATIONS, REVOCATIONS_BUCKET_MAX_AGE, 1).await.unwrap();
+    let kv = telegraphy::node::nats::key_value(&nc, REVOCATIONS, REVOCATIONS_BUCKET_MAX_AGE, 1).await.unwrap();
     kv.put(auth::user_key("frank"), Bytes::from((now - 3).to_string())).await.unwrap();
     assert_eq!(tokio::time::timeout(REVOKE_WITHIN, socket.expect_close()).await.expect("closed within 1 s"), 4003);
 
@@ -603,7 +603,7 @@ async fn tokens_signed_with_a_previous_secret_are_accepted() {
 
 /// 10,000 bad tokens over real WebSocket connections (64 in flight, spread over both replicas): none accepted,
 /// all counted as failed connects, and the replicas still serve good clients. Real sockets rather than
-/// `gateway.auth.connect` in-process because it is fast enough: 7.5-8 s (about 1,250 connects/s) in a debug
+/// `gateway.auth().connect` in-process because it is fast enough: 7.5-8 s (about 1,250 connects/s) in a debug
 /// build on the shared 2-core machine (2026-11-26); the test prints its timing (`--nocapture`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hammer_10k_bad_tokens_none_accepted() {
@@ -693,7 +693,7 @@ async fn hammer_10k_bad_tokens_none_accepted() {
     assert_serves(&a, &nc).await;
     assert_serves(&b, &nc).await;
     eventually("all hammer sockets released", || async {
-        a.gateway.connections.len() + b.gateway.connections.len() <= 2
+        a.gateway.connection_count() + b.gateway.connection_count() <= 2
     })
     .await;
 }
@@ -709,7 +709,7 @@ async fn a_restarted_revocation_watch_does_not_close_sockets_authorised_after_th
     let nc = publisher(&nats.url()).await;
     wait_revocation_watchers(&nc, &[&app]).await;
     auth::revoke(&nc, REVOCATIONS, &auth::user_key("erin")).await.unwrap();
-    eventually("revocation seen", || async { app.gateway.auth.is_revoked("erin", None, 0) }).await;
+    eventually("revocation seen", || async { app.gateway.auth().is_revoked("erin", None, 0) }).await;
 
     let now = token::now_unix();
     let fresh = signed_registered(&nc, TokenKind::Connect, &claims("erin", &["e.>"], now + 2, now + 60)).await;
@@ -726,7 +726,7 @@ async fn a_restarted_revocation_watch_does_not_close_sockets_authorised_after_th
     let probe = format!("probe{}", token::new_jti());
     auth::revoke(&nc, REVOCATIONS, &auth::session_key(&probe)).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !app.gateway.auth.is_revoked("", Some(&probe), 0) {
+    while !app.gateway.auth().is_revoked("", Some(&probe), 0) {
         assert!(tokio::time::Instant::now() < deadline, "the revocation watch did not recover within 30 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

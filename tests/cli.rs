@@ -9,8 +9,8 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 use telegraphy::{
-    auth::Auth,
-    token::{self, Keyring},
+    node::auth::Auth,
+    protocol::token::{self, Keyring},
 };
 use tokio::process::Command;
 
@@ -152,7 +152,7 @@ async fn an_unreachable_nats_exits_1_saying_each_cause_once() {
 async fn revoke_subcommand_closes_the_users_sockets_with_4003() {
     let nats = NatsServer::start();
     let app = spawn_app(&nats.url()).await;
-    eventually("revocations loaded", || async { app.gateway.auth.revocations_loaded() }).await;
+    eventually("revocations loaded", || async { app.gateway.auth().revocations_loaded() }).await;
     let mut alice = app.client(&["a.>"]).await; // sub "tester"
     let alice_token = app.token("alice", &["a.>"]).await;
     let mut alice_own = WsClient::connect(&app.ws_url()).await;
@@ -166,7 +166,7 @@ async fn revoke_subcommand_closes_the_users_sockets_with_4003() {
     cmd.args(["revoke", "--user", "alice"]);
     let (code, stdout, stderr) = run(cmd).await;
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(stdout.trim(), format!("revoked {}", telegraphy::auth::user_key("alice")));
+    assert_eq!(stdout.trim(), format!("revoked {}", telegraphy::node::auth::user_key("alice")));
     let closed = tokio::time::timeout(Duration::from_secs(1), alice_own.expect_close()).await.expect("within 1 s");
     assert_eq!(closed, 4003);
     alice.send(json!({"type":"ping","id":1})).await;

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 use telegraphy::config::{Settings, REVOCATIONS_BUCKET_MAX_AGE, TOKENS_BUCKET_MAX_AGE};
-use telegraphy::filter::{FilterLimits, LOOKUPS, REGEX_SIZE_LIMIT};
-use telegraphy::frames::{self, close, ErrorCode};
-use telegraphy::token::{self, TokenKind};
-use telegraphy::{auth, names};
+use telegraphy::protocol::filter::{FilterLimits, LOOKUPS, REGEX_SIZE_LIMIT};
+use telegraphy::protocol::frames::{self, close, ErrorCode};
+use telegraphy::protocol::token::{self, TokenKind};
+use telegraphy::{node::auth, protocol::names};
 
 fn constants() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto").join("constants.json");
@@ -141,7 +141,7 @@ fn event_limit_matches() {
     let limit = &constants()["limits"]["max_event_bytes"];
     let defaults = settings(&[]);
     assert_eq!(int(&limit["default"]) as usize, defaults.limits.max_event_bytes);
-    assert_eq!(int(&limit["default"]) as usize, telegraphy::constants::limits::MAX_EVENT_BYTES);
+    assert_eq!(int(&limit["default"]) as usize, telegraphy::protocol::constants::limits::MAX_EVENT_BYTES);
     let setting = text(&limit["gateway_setting"]);
     let changed = settings(&[(&env_name(setting), "2048")]);
     assert_eq!(changed.limits.max_event_bytes, 2048, "{setting} sets max_event_bytes");
@@ -201,15 +201,15 @@ fn catalog_matches() {
     assert_eq!(text(&c["mode"]["default"]), defaults.catalog.mode);
     assert_eq!(settings(&[(&env_name(text(&c["mode"]["gateway_setting"])), "strict")]).catalog.mode, "strict");
     for mode in c["modes"].as_array().unwrap() {
-        assert_eq!(telegraphy::catalog::Mode::parse(text(mode)).map(|m| m.as_str()), Some(text(mode)));
+        assert_eq!(telegraphy::node::catalog::Mode::parse(text(mode)).map(|m| m.as_str()), Some(text(mode)));
     }
     assert_eq!(int(&c["max_entries"]["default"]), defaults.catalog.max_entries as u64);
     assert_eq!(int(&c["max_reply_bytes"]["default"]), defaults.catalog.max_reply_bytes as u64);
-    assert_eq!(int(&c["max_entry_bytes"]), telegraphy::catalog::MAX_ENTRY_BYTES as u64);
+    assert_eq!(int(&c["max_entry_bytes"]), telegraphy::node::catalog::MAX_ENTRY_BYTES as u64);
     // One value past the bound is refused before it is parsed; the entry format is the one the reader takes.
-    let big = vec![b' '; telegraphy::catalog::MAX_ENTRY_BYTES + 1];
-    assert_eq!(telegraphy::catalog::parse("o.a", &big).unwrap_err().reason(), "too_big");
-    assert_eq!(int(&c["format"]), telegraphy::constants::catalog::FORMAT as u64);
+    let big = vec![b' '; telegraphy::node::catalog::MAX_ENTRY_BYTES + 1];
+    assert_eq!(telegraphy::node::catalog::parse("o.a", &big).unwrap_err().reason(), "too_big");
+    assert_eq!(int(&c["format"]), telegraphy::protocol::constants::catalog::FORMAT as u64);
 }
 
 /// Every error code, by a match that stops compiling when a variant is added.

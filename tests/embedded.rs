@@ -1,4 +1,4 @@
-//! The gateway embedded in an actix-web app (`telegraphy::actix::ws` on the app's route, issue 12): what only
+//! The gateway embedded in an actix-web app (`telegraphy::transports::actix::ws` on the app's route, issue 12): what only
 //! embedding has (the app's own routes, fragmented frames through actix-ws, the TCP abort of a stalled client)
 //! and the example app `examples/embed-actix` as a process. The protocol cases every transport shares (4008,
 //! drain 1012, revocation 4003, history, filters) run in tests/transports.rs.
@@ -10,7 +10,7 @@ use std::{path::PathBuf, time::Duration};
 use common::*;
 use futures_util::SinkExt;
 use serde_json::json;
-use telegraphy::auth::Auth;
+use telegraphy::node::auth::Auth;
 use tokio_tungstenite::tungstenite::{
     client::IntoClientRequest,
     protocol::frame::{
@@ -38,7 +38,7 @@ async fn connect_subscribe_and_receive_beside_the_apps_own_route() {
     assert_eq!(body, APP_ROUTE_BODY, "the app's own route is served beside /ws");
     assert_eq!(app.metric("telegraphy_connections ").await, 1.0);
     client.close().await;
-    eventually("connection released", || async { app.gateway.connections.is_empty() }).await;
+    eventually("connection released", || async { app.gateway.connection_count() == 0 }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,7 +57,7 @@ async fn refusals_are_plain_http_statuses() {
     let mut request = app.ws_url().into_client_request().unwrap();
     request.headers_mut().insert("Origin", "https://app.example".parse().unwrap());
     let (allowed, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await.unwrap().unwrap();
-    assert_eq!(app.gateway.connections.len(), 1);
+    assert_eq!(app.gateway.connection_count(), 1);
     drop(allowed);
     assert!(app.metric("telegraphy_connections_refused_total").await >= 2.0);
 
@@ -127,7 +127,7 @@ async fn frames_up_to_the_limit_are_served_and_pings_answered() {
 async fn flood_until_closed(app: &TestApp, publisher: &async_nats::Client) {
     let payload = format!(r#"{{"blob":"{}"}}"#, "x".repeat(60_000));
     for i in 0..2000 {
-        if app.gateway.connections.is_empty() {
+        if app.gateway.connection_count() == 0 {
             break;
         }
         publisher.publish(format!("telegraphy.load.{i}"), payload.clone().into()).await.unwrap();
@@ -207,7 +207,7 @@ async fn a_client_that_never_reads_again_loses_its_tcp_connection() {
 
     // It never reads again: the node closes it (4008, or the heartbeat's 1000) and forgets it.
     flood_until_closed(&app, &publisher).await;
-    eventually("the node closed the client", || async { app.gateway.connections.is_empty() }).await;
+    eventually("the node closed the client", || async { app.gateway.connection_count() == 0 }).await;
     // actix-web's dispatcher still holds the socket with unsent data: the kernel aborts it (TCP_USER_TIMEOUT).
     eventually("the server's TCP connection aborted", || async { established_on(app.addr.port()) == 0 }).await;
     drop(slow);

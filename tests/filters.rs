@@ -1,13 +1,13 @@
 //! Server-side filters (PROTOCOL.md section 8): every vector of proto/vectors/filters.json (the
-//! spec shared with the JS client), and properties of `telegraphy::filter` on random data.
+//! spec shared with the JS client), and properties of `telegraphy::protocol::filter` on random data.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
-use telegraphy::filter::{Filter, FilterLimits, LOOKUPS};
-use telegraphy::frames::ErrorCode;
+use telegraphy::protocol::filter::{Filter, FilterLimits, LOOKUPS};
+use telegraphy::protocol::frames::ErrorCode;
 
 fn vectors() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto/vectors/filters.json");
@@ -19,7 +19,7 @@ fn list<'a>(v: &'a Value, key: &str) -> &'a [Value] {
     v[key].as_array().unwrap_or_else(|| panic!("filters.json: {key:?} must be a list"))
 }
 
-fn parse(v: &Value) -> Result<Filter, telegraphy::filter::FilterError> {
+fn parse(v: &Value) -> Result<Filter, telegraphy::protocol::filter::FilterError> {
     Filter::parse(v.get("filter"), v.get("exclude"), &FilterLimits::default())
 }
 

@@ -90,16 +90,16 @@ async fn node_subscriptions_are_reference_counted() {
     a.subscribe("chat.lobby.*").await;
     b.subscribe("chat.lobby.*").await;
     b.subscribe("chat.other.*").await;
-    assert_eq!(app.gateway.hub.node_subscriptions().await, 2);
+    assert_eq!(app.gateway.node_subscriptions().await, 2);
     assert_eq!(app.metric("telegraphy_nats_subscriptions").await, 2.0);
     assert_eq!(app.metric("telegraphy_subscriptions").await, 3.0);
 
     a.send(json!({"type":"unsubscribe","event":"chat.lobby.*"})).await;
     a.recv().await;
-    assert_eq!(app.gateway.hub.node_subscriptions().await, 2, "b still holds chat.lobby.*");
+    assert_eq!(app.gateway.node_subscriptions().await, 2, "b still holds chat.lobby.*");
 
     b.close().await;
-    eventually("b's subscriptions released", || async { app.gateway.hub.node_subscriptions().await == 0 }).await;
+    eventually("b's subscriptions released", || async { app.gateway.node_subscriptions().await == 0 }).await;
     assert_eq!(app.metric("telegraphy_subscriptions").await, 0.0);
     eventually("connection gauge back to 1", || async { app.metric("telegraphy_connections ").await == 1.0 }).await;
 }
@@ -203,7 +203,7 @@ async fn bad_frames_get_errors_then_1008() {
     client.ws.send(tokio_tungstenite::tungstenite::Message::binary(vec![1u8, 2, 3])).await.unwrap();
     assert_eq!(client.expect_close().await, 1008);
     assert!(app.metric("telegraphy_bad_frames_total").await >= 4.0);
-    assert_eq!(app.gateway.hub.node_subscriptions().await, 0);
+    assert_eq!(app.gateway.node_subscriptions().await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,7 +362,7 @@ async fn concurrent_subscribe_churn_leaves_one_node_subscription_per_held_patter
     });
     let mut clients: Vec<WsClient> =
         futures_util::future::join_all(tasks).await.into_iter().map(Result::unwrap).collect();
-    assert_eq!(app.gateway.hub.node_subscriptions().await, 4);
+    assert_eq!(app.gateway.node_subscriptions().await, 4);
     assert_eq!(app.metric("telegraphy_nats_subscriptions").await, 4.0);
     app.flush().await;
     let publisher = publisher(&nats.url()).await;
@@ -374,7 +374,7 @@ async fn concurrent_subscribe_churn_leaves_one_node_subscription_per_held_patter
         assert_eq!(event["name"], format!("churn.{}.e", i % 4), "client {i}: {event}");
     }
     drop(clients);
-    eventually("every node subscription released", || async { app.gateway.hub.node_subscriptions().await == 0 }).await;
+    eventually("every node subscription released", || async { app.gateway.node_subscriptions().await == 0 }).await;
 }
 
 /// Sends raw bytes on a fresh TCP connection and reads the HTTP response head (up to the blank line, byte by

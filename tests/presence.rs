@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
-use telegraphy::token::{self, Claims, Keyring, TokenKind};
+use telegraphy::protocol::token::{self, Claims, Keyring, TokenKind};
 use tokio::time::Instant;
 
 /// A short refresh so that expiry is seen within seconds: TTL = 3 s.
@@ -25,7 +25,7 @@ async fn presence_app(nats: &str, tweak: impl FnOnce(&mut telegraphy::config::Se
 
 /// A client of `user` (with `info`) connected to `app`; returns it and its `connected` reply.
 async fn user_client(app: &TestApp, user: &str, info: Option<Value>) -> (WsClient, Value) {
-    let token = app.gateway.auth.mint_with_info(user, &["chat.>".into()], 60, info).await.expect("mint");
+    let token = app.gateway.auth().mint_with_info(user, &["chat.>".into()], 60, info).await.expect("mint");
     let mut client = WsClient::connect(&app.ws_url()).await;
     let connected = client.connect_with(json!({"type": "connect", "id": 1, "token": token})).await;
     assert_eq!(connected["type"], "connected", "{connected}");
@@ -215,8 +215,8 @@ async fn limits_are_checked_before_any_kv_work() {
 
     // The info claim: at most 256 bytes of a JSON object, refused at mint and at verify.
     let big = json!({"n": "x".repeat(token::MAX_INFO_BYTES)});
-    let minted = app.gateway.auth.mint_with_info("erin", &["chat.>".into()], 60, Some(big.clone())).await;
-    assert!(matches!(minted, Err(telegraphy::auth::MintError::BadInfo(_))), "{minted:?}");
+    let minted = app.gateway.auth().mint_with_info("erin", &["chat.>".into()], 60, Some(big.clone())).await;
+    assert!(matches!(minted, Err(telegraphy::node::auth::MintError::BadInfo(_))), "{minted:?}");
     let keyring = Keyring::new(&[SECRET.to_string()]).unwrap();
     let now = token::now_unix();
     let mut claims = Claims::new("erin", vec!["chat.>".into()], now, 60, Some("s-erin".into()));
@@ -343,8 +343,8 @@ async fn presence_refresh_cost() {
         s.presence.max_channels = channels.max(1000);
     })
     .await;
-    let interval = app.gateway.settings.presence.refresh_interval;
-    let presence = &app.gateway.presence;
+    let interval = app.gateway.settings().presence.refresh_interval;
+    let presence = app.gateway.presence();
     let started = Instant::now();
     let joined = futures_util::stream::iter(0..entries)
         .map(|i| async move {
@@ -402,8 +402,10 @@ async fn a_revoked_user_leaves_at_once() {
     let rex = joined_client(&mut stays, "join").await;
 
     let revoked_at = Instant::now();
-    let bucket = app.gateway.settings.auth.revocations_bucket.clone();
-    telegraphy::auth::revoke(&app.gateway.nats, &bucket, &telegraphy::auth::user_key("rex")).await.unwrap();
+    let bucket = app.gateway.settings().auth.revocations_bucket.clone();
+    telegraphy::node::auth::revoke(app.gateway.nats(), &bucket, &telegraphy::node::auth::user_key("rex"))
+        .await
+        .unwrap();
     assert_eq!(revoked.expect_close().await, 4003);
     let left = presence_event(&mut stays).await;
     assert_eq!((&left["type"], &left["client"]), (&json!("leave"), &rex), "{left}");

@@ -7,9 +7,9 @@ use base64::Engine as _;
 use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::{json, Value};
-use telegraphy::frames::{parse_client_frame, ClientFrame, Since, MAX_ID};
-use telegraphy::names::{self, contains, key_token, matches, validate_name, validate_pattern, MAX_TOKENS};
-use telegraphy::token::{Claims, Keyring, TokenKind};
+use telegraphy::protocol::frames::{parse_client_frame, ClientFrame, Since, MAX_ID};
+use telegraphy::protocol::names::{self, contains, key_token, matches, validate_name, validate_pattern, MAX_TOKENS};
+use telegraphy::protocol::token::{Claims, Keyring, TokenKind};
 
 // ---------- generators ----------
 
@@ -396,18 +396,18 @@ fn overlap_reference(a: &[&str], b: &[&str]) -> bool {
 proptest! {
     #[test]
     fn overlap_is_symmetric(a in valid_pattern(), b in valid_pattern()) {
-        prop_assert_eq!(telegraphy::catalog::overlaps(&a, &b), telegraphy::catalog::overlaps(&b, &a));
+        prop_assert_eq!(telegraphy::node::catalog::overlaps(&a, &b), telegraphy::node::catalog::overlaps(&b, &a));
     }
 
     #[test]
     fn a_name_overlaps_a_pattern_exactly_when_the_pattern_matches_it(p in valid_pattern(), n in valid_name()) {
-        prop_assert_eq!(telegraphy::catalog::overlaps(&p, &n), matches(&p, &n));
-        prop_assert_eq!(telegraphy::catalog::overlaps(&n, &n), true);
+        prop_assert_eq!(telegraphy::node::catalog::overlaps(&p, &n), matches(&p, &n));
+        prop_assert_eq!(telegraphy::node::catalog::overlaps(&n, &n), true);
     }
 
     #[test]
     fn overlap_agrees_with_brute_force(a in small_pattern(), b in small_pattern()) {
         let (pa, pb) = (a.join("."), b.join("."));
-        prop_assert_eq!(telegraphy::catalog::overlaps(&pa, &pb), overlap_reference(&a, &b), "{} {}", pa, pb);
+        prop_assert_eq!(telegraphy::node::catalog::overlaps(&pa, &pb), overlap_reference(&a, &b), "{} {}", pa, pb);
     }
 }

@@ -10,9 +10,9 @@ use common::*;
 use serde_json::{json, Value};
 use telegraphy::{
     config::Settings,
-    frames::close,
+    node::outbox::{Control, Outbox, Queue},
     node::Gateway,
-    outbox::{Control, Outbox, Queue},
+    protocol::frames::close,
     server::Application,
     session::{Inbound, Session},
 };
@@ -37,10 +37,10 @@ impl Core {
         tweak(&mut settings);
         let app = Application::build(settings).await.expect("build gateway");
         let gateway = app.gateway();
-        let limits = &gateway.settings.limits;
+        let limits = &gateway.settings().limits;
         let (outbox, queue, ctl) = Outbox::bounded(limits.outbound_queue, limits.outbound_queue_bytes);
         let ip = IpAddr::from([127, 0, 0, 1]);
-        let id = gateway.connections.try_register(ctl.clone(), ip, limits.into()).expect("register");
+        let id = gateway.connections().try_register(ctl.clone(), ip, limits.into()).expect("register");
         let (client, inbound) = mpsc::unbounded_channel();
         let inbound = futures_util::stream::unfold(inbound, |mut rx| async { rx.recv().await.map(|m| (m, rx)) });
         let task = tokio::spawn(Session::new(gateway.clone(), id, outbox).run(inbound));
@@ -64,7 +64,7 @@ impl Core {
     /// Waits for the session to end; returns the close it decided, and checks it left the node's connections.
     async fn closed(self) -> (u16, &'static str) {
         tokio::time::timeout(WAIT, self.task).await.expect("session ends in time").expect("session task");
-        assert_eq!(self.gateway.connections.len(), 0, "the session removed its registration");
+        assert_eq!(self.gateway.connection_count(), 0, "the session removed its registration");
         self.ctl.closing().expect("a close was decided")
     }
 }

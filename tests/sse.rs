@@ -65,7 +65,7 @@ async fn the_opening_frames_are_checked_before_anything_else() {
         assert_eq!(status, 400, "{query:.80} {headers:?}: {body}");
         assert!(body.contains(expected), "{query:.80} {headers:?}: {body:?} should say {expected:?}");
     }
-    eventually("no connection left", || async { app.gateway.connections.is_empty() }).await;
+    eventually("no connection left", || async { app.gateway.connection_count() == 0 }).await;
     assert_eq!(app.metric("telegraphy_connections_total").await, 1.0, "only the accepted one was admitted");
 }
 
@@ -116,7 +116,7 @@ async fn a_full_inbound_channel_answers_429_and_takes_nothing() {
     let nats = NatsServer::start();
     let app = spawn_app_with(&nats.url(), |s| s.limits.max_subscriptions = 2).await;
     // Something holds the sync subject and never answers: a new node subscription waits 5 s for its
-    // confirmation (src/hub.rs), and the connection's session with it, while posted frames pile up.
+    // confirmation (src/node/hub.rs), and the connection's session with it, while posted frames pile up.
     let nc = publisher(&nats.url()).await;
     let mut sync = nc.subscribe("telegraphy_sync").await.unwrap();
     nc.publish("telegraphy_sync", "probe".into()).await.unwrap();
@@ -278,8 +278,8 @@ async fn the_close_event_ends_the_response() {
         other => panic!("expected close 4001, got {other:?}"),
     }
     let stream = client.stream.clone();
-    eventually("the stream left the node", || async { app.gateway.sse.is_empty() }).await;
-    assert_eq!(app.gateway.connections.len(), 0);
+    eventually("the stream left the node", || async { app.gateway.sse_stream_count() == 0 }).await;
+    assert_eq!(app.gateway.connection_count(), 0);
     let http = reqwest::Client::new();
     assert_eq!(post_status(&http, &app.http(&format!("/sse/{stream}")), "{}".into()).await, 404);
 }
@@ -292,14 +292,14 @@ async fn a_client_that_goes_away_leaves_the_node() {
     client.post(r#"{"type":"subscribe","id":2,"event":"a.>"}"#).await;
     assert_eq!(client.recv_or_close(WAIT).await.unwrap()["type"], "connected");
     assert_eq!(client.recv_or_close(WAIT).await.unwrap()["type"], "subscribed");
-    assert_eq!((app.gateway.connections.len(), app.gateway.sse.len()), (1, 1));
-    assert_eq!(app.gateway.hub.node_subscriptions().await, 1);
+    assert_eq!((app.gateway.connection_count(), app.gateway.sse_stream_count()), (1, 1));
+    assert_eq!(app.gateway.node_subscriptions().await, 1);
     drop(client); // closes its TCP connection; the heartbeat (25 s) is far off
     eventually("the connection left the node", || async {
-        app.gateway.connections.is_empty() && app.gateway.sse.is_empty()
+        app.gateway.connection_count() == 0 && app.gateway.sse_stream_count() == 0
     })
     .await;
-    eventually("its subscription left the hub", || async { app.gateway.hub.node_subscriptions().await == 0 }).await;
+    eventually("its subscription left the hub", || async { app.gateway.node_subscriptions().await == 0 }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,7 +310,7 @@ async fn admission_refuses_over_the_ip_quota_with_429_and_when_draining_with_503
     let first = SseClient::try_open(&app.http(""), &frames, &[]).await.expect("the first stream opens");
     assert_eq!(refused(&app, &frames, &[]).await, (429, "too many connections from this address\n".into()));
     drop(first);
-    eventually("the first stream's connection left", || async { app.gateway.connections.is_empty() }).await;
+    eventually("the first stream's connection left", || async { app.gateway.connection_count() == 0 }).await;
     let _second = SseClient::try_open(&app.http(""), &frames, &[]).await.expect("room again");
     app.gateway.start_draining();
     assert_eq!(refused(&app, &frames, &[]).await.0, 503);

@@ -55,7 +55,7 @@ async fn filters_narrow_delivery_and_frames_carry_the_subscription_name() {
     publish(&publisher, "shop.order.created.9", r#"{"pk":9,"total":500,"customer":{"id":7}}"#).await;
     let event = client.next_event().await;
     assert_eq!((event["sub"].as_str(), event["data"]["pk"].as_i64()), (Some("mine"), Some(9)));
-    assert_eq!(app.gateway.hub.node_subscriptions().await, 1, "one NATS subscription for the pattern");
+    assert_eq!(app.gateway.node_subscriptions().await, 1, "one NATS subscription for the pattern");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,7 +143,7 @@ async fn a_thousand_subscribers_over_fifty_filters_each_get_exactly_their_events
         clients.push(client);
     }
     assert_eq!(app.metric("telegraphy_subscriptions").await, (CONNECTIONS * PER_CONNECTION) as f64);
-    assert_eq!(app.gateway.hub.node_subscriptions().await, 1);
+    assert_eq!(app.gateway.node_subscriptions().await, 1);
     app.flush().await;
     for i in 0..EVENTS {
         publisher

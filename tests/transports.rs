@@ -11,7 +11,7 @@ use common::{
     *,
 };
 use serde_json::{json, Value};
-use telegraphy::auth;
+use telegraphy::node::auth;
 
 /// Runs each case as one test per transport: `<module>::<case>`.
 macro_rules! per_transport {
@@ -58,7 +58,7 @@ async fn connect_and_ping(transport: Transport) {
     assert_eq!(client.recv().await, json!({"type": "pong", "id": 2}));
     assert_eq!(client.request(json!({"type": "ping", "id": 3})).await, json!({"type": "pong", "id": 3}));
     // One connection on the node, whatever its transport.
-    assert_eq!(app.gateway.connections.len(), 1);
+    assert_eq!(app.gateway.connection_count(), 1);
 }
 
 async fn subscribe_and_receive_events(transport: Transport) {
@@ -158,7 +158,7 @@ async fn a_client_that_stops_reading_is_closed_with_4008(transport: Transport) {
     };
     tokio::time::timeout(Duration::from_secs(60), flood).await.expect("the slow client was closed within 60 s");
     assert_eq!(slow.expect_close().await, (4008, "too slow".to_string()));
-    eventually("the slow connection left the node", || async { app.gateway.connections.is_empty() }).await;
+    eventually("the slow connection left the node", || async { app.gateway.connection_count() == 0 }).await;
 }
 
 async fn drain_closes_with_1012(transport: Transport) {

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use telegraphy::frames::{self, ClientFrame, ErrorCode};
-use telegraphy::token::{Claims, Keyring, TokenKind};
-use telegraphy::{catalog, names, secret, token};
+use telegraphy::protocol::frames::{self, ClientFrame, ErrorCode};
+use telegraphy::protocol::token::{Claims, Keyring, TokenKind};
+use telegraphy::{node::catalog, protocol::names, protocol::token, secret};
 
 fn vectors_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("proto").join("vectors")
@@ -278,10 +278,10 @@ fn check_tokens() -> usize {
 /// proto/vectors/rpc.json (sections 13-15): client frames, grants, RPC subjects/payloads/headers, reply
 /// envelopes, the `from` of event frames. (Lifecycle payloads: see the lifecycle case below.)
 fn check_rpc() -> usize {
-    use telegraphy::auth::Identity;
-    use telegraphy::constants::actions::{limits, RPC_SUFFIX};
-    use telegraphy::sender;
-    use telegraphy::token::{Grants, PublishKind};
+    use telegraphy::node::auth::Identity;
+    use telegraphy::protocol::constants::actions::{limits, RPC_SUFFIX};
+    use telegraphy::protocol::sender;
+    use telegraphy::protocol::token::{Grants, PublishKind};
     let v = load("rpc.json");
     let prefix = s(&v, "prefix");
     // The sender: client id, headers.
@@ -468,7 +468,7 @@ fn every_vector_file_and_case_passes() {
                 continue;
             }
             "sse.json" => {
-                eprintln!("sse.json: checked by the sse module's unit tests (src/sse.rs)");
+                eprintln!("sse.json: checked by the sse module's unit tests (src/transports/sse.rs)");
                 continue;
             }
             "catalog.json" => check_catalog(),
@@ -509,7 +509,7 @@ fn catalog_of(entries: &Value) -> catalog::Catalog {
 fn check_catalog() -> usize {
     let v = load("catalog.json");
     let c = &v["constants"];
-    use telegraphy::constants::catalog as k;
+    use telegraphy::protocol::constants::catalog as k;
     assert_eq!(c["bucket"]["name"], k::bucket::NAME);
     assert_eq!(c["format"], k::FORMAT);
     assert_eq!(c["max_entry_bytes"], k::MAX_ENTRY_BYTES);
@@ -518,7 +518,7 @@ fn check_catalog() -> usize {
     assert_eq!(c["mode"]["default"], k::MODE);
     assert_eq!(c["mode"]["values"], json!(k::MODES));
     for code in arr(c, "reserved_error_codes") {
-        assert!(telegraphy::constants::error_codes::ALL.contains(&code.as_str().unwrap()), "{code}");
+        assert!(telegraphy::protocol::constants::error_codes::ALL.contains(&code.as_str().unwrap()), "{code}");
     }
     let mut n = each(arr(&v, "overlap"), |case| {
         let (a, b) = (s(case, "a"), s(case, "b"));

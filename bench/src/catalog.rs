@@ -96,7 +96,7 @@ pub async fn run(args: &CatalogArgs) -> anyhow::Result<Outcome> {
     let mut reader = Reader(ws);
     let before = target::memory(pid)?;
 
-    let nats = telegraphy::nats::connect_once(&common.nats).await?;
+    let nats = telegraphy::node::nats::connect_once(&common.nats).await?;
     let js = jetstream::new(nats);
     let store = match js.get_key_value(&args.bucket).await {
         Ok(store) => store,

@@ -27,7 +27,7 @@ pub struct EchoArgs {
 /// Serves until killed or until NATS closes the subscription.
 pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
     crate::target::loopback_nats(&args.nats)?;
-    telegraphy::names::validate_name(&args.method).ok().context("--method must be an event name")?;
+    telegraphy::protocol::names::validate_name(&args.method).ok().context("--method must be an event name")?;
     let nats = async_nats::connect(&args.nats).await.context("connecting to NATS")?;
     let subject = format!("{}_rpc.{}", args.subject_prefix, args.method);
     let mut requests = nats.queue_subscribe(subject.clone(), QUEUE_GROUP.into()).await.context("subscribing")?;

@@ -170,7 +170,7 @@ impl Common {
     fn validate(&self) -> anyhow::Result<()> {
         self.endpoint()?;
         target::loopback_nats(&self.nats)?;
-        telegraphy::names::validate_name(&self.event_prefix)
+        telegraphy::protocol::names::validate_name(&self.event_prefix)
             .ok()
             .filter(|_| !self.event_prefix.contains('.'))
             .context("--event-prefix must be one token of [A-Za-z0-9_-]")?;

@@ -29,7 +29,7 @@ use clap::Args;
 use futures_util::{stream, SinkExt, StreamExt};
 use serde::Serialize;
 use serde_json::{json, Value};
-use telegraphy::token::Grants;
+use telegraphy::protocol::token::Grants;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 

@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use telegraphy::token::Grants;
+use telegraphy::protocol::token::Grants;
 use tokio::sync::Barrier;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -104,7 +104,7 @@ pub async fn run(args: &RpcArgs) -> anyhow::Result<Outcome> {
     let endpoint = common.endpoint()?;
     target::wait_ready(endpoint.addr, std::time::Duration::from_secs(15)).await?;
     let data: Value = serde_json::from_str(&args.data).context("--data must be JSON")?;
-    telegraphy::names::validate_name(&args.method).ok().context("--method must be an event name")?;
+    telegraphy::protocol::names::validate_name(&args.method).ok().context("--method must be an event name")?;
     let minter = Minter::new(&common.nats, &common.tokens_bucket, common.token_ttl).await?;
     let grants = Grants { rpc: vec![args.method.clone()], ..Grants::default() };
     let mut tokens = Vec::new();

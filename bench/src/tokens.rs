@@ -1,4 +1,4 @@
-//! Connect tokens minted in advance with the gateway's own library ([`telegraphy::auth::Auth::mint`]: signed
+//! Connect tokens minted in advance with the gateway's own library ([`telegraphy::node::auth::Auth::mint`]: signed
 //! with `auth.secret` and registered single-use in the KV bucket), so the measured connects pay only for what a
 //! browser's connect costs.
 
@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use anyhow::Context;
 use futures_util::{stream, StreamExt};
-use telegraphy::{auth::Auth, config::Settings, token::Grants};
+use telegraphy::{config::Settings, node::auth::Auth, protocol::token::Grants};
 
 /// Environment variable holding the gateway's signing secret (the same one the gateway reads).
 pub const SECRET_ENV: &str = "TELEGRAPHY_AUTH__SECRET";
@@ -27,7 +27,7 @@ impl Minter {
             ("TELEGRAPHY_AUTH__TOKENS_BUCKET".to_string(), tokens_bucket.to_string()),
         ]);
         let settings = Settings::load_from(None, Some(env))?;
-        let client = telegraphy::nats::connect_once(nats).await?;
+        let client = telegraphy::node::nats::connect_once(nats).await?;
         Ok(Minter { auth: Auth::new(&settings, client)?, ttl })
     }
 

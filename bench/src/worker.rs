@@ -30,7 +30,7 @@ use crate::{
 };
 
 /// Close code of a connection the gateway found too slow (outbound queue full).
-pub const CLOSE_TOO_SLOW: u16 = telegraphy::constants::close::TOO_SLOW;
+pub const CLOSE_TOO_SLOW: u16 = telegraphy::protocol::constants::close::TOO_SLOW;
 
 /// Which patterns connections subscribe to (and which events the publisher sends).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

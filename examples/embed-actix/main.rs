@@ -1,5 +1,5 @@
 //! An actix-web application that embeds a Telegraphy gateway node: its own routes (`GET /`, `GET /readyz`, `GET /metrics`) and
-//! protocol v1 WebSockets at `/ws` ([`telegraphy::actix::ws`]), all on one port.
+//! protocol v1 WebSockets at `/ws` ([`telegraphy::transports::actix::ws`]), all on one port.
 //!
 //! Settings as for `telegraphy-gateway`: defaults < the TOML file given as first argument < `TELEGRAPHY_*`
 //! variables (`TELEGRAPHY_NATS__URL`, `TELEGRAPHY_AUTH__SECRET`, `TELEGRAPHY_HTTP__BIND`, ...). SIGTERM or
@@ -33,12 +33,12 @@ async fn main() -> anyhow::Result<()> {
             .route("/", web::get().to(|| async { "Hello from an actix-web app that embeds Telegraphy\n" }))
             .route("/readyz", web::get().to(readyz))
             // The node's Prometheus metrics; a real app would serve them on an internal listener only.
-            .route("/metrics", web::get().to(|node: web::Data<Gateway>| async move { node.metrics.render() }))
-            .route("/ws", web::get().to(telegraphy::actix::ws))
+            .route("/metrics", web::get().to(|node: web::Data<Gateway>| async move { node.render_metrics() }))
+            .route("/ws", web::get().to(telegraphy::transports::actix::ws))
     })
     .tcp_nodelay(true) // events are small frames sent as they come: no Nagle delay
     // A client that stopped reading holds its socket and unsent frames; cut it once nothing moved for this long.
-    .on_connect(telegraphy::actix::abort_stalled_after(heartbeat * 2))
+    .on_connect(telegraphy::transports::actix::abort_stalled_after(heartbeat * 2))
     .disable_signals() // SIGTERM/SIGINT drain the node first (run_until below)
     .bind(bind)
     .with_context(|| format!("cannot listen on {bind}"))?;

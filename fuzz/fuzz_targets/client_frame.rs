@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use telegraphy::frames::{parse_client_frame, ClientFrame, MAX_ID};
-use telegraphy::names::validate_pattern;
+use telegraphy::protocol::frames::{parse_client_frame, ClientFrame, MAX_ID};
+use telegraphy::protocol::names::validate_pattern;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use telegraphy::filter::{CompiledRegex, Filter, FilterLimits, REGEX_CACHE_CAPACITY, REGEX_SIZE_LIMIT};
-use telegraphy::frames::{parse_client_frame, ClientFrame};
+use telegraphy::protocol::filter::{CompiledRegex, Filter, FilterLimits, REGEX_CACHE_CAPACITY, REGEX_SIZE_LIMIT};
+use telegraphy::protocol::frames::{parse_client_frame, ClientFrame};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };

@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use telegraphy::token::Keyring;
+use telegraphy::protocol::token::Keyring;
 
 const NOW: i64 = 1_800_000_000;
 

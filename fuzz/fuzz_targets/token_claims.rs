@@ -9,8 +9,8 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use libfuzzer_sys::fuzz_target;
 use ring::hmac;
 use telegraphy::{
-    names,
-    token::{Keyring, TokenKind, CLOCK_SKEW, MAX_ALLOW},
+    protocol::names,
+    protocol::token::{Keyring, TokenKind, CLOCK_SKEW, MAX_ALLOW},
 };
 
 const NOW: i64 = 1_800_000_000;

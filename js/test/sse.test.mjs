@@ -319,7 +319,7 @@ test("fallback with several gateways: the next transport is tried on the same ga
 
 const vectors = JSON.parse(readFileSync(new URL("../../proto/vectors/sse.json", import.meta.url), "utf8"));
 
-// proto/vectors/sse.json: the gateway's last message of a stream, as it writes it (shared with src/sse.rs).
+// proto/vectors/sse.json: the gateway's last message of a stream, as it writes it (shared with src/transports/sse.rs).
 // Whatever the code, the client takes the close from the message's data and ends the stream itself.
 test("SSE: every close message of proto/vectors/sse.json ends the stream with its code", async () => {
   assert.ok(vectors.close.length > 0);

@@ -16,7 +16,7 @@ from telegraphy import constants
 from .helpers import REPO
 
 SCRIPT = Path("scripts/gen-constants")
-GENERATED = ["src/constants.rs", "python/telegraphy/constants.py", "js/src/constants.js", "js/src/version.js"]
+GENERATED = ["src/protocol/constants.rs", "python/telegraphy/constants.py", "js/src/constants.js", "js/src/version.js"]
 VERSIONED = ["Cargo.toml", "bench/Cargo.toml", "Cargo.lock", "python/pyproject.toml", "python/telegraphy/__init__.py",
              "js/package.json", "js/package-lock.json"]
 
@@ -64,7 +64,7 @@ def test_a_changed_constant_makes_each_generated_file_stale_until_regenerated(tr
     assert gen(tree).returncode == 0
     assert gen(tree, "--check").returncode == 0
     assert "NAMES_MAX_TOKENS = 17\n" in (tree / "python/telegraphy/constants.py").read_text()
-    assert "pub const MAX_TOKENS: usize = 17;" in (tree / "src/constants.rs").read_text()
+    assert "pub const MAX_TOKENS: usize = 17;" in (tree / "src/protocol/constants.rs").read_text()
     assert '"max_tokens": 17,' in (tree / "js/src/constants.js").read_text()
 
 

@@ -6,7 +6,9 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use telegraphy::{auth, config::Settings, nats, server::Application, shutdown, telemetry, token::Grants};
+use telegraphy::{
+    config::Settings, node::auth, node::nats, protocol::token::Grants, server::Application, shutdown, telemetry,
+};
 
 #[derive(Parser)]
 #[command(name = "telegraphy-gateway", version, about = "Telegraphy WebSocket gateway (protocol v1)")]
@@ -118,7 +120,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 /// `--info`: JSON text holding a small object (checked here, so a bad one exits 2 before NATS is reached).
 fn parse_info(text: &str) -> Result<serde_json::Value, String> {
     let info: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    telegraphy::token::check_info(&info).map_err(|e| e.to_string())?;
+    telegraphy::protocol::token::check_info(&info).map_err(|e| e.to_string())?;
     Ok(info)
 }
 

@@ -10,7 +10,7 @@ use std::sync::{
 
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use telegraphy::token::Grants;
+use telegraphy::protocol::token::Grants;
 
 use crate::common::*;
 
@@ -19,7 +19,7 @@ fn grants() -> Grants {
 }
 
 async fn user(app: &TestApp, name: &str) -> WsClient {
-    let token = app.gateway.auth.mint_with_grants(name, &["room.>".into()], 60, None, grants()).await.expect("mint");
+    let token = app.gateway.auth().mint_with_grants(name, &["room.>".into()], 60, None, grants()).await.expect("mint");
     let mut client = WsClient::connect(&app.ws_url()).await;
     let connected = client.connect_with(json!({"type": "connect", "id": 1, "token": token})).await;
     assert_eq!(connected["type"], "connected", "{connected}");

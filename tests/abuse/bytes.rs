@@ -163,7 +163,7 @@ async fn never_reading_sockets_of_many_users_share_the_nodes_outbound_total() {
         publisher.flush().await.unwrap();
         for _ in 0..BURST {
             assert_eq!(alice.next_event().await["name"], "feed.big");
-            peak = peak.max(app.gateway.outbound.used());
+            peak = peak.max(app.gateway.outbound_bytes());
         }
     }
     eventually("the never-reading sockets are closed as too slow", || async {
@@ -185,5 +185,6 @@ async fn never_reading_sockets_of_many_users_share_the_nodes_outbound_total() {
     }
     assert_eq!(app.metric("telegraphy_slow_disconnects_total").await, SLOW as f64);
     assert_eq!(alice.request(json!({"type":"ping","id":2})).await["type"], "pong");
-    eventually("everything queued for the closed sockets released", || async { app.gateway.outbound.used() == 0 }).await;
+    eventually("everything queued for the closed sockets released", || async { app.gateway.outbound_bytes() == 0 })
+        .await;
 }

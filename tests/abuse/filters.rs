@@ -33,7 +33,7 @@ use std::{
 };
 
 use serde_json::{json, Map, Value};
-use telegraphy::auth::Auth;
+use telegraphy::node::auth::Auth;
 use tokio::sync::watch;
 
 use crate::common::*;

@@ -81,7 +81,8 @@ fn since(event: &str, epoch: &str, seq: u64) -> Value {
 async fn a_subscribe_flood_is_served_up_to_the_burst_then_closed_4029() {
     let nats = NatsServer::start();
     let app = spawn_app(&nats.url()).await; // defaults: 20 requests/s, burst 150
-    let (rate, burst) = (app.gateway.settings.limits.requests_per_second, app.gateway.settings.limits.request_burst);
+    let (rate, burst) =
+        (app.gateway.settings().limits.requests_per_second, app.gateway.settings().limits.request_burst);
     let mut listener = app.client(&["r.>"]).await;
     let (epoch, _) = position(&listener.subscribe("r.>").await);
     let last = publish_stored(&nats.url(), &mut listener, "r.x", 3, "{}").await;
@@ -171,14 +172,13 @@ async fn recoveries_share_position_reads_and_count_few_jetstream_requests() {
     let mut listener = app.client(&["p.>"]).await;
     let (epoch, _) = position(&listener.subscribe("p.>").await);
     let last = publish_stored(&nats.url(), &mut listener, "p.x", 3, "{}").await;
-    let history = app.gateway.history.clone().expect("history on");
+    let history = app.gateway.history().cloned().expect("history on");
     let mut js = JsApiRequests::start(&nats.url()).await;
     js.take(&app).await;
 
     // 50 concurrent position reads, each started (its call time taken, queued for the shared read) before any is
     // awaited: how many requests they cost does not depend on when the machine runs this task again.
-    let mut reads: Vec<_> =
-        (0..50).map(|_| Box::pin(futures_util::future::maybe_done(history.position()))).collect();
+    let mut reads: Vec<_> = (0..50).map(|_| Box::pin(futures_util::future::maybe_done(history.position()))).collect();
     for read in &mut reads {
         let _ = futures_util::poll!(read.as_mut());
     }
@@ -227,7 +227,7 @@ async fn recoveries_beyond_the_node_bound_wait_then_get_recovered_false() {
     let mut listener = app.client(&["q.>"]).await;
     let (epoch, _) = position(&listener.subscribe("q.>").await);
     let last = publish_stored(&nats.url(), &mut listener, "q.x", 2, "{}").await;
-    let history = app.gateway.history.clone().expect("history on");
+    let history = app.gateway.history().cloned().expect("history on");
     // Both slots taken (as by two long replays).
     let first = history.recovery_slot().await.expect("slot 1");
     let second = history.recovery_slot().await.expect("slot 2");

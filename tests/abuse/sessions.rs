@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use telegraphy::token::{self, Claims, Keyring, TokenKind};
+use telegraphy::protocol::token::{self, Claims, Keyring, TokenKind};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
 
 use crate::common::*;
@@ -67,7 +67,7 @@ async fn one_resume_token_opens_at_most_max_connections_per_session_sockets() {
     // Another session is not affected; and a slot frees when a socket of the session closes.
     let _other = app.client(&["a.>"]).await;
     second.close().await;
-    eventually("the closed socket released its slot", || async { app.gateway.connections.len() == 2 }).await;
+    eventually("the closed socket released its slot", || async { app.gateway.connection_count() == 2 }).await;
     let (_again, reply) = connect(&app, json!({"type":"connect","id":4,"resume":resume})).await;
     assert_eq!(reply["type"], "connected", "{reply}");
     drop(first);
@@ -96,7 +96,7 @@ async fn anonymous_connections_have_their_own_smaller_quota() {
     user.subscribe("public.news").await;
     assert_eq!(app.metric("telegraphy_connections_over_quota_total{quota=\"anonymous\"}").await, 3.0);
     anonymous.pop().unwrap().close().await;
-    eventually("slot released", || async { app.gateway.connections.len() == 2 }).await;
+    eventually("slot released", || async { app.gateway.connection_count() == 2 }).await;
     let (_client, reply) = connect(&app, json!({"type":"connect","id":1})).await;
     assert_eq!(reply["type"], "connected", "{reply}");
 }
@@ -140,7 +140,7 @@ async fn per_ip_quota_counts_the_peer_unless_a_trusted_proxy_names_the_client() 
 async fn resume_past_the_session_age_is_refused() {
     let nats = NatsServer::start();
     let app = spawn_app_with(&nats.url(), |s| s.auth.max_session_age = 3600).await;
-    eventually("revocations loaded", || async { app.gateway.auth.revocations_loaded() }).await;
+    eventually("revocations loaded", || async { app.gateway.auth().revocations_loaded() }).await;
     // A session authenticated 59 minutes ago resumes (the control)...
     let young = resume_token("alice", &["a.>"], "sess-young", 3540);
     let (_client, reply) = connect(&app, json!({"type":"connect","id":1,"resume":young})).await;
@@ -158,7 +158,7 @@ async fn resume_past_the_session_age_is_refused() {
 async fn a_live_socket_is_closed_when_its_session_reaches_the_age() {
     let nats = NatsServer::start();
     let app = spawn_app_with(&nats.url(), |s| s.auth.max_session_age = 60).await;
-    eventually("revocations loaded", || async { app.gateway.auth.revocations_loaded() }).await;
+    eventually("revocations loaded", || async { app.gateway.auth().revocations_loaded() }).await;
     // A session 57 s old resumes and has 3 s left; a fresh one (the control) has 60 s.
     let ageing = resume_token("bob", &["b.>"], "sess-ageing", 57);
     let (mut client, reply) = connect(&app, json!({"type":"connect","id":1,"resume":ageing})).await;

@@ -162,13 +162,13 @@ async fn upgrades_without_a_token_are_held_to_their_budget(app: &TestApp) {
     flood.push(open_from(&url, Some("203.0.113.2")).await.unwrap());
     flood.push(open_from(&url, Some("203.0.113.3")).await.unwrap());
     assert_eq!(open_from(&url, Some("203.0.113.4")).await.err(), Some(503));
-    assert_eq!(app.gateway.connections.len(), 2 + 5, "2 connected + 5 pending, far below max_connections");
+    assert_eq!(app.gateway.connection_count(), 2 + 5, "2 connected + 5 pending, far below max_connections");
     ws_ping(&mut user, 4).await;
     assert_eq!(app.metric("telegraphy_connections_over_quota_total{quota=\"pending_ip\"}").await, 5.0);
     assert_eq!(app.metric("telegraphy_connections_over_quota_total{quota=\"pending\"}").await, 1.0);
     // A pending socket that goes frees its slot.
     flood.pop().unwrap().close().await;
-    eventually("pending slot released", || async { app.gateway.connections.len() == 6 }).await;
+    eventually("pending slot released", || async { app.gateway.connection_count() == 6 }).await;
     let mut late = open_from(&url, Some("203.0.113.4")).await.expect("room again");
     let token = app.token("late", &["a.>"]).await;
     assert_eq!(late.connect_with(json!({"type":"connect","id":1,"token":token})).await["type"], "connected");
@@ -217,14 +217,14 @@ async fn sse_streams_without_a_token_have_the_pending_budget() {
     flood.push(sse_without_a_token(&app, "203.0.113.2").await.unwrap());
     flood.push(sse_without_a_token(&app, "203.0.113.3").await.unwrap());
     assert_eq!(sse_without_a_token(&app, "203.0.113.4").await.err(), Some(503));
-    assert_eq!(app.gateway.connections.len(), 3 + 5, "3 connected + 5 pending, far below max_connections");
+    assert_eq!(app.gateway.connection_count(), 3 + 5, "3 connected + 5 pending, far below max_connections");
     assert_eq!(app.metric("telegraphy_connections_over_quota_total{quota=\"pending_ip\"}").await, 5.0);
     assert_eq!(app.metric("telegraphy_connections_over_quota_total{quota=\"pending\"}").await, 1.0);
     sse_ping(&mut user, 3).await;
     ws_ping(&mut ws, 4).await;
     // A stream that goes frees its slot.
     drop(flood.pop());
-    eventually("pending slot released", || async { app.gateway.connections.len() == 7 }).await;
+    eventually("pending slot released", || async { app.gateway.connection_count() == 7 }).await;
     assert!(sse_without_a_token(&app, "203.0.113.4").await.is_ok(), "room again");
 }
 

@@ -88,7 +88,7 @@ async fn one_user_opens_at_most_max_connections_per_user_sockets_across_sessions
     one_user_is_held_to_its_sockets(&app).await;
 }
 
-/// The same on the actix-ws path of an app that embeds the node (`telegraphy::actix::ws`): the per-user cap
+/// The same on the actix-ws path of an app that embeds the node (`telegraphy::transports::actix::ws`): the per-user cap
 /// holds there too, and a legitimate user beside is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_user_opens_at_most_max_connections_per_user_sockets_on_the_actix_ws_path() {
@@ -116,7 +116,7 @@ async fn one_user_is_held_to_its_sockets(app: &TestApp) {
     assert_eq!(app.metric("telegraphy_connections_over_quota_total{quota=\"user\"}").await, 4.0);
     assert_served(&app, "chat.sockets").await;
     held.pop().unwrap().close().await;
-    eventually("the closed socket released its slot", || async { app.gateway.connections.len() <= 2 }).await;
+    eventually("the closed socket released its slot", || async { app.gateway.connection_count() <= 2 }).await;
     user_client(&app, "mallory").await;
 }
 
@@ -260,7 +260,7 @@ async fn one_users_sockets_cannot_take_the_nodes_filter_memory() {
         held.push(count);
         sockets.push(mallory); // kept open: its subscriptions stay held
     }
-    let used = app.gateway.filter_memory.used();
+    let used = app.gateway.filter_memory().used();
     eprintln!("mallory: regex subscriptions held per socket {held:?} ({used} bytes)");
     assert!(used <= 2 << 20, "the user's filters hold {used} bytes > its budget");
     assert_eq!(held[4..], [0, 0], "once the user's budget is used, its further sockets hold nothing");
@@ -295,7 +295,7 @@ async fn one_users_regex_compiles_queue_behind_each_other_not_ahead_of_other_use
         s.limits.requests_per_second = 0;
     })
     .await;
-    let memory = &app.gateway.filter_memory;
+    let memory = app.gateway.filter_memory();
     let mut alice = user_client(&app, "alice").await;
     let mut flood = Vec::new();
     for _ in 0..SOCKETS {
@@ -343,7 +343,7 @@ async fn one_users_recoveries_are_bounded_and_keep_their_slot_until_queued() {
         s.history.max_replay = 10_000;
     })
     .await;
-    let history = app.gateway.history.clone().expect("history on");
+    let history = app.gateway.history().cloned().expect("history on");
     let mut alice = user_client(&app, "alice").await;
     let subscribed = alice.subscribe("feed.x").await;
     let (epoch, from) = (subscribed["epoch"].as_str().unwrap().to_string(), subscribed["seq"].as_u64().unwrap());

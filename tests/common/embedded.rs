@@ -1,7 +1,7 @@
 //! The gateway embedded in an actix-web app, in this process: an `HttpServer` on port 0 whose app serves its own
 //! route (`GET /` -> "embedding app\n"), the node's `/readyz` and `/metrics`, and the library handler
-//! `telegraphy::actix::ws` at `/ws`, its TCP connections aborted after 2 heartbeats without progress
-//! (`telegraphy::actix::abort_stalled_after`). Returns a [`TestApp`] like [`super::spawn_app`], so a test can run against
+//! `telegraphy::transports::actix::ws` at `/ws`, its TCP connections aborted after 2 heartbeats without progress
+//! (`telegraphy::transports::actix::abort_stalled_after`). Returns a [`TestApp`] like [`super::spawn_app`], so a test can run against
 //! either transport; [`TestApp::shutdown`] drains it as SIGTERM would.
 
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -28,13 +28,13 @@ pub async fn spawn_embedded_with(nats_url: &str, tweak: impl FnOnce(&mut Setting
             .app_data(data.clone())
             .route("/", web::get().to(|| async { APP_ROUTE_BODY }))
             .route("/readyz", web::get().to(readyz))
-            .route("/metrics", web::get().to(|gw: web::Data<Gateway>| async move { gw.metrics.render() }))
-            .route("/ws", web::get().to(telegraphy::actix::ws))
+            .route("/metrics", web::get().to(|gw: web::Data<Gateway>| async move { gw.render_metrics() }))
+            .route("/ws", web::get().to(telegraphy::transports::actix::ws))
     })
     .workers(1)
     .disable_signals()
     .tcp_nodelay(true)
-    .on_connect(telegraphy::actix::abort_stalled_after(stalled))
+    .on_connect(telegraphy::transports::actix::abort_stalled_after(stalled))
     .bind("127.0.0.1:0")
     .expect("bind 127.0.0.1:0");
     let addr = server.addrs()[0];

@@ -269,7 +269,7 @@ impl TestApp {
     /// Mints a registered single-use connect token.
     pub async fn token(&self, sub: &str, allow: &[&str]) -> String {
         let allow: Vec<String> = allow.iter().map(|s| s.to_string()).collect();
-        self.gateway.auth.mint(sub, &allow, 60).await.expect("mint token")
+        self.gateway.auth().mint(sub, &allow, 60).await.expect("mint token")
     }
 
     /// Connects a client and completes `connect` with a fresh token for `allow`.
@@ -283,7 +283,7 @@ impl TestApp {
 
     /// Makes sure every SUB this gateway sent has reached the NATS server.
     pub async fn flush(&self) {
-        tokio::time::timeout(WAIT, self.gateway.nats.flush()).await.expect("flush timeout").expect("flush");
+        tokio::time::timeout(WAIT, self.gateway.nats().flush()).await.expect("flush timeout").expect("flush");
     }
 
     /// Triggers the drain and waits for the server to stop.

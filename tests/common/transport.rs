@@ -19,7 +19,7 @@ pub enum Transport {
     RawWs,
     /// `GET /sse` + `POST /sse/{stream}` of the standalone gateway.
     Sse,
-    /// `telegraphy::actix::ws` on the route of an actix-web app that embeds a node ([`super::spawn_embedded`]).
+    /// `telegraphy::transports::actix::ws` on the route of an actix-web app that embeds a node ([`super::spawn_embedded`]).
     ActixWs,
 }
 
