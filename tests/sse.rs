@@ -289,8 +289,9 @@ async fn a_client_that_goes_away_leaves_the_node() {
     let nats = NatsServer::start();
     let app = spawn_app(&nats.url()).await;
     let mut client = SseClient::open(&app.http(""), &[connect(&app.token("tester", &["a.>"]).await)]).await;
-    client.post(r#"{"type":"subscribe","id":2,"event":"a.>"}"#).await;
+    // Client frames are taken once `connect` succeeded (409 before, section 10.1): wait for `connected`.
     assert_eq!(client.recv_or_close(WAIT).await.unwrap()["type"], "connected");
+    assert_eq!(client.post(r#"{"type":"subscribe","id":2,"event":"a.>"}"#).await, 202);
     assert_eq!(client.recv_or_close(WAIT).await.unwrap()["type"], "subscribed");
     assert_eq!((app.gateway.connection_count(), app.gateway.sse_stream_count()), (1, 1));
     assert_eq!(app.gateway.node_subscriptions().await, 1);
