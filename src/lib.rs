@@ -31,7 +31,8 @@
 //!      (section 11: KV entries, one watch per watched channel, join/leave, snapshots), `connections` (live
 //!      connections: limit, drain, revocation lookup), `filter_memory` (the pool of compiled regexes, its budget
 //!      and compile queue), `metrics` (Prometheus), `wakes` (writer wake-ups of a fan-out round handed to each
-//!      worker thread at once).
+//!      worker thread at once), `render` (the one render path of an event for a subscription: checked once, then
+//!      filter -> encode; live delivery, healing and the replay of `since` all use it).
 //! 3. [`session`]: the protocol core of one connection ([`session::Session`]): client frames, connect,
 //!    subscriptions, heartbeat and timers, limits, when to close; it writes only to its outbox and knows no socket.
 //!    Private parts: `actions` (client publish and RPC, sections 13-15, allocated on first use), `inbound` (what a
