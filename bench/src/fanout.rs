@@ -329,30 +329,13 @@ impl<'a> Bench<'a> {
     /// Publishes `{"t":..,"s":step,..}` events at `rate` per second for the step's duration; returns how many
     /// were published and over how long.
     async fn publish(&self, step: u32, rate: f64) -> anyhow::Result<(u64, f64)> {
-        let duration = Duration::from_secs(self.load.duration);
         let size = self.load.size as usize;
-        let start = Instant::now();
-        let mut ticker = tokio::time::interval(Duration::from_millis(1));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut sent = 0u64;
-        loop {
-            ticker.tick().await;
-            let elapsed = start.elapsed();
-            let due = ((rate * elapsed.min(duration).as_secs_f64()) as u64).max(sent);
-            while sent < due {
-                let subject = self.subjects[(sent % self.subjects.len() as u64) as usize].clone();
-                let group = (self.filter_groups > 0).then(|| sent % u64::from(self.filter_groups));
-                let data = client::payload(client::now_ns(), step, sent, group, size);
-                self.nats.publish(subject, data.into()).await.context("publishing to NATS")?;
-                sent += 1;
-            }
-            if elapsed >= duration {
-                break;
-            }
-        }
-        let secs = start.elapsed().as_secs_f64();
-        tokio::time::timeout(Duration::from_secs(10), self.nats.flush()).await.context("NATS flush timed out")??;
-        Ok((sent, secs))
+        publish_paced(&self.nats, rate, self.load.duration, |sent| {
+            let subject = self.subjects[(sent % self.subjects.len() as u64) as usize].clone();
+            let group = (self.filter_groups > 0).then(|| sent % u64::from(self.filter_groups));
+            (subject, client::payload(client::now_ns(), step, sent, group, size).into())
+        })
+        .await
     }
 
     /// Waits until `expected` events of `step` arrived, or nothing arrived for a second, or `--drain` passed.
@@ -538,4 +521,36 @@ pub async fn run_slow(args: &SlowArgs) -> anyhow::Result<Outcome> {
         "errors": errors,
     });
     Ok(Outcome { tables: vec![table], notes, json, errors })
+}
+
+/// Publishes on NATS at `rate` messages per second for `duration` seconds (paced by a 1 ms ticker, catching up
+/// after a late tick), the `n`th message being `message(n)`; flushes, then returns how many were published and
+/// over how long. `fanout` and `publish`'s server-side phase share it.
+pub async fn publish_paced(
+    nats: &async_nats::Client,
+    rate: f64,
+    duration: u64,
+    mut message: impl FnMut(u64) -> (async_nats::Subject, bytes::Bytes),
+) -> anyhow::Result<(u64, f64)> {
+    let duration = Duration::from_secs(duration);
+    let start = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_millis(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut sent = 0u64;
+    loop {
+        ticker.tick().await;
+        let elapsed = start.elapsed();
+        let due = ((rate * elapsed.min(duration).as_secs_f64()) as u64).max(sent);
+        while sent < due {
+            let (subject, data) = message(sent);
+            nats.publish(subject, data).await.context("publishing to NATS")?;
+            sent += 1;
+        }
+        if elapsed >= duration {
+            break;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    tokio::time::timeout(Duration::from_secs(10), nats.flush()).await.context("NATS flush timed out")??;
+    Ok((sent, secs))
 }

@@ -575,25 +575,9 @@ async fn publish_nats(
     duration: u64,
     size: usize,
 ) -> anyhow::Result<(u64, f64)> {
-    let duration = Duration::from_secs(duration);
-    let start = Instant::now();
-    let mut ticker = tokio::time::interval(Duration::from_millis(1));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut sent = 0u64;
-    loop {
-        ticker.tick().await;
-        let elapsed = start.elapsed();
-        let due = ((rate * elapsed.min(duration).as_secs_f64()) as u64).max(sent);
-        while sent < due {
-            let data = client::payload(client::now_ns(), SERVER, sent, None, size);
-            nats.publish(subject.clone(), data.into()).await.context("publishing to NATS")?;
-            sent += 1;
-        }
-        if elapsed >= duration {
-            break;
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
-    tokio::time::timeout(Duration::from_secs(10), nats.flush()).await.context("NATS flush timed out")??;
-    Ok((sent, secs))
+    let subject = async_nats::Subject::from(subject);
+    crate::fanout::publish_paced(nats, rate, duration, |sent| {
+        (subject.clone(), client::payload(client::now_ns(), SERVER, sent, None, size).into())
+    })
+    .await
 }
