@@ -44,7 +44,7 @@
 //!      and [`transports::actix::abort_stalled_after`] for the app server's sockets.
 //!    - private: `ws` (the raw WebSocket transport: tokio-tungstenite on the raw TCP stream, small buffers),
 //!      `sse` (Server-Sent Events: `GET /sse` streams server frames, `POST /sse/{stream}` takes client frames),
-//!      `streams` (the node's open SSE streams), `writer` (a WebSocket connection's writer task, generic over the
+//!      `streams` (the node's open SSE streams), `writer` (a WebSocket connection's task: its reader beside its writer, generic over the
 //!      WebSocket library), `admission` (drain, origin and quota checks before any transport gets a session),
 //!      `client_ip` (a connection's client address: peer, or a trusted proxy's header).
 //! 5. `api` (private): HTTP API for backends (mint tokens, publish events); `api::throttle`: wrong API keys per

@@ -23,20 +23,25 @@ use common::*;
 /// Heap bytes held per idle authenticated connection (one subscription), at most. Derived from this test on the
 /// debug build (`cargo test`): 13.1 KB on main at 59cef4c (its reader future alone was 7 560 B, the session's
 /// cleanup with presence's KV calls awaited inline; a tokio mpsc channel with its first 32-slot block, 1.6 KB;
-/// a hash table for one subscription; a 1 KiB read buffer); 4.2 KB on branch h4-perf with one user for all
-/// connections; 4 498 B with one user per connection and issue 20's per-user budgets (their entry per user) and
-/// the wake-group pointer (bench/README.md, "Performance budget (issue 24)", says what is counted). The budget is
-/// that plus ~8 % for map growth steps while the connections register: anything paying per idle connection for
-/// presence, history, a queue block or a frame handler's state again lands above it.
-const BUDGET_PER_SESSION: isize = 4_864;
+/// a hash table for one subscription; a 1 KiB read buffer); 4 498 B at 45bb197 with one user per connection
+/// and issue 20's per-user budgets; 4 153 B (19 allocations) since the connection runs as one task with one timer,
+/// first queue and batch buffers of one slot and no flag or `Rc` of its own (bench/README.md, "Performance budget
+/// (issue 24)", says what is counted). The budget is that plus ~8 % for map growth steps while the connections
+/// register: anything paying per idle connection for presence, history, a queue block or a frame handler's state
+/// again lands above it.
+const BUDGET_PER_SESSION: isize = 4_480;
 
-/// The raw WebSocket path's reader (session) future, at most: 896 B measured on the debug build (7 560 B on
-/// main at 59cef4c). Every idle connection stores it whole in its task; a frame handler or a cleanup awaited
-/// inline instead of boxed shows here first.
+/// The raw WebSocket path's reader (session) future, at most: 904 B measured on the debug build (7 560 B on
+/// main at 59cef4c). A frame handler or a cleanup awaited inline instead of boxed shows here first.
 const BUDGET_READER_FUTURE: usize = 1_024;
 
-/// The writer task's future, at most: 528 B measured on the debug build.
+/// The writer's future, at most: 528 B measured on the debug build.
 const BUDGET_WRITER_FUTURE: usize = 640;
+
+/// The connection's one task future (reader, writer and their glue), stored whole in its task for the
+/// connection's life: 1 656 B measured on the debug build. tokio aligns a task to 128 bytes, with ~136 B of
+/// header: at most 1 656 B keeps the task in one 1 792-byte allocation (the two tasks before it took 1 152 + 640).
+const BUDGET_TASK_FUTURE: usize = 1_656;
 
 /// Connections measured (after [`WARM_UP`] connections taken into the baseline).
 const SESSIONS: usize = 200;
@@ -236,10 +241,10 @@ async fn an_idle_connection_stays_within_its_memory_budget() {
     let after = settled_live().await;
     print_allocations_per_session(&sizes_before, &by_size());
     let per_session = (after - before) / SESSIONS as isize;
-    let (reader, writer) = telegraphy::footprint::raw_websocket_tasks();
+    let (reader, writer, task) = telegraphy::footprint::raw_websocket_tasks();
     eprintln!(
         "idle connection: {per_session} heap bytes ({SESSIONS} connections: {before} -> {after}); futures: reader \
-         {reader} B, writer {writer} B"
+         {reader} B, writer {writer} B, the connection's task {task} B"
     );
     assert_eq!(app.metric("telegraphy_connections ").await as usize, WARM_UP + SESSIONS, "all connections open");
     assert!(
@@ -248,6 +253,7 @@ async fn an_idle_connection_stays_within_its_memory_budget() {
     );
     assert!(reader <= BUDGET_READER_FUTURE, "reader future {reader} B > {BUDGET_READER_FUTURE} B");
     assert!(writer <= BUDGET_WRITER_FUTURE, "writer future {writer} B > {BUDGET_WRITER_FUTURE} B");
+    assert!(task <= BUDGET_TASK_FUTURE, "connection task future {task} B > {BUDGET_TASK_FUTURE} B");
     drop(clients);
     app.shutdown().await.expect("shutdown");
 }

@@ -298,7 +298,7 @@ impl Connections {
             .filter(|c| c.ctl.is_shared() && c.ctl.closing().is_none())
             .map(|c| (c.ctl.queued_bytes(), &c.ctl))
             .collect();
-        open.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        open.sort_unstable_by_key(|(queued, _)| std::cmp::Reverse(*queued));
         let (mut released, mut closed) = (0, 0);
         for (queued, ctl) in open {
             if released >= excess || queued == 0 {

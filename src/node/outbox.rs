@@ -2,7 +2,7 @@
 //!
 //! The hub and the session push encoded frames with [`Outbox::push`], which never waits: when the queue is
 //! full the connection is marked too slow (close 4008) and the frame is dropped for it alone. The connection's
-//! writer task is the only reader of the queue ([`Queue`]) and the only one that awaits the socket.
+//! writer is the only reader of the queue ([`Queue`]) and the only one that awaits the socket.
 //!
 //! The queue is bounded twice: in frames (`limits.outbound_queue`) and in bytes (`limits.outbound_queue_bytes`,
 //! counted from the push until the writer has written the frame). Into an empty queue any frame fits.
@@ -23,7 +23,7 @@
 use std::{
     collections::VecDeque,
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex, OnceLock,
     },
 };
@@ -72,6 +72,9 @@ pub struct Control {
     /// The worker thread's group that wakes the writer for a fan-out round ([`crate::node::wakes`]); None = woken
     /// directly.
     group: Option<Arc<Group>>,
+    /// The transport's input can no longer be read as frames (a frame over the limit, a broken WebSocket
+    /// stream): the raw path drains its TCP connection instead of lingering on frames (`crate::transports::ws`).
+    input_unreadable: AtomicBool,
 }
 
 impl Drop for Control {
@@ -178,6 +181,17 @@ impl Control {
         }
     }
 
+    /// Marks the transport's input as no longer readable as frames ([`Control::input_unreadable`]).
+    pub fn mark_input_unreadable(&self) {
+        self.input_unreadable.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the transport's input broke (see the field's docs); kept here, in the connection's one shared
+    /// allocation, rather than in a flag of its own (issue 24).
+    pub fn input_unreadable(&self) -> bool {
+        self.input_unreadable.load(Ordering::Relaxed)
+    }
+
     /// Bytes queued and not yet written for this connection.
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes.load(Ordering::Relaxed)
@@ -269,6 +283,10 @@ impl Queue {
         let n = frames.queued.len().min(limit);
         if n == 0 {
             return (frames.senders == 0).then_some(0);
+        }
+        if into.capacity() == 0 {
+            // As in `Outbox::enqueue`: a first batch buffer of the batch's size, not Vec's 4 slots.
+            into.reserve_exact(n);
         }
         into.extend(frames.queued.drain(..n));
         if frames.queued.is_empty() && frames.queued.capacity() > SPARE_FRAMES {
@@ -423,6 +441,11 @@ impl Outbox {
             }
             if frames.queued.len() >= self.capacity {
                 return Err(Refused::Full(frame));
+            }
+            if frames.queued.capacity() == 0 {
+                // Most connections queue one frame at a time (replies, an event now and then): the first buffer
+                // holds one, not VecDeque's 4 (an idle connection keeps it; issue 24). A burst grows it.
+                frames.queued.reserve_exact(1);
             }
             frames.queued.push_back(frame);
             frames.queued.len() == 1

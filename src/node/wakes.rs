@@ -90,10 +90,13 @@ async fn wake_writers(group: Arc<Group>) {
     }
 }
 
+/// A thread's group and the writers of it to wake.
+type GroupWakes = (Arc<Group>, Vec<Arc<dyn Writer>>);
+
 /// Writers to wake, collected by one fan-out round and handed to their threads at once by [`Wakes::flush`].
 #[derive(Default)]
 pub struct Wakes {
-    groups: Vec<(Arc<Group>, Vec<Arc<dyn Writer>>)>,
+    groups: Vec<GroupWakes>,
 }
 
 impl Wakes {

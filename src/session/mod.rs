@@ -116,37 +116,45 @@ impl Session {
     pub async fn run<T: AsRef<str>>(mut self, inbound: impl Stream<Item = Inbound<T>>) {
         let mut stream = std::pin::pin!(inbound);
         let heartbeat = self.gw.settings.heartbeat_interval();
-        let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
-        // After a long frame handler (a history replay), one ping, not a burst of the missed ones.
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // One timer for both deadlines (each timer is stored in every connection's task): the connect timeout
-        // until `connect` succeeded, then the end of the session (`auth.max_session_age`), once armed.
-        let deadline = tokio::time::sleep(Duration::from_secs(self.gw.settings.auth.connect_timeout));
-        tokio::pin!(deadline);
-        let mut last_seen = Instant::now();
+        // One timer for the heartbeat and both deadlines (every timer is stored in every connection's task; a
+        // tokio `Interval` also boxes its own: issue 24): it fires at the earlier of the next ping and the
+        // deadline, which is the connect timeout until `connect` succeeded, then the end of the session
+        // (`auth.max_session_age`).
+        let start = Instant::now();
+        let mut next_ping = start + heartbeat;
+        let mut deadline = start + Duration::from_secs(self.gw.settings.auth.connect_timeout);
+        let timer = tokio::time::sleep_until(next_ping.min(deadline));
+        tokio::pin!(timer);
+        let mut last_seen = start;
         let mut session_armed = false;
         tracing::trace!(conn = self.id, "reader started");
         loop {
             tokio::select! {
                 biased;
                 _ = self.ctl.closed() => break,
-                _ = &mut deadline, if self.identity.is_none() || session_armed => {
-                    if self.identity.is_none() {
-                        self.reply(frames::encode_error(None, ErrorCode::Unauthorized, "connect timeout"));
-                        self.ctl.close(close::UNAUTHORIZED, "connect timeout");
-                    } else {
-                        self.gw.metrics.sessions_expired.increment(1);
-                        self.reply(frames::encode_error(None, ErrorCode::Unauthorized, "session expired"));
-                        self.ctl.close(close::UNAUTHORIZED, "session expired");
-                    }
-                    break;
-                }
-                _ = ticker.tick() => {
-                    if last_seen.elapsed() >= heartbeat * 2 {
-                        self.ctl.close(close::NORMAL, "heartbeat timeout");
+                _ = &mut timer => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        if self.identity.is_none() {
+                            self.reply(frames::encode_error(None, ErrorCode::Unauthorized, "connect timeout"));
+                            self.ctl.close(close::UNAUTHORIZED, "connect timeout");
+                        } else {
+                            self.gw.metrics.sessions_expired.increment(1);
+                            self.reply(frames::encode_error(None, ErrorCode::Unauthorized, "session expired"));
+                            self.ctl.close(close::UNAUTHORIZED, "session expired");
+                        }
                         break;
                     }
-                    self.reply(frames::encode_ping());
+                    if now >= next_ping {
+                        if last_seen.elapsed() >= heartbeat * 2 {
+                            self.ctl.close(close::NORMAL, "heartbeat timeout");
+                            break;
+                        }
+                        self.reply(frames::encode_ping());
+                        // After a long frame handler (a history replay), one ping, not a burst of the missed ones.
+                        next_ping = now + heartbeat;
+                    }
+                    timer.as_mut().reset(next_ping.min(deadline));
                 }
                 message = stream.next() => {
                     last_seen = Instant::now();
@@ -162,8 +170,9 @@ impl Session {
                             Box::pin(self.on_text(text)).await;
                             if !session_armed {
                                 if let Some(end) = self.session_end() {
-                                    deadline.as_mut().reset(end);
+                                    deadline = end;
                                     session_armed = true;
+                                    timer.as_mut().reset(next_ping.min(deadline));
                                 }
                             }
                             // Time spent serving the frame (e.g. a history replay) is not the client's silence.

@@ -3,7 +3,7 @@
 //! Every WebSocket data frame a client sends (any `type`, including `ping`/`pong`, and binary or malformed
 //! ones) takes one token; tokens come back at `limits.requests_per_second` up to `limits.request_burst`. A frame
 //! finding the bucket empty ends the connection (`limit_exceeded`, close 4029). The bucket belongs to the
-//! connection's reader task alone: no lock, no shared state, a few bytes per connection.
+//! connection's reader alone: no lock, no shared state, a few bytes per connection.
 
 use tokio::time::Instant;
 

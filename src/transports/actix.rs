@@ -25,9 +25,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Per connection, as on the raw path: a reader task (the [`crate::session::Session`], fed from actix-ws's
-//! message stream, continuations aggregated up to `limits.max_frame_bytes`) and the shared writer task
-//! (`writer`) draining the bounded outbox into actix-ws's session. The writer is the only task that awaits
+//! Per connection, as on the raw path, one task running a reader (the [`crate::session::Session`], fed from
+//! actix-ws's message stream, continuations aggregated up to `limits.max_frame_bytes`) beside the shared writer
+//! (`writer`) draining the bounded outbox into actix-ws's session. The writer is the only future that awaits
 //! the socket, so a client that stops reading blocks nobody else and is closed with 4008. After the close frame
 //! the reader lingers (closing handshake, see `crate::transports::writer`) and the response body is held open meanwhile, so
 //! that actix-web closes the TCP connection only then.

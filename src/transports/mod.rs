@@ -1,5 +1,5 @@
 //! The transports: how a connection reaches its [`crate::session::Session`] (raw WebSocket, Server-Sent Events,
-//! actix-ws embedding), what they share (admission, client address, the writer task).
+//! actix-ws embedding), what they share (admission, client address, the connection task and its writer).
 
 pub mod actix;
 pub(crate) mod admission;

@@ -1,7 +1,7 @@
 //! What both WebSocket transports share once a connection is admitted and upgraded, whatever their WebSocket
 //! library ([`crate::transports::ws`]: tokio-tungstenite on the raw socket; [`crate::transports::actix`]: actix-ws in an actix-web app):
-//! the start of the connection's two tasks ([`spawn`]) and the **writer** task ([`writer`]): the only task that
-//! awaits the socket. It drains the bounded [`crate::node::outbox::Outbox`] queue, all queued frames per write, and
+//! the connection's one task ([`spawn`], [`serve`]: reader and writer side by side) and the **writer** ([`writer`]):
+//! the only future that awaits the socket. It drains the bounded [`crate::node::outbox::Outbox`] queue, all queued frames per write, and
 //! decides what goes out once the connection closes (queued frames, then the close frame with the code and reason
 //! of [`Control`], all within [`CLOSE_GRACE`]; a 4008 gets no more queued frames).
 //!
@@ -17,7 +17,7 @@
 //! Generic over the library's sink and message type ([`WsMessage`]): monomorphised, so the raw path pays nothing
 //! for the sharing.
 
-use std::{cell::Cell, rc::Rc, sync::Arc, time::Duration};
+use std::{cell::Cell, sync::Arc, time::Duration};
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 
@@ -51,8 +51,9 @@ pub trait WsMessage: Sized {
     fn close(code: u16, reason: &'static str) -> Self;
 }
 
-/// Starts an admitted, upgraded connection: counts it, spawns its writer on `sink` and its reader (a [`Session`]
-/// over `inbound`) on the current actix worker (`spawn_local`: a transport's stream need not be `Send`).
+/// Starts an admitted, upgraded connection: counts it and spawns its one task ([`serve`]: the writer on `sink`
+/// and the reader, a [`Session`] over `inbound`) on the current actix worker (`spawn_local`: a transport's stream
+/// need not be `Send`).
 pub fn spawn<S, M, I, T>(gw: Arc<Gateway>, admitted: Admitted, sink: S, inbound: I)
 where
     S: Sink<M> + Unpin + 'static,
@@ -60,26 +61,56 @@ where
     I: Stream<Item = Inbound<T>> + 'static,
     T: AsRef<str> + 'static,
 {
-    let Admitted { id, outbox, queue, ctl } = admitted;
     gw.metrics.connections.increment(1.0);
     gw.metrics.connections_total.increment(1);
-    tracing::debug!(conn = id, "WebSocket upgraded");
-    let writing = actix_web::rt::spawn(writer(sink, queue, ctl));
-    actix_web::rt::spawn(async move {
-        // Whether the last item the session read ended the input (the client closed, or the stream broke).
-        let ended = Rc::new(Cell::new(false));
-        let seen = ended.clone();
-        let inbound =
-            inbound.inspect(move |item| seen.set(!matches!(item, Inbound::Text(_) | Inbound::Binary | Inbound::Alive)));
-        let mut inbound = std::pin::pin!(inbound);
-        Session::new(gw, id, outbox).run(inbound.as_mut()).await;
-        if !ended.get() {
-            // After the close frame went (the writer ends within CLOSE_GRACE of the close): what is read from then
-            // on gets no answer (no pong).
-            let _ = tokio::time::timeout(CLOSE_GRACE * 2, writing).await;
-            linger(inbound).await;
+    tracing::debug!(conn = admitted.id, "WebSocket upgraded");
+    actix_web::rt::spawn(serve(gw, admitted, sink, inbound));
+}
+
+/// A connection's one task: its reader (a [`Session`] over `inbound`) and its writer ([`writer`] on `sink`) polled
+/// side by side, so that neither waits for the other (a frame handler awaiting NATS does not hold the writer, a
+/// blocked socket write does not hold the reader). One task, not two: an idle connection pays one task header
+/// and one allocation (issue 24). Once the session ended, the writer is given its close grace to send the
+/// close frame, then the reader lingers ([`linger`]) unless the client's input had already ended.
+///
+/// Takes the parts, not the two futures: an `async fn` keeps its arguments in its state beside what they are
+/// moved into, so two futures passed in would be stored twice (2.3 KB instead of 1.5 KB, measured).
+pub async fn serve<S, M, I, T>(gw: Arc<Gateway>, admitted: Admitted, sink: S, inbound: I)
+where
+    S: Sink<M> + Unpin,
+    M: WsMessage,
+    I: Stream<Item = Inbound<T>>,
+    T: AsRef<str>,
+{
+    let Admitted { id, outbox, queue, ctl } = admitted;
+    // Whether the last item the session read ended the input (the client closed, or the stream broke). A local
+    // the stream's closure borrows, not an `Rc`: the task's future holds both.
+    let ended = Cell::new(false);
+    let inbound =
+        inbound.inspect(|item| ended.set(!matches!(item, Inbound::Text(_) | Inbound::Binary | Inbound::Alive)));
+    let mut inbound = std::pin::pin!(inbound);
+    let mut writing = std::pin::pin!(writer(sink, queue, ctl));
+    let mut written = false;
+    {
+        let reading = Session::new(gw, id, outbox).run(inbound.as_mut());
+        tokio::pin!(reading);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut reading => break,
+                () = &mut writing, if !written => written = true,
+            }
         }
-    });
+    }
+    // The session ended, so the connection is closing: the writer sends what is left and the close frame within
+    // CLOSE_GRACE (bounded twice here, in case its socket never takes them).
+    if !written {
+        let _ = tokio::time::timeout(CLOSE_GRACE * 2, &mut writing).await;
+    }
+    if !ended.get() {
+        // After the close frame went: what is read from then on gets no answer (no pong).
+        linger(inbound).await;
+    }
 }
 
 /// Reads and discards what the client of a closed connection still sends, until its close frame or EOF, at

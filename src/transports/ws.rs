@@ -4,14 +4,14 @@
 //! The HTTP/1 dispatcher hands every `Upgrade: websocket` request, with its raw TCP connection, to
 //! [`upgrade`]: it checks path, handshake, drain state, origin and the connection limit, answers `101`, and
 //! from then on the connection is a plain [`tokio_tungstenite`] WebSocket with deliberately small buffers
-//! (the HTTP dispatcher and its two 8 KiB buffers are gone: bench/README.md finding 1). Two tasks per
-//! connection, both on the accepting actix worker:
+//! (the HTTP dispatcher and its two 8 KiB buffers are gone: bench/README.md finding 1). One task per
+//! connection on the accepting actix worker ([`writer::serve`]), polling two futures side by side:
 //! - the **reader** ([`crate::session::Session::run`]) owns the read half, each WebSocket message turned into an
 //!   [`Inbound`];
 //! - the **writer** ([`writer::writer`], shared with the actix-ws transport) owns the write half and is the only
-//!   task that awaits a socket write: it drains the bounded [`crate::node::outbox::Outbox`] queue, all queued frames per
-//!   write. A client that stops reading blocks only its own writer; its queue fills and the hub closes it with
-//!   4008 (see [`crate::node::outbox`]).
+//!   future that awaits a socket write: it drains the bounded [`crate::node::outbox::Outbox`] queue, all queued
+//!   frames per write. A client that stops reading blocks only its own writer; its queue fills and the hub closes
+//!   it with 4008 (see [`crate::node::outbox`]).
 //!
 //! WebSocket pings from the client are answered by the WebSocket layer itself; they take request-rate tokens like
 //! data frames (the session counts them). Once the connection is closed, the reader keeps reading and discarding
@@ -20,10 +20,7 @@
 
 use std::{
     pin::Pin,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -44,7 +41,7 @@ use tokio_tungstenite::{
 };
 
 use crate::{
-    node::outbox::Frame,
+    node::outbox::{Control, Frame},
     node::Gateway,
     session::inbound::Inbound,
     transports::admission,
@@ -70,7 +67,7 @@ impl From<UpgradeError> for Response<actix_http::body::BoxBody> {
 }
 
 /// Takes over an `Upgrade: websocket` request's connection: refuses it with a plain HTTP status, or answers
-/// `101 Switching Protocols` and starts the connection's reader (its [`crate::session::Session`]) and writer tasks.
+/// `101 Switching Protocols` and starts the connection's task (its reader, a [`crate::session::Session`], and its writer).
 pub async fn upgrade(
     gw: Arc<Gateway>,
     req: Request,
@@ -99,14 +96,14 @@ pub async fn upgrade(
         .max_frame_size(Some(limits.max_frame_bytes))
         .max_message_size(Some(limits.max_frame_bytes));
     // Bytes the client sent right after its request (its first frames) are already in the read buffer.
-    let unreadable = Arc::new(AtomicBool::new(false));
-    let io = Lingering { tcp: Some(parts.io), unreadable: unreadable.clone() };
+    let ctl = admitted.ctl.clone();
+    let io = Lingering { tcp: Some(parts.io), ctl: ctl.clone() };
     let socket = Socket::from_partially_read(io, parts.read_buf.to_vec(), Role::Server, Some(config)).await;
     let (sink, stream) = socket.split();
     let inbound = stream.map(move |message| {
         let item = inbound(message);
         if matches!(item, Inbound::TooBig | Inbound::ProtocolError(_)) {
-            unreadable.store(true, Ordering::Relaxed);
+            ctl.mark_input_unreadable();
         }
         item
     });
@@ -121,7 +118,8 @@ pub async fn upgrade(
 /// the close frame sent before reaches a client that was still sending (no reset).
 struct Lingering {
     tcp: Option<TcpStream>,
-    unreadable: Arc<AtomicBool>,
+    /// The connection's control, whose [`Control::input_unreadable`] says the stream broke.
+    ctl: Arc<Control>,
 }
 
 impl Lingering {
@@ -153,7 +151,7 @@ impl AsyncWrite for Lingering {
 impl Drop for Lingering {
     fn drop(&mut self) {
         let Some(mut tcp) = self.tcp.take() else { return };
-        if !self.unreadable.load(Ordering::Relaxed) {
+        if !self.ctl.input_unreadable() {
             return;
         }
         // Outside a runtime (it is shutting down) the connection just closes.
@@ -221,20 +219,20 @@ fn future_size<A, F: std::future::Future>(_make: impl FnOnce(A) -> F) -> usize {
     std::mem::size_of::<F>()
 }
 
-/// Sizes in bytes of the futures of one raw WebSocket connection's two tasks (reader = its session, writer), as
-/// spawned by [`upgrade`]: each is stored whole in its task for the connection's lifetime, idle or not.
-pub(crate) fn task_sizes() -> (usize, usize) {
+/// Sizes in bytes of the futures of one raw WebSocket connection, as spawned by [`upgrade`]: its reader (its
+/// session), its writer, and its one task's future ([`writer::serve`], both and their glue), stored whole for the
+/// connection's lifetime, idle or not.
+pub(crate) fn task_sizes() -> (usize, usize, usize) {
     type Reader = futures_util::stream::Map<
         futures_util::stream::SplitStream<Socket>,
         fn(Result<Message, WsError>) -> Inbound<Utf8Bytes>,
     >;
+    type Sink = futures_util::stream::SplitSink<Socket, Message>;
+    type Parts = (Sink, crate::node::outbox::Queue, Arc<crate::node::outbox::Control>);
     let reader = future_size(|(session, stream): (crate::session::Session, Reader)| session.run(stream));
-    let writer = future_size(
-        |(sink, queue, ctl): (
-            futures_util::stream::SplitSink<Socket, Message>,
-            crate::node::outbox::Queue,
-            Arc<crate::node::outbox::Control>,
-        )| { writer::writer(sink, queue, ctl) },
-    );
-    (reader, writer)
+    let writer = future_size(|(sink, queue, ctl): Parts| writer::writer(sink, queue, ctl));
+    let task = future_size(|(gw, admitted, sink, stream): (Arc<Gateway>, admission::Admitted, Sink, Reader)| {
+        writer::serve(gw, admitted, sink, stream)
+    });
+    (reader, writer, task)
 }
