@@ -25,21 +25,22 @@ use common::*;
 /// cleanup with presence's KV calls awaited inline; a tokio mpsc channel with its first 32-slot block, 1.6 KB;
 /// a hash table for one subscription; a 1 KiB read buffer); 4 498 B at 45bb197 with one user per connection
 /// and issue 20's per-user budgets; 4 153 B (19 allocations) since the connection runs as one task with one timer,
-/// first queue and batch buffers of one slot and no flag or `Rc` of its own (bench/README.md, "Performance budget
-/// (issue 24)", says what is counted). The budget is that plus ~8 % for map growth steps while the connections
-/// register: anything paying per idle connection for presence, history, a queue block or a frame handler's state
-/// again lands above it.
-const BUDGET_PER_SESSION: isize = 4_480;
+/// first queue and batch buffers of one slot and no flag or `Rc` of its own; 4 040 B (17 allocations) since the
+/// session's user and session id are the connection table's strings and its patterns are held without parsing
+/// slack (bench/README.md, "Performance budget (issue 24)", says what is counted). The budget is that plus ~8 %
+/// for map growth steps while the connections register: anything paying per idle connection for presence,
+/// history, a queue block or a frame handler's state again lands above it.
+const BUDGET_PER_SESSION: isize = 4_368;
 
-/// The raw WebSocket path's reader (session) future, at most: 904 B measured on the debug build (7 560 B on
+/// The raw WebSocket path's reader (session) future, at most: 872 B measured on the debug build (7 560 B on
 /// main at 59cef4c). A frame handler or a cleanup awaited inline instead of boxed shows here first.
-const BUDGET_READER_FUTURE: usize = 1_024;
+const BUDGET_READER_FUTURE: usize = 960;
 
 /// The writer's future, at most: 528 B measured on the debug build.
 const BUDGET_WRITER_FUTURE: usize = 640;
 
 /// The connection's one task future (reader, writer and their glue), stored whole in its task for the
-/// connection's life: 1 656 B measured on the debug build. tokio aligns a task to 128 bytes, with ~136 B of
+/// connection's life: 1 624 B measured on the debug build. tokio aligns a task to 128 bytes, with ~136 B of
 /// header: at most 1 656 B keeps the task in one 1 792-byte allocation (the two tasks before it took 1 152 + 640).
 const BUDGET_TASK_FUTURE: usize = 1_656;
 

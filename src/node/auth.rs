@@ -27,10 +27,12 @@ use crate::{
 /// An authenticated connection's identity.
 #[derive(Clone, Debug)]
 pub struct Identity {
-    pub sub: String,
+    /// The user (`sub` claim; empty when anonymous). Shared: once the connection is identified it is the
+    /// connection table's string, one per user on the node ([`crate::node::connections::Connections::identify`]).
+    pub sub: Arc<str>,
     pub allow: Vec<String>,
-    /// Session id: new on a fresh connect, kept across resumes (so a session can be revoked).
-    pub session: String,
+    /// Session id: new on a fresh connect, kept across resumes (so a session can be revoked). Shared like `sub`.
+    pub session: Arc<str>,
     /// When the session was first authenticated (unix seconds): the `iat` of the connect token, kept as the
     /// `iat` of every resume token of the session, so a revocation covers all of them (see [`Auth::resume_token`]).
     pub auth_time: i64,
@@ -184,9 +186,9 @@ impl Auth {
             (None, Some(r)) => (r, TokenKind::Resume),
             (None, None) if !self.anonymous_allow.is_empty() => {
                 return Ok(Identity {
-                    sub: String::new(),
+                    sub: Arc::from(""),
                     allow: self.anonymous_allow.clone(),
-                    session,
+                    session: session.into(),
                     auth_time: now,
                     info: None,
                     grants: None,
@@ -211,7 +213,12 @@ impl Auth {
                 }
                 self.anonymous_allow.clone()
             }
-            _ => claims.allow,
+            _ => {
+                // Held for the connection's life: without the growth slack of its parsing (4 slots for 1-2).
+                let mut allow = claims.allow;
+                allow.shrink_to_fit();
+                allow
+            }
         };
         let session = match kind {
             TokenKind::Resume => claims.sid.clone().ok_or(AuthError::Rejected("resume token without sid"))?,
@@ -225,9 +232,9 @@ impl Auth {
             self.consume(&claims.jti, claims.rev).await?;
         }
         Ok(Identity {
-            sub: claims.sub,
+            sub: claims.sub.into(),
             allow,
-            session,
+            session: session.into(),
             auth_time: claims.iat,
             info: claims.info,
             grants: boxed(claims.grants),
@@ -278,12 +285,12 @@ impl Auth {
         let exp = (now + self.resume_ttl as i64).min(self.session_end(identity.auth_time));
         let claims = Claims {
             jti: token::new_jti(),
-            sub: identity.sub.clone(),
+            sub: identity.sub.to_string(),
             allow: identity.allow.clone(),
             iat: identity.auth_time.min(now),
             exp,
             rev: None,
-            sid: Some(identity.session.clone()),
+            sid: Some(identity.session.to_string()),
             info: identity.info.clone(),
             grants: identity.grants().clone(),
         };

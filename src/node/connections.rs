@@ -138,15 +138,16 @@ fn count_up<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K) {
     *map.entry(key).or_default() += 1;
 }
 
-/// Adds one to `map[key]` and returns the key as the map holds it (one allocation per distinct key).
-fn count_up_shared(map: &mut HashMap<Arc<str>, usize>, key: &str) -> Arc<str> {
-    if let Some(n) = map.get_mut(key) {
-        *n += 1;
-        return map.get_key_value(key).map(|(k, _)| k.clone()).expect("just found");
+/// Adds one to `map[key]` and interns `key`: on return it is the string the map holds (one allocation per
+/// distinct key, shared by the map, the connection and its session).
+fn count_up_interned(map: &mut HashMap<Arc<str>, usize>, key: &mut Arc<str>) -> Arc<str> {
+    if let Some((held, n)) = map.get_key_value(&**key).map(|(k, n)| (k.clone(), *n)) {
+        map.insert(held.clone(), n + 1);
+        *key = held;
+    } else {
+        map.insert(key.clone(), 1);
     }
-    let key: Arc<str> = Arc::from(key);
-    map.insert(key.clone(), 1);
-    key
+    key.clone()
 }
 
 /// Takes one from `map[key]`, dropping the entry at zero.
@@ -196,15 +197,22 @@ impl Connections {
 
     /// Records who the connection is once `connect` succeeded, unless its session already has
     /// `quotas.per_session` sockets here, its user `quotas.per_user`, or (anonymous, `sub` empty) the anonymous
-    /// quota is full.
-    pub fn identify(&self, id: ConnId, sub: &str, session: &str, quotas: Quotas) -> Result<(), OverQuota> {
+    /// quota is full. Interns `sub` and `session`: once identified they point at the table's strings, so a
+    /// connection holds one copy of each, shared with the table (and a user's sockets share one `sub`).
+    pub fn identify(
+        &self,
+        id: ConnId,
+        sub: &mut Arc<str>,
+        session: &mut Arc<str>,
+        quotas: Quotas,
+    ) -> Result<(), OverQuota> {
         let mut table = self.table.lock().expect("connections lock");
         let table = &mut *table;
         let Some(conn) = table.live.get_mut(&id) else { return Ok(()) };
         if conn.session.is_some() {
             return Ok(()); // identified once only
         }
-        if table.per_session.get(session).is_some_and(|n| *n >= quotas.per_session) {
+        if table.per_session.get(&**session).is_some_and(|n| *n >= quotas.per_session) {
             return Err(OverQuota::Session);
         }
         let anonymous = sub.is_empty();
@@ -215,10 +223,10 @@ impl Connections {
         if anonymous && quotas.anonymous_per_ip > 0 && per_ip(&table.anonymous_per_ip) >= quotas.anonymous_per_ip {
             return Err(OverQuota::AnonymousIp);
         }
-        if !anonymous && table.per_user.get(sub).is_some_and(|n| *n >= quotas.per_user) {
+        if !anonymous && table.per_user.get(&**sub).is_some_and(|n| *n >= quotas.per_user) {
             return Err(OverQuota::User);
         }
-        conn.session = Some(count_up_shared(&mut table.per_session, session));
+        conn.session = Some(count_up_interned(&mut table.per_session, session));
         table.anonymous += usize::from(anonymous);
         if anonymous {
             count_up(&mut table.anonymous_per_ip, conn.ip);
@@ -226,7 +234,10 @@ impl Connections {
         // No longer pending.
         table.pending -= 1;
         count_down(&mut table.pending_per_ip, &conn.ip);
-        conn.sub = Some(if anonymous { Arc::clone(&ANONYMOUS) } else { count_up_shared(&mut table.per_user, sub) });
+        if anonymous {
+            *sub = Arc::clone(&ANONYMOUS);
+        }
+        conn.sub = Some(if anonymous { Arc::clone(&ANONYMOUS) } else { count_up_interned(&mut table.per_user, sub) });
         Ok(())
     }
 
@@ -355,25 +366,26 @@ mod tests {
         let two = conns.try_register(ctl(), a, q).unwrap();
         assert_eq!(conns.try_register(ctl(), a, q), Err(OverQuota::Ip));
         let three = conns.try_register(ctl(), b, q).unwrap();
-        assert_eq!(conns.identify(one, "u", "s1", q), Ok(()));
-        assert_eq!(conns.identify(two, "u", "s1", q), Ok(()));
-        assert_eq!(conns.identify(three, "u", "s1", q), Err(OverQuota::Session));
-        assert_eq!(conns.identify(three, "", "anon1", q), Ok(()));
+        let identify = |id, sub: &str, session: &str| conns.identify(id, &mut sub.into(), &mut session.into(), q);
+        assert_eq!(identify(one, "u", "s1"), Ok(()));
+        assert_eq!(identify(two, "u", "s1"), Ok(()));
+        assert_eq!(identify(three, "u", "s1"), Err(OverQuota::Session));
+        assert_eq!(identify(three, "", "anon1"), Ok(()));
         let four = conns.try_register(ctl(), b, q).unwrap();
-        assert_eq!(conns.identify(four, "", "anon2", q), Err(OverQuota::Anonymous));
+        assert_eq!(identify(four, "", "anon2"), Err(OverQuota::Anonymous));
         conns.remove(one);
         conns.remove(three);
-        assert_eq!(conns.identify(four, "", "anon2", q), Ok(()), "the anonymous slot was released");
+        assert_eq!(identify(four, "", "anon2"), Ok(()), "the anonymous slot was released");
         let five = conns.try_register(ctl(), a, q).unwrap();
-        assert_eq!(conns.identify(five, "u", "s1", q), Ok(()), "the session slot was released");
+        assert_eq!(identify(five, "u", "s1"), Ok(()), "the session slot was released");
         // A user's sockets across sessions.
         let c: IpAddr = "192.0.2.3".parse().unwrap();
         let six = conns.try_register(ctl(), c, q).unwrap();
-        assert_eq!(conns.identify(six, "u", "s2", q), Ok(()));
+        assert_eq!(identify(six, "u", "s2"), Ok(()));
         let seven = conns.try_register(ctl(), c, q).unwrap();
-        assert_eq!(conns.identify(seven, "u", "s3", q), Err(OverQuota::User));
+        assert_eq!(identify(seven, "u", "s3"), Err(OverQuota::User));
         conns.remove(six);
-        assert_eq!(conns.identify(seven, "u", "s3", q), Ok(()), "the user slot was released");
+        assert_eq!(identify(seven, "u", "s3"), Ok(()), "the user slot was released");
         conns.remove(seven);
         conns.remove(two);
         conns.remove(four);
@@ -382,6 +394,31 @@ mod tests {
         assert!(table.live.is_empty() && table.per_ip.is_empty() && table.per_session.is_empty());
         assert!(table.per_user.is_empty());
         assert_eq!(table.anonymous, 0);
+    }
+
+    #[test]
+    fn identify_interns_user_and_session() {
+        let q = Quotas {
+            max_connections: 10,
+            per_ip: 10,
+            per_session: 10,
+            anonymous: 0,
+            pending: 0,
+            pending_per_ip: 0,
+            anonymous_per_ip: 0,
+            per_user: 10,
+        };
+        let conns = Connections::default();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let (one, two) = (conns.try_register(ctl(), ip, q).unwrap(), conns.try_register(ctl(), ip, q).unwrap());
+        let (mut sub1, mut session1): (Arc<str>, Arc<str>) = ("u".into(), "s".into());
+        let (mut sub2, mut session2): (Arc<str>, Arc<str>) = ("u".into(), "s".into());
+        conns.identify(one, &mut sub1, &mut session1, q).unwrap();
+        conns.identify(two, &mut sub2, &mut session2, q).unwrap();
+        assert!(Arc::ptr_eq(&sub1, &sub2) && Arc::ptr_eq(&session1, &session2), "one copy each, the table's");
+        let table = conns.table.lock().unwrap();
+        assert!(Arc::ptr_eq(table.per_user.get_key_value("u").unwrap().0, &sub1));
+        assert!(Arc::ptr_eq(table.live[&one].session.as_ref().unwrap(), &session1));
     }
 
     #[test]
@@ -438,15 +475,16 @@ mod tests {
         assert_eq!(conns.try_register(ctl(), a, q), Err(OverQuota::PendingIp));
         let three = conns.try_register(ctl(), b, q).unwrap();
         assert_eq!(conns.try_register(ctl(), c, q), Err(OverQuota::Pending), "the node's pending budget");
+        let identify = |id, sub: &str, session: &str| conns.identify(id, &mut sub.into(), &mut session.into(), q);
         assert!(!conns.is_connected(one));
-        assert_eq!(conns.identify(one, "", "anon1", q), Ok(()));
+        assert_eq!(identify(one, "", "anon1"), Ok(()));
         assert!(conns.is_connected(one));
-        assert_eq!(conns.identify(two, "", "anon2", q), Err(OverQuota::AnonymousIp));
-        assert_eq!(conns.identify(two, "u", "s2", q), Ok(()), "a user is no anonymous session");
+        assert_eq!(identify(two, "", "anon2"), Err(OverQuota::AnonymousIp));
+        assert_eq!(identify(two, "u", "s2"), Ok(()), "a user is no anonymous session");
         let four = conns.try_register(ctl(), a, q).unwrap();
-        assert_eq!(conns.identify(three, "", "anon3", q), Ok(()), "another address has its own share");
+        assert_eq!(identify(three, "", "anon3"), Ok(()), "another address has its own share");
         conns.remove(one);
-        assert_eq!(conns.identify(four, "", "anon4", q), Ok(()), "the anonymous slot was released");
+        assert_eq!(identify(four, "", "anon4"), Ok(()), "the anonymous slot was released");
         for id in [two, three, four] {
             conns.remove(id);
         }

@@ -35,7 +35,7 @@ pub fn rpc_headers(identity: &Identity, client: &str, node: &str) -> HeaderMap {
     if !identity.sub.is_empty() {
         map.insert(headers::USER, URL_SAFE_NO_PAD.encode(identity.sub.as_bytes()).as_str());
     }
-    map.insert(headers::SESSION, identity.session.as_str());
+    map.insert(headers::SESSION, &*identity.session);
     if let Some(info) = &identity.info {
         // Serialising a JSON value cannot fail.
         let json = serde_json::to_vec(info).unwrap_or_default();
@@ -89,7 +89,7 @@ mod tests {
         assert_eq!(h.get("Telegraphy-Session").unwrap().as_str(), "s-abc123");
         assert_eq!(h.get("Telegraphy-Node").unwrap().as_str(), "gw-1");
         let mut anonymous = zoe(false);
-        anonymous.sub.clear();
+        anonymous.sub = "".into();
         let h = rpc_headers(&anonymous, "zeWRwZWB0FcDVYYQ", "gw-1");
         assert!(h.get("Telegraphy-User").is_none() && h.get("Telegraphy-Info").is_none());
         let p = publish_headers(&zoe(true), "zeWRwZWB0FcDVYYQ");

@@ -272,10 +272,9 @@ impl Session {
         let gw = self.gw.clone();
         let resumed = resume.is_some();
         match gw.auth.connect(token.as_deref(), resume.as_deref(), token::new_jti()).await {
-            Ok(identity) => {
-                if let Err(over) =
-                    gw.connections.identify(self.id, &identity.sub, &identity.session, (&gw.settings.limits).into())
-                {
+            Ok(mut identity) => {
+                let quotas = (&gw.settings.limits).into();
+                if let Err(over) = gw.connections.identify(self.id, &mut identity.sub, &mut identity.session, quotas) {
                     return self.refuse_over_quota(id, over);
                 }
                 // From now on its queued bytes count in the node's total too.

@@ -68,7 +68,7 @@ impl Session {
             self.reply(frames::encode_error(id, ErrorCode::UnknownEvent, UNKNOWN_EVENT_MESSAGE));
             return None;
         }
-        Some(identity.sub.clone())
+        Some(identity.sub.to_string())
     }
 
     /// Presence limits (section 11), before any KV work.

@@ -101,10 +101,10 @@ async fn one_user_opens_at_most_max_connections_per_user_sockets_on_the_actix_ws
 async fn one_user_is_held_to_its_sockets(app: &TestApp) {
     let mut held = Vec::new();
     for _ in 0..3 {
-        held.push(user_client(&app, "mallory").await);
+        held.push(user_client(app, "mallory").await);
     }
     for attempt in 0..4 {
-        let (mut extra, reply) = connect_as(&app, "mallory").await;
+        let (mut extra, reply) = connect_as(app, "mallory").await;
         assert_eq!((&reply["type"], &reply["code"]), (&json!("error"), &json!("limit_exceeded")), "{reply}");
         match extra.recv_or_close(WAIT).await {
             Err(Closed::Code(code, reason)) => {
@@ -114,10 +114,10 @@ async fn one_user_is_held_to_its_sockets(app: &TestApp) {
         }
     }
     assert_eq!(app.metric("telegraphy_connections_over_quota_total{quota=\"user\"}").await, 4.0);
-    assert_served(&app, "chat.sockets").await;
+    assert_served(app, "chat.sockets").await;
     held.pop().unwrap().close().await;
     eventually("the closed socket released its slot", || async { app.gateway.connection_count() <= 2 }).await;
-    user_client(&app, "mallory").await;
+    user_client(app, "mallory").await;
 }
 
 /// Finding: 128 sockets of one user took all 1000 presence channels of the node. Now one user holds at most
@@ -131,7 +131,7 @@ async fn one_user_holds_at_most_its_share_of_the_nodes_presence_channels() {
         s.presence.max_per_connection = 8;
     })
     .await;
-    let mut sockets = vec![user_client(&app, "mallory").await, user_client(&app, "mallory").await];
+    let mut sockets = [user_client(&app, "mallory").await, user_client(&app, "mallory").await];
     let (mut held, mut refused) = (0, Vec::new());
     for i in 0..6u64 {
         let socket = &mut sockets[i as usize % 2];
