@@ -26,7 +26,8 @@ use common::*;
 /// a hash table for one subscription; a 1 KiB read buffer); 4 498 B at 45bb197 with one user per connection
 /// and issue 20's per-user budgets; 4 153 B (19 allocations) since the connection runs as one task with one timer,
 /// first queue and batch buffers of one slot and no flag or `Rc` of its own (bench/README.md, "Performance budget
-/// (issue 24)", says what is counted). The budget is that plus ~8 % for map growth steps while the connections
+/// (issue 24)", says what is counted); 4 169 B since a queued frame carries its position span (40 B instead of 32
+/// in each of those two one-slot buffers). The budget is that plus ~8 % for map growth steps while the connections
 /// register: anything paying per idle connection for presence, history, a queue block or a frame handler's state
 /// again lands above it.
 const BUDGET_PER_SESSION: isize = 4_480;

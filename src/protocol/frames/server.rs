@@ -327,6 +327,10 @@ pub fn encode_event_at(sub: &str, name: &str, data: &RawValue, seq: u64, epoch: 
 /// `..,"epoch":"E","seq":N}`); None for any other frame. Anchored at the end of the frame, after the verbatim
 /// `data`, and `E` must be alphanumeric, so a payload cannot fake a position: inside a JSON string every `"` is
 /// escaped, and a payload object ends the frame with `}}`.
+///
+/// Test-only: the encoders record where they write the position ([`PositionSpan`]); this is the reference the
+/// spans are checked against.
+#[cfg(test)]
 pub fn stream_position(frame: &str) -> Option<(&str, u64)> {
     fn seq(digits: &str) -> Option<u64> {
         (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok()).flatten()
