@@ -27,9 +27,10 @@ use common::*;
 /// and issue 20's per-user budgets; 4 153 B (19 allocations) since the connection runs as one task with one timer,
 /// first queue and batch buffers of one slot and no flag or `Rc` of its own; 4 040 B (17 allocations) since the
 /// session's user and session id are the connection table's strings and its patterns are held without parsing
-/// slack (bench/README.md, "Performance budget (issue 24)", says what is counted). The budget is that plus ~8 %
-/// for map growth steps while the connections register: anything paying per idle connection for presence,
-/// history, a queue block or a frame handler's state again lands above it.
+/// slack; 4 056 B since a queued frame carries its position span (40 B instead of 32 in each of those two
+/// one-slot buffers). bench/README.md, "Performance budget (issue 24)", says what is counted. The budget is that
+/// plus ~8 % for map growth steps while the connections register: anything paying per idle connection for
+/// presence, history, a queue block or a frame handler's state again lands above it.
 const BUDGET_PER_SESSION: isize = 4_368;
 
 /// The raw WebSocket path's reader (session) future, at most: 872 B measured on the debug build (7 560 B on

@@ -58,7 +58,7 @@ impl Core {
     /// The next frame the core queued.
     async fn recv(&mut self) -> Value {
         let frame = tokio::time::timeout(WAIT, self.queue.recv()).await.expect("frame in time").expect("a frame");
-        serde_json::from_str(&frame).expect("JSON frame")
+        serde_json::from_str(frame.as_str()).expect("JSON frame")
     }
 
     /// Waits for the session to end; returns the close it decided, and checks it left the node's connections.

@@ -265,6 +265,79 @@ async fn last_event_id_recovers_through_the_header_or_the_query() {
     }
 }
 
+/// The next protocol frame other than `ping`, and the SSE `id:` it came with, which must be exactly the frame's
+/// history position (`<epoch>:<seq>`) for an `event` or `position` frame carrying one, and absent otherwise.
+async fn frame_and_id(client: &mut SseClient) -> (Value, Option<String>) {
+    loop {
+        let message = client.next_message(WAIT).await.expect("a message");
+        assert_eq!(message.event, None, "{message:?}");
+        let frame: Value = serde_json::from_str(&message.data).expect("gateway sent JSON");
+        if frame["type"] == "ping" {
+            continue;
+        }
+        let position = match (frame["type"].as_str(), &frame["epoch"], &frame["seq"]) {
+            (Some("event" | "position"), Value::String(epoch), Value::Number(seq)) => Some(format!("{epoch}:{seq}")),
+            _ => None,
+        };
+        assert_eq!(message.id, position, "{frame}");
+        return (frame, message.id);
+    }
+}
+
+/// Every frame delivered with a history position (live events, events replayed for `Last-Event-ID`, `position`
+/// frames) arrives with the SSE `id:` of exactly that position, and no other frame has one, whatever the
+/// payload imitates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_positioned_frame_arrives_with_its_position_as_sse_id() {
+    let nats = NatsServer::start();
+    let app = spawn_app_with(&nats.url(), |s| s.history.position_interval = 1).await;
+    let publisher = publisher(&nats.url()).await;
+    let subscribe = json!({"type": "subscribe", "id": 2, "event": "h.>"});
+    let token = app.token("tester", &["h.>"]).await;
+    let mut client = SseClient::open(&app.http(""), &[connect(&token), subscribe.clone()]).await;
+    assert_eq!(frame_and_id(&mut client).await.0["type"], "connected");
+    let (subscribed, id) = frame_and_id(&mut client).await;
+    assert_eq!((subscribed["type"].as_str(), id), (Some("subscribed"), None), "{subscribed}");
+    let epoch = subscribed["epoch"].as_str().expect("history is on").to_string();
+
+    let payloads = [
+        "1",
+        r#"{"seq":99,"epoch":"fake"}"#,
+        r#""x\",\"seq\":5,\"epoch\":\"ab""#,
+        "{\n  \"n\": 1\r\n}",
+        r#"["seq",5]"#,
+    ];
+    let mut ids = Vec::new();
+    for (i, payload) in payloads.iter().enumerate() {
+        publish(&publisher, &format!("h.{i}"), payload).await;
+        let (event, id) = frame_and_id(&mut client).await;
+        assert_eq!((event["type"].as_str(), event["epoch"].as_str()), (Some("event"), Some(epoch.as_str())));
+        assert_eq!(event["data"], serde_json::from_str::<Value>(payload).unwrap());
+        ids.push(id.expect("a live event with a position has an id"));
+    }
+    // A quiet subscription's position moves on: the `position` frame's id is its position.
+    publish(&publisher, "other.x", "0").await;
+    let (position, id) = frame_and_id(&mut client).await;
+    assert_eq!(position["type"], "position", "{position}");
+    assert!(id.is_some());
+    drop(client);
+
+    publish(&publisher, "h.5", "5").await;
+    publish(&publisher, "h.6", r#"{"epoch":"e","seq":1}"#).await;
+    let headers = [("Last-Event-ID", ids[2].as_str())];
+    // Tokens are single-use: a new one for the new connection.
+    let token = app.token("tester", &["h.>"]).await;
+    let query = format!("frames={}", frames_param(&[connect(&token), subscribe]));
+    let mut again = SseClient::try_open(&app.http(""), &query, &headers).await.unwrap();
+    assert_eq!(frame_and_id(&mut again).await.0["type"], "connected");
+    assert_eq!(frame_and_id(&mut again).await.0["recovered"], true);
+    for name in ["h.3", "h.4", "h.5", "h.6"] {
+        let (event, id) = frame_and_id(&mut again).await;
+        assert_eq!(event["name"], name, "{event}");
+        assert!(id.is_some(), "a replayed event has an id: {event}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_close_event_ends_the_response() {
     let nats = NatsServer::start();

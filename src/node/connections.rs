@@ -441,7 +441,10 @@ mod tests {
         for len in [100, 5000, 300, 2000] {
             let (outbox, queue, ctl) = Outbox::bounded(10, 1 << 20);
             ctl.share(node.clone());
-            assert_eq!(outbox.push(bytestring::ByteString::from("x".repeat(len))), crate::node::outbox::Push::Queued);
+            assert_eq!(
+                outbox.push(crate::node::outbox::Frame::from("x".repeat(len))),
+                crate::node::outbox::Push::Queued
+            );
             conns.try_register(ctl.clone(), ip, quotas).unwrap();
             held.push((outbox, queue, ctl));
         }

@@ -5,7 +5,7 @@
 //! has its own task on the multi-thread runtime. The hot path, per NATS message:
 //! check the payload once -> (parse its JSON once, only when some receiver filters) -> per group of receivers
 //! sharing a subscription name and filter: evaluate the filter once, encode the event frame once -> clone the
-//! `ByteString` (a refcount) into each receiver's bounded [`Outbox`]. It never awaits a socket and takes no global lock: only the pattern's own
+//! [`Frame`] (a refcount on its text) into each receiver's bounded [`Outbox`]. It never awaits a socket and takes no global lock: only the pattern's own
 //! read lock while pushing. With history on, node subscriptions use the stream's re-publish subjects, so frames
 //! carry `seq` and `epoch`; a subscription recovering history holds its frames until [`Hub::go_live`]. After a
 //! NATS reconnect each node subscription heals its own gap from the stream (core NATS drops what was in flight),
@@ -25,7 +25,7 @@ use tokio::{runtime::Handle, sync::watch, task::JoinHandle};
 use crate::{
     node::history::{self, History, Recovery},
     node::metrics::Metrics,
-    node::outbox::{Outbox, Push},
+    node::outbox::{Frame, Outbox, Push},
     node::render::Checked,
     node::wakes::Wakes,
     protocol::filter::Filter,
@@ -55,7 +55,7 @@ const SYNC_WAIT: Duration = Duration::from_secs(5);
 struct Receiver {
     conn: ConnId,
     outbox: Outbox,
-    pending: Option<Mutex<Vec<(u64, ByteString)>>>,
+    pending: Option<Mutex<Vec<(u64, Frame)>>>,
 }
 
 /// The receivers of a pattern that get the very same frames: same subscription name (the frame's `sub`) and
@@ -442,7 +442,7 @@ struct Queued {
 }
 
 impl Queued {
-    fn push(&mut self, outbox: &Outbox, frame: &ByteString) {
+    fn push(&mut self, outbox: &Outbox, frame: &Frame) {
         match outbox.push_batched(frame.clone(), &mut self.wakes) {
             Push::Queued => self.queued += 1,
             Push::TooSlow => self.too_slow += 1,
@@ -554,7 +554,8 @@ impl FanOut {
         track.seen(Some(epoch.clone()), position.last_seq);
         let mut count = Queued::default();
         for group in self.groups.read().expect("groups lock").iter() {
-            let frame = ByteString::from(frames::encode_position(&group.name, &epoch, position.last_seq));
+            let (text, span) = frames::encode_position_spanned(&group.name, &epoch, position.last_seq);
+            let frame = Frame::new(ByteString::from(text), span);
             for receiver in group.receivers.iter().filter(|r| r.pending.is_none()) {
                 count.push(&receiver.outbox, &frame);
             }

@@ -31,7 +31,6 @@ use std::{
 use async_nats::jetstream::kv::{Operation, Store};
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use bytes::Bytes;
-use bytestring::ByteString;
 use futures_util::StreamExt;
 use tokio::{sync::watch, task::JoinHandle, time::Instant};
 
@@ -40,7 +39,7 @@ use crate::{
     node::hub::ConnId,
     node::metrics::Metrics,
     node::nats::{self, NatsError},
-    node::outbox::{Outbox, Push},
+    node::outbox::{Frame, Outbox, Push},
     protocol::frames,
     session::rate::TokenBucket,
 };
@@ -168,7 +167,7 @@ impl State {
     /// counts those closed as too slow.
     fn send(&self, except: Option<&str>, encode: impl Fn(&str) -> String, slow: &mut usize) {
         for r in self.receivers.values().flatten().filter(|r| Some(r.client.as_str()) != except) {
-            if r.outbox.push(ByteString::from(encode(&r.name))) == Push::TooSlow {
+            if r.outbox.push(Frame::from(encode(&r.name))) == Push::TooSlow {
                 *slow += 1;
             }
         }
@@ -513,7 +512,7 @@ impl Presence {
         if let Some(state) = channels.get_mut(channel) {
             if state.paused {
                 let paused = frames::encode_presence_paused(name, state.members.len());
-                if outbox.push(ByteString::from(paused)) == Push::TooSlow {
+                if outbox.push(Frame::from(paused)) == Push::TooSlow {
                     self.metrics.slow_disconnects.increment(1);
                 }
             }
@@ -549,7 +548,7 @@ impl Presence {
             let members = state.members.values().take(max).map(|m| m.shown.as_str());
             frames::encode_presence(id, channel, members, state.members.len() > max)
         };
-        if outbox.push(ByteString::from(frame)) == Push::TooSlow {
+        if outbox.push(Frame::from(frame)) == Push::TooSlow {
             self.metrics.slow_disconnects.increment(1);
         }
     }

@@ -9,7 +9,7 @@ use bytestring::ByteString;
 use serde_json::value::RawValue;
 
 use crate::{
-    node::metrics::Metrics,
+    node::{metrics::Metrics, outbox::Frame},
     protocol::{filter::Filter, frames, names},
 };
 
@@ -51,9 +51,9 @@ impl<'a> Checked<'a> {
         }
     }
 
-    /// The event frame for subscription `sub` (with its history position `at` when the node keeps history), or
-    /// `None` when `filter` refuses the event.
-    pub(crate) fn render(&self, sub: &str, filter: Option<&Filter>, at: Option<(u64, &str)>) -> Option<ByteString> {
+    /// The event frame for subscription `sub` (with its history position `at` when the node keeps history, and
+    /// where that position sits in the text), or `None` when `filter` refuses the event.
+    pub(crate) fn render(&self, sub: &str, filter: Option<&Filter>, at: Option<(u64, &str)>) -> Option<Frame> {
         if let Some(filter) = filter {
             // Valid JSON already: only nesting beyond serde's limit fails to parse (and then matches as null).
             let data = self.parsed.get_or_init(|| serde_json::from_str(self.data.get()).unwrap_or_default());
@@ -61,7 +61,8 @@ impl<'a> Checked<'a> {
                 return None;
             }
         }
-        Some(ByteString::from(frames::encode_event_full(sub, self.name, self.data, self.from, at)))
+        let (text, position) = frames::encode_event_spanned(sub, self.name, self.data, self.from, at);
+        Some(Frame::new(ByteString::from(text), position))
     }
 }
 

@@ -15,7 +15,6 @@ pub(crate) mod vec_map;
 
 use std::{sync::Arc, time::Duration};
 
-use bytestring::ByteString;
 use futures_util::{Stream, StreamExt};
 use tokio::time::Instant;
 
@@ -26,7 +25,7 @@ use crate::{
     node::filter_memory::CompileError,
     node::history::{History, HistoryError, Position, Recovery, RecoverySlot, Stored},
     node::hub::{ConnId, Subscription},
-    node::outbox::{Control, Outbox, Push},
+    node::outbox::{Control, Frame, Outbox, Push},
     node::presence::{self, PresenceError},
     node::render::Checked,
     node::Gateway,
@@ -214,7 +213,7 @@ impl Session {
 
     /// Queues a reply; a full queue closes the connection as too slow.
     fn reply(&self, text: String) {
-        if self.outbox.push(ByteString::from(text)) == Push::TooSlow {
+        if self.outbox.push(Frame::from(text)) == Push::TooSlow {
             self.gw.metrics.slow_disconnects.increment(1);
         }
     }

@@ -61,7 +61,6 @@ use bytestring::ByteString;
 use futures_util::{FutureExt, StreamExt};
 
 use crate::{
-    node::outbox::Frame,
     node::Gateway,
     session::Inbound,
     transports::admission,
@@ -162,8 +161,8 @@ fn refuse(status: StatusCode, reason: &'static str) -> HttpResponse {
 
 /// actix-ws's messages, as the shared writer builds them.
 impl WsMessage for Message {
-    fn text(frame: Frame) -> Option<Self> {
-        Some(Message::Text(frame))
+    fn text(text: ByteString) -> Option<Self> {
+        Some(Message::Text(text))
     }
 
     fn close(code: u16, reason: &'static str) -> Self {

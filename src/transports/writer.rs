@@ -19,6 +19,7 @@
 
 use std::{cell::Cell, sync::Arc, time::Duration};
 
+use bytestring::ByteString;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 
 use crate::{
@@ -45,8 +46,8 @@ const WRITE_BATCH: usize = 64;
 
 /// A WebSocket library's message type, as the writer builds it.
 pub trait WsMessage: Sized {
-    /// A text message carrying one encoded protocol frame (`None`: the library refused it; it is skipped).
-    fn text(frame: Frame) -> Option<Self>;
+    /// A text message carrying one encoded protocol frame's text (`None`: the library refused it; it is skipped).
+    fn text(text: ByteString) -> Option<Self>;
     /// The close frame: `code` and `reason` from [`Control::closing`].
     fn close(code: u16, reason: &'static str) -> Self;
 }
@@ -180,8 +181,10 @@ where
     S: Sink<M> + Unpin,
     M: WsMessage,
 {
-    for frame in batch.drain(..) {
-        let Some(message) = M::text(frame) else { continue };
+    // Only the text goes on a WebSocket (the position is for SSE ids): the loop's variable, kept in the future's
+    // state across the await even once moved out of, is the 32-byte text, not the whole frame (issue 24).
+    for text in batch.drain(..).map(Frame::into_text) {
+        let Some(message) = M::text(text) else { continue };
         sink.feed(message).await?;
     }
     sink.flush().await

@@ -26,6 +26,7 @@ use std::{
 
 use actix_codec::Framed;
 use actix_http::{body::BodySize, h1, header, ws as handshake, HttpMessage, Request, Response, StatusCode};
+use bytestring::ByteString;
 use futures_util::{SinkExt, StreamExt};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf},
@@ -41,7 +42,7 @@ use tokio_tungstenite::{
 };
 
 use crate::{
-    node::outbox::{Control, Frame},
+    node::outbox::Control,
     node::Gateway,
     session::inbound::Inbound,
     transports::admission,
@@ -190,9 +191,9 @@ async fn refuse(
 
 /// tungstenite's messages, as the shared writer builds them.
 impl WsMessage for Message {
-    fn text(frame: Frame) -> Option<Self> {
+    fn text(text: ByteString) -> Option<Self> {
         // A ByteString is UTF-8: the check cannot fail (it costs a scan of the frame).
-        Utf8Bytes::try_from(frame.into_bytes()).ok().map(Message::Text)
+        Utf8Bytes::try_from(text.into_bytes()).ok().map(Message::Text)
     }
 
     fn close(code: u16, reason: &'static str) -> Self {

@@ -22,8 +22,9 @@
 //!
 //! Encoders write compact JSON with the field order of the tables in PROTOCOL.md (sections 3 and 7)
 //! and of `proto/vectors/frames.json` (`server` cases are byte-exact), omitting `id` when it is
-//! `None`. [`encode_event`] / [`encode_event_at`] are the hot path: one allocation each, `data`
-//! copied verbatim.
+//! `None`. [`encode_event`] / [`encode_event_spanned`] are the hot path: one allocation each, `data`
+//! copied verbatim. The `_spanned` encoders also return where the frame's history position sits in its text
+//! ([`PositionSpan`]), so that nothing downstream parses a frame for it (the SSE `id:` line).
 //! The JSON Schemas are `proto/schema/client-frame.schema.json` and `server-frame.schema.json`.
 
 //!
@@ -91,6 +92,90 @@ mod tests {
             &SubscribedAt { recovered: Some(true), position: Some(("18a6f", 41)), sub: None },
         );
         assert_eq!(stream_position(&subscribed), None, "only events and positions carry an SSE id");
+    }
+
+    #[test]
+    fn spans_locate_the_position_the_encoders_write() {
+        assert_eq!(std::mem::size_of::<Option<PositionSpan>>(), 8, "a span rides along every queued frame");
+        let data = RawValue::from_string(r#"{"pk":1}"#.into()).unwrap();
+        let from = encode_from("u", "c");
+        let (text, span) = encode_event_spanned("a.>", "a.b", &data, Some(&from), Some((57, "18a6f")));
+        assert_eq!(text, encode_event_full("a.>", "a.b", &data, Some(&from), Some((57, "18a6f"))));
+        assert_eq!(span.and_then(|s| s.read(&text)), Some(("18a6f", 57)));
+        let (text, span) = encode_position_spanned("a.>", "18a6f", 0);
+        assert_eq!(text, encode_position("a.>", "18a6f", 0));
+        assert_eq!(span.and_then(|s| s.read(&text)), Some(("18a6f", 0)));
+        assert_eq!(encode_event_spanned("a", "a", &data, None, None).1, None, "no position, no span");
+        // An epoch that could not stand unescaped in an SSE id line gets no span (nor did the tail parser read it).
+        for epoch in ["", "a\nb", "a:b", "é", &"e".repeat(65)] {
+            let (text, span) = encode_position_spanned("a", epoch, 1);
+            assert_eq!(span, None, "{epoch:?}");
+            assert_eq!(stream_position(&text), None, "{epoch:?}");
+        }
+        // A span read against another text gives what is there, or None: never a panic.
+        let span = encode_position_spanned("a", "e", u64::MAX).1.unwrap();
+        assert_eq!(span.read("{}"), None);
+    }
+
+    /// A JSON value of any shape, with strings that imitate a position tail.
+    fn arbitrary_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let text = prop_oneof![
+            ".{0,12}",
+            Just(r#","seq":5,"epoch":"ab""#.to_string()),
+            Just(r#"","seq":5,"epoch":"ab"}"#.to_string()),
+            Just("\n\r\"}".to_string()),
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            text.clone().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map(text.clone(), inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+
+        /// For any subscription, name, payload (compact or pretty), sender, epoch and seq, the span the encoders
+        /// record reads back exactly what the tail parser ([`stream_position`]) reads from the frame's text, and
+        /// it is the position encoded whenever the epoch can be an SSE id.
+        #[test]
+        fn spans_read_back_what_the_tail_parser_reads(
+            sub in ".{0,16}",
+            name in ".{0,16}",
+            payload in arbitrary_json(),
+            pretty in proptest::prelude::any::<bool>(),
+            from in proptest::option::of((".{0,8}", ".{0,8}")),
+            epoch in proptest::prop_oneof!["[0-9a-zA-Z]{1,64}", ".{0,66}", "[0-9a-f]{1,16}[\":,}]"],
+            seq in proptest::prelude::any::<u64>(),
+            positioned in proptest::prelude::any::<bool>(),
+        ) {
+            let json = if pretty { serde_json::to_string_pretty(&payload) } else { serde_json::to_string(&payload) };
+            let data = RawValue::from_string(json.unwrap()).unwrap();
+            let from = from.map(|(user, client)| encode_from(&user, &client));
+            let position = positioned.then_some((seq, epoch.as_str()));
+            let plain = valid_epoch(&epoch) && epoch.bytes().all(|b| b.is_ascii_alphanumeric());
+            let want = (positioned && plain).then_some((epoch.as_str(), seq));
+
+            let (text, span) = encode_event_spanned(&sub, &name, &data, from.as_deref(), position);
+            let read = span.and_then(|s| s.read(&text));
+            proptest::prop_assert_eq!(read, stream_position(&text), "{}", text);
+            proptest::prop_assert_eq!(read, want, "{}", text);
+
+            let (text, span) = encode_position_spanned(&sub, &epoch, seq);
+            let read = span.and_then(|s| s.read(&text));
+            proptest::prop_assert_eq!(read, stream_position(&text), "{}", text);
+            proptest::prop_assert_eq!(read, plain.then_some((epoch.as_str(), seq)), "{}", text);
+        }
     }
 
     #[test]

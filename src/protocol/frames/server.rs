@@ -1,7 +1,7 @@
 //! Server frames (proto/PROTOCOL.md sections 3, 7, 11-15): compact JSON with the field order of the tables,
 //! byte-exact with `proto/vectors/frames.json`.
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, num::NonZeroU32};
 
 use serde_json::value::RawValue;
 
@@ -39,21 +39,98 @@ fn start(kind: &str, id: Option<u64>, extra: usize) -> String {
     buf
 }
 
-/// Appends `,"key":` followed by the JSON string `value`.
-fn push_str_field(buf: &mut String, key: &str, value: &str) {
+/// Appends `,"key":` followed by the JSON string `value`; returns the offset of the value's opening quote.
+fn push_str_field(buf: &mut String, key: &str, value: &str) -> usize {
     buf.push_str(",\"");
     buf.push_str(key);
     buf.push_str("\":");
+    let at = buf.len();
     push_json_str(buf, value);
+    at
 }
 
-/// Appends `,"key":N`.
-fn push_num_field(buf: &mut String, key: &str, value: u64) {
+/// Appends `,"key":N`; returns the offset of the number's first digit.
+fn push_num_field(buf: &mut String, key: &str, value: u64) -> usize {
     buf.push_str(",\"");
     buf.push_str(key);
     buf.push_str("\":");
+    let at = buf.len();
     // Writing to a String cannot fail.
     let _ = write!(buf, "{value}");
+    at
+}
+
+/// Where an encoded `event` or `position` frame's stream position `(epoch, seq)` sits in its text (byte offsets
+/// and lengths), recorded by the encoder as it writes the fields ([`encode_event_spanned`],
+/// [`encode_position_spanned`]), so that a transport needing the position (the SSE `id:` line) reads it back
+/// with [`PositionSpan::read`] instead of parsing the frame.
+///
+/// Compact, as every queued frame carries one (`node::outbox::Frame`): 8 bytes, and `Option<PositionSpan>` too
+/// (the epoch's offset is never 0, a frame starts with `{`). Only an epoch that can stand unescaped in an SSE
+/// `id:` line gets a span: 1..64 ASCII alphanumerics (the history's epochs are hex); a frame with any other epoch,
+/// or too long for the offsets (4 GiB), has no span, as the tail parser this replaces found no position in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PositionSpan {
+    /// Byte offset of the epoch's first character.
+    epoch_at: NonZeroU32,
+    /// Signed distance in bytes from the epoch's first character to the seq's first digit (negative in an event
+    /// frame, where `seq` comes first; positive in a `position` frame).
+    seq_from_epoch: i16,
+    /// The epoch's length in bytes (at most 64).
+    epoch_len: u8,
+    /// The seq's number of digits (at most 20).
+    seq_len: u8,
+}
+
+impl PositionSpan {
+    /// The span of `epoch` at `epoch_at` and of `seq`'s digits at `seq_at`; None for an epoch that is not 1..64
+    /// ASCII alphanumerics or offsets that do not fit.
+    fn new(epoch_at: usize, epoch: &str, seq_at: usize, seq: u64) -> Option<Self> {
+        if !(valid_epoch(epoch) && epoch.bytes().all(|b| b.is_ascii_alphanumeric())) {
+            return None;
+        }
+        let digits = seq.checked_ilog10().unwrap_or(0) + 1;
+        Some(PositionSpan {
+            epoch_at: NonZeroU32::new(u32::try_from(epoch_at).ok()?)?,
+            seq_from_epoch: i16::try_from(seq_at as i64 - epoch_at as i64).ok()?,
+            epoch_len: u8::try_from(epoch.len()).ok()?,
+            seq_len: u8::try_from(digits).ok()?,
+        })
+    }
+
+    /// The position `(epoch, seq)` in `text`, the frame this span was encoded with; None (never a panic) if the
+    /// span does not fit `text`.
+    pub fn read(self, text: &str) -> Option<(&str, u64)> {
+        let epoch_at = usize::try_from(self.epoch_at.get()).ok()?;
+        let epoch = text.get(epoch_at..)?.get(..usize::from(self.epoch_len))?;
+        let seq_at = epoch_at.checked_add_signed(isize::from(self.seq_from_epoch))?;
+        let seq = text.get(seq_at..)?.get(..usize::from(self.seq_len))?.parse().ok()?;
+        Some((epoch, seq))
+    }
+}
+
+/// In which order [`push_position`] writes a position's fields.
+#[derive(Clone, Copy)]
+enum Order {
+    /// `,"seq":N,"epoch":"E"`, an event's (PROTOCOL.md section 7).
+    SeqFirst,
+    /// `,"epoch":"E","seq":N`, a `position` frame's.
+    EpochFirst,
+}
+
+/// Appends a stream position's two fields in `order` and returns their span (see [`PositionSpan`]).
+fn push_position(buf: &mut String, order: Order, epoch: &str, seq: u64) -> Option<PositionSpan> {
+    let (seq_at, quote_at) = match order {
+        Order::SeqFirst => {
+            let seq_at = push_num_field(buf, "seq", seq);
+            (seq_at, push_str_field(buf, "epoch", epoch))
+        }
+        Order::EpochFirst => {
+            let quote_at = push_str_field(buf, "epoch", epoch);
+            (push_num_field(buf, "seq", seq), quote_at)
+        }
+    };
+    PositionSpan::new(quote_at + 1, epoch, seq_at, seq)
 }
 
 /// [`encode_connected`] with the connection's own client id after `session` (section 13.1: a client recognises
@@ -165,17 +242,26 @@ pub fn encode_event_full(
     from: Option<&str>,
     position: Option<(u64, &str)>,
 ) -> String {
+    encode_event_spanned(sub, name, data, from, position).0
+}
+
+/// [`encode_event_full`], with where its position sits in the text (None without a position; see
+/// [`PositionSpan`]). The one event encoder with a position: the hot path of history delivery.
+pub fn encode_event_spanned(
+    sub: &str,
+    name: &str,
+    data: &RawValue,
+    from: Option<&str>,
+    position: Option<(u64, &str)>,
+) -> (String, Option<PositionSpan>) {
     let extra = from.map_or(0, str::len) + position.map_or(0, |(_, e)| 40 + e.len());
     let mut buf = event_without_brace(sub, name, data, extra);
     if let Some(from) = from {
         buf.push_str(from);
     }
-    if let Some((seq, epoch)) = position {
-        push_num_field(&mut buf, "seq", seq);
-        push_str_field(&mut buf, "epoch", epoch);
-    }
+    let span = position.and_then(|(seq, epoch)| push_position(&mut buf, Order::SeqFirst, epoch, seq));
     buf.push('}');
-    buf
+    (buf, span)
 }
 
 /// `{"type":"published","id":..}`: a client publish was handed to NATS (section 13.1).
@@ -233,11 +319,7 @@ pub fn encode_error_str(id: Option<u64>, code: &str, message: &str) -> String {
 
 /// An event frame with its history position: `...,"data":..,"seq":N,"epoch":".."}` (PROTOCOL.md section 7).
 pub fn encode_event_at(sub: &str, name: &str, data: &RawValue, seq: u64, epoch: &str) -> String {
-    let mut buf = event_without_brace(sub, name, data, 40 + epoch.len());
-    push_num_field(&mut buf, "seq", seq);
-    push_str_field(&mut buf, "epoch", epoch);
-    buf.push('}');
-    buf
+    encode_event_full(sub, name, data, None, Some((seq, epoch)))
 }
 
 /// The history position `(epoch, seq)` an encoded `event` or `position` frame carries, read from the fixed
@@ -245,6 +327,10 @@ pub fn encode_event_at(sub: &str, name: &str, data: &RawValue, seq: u64, epoch: 
 /// `..,"epoch":"E","seq":N}`); None for any other frame. Anchored at the end of the frame, after the verbatim
 /// `data`, and `E` must be alphanumeric, so a payload cannot fake a position: inside a JSON string every `"` is
 /// escaped, and a payload object ends the frame with `}}`.
+///
+/// Test-only: the encoders record where they write the position ([`PositionSpan`]); this is the reference the
+/// spans are checked against.
+#[cfg(test)]
 pub fn stream_position(frame: &str) -> Option<(&str, u64)> {
     fn seq(digits: &str) -> Option<u64> {
         (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok()).flatten()
@@ -305,13 +391,17 @@ pub fn encode_pong(id: Option<u64>) -> String {
 /// `{"type":"position","sub":..,"epoch":..,"seq":..}`: every event of subscription `sub` up to `seq` of `epoch`
 /// has been sent; a quiet subscription's resume position moves forward (proto/PROTOCOL.md section 7).
 pub fn encode_position(sub: &str, epoch: &str, seq: u64) -> String {
+    encode_position_spanned(sub, epoch, seq).0
+}
+
+/// [`encode_position`], with where its position sits in the text (see [`PositionSpan`]).
+pub fn encode_position_spanned(sub: &str, epoch: &str, seq: u64) -> (String, Option<PositionSpan>) {
     let mut buf = String::with_capacity(48 + sub.len() + epoch.len());
     buf.push_str("{\"type\":\"position\"");
     push_str_field(&mut buf, "sub", sub);
-    push_str_field(&mut buf, "epoch", epoch);
-    push_num_field(&mut buf, "seq", seq);
+    let span = push_position(&mut buf, Order::EpochFirst, epoch, seq);
     buf.push('}');
-    buf
+    (buf, span)
 }
 
 /// `{"type":"ping"}`

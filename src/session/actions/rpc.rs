@@ -16,11 +16,9 @@ use std::{
     time::Duration,
 };
 
-use bytestring::ByteString;
-
 use crate::{
     node::auth::Identity,
-    node::outbox::{Outbox, Push},
+    node::outbox::{Frame, Outbox, Push},
     node::Gateway,
     protocol::frames::{self, ErrorCode},
 };
@@ -91,7 +89,7 @@ pub(crate) fn call(
         let frame = answer_frame(&gw, id, answer);
         gw.metrics.actions.rpc_duration.record(started.elapsed().as_secs_f64());
         drop(slot);
-        if outbox.push(ByteString::from(frame)) == Push::TooSlow {
+        if outbox.push(Frame::from(frame)) == Push::TooSlow {
             gw.metrics.slow_disconnects.increment(1);
         }
     });
