@@ -28,7 +28,7 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct Identity {
     /// The user (`sub` claim; empty when anonymous). Shared: once the connection is identified it is the
-    /// connection table's string, one per user on the node ([`crate::node::connections::Connections::identify`]).
+    /// connection table's string, one per user on the node (the crate-private `Connections::identify` interns it).
     pub sub: Arc<str>,
     pub allow: Vec<String>,
     /// Session id: new on a fresh connect, kept across resumes (so a session can be revoked). Shared like `sub`.
