@@ -140,14 +140,13 @@ fn count_up<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K) {
 
 /// Adds one to `map[key]` and interns `key`: on return it is the string the map holds (one allocation per
 /// distinct key, shared by the map, the connection and its session).
-fn count_up_interned(map: &mut HashMap<Arc<str>, usize>, key: &mut Arc<str>) -> Arc<str> {
-    if let Some((held, n)) = map.get_key_value(&**key).map(|(k, n)| (k.clone(), *n)) {
-        map.insert(held.clone(), n + 1);
-        *key = held;
+fn count_up_interned(map: &mut HashMap<Arc<str>, usize>, key: &mut Arc<str>) {
+    if let Some(n) = map.get_mut(&**key) {
+        *n += 1;
+        *key = map.get_key_value(&**key).map(|(held, _)| Arc::clone(held)).expect("just found");
     } else {
-        map.insert(key.clone(), 1);
+        map.insert(Arc::clone(key), 1);
     }
-    key.clone()
 }
 
 /// Takes one from `map[key]`, dropping the entry at zero.
@@ -226,7 +225,8 @@ impl Connections {
         if !anonymous && table.per_user.get(&**sub).is_some_and(|n| *n >= quotas.per_user) {
             return Err(OverQuota::User);
         }
-        conn.session = Some(count_up_interned(&mut table.per_session, session));
+        count_up_interned(&mut table.per_session, session);
+        conn.session = Some(Arc::clone(session));
         table.anonymous += usize::from(anonymous);
         if anonymous {
             count_up(&mut table.anonymous_per_ip, conn.ip);
@@ -236,8 +236,10 @@ impl Connections {
         count_down(&mut table.pending_per_ip, &conn.ip);
         if anonymous {
             *sub = Arc::clone(&ANONYMOUS);
+        } else {
+            count_up_interned(&mut table.per_user, sub);
         }
-        conn.sub = Some(if anonymous { Arc::clone(&ANONYMOUS) } else { count_up_interned(&mut table.per_user, sub) });
+        conn.sub = Some(Arc::clone(sub));
         Ok(())
     }
 

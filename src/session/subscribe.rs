@@ -54,7 +54,7 @@ impl Session {
 
     /// Connected, the pattern inside the grant's `allow`, and (strict catalog mode, section 12) able to match a
     /// catalogued event: the user whose filter memory budget the subscription counts in ("" when anonymous).
-    fn admit_pattern(&mut self, id: Option<u64>, event: &str) -> Option<String> {
+    fn admit_pattern(&mut self, id: Option<u64>, event: &str) -> Option<Arc<str>> {
         let Some(identity) = &self.identity else {
             self.bad_frame(id, ErrorCode::NotConnected, "connect first");
             return None;
@@ -68,7 +68,7 @@ impl Session {
             self.reply(frames::encode_error(id, ErrorCode::UnknownEvent, UNKNOWN_EVENT_MESSAGE));
             return None;
         }
-        Some(identity.sub.to_string())
+        Some(identity.sub.clone())
     }
 
     /// Presence limits (section 11), before any KV work.
